@@ -1,0 +1,1 @@
+"""edgesight command-line entry points (``edgesight serve | node | webapp``)."""

@@ -1,0 +1,74 @@
+"""The node's app factory: ``create_app(settings)`` builds the Starlette app; the engine is
+loaded in the lifespan so that importing this module is cheap and tests can pass a fake."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from .endpoint import inference_endpoint
+from .engine import Engine, LoadedModel, OnnxEngine, load_model
+from .node import Node
+from .settings import NodeSettings
+
+__all__ = ["EngineFactory", "create_app"]
+
+log = logging.getLogger(__name__)
+
+EngineFactory = Callable[[NodeSettings, LoadedModel], Engine]
+
+
+def onnx_engine(settings: NodeSettings, model: LoadedModel) -> Engine:
+    return OnnxEngine(
+        model.path,
+        provider=settings.provider,
+        device_id=settings.device_id,
+        intra_op_threads=settings.intra_op_threads,
+    )
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    node: Node | None = getattr(request.app.state, "node", None)
+    if node is None:
+        return JSONResponse({"status": "starting"}, status_code=503)
+    return JSONResponse({"status": "ready", **node.describe()})
+
+
+def create_app(settings: NodeSettings, engine_factory: EngineFactory = onnx_engine) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        model = load_model(settings.model_path)
+        engine = await asyncio.to_thread(engine_factory, settings, model)
+        node = Node(settings, model, engine)
+        batch_loop = asyncio.create_task(node.batcher.run(), name="batcher")
+        app.state.node = node
+        log.info(
+            "node %s ready: model %s on %s", settings.node_name, model.card.name, engine.provider
+        )
+        try:
+            yield
+        finally:
+            batch_loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await batch_loop
+            app.state.node = None
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            WebSocketRoute("/ws", inference_endpoint),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,114 @@
+"""Node settings, read once from a mapping (the environment or CLI-built) and validated."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from . import NodeError
+
+__all__ = ["DEFAULT_MODEL_PATH", "NodeSettings", "SettingsError"]
+
+DEFAULT_MODEL_PATH = (
+    Path(__file__).resolve().parents[1] / "models" / "nanodet-g-416" / "nanodet-g-416.onnx"
+)
+PROVIDER_CHOICES = ("auto", "cpu", "cuda")
+
+
+class SettingsError(NodeError, ValueError):
+    """A setting with a value that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    host: str = "127.0.0.1"
+    port: int = 8001
+    model_path: Path = DEFAULT_MODEL_PATH
+    node_name: str = "local-cpu"
+    provider: str = "auto"  # auto: CUDA when onnxruntime offers it, else CPU
+    device_id: int = 0  # CUDA device index for the CUDA provider
+    intra_op_threads: int = 0  # 0: onnxruntime's default (one per core)
+    max_batch_size: int = 8
+    max_batch_wait_ms: float = 2.0
+    max_in_flight: int = 2  # frames a client may have unanswered on one connection
+    max_streams: int = 32  # open inference connections; more are refused with OVERLOADED
+    max_message_bytes: int = 4 * 1024 * 1024  # larger WebSocket messages close with 1009
+    score_threshold: float = 0.35
+    iou_threshold: float = 0.6
+    max_detections: int = 100
+
+    ENV = {
+        "host": "EDGESIGHT_NODE_HOST",
+        "port": "EDGESIGHT_NODE_PORT",
+        "model_path": "EDGESIGHT_MODEL",
+        "node_name": "EDGESIGHT_NODE_NAME",
+        "provider": "EDGESIGHT_PROVIDER",
+        "device_id": "EDGESIGHT_DEVICE",
+        "intra_op_threads": "EDGESIGHT_INTRA_OP_THREADS",
+        "max_batch_size": "EDGESIGHT_MAX_BATCH_SIZE",
+        "max_batch_wait_ms": "EDGESIGHT_MAX_BATCH_WAIT_MS",
+        "max_in_flight": "EDGESIGHT_MAX_IN_FLIGHT",
+        "max_streams": "EDGESIGHT_MAX_STREAMS",
+        "max_message_bytes": "EDGESIGHT_MAX_MESSAGE_BYTES",
+        "score_threshold": "EDGESIGHT_SCORE_THRESHOLD",
+        "iou_threshold": "EDGESIGHT_IOU_THRESHOLD",
+        "max_detections": "EDGESIGHT_MAX_DETECTIONS",
+    }
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.port <= 65535, "port", self.port, "an integer from 0 to 65535")
+        _check(self.provider in PROVIDER_CHOICES, "provider", self.provider, "auto, cpu or cuda")
+        _check(self.device_id >= 0, "device_id", self.device_id, "a non-negative integer")
+        _check(self.intra_op_threads >= 0, "intra_op_threads", self.intra_op_threads, ">= 0")
+        _check(1 <= self.max_batch_size <= 256, "max_batch_size", self.max_batch_size, "1..256")
+        _check(
+            0 <= self.max_batch_wait_ms <= 1000,
+            "max_batch_wait_ms",
+            self.max_batch_wait_ms,
+            "0..1000 ms",
+        )
+        _check(1 <= self.max_in_flight <= 64, "max_in_flight", self.max_in_flight, "1..64")
+        _check(self.max_streams >= 1, "max_streams", self.max_streams, ">= 1")
+        _check(
+            self.max_message_bytes >= 1024, "max_message_bytes", self.max_message_bytes, ">= 1024"
+        )
+        _check(0 < self.score_threshold <= 1, "score_threshold", self.score_threshold, "(0, 1]")
+        _check(0 < self.iou_threshold <= 1, "iou_threshold", self.iou_threshold, "(0, 1]")
+        _check(self.max_detections >= 1, "max_detections", self.max_detections, ">= 1")
+        _check(bool(self.node_name.strip()), "node_name", self.node_name, "a non-empty name")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> NodeSettings:
+        """Settings from EDGESIGHT_* variables, then ``overrides`` (CLI flags) on top;
+        an override of None means 'not given'."""
+        values: dict[str, Any] = {}
+        for name, key in cls.ENV.items():
+            if key in environ:
+                values[name] = _convert(cls, name, environ[key], key)
+        settings = cls(**values)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return replace(settings, **given) if given else settings
+
+
+def _convert(cls: type[NodeSettings], name: str, raw: str, key: str) -> Any:
+    default = getattr(cls, name)
+    try:
+        if isinstance(default, bool):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, Path):
+            return Path(raw).expanduser()
+    except ValueError:
+        raise SettingsError(f"{key}: expected a {type(default).__name__}, got {raw!r}") from None
+    return raw
+
+
+def _check(ok: bool, name: str, value: object, expected: str) -> None:
+    if not ok:
+        key = NodeSettings.ENV.get(name, name)
+        raise SettingsError(f"{key} ({name}): expected {expected}, got {value!r}")

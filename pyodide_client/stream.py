@@ -1,0 +1,257 @@
+"""The client side of one node connection, sans-I/O.
+
+``NodeStream`` turns camera frames into FRAME messages and node messages into events the
+page acts on. It never touches a socket: the browser's JavaScript (or a Python test client)
+feeds it received bytes with ``receive`` and sends the bytes it returns.
+
+    state CONNECTING --HELLO--> READY --connection_lost()--> CLOSED
+
+It keeps at most ``max_in_flight`` frames unanswered, and reports results only over the
+frame they belong to or a newer one (a late result for an older frame is discarded).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .postprocess import FrameBox, to_frame
+from .preprocess import Geometry, Letterbox
+from .protocol import (
+    Dropped,
+    Dtype,
+    Error,
+    Frame,
+    Hello,
+    Message,
+    Ping,
+    Pong,
+    ProtocolError,
+    Result,
+    parse,
+)
+
+__all__ = [
+    "Detections",
+    "Event",
+    "FrameDropped",
+    "NodeError",
+    "NodeStream",
+    "PongReceived",
+    "Ready",
+    "StreamError",
+    "StreamState",
+]
+
+FRAME_ID_LIMIT = 0xFFFFFFFF
+
+
+class StreamError(Exception):
+    """Misuse of a NodeStream (sending before the hello, a node breaking the protocol)."""
+
+
+class StreamState(enum.Enum):
+    CONNECTING = "connecting"
+    READY = "ready"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class Ready:
+    hello: Hello
+
+
+@dataclass(frozen=True)
+class Detections:
+    frame_id: int
+    boxes: tuple[FrameBox, ...]
+    capture_ms: float
+    round_trip_ms: float  # frame sent -> result received
+    latency_ms: float  # frame captured -> result received
+    queue_ms: float
+    inference_ms: float
+    post_ms: float
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class NodeError:
+    code: int
+    message: str
+    frame_id: int | None
+
+
+@dataclass(frozen=True)
+class FrameDropped:
+    frame_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class PongReceived:
+    round_trip_ms: float
+
+
+Event = Ready | Detections | NodeError | FrameDropped | PongReceived
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    geometry: Geometry
+    sent_ms: float
+
+
+class NodeStream:
+    def __init__(self, max_in_flight: int = 1, expected_sha256: str | None = None) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        self.state = StreamState.CONNECTING
+        self.hello: Hello | None = None
+        self._max_in_flight = max_in_flight
+        self._expected_sha256 = expected_sha256
+        self._letterbox: Letterbox | None = None
+        self._in_flight: dict[int, _InFlight] = {}
+        self._next_frame_id = 1
+        self._newest_shown_id = 0
+        self._next_nonce = 1
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def can_send(self) -> bool:
+        return self.state is StreamState.READY and len(self._in_flight) < self._max_window()
+
+    def _max_window(self) -> int:
+        node_limit = self.hello.max_in_flight if self.hello else 1
+        return max(1, min(self._max_in_flight, node_limit))
+
+    def _input_size(self) -> int:
+        if self.hello is None:
+            raise StreamError("no HELLO from the node yet: wait for the Ready event")
+        return self.hello.frame_shape[-1]
+
+    def letterbox_for(self, width_px: int, height_px: int) -> Letterbox:
+        size = self._input_size()
+        box = self._letterbox
+        g = box.geometry if box else None
+        if (
+            box is None
+            or g is None
+            or (g.frame_width_px, g.frame_height_px)
+            != (
+                width_px,
+                height_px,
+            )
+        ):
+            box = self._letterbox = Letterbox.for_frame(width_px, height_px, size)
+        return box
+
+    def encode_frame(
+        self,
+        rgba: bytes | bytearray | memoryview,
+        width_px: int,
+        height_px: int,
+        capture_ms: float,
+        now_ms: float,
+    ) -> bytes:
+        """Preprocess an RGBA frame and return the FRAME message to send."""
+        if not self.can_send():
+            raise StreamError(
+                f"cannot send a frame in state {self.state.value} with "
+                f"{len(self._in_flight)} of {self._max_window()} frames in flight"
+            )
+        letterbox = self.letterbox_for(width_px, height_px)
+        tensor = letterbox.fill(rgba)
+        frame_id = self._next_frame_id
+        self._next_frame_id = frame_id % FRAME_ID_LIMIT + 1
+        head = Frame.header_bytes(frame_id, capture_ms, Dtype.UINT8, letterbox.shape)
+        self._in_flight[frame_id] = _InFlight(letterbox.geometry, now_ms)
+        return head + tensor
+
+    def ping(self, now_ms: float) -> bytes:
+        nonce = self._next_nonce
+        self._next_nonce = nonce % FRAME_ID_LIMIT + 1
+        return Ping(nonce, now_ms).serialize()
+
+    def connection_lost(self) -> list[int]:
+        """The socket closed: forget in-flight frames and return their ids."""
+        lost = list(self._in_flight)
+        self._in_flight.clear()
+        self.state = StreamState.CLOSED
+        return lost
+
+    def receive(self, data: bytes | bytearray | memoryview, now_ms: float) -> list[Event]:
+        try:
+            message = parse(data)
+        except ProtocolError as exc:
+            raise StreamError(f"node sent an invalid message: {exc.message}") from exc
+        return self._handle(message, now_ms)
+
+    def _handle(self, message: Message, now_ms: float) -> list[Event]:
+        if isinstance(message, Hello):
+            return self._on_hello(message)
+        if self.state is not StreamState.READY:
+            raise StreamError(
+                f"expected HELLO as the node's first message, got {type(message).__name__}"
+            )
+        if isinstance(message, Result):
+            return self._on_result(message, now_ms)
+        if isinstance(message, Error):
+            if message.frame_id is not None:
+                self._in_flight.pop(message.frame_id, None)
+            return [NodeError(int(message.code), message.message, message.frame_id)]
+        if isinstance(message, Dropped):
+            self._in_flight.pop(message.frame_id, None)
+            return [FrameDropped(message.frame_id, message.reason.name.lower())]
+        if isinstance(message, Pong):
+            return [PongReceived(now_ms - message.sent_ms)]
+        raise StreamError(f"a node does not send {type(message).__name__} messages")
+
+    def _on_hello(self, hello: Hello) -> list[Event]:
+        if self.state is not StreamState.CONNECTING:
+            raise StreamError(f"unexpected second HELLO in state {self.state.value}")
+        if hello.dtype is not Dtype.UINT8 or len(hello.frame_shape) != 3:
+            raise StreamError(
+                f"node wants {hello.dtype.label} frames of shape {list(hello.frame_shape)}; "
+                "this client sends uint8 [3, H, W]"
+            )
+        if self._expected_sha256 and hello.model_sha256 != self._expected_sha256:
+            raise StreamError(
+                f"node serves model {hello.model_name} with sha256 {hello.model_sha256}, "
+                f"expected {self._expected_sha256}"
+            )
+        self.hello = hello
+        self.state = StreamState.READY
+        return [Ready(hello)]
+
+    def _on_result(self, result: Result, now_ms: float) -> list[Event]:
+        sent = self._in_flight.pop(result.frame_id, None)
+        if sent is None:
+            raise StreamError(f"node answered frame {result.frame_id}, which is not in flight")
+        if self._is_older(result.frame_id):
+            return []  # a newer frame is already on screen; never draw backwards in time
+        self._newest_shown_id = result.frame_id
+        assert self.hello is not None
+        boxes = to_frame(result.detections, sent.geometry, self.hello.class_names)
+        return [
+            Detections(
+                frame_id=result.frame_id,
+                boxes=tuple(boxes),
+                capture_ms=result.capture_ms,
+                round_trip_ms=now_ms - sent.sent_ms,
+                latency_ms=now_ms - result.capture_ms,
+                queue_ms=result.queue_ms,
+                inference_ms=result.inference_ms,
+                post_ms=result.post_ms,
+                batch_size=result.batch_size,
+            )
+        ]
+
+    def _is_older(self, frame_id: int) -> bool:
+        # Frame ids wrap at 2**32; compare in serial-number arithmetic (RFC 1982).
+        newest = self._newest_shown_id
+        if newest == 0:
+            return False
+        delta = (frame_id - newest) % (FRAME_ID_LIMIT + 1)
+        return delta == 0 or delta > FRAME_ID_LIMIT // 2

@@ -1,0 +1,122 @@
+"""The web app factory: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from pyodide_client.model_card import ModelCard
+from pyodide_client.protocol import PROTOCOL_VERSION
+
+from . import WebappError
+from .assets import BrowserRuntimes, client_package_zip
+from .isolation import CrossOriginIsolation
+from .settings import WebappSettings
+
+__all__ = ["create_app"]
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+VENDOR_CACHE = "public, max-age=31536000, immutable"  # paths carry the npm version
+
+
+class _CachedStatic(StaticFiles):
+    """Static files whose URL changes whenever their content does."""
+
+    async def get_response(self, path: str, scope: Any) -> Response:
+        response = await super().get_response(path, scope)
+        if response.status_code == 200:
+            response.headers["Cache-Control"] = VENDOR_CACHE
+        return response
+
+
+def _npm_version(package_dir: Path) -> str:
+    manifest = package_dir / "package.json"
+    if not manifest.is_file():
+        return "unversioned"
+    return str(json.loads(manifest.read_text(encoding="utf-8")).get("version", "unversioned"))
+
+
+def create_app(settings: WebappSettings) -> Starlette:
+    runtimes = BrowserRuntimes.locate(settings.vendor_dir)
+    card_path = settings.model_dir / "model.json"
+    if not card_path.is_file():
+        raise WebappError(f"model metadata not found: {card_path}")
+    card_text = card_path.read_text(encoding="utf-8")
+    card = ModelCard.from_json(card_text)
+    client_zip = client_package_zip()
+    pyodide_url = f"/vendor/pyodide-{_npm_version(runtimes.pyodide_dir)}/"
+    ort_url = f"/vendor/onnxruntime-web-{_npm_version(runtimes.ort_dir.parent)}/"
+    page_config = {
+        "node_urls": list(settings.node_urls),
+        "max_in_flight": settings.max_in_flight,
+        "protocol_version": PROTOCOL_VERSION,
+        "pyodide_url": pyodide_url,
+        "ort_url": ort_url,
+        "client_zip_url": "/py/pyodide_client.zip",
+        "model": {
+            "name": card.name,
+            "sha256": card.sha256,
+            "url": f"/models/{card.file}",
+            "card_url": "/models/model.json",
+        },
+    }
+    # "<" escaped so that no configured value can close the <script> element it sits in
+    config_json = json.dumps(page_config).replace("<", "\\u003c")
+    templates = Jinja2Templates(
+        env=Environment(
+            loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"])
+        )
+    )
+
+    async def index(request: Request) -> HTMLResponse:
+        return templates.TemplateResponse(
+            request, "index.html", {"config_json": config_json, "model": card}
+        )
+
+    async def config(request: Request) -> JSONResponse:
+        return JSONResponse(page_config)
+
+    async def client_package(request: Request) -> Response:
+        return Response(
+            client_zip, media_type="application/zip", headers={"Cache-Control": "no-cache"}
+        )
+
+    async def model_card(request: Request) -> Response:
+        return Response(
+            card_text, media_type="application/json", headers={"Cache-Control": "no-cache"}
+        )
+
+    async def model_file(request: Request) -> FileResponse:
+        return FileResponse(
+            settings.model_dir / card.file,
+            media_type="application/octet-stream",
+            headers={"Cache-Control": "no-cache"},
+        )
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/healthz", healthz),
+            Route("/api/config", config),
+            Route("/py/pyodide_client.zip", client_package),
+            Route("/models/model.json", model_card),
+            Route(f"/models/{card.file}", model_file),
+            Mount("/static", StaticFiles(directory=settings.static_dir), name="static"),
+            Mount(pyodide_url.rstrip("/"), _CachedStatic(directory=runtimes.pyodide_dir)),
+            Mount(ort_url.rstrip("/"), _CachedStatic(directory=runtimes.ort_dir)),
+        ],
+        middleware=[Middleware(CrossOriginIsolation)],
+    )
