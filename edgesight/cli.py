@@ -26,6 +26,8 @@ from webapp import WebappError
 from webapp.app import create_app as create_webapp
 from webapp.settings import WebappSettings
 
+from .serving import make_server
+
 __all__ = ["build_parser", "main"]
 
 log = logging.getLogger("edgesight")
@@ -118,21 +120,6 @@ def _node_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Node
     )
 
 
-def _server(app: object, host: str, port: int, max_message_bytes: int) -> uvicorn.Server:
-    config = uvicorn.Config(
-        app,  # type: ignore[arg-type]
-        host=host,
-        port=port,
-        ws="websockets-sansio",
-        # Tensors are incompressible noise to deflate and cost tens of ms to compress.
-        ws_per_message_deflate=False,
-        ws_max_size=max_message_bytes,
-        log_config=None,
-        lifespan="on",
-    )
-    return uvicorn.Server(config)
-
-
 async def _serve_all(servers: Sequence[uvicorn.Server]) -> None:
     # Each uvicorn server installs its own signal handlers and only the last one sees
     # Ctrl+C, so when any server stops, stop the others too.
@@ -155,7 +142,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if args.command in ("serve", "node"):
             node = _node_settings(args, env)
             servers.append(
-                _server(create_node_app(node), node.host, node.port, node.max_message_bytes)
+                make_server(create_node_app(node), node.host, node.port, node.max_message_bytes)
             )
         if args.command in ("serve", "webapp"):
             overrides: dict[str, object] = {"host": args.host, "port": args.port}
@@ -165,7 +152,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 host = "{hostname}" if node.host in ("0.0.0.0", "::") else node.host
                 overrides["node_urls"] = (f"ws://{host}:{node.port}/ws",)
             web = WebappSettings.from_env(env, **overrides)
-            servers.append(_server(create_webapp(web), web.host, web.port, 64 * 1024))
+            servers.append(make_server(create_webapp(web), web.host, web.port, 64 * 1024))
             log.info("open http://%s:%d in a browser", web.host, web.port)
     except (NodeError, WebappError, ValueError) as exc:
         parser.exit(2, f"edgesight: error: {exc}\n")

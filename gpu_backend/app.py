@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
+import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -51,6 +52,8 @@ def create_app(settings: NodeSettings, engine_factory: EngineFactory = onnx_engi
         model = load_model(settings.model_path)
         engine = await asyncio.to_thread(engine_factory, settings, model)
         node = Node(settings, model, engine)
+        # The first run allocates and plans; pay for it before the first user frame does.
+        await asyncio.to_thread(engine.infer, np.zeros((1, *node.frame_shape), np.uint8))
         batch_loop = asyncio.create_task(node.batcher.run(), name="batcher")
         app.state.node = node
         log.info(

@@ -1,0 +1,100 @@
+"""How edgesight runs an ASGI app under uvicorn: one place for the WebSocket settings the
+frame path depends on, used by the CLI, the tests and the benchmarks alike.
+
+``ServerThread`` runs a real uvicorn server on a background thread (tests, benchmarks):
+it binds the socket itself, so port 0 works and the chosen port is known before start,
+and it waits for uvicorn's own ``started`` flag rather than sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+__all__ = ["ServerThread", "make_server"]
+
+
+def make_server(app: Any, host: str, port: int, max_message_bytes: int) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ws="websockets-sansio",
+        # Tensors are incompressible to deflate and cost tens of ms to compress.
+        ws_per_message_deflate=False,
+        ws_max_size=max_message_bytes,  # larger messages close the connection with 1009
+        log_config=None,
+        lifespan="on",
+    )
+    return uvicorn.Server(config)
+
+
+class ServerThread:
+    """``with ServerThread(app) as server: server.port ...``"""
+
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_message_bytes: int = 4 * 1024 * 1024,
+        startup_timeout_s: float = 60.0,
+    ) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.host, self.port = self.sock.getsockname()[:2]
+        self.server = make_server(app, self.host, self.port, max_message_bytes)
+        self.startup_timeout_s = startup_timeout_s
+        self._thread = threading.Thread(target=self._run, name=f"uvicorn-{self.port}", daemon=True)
+        self._error: BaseException | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/ws"
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self.server.serve(sockets=[self.sock]))
+        except BaseException as exc:  # noqa: BLE001 - a thread cannot raise to its owner;
+            # start() surfaces it
+            self._error = exc
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + self.startup_timeout_s
+        poll = threading.Event()  # never set: a wait that cannot be cut short by signals
+        # uvicorn exposes readiness as a flag, not an event: poll it, bounded by a deadline.
+        while not self.server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"server on port {self.port} failed to start: {self._error!r}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server on port {self.port} did not start in time")
+            poll.wait(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=30)
+        self.sock.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

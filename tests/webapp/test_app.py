@@ -1,0 +1,106 @@
+"""The web app: the page, its isolation headers, the runtimes and files it serves."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from webapp.app import create_app
+from webapp.assets import AssetError
+from webapp.settings import SettingsError, WebappSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+ISOLATED = {
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-embedder-policy": "require-corp",
+}
+
+
+@pytest.fixture(scope="module")
+def settings() -> WebappSettings:
+    return WebappSettings(node_urls=("ws://127.0.0.1:9999/ws", "ws://{hostname}:8001/ws"))
+
+
+@pytest.fixture(scope="module")
+def client(settings: WebappSettings) -> TestClient:
+    return TestClient(create_app(settings))
+
+
+def _page_config(client: TestClient) -> dict[str, object]:
+    html = client.get("/").text
+    match = re.search(r'<script type="application/json" id="edgesight-config">(.*?)</script>', html)
+    assert match, "the page must carry its configuration"
+    config: dict[str, object] = json.loads(match.group(1))
+    return config
+
+
+def test_page_is_cross_origin_isolated(client: TestClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    for name, value in ISOLATED.items():
+        assert response.headers[name] == value
+    assert '<video id="video"' in response.text
+
+
+def test_page_carries_node_urls_and_model(client: TestClient, settings: WebappSettings) -> None:
+    config = _page_config(client)
+    assert config["node_urls"] == list(settings.node_urls)
+    model = config["model"]
+    assert isinstance(model, dict)
+    card = json.loads((settings.model_dir / "model.json").read_text())
+    assert model["sha256"] == card["sha256"]
+
+
+def test_runtimes_are_served_locally_with_long_caching(client: TestClient) -> None:
+    config = _page_config(client)
+    for base, name in (
+        (config["pyodide_url"], "pyodide.mjs"),
+        (config["ort_url"], "ort.wasm.min.mjs"),
+    ):
+        assert isinstance(base, str)
+        assert base.startswith("/vendor/")
+        response = client.get(f"{base}{name}")
+        assert response.status_code == 200
+        assert "immutable" in response.headers["cache-control"]
+        assert response.headers["cross-origin-embedder-policy"] == "require-corp"
+        assert response.headers["cross-origin-resource-policy"] == "same-origin"
+
+
+def test_python_client_package_is_served_as_a_zip(client: TestClient) -> None:
+    response = client.get("/py/pyodide_client.zip")
+    names = set(zipfile.ZipFile(io.BytesIO(response.content)).namelist())
+    expected = {f"pyodide_client/{p.name}" for p in (ROOT / "pyodide_client").glob("*.py")}
+    assert expected <= names
+    assert "pyodide_client/protocol.py" in names
+
+
+def test_model_and_its_card_are_served(client: TestClient, settings: WebappSettings) -> None:
+    card = client.get("/models/model.json").json()
+    model = client.get(f"/models/{card['file']}")
+    assert model.status_code == 200
+    assert hashlib.sha256(model.content).hexdigest() == card["sha256"]
+
+
+def test_missing_npm_runtimes_say_how_to_install(settings: WebappSettings, tmp_path: Path) -> None:
+    with pytest.raises(AssetError, match="npm ci"):
+        create_app(replace(settings, vendor_dir=tmp_path))
+
+
+def test_settings_come_from_the_environment_and_name_bad_keys() -> None:
+    settings = WebappSettings.from_env(
+        {"EDGESIGHT_PORT": "9000", "EDGESIGHT_NODE_URLS": "ws://a:1/ws, wss://b/ws"}
+    )
+    assert settings.port == 9000
+    assert settings.node_urls == ("ws://a:1/ws", "wss://b/ws")
+    with pytest.raises(SettingsError, match="EDGESIGHT_PORT"):
+        WebappSettings.from_env({"EDGESIGHT_PORT": "eighty"})
+    with pytest.raises(SettingsError, match="EDGESIGHT_NODE_URLS"):
+        WebappSettings.from_env({"EDGESIGHT_NODE_URLS": "http://a/ws"})
