@@ -1,0 +1,139 @@
+"""End-to-end fixtures: real servers, Debian's Chromium driven by Playwright, fake cameras
+made from real photos at test time. Playwright never downloads a browser here."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from fake_camera import fit_frame, photo, write_y4m
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from edgesight.serving import ServerThread  # noqa: E402
+from gpu_backend.app import create_app as create_node_app  # noqa: E402
+from gpu_backend.settings import NodeSettings  # noqa: E402
+from webapp.app import create_app as create_webapp  # noqa: E402
+from webapp.settings import WebappSettings  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+MODEL_PATH = ROOT / "models" / "nanodet-g-416" / "nanodet-g-416.onnx"
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = shutil.which("chromium") or CHROMIUM
+    if not Path(path).is_file():
+        pytest.fail(
+            "Debian's chromium is not installed: run scripts/setup-test.sh "
+            "(apt-get install chromium); Playwright must not download its own browser"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def cameras(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """y4m files Chromium plays as the webcam, one per photo (10 identical frames)."""
+    folder = tmp_path_factory.mktemp("cameras")
+    return {
+        name: write_y4m(folder / f"{name}.y4m", [fit_frame(photo(name))] * 10)
+        for name in ("astronaut", "chelsea")
+    }
+
+
+@pytest.fixture(scope="session")
+def playwright_driver() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@dataclass
+class Stack:
+    node: ServerThread | None
+    webapp: ServerThread
+
+    @property
+    def url(self) -> str:
+        return f"{self.webapp.http_url}/"
+
+
+def start_node(name: str = "e2e-node") -> ServerThread:
+    settings = NodeSettings(port=0, model_path=MODEL_PATH, node_name=name)
+    return ServerThread(create_node_app(settings), max_message_bytes=settings.max_message_bytes)
+
+
+def start_webapp(node_urls: tuple[str, ...]) -> ServerThread:
+    return ServerThread(create_webapp(WebappSettings(port=0, node_urls=node_urls)))
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    """A web app and one real node, as `edgesight serve` runs them."""
+    with start_node() as node, start_webapp((node.ws_url,)) as web:
+        yield Stack(node, web)
+
+
+@dataclass
+class Console:
+    """What the page printed: errors fail a test that expects a clean page."""
+
+    messages: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def record(self, message: ConsoleMessage) -> None:
+        self.messages.append(f"{message.type}: {message.text}")
+        if message.type == "error":
+            self.errors.append(message.text)
+
+
+@dataclass
+class BrowserPage:
+    browser: Browser
+    page: Page
+    console: Console
+
+
+@pytest.fixture
+def open_page(
+    playwright_driver: Playwright, chromium_path: str, cameras: dict[str, Path]
+) -> Iterator[Callable[..., BrowserPage]]:
+    """open_page(url, camera="astronaut" | None, allow_camera=True) -> BrowserPage."""
+    browsers: list[Browser] = []
+
+    def _open(url: str, camera: str | None = "astronaut", allow_camera: bool = True) -> BrowserPage:
+        args = list(CHROMIUM_ARGS)
+        if camera is not None:
+            args += [
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-video-capture={cameras[camera]}",
+            ]
+            if allow_camera:
+                args.append("--use-fake-ui-for-media-stream")
+        browser = playwright_driver.chromium.launch(executable_path=chromium_path, args=args)
+        browsers.append(browser)
+        page = browser.new_page()
+        console = Console()
+        page.on("console", console.record)
+        page.on("pageerror", lambda exc: console.errors.append(f"pageerror: {exc}"))
+        page.goto(url)
+        return BrowserPage(browser, page, console)
+
+    yield _open
+    for browser in browsers:
+        browser.close()
