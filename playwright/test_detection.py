@@ -20,7 +20,8 @@ def _overlay_has_ink(view: BrowserPage) -> bool:
         view.page.evaluate(
             """() => {
                 const canvas = document.getElementById("overlay");
-                const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+                const context = canvas.getContext("2d");
+                const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
                 for (let i = 3; i < pixels.length; i += 4) if (pixels[i] !== 0) return true;
                 return false;
             }"""
@@ -59,13 +60,15 @@ rgba = bytes((i * 7 + (i // 4099)) % 256 for i in range(width * height * 4))
 tensor = bytes(Letterbox.for_frame(width, height, 416).fill(rgba))
 frame = Frame(123456, 98765.4321, Dtype.UINT8, (3, 416, 416), tensor).serialize()
 stream = NodeStream()
-stream.receive(Hello("n", "m", "ab" * 32, Dtype.UINT8, (3, 416, 416), ("person",), 2).serialize(), 0.0)
+hello = Hello("n", "m", "ab" * 32, Dtype.UINT8, (3, 416, 416), ("person",), 2)
+stream.receive(hello.serialize(), 0.0)
 streamed = stream.encode_frame(rgba, width, height, 98765.4321, 1.0)
 others = b"".join([
     Result(7, 1.5, 0.25, 10.5, 0.75, 3, (Detection(0, 0.9, 1.0, 2.0, 3.0, 4.0),)).serialize(),
     Error(ErrorCode.WRONG_SHAPE, "expected [3, 416, 416], got [3, 2, 2]", 9).serialize(),
 ])
-digests = "|".join(hashlib.sha256(data).hexdigest() for data in (tensor, frame, streamed[13:], others))
+messages = (tensor, frame, streamed, others)
+digests = "|".join(hashlib.sha256(data).hexdigest() for data in messages)
 """
 
 
