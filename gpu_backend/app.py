@@ -47,9 +47,12 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 def create_app(settings: NodeSettings, engine_factory: EngineFactory = onnx_engine) -> Starlette:
+    # Reading model.json and checking the file's sha256 is cheap: fail here, with a clear
+    # message, rather than inside the server's lifespan.
+    model = load_model(settings.model_path)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        model = load_model(settings.model_path)
         engine = await asyncio.to_thread(engine_factory, settings, model)
         node = Node(settings, model, engine)
         # The first run allocates and plans; pay for it before the first user frame does.

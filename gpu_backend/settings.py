@@ -104,7 +104,8 @@ def _convert(cls: type[NodeSettings], name: str, raw: str, key: str) -> Any:
         if isinstance(default, Path):
             return Path(raw).expanduser()
     except ValueError:
-        raise SettingsError(f"{key}: expected a {type(default).__name__}, got {raw!r}") from None
+        kind = {int: "an integer", float: "a number"}.get(type(default), "a value")
+        raise SettingsError(f"{key}: expected {kind}, got {raw!r}") from None
     return raw
 
 
