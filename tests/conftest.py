@@ -6,8 +6,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
 import pytest
 
 from edgesight.serving import ServerThread
@@ -16,17 +14,6 @@ from gpu_backend.settings import NodeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_PATH = ROOT / "models" / "nanodet-g-416" / "nanodet-g-416.onnx"
-
-
-def rgba_photo(name: str) -> tuple[bytes, int, int]:
-    """A scikit-image photo as RGBA bytes, as a browser canvas would hand it over."""
-    from skimage import data
-
-    rgb: npt.NDArray[np.uint8] = getattr(data, name)()
-    h, w = rgb.shape[:2]
-    rgba = np.full((h, w, 4), 255, np.uint8)
-    rgba[..., :3] = rgb
-    return rgba.tobytes(), w, h
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from conftest import rgba_photo
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -31,6 +30,7 @@ from pyodide_client.protocol import (
     parse,
 )
 from pyodide_client.stream import Detections, NodeStream, Ready
+from tests.media import rgba_photo
 
 
 def _open(server: ServerThread) -> ClientConnection:

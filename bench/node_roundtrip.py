@@ -1,0 +1,139 @@
+"""One stream: node round trip on loopback vs bare ``session.run`` on the same input.
+
+Starts a real node (``edgesight node``) in a subprocess, sends the letterboxed astronaut
+photo through the protocol one frame at a time (K = 1 in flight) and times send -> result.
+In the same run, alternating blocks, it times ``session.run`` on the same tensor with the
+same thread count in this process, so machine noise hits both sides alike.
+
+    .venv/bin/python bench/node_roundtrip.py --frames 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from websockets.sync.client import connect
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pyodide_client.stream import Detections, NodeStream  # noqa: E402
+from tests.media import rgba_photo  # noqa: E402
+
+MODEL = ROOT / "models" / "nanodet-g-416" / "nanodet-g-416.onnx"
+log = logging.getLogger("bench.node_roundtrip")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_node(port: int, threads: int) -> subprocess.Popen[bytes]:
+    env = {"EDGESIGHT_INTRA_OP_THREADS": str(threads), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgesight", "--log-level", "warning", "node", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("node exited during start-up") from None
+            time.sleep(0.05)  # polling a port that a separate process opens
+    raise TimeoutError("node did not open its port")
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "median_ms": round(statistics.median(ordered), 3),
+        "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))], 3),
+        "mean_ms": round(statistics.fmean(ordered), 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--block", type=int, default=25, help="frames per alternating block")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads, 0 = default")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/node_roundtrip.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    rgba, w, h = rgba_photo("astronaut")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    session = ort.InferenceSession(str(MODEL), options, providers=["CPUExecutionProvider"])
+    port = free_port()
+    node = start_node(port, args.threads)
+    try:
+        with connect(f"ws://127.0.0.1:{port}/ws", compression=None, max_size=None) as ws:
+            stream = NodeStream(max_in_flight=1)
+            stream.receive(ws.recv(timeout=30), 0.0)
+            tensor = np.frombuffer(bytes(stream.letterbox_for(w, h).fill(rgba)), np.uint8).reshape(
+                1, 3, 416, 416
+            )
+            node_ms: list[float] = []
+            bare_ms: list[float] = []
+            inference_ms: list[float] = []
+            for _ in range(10):  # warm both sides
+                session.run(None, {"images": tensor})
+                ws.send(stream.encode_frame(rgba, w, h, 0.0, 0.0))
+                stream.receive(ws.recv(timeout=30), 0.0)
+            while len(node_ms) < args.frames:
+                for _ in range(args.block):
+                    message = stream.encode_frame(rgba, w, h, 0.0, 0.0)
+                    t0 = time.perf_counter()
+                    ws.send(message)
+                    reply = ws.recv(timeout=30)
+                    node_ms.append((time.perf_counter() - t0) * 1000)
+                    (event,) = stream.receive(reply, 0.0)
+                    assert isinstance(event, Detections)
+                    inference_ms.append(event.inference_ms)
+                for _ in range(args.block):
+                    t0 = time.perf_counter()
+                    session.run(None, {"images": tensor})
+                    bare_ms.append((time.perf_counter() - t0) * 1000)
+    finally:
+        node.terminate()
+        node.wait(timeout=30)
+
+    node_stats, bare_stats = percentiles(node_ms), percentiles(bare_ms)
+    result = {
+        "command": "python bench/node_roundtrip.py " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.machine()} {platform.processor() or ''} "
+        f"{len(__import__('os').sched_getaffinity(0))} cores, {platform.python_version()}, "
+        f"onnxruntime {ort.__version__}",
+        "frames": len(node_ms),
+        "node_round_trip": node_stats,
+        "bare_session_run": bare_stats,
+        "node_inference_reported": percentiles(inference_ms),
+        "ratio_median": round(node_stats["median_ms"] / bare_stats["median_ms"], 3),
+        "ratio_p95": round(node_stats["p95_ms"] / bare_stats["p95_ms"], 3),
+        "overhead_median_ms": round(node_stats["median_ms"] - bare_stats["median_ms"], 3),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    log.info(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
