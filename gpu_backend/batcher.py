@@ -62,6 +62,7 @@ class Batcher:
         self._clock = clock
         self._waiting: dict[int, _Waiting] = {}  # insertion order = arrival order
         self._streams: set[int] = set()
+        self._running: list[_Waiting] = []  # the batch on the worker thread, if any
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.batches_run = 0
@@ -107,10 +108,11 @@ class Batcher:
             self._shutdown()
 
     def _shutdown(self) -> None:
-        for item in self._waiting.values():
+        for item in [*self._running, *self._waiting.values()]:
             if not item.future.done():
                 item.future.set_result(Dropped(item.frame.frame_id, DropReason.SHUTTING_DOWN))
         self._waiting.clear()
+        self._running = []
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _is_full(self) -> bool:
@@ -139,6 +141,7 @@ class Batcher:
     async def _run_batch(self, batch: list[_Waiting]) -> None:
         loop = asyncio.get_running_loop()
         started = self._clock()
+        self._running = batch
         try:
             outcomes = await loop.run_in_executor(self._executor, self._infer, batch, started)
         except Exception:  # a failing batch fails each of its frames, never the node
@@ -151,6 +154,8 @@ class Batcher:
                 )
                 for item in batch
             ]
+        # (On cancellation _running stays set, so that _shutdown answers these frames.)
+        self._running = []
         if len(outcomes) != len(batch):
             raise RuntimeError(f"batch of {len(batch)} produced {len(outcomes)} outcomes")
         self.batches_run += 1
