@@ -1,0 +1,451 @@
+"""Which inference node to use, and when to move: node choice and failover, sans-I/O.
+
+The page's I/O driver tells a ``Router`` what it sees and asks it what to do; the router
+never opens a socket nor reads a clock (every call takes ``now_ms``):
+
+    update_candidates(nodes, now)   the registry's node list, or a static list of URLs
+    probes_due(now) -> [url]        PING these now (marks them as sent, like a drain)
+    record_rtt(url, rtt_ms, now)    a PONG came back
+    record_connected(url, now)      a connection's HELLO arrived: this is the current node
+    record_result(url, rt_ms, now)  a RESULT from the current node (round trip, server time)
+    record_failure(url, now)        a connection or probe failed, or was refused OVERLOADED
+    decide(now) -> Stay | Connect | Switch | Fallback
+
+A node's score is its expected time to a result: network RTT (median of recent pings)
++ queue wait (queue_depth * inference_ms, as the registry reports) + inference_ms + the
+transfer time a frame needs beyond a ping on this client's link (learned from the current
+node's results, so every node pays it alike). The current node's own observed round trips
+replace its estimate. A node never measured has no score: it ranks last, by URL.
+
+Rules: with no node, connect to the best usable one at once (a lost node is replaced with
+no dwell); with none usable, ``Fallback`` (run locally) until a probe answers. Move off a
+healthy node only when a candidate is better by both ``hysteresis_ratio`` and
+``min_gain_ms``, for ``dwell_ms`` on end, and ``min_switch_interval_ms`` after the last move.
+A failed node waits out an exponential backoff and must answer a probe before it is used
+again; a node that refused as OVERLOADED is skipped for ``overload_cooldown_ms``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .backoff import Backoff
+
+__all__ = [
+    "Connect",
+    "Decision",
+    "Fallback",
+    "NodeInfo",
+    "Router",
+    "RoutingSettings",
+    "Stay",
+    "Switch",
+]
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    hysteresis_ratio: float = 0.2  # a candidate must be 20 % faster than the current node
+    min_gain_ms: float = 15.0  # ... and at least this much faster
+    dwell_ms: float = 3000.0  # ... for this long on end
+    min_switch_interval_ms: float = 10000.0  # between two voluntary switches
+    overload_cooldown_ms: float = 10000.0  # skip a node that refused as OVERLOADED
+    probe_interval_ms: float = 2000.0  # re-ping a measured node this often
+    probe_timeout_ms: float = 2000.0  # a ping unanswered this long counts as a failure
+    connect_timeout_ms: float = 5000.0  # a Connect/Switch with no HELLO by then has failed
+    first_probe_wait_ms: float = 500.0  # at start, wait this long for pings before going blind
+    rtt_window: int = 5  # samples in each median (pings, round trips, transfer)
+    backoff_initial_ms: float = 500.0
+    backoff_max_ms: float = 30000.0
+    backoff_jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                _fail(f.name, value, "a finite number >= 0")
+        if not self.hysteresis_ratio < 1:
+            _fail("hysteresis_ratio", self.hysteresis_ratio, "a ratio in [0, 1)")
+        if not self.backoff_jitter < 1:
+            _fail("backoff_jitter", self.backoff_jitter, "a ratio in [0, 1)")
+        for name in ("probe_interval_ms", "probe_timeout_ms", "connect_timeout_ms"):
+            if getattr(self, name) <= 0:
+                _fail(name, getattr(self, name), "a time > 0 ms")
+        if not (isinstance(self.rtt_window, int) and self.rtt_window >= 1):
+            _fail("rtt_window", self.rtt_window, "an integer >= 1")
+        if not 0 < self.backoff_initial_ms <= self.backoff_max_ms:
+            _fail("backoff_initial_ms", self.backoff_initial_ms, "0 < ms <= backoff_max_ms")
+
+
+def _fail(name: str, value: object, expected: str) -> None:
+    raise ValueError(f"RoutingSettings.{name}: expected {expected}, got {value!r}")
+
+
+_CONVERT: dict[str, Callable[[Any], object]] = {"str": str, "int": int, "float": float}
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One candidate as the registry lists it; a static list knows only ``url``."""
+
+    url: str
+    name: str = ""  # shown in reasons; the URL when empty
+    queue_depth: int = 0  # frames waiting in the node's batcher
+    inference_ms: float = 0.0  # its last inference
+    streams: int = 0  # open inference connections
+    max_streams: int = 0  # 0: unknown, never counted as full
+    site: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.url:
+            raise ValueError("NodeInfo.url: expected a ws:// or wss:// URL, got ''")
+        for name in ("queue_depth", "inference_ms", "streams", "max_streams"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"NodeInfo.{name}: expected >= 0, got {getattr(self, name)!r}")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, object]) -> NodeInfo:
+        """A node as ``GET /api/nodes`` lists it; keys it does not know are ignored."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in data:
+                convert: Callable[[Any], object] = _CONVERT[str(f.type)]
+                try:
+                    values[f.name] = convert(data[f.name])
+                except (TypeError, ValueError):
+                    raise ValueError(
+                        f"NodeInfo.{f.name}: expected {f.type}, got {data[f.name]!r}"
+                    ) from None
+        return cls(**values)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.url
+
+    @property
+    def is_full(self) -> bool:
+        return 0 < self.max_streams <= self.streams
+
+
+@dataclass(frozen=True)
+class Stay:
+    """Nothing new: keep the current node, the connection in progress or the fallback."""
+
+
+@dataclass(frozen=True)
+class Connect:
+    """Open ``url``; any earlier node counts as gone (close its socket if still open).
+    Keep running locally meanwhile if in fallback."""
+
+    url: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Switch:
+    """Open ``to_url``; on its HELLO close ``from_url`` (make before break). Closing
+    ``from_url`` is not a failure: do not report it."""
+
+    from_url: str
+    to_url: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """No node can be used now: run inference in the browser. Repeated while it holds."""
+
+    reason: str
+
+
+Decision = Stay | Connect | Switch | Fallback
+STAY = Stay()
+
+
+@dataclass
+class _Node:
+    info: NodeInfo
+    backoff: Backoff
+    rtts_ms: deque[float]
+    round_trips_ms: deque[float]  # results while this is the current node
+    is_listed: bool = True
+    blocked_until_ms: float = -math.inf  # backoff or overload cool-down
+    blocked_why: str = ""
+    needs_probe: bool = False  # failed: must answer a ping before it is used again
+    probe_sent_ms: float | None = None  # an unanswered ping
+    last_probe_ms: float | None = None
+
+
+class Router:
+    def __init__(self, settings: RoutingSettings | None = None) -> None:
+        self.settings = settings or RoutingSettings()
+        self._nodes: dict[str, _Node] = {}
+        self._current: str | None = None
+        self._pending: tuple[str, float] | None = None  # (url, since_ms) of a Connect/Switch
+        self._last_switch_ms = -math.inf
+        self._better_since_ms: float | None = None  # since when a candidate beats the margin
+        self._transfer_ms: deque[float] = deque(maxlen=self.settings.rtt_window)
+        self._first_listed_ms: float | None = None
+        self._lost: str | None = None  # why the last current node went away
+        self._is_fallback = False
+
+    # -- what the page shows ---------------------------------------------------------------
+    @property
+    def current(self) -> str | None:
+        return self._current
+
+    @property
+    def pending(self) -> str | None:
+        return self._pending[0] if self._pending else None
+
+    @property
+    def is_fallback(self) -> bool:
+        return self._is_fallback
+
+    def expected_ms(self, url: str) -> float | None:
+        """Expected ms from sending a frame to its result; None when never measured."""
+        node = self._nodes.get(url)
+        if node is None:
+            return None
+        if url == self._current and node.round_trips_ms:
+            return statistics.median(node.round_trips_ms)
+        if not node.rtts_ms:
+            return None
+        wait_ms = node.info.queue_depth * node.info.inference_ms  # no batching assumed
+        transfer_ms = statistics.median(self._transfer_ms) if self._transfer_ms else 0.0
+        return statistics.median(node.rtts_ms) + wait_ms + node.info.inference_ms + transfer_ms
+
+    # -- what the driver reports -----------------------------------------------------------
+    def update_candidates(self, nodes: Iterable[NodeInfo | str], now_ms: float) -> None:
+        """Replace the candidate list. A node no longer listed is forgotten, except the
+        current or pending one, which is kept (unlisted) until it is replaced."""
+        listed: dict[str, NodeInfo] = {}
+        for item in nodes:
+            info = NodeInfo(item) if isinstance(item, str) else item
+            listed[info.url] = info
+        for url in [url for url in self._nodes if url not in listed]:
+            if url in (self._current, self.pending):
+                self._nodes[url].is_listed = False
+            else:
+                del self._nodes[url]
+        for info in listed.values():
+            self._node(info).is_listed = True
+        if listed and self._first_listed_ms is None:
+            self._first_listed_ms = now_ms
+
+    def record_rtt(self, url: str, rtt_ms: float, now_ms: float) -> None:
+        if rtt_ms < 0:
+            raise ValueError(f"rtt_ms for {url}: expected >= 0, got {rtt_ms!r}")
+        node = self._nodes.get(url)
+        if node is None:  # removed from the list while the ping was out
+            return
+        node.rtts_ms.append(rtt_ms)
+        node.probe_sent_ms, node.needs_probe = None, False
+
+    def record_connected(self, url: str, now_ms: float) -> None:
+        node = self._nodes.get(url)
+        if node is None:  # dropped from the list while connecting; decide() moves off it
+            node = self._node(NodeInfo(url))
+            node.is_listed = False
+        if self._current is not None and self._current != url:
+            self._nodes[self._current].round_trips_ms.clear()
+        self._current, self._pending = url, None
+        self._last_switch_ms = now_ms
+        self._better_since_ms = None
+        self._lost, self._is_fallback = None, False
+        node.backoff.reset()
+        node.needs_probe = False
+
+    def record_result(
+        self, url: str, round_trip_ms: float, now_ms: float, *, server_ms: float | None = None
+    ) -> None:
+        """A RESULT from the current node. ``server_ms`` is what the node says it spent
+        (queue + inference + post); with it, the rest beyond a ping is learned as transfer
+        time that every candidate pays too, so comparisons stay like for like."""
+        node = self._nodes.get(url)
+        if node is None or url != self._current:
+            return  # a late result from a node left behind
+        node.round_trips_ms.append(round_trip_ms)
+        if server_ms is not None and node.rtts_ms:
+            extra_ms = round_trip_ms - server_ms - statistics.median(node.rtts_ms)
+            self._transfer_ms.append(max(0.0, extra_ms))
+
+    def record_failure(self, url: str, now_ms: float, overloaded: bool = False) -> None:
+        """A connection or probe to ``url`` failed, or the node refused as OVERLOADED."""
+        node = self._nodes.get(url)
+        if node is None:
+            return
+        if overloaded:
+            node.blocked_until_ms = now_ms + self.settings.overload_cooldown_ms
+            node.blocked_why = "is at capacity"
+        else:
+            node.blocked_until_ms = now_ms + node.backoff.next_delay_ms()
+            node.blocked_why = "failed"
+            node.needs_probe = True
+            node.rtts_ms.clear()
+        node.probe_sent_ms = None
+        node.round_trips_ms.clear()
+        was_used = url in (self._current, self.pending)
+        if url == self.pending:
+            self._pending = None
+        if url == self._current:
+            self._current = None
+            self._better_since_ms = None
+        if was_used and self._current is None:
+            self._lost = f"{node.info.label} {node.blocked_why}"
+
+    # -- what the driver asks --------------------------------------------------------------
+    def probes_due(self, now_ms: float) -> list[str]:
+        """URLs to PING now: unmeasured ones first (by URL), then those not pinged for
+        ``probe_interval_ms`` (oldest first). Never a node in backoff or cool-down, nor
+        one with a ping still out. The returned URLs count as pinged at ``now_ms``."""
+        self._expire(now_ms)
+        fresh: list[str] = []
+        stale: list[tuple[float, str]] = []
+        for url, node in self._nodes.items():
+            is_candidate = node.is_listed and not node.info.is_full
+            if node.probe_sent_ms is not None or now_ms < node.blocked_until_ms:
+                continue
+            if not (is_candidate or url == self._current):
+                continue
+            if not node.rtts_ms:
+                fresh.append(url)
+            elif node.last_probe_ms is None:
+                stale.append((-math.inf, url))
+            elif now_ms - node.last_probe_ms >= self.settings.probe_interval_ms:
+                stale.append((node.last_probe_ms, url))
+        due = sorted(fresh) + [url for _, url in sorted(stale)]
+        for url in due:
+            self._nodes[url].probe_sent_ms = self._nodes[url].last_probe_ms = now_ms
+        return due
+
+    def decide(self, now_ms: float) -> Decision:
+        self._expire(now_ms)
+        if self._pending is not None:
+            return STAY
+        if self._current is None:
+            return self._connect_or_fallback(now_ms)
+        return self._maybe_switch(self._current, now_ms)
+
+    # -- the rules -------------------------------------------------------------------------
+    def _connect_or_fallback(self, now_ms: float) -> Decision:
+        ranked = self._ranked(now_ms)
+        if not ranked:
+            self._is_fallback = True
+            return Fallback(self._fallback_reason(now_ms))
+        best = ranked[0]
+        best_ms = self.expected_ms(best)
+        started = self._first_listed_ms if self._first_listed_ms is not None else now_ms
+        is_starting = self._lost is None and not self._is_fallback
+        if best_ms is None and is_starting and now_ms - started < self.settings.first_probe_wait_ms:
+            return STAY  # give the first pings a moment before connecting blind
+        measured = "not measured yet" if best_ms is None else f"{best_ms:.0f} ms expected"
+        what = f"{self._nodes[best].info.label} ({measured})"
+        if self._is_fallback:
+            reason = f"leaving the in-browser fallback for {what}"
+        elif self._lost is not None:
+            reason = f"{self._lost}; connecting to {what}"
+        else:
+            reason = f"connecting to {what}"
+        self._pending = (best, now_ms)
+        return Connect(best, reason)
+
+    def _maybe_switch(self, current: str, now_ms: float) -> Decision:
+        s = self.settings
+        ranked = self._ranked(now_ms, exclude=current)
+        label = self._nodes[current].info.label
+        if not self._nodes[current].is_listed:
+            if not ranked:
+                return STAY
+            return self._switch(current, ranked[0], f"{label} left the node list", now_ms)
+        current_ms = self.expected_ms(current)
+        best = ranked[0] if ranked else current  # unmeasured candidates never win a switch
+        best_ms = self.expected_ms(best)
+        if (
+            current_ms is None
+            or best_ms is None
+            or not (
+                best_ms < current_ms * (1 - s.hysteresis_ratio)
+                and best_ms < current_ms - s.min_gain_ms
+            )
+        ):
+            self._better_since_ms = None
+            return STAY
+        if self._better_since_ms is None:
+            self._better_since_ms = now_ms
+        is_settled = now_ms - self._better_since_ms >= s.dwell_ms
+        if not is_settled or now_ms - self._last_switch_ms < s.min_switch_interval_ms:
+            return STAY
+        best_label = self._nodes[best].info.label
+        reason = f"{best_label} ({best_ms:.0f} ms) beats {label} ({current_ms:.0f} ms)"
+        return self._switch(current, best, reason, now_ms)
+
+    def _switch(self, current: str, to: str, reason: str, now_ms: float) -> Switch:
+        self._pending = (to, now_ms)
+        self._better_since_ms = None
+        return Switch(current, to, reason)
+
+    def _ranked(self, now_ms: float, exclude: str | None = None) -> list[str]:
+        """Usable nodes, best first: measured by (expected ms, URL), then unmeasured by URL."""
+        measured: list[tuple[float, str]] = []
+        unmeasured: list[str] = []
+        for url, node in self._nodes.items():
+            if url == exclude or not node.is_listed or node.info.is_full:
+                continue
+            if now_ms < node.blocked_until_ms or node.needs_probe:
+                continue
+            expected = self.expected_ms(url)
+            if expected is None:
+                unmeasured.append(url)
+            else:
+                measured.append((expected, url))
+        return [url for _, url in sorted(measured)] + sorted(unmeasured)
+
+    def _fallback_reason(self, now_ms: float) -> str:
+        listed = [n for n in self._nodes.values() if n.is_listed]
+        if not listed:
+            why = "no inference node is listed"
+        elif all(n.info.is_full or n.blocked_why == "is at capacity" for n in listed):
+            why = "every node is at capacity"
+        else:
+            retry_ms = min(max(0.0, n.blocked_until_ms - now_ms) for n in listed)
+            why = "no node answers" + (
+                f" (next try in {retry_ms / 1000:.1f} s)" if retry_ms else ""
+            )
+        prefix = f"{self._lost}; " if self._lost else ""
+        return f"{prefix}{why}; running in the browser"
+
+    def _expire(self, now_ms: float) -> None:
+        """Turn unanswered pings and connections into failures."""
+        for url, node in list(self._nodes.items()):
+            sent = node.probe_sent_ms
+            if sent is not None and now_ms - sent >= self.settings.probe_timeout_ms:
+                self.record_failure(url, now_ms)
+        if self._pending and now_ms - self._pending[1] >= self.settings.connect_timeout_ms:
+            self.record_failure(self._pending[0], now_ms)
+
+    def _node(self, info: NodeInfo) -> _Node:
+        node = self._nodes.get(info.url)
+        if node is not None:
+            node.info = info
+            return node
+        s = self.settings
+        node = _Node(
+            info=info,
+            backoff=Backoff(
+                initial_ms=s.backoff_initial_ms,
+                max_ms=s.backoff_max_ms,
+                jitter=s.backoff_jitter,
+                seed=zlib.crc32(info.url.encode()),  # per node, and the same on every run
+            ),
+            rtts_ms=deque(maxlen=s.rtt_window),
+            round_trips_ms=deque(maxlen=s.rtt_window),
+        )
+        self._nodes[info.url] = node
+        return node

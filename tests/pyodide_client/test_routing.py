@@ -1,0 +1,556 @@
+"""Node choice and failover, driven by a fake clock: every time is a number passed in."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+import pyodide_client.routing as routing
+from pyodide_client.routing import (
+    Connect,
+    Fallback,
+    NodeInfo,
+    Router,
+    RoutingSettings,
+    Stay,
+    Switch,
+)
+
+A, B, C = "ws://a:8001/infer", "ws://b:8001/infer", "ws://c:8001/infer"
+
+# No jitter, so backoff delays are exact; no start-up wait unless a test asks for one.
+SETTINGS = RoutingSettings(backoff_jitter=0.0, first_probe_wait_ms=0.0)
+
+
+def make_router(nodes: list[NodeInfo | str], now_ms: float = 0.0, **overrides: Any) -> Router:
+    router = Router(replace(SETTINGS, **overrides))
+    router.update_candidates(nodes, now_ms)
+    return router
+
+
+def answer_pings(router: Router, rtts_ms: dict[str, float], now_ms: float) -> list[str]:
+    """The driver's probe round: ping what is due, and each listed node answers at once."""
+    due = router.probes_due(now_ms)
+    for url in due:
+        if url in rtts_ms:
+            router.record_rtt(url, rtts_ms[url], now_ms)
+    return due
+
+
+def connect_to(router: Router, url: str, now_ms: float) -> None:
+    decision = router.decide(now_ms)
+    assert isinstance(decision, Connect)
+    assert decision.url == url
+    router.record_connected(url, now_ms)
+
+
+def test_all_names_exported_exist() -> None:
+    for name in routing.__all__:
+        assert hasattr(routing, name), name
+
+
+# -- choosing ---------------------------------------------------------------------------------
+def test_picks_the_lowest_expected_time() -> None:
+    router = make_router([A, B, C])
+    answer_pings(router, {A: 30.0, B: 10.0, C: 20.0}, 0.0)
+
+    decision = router.decide(1.0)
+
+    assert decision == Connect(B, "connecting to ws://b:8001/infer (10 ms expected)")
+    assert router.pending == B
+    assert router.current is None
+
+
+def test_queue_and_inference_outweigh_a_lower_rtt() -> None:
+    busy = NodeInfo(A, name="near-busy", queue_depth=4, inference_ms=20.0)
+    idle = NodeInfo(B, name="far-idle", queue_depth=0, inference_ms=20.0)
+    router = make_router([busy, idle])
+    answer_pings(router, {A: 5.0, B: 40.0}, 0.0)
+
+    assert router.expected_ms(A) == 5.0 + 4 * 20.0 + 20.0
+    assert router.expected_ms(B) == 40.0 + 20.0
+    decision = router.decide(1.0)
+    assert isinstance(decision, Connect)
+    assert decision.url == B
+    assert "far-idle (60 ms expected)" in decision.reason
+
+
+def test_a_static_list_scores_by_rtt_alone() -> None:
+    router = make_router([B, A])
+    answer_pings(router, {A: 12.0, B: 8.0}, 0.0)
+
+    assert router.expected_ms(A) == 12.0
+    assert router.expected_ms(B) == 8.0
+
+
+def test_rtt_is_the_median_of_the_window() -> None:
+    router = make_router([A], rtt_window=3)
+    for i, rtt in enumerate([10.0, 500.0, 12.0, 14.0]):
+        router.record_rtt(A, rtt, float(i))
+
+    assert router.expected_ms(A) == 14.0  # window holds 500, 12, 14
+
+
+def test_ties_are_broken_by_url() -> None:
+    router = make_router([C, B, A])
+    answer_pings(router, {A: 20.0, B: 20.0, C: 20.0}, 0.0)
+
+    decision = router.decide(1.0)
+    assert isinstance(decision, Connect)
+    assert decision.url == A
+
+
+def test_an_unmeasured_node_ranks_last_but_is_still_tried() -> None:
+    router = make_router([A, B])
+    router.record_rtt(B, 300.0, 0.0)
+
+    first = router.decide(1.0)
+    assert isinstance(first, Connect)
+    assert first.url == B  # slow, but measured
+    router.record_failure(B, 2.0)
+
+    second = router.decide(3.0)
+    assert isinstance(second, Connect)
+    assert second.url == A
+    assert "not measured yet" in second.reason
+    assert router.expected_ms(A) is None
+
+
+def test_at_start_it_waits_briefly_for_pings_before_connecting_blind() -> None:
+    router = make_router([A, B], now_ms=100.0, first_probe_wait_ms=500.0)
+
+    assert router.decide(400.0) == Stay()
+    decision = router.decide(600.0)
+    assert isinstance(decision, Connect)
+    assert decision.url == A
+
+
+def test_a_measured_node_ends_the_start_up_wait() -> None:
+    router = make_router([A, B], first_probe_wait_ms=500.0)
+    router.record_rtt(B, 25.0, 10.0)
+
+    decision = router.decide(20.0)
+    assert isinstance(decision, Connect)
+    assert decision.url == B
+
+
+def test_a_connection_in_progress_means_stay_until_it_times_out() -> None:
+    router = make_router([A, B], connect_timeout_ms=5000.0)
+    answer_pings(router, {A: 10.0, B: 20.0}, 0.0)
+    assert isinstance(router.decide(0.0), Connect)
+
+    assert router.decide(4999.0) == Stay()
+    decision = router.decide(5000.0)  # no HELLO from A: it counts as failed
+
+    assert isinstance(decision, Connect)
+    assert decision.url == B
+    assert decision.reason.startswith("ws://a:8001/infer failed; connecting to")
+
+
+def test_a_full_node_is_skipped_unless_it_is_the_current_one() -> None:
+    full = NodeInfo(A, queue_depth=0, inference_ms=5.0, streams=8, max_streams=8)
+    router = make_router([full, NodeInfo(B, inference_ms=5.0)])
+    answer_pings(router, {B: 50.0}, 0.0)
+
+    assert A not in router.probes_due(10_000.0)
+    decision = router.decide(10_000.0)
+    assert isinstance(decision, Connect)
+    assert decision.url == B
+
+
+# -- staying and switching ------------------------------------------------------------------
+def _connected_pair(a_ms: float, b_ms: float, now_ms: float = 0.0, **overrides: Any) -> Router:
+    """Connected to A; both nodes measured by ping at ``now_ms``."""
+    router = make_router([A, B], now_ms, **overrides)
+    answer_pings(router, {A: a_ms, B: b_ms}, now_ms)
+    router.record_connected(A, now_ms)  # whichever ranks first
+    return router
+
+
+def _steady(
+    router: Router, rtts_ms: dict[str, float], start_ms: float, end_ms: float
+) -> list[Stay | Connect | Switch | Fallback]:
+    """Every 250 ms: answer due pings with ``rtts_ms`` and ask for a decision."""
+    decisions = []
+    now = start_ms
+    while now <= end_ms:
+        answer_pings(router, rtts_ms, now)
+        decisions.append(router.decide(now))
+        now += 250.0
+    return decisions
+
+
+def test_no_switch_while_the_gain_is_within_the_ratio_margin() -> None:
+    router = _connected_pair(50.0, 42.0)  # 16 % better: inside the 20 % margin
+
+    decisions = _steady(router, {A: 50.0, B: 42.0}, 0.0, 60_000.0)
+
+    assert set(decisions) == {Stay()}
+    assert router.current == A
+
+
+def test_no_switch_while_the_gain_is_under_min_gain_ms() -> None:
+    router = _connected_pair(20.0, 8.0)  # 60 % better, but only 12 ms
+
+    decisions = _steady(router, {A: 20.0, B: 8.0}, 0.0, 60_000.0)
+
+    assert set(decisions) == {Stay()}
+
+
+def test_switch_after_sustained_degradation_beyond_margin_and_dwell() -> None:
+    router = _connected_pair(20.0, 30.0, dwell_ms=3000.0, min_switch_interval_ms=10_000.0)
+    t0 = 20_000.0
+    _steady(router, {A: 20.0, B: 30.0}, 0.0, t0 - 250.0)
+
+    # A degrades: its round trips climb to 120 ms while B stays at 30 ms.
+    for i in range(5):
+        router.record_result(A, 120.0, t0 + i)
+    assert router.expected_ms(A) == 120.0
+    assert router.decide(t0) == Stay()  # dwell starts
+    assert router.decide(t0 + 2999.0) == Stay()
+    decision = router.decide(t0 + 3000.0)
+
+    assert decision == Switch(A, B, "ws://b:8001/infer (30 ms) beats ws://a:8001/infer (120 ms)")
+    assert router.decide(t0 + 3001.0) == Stay()  # while B's connection opens
+    router.record_connected(B, t0 + 3100.0)
+    assert router.current == B
+    assert router.expected_ms(A) == 20.0  # its round trips are forgotten; pings remain
+
+
+def test_a_dip_shorter_than_the_dwell_does_not_switch() -> None:
+    router = _connected_pair(20.0, 30.0, dwell_ms=3000.0, min_switch_interval_ms=0.0)
+    for i in range(5):
+        router.record_result(A, 120.0, 1000.0 + i)
+    assert router.decide(1000.0) == Stay()
+    for i in range(5):  # A recovers before the dwell ends
+        router.record_result(A, 22.0, 2000.0 + i)
+    assert router.decide(2000.0) == Stay()
+    for i in range(5):
+        router.record_result(A, 120.0, 3500.0 + i)
+
+    assert router.decide(3500.0) == Stay()  # the dwell starts again
+    assert router.decide(6499.0) == Stay()
+    assert isinstance(router.decide(6500.0), Switch)
+
+
+def test_no_switch_within_min_switch_interval_of_the_last_move() -> None:
+    router = _connected_pair(20.0, 30.0, dwell_ms=0.0, min_switch_interval_ms=10_000.0)
+    for i in range(5):
+        router.record_result(A, 120.0, 100.0 + i)
+
+    assert router.decide(9_999.0) == Stay()
+    assert isinstance(router.decide(10_000.0), Switch)
+
+
+def _oscillate(router: Router, half_period_ms: float, end_ms: float) -> list[float]:
+    """A and B trade places (30 ms vs 60 ms) every ``half_period_ms``; returns switch times."""
+    switched_at = []
+    now = 0.0
+    while now <= end_ms:
+        is_a_slow = (now // half_period_ms) % 2 == 0
+        answer_pings(router, {A: 60.0, B: 30.0} if is_a_slow else {A: 30.0, B: 60.0}, now)
+        decision = router.decide(now)
+        if isinstance(decision, Switch):
+            switched_at.append(now)
+            router.record_connected(decision.to_url, now + 50.0)
+        now += 250.0
+    return switched_at
+
+
+def test_no_flapping_when_two_nodes_oscillate_faster_than_the_dwell() -> None:
+    # Each ping is the score (window of 1), so the 50 % swings cross the margin every time.
+    router = _connected_pair(40.0, 40.0, rtt_window=1, probe_interval_ms=250.0, dwell_ms=3000.0)
+
+    assert _oscillate(router, half_period_ms=2000.0, end_ms=60_000.0) == []
+    eager = _connected_pair(40.0, 40.0, rtt_window=1, dwell_ms=0.0, min_switch_interval_ms=0.0)
+    assert len(_oscillate(eager, half_period_ms=2000.0, end_ms=60_000.0)) > 20  # the control
+
+
+def test_slow_oscillation_switches_at_most_once_per_min_switch_interval() -> None:
+    router = _connected_pair(
+        40.0,
+        40.0,
+        rtt_window=1,
+        probe_interval_ms=250.0,
+        dwell_ms=1000.0,
+        min_switch_interval_ms=10_000.0,
+    )
+
+    switched_at = _oscillate(router, half_period_ms=4000.0, end_ms=60_000.0)
+
+    assert switched_at  # real, lasting changes are followed...
+    gaps = [b - a for a, b in itertools.pairwise(switched_at)]
+    assert all(gap >= 10_000.0 for gap in gaps)  # ...but never faster than the interval
+
+
+def test_a_failed_switch_keeps_the_current_node() -> None:
+    router = _connected_pair(20.0, 30.0, dwell_ms=0.0, min_switch_interval_ms=0.0)
+    for i in range(5):
+        router.record_result(A, 120.0, 100.0 + i)
+    assert isinstance(router.decide(200.0), Switch)
+
+    router.record_failure(B, 300.0)
+
+    assert router.current == A
+    assert router.pending is None
+    assert router.decide(400.0) == Stay()  # B waits out its backoff and a fresh ping
+
+
+def test_a_late_result_from_another_node_is_ignored() -> None:
+    router = _connected_pair(20.0, 30.0)
+
+    router.record_result(B, 900.0, 10.0)
+
+    assert router.expected_ms(B) == 30.0
+
+
+def test_transfer_time_learned_from_results_is_added_to_every_node() -> None:
+    router = _connected_pair(20.0, 30.0)
+    # 20 ms ping + 25 ms on the node + 15 ms moving the frame = 60 ms round trips
+    router.record_result(A, 60.0, 10.0, server_ms=25.0)
+
+    assert router.expected_ms(A) == 60.0
+    assert router.expected_ms(B) == 30.0 + 15.0
+
+
+# -- failover -------------------------------------------------------------------------------
+def test_when_the_current_node_fails_the_next_best_is_chosen_at_once() -> None:
+    router = make_router([A, B, C], dwell_ms=5000.0, min_switch_interval_ms=60_000.0)
+    answer_pings(router, {A: 10.0, B: 30.0, C: 20.0}, 0.0)
+    connect_to(router, A, 0.0)
+
+    router.record_failure(A, 100.0)
+    decision = router.decide(100.0)  # no dwell, no minimum interval
+
+    assert decision == Connect(
+        C, "ws://a:8001/infer failed; connecting to ws://c:8001/infer (20 ms expected)"
+    )
+    assert router.current is None
+
+
+def test_when_every_node_fails_it_falls_back_to_the_browser() -> None:
+    router = make_router([A, B])
+    answer_pings(router, {A: 10.0, B: 20.0}, 0.0)
+    connect_to(router, A, 0.0)
+
+    router.record_failure(A, 100.0)
+    decision = router.decide(100.0)
+    assert isinstance(decision, Connect)
+    router.record_failure(B, 150.0)
+    fallback = router.decide(150.0)
+
+    assert fallback == Fallback(
+        "ws://b:8001/infer failed; no node answers (next try in 0.5 s); running in the browser"
+    )
+    assert router.is_fallback
+    assert router.decide(200.0) == Fallback(  # repeated while it holds
+        "ws://b:8001/infer failed; no node answers (next try in 0.4 s); running in the browser"
+    )
+
+
+def test_in_fallback_a_node_whose_probe_answers_is_connected() -> None:
+    router = make_router([A, B])
+    router.record_failure(A, 0.0)
+    router.record_failure(B, 0.0)
+    assert isinstance(router.decide(0.0), Fallback)
+    assert router.probes_due(499.0) == []  # both wait out their backoff
+
+    assert router.probes_due(500.0) == [A, B]
+    assert isinstance(router.decide(500.0), Fallback)  # expired backoff is not enough
+    router.record_rtt(B, 40.0, 520.0)
+    decision = router.decide(520.0)
+
+    assert decision == Connect(
+        B, "leaving the in-browser fallback for ws://b:8001/infer (40 ms expected)"
+    )
+    router.record_connected(B, 600.0)
+    assert not router.is_fallback
+    assert router.decide(700.0) == Stay()
+
+
+def test_failed_nodes_back_off_exponentially_and_a_connection_resets_it() -> None:
+    router = make_router([A], backoff_initial_ms=500.0, backoff_max_ms=1500.0)
+    router.record_failure(A, 0.0)
+    assert router.probes_due(499.0) == []
+    assert router.probes_due(500.0) == [A]
+    router.record_failure(A, 500.0)  # the probe failed too: twice as long
+    assert router.probes_due(1499.0) == []
+    assert router.probes_due(1500.0) == [A]
+    router.record_failure(A, 1500.0)  # capped at backoff_max_ms
+    assert router.probes_due(2999.0) == []
+    assert router.probes_due(3000.0) == [A]
+
+    router.record_rtt(A, 10.0, 3010.0)
+    connect_to(router, A, 3010.0)
+    router.record_failure(A, 4000.0)
+    assert router.probes_due(4500.0) == [A]  # back to backoff_initial_ms
+
+
+def test_an_overloaded_node_is_skipped_for_the_cooldown_then_eligible_again() -> None:
+    router = make_router([A, B], overload_cooldown_ms=10_000.0)
+    answer_pings(router, {A: 10.0, B: 50.0}, 0.0)
+    assert isinstance(router.decide(0.0), Connect)
+
+    router.record_failure(A, 10.0, overloaded=True)
+    decision = router.decide(10.0)
+    assert isinstance(decision, Connect)
+    assert decision.url == B
+    assert "ws://a:8001/infer is at capacity" in decision.reason
+    assert A not in router.probes_due(5000.0)
+    router.record_failure(B, 5000.0, overloaded=True)
+    assert router.decide(5000.0) == Fallback(
+        "ws://b:8001/infer is at capacity; every node is at capacity; running in the browser"
+    )
+
+    decision = router.decide(10_010.0)  # A's cool-down is over; its ping still counts
+    assert isinstance(decision, Connect)
+    assert decision.url == A
+
+
+def test_no_listed_node_means_fallback() -> None:
+    router = make_router([])
+
+    assert router.decide(0.0) == Fallback("no inference node is listed; running in the browser")
+
+
+# -- probing --------------------------------------------------------------------------------
+def test_probes_due_unmeasured_first_then_on_the_interval() -> None:
+    router = make_router([C, A], probe_interval_ms=2000.0, probe_timeout_ms=1000.0)
+    assert router.probes_due(0.0) == [A, C]
+    assert router.probes_due(10.0) == []  # pings are out
+    router.record_rtt(A, 10.0, 20.0)
+    router.record_rtt(C, 10.0, 30.0)
+    router.update_candidates([C, A, B], 40.0)
+
+    assert router.probes_due(40.0) == [B]  # the new, unmeasured node at once
+    router.record_rtt(B, 10.0, 50.0)
+    assert router.probes_due(1999.0) == []
+    assert router.probes_due(2000.0) == [A, C]  # oldest ping first, then by URL
+    assert router.probes_due(2039.0) == []
+    assert router.probes_due(2040.0) == [B]
+
+
+def test_an_unanswered_ping_counts_as_a_failure() -> None:
+    router = make_router([A, B], probe_timeout_ms=1000.0)
+    assert router.probes_due(0.0) == [A, B]
+    router.record_rtt(B, 10.0, 5.0)
+
+    assert router.probes_due(1000.0) == []  # A timed out: now in backoff
+    assert router.probes_due(1500.0) == [A]
+
+
+def test_the_current_node_is_probed_too_and_a_silent_one_is_replaced() -> None:
+    router = make_router([A, B], probe_interval_ms=1000.0, probe_timeout_ms=1000.0)
+    answer_pings(router, {A: 10.0, B: 20.0}, 0.0)
+    connect_to(router, A, 0.0)
+
+    assert router.probes_due(1000.0) == [A, B]
+    router.record_rtt(B, 20.0, 1010.0)  # A never answers
+
+    decision = router.decide(2000.0)
+    assert isinstance(decision, Connect)
+    assert decision.url == B
+
+
+def test_removed_nodes_disappear() -> None:
+    router = make_router([A, B])
+    answer_pings(router, {A: 10.0, B: 20.0}, 0.0)
+
+    router.update_candidates([B], 100.0)
+
+    assert router.expected_ms(A) is None
+    assert A not in router.probes_due(5000.0)
+    decision = router.decide(5000.0)
+    assert isinstance(decision, Connect)
+    assert decision.url == B
+
+
+def test_a_current_node_dropped_from_the_list_is_left_at_once() -> None:
+    router = _connected_pair(10.0, 40.0, dwell_ms=5000.0, min_switch_interval_ms=60_000.0)
+
+    router.update_candidates([B], 100.0)
+
+    assert router.decide(100.0) == Switch(A, B, "ws://a:8001/infer left the node list")
+
+
+def test_records_for_unknown_urls_are_ignored() -> None:
+    router = make_router([A])
+
+    router.record_rtt(B, 10.0, 0.0)
+    router.record_failure(B, 0.0)
+    router.record_result(B, 10.0, 0.0)
+
+    assert router.expected_ms(B) is None
+
+
+def test_a_negative_rtt_is_refused() -> None:
+    router = make_router([A])
+
+    with pytest.raises(ValueError, match="rtt_ms"):
+        router.record_rtt(A, -1.0, 0.0)
+
+
+# -- settings -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("hysteresis_ratio", 1.0),
+        ("hysteresis_ratio", -0.1),
+        ("min_gain_ms", -1.0),
+        ("dwell_ms", float("nan")),
+        ("probe_interval_ms", 0.0),
+        ("probe_timeout_ms", 0.0),
+        ("connect_timeout_ms", 0.0),
+        ("rtt_window", 0),
+        ("rtt_window", 2.5),
+        ("backoff_initial_ms", 0.0),
+        ("backoff_initial_ms", 40_000.0),
+        ("backoff_jitter", 1.0),
+        ("overload_cooldown_ms", float("inf")),
+    ],
+)
+def test_settings_validation_names_the_field(field: str, value: float) -> None:
+    values: dict[str, Any] = {field: value}
+    with pytest.raises(ValueError, match=rf"RoutingSettings\.{field}: expected"):
+        RoutingSettings(**values)
+
+
+def test_default_settings_are_valid() -> None:
+    settings = RoutingSettings()
+
+    assert settings.hysteresis_ratio == 0.2
+    assert settings.min_gain_ms == 15.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"url": ""}, "url"), ({"url": A, "queue_depth": -1}, "queue_depth")],
+)
+def test_node_info_validation_names_the_field(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(ValueError, match=rf"NodeInfo\.{field}"):
+        NodeInfo(**kwargs)  # type: ignore[arg-type]
+
+
+def test_node_info_from_the_registry_json_ignores_unknown_keys() -> None:
+    listed = {
+        "node_id": "gpu-1",
+        "url": A,
+        "name": "gpu-1",
+        "site": "lab-2",
+        "provider": "CUDAExecutionProvider",
+        "streams": 3,
+        "max_streams": 32,
+        "queue_depth": 1,
+        "inference_ms": 7,
+        "age_s": 0.4,
+    }
+
+    info = NodeInfo.from_mapping(listed)
+
+    assert info == NodeInfo(A, "gpu-1", 1, 7.0, 3, 32, "lab-2")
+    assert NodeInfo.from_mapping({"url": B}) == NodeInfo(B)
+    with pytest.raises(ValueError, match=r"NodeInfo\.queue_depth: expected int"):
+        NodeInfo.from_mapping({"url": A, "queue_depth": "many"})
