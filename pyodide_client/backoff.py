@@ -27,7 +27,11 @@ class Backoff:
         self._rng = random.Random(self.seed)
 
     def next_delay_ms(self) -> float:
-        base = min(self.max_ms, self.initial_ms * self.factor**self.attempts)
+        try:
+            grown = self.initial_ms * self.factor**self.attempts
+        except OverflowError:  # e.g. 2.0**1024 after ~85 min of retries at the cap
+            grown = self.max_ms
+        base = min(self.max_ms, grown)
         self.attempts += 1
         spread = base * self.jitter
         return max(0.0, base + self._rng.uniform(-spread, spread))

@@ -41,7 +41,10 @@ class ModelCard:
         if not (isinstance(shape, list) and len(shape) == 4 and shape[1] == 3):
             raise ModelCardError(f"model.json input.shape must be [batch, 3, H, W], got {shape!r}")
         if shape[2] != shape[3] or not isinstance(shape[2], int) or shape[2] <= 0:
-            raise ModelCardError(f"model.json input must be square, got {shape[2:]!r}")
+            raise ModelCardError(
+                "model.json input.shape must be square [batch, 3, S, S] with S a positive "
+                f"integer, got {shape!r}"
+            )
         if model_input.get("dtype") != "uint8":
             raise ModelCardError(
                 f"model.json input.dtype must be uint8, got {model_input.get('dtype')!r}"

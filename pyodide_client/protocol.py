@@ -20,8 +20,8 @@ are little-endian; strings are UTF-8 with a u16 byte-length prefix.
              boxes are in the frame tensor's pixel space (the letterboxed model input)
     ERROR    (either way)
              u16 code | u8 has_frame | u32 frame_id | str message
-    PING     (either way)  u32 nonce | f64 sent_ms
-    PONG     (answer)      u32 nonce | f64 sent_ms (echoed from the ping)
+    PING     (client -> node) u32 nonce | f64 sent_ms
+    PONG     (node -> client) u32 nonce | f64 sent_ms (echoed from the ping)
     DROPPED  (node -> client) u32 frame_id | u8 reason
              a frame that will never get a RESULT, and why (see DropReason)
 

@@ -211,10 +211,14 @@ class NodeStream:
     def _on_hello(self, hello: Hello) -> list[Event]:
         if self.state is not StreamState.CONNECTING:
             raise StreamError(f"unexpected second HELLO in state {self.state.value}")
-        if hello.dtype is not Dtype.UINT8 or len(hello.frame_shape) != 3:
+        # Letterbox only makes square RGB tensors; accepting any other shape would have the
+        # node refuse every frame with WRONG_SHAPE instead of failing once, here.
+        shape = hello.frame_shape
+        is_square_rgb = len(shape) == 3 and shape[0] == 3 and shape[1] == shape[2] > 0
+        if hello.dtype is not Dtype.UINT8 or not is_square_rgb:
             raise StreamError(
                 f"node wants {hello.dtype.label} frames of shape {list(hello.frame_shape)}; "
-                "this client sends uint8 [3, H, W]"
+                "this client sends uint8 [3, S, S]"
             )
         if self._expected_sha256 and hello.model_sha256 != self._expected_sha256:
             raise StreamError(
