@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
@@ -95,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     node = commands.add_parser("node", help="one inference node")
     _add_node_flags(node)
+    node.add_argument("--site", help="location label shown to users (EDGESIGHT_SITE)")
+    node.add_argument(
+        "--public-url",
+        help="ws:// URL browsers use to reach this node "
+        "(EDGESIGHT_PUBLIC_URL, default ws://HOST:PORT/ws)",
+    )
+    node.add_argument(
+        "--registry-url",
+        help="web app to register with, http://HOST:PORT (EDGESIGHT_REGISTRY_URL); "
+        "needs EDGESIGHT_REGISTRY_SECRET",
+    )
 
     web = commands.add_parser("webapp", help="the web app alone")
     web.add_argument("--host", help="bind address (EDGESIGHT_HOST, default 127.0.0.1)")
@@ -117,6 +129,31 @@ def _node_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Node
         node_name=args.node_name,
         provider=args.provider,
         device_id=args.device_id,
+        site=getattr(args, "site", None),
+        public_url=getattr(args, "public_url", None),
+        registry_url=getattr(args, "registry_url", None),
+    )
+
+
+def _local_node_url(node: NodeSettings) -> str:
+    host = "{hostname}" if node.host in ("0.0.0.0", "::") else node.host
+    return node.public_url or f"ws://{host}:{node.port}/ws"
+
+
+def _with_own_registry(
+    node: NodeSettings, args: argparse.Namespace, environ: Mapping[str, str]
+) -> NodeSettings:
+    """``serve``: with a registry secret configured, the local node heartbeats to its own
+    web app, so the page sees its load; without one, the static node URL lists it."""
+    web = WebappSettings.from_env(environ, host=args.host, port=args.port)
+    if not web.registry_secret or node.registry_url:
+        return node
+    host = "127.0.0.1" if web.host in ("0.0.0.0", "::") else web.host
+    return replace(
+        node,
+        registry_url=f"http://{host}:{web.port}",
+        registry_secret=web.registry_secret,
+        public_url=_local_node_url(node),  # the same URL as the static entry it replaces
     )
 
 
@@ -137,10 +174,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.log_level != "debug":  # httpx logs every request: one line per heartbeat
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         servers = []
         if args.command in ("serve", "node"):
             node = _node_settings(args, env)
+            if args.command == "serve":
+                node = _with_own_registry(node, args, env)
             servers.append(
                 make_server(create_node_app(node), node.host, node.port, node.max_message_bytes)
             )
@@ -149,8 +190,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             if args.command == "webapp" and args.node_urls:
                 overrides["node_urls"] = tuple(args.node_urls)
             if args.command == "serve" and "EDGESIGHT_NODE_URLS" not in env:
-                host = "{hostname}" if node.host in ("0.0.0.0", "::") else node.host
-                overrides["node_urls"] = (f"ws://{host}:{node.port}/ws",)
+                overrides["node_urls"] = (_local_node_url(node),)
             web = WebappSettings.from_env(env, **overrides)
             servers.append(make_server(create_webapp(web), web.host, web.port, 64 * 1024))
             log.info("open http://%s:%d in a browser", web.host, web.port)

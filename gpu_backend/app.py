@@ -16,6 +16,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from .endpoint import inference_endpoint
 from .engine import Engine, LoadedModel, OnnxEngine, load_model
+from .heartbeat import start_heartbeat
 from .node import Node
 from .settings import NodeSettings
 
@@ -59,12 +60,15 @@ def create_app(settings: NodeSettings, engine_factory: EngineFactory = onnx_engi
         await asyncio.to_thread(engine.infer, np.zeros((1, *node.frame_shape), np.uint8))
         batch_loop = asyncio.create_task(node.batcher.run(), name="batcher")
         app.state.node = node
+        heartbeat = start_heartbeat(node)  # None unless a registry is configured
         log.info(
             "node %s ready: model %s on %s", settings.node_name, model.card.name, engine.provider
         )
         try:
             yield
         finally:
+            if heartbeat is not None:
+                await heartbeat.stop()  # deregister first, so no new user picks this node
             batch_loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await batch_loop

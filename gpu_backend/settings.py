@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,13 @@ class NodeSettings:
     score_threshold: float = 0.35
     iou_threshold: float = 0.6
     max_detections: int = 100
+    # Node registry (issue 4): with registry_url (the web app, http[s]://host:port) and the
+    # shared secret set, the node heartbeats its address and load there, see heartbeat.py.
+    registry_url: str = ""
+    registry_secret: str = field(default="", repr=False)
+    public_url: str = ""  # the ws[s]:// URL browsers use; empty: ws://{host}:{port}/ws
+    site: str = ""  # a location label shown to users ("lab-2", "eu-west")
+    node_id: str = ""  # unique in the cluster; empty: {hostname}-{port}
 
     ENV = {
         "host": "EDGESIGHT_NODE_HOST",
@@ -55,6 +62,11 @@ class NodeSettings:
         "score_threshold": "EDGESIGHT_SCORE_THRESHOLD",
         "iou_threshold": "EDGESIGHT_IOU_THRESHOLD",
         "max_detections": "EDGESIGHT_MAX_DETECTIONS",
+        "registry_url": "EDGESIGHT_REGISTRY_URL",
+        "registry_secret": "EDGESIGHT_REGISTRY_SECRET",
+        "public_url": "EDGESIGHT_PUBLIC_URL",
+        "site": "EDGESIGHT_SITE",
+        "node_id": "EDGESIGHT_NODE_ID",
     }
 
     def __post_init__(self) -> None:
@@ -78,6 +90,7 @@ class NodeSettings:
         _check(0 < self.iou_threshold <= 1, "iou_threshold", self.iou_threshold, "(0, 1]")
         _check(self.max_detections >= 1, "max_detections", self.max_detections, ">= 1")
         _check(bool(self.node_name.strip()), "node_name", self.node_name, "a non-empty name")
+        _check_registry(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> NodeSettings:
@@ -113,3 +126,31 @@ def _check(ok: bool, name: str, value: object, expected: str) -> None:
     if not ok:
         key = NodeSettings.ENV.get(name, name)
         raise SettingsError(f"{key} ({name}): expected {expected}, got {value!r}")
+
+
+def _check_registry(s: NodeSettings) -> None:
+    if s.registry_url:
+        _check(
+            s.registry_url.startswith(("http://", "https://")),
+            "registry_url",
+            s.registry_url,
+            "the web app's http:// or https:// base URL",
+        )
+        if not s.registry_secret:  # the value itself is never put in a message
+            raise SettingsError(
+                "EDGESIGHT_REGISTRY_SECRET (registry_secret): required when "
+                "EDGESIGHT_REGISTRY_URL is set; use the web app's secret"
+            )
+        _check(
+            s.port != 0 or bool(s.public_url),
+            "public_url",
+            s.public_url,
+            "a ws:// URL when the port is 0 (the URL cannot be guessed)",
+        )
+    if s.public_url:
+        _check(
+            s.public_url.startswith(("ws://", "wss://")),
+            "public_url",
+            s.public_url,
+            "a ws:// or wss:// URL",
+        )

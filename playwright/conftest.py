@@ -4,10 +4,17 @@ made from real photos at test time. Playwright never downloads a browser here.""
 from __future__ import annotations
 
 import shutil
+import signal
+import socket
+import subprocess
 import sys
+import threading
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fake_camera import fit_frame, photo, write_y4m
@@ -78,8 +85,74 @@ def start_node(name: str = "e2e-node") -> ServerThread:
     return ServerThread(create_node_app(settings), max_message_bytes=settings.max_message_bytes)
 
 
-def start_webapp(node_urls: tuple[str, ...]) -> ServerThread:
-    return ServerThread(create_webapp(WebappSettings(port=0, node_urls=node_urls)))
+def start_webapp(node_urls: tuple[str, ...], **settings: Any) -> ServerThread:
+    return ServerThread(create_webapp(WebappSettings(port=0, node_urls=node_urls, **settings)))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class NodeProcess:
+    """A node in its own process, as in production, so a test can kill it outright
+    (SIGKILL: no close frames, no goodbye) and start it again on the same port."""
+
+    def __init__(self, name: str = "e2e-node", port: int | None = None) -> None:
+        self.name = name
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self) -> NodeProcess:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "edgesight",
+                "--log-level",
+                "warning",
+                "node",
+                "--port",
+                str(self.port),
+                "--name",
+                self.name,
+            ],
+            cwd=ROOT,
+        )
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        url = f"http://127.0.0.1:{self.port}/readyz"
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node {self.name} exited with {self.proc.returncode}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                threading.Event().wait(0.05)  # another process is starting: poll its port
+        raise TimeoutError(f"node {self.name} not ready after {timeout_s} s")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        self.proc = None
 
 
 @pytest.fixture(scope="module")

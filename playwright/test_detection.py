@@ -95,8 +95,8 @@ def test_unreachable_node_is_explained_and_retried(open_page: Callable[..., Brow
     with start_webapp(("ws://127.0.0.1:9/ws",)) as web:
         view = open_page(f"{web.http_url}/")
         status = view.page.locator("#status")
-        expect(status).to_contain_text("Cannot reach the inference node", timeout=BOOT_TIMEOUT_MS)
-        expect(status).to_contain_text("Retrying in")
+        expect(status).to_contain_text("no node answers", timeout=BOOT_TIMEOUT_MS)
+        expect(status).to_contain_text("next try in")
 
 
 def test_denied_camera_is_explained(stack: Stack, open_page: Callable[..., BrowserPage]) -> None:

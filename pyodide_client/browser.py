@@ -1,9 +1,17 @@
 """The page's Python side: what JavaScript calls inside Pyodide.
 
-JavaScript only moves bytes and pixels. It asks this object whether to grab a frame, hands
-it the RGBA pixels, sends the bytes it gets back, feeds it what the node sends, and draws
-what it returns. Every value crossing to JavaScript is ``bytes`` (a message to send) or a
-JSON string (events, status), so no Python object leaks into the page.
+JavaScript only moves bytes and pixels. Every 100 ms it asks ``tick`` what to do (connect,
+switch or drop a node, probe a candidate); for each camera frame it asks ``next_action``
+whether the frame goes to the node, to the local engine, or nowhere; it hands over pixels,
+sends or posts the bytes it gets back, feeds in what nodes, probes and the local worker
+return, and draws what it is told to draw. Every value crossing to JavaScript is ``bytes``
+or a JSON string, so no Python object leaks into the page.
+
+Modes: ``node`` while a node connection is ready; ``local`` (onnxruntime-web in a worker)
+while none is and the local engine is ready; ``none`` otherwise. Which node, and when to
+move, is ``routing.Router``'s decision: a node that closes, refuses or stalls (no result
+within a deadline derived from recent round trips) is replaced by the next best at once,
+the next frame runs locally meanwhile, and a recovered node is found again by probing.
 
 Runs unchanged under CPython in tests: JS buffers are accepted through ``to_bytes()``.
 """
@@ -14,8 +22,12 @@ import json
 from dataclasses import asdict
 from typing import Any, Protocol
 
-from .backoff import Backoff
-from .stats import RollingWindow
+from .dashboard import Dashboard
+from .local import LocalEngine, LocalError
+from .model_card import ModelCard
+from .postprocess import FrameBox, PostprocessSettings
+from .protocol import Error, ErrorCode, Hello, Ping, Pong, ProtocolError, parse
+from .routing import Connect, Fallback, NodeInfo, Router, Switch
 from .stream import (
     Detections,
     Event,
@@ -27,7 +39,12 @@ from .stream import (
     StreamError,
 )
 
-__all__ = ["BrowserClient"]
+__all__ = ["BrowserClient", "stall_deadline_ms"]
+
+STALL_MIN_MS = 750.0
+STALL_MAX_MS = 3000.0
+STALL_FACTOR = 4.0
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
 class _JsBuffer(Protocol):
@@ -40,56 +57,210 @@ Buffer = bytes | bytearray | memoryview | _JsBuffer
 def _as_bytes(data: Buffer) -> bytes | bytearray | memoryview:
     if isinstance(data, bytes | bytearray | memoryview):
         return data
-    return data.to_bytes()  # a Pyodide JsBuffer (Uint8Array, Uint8ClampedArray): one copy
+    return data.to_bytes()  # a Pyodide JsBuffer (Uint8Array, ...): one copy
+
+
+def stall_deadline_ms(recent_round_trip_p95_ms: float | None) -> float:
+    """How long a frame may wait for its result before the node counts as stalled."""
+    if recent_round_trip_p95_ms is None or recent_round_trip_p95_ms <= 0:
+        return STALL_MAX_MS
+    return min(STALL_MAX_MS, max(STALL_MIN_MS, STALL_FACTOR * recent_round_trip_p95_ms))
+
+
+def _overload_refusal(data: bytes | bytearray | memoryview) -> str | None:
+    """The message of an ERROR OVERLOADED, else None."""
+    try:
+        message = parse(data)
+    except ProtocolError:
+        return None
+    if isinstance(message, Error) and message.code is ErrorCode.OVERLOADED:
+        return message.message
+    return None
+
+
+def _boxes(boxes: tuple[FrameBox, ...]) -> list[dict[str, Any]]:
+    return [asdict(box) for box in boxes]
 
 
 class BrowserClient:
-    """One page's connection logic: the current node stream, reconnect backoff and the
-    numbers shown in the status line."""
+    """One page's detection logic: node choice and connection, local fallback, what to
+    draw, and the numbers shown in the status line and stats panel."""
 
-    def __init__(self, config_json: str) -> None:
+    def __init__(self, config_json: str, model_card_json: str) -> None:
         config = json.loads(config_json)
-        self.node_urls: list[str] = list(config.get("node_urls", []))
+        self.static_urls: list[str] = list(config.get("node_urls", []))
         self.max_in_flight = int(config.get("max_in_flight", 2))
-        self.backoff = Backoff()
+        self.local_threads = int(config.get("local_threads", 0))  # 0: decide from the page
+        self.card = ModelCard.from_json(model_card_json)
+        self.local = LocalEngine(self.card, PostprocessSettings())
+        self.router = Router()
+        self.dashboard = Dashboard()
         self.stream: NodeStream | None = None
         self.node_url: str | None = None
-        self._url_index = 0
-        self._shown = RollingWindow()
-        self._round_trip = RollingWindow()
-        self._latency = RollingWindow()
-        self.last_error = ""
+        self.node_name: str | None = None
+        self.node_sha256: str | None = None  # what the last node announced
+        self.route_note = ""  # why the page is where it is, in words
+        self._registry: list[NodeInfo] = []
+        self._is_started = False
+        self._newest_drawn_capture_ms = float("-inf")
+        self._local_tensor = bytearray()
+        self._probes: dict[str, int] = {}  # url -> nonce of the ping sent to it
+        self._probe_nonce = 0
 
-    # -- connection lifecycle --------------------------------------------------------------
-    def next_url(self) -> str:
-        """The node URL to (re)connect to; cycles through the configured list."""
-        if not self.node_urls:
-            raise StreamError("no node URL is configured for this page")
-        url = self.node_urls[self._url_index % len(self.node_urls)]
-        self._url_index += 1
+    # -- node choice -------------------------------------------------------------------------
+    def update_nodes(self, nodes_json: str, now_ms: float) -> None:
+        """The registry's list (``GET /api/nodes``); static URLs always stay candidates."""
+        entries = json.loads(nodes_json)
+        nodes = entries.get("nodes", entries) if isinstance(entries, dict) else entries
+        # The registry lists configured (static) nodes with null load fields: unknown.
+        self._registry = [
+            NodeInfo.from_mapping({key: value for key, value in node.items() if value is not None})
+            for node in nodes
+            if node.get("url")
+        ]
+        self._update_candidates(now_ms)
+
+    def _update_candidates(self, now_ms: float) -> None:
+        listed = {info.url for info in self._registry}
+        extra = [url for url in self.static_urls if url not in listed]
+        self.router.update_candidates([*self._registry, *extra], now_ms)
+
+    def tick(self, now_ms: float) -> str:
+        """What the page should do now, as a JSON list of actions:
+        ``{"do": "connect" | "switch", "url"}``, ``{"do": "abandon", "reason"}``,
+        ``{"do": "probe", "url"}`` (open a probe socket), ``{"do": "ping"}`` (on the
+        current link)."""
+        if not self._is_started:
+            self._is_started = True
+            self._update_candidates(now_ms)
+        actions: list[dict[str, str]] = []
+        if self.node_url is not None and self._is_stalled(now_ms):
+            actions.append({"do": "abandon", "reason": "stalled"})
+            self._lose_node(now_ms, overloaded=False)
+        for url in self.router.probes_due(now_ms):
+            if url == self.node_url and self.is_node_ready():
+                actions.append({"do": "ping"})
+            else:  # a candidate, or the node still connecting: its link cannot ping yet
+                actions.append({"do": "probe", "url": url})
+        if self.node_url is not None and self.node_url not in (
+            self.router.current,
+            self.router.pending,
+        ):
+            # The router counts this node as failed (a ping or the connection timed out, a
+            # probe failed): leave it too, rather than stream to it until a reconnect.
+            actions.append({"do": "abandon", "reason": "timed out"})
+            self._drop_stream()
+        if self.node_url is None and self.router.current is not None:
+            # A switch failed before its HELLO. The page left the old node's socket at once
+            # (no make-before-break), but the router still counts it as current: go back.
+            url = self.router.current
+            self._open_stream(url)
+            self.route_note = f"back to {url}: the node switched to did not answer"
+            actions.append({"do": "connect", "url": url})
+            return json.dumps(actions)
+        decision = self.router.decide(now_ms)
+        if isinstance(decision, Connect):
+            self._open_stream(decision.url)
+            self.route_note = decision.reason
+            actions.append({"do": "connect", "url": decision.url})
+        elif isinstance(decision, Switch):
+            self._open_stream(decision.to_url)  # the old stream is dropped without blame
+            self.route_note = decision.reason
+            actions.append({"do": "switch", "url": decision.to_url})
+        elif isinstance(decision, Fallback):
+            self.route_note = decision.reason
+        return json.dumps(actions)
+
+    def _open_stream(self, url: str) -> None:
+        if self.stream is not None:
+            self.stream.connection_lost()
         self.node_url = url
+        self.node_name = None
         self.stream = NodeStream(max_in_flight=self.max_in_flight)
-        return url
 
-    def on_close(self) -> float:
-        """The socket closed or failed; returns how long to wait before reconnecting (ms)."""
+    def _lose_node(self, now_ms: float, overloaded: bool) -> None:
+        if self.node_url is not None:
+            self.router.record_failure(self.node_url, now_ms, overloaded=overloaded)
+        self._drop_stream()
+
+    def _drop_stream(self) -> None:
         if self.stream is not None:
             self.stream.connection_lost()
         self.stream = None
-        return self.backoff.next_delay_ms()
+        self.node_url = None
+        self.node_name = None
 
-    def is_ready(self) -> bool:
+    def on_close(self, url: str, code: int, now_ms: float) -> None:
+        """The page's node socket for ``url`` closed or failed to open."""
+        if url != self.node_url:
+            return  # a socket the page already left (a switch, a stall)
+        overloaded = code == CLOSE_TRY_AGAIN_LATER
+        self._lose_node(now_ms, overloaded=overloaded)
+
+    def is_node_ready(self) -> bool:
         return self.stream is not None and self.stream.hello is not None
 
-    def want_frame(self) -> bool:
-        return self.stream is not None and self.stream.can_send()
+    def _is_stalled(self, now_ms: float) -> bool:
+        if self.stream is None or not self.is_node_ready():
+            return False
+        oldest = self.stream.oldest_in_flight_ms()
+        if oldest is None:
+            return False
+        deadline = stall_deadline_ms(self.dashboard.recent_round_trip_p95_ms(now_ms))
+        return now_ms - oldest > deadline
 
-    # -- frames ----------------------------------------------------------------------------
+    # -- probes: short-lived sockets to candidates ------------------------------------------
+    def on_probe_message(self, url: str, data: Buffer, now_ms: float) -> bytes:
+        """A message on a probe socket. After the HELLO, returns the PING to send; after
+        the PONG, records the round trip and returns b"" (close the probe)."""
+        try:
+            message = parse(_as_bytes(data))
+        except ProtocolError:
+            self.router.record_failure(url, now_ms)
+            return b""
+        if isinstance(message, Hello):
+            self._probe_nonce += 1
+            self._probes[url] = self._probe_nonce
+            return Ping(self._probe_nonce, now_ms).serialize()
+        if isinstance(message, Pong) and self._probes.get(url) == message.nonce:
+            del self._probes[url]
+            self.router.record_rtt(url, now_ms - message.sent_ms, now_ms)
+            return b""
+        overloaded = getattr(message, "code", None) is ErrorCode.OVERLOADED
+        self._probes.pop(url, None)
+        self.router.record_failure(url, now_ms, overloaded=overloaded)
+        return b""
+
+    def on_probe_failed(self, url: str, now_ms: float) -> None:
+        """The probe socket failed or closed before its PONG."""
+        self._probes.pop(url, None)
+        self.router.record_failure(url, now_ms)
+
+    # -- which path the next frame takes ----------------------------------------------------
+    @property
+    def mode(self) -> str:
+        if self.is_node_ready():
+            return "node"
+        if self.local.is_ready:
+            return "local"
+        return "none"
+
+    def next_action(self) -> str:
+        """'node' or 'local' if the next camera frame should go there now, else 'wait'."""
+        mode = self.mode
+        if mode == "node":
+            assert self.stream is not None
+            return "node" if self.stream.can_send() else "wait"
+        if mode == "local" and self.local.can_run():
+            return "local"
+        return "wait"
+
+    # -- node frames -------------------------------------------------------------------------
     def encode_frame(
         self, rgba: Buffer, width_px: int, height_px: int, capture_ms: float, now_ms: float
     ) -> bytes:
         if self.stream is None:
-            raise StreamError("no node connection: call next_url() and wait for the hello")
+            raise StreamError("no node connection: wait for next_action() to say 'node'")
         return self.stream.encode_frame(_as_bytes(rgba), width_px, height_px, capture_ms, now_ms)
 
     def ping(self, now_ms: float) -> bytes:
@@ -97,58 +268,169 @@ class BrowserClient:
             raise StreamError("no node connection to ping")
         return self.stream.ping(now_ms)
 
-    def on_message(self, data: Buffer, now_ms: float) -> str:
-        """Feed one message from the node; returns a JSON list of events for the page."""
-        if self.stream is None:
+    def on_message(self, url: str, data: Buffer, now_ms: float) -> str:
+        """Feed one message from the node at ``url``; returns a JSON list of events."""
+        if self.stream is None or url != self.node_url:
             return "[]"
+        raw = _as_bytes(data)
+        if not self.is_node_ready():
+            # A node at capacity sends ERROR OVERLOADED in place of its HELLO, then closes
+            # with 1013 (gpu_backend/endpoint.py); NodeStream would call that a breach.
+            refusal = _overload_refusal(raw)
+            if refusal is not None:
+                self._lose_node(now_ms, overloaded=True)
+                return json.dumps([{"type": "refused", "message": refusal}])
         try:
-            events = self.stream.receive(_as_bytes(data), now_ms)
+            events = self.stream.receive(raw, now_ms)
         except StreamError as exc:
-            self.last_error = str(exc)
+            self._lose_node(now_ms, overloaded=False)
             return json.dumps([{"type": "fatal", "message": str(exc)}])
-        return json.dumps([self._to_js(event, now_ms) for event in events])
+        out = [self._to_js(url, event, now_ms) for event in events]
+        return json.dumps([item for item in out if item is not None])
 
-    def _to_js(self, event: Event, now_ms: float) -> dict[str, Any]:
+    def _to_js(self, url: str, event: Event, now_ms: float) -> dict[str, Any] | None:
         if isinstance(event, Ready):
-            self.backoff.reset()
             hello = event.hello
-            return {
-                "type": "ready",
-                "node": hello.node_name,
-                "model": hello.model_name,
-                "model_sha256": hello.model_sha256,
-            }
+            self.router.record_connected(url, now_ms)
+            self.node_name = hello.node_name
+            self.node_sha256 = hello.model_sha256
+            self.route_note = ""
+            return {"type": "ready", "node": hello.node_name, "model": hello.model_name}
         if isinstance(event, Detections):
-            self._shown.add(now_ms, 1.0)
-            self._round_trip.add(now_ms, event.round_trip_ms)
-            self._latency.add(now_ms, event.latency_ms)
-            return {
-                "type": "detections",
-                "frame_id": event.frame_id,
-                "boxes": [asdict(box) for box in event.boxes],
-                "round_trip_ms": event.round_trip_ms,
-                "inference_ms": event.inference_ms,
-            }
+            self.dashboard.node_result(
+                now_ms, event.round_trip_ms, event.queue_ms, event.inference_ms, event.post_ms
+            )
+            server_ms = event.queue_ms + event.inference_ms + event.post_ms
+            self.router.record_result(url, event.round_trip_ms, now_ms, server_ms=server_ms)
+            return self._detections(
+                "node",
+                event.frame_id,
+                event.boxes,
+                event.capture_ms,
+                round_trip_ms=event.round_trip_ms,
+                queue_ms=event.queue_ms,
+                inference_ms=event.inference_ms,
+                post_ms=event.post_ms,
+                batch_size=event.batch_size,
+            )
         if isinstance(event, NodeError):
-            self.last_error = event.message
+            if event.code == ErrorCode.OVERLOADED:
+                self._lose_node(now_ms, overloaded=True)
+                return {"type": "refused", "message": event.message}
             return {"type": "error", "code": event.code, "message": event.message}
         if isinstance(event, FrameDropped):
             return {"type": "dropped", "frame_id": event.frame_id, "reason": event.reason}
         if isinstance(event, PongReceived):
-            return {"type": "pong", "round_trip_ms": event.round_trip_ms}
+            self.router.record_rtt(url, event.round_trip_ms, now_ms)
+            return None
         raise AssertionError(f"unhandled event {event!r}")
 
-    # -- what the status line shows --------------------------------------------------------
+    def _detections(
+        self,
+        source: str,
+        frame_id: int,
+        boxes: tuple[FrameBox, ...],
+        capture_ms: float,
+        **timings: float,
+    ) -> dict[str, Any] | None:
+        # Draw only over the frame a result belongs to or a newer one, whichever path it
+        # came from: a late answer never moves the overlay back in time.
+        if capture_ms < self._newest_drawn_capture_ms:
+            return None
+        self._newest_drawn_capture_ms = capture_ms
+        return {
+            "type": "detections",
+            "source": source,
+            "frame_id": frame_id,
+            "capture_ms": capture_ms,
+            "boxes": _boxes(boxes),
+            **timings,
+        }
+
+    # -- local frames ------------------------------------------------------------------------
+    def local_start(self, is_cross_origin_isolated: bool, hardware_concurrency: int) -> int:
+        """The page starts loading the local engine; returns the Wasm thread count."""
+        threads = self.local.start_loading(is_cross_origin_isolated, hardware_concurrency)
+        if self.local_threads and (is_cross_origin_isolated or self.local_threads == 1):
+            threads = self.local.threads = self.local_threads
+        return threads
+
+    def local_check_model(self, actual_sha256: str) -> str:
+        """'' when the downloaded model may run, else a message for the page. The model
+        must be the one the node announced, else the one the web app describes."""
+        try:
+            self.local.check_model(actual_sha256, self.node_sha256 or self.card.sha256)
+        except LocalError as exc:
+            return str(exc)
+        return ""
+
+    def local_loaded(self) -> None:
+        self.local.loaded()
+
+    def local_failed(self, reason: str) -> None:
+        self.local.failed(reason)
+
+    def local_encode(
+        self, rgba: Buffer, width_px: int, height_px: int, capture_ms: float, now_ms: float
+    ) -> int:
+        """Letterbox a frame for the worker; returns its id. ``local_tensor()`` holds it."""
+        frame_id, self._local_tensor = self.local.encode(
+            _as_bytes(rgba), width_px, height_px, capture_ms, now_ms
+        )
+        return frame_id
+
+    def local_tensor(self) -> bytearray:
+        """The tensor of the last ``local_encode`` (reused by the next one: copy it out)."""
+        return self._local_tensor
+
+    def local_forget(self, frame_id: int) -> None:
+        self.local.forget(frame_id)
+
+    def on_local_output(
+        self, frame_id: int, boxes: Buffer, scores: Buffer, inference_ms: float, now_ms: float
+    ) -> str:
+        result = self.local.on_output(
+            frame_id, _as_bytes(boxes), _as_bytes(scores), inference_ms, now_ms
+        )
+        if result is None:
+            return "[]"
+        self.dashboard.local_result(now_ms, result.inference_ms)
+        event = self._detections(
+            "local",
+            frame_id,
+            result.boxes,
+            result.capture_ms,
+            round_trip_ms=result.round_trip_ms,
+            queue_ms=0.0,
+            inference_ms=result.inference_ms,
+            post_ms=0.0,
+            batch_size=1,
+        )
+        return json.dumps([event] if event else [])
+
+    # -- what the page shows -----------------------------------------------------------------
+    def note_preprocess(self, duration_ms: float, now_ms: float) -> None:
+        self.dashboard.preprocessed(now_ms, duration_ms)
+
+    def note_drawn(self, capture_ms: float, draw_ms: float, now_ms: float) -> None:
+        self.dashboard.drawn_frame(now_ms, capture_ms, draw_ms)
+
     def status(self, now_ms: float) -> str:
-        hello = self.stream.hello if self.stream else None
+        mode = self.mode
         return json.dumps(
             {
-                "connected": hello is not None,
-                "node": hello.node_name if hello else None,
+                "mode": mode,
+                "node": self.node_name if mode == "node" else None,
                 "node_url": self.node_url,
-                "model": hello.model_name if hello else None,
-                "fps": round(self._shown.rate_per_s(now_ms), 1),
-                "round_trip_ms": round(self._round_trip.percentile(now_ms, 50), 1),
-                "latency_ms": round(self._latency.percentile(now_ms, 50), 1),
+                "model": self.card.name,
+                "threads": self.local.threads,
+                "local_state": self.local.state.value,
+                "local_problem": self.local.problem,
+                "route": self.route_note,
+                **self.dashboard.summary(now_ms),
             }
         )
+
+    def stats(self, now_ms: float) -> str:
+        """p50/p95 per stage over the last seconds, for the stats panel."""
+        return json.dumps(self.dashboard.stage_table(now_ms))

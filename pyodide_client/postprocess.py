@@ -68,7 +68,9 @@ def _high_byte_table(threshold: float) -> bytes:
     return bytes(1 if floor <= b < 0x80 else 0 for b in range(256))
 
 
-def scores_above(scores: bytes | memoryview, threshold: float) -> list[tuple[int, float]]:
+def scores_above(
+    scores: bytes | bytearray | memoryview, threshold: float
+) -> list[tuple[int, float]]:
     """(flat index, score) of every little-endian float32 in ``scores`` >= threshold."""
     data = bytes(scores) if not isinstance(scores, bytes) else scores
     if len(data) % 4:
@@ -111,8 +113,8 @@ def non_max_suppression(
 
 
 def select(
-    boxes: bytes | memoryview,
-    scores: bytes | memoryview,
+    boxes: bytes | bytearray | memoryview,
+    scores: bytes | bytearray | memoryview,
     num_classes: int,
     settings: PostprocessSettings,
 ) -> list[Detection]:

@@ -101,6 +101,23 @@ class Letterbox:
     def for_frame(cls, width_px: int, height_px: int, input_size_px: int) -> Letterbox:
         return cls(letterbox_geometry(width_px, height_px, input_size_px))
 
+    def fits(self, width_px: int, height_px: int, input_size_px: int) -> bool:
+        g = self.geometry
+        return (g.frame_width_px, g.frame_height_px, g.input_size_px) == (
+            width_px,
+            height_px,
+            input_size_px,
+        )
+
+    @classmethod
+    def reuse(
+        cls, previous: Letterbox | None, width_px: int, height_px: int, input_size_px: int
+    ) -> Letterbox:
+        """``previous`` if it fits this frame size (keeping its buffer), else a new plan."""
+        if previous is not None and previous.fits(width_px, height_px, input_size_px):
+            return previous
+        return cls.for_frame(width_px, height_px, input_size_px)
+
     @property
     def shape(self) -> tuple[int, int, int]:
         size = self.geometry.input_size_px

@@ -31,6 +31,10 @@ class RollingWindow:
         while self._samples and self._samples[0][0] < now_ms - self.span_ms:
             self._samples.popleft()
 
+    def count(self, now_ms: float) -> int:
+        self._trim(now_ms)
+        return len(self._samples)
+
     def rate_per_s(self, now_ms: float) -> float:
         self._trim(now_ms)
         if len(self._samples) < 2:

@@ -119,6 +119,10 @@ class NodeStream:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    def oldest_in_flight_ms(self) -> float | None:
+        """When the longest-waiting frame was sent, or None with nothing in flight."""
+        return min((f.sent_ms for f in self._in_flight.values()), default=None)
+
     def can_send(self) -> bool:
         return self.state is StreamState.READY and len(self._in_flight) < self._max_window()
 
@@ -132,20 +136,8 @@ class NodeStream:
         return self.hello.frame_shape[-1]
 
     def letterbox_for(self, width_px: int, height_px: int) -> Letterbox:
-        size = self._input_size()
-        box = self._letterbox
-        g = box.geometry if box else None
-        if (
-            box is None
-            or g is None
-            or (g.frame_width_px, g.frame_height_px)
-            != (
-                width_px,
-                height_px,
-            )
-        ):
-            box = self._letterbox = Letterbox.for_frame(width_px, height_px, size)
-        return box
+        self._letterbox = Letterbox.reuse(self._letterbox, width_px, height_px, self._input_size())
+        return self._letterbox
 
     def encode_frame(
         self,

@@ -1,147 +1,266 @@
-// The webcam page: boot Python, start the camera, stream frames to a node, draw results.
-// Every decision (what to send, when to reconnect, what a message means) is made by the
-// Python BrowserClient; this file wires browser APIs to it.
+// The webcam page (and the kiosk): boot Python, start a frame source, stream frames to a
+// node or run them locally, draw results. Every decision (which path a frame takes, when
+// a node counts as stalled, when to reconnect, what a message means, what to draw) is
+// made by the Python BrowserClient; this file wires browser APIs to it.
 
 import { bootPython } from "./python.js";
-import { Camera, cameraErrorText } from "./camera.js";
+import { FrameSource, cameraErrorText } from "./sources.js";
 import { Overlay } from "./overlay.js";
-import { NodeLink } from "./node-link.js";
+import { NodeLink, probe } from "./node-link.js";
+import { LocalEngine } from "./local-engine.js";
+import { StatusView } from "./status-view.js";
 
 const config = JSON.parse(document.getElementById("edgesight-config").textContent);
-const ui = {
-  video: document.getElementById("video"),
-  overlay: document.getElementById("overlay"),
-  loading: document.getElementById("loading"),
-  progress: document.getElementById("progress"),
-  progressText: document.getElementById("progress-text"),
-  status: document.getElementById("status"),
-  message: document.getElementById("message"),
-  detections: document.getElementById("detections"),
-};
+const $ = (id) => document.getElementById(id);
+const view = new StatusView({
+  loading: $("loading"), progress: $("progress"), progressText: $("progress-text"),
+  status: $("status"), message: $("message"), stats: $("stats-body"), badge: $("badge"),
+});
+const TIMINGS_KEPT = 300;
 
-function setProgress(percent, text) {
-  ui.progress.value = percent;
-  ui.progressText.textContent = text;
-}
-
-function showMessage(text) {
-  ui.message.textContent = text;
-  ui.message.hidden = !text;
-}
+if (config.kiosk) document.body.classList.add("kiosk");
 
 function nodeUrl(template) {
   return template.replace("{hostname}", location.hostname);
 }
 
-function describeStatus(status) {
-  if (!status.connected) return `Not connected to a node. ${ui.status.dataset.retry || ""}`.trim();
-  return [
-    `${status.fps.toFixed(1)} fps`,
-    `round trip ${Math.round(status.round_trip_ms)} ms`,
-    `node ${status.node}`,
-    `model ${status.model}`,
-  ].join(" · ");
-}
-
 async function main() {
   let python;
   try {
-    python = await bootPython(config, setProgress);
+    python = await bootPython(config, (percent, text) => view.progress(percent, text));
   } catch (err) {
-    setProgress(0, "Could not start.");
-    showMessage(`The page could not start its Python runtime: ${err.message}. Reload the page to try again.`);
+    view.progress(0, "Could not start.");
+    view.problem("python", `The page could not start its Python runtime: ${err.message}. ${config.kiosk ? "Retrying shortly." : "Reload the page to try again."}`);
+    if (config.kiosk) setTimeout(() => location.reload(), 10_000);
     return;
   }
   const client = python.client;
-  window.edgesight = { pyodide: python.pyodide, client, config };
-  ui.loading.hidden = true;
+  const timings = [];
+  const pending = new Map(); // capture_ms -> {preprocess_ms, sent_ms}
+  const lastBoxes = {}; // per source ("node", "local"): the boxes last drawn
+  // Benchmarks and tests read timings and lastBoxes; setting paused stops sending frames.
+  window.edgesight = { pyodide: python.pyodide, client, config, timings, lastBoxes, paused: false };
+  view.loaded();
 
-  const overlay = new Overlay(ui.overlay, ui.detections);
-  const camera = new Camera(ui.video);
+  const overlay = new Overlay($("overlay"), $("detections"));
+  const source = new FrameSource($("video"), $("still"));
   let haveNewFrame = false;
-  let cameraReady = false;
 
-  const link = new NodeLink({
-    onopen: () => {},
-    onmessage: (bytes) => {
-      const events = JSON.parse(client.on_message(bytes, performance.now()));
-      for (const event of events) {
-        if (event.type === "ready") {
-          ui.status.dataset.retry = "";
-          if (!ui.message.dataset.camera) showMessage("");
-        } else if (event.type === "detections") {
-          overlay.draw(event.boxes);
-        } else if (event.type === "error") {
-          console.warn(`node refused a message: ${event.message}`);
-        } else if (event.type === "fatal") {
-          showMessage(`The node sent something this page cannot use: ${event.message}`);
-          link.close();
-        }
-      }
-      pump();
-    },
-    onclose: (code) => {
-      const delayMs = client.on_close();
-      overlay.clear();
-      const reason = code === 1013 ? "The node is busy." : "Cannot reach the inference node.";
-      ui.status.dataset.retry = `${reason} Retrying in ${(delayMs / 1000).toFixed(1)} s…`;
-      ui.status.textContent = describeStatus(JSON.parse(client.status(performance.now())));
-      setTimeout(connect, delayMs);
-    },
-  });
-
-  function connect() {
-    link.connect(nodeUrl(client.next_url()));
+  function draw(event) {
+    const resultMs = performance.now();
+    overlay.draw(event.boxes);
+    lastBoxes[event.source] = event.boxes;
+    const drawnMs = performance.now();
+    client.note_drawn(event.capture_ms, drawnMs - resultMs, drawnMs);
+    const sent = pending.get(event.capture_ms) || {};
+    pending.delete(event.capture_ms);
+    timings.push({
+      frame_id: event.frame_id, mode: event.source, capture_ms: event.capture_ms,
+      preprocess_ms: sent.preprocess_ms, sent_ms: sent.sent_ms, result_ms: resultMs,
+      drawn_ms: drawnMs, round_trip_ms: event.round_trip_ms, queue_ms: event.queue_ms,
+      inference_ms: event.inference_ms, post_ms: event.post_ms, batch_size: event.batch_size,
+    });
+    if (timings.length > TIMINGS_KEPT) timings.splice(0, timings.length - TIMINGS_KEPT);
+    for (const key of pending.keys()) if (key < event.capture_ms) pending.delete(key);
   }
 
-  function pump() {
-    if (!haveNewFrame || !cameraReady || !link.isOpen || !client.want_frame()) return;
-    haveNewFrame = false;
-    const captureMs = performance.now();
-    const frame = camera.grab();
-    overlay.resize(frame.width, frame.height);
-    const message = client.encode_frame(frame.data, frame.width, frame.height, captureMs, performance.now());
-    const buffer = message.getBuffer("u8");
-    try {
-      link.send(buffer.data);
-    } finally {
-      buffer.release();
-      message.destroy();
+  function handle(eventsJson) {
+    for (const event of JSON.parse(eventsJson)) {
+      if (event.type === "detections") draw(event);
+      else if (event.type === "ready") view.problem("node", "");
+      else if (event.type === "refused") console.warn(`node refused the stream: ${event.message}`);
+      else if (event.type === "error") console.warn(`node refused a message: ${event.message}`);
+      else if (event.type === "fatal") {
+        view.problem("node", `The node sent something this page cannot use: ${event.message}`);
+        if (link) link.abandon();
+        link = null;
+      }
     }
   }
+
+  // -- nodes: Python's tick says when to connect, switch, drop, ping or probe -------------
+  let link = null;
+  function pyBytes(proxy) { // a Python bytes object -> a Uint8Array copy
+    const buffer = proxy.getBuffer("u8");
+    try { return buffer.data.slice(); } finally { buffer.release(); proxy.destroy(); }
+  }
+  function openLink(url) {
+    const opened = new NodeLink(nodeUrl(url), {
+      onmessage: (bytes) => {
+        if (link !== opened) return;
+        handle(client.on_message(url, bytes, performance.now()));
+        pump();
+      },
+      onclose: (code) => {
+        if (link !== opened) return;
+        link = null;
+        client.on_close(url, code, performance.now());
+        pump();
+      },
+    });
+    link = opened;
+  }
+  function act(actions) {
+    for (const action of JSON.parse(actions)) {
+      if (action.do === "connect" || action.do === "switch") {
+        if (link) link.abandon();
+        openLink(action.url);
+      } else if (action.do === "abandon") {
+        if (link) link.abandon();
+        link = null;
+        pump();
+      } else if (action.do === "ping") {
+        if (link && link.isOpen) link.send(pyBytes(client.ping(performance.now())));
+      } else if (action.do === "probe") {
+        probe(nodeUrl(action.url), {
+          onmessage: (bytes) => pyBytes(client.on_probe_message(action.url, bytes, performance.now())),
+          onfail: () => client.on_probe_failed(action.url, performance.now()),
+        });
+      }
+    }
+  }
+  async function refreshNodes() {
+    try {
+      const response = await fetch(config.registry_url, { cache: "no-store" });
+      if (response.ok) client.update_nodes(await response.text(), performance.now());
+    } catch (err) {
+      // The web app is unreachable (a kiosk offline): keep the nodes already known.
+    }
+  }
+  setInterval(() => act(client.tick(performance.now())), 100);
+  if (config.registry_url) { refreshNodes(); setInterval(refreshNodes, 2000); }
+
+  // -- local fallback -----------------------------------------------------------------------
+  const local = new LocalEngine({
+    onoutput: ({ id, boxes, scores, ms }) => {
+      handle(client.on_local_output(id, new Uint8Array(boxes.buffer), new Uint8Array(scores.buffer), ms, performance.now()));
+      pump();
+    },
+    onerror: ({ id, message }) => {
+      console.warn(`local inference failed: ${message}`);
+      if (id !== null) client.local_forget(id);
+    },
+  });
+  async function startLocal() {
+    const threads = client.local_start(self.crossOriginIsolated === true, navigator.hardwareConcurrency || 1);
+    try {
+      await local.start({
+        ortUrl: config.ort_url, modelUrl: config.model.url, threads,
+        size: config.model.input_size, checkSha256: (hex) => client.local_check_model(hex),
+      });
+      client.local_loaded();
+    } catch (err) {
+      if (!err.refused) client.local_failed(err.message);
+      view.problem("local", err.refused ? err.message : `Local detection could not start: ${err.message}`);
+    }
+    pump();
+  }
+
+  // -- frames ------------------------------------------------------------------------------
+  function pump() {
+    if (!haveNewFrame || !source.ready || window.edgesight.paused) return;
+    const action = client.next_action();
+    if (action === "wait") return;
+    haveNewFrame = false;
+    const captureMs = performance.now();
+    const frame = source.grab();
+    overlay.resize(frame.width, frame.height);
+    const encodeStart = performance.now();
+    if (action === "node") {
+      if (!link || !link.isOpen) return;
+      const message = client.encode_frame(frame.data, frame.width, frame.height, captureMs, encodeStart);
+      const buffer = message.getBuffer("u8");
+      const preprocessMs = performance.now() - encodeStart;
+      try { link.send(buffer.data); } finally { buffer.release(); message.destroy(); }  // send() copies
+      pending.set(captureMs, { preprocess_ms: preprocessMs, sent_ms: performance.now() });
+      client.note_preprocess(preprocessMs, performance.now());
+    } else {
+      const id = client.local_encode(frame.data, frame.width, frame.height, captureMs, encodeStart);
+      const tensorProxy = client.local_tensor();
+      const view8 = tensorProxy.getBuffer("u8");
+      const tensor = view8.data.slice();
+      view8.release(); tensorProxy.destroy();
+      const preprocessMs = performance.now() - encodeStart;
+      local.run(id, tensor);
+      pending.set(captureMs, { preprocess_ms: preprocessMs, sent_ms: performance.now() });
+      client.note_preprocess(preprocessMs, performance.now());
+    }
+  }
+  source.onframe = () => { haveNewFrame = true; pump(); };
 
   async function startCamera() {
     try {
-      await camera.start();
-      cameraReady = true;
-      delete ui.message.dataset.camera;
-      showMessage("");
+      await source.useCamera();
+      view.problem("camera", "");
     } catch (err) {
-      cameraReady = false;
-      ui.message.dataset.camera = "1";
-      showMessage(cameraErrorText(err));
-      if (err && err.name !== "NotAllowedError" && err.name !== "SecurityError") {
-        setTimeout(startCamera, 2000);
-      }
+      view.problem("camera", cameraErrorText(err));
+      if (err && err.name !== "NotAllowedError" && err.name !== "SecurityError") setTimeout(startCamera, 2000);
     }
   }
-
-  camera.onended = () => {
-    cameraReady = false;
-    ui.message.dataset.camera = "1";
-    showMessage("The camera stopped. Reconnect it; detection resumes by itself.");
+  source.onended = () => {
+    view.problem("camera", "The camera stopped. Reconnect it; detection resumes by itself.");
     setTimeout(startCamera, 1000);
   };
-  camera.onFrame(() => { haveNewFrame = true; pump(); });
+  wireFilePicking(source, view);
+
   setInterval(() => {
-    ui.status.textContent = describeStatus(JSON.parse(client.status(performance.now())));
+    const now = performance.now();
+    view.status(JSON.parse(client.status(now)));
+    view.stats(JSON.parse(client.stats(now)));
   }, 500);
 
-  connect();
+  startLocal();
   await startCamera();
+  if (config.kiosk) keepAwake();
+}
+
+function wireFilePicking(source, view) {
+  const input = $("file");
+  const stage = $("stage");
+  async function use(file) {
+    if (!file) return;
+    try {
+      await source.useFile(file);
+      view.problem("camera", "");
+    } catch (err) {
+      view.problem("camera", `That file cannot be played here (${err.message}). Choose a video or image file.`);
+    }
+  }
+  if (input) input.addEventListener("change", () => use(input.files[0]));
+  stage.addEventListener("dragover", (event) => { event.preventDefault(); stage.classList.add("dropping"); });
+  stage.addEventListener("dragleave", () => stage.classList.remove("dropping"));
+  stage.addEventListener("drop", (event) => {
+    event.preventDefault();
+    stage.classList.remove("dropping");
+    use(event.dataTransfer.files[0]);
+  });
+}
+
+// Kiosks: keep the screen on where the browser allows it, and come back after errors.
+async function keepAwake() {
+  if (!("wakeLock" in navigator)) return;
+  const request = async () => {
+    try { await navigator.wakeLock.request("screen"); } catch (err) { console.warn(`wake lock refused: ${err.message}`); }
+  };
+  document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && request());
+  await request();
+}
+
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.register("/sw.js").catch((err) => console.warn(`offline cache unavailable: ${err.message}`));
+}
+
+if (config.kiosk) {
+  const recover = (what) => {
+    console.error(`kiosk: ${what}; reloading in 10 s`);
+    setTimeout(() => location.reload(), 10_000);
+  };
+  window.addEventListener("error", (event) => recover(event.message));
+  window.addEventListener("unhandledrejection", (event) => recover(String(event.reason)));
 }
 
 main().catch((err) => {
   console.error(err);
-  showMessage(`Something went wrong: ${err.message}. Reload the page to try again.`);
+  view.problem("page", `Something went wrong: ${err.message}. ${config.kiosk ? "Restarting shortly." : "Reload the page to try again."}`);
+  if (config.kiosk) setTimeout(() => location.reload(), 10_000);
 });

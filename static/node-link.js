@@ -1,37 +1,49 @@
-// One WebSocket to an inference node. Moves bytes; the Python client decides what they mean.
+// WebSockets to inference nodes: the page's stream to its node, and short-lived probes to
+// candidates. Moves bytes; the Python client decides what they mean.
+
+function socketTo(url) {
+  const socket = new WebSocket(url);
+  socket.binaryType = "arraybuffer";
+  return socket;
+}
 
 export class NodeLink {
-  constructor({ onopen, onmessage, onclose }) {
-    this.socket = null;
-    this.handlers = { onopen, onmessage, onclose };
-  }
-
-  connect(url) {
-    const socket = new WebSocket(url);
-    socket.binaryType = "arraybuffer";
-    this.socket = socket;
-    socket.onopen = () => this.handlers.onopen(url);
-    socket.onmessage = (event) => {
-      if (this.socket === socket) this.handlers.onmessage(new Uint8Array(event.data));
-    };
+  constructor(url, { onmessage, onclose }) {
+    this.socket = socketTo(url);
+    this.socket.onmessage = (event) => onmessage(new Uint8Array(event.data));
     // onerror is always followed by onclose; the close handler does the reporting.
-    socket.onerror = () => {};
-    socket.onclose = (event) => {
-      if (this.socket !== socket) return;
-      this.socket = null;
-      this.handlers.onclose(event.code, event.reason);
-    };
+    this.socket.onerror = () => {};
+    this.socket.onclose = (event) => onclose(event.code);
   }
 
   get isOpen() {
-    return this.socket !== null && this.socket.readyState === WebSocket.OPEN;
+    return this.socket.readyState === WebSocket.OPEN;
   }
 
   send(bytes) {
     this.socket.send(bytes);
   }
 
-  close() {
-    if (this.socket) this.socket.close();
+  // Leave this socket for good (a switch, a stalled node): no more callbacks from it.
+  abandon() {
+    this.socket.onmessage = null;
+    this.socket.onclose = null;
+    this.socket.close();
   }
+}
+
+// Opens a socket, lets `onmessage` answer each message (an empty answer ends the probe),
+// and calls `onfail` if it closes before that.
+export function probe(url, { onmessage, onfail }) {
+  const socket = socketTo(url);
+  let done = false;
+  const finish = () => { done = true; clearTimeout(guard); socket.close(); };
+  const guard = setTimeout(() => socket.close(), 10_000); // leak guard; Python times out first
+  socket.onerror = () => {};
+  socket.onmessage = (event) => {
+    if (done) return;
+    const reply = onmessage(new Uint8Array(event.data));
+    if (reply && reply.length) socket.send(reply); else finish();
+  };
+  socket.onclose = () => { if (!done) { done = true; clearTimeout(guard); onfail(); } };
 }

@@ -30,9 +30,9 @@ export async function bootPython(config, progress) {
   pyodide.unpackArchive(archive, "zip", { extractDir: "/home/pyodide/edgesight" });
   pyodide.runPython("import sys; sys.path.insert(0, '/home/pyodide/edgesight')");
   progress(85, "Reading the model's description…");
-  await fetchOk(config.model.card_url, "the model description");
+  const card = await (await fetchOk(config.model.card_url, "the model description")).text();
   const browser = pyodide.pyimport("pyodide_client.browser");
-  const client = browser.BrowserClient(JSON.stringify(config));
+  const client = browser.BrowserClient(JSON.stringify(config), card);
   browser.destroy();
   progress(100, "Ready.");
   return { pyodide, client };

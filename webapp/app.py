@@ -19,8 +19,11 @@ from pyodide_client.model_card import ModelCard
 from pyodide_client.protocol import PROTOCOL_VERSION
 
 from . import WebappError
-from .assets import BrowserRuntimes, client_package_zip
+from .assets import ORT_FILES, PYODIDE_FILES, BrowserRuntimes, client_package_zip
 from .isolation import CrossOriginIsolation
+from .offline import OfflineManifest, service_worker_script
+from .registry import NodeRegistry, RegistryStore
+from .registry_routes import registry_routes
 from .settings import WebappSettings
 
 __all__ = ["create_app"]
@@ -46,7 +49,10 @@ def _npm_version(package_dir: Path) -> str:
     return str(json.loads(manifest.read_text(encoding="utf-8")).get("version", "unversioned"))
 
 
-def create_app(settings: WebappSettings) -> Starlette:
+def create_app(settings: WebappSettings, registry_store: RegistryStore | None = None) -> Starlette:
+    """``registry_store``: where node heartbeats go (default: from the settings); the app's
+    lifespan opens and closes it."""
+    registry = NodeRegistry.from_settings(settings, registry_store)
     runtimes = BrowserRuntimes.locate(settings.vendor_dir)
     card_path = settings.model_dir / "model.json"
     if not card_path.is_file():
@@ -59,19 +65,39 @@ def create_app(settings: WebappSettings) -> Starlette:
     page_config = {
         "node_urls": list(settings.node_urls),
         "max_in_flight": settings.max_in_flight,
+        "local_threads": settings.local_threads,
         "protocol_version": PROTOCOL_VERSION,
         "pyodide_url": pyodide_url,
         "ort_url": ort_url,
         "client_zip_url": "/py/pyodide_client.zip",
+        "registry_url": "/api/nodes",
         "model": {
             "name": card.name,
             "sha256": card.sha256,
             "url": f"/models/{card.file}",
             "card_url": "/models/model.json",
+            "input_size": card.input_size_px,
         },
+        "kiosk": False,
     }
     # "<" escaped so that no configured value can close the <script> element it sits in
     config_json = json.dumps(page_config).replace("<", "\\u003c")
+    kiosk_json = json.dumps({**page_config, "kiosk": True}).replace("<", "\\u003c")
+    offline = OfflineManifest.build(
+        settings.static_dir,
+        pages=("/", "/kiosk"),
+        documents={
+            "/api/config": json.dumps(page_config).encode(),
+            "/models/model.json": card_text.encode(),
+            "/py/pyodide_client.zip": client_zip,
+        },
+        vendor_urls=tuple(
+            [pyodide_url + name for name in PYODIDE_FILES] + [ort_url + name for name in ORT_FILES]
+        ),
+        model_url=f"/models/{card.file}",
+        model_sha256=card.sha256,
+    )
+    sw_script = service_worker_script(settings.static_dir, offline)
     templates = Jinja2Templates(
         env=Environment(
             loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"])
@@ -81,6 +107,16 @@ def create_app(settings: WebappSettings) -> Starlette:
     async def index(request: Request) -> HTMLResponse:
         return templates.TemplateResponse(
             request, "index.html", {"config_json": config_json, "model": card}
+        )
+
+    async def kiosk(request: Request) -> HTMLResponse:
+        return templates.TemplateResponse(
+            request, "index.html", {"config_json": kiosk_json, "model": card}
+        )
+
+    async def service_worker(request: Request) -> Response:
+        return Response(
+            sw_script, media_type="text/javascript", headers={"Cache-Control": "no-cache"}
         )
 
     async def config(request: Request) -> JSONResponse:
@@ -109,8 +145,11 @@ def create_app(settings: WebappSettings) -> Starlette:
     return Starlette(
         routes=[
             Route("/", index),
+            Route("/kiosk", kiosk),
+            Route("/sw.js", service_worker),
             Route("/healthz", healthz),
             Route("/api/config", config),
+            *registry_routes(registry, settings.registry_secret),
             Route("/py/pyodide_client.zip", client_package),
             Route("/models/model.json", model_card),
             Route(f"/models/{card.file}", model_file),
@@ -119,4 +158,5 @@ def create_app(settings: WebappSettings) -> Starlette:
             Mount(ort_url.rstrip("/"), _CachedStatic(directory=runtimes.ort_dir)),
         ],
         middleware=[Middleware(CrossOriginIsolation)],
+        lifespan=registry.lifespan,
     )

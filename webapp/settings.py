@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,6 +29,12 @@ class WebappSettings:
     static_dir: Path = PROJECT_ROOT / "static"
     vendor_dir: Path = PROJECT_ROOT / "node_modules"
     max_in_flight: int = 2
+    local_threads: int = 0  # Wasm threads for in-browser detection; 0: the page decides
+    # Node registry (issue 4). Nodes register with this shared secret; empty: registration off.
+    registry_secret: str = field(default="", repr=False)
+    redis_url: str = field(default="", repr=False)  # empty: in-memory; may carry a password
+    heartbeat_interval_s: float = 2.0
+    missed_heartbeats: int = 3  # a node this many heartbeats late is dropped
 
     ENV: ClassVar[dict[str, str]] = {
         "host": "EDGESIGHT_HOST",
@@ -37,6 +43,11 @@ class WebappSettings:
         "model_dir": "EDGESIGHT_MODEL_DIR",
         "vendor_dir": "EDGESIGHT_VENDOR_DIR",
         "max_in_flight": "EDGESIGHT_MAX_IN_FLIGHT",
+        "local_threads": "EDGESIGHT_LOCAL_THREADS",
+        "registry_secret": "EDGESIGHT_REGISTRY_SECRET",
+        "redis_url": "EDGESIGHT_REDIS_URL",
+        "heartbeat_interval_s": "EDGESIGHT_HEARTBEAT_INTERVAL_S",
+        "missed_heartbeats": "EDGESIGHT_MISSED_HEARTBEATS",
     }
 
     def __post_init__(self) -> None:
@@ -52,6 +63,17 @@ class WebappSettings:
                 "EDGESIGHT_MAX_IN_FLIGHT (max_in_flight): expected 1..64, "
                 f"got {self.max_in_flight!r}"
             )
+        if not 0 <= self.local_threads <= 16:
+            raise SettingsError(
+                "EDGESIGHT_LOCAL_THREADS (local_threads): expected 0..16, "
+                f"got {self.local_threads!r}"
+            )
+        _check_registry(self)
+
+    @property
+    def node_expiry_s(self) -> float:
+        """How long a node stays listed after its last heartbeat."""
+        return self.heartbeat_interval_s * self.missed_heartbeats
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> WebappSettings:
@@ -60,11 +82,16 @@ class WebappSettings:
             if key not in environ:
                 continue
             raw = environ[key]
-            if name in ("port", "max_in_flight"):
+            if name in ("port", "max_in_flight", "local_threads", "missed_heartbeats"):
                 try:
                     values[name] = int(raw)
                 except ValueError:
                     raise SettingsError(f"{key}: expected an integer, got {raw!r}") from None
+            elif name == "heartbeat_interval_s":
+                try:
+                    values[name] = float(raw)
+                except ValueError:
+                    raise SettingsError(f"{key}: expected a number, got {raw!r}") from None
             elif name == "node_urls":
                 values[name] = tuple(u.strip() for u in raw.split(",") if u.strip())
             elif name.endswith("_dir"):
@@ -74,3 +101,32 @@ class WebappSettings:
         settings = cls(**values)
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **given) if given else settings
+
+
+MIN_SECRET_CHARS = 16
+
+
+def _check_registry(settings: WebappSettings) -> None:
+    # Neither the secret nor the Redis URL (it may hold a password) is echoed in a message.
+    secret = settings.registry_secret
+    if secret and (len(secret) < MIN_SECRET_CHARS or secret != secret.strip()):
+        raise SettingsError(
+            "EDGESIGHT_REGISTRY_SECRET (registry_secret): expected at least "
+            f"{MIN_SECRET_CHARS} characters without surrounding whitespace"
+        )
+    if settings.redis_url and not settings.redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise SettingsError(
+            "EDGESIGHT_REDIS_URL (redis_url): expected a redis://, rediss:// or unix:// URL"
+        )
+    if not 0.01 <= settings.heartbeat_interval_s <= 3600:
+        raise SettingsError(
+            "EDGESIGHT_HEARTBEAT_INTERVAL_S (heartbeat_interval_s): expected 0.01..3600 s, "
+            f"got {settings.heartbeat_interval_s!r}"
+        )
+    if not 1 <= settings.missed_heartbeats <= 100:
+        raise SettingsError(
+            "EDGESIGHT_MISSED_HEARTBEATS (missed_heartbeats): expected 1..100, "
+            f"got {settings.missed_heartbeats!r}"
+        )

@@ -1,0 +1,222 @@
+"""In-browser fallback: local inference through the app vs bare onnxruntime-web, and how
+long a page goes without boxes when its node dies or comes back.
+
+(1) For 1 and 2 Wasm threads (one browser each: the first session fixes the page's thread
+count), alternating blocks in one page: the app's local path (Python letterbox -> worker
+-> onnxruntime-web -> Python post-processing -> draw) vs a bare ``session.run`` on the same
+tensor in a separate worker of the same page, with the app paused meanwhile.
+(2) With a real node subprocess: kill it (SIGKILL) and time the gap to the next box drawn
+(now by local inference); restart it and time from its readiness to the first box drawn
+from it again.
+
+    .venv/bin/python bench/local_fallback.py --blocks 4 --kills 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "playwright"))
+
+from conftest import CHROMIUM_ARGS, NodeProcess, start_webapp  # noqa: E402
+from fake_camera import fit_frame, photo, write_y4m  # noqa: E402
+from playwright.sync_api import Page, sync_playwright  # noqa: E402
+
+log = logging.getLogger("bench.local_fallback")
+TIMEOUT_MS = 120_000
+
+BARE_WORKER = """
+let ort, session;
+self.onmessage = async ({ data }) => {
+  if (data.type === "init") {
+    ort = await import(data.ortUrl + "ort.wasm.min.mjs");
+    ort.env.wasm.wasmPaths = data.ortUrl;
+    ort.env.wasm.numThreads = data.threads;
+    session = await ort.InferenceSession.create(new Uint8Array(data.model),
+      { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+    self.postMessage({ type: "ready" });
+  } else {
+    const input = new ort.Tensor("uint8", data.tensor, [1, 3, 416, 416]);
+    await session.run({ images: input });
+    const times = [];
+    for (let i = 0; i < data.runs; i++) {
+      const t0 = performance.now();
+      await session.run({ images: input });
+      times.push(performance.now() - t0);
+    }
+    self.postMessage({ type: "times", times });
+  }
+};
+"""
+
+SETUP_BARE = """async ([code, threads]) => {
+  const e = window.edgesight;
+  const model = await (await fetch(e.config.model.url)).arrayBuffer();
+  const url = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
+  const worker = new Worker(url, { type: "module" });
+  await new Promise((resolve, reject) => {
+    worker.onmessage = ({ data }) => data.type === "ready" && resolve();
+    worker.onerror = (err) => reject(new Error(err.message));
+    worker.postMessage({ type: "init", ortUrl: new URL(e.config.ort_url, location.href).href,
+                         model, threads }, [model]);
+  });
+  e.bareWorker = worker;
+}"""
+
+RUN_BARE = """async (runs) => {
+  const e = window.edgesight;
+  e.paused = true;
+  await new Promise((resolve) => setTimeout(resolve, 400));  // let the app's frame finish
+  const proxy = e.client.local_tensor();
+  const view = proxy.getBuffer("u8");
+  const tensor = view.data.slice();
+  view.release(); proxy.destroy();
+  const times = await new Promise((resolve) => {
+    e.bareWorker.onmessage = ({ data }) => resolve(data.times);
+    e.bareWorker.postMessage({ type: "run", tensor, runs }, [tensor.buffer]);
+  });
+  e.paused = false;
+  return times;
+}"""
+
+
+def stats(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "n": len(ordered),
+        "median_ms": round(statistics.median(ordered), 2),
+        "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))], 2),
+    }
+
+
+def local_frames(page: Page, count: int) -> list[dict[str, Any]]:
+    """Wait for ``count`` more locally drawn frames and return their timings."""
+    page.wait_for_function("window.edgesight?.timings", timeout=TIMEOUT_MS)
+    start = page.evaluate("window.edgesight.timings.filter(t => t.mode === 'local').length")
+    page.wait_for_function(
+        "(n) => window.edgesight.timings.filter(t => t.mode === 'local').length >= n",
+        arg=start + count,
+        timeout=TIMEOUT_MS,
+    )
+    frames: list[dict[str, Any]] = page.evaluate(
+        "(n) => window.edgesight.timings.filter(t => t.mode === 'local').slice(-n)", count
+    )
+    return frames
+
+
+def compare_threads(driver: Any, camera: Path, threads: int, blocks: int) -> dict[str, Any]:
+    unreachable = f"ws://127.0.0.1:{NodeProcess().port}/ws"
+    with start_webapp((unreachable,), local_threads=threads) as web:
+        browser = driver.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                *CHROMIUM_ARGS,
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-video-capture={camera}",
+            ],
+        )
+        page = browser.new_page()
+        page.goto(f"{web.http_url}/")
+        local_frames(page, 5)  # warm
+        page.evaluate(SETUP_BARE, [BARE_WORKER, threads])
+        app_total, app_worker, app_inference, bare = [], [], [], []
+        for _ in range(blocks):
+            for frame in local_frames(page, 15):
+                app_total.append(frame["drawn_ms"] - frame["capture_ms"])
+                app_worker.append(frame["result_ms"] - frame["sent_ms"])
+                app_inference.append(frame["inference_ms"])
+            bare.extend(page.evaluate(RUN_BARE, 15))
+        isolated = page.evaluate("crossOriginIsolated")
+        browser.close()
+    app, base = stats(app_total), stats(bare)
+    return {
+        "threads": threads,
+        "cross_origin_isolated": isolated,
+        "app_capture_to_drawn": app,
+        "app_worker_round_trip": stats(app_worker),
+        "app_session_run_in_worker": stats(app_inference),
+        "bare_session_run": base,
+        "ratio_median": round(app["median_ms"] / base["median_ms"], 3),
+        "fps_local": round(1000.0 / app["median_ms"], 1),
+    }
+
+
+def failover(driver: Any, camera: Path, kills: int) -> dict[str, Any]:
+    node = NodeProcess("bench-node").start()
+    gaps, returns = [], []
+    try:
+        with start_webapp((node.ws_url,)) as web:
+            browser = driver.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=[
+                    *CHROMIUM_ARGS,
+                    "--use-fake-ui-for-media-stream",
+                    "--use-fake-device-for-media-stream",
+                    f"--use-file-for-fake-video-capture={camera}",
+                ],
+            )
+            page = browser.new_page()
+            page.goto(f"{web.http_url}/")
+            page.wait_for_function(
+                "window.edgesight?.client.local.is_ready && "
+                "window.edgesight.timings.some(t => t.mode === 'node')",
+                timeout=TIMEOUT_MS,
+            )
+            first_drawn_after = """([mode, mark]) => window.edgesight.timings.find(
+                t => t.mode === mode && t.drawn_ms > mark)"""
+            for _ in range(kills):
+                mark = page.evaluate("performance.now()")
+                node.kill()
+                page.wait_for_function(first_drawn_after, arg=["local", mark], timeout=TIMEOUT_MS)
+                gaps.append(page.evaluate(first_drawn_after, ["local", mark])["drawn_ms"] - mark)
+                node.start()
+                mark = page.evaluate("performance.now()")
+                page.wait_for_function(first_drawn_after, arg=["node", mark], timeout=TIMEOUT_MS)
+                returns.append(page.evaluate(first_drawn_after, ["node", mark])["drawn_ms"] - mark)
+            browser.close()
+    finally:
+        node.stop()
+    return {
+        "kills": kills,
+        "node_death_to_next_box": stats(gaps),
+        "node_ready_to_first_node_box": stats(returns),
+        "max_death_gap_ms": round(max(gaps), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--blocks", type=int, default=4)
+    parser.add_argument("--kills", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/local_fallback.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    camera = write_y4m(
+        Path("/tmp/edgesight-bench-astronaut.y4m"), [fit_frame(photo("astronaut"))] * 10
+    )
+    with sync_playwright() as driver:
+        threads = [compare_threads(driver, camera, t, args.blocks) for t in (1, 2)]
+        fail = failover(driver, camera, args.kills)
+    result = {
+        "command": "python bench/local_fallback.py " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.machine()} 2 cores, headless Debian Chromium",
+        "local_vs_bare": threads,
+        "failover": fail,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    log.info(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""The node's side of the registry (issue 4): a background task that POSTs this node's
+address and load to the web app every heartbeat interval, and DELETEs it on shutdown.
+
+The web app's answer names the interval it expects, and the node follows it, so the two
+cannot disagree about when a node counts as gone. Failures are logged (once per kind of
+failure, and once on recovery) and retried at the next interval; they never stop the node.
+The task is started and stopped by the app's lifespan (``start_heartbeat``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import re
+import socket
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from .node import Node
+from .settings import NodeSettings
+
+__all__ = [
+    "HeartbeatSender",
+    "advertised_url",
+    "device_memory_bytes",
+    "heartbeat_body",
+    "node_id",
+    "start_heartbeat",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL_S = 2.0  # until the web app says otherwise
+MIN_INTERVAL_S = 0.01
+MAX_INTERVAL_S = 60.0
+REQUEST_TIMEOUT_S = 5.0
+DEREGISTER_TIMEOUT_S = 2.0  # shutdown should not hang on an unreachable web app
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+
+
+def advertised_url(settings: NodeSettings) -> str:
+    """The URL browsers should use: ``public_url``, else one built from the bind address
+    (the machine's host name when bound to all interfaces)."""
+    if settings.public_url:
+        return settings.public_url
+    host = socket.gethostname() if settings.host in WILDCARD_HOSTS else settings.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"ws://{host}:{settings.port}/ws"
+
+
+def node_id(settings: NodeSettings) -> str:
+    """``node_id`` if set, else ``{hostname}-{port}``: stable across restarts, so a node
+    that crashed and came back replaces its own stale entry."""
+    if settings.node_id:
+        return settings.node_id
+    derived = re.sub(r"[^A-Za-z0-9._:@-]", "-", f"{socket.gethostname()}-{settings.port}")
+    return derived.lstrip("._:@-")[:128] or f"node-{settings.port}"
+
+
+def device_memory_bytes(device: str) -> int:
+    """Total memory of the device the model runs on; 0 where unknown (CUDA: onnxruntime
+    does not say, and a node should not need nvidia-smi to start)."""
+    if device != "cpu":
+        return 0
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return 0
+
+
+def heartbeat_body(node: Node, memory_bytes: int = 0) -> dict[str, Any]:
+    """The JSON a heartbeat carries; the web app's ``NodeEntry`` validates it."""
+    s = node.settings
+    card = node.model.card
+    return {
+        "node_id": node_id(s),
+        "url": advertised_url(s),
+        "name": s.node_name,
+        "site": s.site,
+        "provider": node.engine.provider,
+        "device": node.engine.device_name,
+        "device_memory_bytes": memory_bytes,
+        "model": card.name,
+        "model_sha256": card.sha256,
+        "streams": node.streams_open,
+        "max_streams": s.max_streams,
+        "queue_depth": node.batcher.queue_depth,
+        "inference_ms": round(node.batcher.last_inference_ms, 3),
+    }
+
+
+class HeartbeatSender:
+    """``start()`` the loop, ``await stop()`` to end it and deregister.
+
+    ``transport`` is the test seam (``httpx.MockTransport``, ``httpx.ASGITransport``)."""
+
+    def __init__(
+        self,
+        registry_url: str,
+        secret: str,
+        body: Callable[[], Mapping[str, Any]],
+        node_id: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+        interval_s: float = DEFAULT_INTERVAL_S,
+    ) -> None:
+        self.node_id = node_id
+        self.interval_s = interval_s
+        self.beats_ok = 0
+        self._body = body
+        self._client = httpx.AsyncClient(
+            base_url=registry_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {secret}"},
+            timeout=REQUEST_TIMEOUT_S,
+            transport=transport,
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._failure: str | None = None  # what went wrong last time; None when it worked
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="heartbeat")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "heartbeat task failed; node %s is no longer registered",
+                self.node_id,
+                exc_info=task.exception(),
+            )
+
+    async def stop(self) -> None:
+        """Cancel the loop (an in-flight heartbeat included), then deregister, so that no
+        heartbeat can re-register the node after it left."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])  # never raises; _ended logged any failure
+        await self.deregister()
+        await self._client.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            started_s = time.monotonic()
+            await self.beat()
+            await asyncio.sleep(max(0.0, started_s + self.interval_s - time.monotonic()))
+
+    async def beat(self) -> bool:
+        """Send one heartbeat; True when the web app took it."""
+        try:
+            response = await self._client.post("/api/nodes/register", json=dict(self._body()))
+        except httpx.HTTPError as exc:
+            self._failed(f"cannot reach the registry: {type(exc).__name__}: {exc}")
+            return False
+        if response.status_code not in (200, 201):
+            self._failed(_refusal(response))
+            return False
+        if response.status_code == 201 and self.beats_ok:
+            log.info("registry had dropped node %s; registered again", self.node_id)
+        self._adopt_interval(response)
+        self.beats_ok += 1
+        if self._failure is not None:
+            log.info("heartbeats to the registry work again")
+            self._failure = None
+        return True
+
+    async def deregister(self) -> None:
+        try:
+            response = await self._client.delete(
+                f"/api/nodes/{quote(self.node_id, safe='')}", timeout=DEREGISTER_TIMEOUT_S
+            )
+        except httpx.HTTPError as exc:
+            # Info, not a warning: under `edgesight serve` the web app stops first, and the
+            # registry drops the node after its missed heartbeats anyway.
+            log.info(
+                "could not deregister node %s: %s; the registry will expire it",
+                self.node_id,
+                type(exc).__name__,
+            )
+            return
+        if response.status_code in (204, 404):  # 404: already expired, nothing to undo
+            log.info("node %s deregistered", self.node_id)
+        else:
+            log.warning("could not deregister node %s: %s", self.node_id, _refusal(response))
+
+    def _failed(self, failure: str) -> None:
+        # Once per kind of failure: a web app down for an hour is one line, not 1,800.
+        if failure != self._failure:
+            log.warning("heartbeat failed, retrying every %.3g s: %s", self.interval_s, failure)
+        self._failure = failure
+
+    def _adopt_interval(self, response: httpx.Response) -> None:
+        try:
+            advised = response.json().get("heartbeat_interval_s")
+        except (ValueError, AttributeError):
+            return
+        if isinstance(advised, int | float) and math.isfinite(advised):
+            self.interval_s = min(max(float(advised), MIN_INTERVAL_S), MAX_INTERVAL_S)
+
+
+def _refusal(response: httpx.Response) -> str:
+    status = response.status_code
+    if status == 401:
+        return "the registry refused the secret (401): check EDGESIGHT_REGISTRY_SECRET"
+    if status == 403:
+        return "the web app has registration disabled (403): it has no secret configured"
+    if status == 422:
+        return f"the registry rejected the heartbeat (422): {response.text[:500]}"
+    return f"the registry answered HTTP {status}"
+
+
+def start_heartbeat(
+    node: Node, transport: httpx.AsyncBaseTransport | None = None
+) -> HeartbeatSender | None:
+    """Start heartbeating when a registry is configured; None when it is not."""
+    s = node.settings
+    if not (s.registry_url and s.registry_secret):
+        return None
+    memory_bytes = device_memory_bytes(node.engine.device_name)
+    sender = HeartbeatSender(
+        s.registry_url,
+        s.registry_secret,
+        lambda: heartbeat_body(node, memory_bytes),
+        node_id(s),
+        transport=transport,
+    )
+    sender.start()
+    log.info("node %s heartbeats to %s as %s", sender.node_id, s.registry_url, advertised_url(s))
+    return sender

@@ -1,0 +1,51 @@
+"""Two nodes: when the page's node dies, boxes keep coming from the other one and the
+status line shows the move."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from conftest import BrowserPage, NodeProcess, start_webapp
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.e2e
+
+TIMEOUT_MS = 90_000
+
+
+@pytest.fixture
+def two_nodes() -> Iterator[tuple[NodeProcess, NodeProcess]]:
+    nodes = (NodeProcess("node-a").start(), NodeProcess("node-b").start())
+    yield nodes
+    for node in nodes:
+        node.stop()
+
+
+def test_killed_node_is_replaced_by_the_other_node(
+    two_nodes: tuple[NodeProcess, NodeProcess], open_page: Callable[..., BrowserPage]
+) -> None:
+    with start_webapp(tuple(node.ws_url for node in two_nodes)) as web:
+        view = open_page(f"{web.http_url}/", camera="astronaut")
+        page = view.page
+        page.wait_for_function(
+            "window.edgesight?.timings.some(t => t.mode === 'node')", timeout=TIMEOUT_MS
+        )
+        first = page.evaluate("window.edgesight.client.node_name")
+        assert first in ("node-a", "node-b")
+        survivor = "node-b" if first == "node-a" else "node-a"
+        expect(page.locator("#status")).to_contain_text(f"node {first}")
+
+        mark = page.evaluate("performance.now()")
+        next(node for node in two_nodes if node.name == first).kill()
+        page.wait_for_function(
+            """([name, mark]) => {
+                const e = window.edgesight;
+                return e.client.node_name === name && e.timings.some(
+                    t => t.mode === "node" && t.drawn_ms > mark);
+            }""",
+            arg=[survivor, mark],
+            timeout=TIMEOUT_MS,
+        )
+        expect(page.locator("#status")).to_contain_text(f"node {survivor}")
+        expect(page.locator('#detections li[data-label="person"]').first).to_be_visible()

@@ -1,0 +1,114 @@
+"""Never stop detecting: local inference in the browser when no node answers, switching
+back when one does; the model's hash is checked before it runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import BrowserPage, NodeProcess, start_webapp
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.e2e
+
+BOOT_TIMEOUT_MS = 90_000
+MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "nanodet-g-416"
+
+
+@pytest.fixture
+def node() -> Iterator[NodeProcess]:
+    process = NodeProcess("fallback-node").start()
+    yield process
+    process.stop()
+
+
+def _status(page: Page) -> str:
+    return page.locator("#status").inner_text()
+
+
+def _drawn_count(page: Page, mode: str) -> int:
+    return int(
+        page.evaluate(
+            "(mode) => window.edgesight.timings.filter(t => t.mode === mode).length", mode
+        )
+    )
+
+
+def _wait_for_boxes(page: Page, mode: str, label: str, after: int = 0) -> None:
+    """Until a box with ``label`` has been drawn from ``mode`` (beyond ``after`` frames)."""
+    page.wait_for_function(
+        """([mode, label, after]) => {
+            const e = window.edgesight;
+            return e && e.timings.filter(t => t.mode === mode).length > after
+                && (e.lastBoxes[mode] || []).some(b => b.label === label);
+        }""",
+        arg=[mode, label, after],
+        timeout=BOOT_TIMEOUT_MS,
+    )
+
+
+def _iou(a: dict[str, float], b: dict[str, float]) -> float:
+    ix = max(0.0, min(a["x2"], b["x2"]) - max(a["x1"], b["x1"]))
+    iy = max(0.0, min(a["y2"], b["y2"]) - max(a["y1"], b["y1"]))
+    inter = ix * iy
+    area = (a["x2"] - a["x1"]) * (a["y2"] - a["y1"]) + (b["x2"] - b["x1"]) * (b["y2"] - b["y1"])
+    return inter / (area - inter) if area > inter else 0.0
+
+
+def test_with_no_node_the_page_detects_locally(open_page: Callable[..., BrowserPage]) -> None:
+    with start_webapp((f"ws://127.0.0.1:{NodeProcess().port}/ws",)) as web:
+        view = open_page(f"{web.http_url}/", camera="chelsea")
+        _wait_for_boxes(view.page, "local", "cat")
+        expect(view.page.locator('#detections li[data-label="cat"]').first).to_be_visible()
+        expect(view.page.locator("#status")).to_contain_text("local wasm")
+        expect(view.page.locator("#status")).to_contain_text("thread")
+
+
+def test_node_killed_mid_stream_then_restarted(
+    node: NodeProcess, open_page: Callable[..., BrowserPage]
+) -> None:
+    with start_webapp((node.ws_url,)) as web:
+        view = open_page(f"{web.http_url}/", camera="astronaut")
+        page = view.page
+        _wait_for_boxes(page, "node", "person")
+        expect(page.locator("#status")).to_contain_text("node fallback-node")
+        node_boxes = page.evaluate("window.edgesight.lastBoxes.node")
+        # Local detection must be ready before the node dies for the switch to be instant.
+        page.wait_for_function("window.edgesight.client.local.is_ready", timeout=BOOT_TIMEOUT_MS)
+
+        drawn_before = _drawn_count(page, "local")
+        node.kill()
+        _wait_for_boxes(page, "local", "person", after=drawn_before)
+        expect(page.locator("#status")).to_contain_text("local wasm")
+
+        # Parity: the same frame gives the same detections on both paths.
+        local_boxes = page.evaluate("window.edgesight.lastBoxes.local")
+        assert {b["label"] for b in local_boxes} == {b["label"] for b in node_boxes}
+        for box in node_boxes:
+            same = [b for b in local_boxes if b["label"] == box["label"]]
+            assert max(_iou(box, other) for other in same) >= 0.9, (box, local_boxes)
+
+        node.start()  # same port: the page must come back to it by itself
+        drawn_from_node = _drawn_count(page, "node")
+        _wait_for_boxes(page, "node", "person", after=drawn_from_node)
+        expect(page.locator("#status")).to_contain_text("node fallback-node")
+
+
+def test_a_model_with_the_wrong_hash_is_refused(
+    tmp_path: Path, open_page: Callable[..., BrowserPage]
+) -> None:
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    card = json.loads((MODEL_DIR / "model.json").read_text())
+    shutil.copy(MODEL_DIR / card["file"], model_dir / card["file"])
+    card["sha256"] = "0" * 64  # the file on disk is not the one the card promises
+    (model_dir / "model.json").write_text(json.dumps(card))
+    with start_webapp((f"ws://127.0.0.1:{NodeProcess().port}/ws",), model_dir=model_dir) as web:
+        view = open_page(f"{web.http_url}/")
+        expect(view.page.locator("#message")).to_contain_text(
+            "not the expected one", timeout=BOOT_TIMEOUT_MS
+        )
+        assert view.page.evaluate("window.edgesight.timings.length") == 0

@@ -1,0 +1,62 @@
+"""The numbers a page shows: frames drawn per second, round trips, and per-stage timings
+(p50/p95 over the last seconds) for the stats panel."""
+
+from __future__ import annotations
+
+from .stats import RollingWindow
+
+__all__ = ["STAGES", "Dashboard"]
+
+STAGES = ("preprocess", "network", "queue", "inference", "post", "draw", "glass_to_glass")
+
+
+class Dashboard:
+    def __init__(self, span_ms: float = 3000.0) -> None:
+        self.drawn = RollingWindow(span_ms)
+        self.round_trip = RollingWindow(span_ms)
+        self.stages = {name: RollingWindow(span_ms) for name in STAGES}
+
+    def node_result(
+        self,
+        now_ms: float,
+        round_trip_ms: float,
+        queue_ms: float,
+        inference_ms: float,
+        post_ms: float,
+    ) -> None:
+        self.round_trip.add(now_ms, round_trip_ms)
+        self.stages["queue"].add(now_ms, queue_ms)
+        self.stages["inference"].add(now_ms, inference_ms)
+        self.stages["post"].add(now_ms, post_ms)
+        node_ms = queue_ms + inference_ms + post_ms
+        self.stages["network"].add(now_ms, max(0.0, round_trip_ms - node_ms))
+
+    def local_result(self, now_ms: float, inference_ms: float) -> None:
+        self.stages["inference"].add(now_ms, inference_ms)
+
+    def preprocessed(self, now_ms: float, duration_ms: float) -> None:
+        self.stages["preprocess"].add(now_ms, duration_ms)
+
+    def drawn_frame(self, now_ms: float, capture_ms: float, draw_ms: float) -> None:
+        self.drawn.add(now_ms, 1.0)
+        self.stages["draw"].add(now_ms, draw_ms)
+        self.stages["glass_to_glass"].add(now_ms, now_ms - capture_ms)
+
+    def recent_round_trip_p95_ms(self, now_ms: float) -> float | None:
+        return self.round_trip.percentile(now_ms, 95) if self.round_trip.count(now_ms) else None
+
+    def summary(self, now_ms: float) -> dict[str, float]:
+        return {
+            "fps": round(self.drawn.rate_per_s(now_ms), 1),
+            "round_trip_ms": round(self.round_trip.percentile(now_ms, 50), 1),
+            "latency_ms": round(self.stages["glass_to_glass"].percentile(now_ms, 50), 1),
+        }
+
+    def stage_table(self, now_ms: float) -> dict[str, dict[str, float]]:
+        return {
+            name: {
+                "p50": round(window.percentile(now_ms, 50), 1),
+                "p95": round(window.percentile(now_ms, 95), 1),
+            }
+            for name, window in self.stages.items()
+        }

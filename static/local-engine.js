@@ -1,0 +1,44 @@
+// Main-thread side of local inference: fetches the model, lets Python check its sha256,
+// and hands tensors to the worker. Pixels and bytes only; Python decides.
+
+export class LocalEngine {
+  constructor({ onoutput, onerror }) {
+    this.worker = null;
+    this.handlers = { onoutput, onerror };
+  }
+
+  // Resolves with the thread count once the worker's session is ready.
+  async start({ ortUrl, modelUrl, threads, size, checkSha256 }) {
+    const response = await fetch(modelUrl);
+    if (!response.ok) throw new Error(`the model download failed: HTTP ${response.status}`);
+    const model = await response.arrayBuffer();
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", model));
+    const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+    const refusal = checkSha256(hex);
+    if (refusal) {
+      const err = new Error(refusal);
+      err.refused = true;
+      throw err;
+    }
+    this.worker = new Worker(new URL("./local-worker.js", import.meta.url), { type: "module" });
+    const ready = new Promise((resolve, reject) => {
+      this.worker.onmessage = ({ data }) => {
+        if (data.type === "ready") resolve(data.threads);
+        else if (data.type === "failed") reject(new Error(data.message));
+      };
+      this.worker.onerror = (event) => reject(new Error(event.message || "the worker failed"));
+    });
+    this.worker.postMessage({ type: "init", ortUrl, model, threads, size }, [model]);
+    const actualThreads = await ready;
+    this.worker.onmessage = ({ data }) => {
+      if (data.type === "output") this.handlers.onoutput(data);
+      else if (data.type === "error") this.handlers.onerror(data);
+    };
+    this.worker.onerror = (event) => this.handlers.onerror({ id: null, message: event.message });
+    return actualThreads;
+  }
+
+  run(id, tensor) {
+    this.worker.postMessage({ type: "run", id, tensor }, [tensor.buffer]);
+  }
+}

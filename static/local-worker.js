@@ -1,0 +1,53 @@
+// Web Worker: runs the detector with onnxruntime-web (Wasm) off the main thread, so the
+// video stays smooth. Moves tensors in and raw outputs out; post-processing is Python's.
+
+let ort = null;
+let session = null;
+let inputSize = 0;
+
+async function init({ ortUrl, model, threads, size }) {
+  ort = await import(`${ortUrl}ort.wasm.min.mjs`);
+  ort.env.wasm.wasmPaths = ortUrl;
+  ort.env.wasm.numThreads = threads;
+  ort.env.wasm.proxy = false;
+  inputSize = size;
+  session = await ort.InferenceSession.create(new Uint8Array(model), {
+    executionProviders: ["wasm"],
+    graphOptimizationLevel: "all",
+  });
+  // The first run allocates and plans; pay for it before the first real frame.
+  await run(new Uint8Array(3 * size * size));
+}
+
+async function run(tensor) {
+  const input = new ort.Tensor("uint8", tensor, [1, 3, inputSize, inputSize]);
+  const outputs = await session.run({ images: input });
+  return [own(outputs.boxes.data), own(outputs.scores.data)];
+}
+
+// A Float32Array whose buffer is its own, so it can be transferred without copying more.
+function own(array) {
+  return array.byteOffset === 0 && array.byteLength === array.buffer.byteLength ? array : array.slice();
+}
+
+self.onmessage = async ({ data }) => {
+  if (data.type === "init") {
+    try {
+      await init(data);
+      self.postMessage({ type: "ready", threads: ort.env.wasm.numThreads });
+    } catch (err) {
+      self.postMessage({ type: "failed", message: String((err && err.message) || err) });
+    }
+  } else if (data.type === "run") {
+    const started = performance.now();
+    try {
+      const [boxes, scores] = await run(data.tensor);
+      self.postMessage(
+        { type: "output", id: data.id, boxes, scores, ms: performance.now() - started },
+        [boxes.buffer, scores.buffer],
+      );
+    } catch (err) {
+      self.postMessage({ type: "error", id: data.id, message: String((err && err.message) || err) });
+    }
+  }
+};

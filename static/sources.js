@@ -1,0 +1,124 @@
+// Where frames come from: the camera, or a video or image file the user picked or dropped
+// (looping). Pixels only, no decisions.
+
+const CAMERA_ERRORS = {
+  NotAllowedError: "Camera access was denied. Allow the camera for this site in the browser's settings and reload, or choose a video or image file.",
+  SecurityError: "The browser blocked the camera on this page. Open it over https or from localhost.",
+  NotFoundError: "No camera was found. Connect a camera (detection starts when one appears) or choose a video or image file.",
+  OverconstrainedError: "The camera cannot deliver a usable picture size.",
+  NotReadableError: "The camera is in use by another program or could not start. We will keep trying.",
+  AbortError: "The camera stopped while starting. We will keep trying.",
+};
+
+export function cameraErrorText(err) {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    return "This browser cannot use a camera here (it needs https or localhost). Choose a video or image file instead.";
+  }
+  return CAMERA_ERRORS[err && err.name] || `The camera could not start (${err && err.message}).`;
+}
+
+export class FrameSource {
+  constructor(video, still) {
+    this.video = video;
+    this.still = still; // <img> for image files
+    this.kind = "none";
+    this.stream = null;
+    this.canvas = document.createElement("canvas");
+    this.context = this.canvas.getContext("2d", { willReadFrequently: true });
+    this.onended = null;
+    this.onframe = null;
+    this.timer = null;
+    this.objectUrl = null;
+    this._watchVideo();
+  }
+
+  get ready() {
+    if (this.kind === "image") return this.still.complete && this.still.naturalWidth > 0;
+    return this.kind !== "none" && this.video.videoWidth > 0 && !this.video.paused;
+  }
+
+  get width() { return this.kind === "image" ? this.still.naturalWidth : this.video.videoWidth; }
+  get height() { return this.kind === "image" ? this.still.naturalHeight : this.video.videoHeight; }
+
+  _stop() {
+    clearInterval(this.timer);
+    this.timer = null;
+    if (this.stream) for (const track of this.stream.getTracks()) track.stop();
+    this.stream = null;
+    if (this.objectUrl) URL.revokeObjectURL(this.objectUrl);
+    this.objectUrl = null;
+    this.video.srcObject = null;
+    this.video.removeAttribute("src");
+    this.still.hidden = true;
+    this.video.hidden = false;
+    this.kind = "none";
+  }
+
+  async useCamera() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      throw Object.assign(new Error("getUserMedia unavailable"), { name: "SecurityError" });
+    }
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: false,
+      video: { width: { ideal: 640 }, height: { ideal: 480 } },
+    });
+    this._stop();
+    this.stream = stream;
+    this.kind = "camera";
+    for (const track of stream.getVideoTracks()) {
+      track.addEventListener("ended", () => this.kind === "camera" && this.onended && this.onended());
+    }
+    this.video.srcObject = stream;
+    await this._playing();
+  }
+
+  async useFile(file) {
+    this._stop();
+    this.objectUrl = URL.createObjectURL(file);
+    if (file.type.startsWith("image/")) {
+      this.kind = "image";
+      this.still.src = this.objectUrl;
+      await this.still.decode();
+      this.still.hidden = false;
+      this.video.hidden = true;
+      this.timer = setInterval(() => this.onframe && this.onframe(), 100);
+    } else {
+      this.kind = "file";
+      this.video.loop = true;
+      this.video.src = this.objectUrl;
+      await this._playing();
+    }
+  }
+
+  async _playing() {
+    await this.video.play();
+    if (!this.video.videoWidth) {
+      await new Promise((resolve) => this.video.addEventListener("loadedmetadata", resolve, { once: true }));
+    }
+  }
+
+  // One callback per new video frame, whichever video is playing.
+  _watchVideo() {
+    const video = this.video;
+    if (typeof video.requestVideoFrameCallback === "function") {
+      const tick = () => {
+        if (this.kind !== "image" && this.onframe) this.onframe();
+        video.requestVideoFrameCallback(tick);
+      };
+      video.requestVideoFrameCallback(tick);
+    } else {
+      setInterval(() => this.kind !== "image" && this.onframe && this.onframe(), 33);
+    }
+  }
+
+  // RGBA pixels of the current frame.
+  grab() {
+    const { width, height } = this;
+    if (this.canvas.width !== width || this.canvas.height !== height) {
+      this.canvas.width = width;
+      this.canvas.height = height;
+    }
+    this.context.drawImage(this.kind === "image" ? this.still : this.video, 0, 0, width, height);
+    return { data: this.context.getImageData(0, 0, width, height).data, width, height };
+  }
+}

@@ -1,0 +1,334 @@
+"""The node's heartbeat: against a real web app under uvicorn, and through an httpx
+``MockTransport`` for the failures a real server would make awkward to stage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from edgesight.cli import _with_own_registry, build_parser
+from edgesight.serving import ServerThread
+from gpu_backend.app import create_app as create_node_app
+from gpu_backend.engine import Float32Array, LoadedModel, UInt8Array
+from gpu_backend.heartbeat import HeartbeatSender, advertised_url, node_id
+from gpu_backend.settings import NodeSettings, SettingsError
+from webapp.app import create_app as create_webapp
+from webapp.registry import MemoryStore, NodeEntry
+from webapp.settings import WebappSettings
+
+SECRET = "test-secret-0123456789abcdef"
+SHA = "cd" * 32
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    return {
+        "node_id": "node-a",
+        "url": "ws://node-a.example:8001/ws",
+        "name": "node A",
+        "site": "lab",
+        "provider": "CPUExecutionProvider",
+        "device": "cpu",
+        "device_memory_bytes": 0,
+        "model": "nanodet-g-416",
+        "model_sha256": SHA,
+        "streams": 0,
+        "max_streams": 4,
+        "queue_depth": 0,
+        "inference_ms": 0.0,
+        **changes,
+    }
+
+
+class Recorder(httpx.AsyncBaseTransport):
+    """Passes requests on, and lets a test wait until a number of them were answered."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.answered: list[tuple[str, int]] = []
+        self._changed = asyncio.Condition()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        async with self._changed:
+            self.answered.append((request.method, response.status_code))
+            self._changed.notify_all()
+        return response
+
+    async def wait_for(self, count: int, timeout_s: float = 10.0) -> None:
+        async with self._changed:
+            await asyncio.wait_for(
+                self._changed.wait_for(lambda: len(self.answered) >= count), timeout_s
+            )
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class SignallingStore(MemoryStore):
+    """The web app's store, telling the test thread when a node came and went."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.registered = threading.Event()
+        self.removed = threading.Event()
+
+    async def put(self, entry: NodeEntry, ttl_s: float) -> bool:
+        is_new = await super().put(entry, ttl_s)
+        self.registered.set()
+        return is_new
+
+    async def remove(self, node_id: str) -> bool:
+        removed = await super().remove(node_id)
+        self.removed.set()
+        return removed
+
+
+@pytest.fixture
+def webapp() -> Iterator[tuple[ServerThread, SignallingStore]]:
+    store = SignallingStore()
+    # a quick interval, and misses forgiven for long enough that a busy CI box cannot flap
+    settings = WebappSettings(
+        node_urls=(), registry_secret=SECRET, heartbeat_interval_s=0.05, missed_heartbeats=100
+    )
+    with ServerThread(create_webapp(settings, registry_store=store)) as server:
+        yield server, store
+
+
+def nodes(server: ServerThread) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{server.http_url}/api/nodes", timeout=10) as response:
+        listing: list[dict[str, Any]] = json.load(response)["nodes"]
+        return listing
+
+
+def test_heartbeats_register_refresh_and_deregister(
+    webapp: tuple[ServerThread, SignallingStore],
+) -> None:
+    server, _ = webapp
+    load = {"streams": 0}
+
+    async def scenario() -> Recorder:
+        recorder = Recorder(httpx.AsyncHTTPTransport())
+        sender = HeartbeatSender(
+            server.http_url, SECRET, lambda: body(**load), "node-a", transport=recorder
+        )
+        sender.start()
+        await recorder.wait_for(2)  # beats go one by one: the first was fully handled
+        assert sender.interval_s == 0.05  # the web app's interval, not the default
+        [listed] = await asyncio.to_thread(nodes, server)
+        assert (listed["id"], listed["streams"], listed["site"]) == ("node-a", 0, "lab")
+
+        load["streams"] = 3
+        # a heartbeat may have left before the change: two more surely carry it
+        await recorder.wait_for(len(recorder.answered) + 2)
+        [listed] = await asyncio.to_thread(nodes, server)
+        assert listed["streams"] == 3
+
+        await sender.stop()
+        assert await asyncio.to_thread(nodes, server) == []
+        return recorder
+
+    recorder = asyncio.run(scenario())
+    assert recorder.answered[0] == ("POST", 201)
+    assert set(recorder.answered[1:-1]) == {("POST", 200)}
+    assert recorder.answered[-1] == ("DELETE", 204)
+
+
+def _mock(handler: Callable[[httpx.Request], httpx.Response]) -> httpx.MockTransport:
+    return httpx.MockTransport(handler)
+
+
+def test_failures_are_logged_once_and_retried(caplog: pytest.LogCaptureFixture) -> None:
+    attempts: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        if request.method == "DELETE":
+            return httpx.Response(204)
+        if len(attempts) <= 5:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, json={"heartbeat_interval_s": 0.01})
+
+    async def scenario() -> HeartbeatSender:
+        sender = HeartbeatSender(
+            "http://registry.invalid", SECRET, body, "node-a", _mock(handler), interval_s=0.01
+        )
+        for _ in range(7):  # driven beat by beat: no timing in the test
+            await sender.beat()
+        await sender.stop()
+        return sender
+
+    with caplog.at_level(logging.INFO, logger="gpu_backend.heartbeat"):
+        sender = asyncio.run(scenario())
+
+    assert sender.beats_ok == 2
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # five failures of one kind: one line
+    assert "cannot reach the registry" in warnings[0].getMessage()
+    assert "work again" in caplog.text
+    assert attempts[0].headers["authorization"] == f"Bearer {SECRET}"
+    assert attempts[-1].method == "DELETE"
+    assert attempts[-1].url.path == "/api/nodes/node-a"
+
+
+def test_the_loop_survives_a_refusal_and_never_logs_the_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> int:
+        refused = asyncio.Event()
+        posts = 0
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            nonlocal posts
+            if request.method == "POST":
+                posts += 1
+                if posts == 3:
+                    refused.set()
+            return httpx.Response(401, json={"error": "unauthorized"})
+
+        sender = HeartbeatSender(
+            "http://registry.invalid", SECRET, body, "node-a", _mock(handler), interval_s=0.01
+        )
+        sender.start()
+        await asyncio.wait_for(refused.wait(), 10)  # three tries: the loop kept going
+        await sender.stop()
+        return posts
+
+    with caplog.at_level(logging.INFO, logger="gpu_backend.heartbeat"):
+        asyncio.run(scenario())
+
+    assert "refused the secret (401)" in caplog.text
+    assert "could not deregister" in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_stop_does_not_hang_when_the_registry_is_gone(caplog: pytest.LogCaptureFixture) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    async def scenario() -> None:
+        sender = HeartbeatSender("http://registry.invalid", SECRET, body, "node-a", _mock(handler))
+        sender.start()
+        await sender.stop()
+
+    with caplog.at_level(logging.INFO, logger="gpu_backend.heartbeat"):
+        asyncio.run(scenario())
+    assert "could not deregister node node-a: ConnectError" in caplog.text
+
+
+# -- the node app's lifespan ------------------------------------------------------------
+
+
+class FakeEngine:
+    provider = "FakeExecutionProvider"
+    device_name = "cpu"
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+
+    def infer(self, images: UInt8Array) -> tuple[Float32Array, Float32Array]:
+        n = images.shape[0]
+        return np.zeros((n, 1, 4), np.float32), np.zeros((n, 1, self.num_classes), np.float32)
+
+
+def fake_engine(settings: NodeSettings, model: LoadedModel) -> FakeEngine:
+    return FakeEngine(len(model.card.class_names))
+
+
+def test_a_node_registers_while_it_runs_and_leaves_when_it_stops(
+    webapp: tuple[ServerThread, SignallingStore], node_settings: NodeSettings
+) -> None:
+    server, store = webapp
+    settings = replace(
+        node_settings,
+        registry_url=server.http_url,
+        registry_secret=SECRET,
+        public_url="wss://node-b.example/ws",
+        site="lab-2",
+        node_id="node-b",
+        max_streams=5,
+    )
+
+    with ServerThread(create_node_app(settings, engine_factory=fake_engine)):
+        assert store.registered.wait(timeout=30)
+        [listed] = nodes(server)
+        assert listed["id"] == "node-b"
+        assert listed["url"] == "wss://node-b.example/ws"
+        assert listed["site"] == "lab-2"
+        assert listed["name"] == settings.node_name
+        assert listed["provider"] == "FakeExecutionProvider"
+        assert listed["max_streams"] == 5
+        assert listed["device_memory_bytes"] > 0  # system memory, on the CPU
+        assert (
+            listed["model_sha256"]
+            == json.loads(settings.model_path.with_name("model.json").read_text())["sha256"]
+        )
+
+    assert store.removed.is_set()  # deregistered during shutdown, before it returned
+    assert nodes(server) == []
+
+
+def test_heartbeat_body_is_what_the_web_app_accepts(node_settings: NodeSettings) -> None:
+    settings = replace(node_settings, port=8001, host="0.0.0.0")
+    entry = NodeEntry.parse(body(node_id=node_id(settings), url=advertised_url(settings)))
+    assert entry.url.startswith("ws://")
+    assert entry.url.endswith(":8001/ws")
+    assert "0.0.0.0" not in entry.url
+
+
+# -- settings and the CLI ---------------------------------------------------------------
+
+
+def test_registry_settings_are_checked_at_start(node_settings: NodeSettings) -> None:
+    with pytest.raises(SettingsError, match="EDGESIGHT_REGISTRY_SECRET") as raised:
+        replace(node_settings, port=8001, registry_url="http://web:8000")
+    assert "required" in str(raised.value)
+    with pytest.raises(SettingsError, match="EDGESIGHT_PUBLIC_URL"):  # port 0: cannot guess
+        replace(node_settings, registry_url="http://web:8000", registry_secret=SECRET)
+    with pytest.raises(SettingsError, match="EDGESIGHT_REGISTRY_URL"):
+        replace(node_settings, port=8001, registry_url="web:8000", registry_secret=SECRET)
+    settings = NodeSettings.from_env(
+        {
+            "EDGESIGHT_REGISTRY_URL": "http://web:8000",
+            "EDGESIGHT_REGISTRY_SECRET": SECRET,
+            "EDGESIGHT_SITE": "lab",
+        }
+    )
+    assert settings.site == "lab"
+    assert SECRET not in repr(settings)
+
+
+def test_node_flags_reach_the_settings() -> None:
+    from edgesight.cli import _node_settings
+
+    args = build_parser().parse_args(
+        ["node", "--site", "lab", "--public-url", "wss://n/ws", "--registry-url", "http://w:1"]
+    )
+    settings = _node_settings(args, {"EDGESIGHT_REGISTRY_SECRET": SECRET})
+    assert (settings.site, settings.public_url, settings.registry_url) == (
+        "lab",
+        "wss://n/ws",
+        "http://w:1",
+    )
+
+
+def test_serve_registers_its_node_with_its_own_web_app_only_with_a_secret() -> None:
+    from edgesight.cli import _node_settings
+
+    args = build_parser().parse_args(["serve", "--port", "8100", "--node-port", "8101"])
+    plain = _node_settings(args, {})
+    assert _with_own_registry(plain, args, {}) is plain  # no secret: the static URL covers it
+
+    env = {"EDGESIGHT_REGISTRY_SECRET": SECRET}
+    registering = _with_own_registry(_node_settings(args, env), args, env)
+    assert registering.registry_url == "http://127.0.0.1:8100"
+    assert registering.public_url == "ws://127.0.0.1:8101/ws"  # the static entry it replaces

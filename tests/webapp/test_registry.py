@@ -1,0 +1,412 @@
+"""The node registry through its HTTP API, each behaviour against both stores (in-memory
+with a fake clock, Redis with TTLs), plus the registry settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from webapp.app import create_app
+from webapp.registry import StoreUnavailable
+from webapp.registry_redis import RedisStore
+from webapp.registry_routes import MAX_HEARTBEAT_BYTES
+from webapp.settings import SettingsError, WebappSettings
+
+from .conftest import Backend, RedisBackend, RedisServer, free_port
+
+SECRET = "test-secret-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {SECRET}"}
+SHA = "ab" * 32
+# Redis ages are on Redis's clock: real time passes too, more of it on a busy CI machine
+AGE_SLACK_S = 0.5
+PUBLIC_FIELDS = {
+    "id",
+    "url",
+    "name",
+    "site",
+    "provider",
+    "device",
+    "device_memory_bytes",
+    "model",
+    "model_sha256",
+    "streams",
+    "max_streams",
+    "queue_depth",
+    "inference_ms",
+    "static",
+    "age_s",
+}
+
+MakeClient = Callable[..., TestClient]
+
+
+def heartbeat(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "node_id": "gpu-1",
+        "url": "wss://gpu-1.example:8001/ws",
+        "name": "GPU one",
+        "site": "lab-2",
+        "provider": "CUDAExecutionProvider",
+        "device": "cuda:0",
+        "device_memory_bytes": 24 * 2**30,
+        "model": "nanodet-g-416",
+        "model_sha256": SHA,
+        "streams": 1,
+        "max_streams": 32,
+        "queue_depth": 0,
+        "inference_ms": 4.5,
+    }
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+@pytest.fixture
+def make_client(backend: Backend) -> Iterator[MakeClient]:
+    """``make_client(**settings)``: a web app on ``backend``'s store, lifespan running."""
+    clients: list[TestClient] = []
+
+    def make(**changes: Any) -> TestClient:
+        settings = WebappSettings(**{"node_urls": (), "registry_secret": SECRET, **changes})
+        client = TestClient(create_app(settings, registry_store=backend.store()))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def listed(client: TestClient) -> list[dict[str, Any]]:
+    response = client.get("/api/nodes")
+    assert response.status_code == 200
+    nodes: list[dict[str, Any]] = response.json()["nodes"]
+    return nodes
+
+
+def test_registered_node_is_listed_with_what_a_client_needs(make_client: MakeClient) -> None:
+    client = make_client()
+
+    response = client.post("/api/nodes/register", json=heartbeat(), headers=AUTH)
+
+    assert response.status_code == 201
+    assert response.json() == {
+        "node_id": "gpu-1",
+        "heartbeat_interval_s": 2.0,
+        "expires_in_s": 6.0,
+    }
+    [node] = listed(client)
+    assert set(node) == PUBLIC_FIELDS
+    expected = {k: v for k, v in heartbeat().items() if k != "node_id"}
+    assert {k: node[k] for k in expected} == expected
+    assert node["id"] == "gpu-1"
+    assert node["static"] is False
+    assert node["age_s"] == pytest.approx(0.0, abs=AGE_SLACK_S)
+
+
+def test_heartbeat_refreshes_load(make_client: MakeClient, backend: Backend) -> None:
+    client = make_client()
+    client.post("/api/nodes/register", json=heartbeat(), headers=AUTH)
+    backend.advance(1.0)
+    assert listed(client)[0]["age_s"] == pytest.approx(1.0, abs=AGE_SLACK_S)
+
+    again = client.post(
+        "/api/nodes/register",
+        json=heartbeat(streams=7, queue_depth=3, inference_ms=12.25),
+        headers=AUTH,
+    )
+
+    assert again.status_code == 200  # known already: a heartbeat, not a registration
+    [node] = listed(client)
+    assert (node["streams"], node["queue_depth"], node["inference_ms"]) == (7, 3, 12.25)
+    assert node["age_s"] == pytest.approx(0.0, abs=AGE_SLACK_S)
+
+
+def test_node_expires_after_missed_heartbeats(make_client: MakeClient, backend: Backend) -> None:
+    client = make_client(heartbeat_interval_s=2.0, missed_heartbeats=3)  # expiry: 6 s
+    client.post("/api/nodes/register", json=heartbeat(), headers=AUTH)
+
+    backend.advance(5.8)  # two heartbeats missed, the third not yet due
+    assert [n["id"] for n in listed(client)] == ["gpu-1"]
+
+    backend.advance(0.3)  # the third missed
+    assert listed(client) == []
+
+
+def test_heartbeats_in_time_keep_a_node(make_client: MakeClient, backend: Backend) -> None:
+    client = make_client(heartbeat_interval_s=2.0, missed_heartbeats=3)
+    client.post("/api/nodes/register", json=heartbeat(), headers=AUTH)
+    for _ in range(3):
+        backend.advance(5.0)
+        client.post("/api/nodes/register", json=heartbeat(), headers=AUTH)
+    assert [n["id"] for n in listed(client)] == ["gpu-1"]
+
+
+def test_expired_node_registers_again(make_client: MakeClient, backend: Backend) -> None:
+    client = make_client()
+    client.post("/api/nodes/register", json=heartbeat(), headers=AUTH)
+    backend.advance(7.0)
+    assert listed(client) == []
+
+    response = client.post("/api/nodes/register", json=heartbeat(), headers=AUTH)
+
+    assert response.status_code == 201
+    assert len(listed(client)) == 1
+
+
+def test_deregistered_node_is_gone_at_once(make_client: MakeClient) -> None:
+    client = make_client()
+    client.post("/api/nodes/register", json=heartbeat(), headers=AUTH)
+    client.post("/api/nodes/register", json=heartbeat(node_id="gpu-2"), headers=AUTH)
+
+    response = client.delete("/api/nodes/gpu-1", headers=AUTH)
+
+    assert response.status_code == 204
+    assert [n["id"] for n in listed(client)] == ["gpu-2"]
+    assert client.delete("/api/nodes/gpu-1", headers=AUTH).status_code == 404
+
+
+def test_deregistration_needs_the_secret(make_client: MakeClient) -> None:
+    client = make_client()
+    client.post("/api/nodes/register", json=heartbeat(), headers=AUTH)
+
+    response = client.delete("/api/nodes/gpu-1", headers={"Authorization": "Bearer nope"})
+
+    assert response.status_code == 401
+    assert len(listed(client)) == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong-secret-0123456789"},
+        {"Authorization": f"Bearer {SECRET}x"},
+        {"Authorization": f"Basic {SECRET}"},
+        {"Authorization": SECRET},
+    ],
+    ids=["missing", "wrong", "longer", "basic", "no-scheme"],
+)
+def test_registration_without_the_secret_is_refused_and_logged(
+    make_client: MakeClient, headers: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client()
+
+    with caplog.at_level(logging.WARNING, logger="webapp.registry_routes"):
+        response = client.post("/api/nodes/register", json=heartbeat(), headers=headers)
+
+    assert response.status_code == 401
+    assert response.json() == {"error": "unauthorized"}
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert listed(client) == []
+    [record] = [r for r in caplog.records if r.name == "webapp.registry_routes"]
+    assert "testclient" in record.getMessage()  # the source address
+    assert "/api/nodes/register" in record.getMessage()
+    assert SECRET not in caplog.text
+    assert SECRET not in response.text
+
+
+def test_registration_is_off_without_a_configured_secret(make_client: MakeClient) -> None:
+    client = make_client(registry_secret="", node_urls=("ws://{hostname}:8001/ws",))
+
+    response = client.post("/api/nodes/register", json=heartbeat(), headers=AUTH)
+
+    assert response.status_code == 403
+    assert "EDGESIGHT_REGISTRY_SECRET" in response.json()["error"]
+    assert client.delete("/api/nodes/gpu-1", headers=AUTH).status_code == 403
+    assert [n["url"] for n in listed(client)] == ["ws://{hostname}:8001/ws"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"node_id": ...}, "node_id"),
+        ({"node_id": "a/b"}, "node_id"),
+        ({"node_id": "x" * 129}, "node_id"),
+        ({"url": "http://gpu-1:8001/ws"}, "url"),
+        ({"url": "ws://"}, "url"),
+        ({"name": ""}, "name"),
+        ({"site": 3}, "site"),
+        ({"model_sha256": "abc"}, "model_sha256"),
+        ({"streams": -1}, "streams"),
+        ({"streams": True}, "streams"),
+        ({"streams": 1.5}, "streams"),
+        ({"max_streams": 0}, "max_streams"),
+        ({"queue_depth": "2"}, "queue_depth"),
+        ({"inference_ms": "fast"}, "inference_ms"),
+        ({"inference_ms": -1}, "inference_ms"),
+        ({"device_memory_bytes": 2**60}, "device_memory_bytes"),
+        ({"provider": "CPU\nExecutionProvider"}, "provider"),
+    ],
+)
+def test_bad_heartbeat_is_422_naming_the_field(
+    make_client: MakeClient, changes: dict[str, Any], field: str
+) -> None:
+    client = make_client()
+
+    response = client.post("/api/nodes/register", json=heartbeat(**changes), headers=AUTH)
+
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert [e["field"] for e in errors] == [field]
+    assert errors[0]["detail"]
+    assert listed(client) == []
+
+
+def test_every_missing_field_is_named(make_client: MakeClient) -> None:
+    client = make_client()
+    response = client.post("/api/nodes/register", json={"node_id": "gpu-1"}, headers=AUTH)
+    assert response.status_code == 422
+    named = {e["field"] for e in response.json()["errors"]}
+    # site and device_memory_bytes may be left out; the rest is what a client chooses by
+    assert named == PUBLIC_FIELDS - {"id", "static", "age_s", "site", "device_memory_bytes"}
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b"\xff\xfe", b""])
+def test_a_body_that_is_no_json_object_is_422_naming_the_body(
+    make_client: MakeClient, body: bytes
+) -> None:
+    client = make_client()
+    response = client.post("/api/nodes/register", content=body, headers=AUTH)
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["body"]
+
+
+def test_an_oversized_heartbeat_is_413(make_client: MakeClient) -> None:
+    client = make_client()
+    body = heartbeat(padding="x" * MAX_HEARTBEAT_BYTES)
+    response = client.post("/api/nodes/register", json=body, headers=AUTH)
+    assert response.status_code == 413
+    assert listed(client) == []
+
+
+def test_static_nodes_are_listed_unless_a_registered_node_announces_them(
+    make_client: MakeClient,
+) -> None:
+    static = ("ws://{hostname}:8001/ws", "wss://gpu-1.example:8001/ws")
+    client = make_client(node_urls=static)
+    before = listed(client)
+    assert [(n["url"], n["static"]) for n in before] == [(url, True) for url in static]
+    assert set(before[0]) == PUBLIC_FIELDS
+    assert before[0]["streams"] is None
+    assert before[0]["age_s"] is None
+
+    client.post("/api/nodes/register", json=heartbeat(), headers=AUTH)  # the second one
+
+    after = listed(client)
+    assert [(n["url"], n["static"]) for n in after] == [
+        ("wss://gpu-1.example:8001/ws", False),
+        ("ws://{hostname}:8001/ws", True),
+    ]
+
+
+def test_the_listing_is_public_and_never_cached(make_client: MakeClient) -> None:
+    client = make_client()
+    client.post("/api/nodes/register", json=heartbeat(), headers=AUTH)
+    response = client.get("/api/nodes")  # no Authorization
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    assert response.json()["heartbeat_interval_s"] == 2.0
+
+
+def test_two_web_apps_on_one_redis_share_one_view(redis_server: RedisServer) -> None:
+    backend = RedisBackend(redis_server)
+    settings = WebappSettings(node_urls=(), registry_secret=SECRET)
+    with (
+        TestClient(create_app(settings, registry_store=backend.store())) as first,
+        TestClient(create_app(settings, registry_store=backend.store())) as second,
+    ):
+        first.post("/api/nodes/register", json=heartbeat(), headers=AUTH)
+        assert [n["id"] for n in listed(second)] == ["gpu-1"]
+        second.delete("/api/nodes/gpu-1", headers=AUTH)
+        assert listed(first) == []
+    backend.admin.close()
+
+
+def test_redis_expires_a_node_by_its_own_ttl(redis_server: RedisServer) -> None:
+    backend = RedisBackend(redis_server)
+    settings = WebappSettings(
+        node_urls=(), registry_secret=SECRET, heartbeat_interval_s=2.0, missed_heartbeats=3
+    )
+    with TestClient(create_app(settings, registry_store=backend.store())) as client:
+        client.post("/api/nodes/register", json=heartbeat(), headers=AUTH)
+        pttl_ms = int(backend.admin.pttl(backend.node_key("gpu-1")))
+        assert 5000 < pttl_ms <= 6000
+
+        # A node on a 50 ms interval, two misses allowed: Redis drops it 100 ms later.
+        fast = replace(settings, heartbeat_interval_s=0.05, missed_heartbeats=2)
+        with TestClient(create_app(fast, registry_store=backend.store())) as fast_client:
+            fast_client.post("/api/nodes/register", json=heartbeat(), headers=AUTH)
+            pttl_ms = int(backend.admin.pttl(backend.node_key("gpu-1")))
+            assert 0 < pttl_ms <= 100
+            deadline = time.monotonic() + 10
+            poll = threading.Event()  # never set: a bounded pause between polls
+            index = f"{backend.prefix}nodes"
+            # gone from the listing, and from the index by the listing after the key expired
+            while listed(fast_client) or backend.admin.scard(index):
+                assert time.monotonic() < deadline, "Redis did not expire the node key"
+                poll.wait(0.02)
+        assert not backend.admin.exists(backend.node_key("gpu-1"))
+    backend.admin.close()
+
+
+def test_an_unreachable_redis_fails_without_naming_the_password() -> None:
+    store = RedisStore.from_url(f"redis://:hunter2@127.0.0.1:{free_port()}/0")
+    with pytest.raises(StoreUnavailable, match="EDGESIGHT_REDIS_URL") as raised:
+        asyncio.run(store.open())
+    assert "hunter2" not in str(raised.value)
+
+
+# -- settings ---------------------------------------------------------------------------
+
+
+def test_registry_settings_come_from_the_environment() -> None:
+    settings = WebappSettings.from_env(
+        {
+            "EDGESIGHT_REGISTRY_SECRET": SECRET,
+            "EDGESIGHT_REDIS_URL": "redis://:pw@10.0.0.5:6379/2",
+            "EDGESIGHT_HEARTBEAT_INTERVAL_S": "0.5",
+            "EDGESIGHT_MISSED_HEARTBEATS": "4",
+        }
+    )
+    assert settings.registry_secret == SECRET
+    assert settings.heartbeat_interval_s == 0.5
+    assert settings.node_expiry_s == 2.0
+    assert SECRET not in repr(settings)
+    assert "pw@" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("environ", "key"),
+    [
+        ({"EDGESIGHT_HEARTBEAT_INTERVAL_S": "soon"}, "EDGESIGHT_HEARTBEAT_INTERVAL_S"),
+        ({"EDGESIGHT_HEARTBEAT_INTERVAL_S": "0"}, "EDGESIGHT_HEARTBEAT_INTERVAL_S"),
+        ({"EDGESIGHT_MISSED_HEARTBEATS": "0"}, "EDGESIGHT_MISSED_HEARTBEATS"),
+        ({"EDGESIGHT_REDIS_URL": "http://:pw@host"}, "EDGESIGHT_REDIS_URL"),
+        ({"EDGESIGHT_REGISTRY_SECRET": "short-pw"}, "EDGESIGHT_REGISTRY_SECRET"),
+    ],
+)
+def test_bad_registry_settings_name_the_key_and_hide_secrets(
+    environ: dict[str, str], key: str
+) -> None:
+    with pytest.raises(SettingsError, match=key) as raised:
+        WebappSettings.from_env(environ)
+    assert "pw" not in str(raised.value)
+
+
+def test_a_store_that_stops_answering_is_503_not_a_crash() -> None:
+    # no lifespan (no start-up ping), as if Redis went away after the app started
+    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    client = TestClient(create_app(WebappSettings(registry_secret=SECRET), registry_store=store))
+
+    assert client.get("/api/nodes").status_code == 503
+    assert client.post("/api/nodes/register", json=heartbeat(), headers=AUTH).status_code == 503
+    assert client.delete("/api/nodes/gpu-1", headers=AUTH).status_code == 503

@@ -1,0 +1,351 @@
+"""The node registry: which inference nodes are alive, where they are, and how busy.
+
+Nodes POST a heartbeat (a ``NodeEntry``) every ``heartbeat_interval_s``; a node that misses
+``missed_heartbeats`` in a row expires. Entries live in a ``RegistryStore``: ``MemoryStore``
+for one web app process, ``RedisStore`` (``registry_redis``) when several web app instances
+share one view. Nodes named in the configuration (``node_urls``) are listed too, marked
+static, without load.
+
+Errors::
+
+    RegistryError (WebappError)
+    ├── HeartbeatError      a heartbeat body that does not validate; names each bad field
+    └── StoreUnavailable    the store could not be reached
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from . import WebappError
+from .settings import WebappSettings
+
+__all__ = [
+    "FieldError",
+    "HeartbeatError",
+    "Listed",
+    "MemoryStore",
+    "NodeEntry",
+    "NodeRegistry",
+    "RegistryError",
+    "RegistryStore",
+    "StoreUnavailable",
+    "open_store",
+]
+
+log = logging.getLogger(__name__)
+
+# Node ids end up in URL paths and Redis keys: keep them to a safe alphabet.
+NODE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+MAX_TEXT_CHARS = 200
+MAX_URL_CHARS = 2048
+MAX_JSON_INT = 2**53 - 1  # the largest integer a browser's JSON.parse keeps exact
+
+
+class RegistryError(WebappError):
+    """Base of the registry's errors."""
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    detail: str
+
+
+class HeartbeatError(RegistryError, ValueError):
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__("; ".join(f"{e.field}: {e.detail}" for e in errors))
+
+
+class StoreUnavailable(RegistryError):
+    """The registry store (Redis) did not answer; the message names no credentials."""
+
+
+def _text(value: object, *, allow_empty: bool = False) -> str | None:
+    """None when ``value`` is fine, else what was expected."""
+    if not isinstance(value, str):
+        return f"expected a string, got {type(value).__name__}"
+    if not value and not allow_empty:
+        return "expected a non-empty string"
+    if len(value) > MAX_TEXT_CHARS:
+        return f"expected at most {MAX_TEXT_CHARS} characters, got {len(value)}"
+    if not value.isprintable():
+        return "expected printable characters only"
+    return None
+
+
+def _node_id(value: object) -> str | None:
+    if not isinstance(value, str) or not NODE_ID_PATTERN.fullmatch(value):
+        return (
+            "expected 1..128 characters of A-Z a-z 0-9 . _ : @ -, starting with a letter "
+            f"or digit, got {value!r:.60}"
+        )
+    return None
+
+
+def _ws_url(value: object) -> str | None:
+    if not isinstance(value, str):
+        return f"expected a string, got {type(value).__name__}"
+    if len(value) > MAX_URL_CHARS or not value.isprintable() or " " in value:
+        return f"expected a URL of at most {MAX_URL_CHARS} printable characters, no spaces"
+    parts = urlsplit(value)
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        return f"expected a ws:// or wss:// URL with a host, got {value!r:.60}"
+    return None
+
+
+def _sha256(value: object) -> str | None:
+    if not isinstance(value, str) or not SHA256_PATTERN.fullmatch(value):
+        return "expected 64 lowercase hex digits"
+    return None
+
+
+def _count(value: object, minimum: int = 0) -> str | None:
+    # bool is an int in Python, but true is not a count in JSON
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"expected an integer, got {type(value).__name__}"
+    if not minimum <= value <= MAX_JSON_INT:
+        return f"expected an integer >= {minimum}, got {value}"
+    return None
+
+
+def _ms(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"expected a number, got {type(value).__name__}"
+    if not math.isfinite(value) or value < 0:
+        return f"expected a finite number >= 0, got {value}"
+    return None
+
+
+# field -> (check, default); a default of None marks the field required
+_FIELDS: dict[str, tuple[Callable[[object], str | None], object]] = {
+    "node_id": (_node_id, None),
+    "url": (_ws_url, None),
+    "name": (_text, None),
+    "site": (lambda v: _text(v, allow_empty=True), ""),
+    "provider": (_text, None),
+    "device": (_text, None),
+    "device_memory_bytes": (_count, 0),
+    "model": (_text, None),
+    "model_sha256": (_sha256, None),
+    "streams": (_count, None),
+    "max_streams": (lambda v: _count(v, minimum=1), None),
+    "queue_depth": (_count, None),
+    "inference_ms": (_ms, None),
+}
+
+
+@dataclass(frozen=True)
+class NodeEntry:
+    """One node's heartbeat: where browsers reach it, what it runs, and how busy it is."""
+
+    node_id: str
+    url: str  # the ws:// or wss:// URL browsers connect to
+    name: str
+    site: str  # a free-form location label ("lab-2", "eu-west"); may be empty
+    provider: str  # onnxruntime execution provider, e.g. CUDAExecutionProvider
+    device: str  # "cpu", "cuda:0"
+    device_memory_bytes: int  # 0: unknown
+    model: str
+    model_sha256: str
+    streams: int
+    max_streams: int
+    queue_depth: int
+    inference_ms: float  # the most recent batch's inference time
+
+    @classmethod
+    def parse(cls, data: object) -> NodeEntry:
+        """Validate a decoded JSON heartbeat. Unknown fields are ignored, so that newer
+        nodes can send more than this web app knows about."""
+        if not isinstance(data, Mapping):
+            raise HeartbeatError(
+                [FieldError("body", f"expected a JSON object, got {type(data).__name__}")]
+            )
+        values: dict[str, Any] = {}
+        errors: list[FieldError] = []
+        for name, (check, default) in _FIELDS.items():
+            if name not in data:
+                if default is None:
+                    errors.append(FieldError(name, "required"))
+                values[name] = default
+                continue
+            problem = check(data[name])
+            if problem:
+                errors.append(FieldError(name, problem))
+            values[name] = data[name]
+        if errors:
+            raise HeartbeatError(errors)
+        values["inference_ms"] = float(values["inference_ms"])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        # not dataclasses.asdict: its deep copy is most of the cost of listing 200 nodes
+        return {name: getattr(self, name) for name in _FIELDS}
+
+
+@dataclass(frozen=True)
+class Listed:
+    entry: NodeEntry
+    age_s: float  # since the last heartbeat
+
+
+class RegistryStore(Protocol):
+    """Where heartbeats are kept. Expiry is the store's job: ``listed()`` returns only
+    entries whose last ``put`` is less than its ``ttl_s`` ago."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def put(self, entry: NodeEntry, ttl_s: float) -> bool:
+        """Store or refresh ``entry`` for ``ttl_s`` seconds; True when it was not listed."""
+        ...
+
+    async def remove(self, node_id: str) -> bool:
+        """Forget a node at once; True when it was listed."""
+        ...
+
+    async def listed(self) -> list[Listed]: ...
+
+
+@dataclass
+class _Held:
+    entry: NodeEntry
+    seen_s: float
+    expires_s: float
+
+
+class MemoryStore:
+    """Entries in a dict, for one web app process; ``clock`` is injectable for tests."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._held: dict[str, _Held] = {}
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        self._held.clear()
+
+    def _expire(self, now_s: float) -> None:
+        gone = [node_id for node_id, held in self._held.items() if now_s >= held.expires_s]
+        for node_id in gone:
+            del self._held[node_id]
+            log.info("node %s expired: no heartbeat in time", node_id)
+
+    async def put(self, entry: NodeEntry, ttl_s: float) -> bool:
+        now_s = self._clock()
+        self._expire(now_s)
+        is_new = entry.node_id not in self._held
+        self._held[entry.node_id] = _Held(entry, now_s, now_s + ttl_s)
+        return is_new
+
+    async def remove(self, node_id: str) -> bool:
+        self._expire(self._clock())
+        return self._held.pop(node_id, None) is not None
+
+    async def listed(self) -> list[Listed]:
+        now_s = self._clock()
+        self._expire(now_s)
+        return [Listed(h.entry, max(0.0, now_s - h.seen_s)) for h in self._held.values()]
+
+
+def open_store(settings: WebappSettings) -> RegistryStore:
+    """The store the settings ask for: Redis when EDGESIGHT_REDIS_URL is set, else memory."""
+    if settings.redis_url:
+        from .registry_redis import RedisStore  # deferred: only Redis users load the client
+
+        return RedisStore.from_url(settings.redis_url)
+    return MemoryStore()
+
+
+class NodeRegistry:
+    """The registry as the routes see it: a store, the static nodes, and the expiry rule."""
+
+    def __init__(
+        self,
+        store: RegistryStore,
+        static_urls: tuple[str, ...] = (),
+        heartbeat_interval_s: float = 2.0,
+        missed_heartbeats: int = 3,
+    ) -> None:
+        self.store = store
+        self.static_urls = static_urls
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.missed_heartbeats = missed_heartbeats
+
+    @classmethod
+    def from_settings(
+        cls, settings: WebappSettings, store: RegistryStore | None = None
+    ) -> NodeRegistry:
+        return cls(
+            store if store is not None else open_store(settings),
+            static_urls=settings.node_urls,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            missed_heartbeats=settings.missed_heartbeats,
+        )
+
+    @property
+    def expiry_s(self) -> float:
+        return self.heartbeat_interval_s * self.missed_heartbeats
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object) -> AsyncIterator[None]:
+        """The web app's lifespan: the store is opened (Redis is pinged, so a wrong URL
+        fails at start-up) and closed with the app; the app owns the store it is given."""
+        await self.store.open()
+        try:
+            yield
+        finally:
+            await self.store.close()
+
+    async def heartbeat(self, entry: NodeEntry) -> bool:
+        is_new = await self.store.put(entry, self.expiry_s)
+        if is_new:
+            log.info("node %s registered: %s (%s)", entry.node_id, entry.url, entry.device)
+        return is_new
+
+    async def deregister(self, node_id: str) -> bool:
+        removed = await self.store.remove(node_id)
+        if removed:
+            log.info("node %s deregistered", node_id)
+        return removed
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """What ``GET /api/nodes`` lists: live registered nodes (by id), then the static
+        ones, except a static URL that a registered node also announces."""
+        registered = sorted(await self.store.listed(), key=lambda listed: listed.entry.node_id)
+        announced = {listed.entry.url for listed in registered}
+        nodes = [_public(listed) for listed in registered]
+        nodes += [_static(url) for url in self.static_urls if url not in announced]
+        return nodes
+
+
+def _public(listed: Listed) -> dict[str, Any]:
+    fields = listed.entry.to_dict()
+    node_id = fields.pop("node_id")
+    return {"id": node_id, **fields, "static": False, "age_s": round(listed.age_s, 3)}
+
+
+def _static(url: str) -> dict[str, Any]:
+    # A configured URL may hold "{hostname}", which the page replaces (see settings).
+    unknown = dict.fromkeys(f for f in _FIELDS if f not in ("node_id", "url", "name"))
+    return {
+        "id": f"static:{url}",
+        "url": url,
+        "name": url,
+        **unknown,
+        "static": True,
+        "age_s": None,
+    }

@@ -1,0 +1,151 @@
+"""The Redis registry store: one key per node with a millisecond TTL, so that several web app
+instances share one view and Redis itself drops a node that stops heartbeating.
+
+Layout, under a prefix (default ``edgesight:registry:``)::
+
+    node:<node_id>   JSON {"entry": {...}, "ttl_ms": N}, SET ... PX N on every heartbeat
+    nodes            a set of node ids, for listing without SCAN over the whole keyspace
+
+A node's age is ``ttl_ms - PTTL``: Redis's clock, not the web app's, so instances whose
+clocks disagree still agree on ages. Listing is one Lua script (one round trip, atomic): it
+reads every listed key with its PTTL and removes the ids whose key has expired. The script
+builds key names from the prefix, so the store wants a plain Redis, not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .registry import HeartbeatError, Listed, NodeEntry, StoreUnavailable
+
+__all__ = ["DEFAULT_PREFIX", "RedisStore"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "edgesight:registry:"
+MAX_CONNECTIONS = 32  # per web app process
+TIMEOUT_S = 2.0  # to connect, to get a pooled connection, to answer
+
+# KEYS[1]: the id set; ARGV[1]: the node key prefix.
+# Returns {{id, value, pttl_ms, id, value, pttl_ms, ...}, {expired id, ...}}.
+_LIST = """
+local listed, expired = {}, {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = ARGV[1] .. id
+  local value = redis.call('GET', key)
+  if value then
+    listed[#listed + 1] = id
+    listed[#listed + 1] = value
+    listed[#listed + 1] = redis.call('PTTL', key)
+  else
+    redis.call('SREM', KEYS[1], id)
+    expired[#expired + 1] = id
+  end
+end
+return {listed, expired}
+"""
+
+
+def redacted(url: str) -> str:
+    """A Redis URL without its credentials, for messages."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}"
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}"
+
+
+class RedisStore:
+    def __init__(
+        self, client: aioredis.Redis, prefix: str = DEFAULT_PREFIX, where: str = "redis"
+    ) -> None:
+        self._client = client
+        self.prefix = prefix
+        self._where = where  # for messages: never the URL itself, it may hold a password
+        self._index = f"{prefix}nodes"
+        self._list = client.register_script(_LIST)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX) -> RedisStore:
+        # Blocking pool: a burst of requests waits for one of a bounded set of connections,
+        # where redis-py's default pool would fail the request past 100 connections.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=TIMEOUT_S,
+            decode_responses=True,
+            socket_timeout=TIMEOUT_S,
+            socket_connect_timeout=TIMEOUT_S,
+        )
+        return cls(aioredis.Redis.from_pool(pool), prefix, where=redacted(url))
+
+    def node_key(self, node_id: str) -> str:
+        return f"{self.prefix}node:{node_id}"
+
+    def _unavailable(self, exc: RedisError) -> StoreUnavailable:
+        log.error("registry store %s failed: %s", self._where, type(exc).__name__)
+        return StoreUnavailable(f"Redis at {self._where} (EDGESIGHT_REDIS_URL) did not answer")
+
+    async def open(self) -> None:
+        try:
+            await self._client.ping()
+        except RedisError as exc:
+            raise self._unavailable(exc) from None
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def put(self, entry: NodeEntry, ttl_s: float) -> bool:
+        ttl_ms = max(1, round(ttl_s * 1000))
+        value = json.dumps({"entry": entry.to_dict(), "ttl_ms": ttl_ms})
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.exists(self.node_key(entry.node_id))
+                pipe.set(self.node_key(entry.node_id), value, px=ttl_ms)
+                pipe.sadd(self._index, entry.node_id)
+                existed, _, _ = await pipe.execute()
+        except RedisError as exc:
+            raise self._unavailable(exc) from None
+        return not existed
+
+    async def remove(self, node_id: str) -> bool:
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.delete(self.node_key(node_id))
+                pipe.srem(self._index, node_id)
+                deleted, _ = await pipe.execute()
+        except RedisError as exc:
+            raise self._unavailable(exc) from None
+        return bool(deleted)
+
+    async def listed(self) -> list[Listed]:
+        try:
+            found, expired = await self._list(keys=[self._index], args=[self.node_key("")])
+        except RedisError as exc:
+            raise self._unavailable(exc) from None
+        if expired:  # only the instance whose script removed them logs them
+            log.info("nodes expired: no heartbeat in time: %s", ", ".join(expired))
+        listed = []
+        for node_id, value, pttl_ms in zip(found[::3], found[1::3], found[2::3], strict=True):
+            if pttl_ms > 0:
+                held = _decode(node_id, value)
+                if held is not None:
+                    entry, ttl_ms = held
+                    listed.append(Listed(entry, max(0.0, (ttl_ms - pttl_ms) / 1000)))
+        return listed
+
+
+def _decode(node_id: str, value: str) -> tuple[NodeEntry, int] | None:
+    """An entry written by this or another web app version; None (and a warning) when it
+    cannot be read, rather than failing the whole listing."""
+    try:
+        held: Any = json.loads(value)
+        return NodeEntry.parse(held["entry"]), int(held["ttl_ms"])
+    except (ValueError, TypeError, KeyError, HeartbeatError) as exc:
+        log.warning("node %s: unreadable registry entry skipped: %s", node_id, exc)
+        return None
