@@ -148,8 +148,18 @@ class NodeProcess:
             self.proc.wait(timeout=10)
         self.proc = None
 
+    def freeze(self) -> None:
+        """SIGSTOP: the node keeps its sockets open but answers nothing (a stall)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a frozen process cannot handle SIGTERM
             self.proc.terminate()
             self.proc.wait(timeout=30)
         self.proc = None

@@ -10,12 +10,21 @@ from pathlib import Path
 
 import pytest
 from conftest import BrowserPage, NodeProcess, start_webapp
+from fake_camera import photo
+from PIL import Image
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.e2e
 
 BOOT_TIMEOUT_MS = 90_000
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "nanodet-g-416"
+
+
+@pytest.fixture(scope="module")
+def stack_node() -> Iterator[NodeProcess]:
+    process = NodeProcess("file-node").start()
+    yield process
+    process.stop()
 
 
 @pytest.fixture
@@ -112,3 +121,36 @@ def test_a_model_with_the_wrong_hash_is_refused(
             "not the expected one", timeout=BOOT_TIMEOUT_MS
         )
         assert view.page.evaluate("window.edgesight.timings.length") == 0
+
+
+def test_a_stalled_node_is_left_for_local_detection(
+    node: NodeProcess, open_page: Callable[..., BrowserPage]
+) -> None:
+    with start_webapp((node.ws_url,)) as web:
+        page = open_page(f"{web.http_url}/", camera="astronaut").page
+        _wait_for_boxes(page, "node", "person")
+        page.wait_for_function("window.edgesight.client.local.is_ready", timeout=BOOT_TIMEOUT_MS)
+        drawn_before = _drawn_count(page, "local")
+        node.freeze()  # sockets stay open, nothing answers: only the deadline can tell
+        try:
+            _wait_for_boxes(page, "local", "person", after=drawn_before)
+            expect(page.locator("#status")).to_contain_text("local wasm")
+        finally:
+            node.thaw()
+        drawn_from_node = _drawn_count(page, "node")
+        _wait_for_boxes(page, "node", "person", after=drawn_from_node)
+
+
+def test_an_image_file_can_replace_the_camera(
+    stack_node: NodeProcess, tmp_path: Path, open_page: Callable[..., BrowserPage]
+) -> None:
+    picture = tmp_path / "chelsea.png"
+    Image.fromarray(photo("chelsea")).save(picture)
+    with start_webapp((stack_node.ws_url,)) as web:
+        page = open_page(f"{web.http_url}/", camera=None).page  # no camera at all
+        expect(page.locator("#message")).to_contain_text("camera", timeout=BOOT_TIMEOUT_MS)
+        page.locator("#file").set_input_files(str(picture))
+        expect(page.locator('#detections li[data-label="cat"]').first).to_be_visible(
+            timeout=BOOT_TIMEOUT_MS
+        )
+        expect(page.locator("#message")).to_be_hidden()
