@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from .settings import WebappSettings
 
 __all__ = ["create_app"]
 
+log = logging.getLogger(__name__)
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 VENDOR_CACHE = "public, max-age=31536000, immutable"  # paths carry the npm version
 
@@ -49,6 +52,20 @@ def _npm_version(package_dir: Path) -> str:
     return str(json.loads(manifest.read_text(encoding="utf-8")).get("version", "unversioned"))
 
 
+def _warn_if_model_differs(model_path: Path, card: ModelCard) -> None:
+    """Pages refuse a model whose sha256 is not the card's; say so here too, once."""
+    if not model_path.is_file():
+        raise WebappError(f"model file not found: {model_path}")
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    if digest != card.sha256:
+        log.warning(
+            "%s has sha256 %s but model.json says %s: browsers will refuse to run it locally",
+            model_path,
+            digest,
+            card.sha256,
+        )
+
+
 def create_app(settings: WebappSettings, registry_store: RegistryStore | None = None) -> Starlette:
     """``registry_store``: where node heartbeats go (default: from the settings); the app's
     lifespan opens and closes it."""
@@ -59,6 +76,7 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
         raise WebappError(f"model metadata not found: {card_path}")
     card_text = card_path.read_text(encoding="utf-8")
     card = ModelCard.from_json(card_text)
+    _warn_if_model_differs(settings.model_dir / card.file, card)
     client_zip = client_package_zip()
     pyodide_url = f"/vendor/pyodide-{_npm_version(runtimes.pyodide_dir)}/"
     ort_url = f"/vendor/onnxruntime-web-{_npm_version(runtimes.ort_dir.parent)}/"

@@ -104,3 +104,29 @@ def test_settings_come_from_the_environment_and_name_bad_keys() -> None:
         WebappSettings.from_env({"EDGESIGHT_PORT": "eighty"})
     with pytest.raises(SettingsError, match="EDGESIGHT_NODE_URLS"):
         WebappSettings.from_env({"EDGESIGHT_NODE_URLS": "http://a/ws"})
+
+
+def test_a_model_that_does_not_match_its_card_is_reported_at_start(
+    settings: WebappSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    card = json.loads((settings.model_dir / "model.json").read_text())
+    (tmp_path / card["file"]).write_bytes(b"not the model")
+    (tmp_path / "model.json").write_text(json.dumps(card))
+    with caplog.at_level("WARNING", logger="webapp.app"):
+        create_app(replace(settings, model_dir=tmp_path))
+    assert "browsers will refuse to run it locally" in caplog.text
+    assert card["sha256"] in caplog.text
+
+
+def test_kiosk_page_and_service_worker(client: TestClient) -> None:
+    kiosk = client.get("/kiosk")
+    assert kiosk.status_code == 200
+    assert '"kiosk": true' in kiosk.text
+    worker = client.get("/sw.js")
+    assert worker.headers["content-type"].startswith("text/javascript")
+    assert "__EDGESIGHT_MANIFEST__" not in worker.text
+    manifest = json.loads(worker.text.split("const MANIFEST = ", 1)[1].split(";\n", 1)[0])
+    for url in ("/", "/kiosk", "/models/model.json", "/static/app.js", "/static/local-worker.js"):
+        assert url in manifest["urls"]
+    assert any(url.endswith("pyodide.asm.wasm") for url in manifest["urls"])
+    assert all(client.get(url).status_code == 200 for url in manifest["urls"])
