@@ -20,7 +20,14 @@ from skimage import data
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "nanodet-g-416"
 MODEL_FILE = MODEL_DIR / "nanodet-g-416.onnx"
-RAW_DEFAULT = Path("/work/shared/models/nanodet-g-416/nanodet-g-416-raw.onnx")
+# CI and developers have the shared folder beside the clone (../shared).
+RAW_DEFAULT = (
+    Path(__file__).resolve().parents[3]
+    / "shared"
+    / "models"
+    / "nanodet-g-416"
+    / "nanodet-g-416-raw.onnx"
+)
 SIZE = 416
 STRIDES = (8, 16, 32)
 ANCHORS = 3549
