@@ -3,6 +3,7 @@ made from real photos at test time. Playwright never downloads a browser here.""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -99,9 +100,17 @@ class NodeProcess:
     """A node in its own process, as in production, so a test can kill it outright
     (SIGKILL: no close frames, no goodbye) and start it again on the same port."""
 
-    def __init__(self, name: str = "e2e-node", port: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "e2e-node",
+        port: int | None = None,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.port = port or free_port()
+        self.args = args  # extra `edgesight node` flags
+        self.env = env  # extra environment variables
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -121,8 +130,10 @@ class NodeProcess:
                 str(self.port),
                 "--name",
                 self.name,
+                *self.args,
             ],
             cwd=ROOT,
+            env={**os.environ, **(self.env or {})},
         )
         self._wait_ready()
         return self

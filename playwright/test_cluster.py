@@ -49,3 +49,23 @@ def test_killed_node_is_replaced_by_the_other_node(
         )
         expect(page.locator("#status")).to_contain_text(f"node {survivor}")
         expect(page.locator('#detections li[data-label="person"]').first).to_be_visible()
+
+
+def test_a_node_known_only_from_the_registry_is_used(
+    open_page: Callable[..., BrowserPage],
+) -> None:
+    secret = "e2e-registry-secret-0123456789"
+    with start_webapp((), registry_secret=secret) as web:
+        node = NodeProcess(
+            "registered-node",
+            args=("--registry-url", web.http_url),
+            env={"EDGESIGHT_REGISTRY_SECRET": secret},
+        ).start()
+        try:
+            page = open_page(f"{web.http_url}/", camera="astronaut").page
+            page.wait_for_function(
+                "window.edgesight?.timings.some(t => t.mode === 'node')", timeout=TIMEOUT_MS
+            )
+            expect(page.locator("#status")).to_contain_text("node registered-node")
+        finally:
+            node.stop()

@@ -114,7 +114,8 @@ class NodeInfo:
         """A node as ``GET /api/nodes`` lists it; keys it does not know are ignored."""
         values: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name in data:
+            # null: the registry does not know (a static node's load): keep the default
+            if data.get(f.name) is not None:
                 convert: Callable[[Any], object] = _CONVERT[str(f.type)]
                 try:
                     values[f.name] = convert(data[f.name])

@@ -120,11 +120,18 @@ async function main() {
     }
   }
   async function refreshNodes() {
+    let listing;
     try {
       const response = await fetch(config.registry_url, { cache: "no-store" });
-      if (response.ok) client.update_nodes(await response.text(), performance.now());
+      if (!response.ok) return;
+      listing = await response.text();
     } catch (err) {
-      // The web app is unreachable (a kiosk offline): keep the nodes already known.
+      return; // the web app is unreachable (a kiosk offline): keep the nodes already known
+    }
+    try {
+      client.update_nodes(listing, performance.now());
+    } catch (err) {
+      console.warn(`the node list could not be used: ${err.message}`);
     }
   }
   setInterval(() => act(client.tick(performance.now())), 100);

@@ -554,3 +554,21 @@ def test_node_info_from_the_registry_json_ignores_unknown_keys() -> None:
     assert NodeInfo.from_mapping({"url": B}) == NodeInfo(B)
     with pytest.raises(ValueError, match=r"NodeInfo\.queue_depth: expected int"):
         NodeInfo.from_mapping({"url": A, "queue_depth": "many"})
+
+
+def test_registry_nulls_mean_unknown_and_keep_the_defaults() -> None:
+    listed = {
+        "id": "static:ws://a/ws",
+        "url": "ws://a/ws",
+        "name": "ws://a/ws",
+        "site": None,
+        "provider": None,
+        "streams": None,
+        "max_streams": None,
+        "queue_depth": None,
+        "inference_ms": None,
+        "static": True,
+        "age_s": None,
+    }
+    info = NodeInfo.from_mapping(listed)
+    assert info == NodeInfo(url="ws://a/ws", name="ws://a/ws")
