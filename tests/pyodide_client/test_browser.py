@@ -1,0 +1,1177 @@
+"""BrowserClient driven exactly as static/app.js drives it, with a fake clock.
+
+JavaScript calls ``tick(now)`` every 100 ms and acts on the JSON it returns, asks
+``next_action()`` per camera frame, and feeds in what node sockets (``on_message`` /
+``on_close``), probe sockets (``on_probe_message`` / ``on_probe_failed``) and the local
+worker (``local_*`` / ``on_local_output``) give it. Node messages here are real protocol
+bytes; the model card is the repository's ``models/nanodet-g-416/model.json``.
+
+Routing runs with its default settings: probes every 2 s, a ping unanswered for 2 s is a
+failure, 500 ms at start for the first pings, a first backoff of 500 ms +-20 %, a 10 s
+cool-down after OVERLOADED, and a switch needs 20 % and 15 ms of gain for 3 s on end,
+10 s after the last move.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pyodide_client import browser as browser_module
+from pyodide_client.browser import (
+    CLOSE_TRY_AGAIN_LATER,
+    STALL_FACTOR,
+    STALL_MAX_MS,
+    STALL_MIN_MS,
+    BrowserClient,
+    stall_deadline_ms,
+)
+from pyodide_client.model_card import ModelCard
+from pyodide_client.preprocess import Letterbox
+from pyodide_client.protocol import (
+    Detection,
+    Dropped,
+    DropReason,
+    Dtype,
+    Error,
+    ErrorCode,
+    Frame,
+    Hello,
+    Ping,
+    Pong,
+    Result,
+    parse,
+)
+from pyodide_client.stream import StreamError
+
+MODEL_JSON = Path(__file__).resolve().parents[2] / "models" / "nanodet-g-416" / "model.json"
+CARD_JSON = MODEL_JSON.read_text(encoding="utf-8")
+CARD = ModelCard.from_json(CARD_JSON)
+ANCHORS = int(json.loads(CARD_JSON)["anchors"])
+CAT = 15
+OTHER_SHA = "0123456789ab" + "cd" * 26
+
+A, B, S = "ws://a:8001/ws", "ws://b:8001/ws", "ws://{hostname}:8001/ws"
+
+# A 64x48 frame into the 416x416 input: scale 6.5, scaled 416x312, left 0, top 52. So an
+# input box (65, 117, 130, 182) is the frame box (10, 10, 20, 20).
+WIDTH, HEIGHT = 64, 48
+RGBA = bytes(range(256)) * (WIDTH * HEIGHT * 4 // 256)
+CAT_INPUT = Detection(CAT, 0.875, 65.0, 117.0, 130.0, 182.0)
+CAT_FRAME = {"x1": 10.0, "y1": 10.0, "x2": 20.0, "y2": 20.0}
+
+Actions = list[dict[str, str]]
+Events = list[dict[str, Any]]
+
+
+class JsBuffer:
+    """What Pyodide hands Python for a Uint8Array: not bytes, but has ``to_bytes()``."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.copies = 0
+
+    def to_bytes(self) -> bytes:
+        self.copies += 1
+        return self._data
+
+
+# -- driving the client as app.js does ---------------------------------------------------------
+def make_client(*urls: str, **config: Any) -> BrowserClient:
+    return BrowserClient(json.dumps({"node_urls": list(urls), **config}), CARD_JSON)
+
+
+def hello(name: str = "node-a", sha256: str = CARD.sha256, max_in_flight: int = 4) -> bytes:
+    return Hello(
+        node_name=name,
+        model_name=CARD.name,
+        model_sha256=sha256,
+        dtype=Dtype.UINT8,
+        frame_shape=(3, CARD.input_size_px, CARD.input_size_px),
+        class_names=CARD.class_names,
+        max_in_flight=max_in_flight,
+    ).serialize()
+
+
+def tick(client: BrowserClient, now_ms: float) -> Actions:
+    actions: Actions = json.loads(client.tick(now_ms))
+    return actions
+
+
+def receive(client: BrowserClient, url: str, data: bytes | JsBuffer, now_ms: float) -> Events:
+    events: Events = json.loads(client.on_message(url, data, now_ms))
+    return events
+
+
+def answer_probe(client: BrowserClient, url: str, now_ms: float, rtt_ms: float) -> None:
+    """A probe socket to ``url`` opens: the node says HELLO, the page PINGs, the node PONGs."""
+    ping = parse(client.on_probe_message(url, hello(), now_ms))
+    assert isinstance(ping, Ping)
+    assert ping.sent_ms == now_ms
+    pong = Pong(ping.nonce, ping.sent_ms).serialize()
+    assert client.on_probe_message(url, pong, now_ms + rtt_ms) == b""
+
+
+def answer_ping_on_link(client: BrowserClient, now_ms: float, rtt_ms: float) -> None:
+    assert client.node_url is not None
+    ping = parse(client.ping(now_ms))
+    assert isinstance(ping, Ping)
+    pong = Pong(ping.nonce, ping.sent_ms).serialize()
+    assert receive(client, client.node_url, pong, now_ms + rtt_ms) == []
+
+
+def serve(
+    client: BrowserClient, actions: Actions, now_ms: float, rtts_ms: dict[str, float]
+) -> None:
+    """Nodes in ``rtts_ms`` answer probes and pings after that many ms; others stay silent."""
+    for action in actions:
+        if action["do"] == "probe" and action["url"] in rtts_ms:
+            answer_probe(client, action["url"], now_ms, rtts_ms[action["url"]])
+        elif action["do"] == "ping" and client.node_url in rtts_ms:
+            answer_ping_on_link(client, now_ms, rtts_ms[client.node_url])
+
+
+def connected(client: BrowserClient, rtts_ms: dict[str, float], url: str) -> float:
+    """Start the page, answer the first probes, connect to ``url``; returns the time."""
+    actions = tick(client, 0.0)
+    assert {a["url"] for a in actions if a["do"] == "probe"} == set(client.static_urls)
+    serve(client, actions, 0.0, rtts_ms)
+    assert tick(client, 100.0) == [{"do": "connect", "url": url}]
+    events = receive(client, url, hello(), 120.0)
+    assert events == [{"type": "ready", "node": "node-a", "model": CARD.name}]
+    return 120.0
+
+
+def send_frame(client: BrowserClient, capture_ms: float, now_ms: float) -> int:
+    assert client.next_action() == "node"
+    frame = parse(client.encode_frame(RGBA, WIDTH, HEIGHT, capture_ms, now_ms))
+    assert isinstance(frame, Frame)
+    return frame.frame_id
+
+
+def result(
+    frame_id: int,
+    capture_ms: float,
+    *detections: Detection,
+    queue_ms: float = 2.0,
+    inference_ms: float = 8.0,
+    post_ms: float = 1.0,
+) -> bytes:
+    return Result(frame_id, capture_ms, queue_ms, inference_ms, post_ms, 1, detections).serialize()
+
+
+def make_local_ready(client: BrowserClient) -> None:
+    client.local_start(is_cross_origin_isolated=False, hardware_concurrency=4)
+    assert client.local_check_model(CARD.sha256) == ""
+    client.local_loaded()
+
+
+def local_outputs(score: float = 0.9) -> tuple[bytes, bytes]:
+    boxes = np.zeros((ANCHORS, 4), dtype="<f4")
+    scores = np.zeros((ANCHORS, len(CARD.class_names)), dtype="<f4")
+    boxes[2000] = (CAT_INPUT.x1, CAT_INPUT.y1, CAT_INPUT.x2, CAT_INPUT.y2)
+    scores[2000, CAT] = score
+    return boxes.tobytes(), scores.tobytes()
+
+
+def status(client: BrowserClient, now_ms: float) -> dict[str, Any]:
+    shown: dict[str, Any] = json.loads(client.status(now_ms))
+    return shown
+
+
+def test_all_names_exported_exist() -> None:
+    for name in browser_module.__all__:
+        assert hasattr(browser_module, name), name
+
+
+# -- start-up ----------------------------------------------------------------------------------
+def test_a_new_page_shows_nothing_running() -> None:
+    client = make_client(A)
+
+    assert client.mode == "none"
+    assert client.next_action() == "wait"
+    assert status(client, 0.0) == {
+        "mode": "none",
+        "node": None,
+        "node_url": None,
+        "model": "nanodet-g-416",
+        "threads": 1,
+        "local_state": "not loaded",
+        "local_problem": "",
+        "route": "",
+        "fps": 0.0,
+        "round_trip_ms": 0.0,
+        "latency_ms": 0.0,
+    }
+    assert receive(client, A, hello(), 0.0) == []  # no socket was asked for yet
+
+
+def test_start_probes_first_and_connects_once_the_probe_answers() -> None:
+    client = make_client(A)
+
+    first = tick(client, 0.0)
+    assert first == [{"do": "probe", "url": A}]
+    answer_probe(client, A, 0.0, rtt_ms=12.0)
+    actions = tick(client, 100.0)
+
+    assert actions == [{"do": "connect", "url": A}]
+    assert client.node_url == A
+    assert client.mode == "none"  # connecting: no HELLO yet
+    assert client.next_action() == "wait"
+    assert status(client, 100.0)["route"] == f"connecting to {A} (12 ms expected)"
+
+
+def test_start_connects_blind_after_the_first_probe_wait() -> None:
+    client = make_client(A)
+    assert tick(client, 0.0) == [{"do": "probe", "url": A}]
+
+    for now_ms in (100.0, 200.0, 300.0, 400.0):
+        assert tick(client, now_ms) == []  # the probe is still out
+
+    assert tick(client, 500.0) == [{"do": "connect", "url": A}]
+    assert status(client, 500.0)["route"] == f"connecting to {A} (not measured yet)"
+
+
+def test_no_configured_node_is_a_fallback() -> None:
+    client = make_client()
+
+    assert tick(client, 0.0) == []
+    assert tick(client, 100.0) == []
+
+    assert status(client, 100.0)["route"] == "no inference node is listed; running in the browser"
+
+
+def test_hello_makes_the_node_ready_and_frames_go_there_within_the_window() -> None:
+    client = make_client(A)  # max_in_flight 2 by default
+    connected(client, {A: 10.0}, A)
+
+    assert client.mode == "node"
+    assert client.is_node_ready()
+    assert status(client, 120.0)["node"] == "node-a"
+    assert status(client, 120.0)["route"] == ""
+    send_frame(client, capture_ms=200.0, now_ms=201.0)
+    send_frame(client, capture_ms=233.0, now_ms=234.0)
+
+    assert client.next_action() == "wait"  # two frames in flight
+
+
+@pytest.mark.parametrize(("page_max", "node_max", "window"), [(2, 4, 2), (4, 1, 1), (3, 3, 3)])
+def test_the_in_flight_window_is_the_smaller_of_page_and_node(
+    page_max: int, node_max: int, window: int
+) -> None:
+    client = make_client(A, max_in_flight=page_max)
+    tick(client, 0.0)
+    answer_probe(client, A, 0.0, rtt_ms=5.0)
+    tick(client, 100.0)
+    receive(client, A, hello(max_in_flight=node_max), 110.0)
+
+    for i in range(window):
+        send_frame(client, capture_ms=200.0 + i, now_ms=200.0 + i)
+
+    assert client.next_action() == "wait"
+
+
+def test_encode_and_ping_without_a_connection_raise() -> None:
+    client = make_client(A)
+
+    with pytest.raises(StreamError, match="no node connection"):
+        client.encode_frame(RGBA, WIDTH, HEIGHT, 0.0, 0.0)
+    with pytest.raises(StreamError, match="no node connection to ping"):
+        client.ping(0.0)
+
+
+# -- results -----------------------------------------------------------------------------------
+def test_a_result_is_drawn_in_frame_pixels_with_labels_and_timings() -> None:
+    client = make_client(A)
+    connected(client, {A: 10.0}, A)
+    frame_id = send_frame(client, capture_ms=1000.0, now_ms=1005.0)
+
+    events = receive(client, A, result(frame_id, 1000.0, CAT_INPUT), 1045.0)
+
+    assert events == [
+        {
+            "type": "detections",
+            "source": "node",
+            "frame_id": frame_id,
+            "capture_ms": 1000.0,
+            "boxes": [
+                {"label": "cat", "class_id": CAT, "score": 0.875, **CAT_FRAME},
+            ],
+            "round_trip_ms": 40.0,
+            "queue_ms": 2.0,
+            "inference_ms": 8.0,
+            "post_ms": 1.0,
+            "batch_size": 1,
+        }
+    ]
+    assert client.next_action() == "node"  # the slot is free again
+
+
+def test_results_update_the_status_and_stats() -> None:
+    client = make_client(A)
+    connected(client, {A: 10.0}, A)
+    for i in range(3):  # frames every 100 ms, each back after 40 ms and drawn 5 ms later
+        capture_ms = 1000.0 + 100 * i
+        client.note_preprocess(3.0, capture_ms + 4)
+        frame_id = send_frame(client, capture_ms, capture_ms + 5)
+        receive(client, A, result(frame_id, capture_ms), capture_ms + 45)
+        client.note_drawn(capture_ms, draw_ms=2.0, now_ms=capture_ms + 50)
+
+    shown = status(client, 1300.0)
+    stats = json.loads(client.stats(1300.0))
+
+    assert shown["mode"] == "node"
+    assert shown["fps"] == 10.0  # three frames drawn over 200 ms
+    assert shown["round_trip_ms"] == 40.0
+    assert shown["latency_ms"] == 50.0
+    assert stats["preprocess"] == {"p50": 3.0, "p95": 3.0}
+    assert stats["network"] == {"p50": 29.0, "p95": 29.0}  # 40 - (2 + 8 + 1)
+    assert stats["queue"] == {"p50": 2.0, "p95": 2.0}
+    assert stats["inference"] == {"p50": 8.0, "p95": 8.0}
+    assert stats["post"] == {"p50": 1.0, "p95": 1.0}
+    assert stats["draw"] == {"p50": 2.0, "p95": 2.0}
+    assert stats["glass_to_glass"] == {"p50": 50.0, "p95": 50.0}
+
+
+def test_dropped_and_per_frame_errors_are_reported_and_the_node_stays() -> None:
+    client = make_client(A)
+    connected(client, {A: 10.0}, A)
+    first = send_frame(client, 200.0, 200.0)
+    second = send_frame(client, 233.0, 233.0)
+
+    dropped = receive(client, A, Dropped(first, DropReason.SUPERSEDED).serialize(), 250.0)
+    refused = Error(ErrorCode.WRONG_SHAPE, "frame 2: expected shape ...", second).serialize()
+    error = receive(client, A, refused, 260.0)
+
+    assert dropped == [{"type": "dropped", "frame_id": first, "reason": "superseded"}]
+    assert error == [
+        {"type": "error", "code": ErrorCode.WRONG_SHAPE, "message": "frame 2: expected shape ..."}
+    ]
+    assert client.mode == "node"
+    assert client.next_action() == "node"  # both slots freed
+
+
+def test_a_pong_on_the_link_is_no_event() -> None:
+    client = make_client(A)
+    connected(client, {A: 10.0}, A)
+
+    answer_ping_on_link(client, 300.0, rtt_ms=7.0)
+
+    assert client.mode == "node"
+
+
+def test_a_node_breaking_the_protocol_is_fatal_and_failed_over() -> None:
+    client = make_client(A, B)
+    connected(client, {A: 10.0, B: 20.0}, A)
+
+    events = receive(client, A, b"ES\x01\x63", 300.0)
+
+    assert len(events) == 1
+    assert events[0]["type"] == "fatal"
+    assert events[0]["message"].startswith("node sent an invalid message: unknown message type 99")
+    assert client.mode == "none"
+    assert tick(client, 400.0) == [{"do": "connect", "url": B}]
+
+
+def test_a_hello_for_frames_this_page_cannot_make_is_fatal() -> None:
+    client = make_client(A)
+    tick(client, 0.0)
+    tick(client, 500.0)
+    wrong = Hello("n", "m", CARD.sha256, Dtype.FLOAT32, (3, 416, 416), ("cat",), 1)
+
+    events = receive(client, A, wrong.serialize(), 600.0)
+
+    assert [e["type"] for e in events] == ["fatal"]
+    assert "this client sends uint8 [3, S, S]" in events[0]["message"]
+    assert client.node_url is None
+
+
+# -- one overlay for both paths ----------------------------------------------------------------
+def test_a_late_local_result_is_not_drawn_over_a_newer_node_result() -> None:
+    client = make_client(A)
+    make_local_ready(client)
+    tick(client, 0.0)  # the probe to A stays unanswered: run locally meanwhile
+    assert client.mode == "local"
+    assert client.next_action() == "local"
+    local_id = client.local_encode(RGBA, WIDTH, HEIGHT, capture_ms=300.0, now_ms=301.0)
+    assert tick(client, 500.0) == [{"do": "connect", "url": A}]
+    receive(client, A, hello(), 550.0)
+    assert client.mode == "node"
+    frame_id = send_frame(client, capture_ms=600.0, now_ms=601.0)
+
+    node_events = receive(client, A, result(frame_id, 600.0, CAT_INPUT), 640.0)
+    boxes, scores = local_outputs()
+    local_events = json.loads(client.on_local_output(local_id, boxes, scores, 300.0, 650.0))
+
+    assert [(e["source"], e["capture_ms"]) for e in node_events] == [("node", 600.0)]
+    assert local_events == []  # frame captured at 300 ms: older than the one on screen
+
+
+def test_a_node_result_older_than_the_drawn_local_one_is_not_drawn() -> None:
+    client = make_client(A)
+    make_local_ready(client)
+    tick(client, 0.0)
+    local_id = client.local_encode(RGBA, WIDTH, HEIGHT, capture_ms=300.0, now_ms=300.0)
+    boxes, scores = local_outputs()
+    drawn = json.loads(client.on_local_output(local_id, boxes, scores, 40.0, 340.0))
+    assert [(e["source"], e["capture_ms"]) for e in drawn] == [("local", 300.0)]
+    tick(client, 500.0)
+    receive(client, A, hello(), 520.0)
+    # A frame whose capture time is before the one on screen (a video file's own clock,
+    # say): its answer is counted but not drawn.
+    frame_id = send_frame(client, capture_ms=250.0, now_ms=530.0)
+
+    assert receive(client, A, result(frame_id, 250.0, CAT_INPUT), 570.0) == []
+
+    assert status(client, 570.0)["round_trip_ms"] == 40.0
+    assert client.next_action() == "node"
+    newer = send_frame(client, capture_ms=600.0, now_ms=600.0)
+    events = receive(client, A, result(newer, 600.0, CAT_INPUT), 640.0)
+    assert [(e["source"], e["capture_ms"]) for e in events] == [("node", 600.0)]
+
+
+def test_a_result_from_a_node_the_page_left_is_not_drawn() -> None:
+    client = make_client(A, B)
+    make_local_ready(client)
+    connected(client, {A: 10.0, B: 30.0}, A)
+    frame_id = send_frame(client, capture_ms=200.0, now_ms=200.0)
+    client.on_close(A, 1006, 210.0)
+    local_id = client.local_encode(RGBA, WIDTH, HEIGHT, capture_ms=300.0, now_ms=300.0)
+    boxes, scores = local_outputs()
+    client.on_local_output(local_id, boxes, scores, 40.0, 340.0)
+
+    assert receive(client, A, result(frame_id, 200.0, CAT_INPUT), 350.0) == []
+
+
+# -- losing a node -----------------------------------------------------------------------------
+def test_a_closed_node_falls_back_to_local_and_the_next_node_takes_over_at_once() -> None:
+    client = make_client(A, B)
+    make_local_ready(client)
+    connected(client, {A: 10.0, B: 30.0}, A)
+    send_frame(client, 200.0, 200.0)
+
+    client.on_close(A, 1006, 300.0)
+
+    assert client.mode == "local"
+    assert client.next_action() == "local"
+    assert client.node_url is None
+    assert tick(client, 400.0) == [{"do": "connect", "url": B}]
+    assert status(client, 400.0)["route"] == f"{A} failed; connecting to {B} (30 ms expected)"
+    assert client.mode == "local"  # until B's HELLO
+    receive(client, B, hello(name="node-b"), 420.0)
+    assert client.mode == "node"
+    assert status(client, 420.0)["node"] == "node-b"
+
+
+def test_a_closed_node_without_local_means_none() -> None:
+    client = make_client(A)
+    connected(client, {A: 10.0}, A)
+
+    client.on_close(A, 1006, 300.0)
+
+    assert client.mode == "none"
+    assert client.next_action() == "wait"
+
+
+def test_a_single_node_is_probed_after_backoff_and_reconnected_when_it_answers() -> None:
+    client = make_client(A)
+    make_local_ready(client)
+    connected(client, {A: 10.0}, A)
+
+    client.on_close(A, 1006, 1000.0)
+
+    # The first backoff is 500 ms +-20 %: nothing to do before 1400 ms.
+    for now_ms in (1100.0, 1200.0, 1300.0, 1400.0):
+        assert tick(client, now_ms) == []
+        assert client.mode == "local"
+    assert status(client, 1400.0)["route"].startswith(f"{A} failed; no node answers")
+    assert status(client, 1400.0)["route"].endswith("running in the browser")
+    # By 1600 ms it is due for a probe, and it may not be used before it answers.
+    probe_at = next(t for t in (1500.0, 1600.0) if tick(client, t))
+    assert client.node_url is None
+    assert tick(client, probe_at + 100.0) == []
+    answer_probe(client, A, probe_at + 150.0, rtt_ms=8.0)
+
+    actions = tick(client, probe_at + 200.0)
+
+    assert actions == [{"do": "connect", "url": A}]
+    assert status(client, probe_at + 200.0)["route"].startswith(
+        f"leaving the in-browser fallback for {A}"
+    )
+    receive(client, A, hello(), probe_at + 250.0)
+    assert client.mode == "node"
+
+
+def test_the_probe_action_after_backoff() -> None:
+    client = make_client(A)
+    connected(client, {A: 10.0}, A)
+    client.on_close(A, 1006, 1000.0)
+
+    actions = [tick(client, 1000.0 + 100.0 * i) for i in range(1, 8)]
+
+    assert [a for a in actions if a] == [[{"do": "probe", "url": A}]]
+
+
+def test_a_failed_probe_backs_off_longer() -> None:
+    client = make_client(A)
+    connected(client, {A: 10.0}, A)
+    client.on_close(A, 1006, 1000.0)
+    probe_at = next(t for t in (1500.0, 1600.0) if tick(client, t))
+
+    client.on_probe_failed(A, probe_at + 50.0)
+
+    # The second backoff is 1000 ms +-20 %: no probe for at least 800 ms.
+    quiet = [tick(client, probe_at + 100.0 * i) for i in range(1, 9)]
+    assert quiet == [[]] * 8
+    later = [tick(client, probe_at + 100.0 * i) for i in range(9, 14)]
+    assert [a for a in later if a] == [[{"do": "probe", "url": A}]]
+    assert client.node_url is None
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(b"not a message", id="garbage"),
+        pytest.param(Pong(12345, 0.0).serialize(), id="pong-without-ping"),
+        pytest.param(Error(ErrorCode.INTERNAL, "boom").serialize(), id="error"),
+    ],
+)
+def test_a_bad_probe_answer_counts_as_a_failure(reply: bytes) -> None:
+    client = make_client(A)
+
+    tick(client, 0.0)
+    assert client.on_probe_message(A, reply, 10.0) == b""
+
+    # A failed node needs a probe before it is used: no blind connect at 500 ms.
+    assert tick(client, 500.0) == []
+    assert client.node_url is None
+
+
+def test_a_close_of_a_socket_the_page_left_is_ignored() -> None:
+    client = make_client(A, B)
+    connected(client, {A: 10.0, B: 30.0}, A)
+
+    client.on_close(B, 1006, 300.0)
+
+    assert client.mode == "node"
+    assert client.node_url == A
+
+
+# -- overloaded nodes --------------------------------------------------------------------------
+def test_an_overloaded_error_is_refused_and_the_next_node_taken() -> None:
+    client = make_client(A, B)
+    connected(client, {A: 10.0, B: 30.0}, A)
+    busy = Error(ErrorCode.OVERLOADED, "node-a is at capacity (4 streams)").serialize()
+
+    events = receive(client, A, busy, 300.0)
+
+    assert events == [{"type": "refused", "message": "node-a is at capacity (4 streams)"}]
+    assert client.mode == "none"
+    client.on_close(A, CLOSE_TRY_AGAIN_LATER, 310.0)  # the node closes after its ERROR
+    assert tick(client, 400.0) == [{"do": "connect", "url": B}]
+    assert status(client, 400.0)["route"].startswith(f"{A} is at capacity; connecting to {B}")
+
+
+def test_an_overloaded_error_in_place_of_the_hello_is_a_refusal() -> None:
+    # A node at capacity accepts the socket, sends ERROR OVERLOADED instead of its HELLO,
+    # and closes with 1013 (gpu_backend/endpoint.py).
+    client = make_client(A, B)
+    tick(client, 0.0)
+    answer_probe(client, A, 0.0, rtt_ms=10.0)
+    answer_probe(client, B, 0.0, rtt_ms=30.0)
+    assert tick(client, 100.0) == [{"do": "connect", "url": A}]
+    busy = Error(ErrorCode.OVERLOADED, "node node-a is at capacity (32 streams); try another")
+
+    events = receive(client, A, busy.serialize(), 150.0)
+    client.on_close(A, CLOSE_TRY_AGAIN_LATER, 151.0)
+
+    assert events == [{"type": "refused", "message": busy.message}]
+    assert tick(client, 200.0) == [{"do": "connect", "url": B}]
+    assert status(client, 200.0)["route"].startswith(f"{A} is at capacity; connecting to {B}")
+
+
+def test_close_1013_cools_the_node_down_instead_of_retrying() -> None:
+    client = make_client(A)
+    make_local_ready(client)
+    connected(client, {A: 10.0}, A)
+
+    client.on_close(A, CLOSE_TRY_AGAIN_LATER, 1000.0)
+
+    for now_ms in np.arange(1100.0, 11000.0, 100.0):
+        assert tick(client, float(now_ms)) == [], now_ms
+    assert client.mode == "local"
+    assert status(client, 10900.0)["route"] == (
+        f"{A} is at capacity; every node is at capacity; running in the browser"
+    )
+    # 10 s later it is tried again, without a probe first: it did not fail, it was full.
+    actions = tick(client, 11000.0)
+    assert {"do": "connect", "url": A} in actions
+
+
+def test_an_overloaded_probe_cools_the_candidate_down() -> None:
+    client = make_client(A)
+    tick(client, 0.0)
+    client.on_probe_message(A, hello(), 10.0)
+
+    busy = Error(ErrorCode.OVERLOADED, "full").serialize()
+    assert client.on_probe_message(A, busy, 20.0) == b""
+
+    assert all(tick(client, t) == [] for t in (500.0, 5000.0, 9900.0))
+    assert {"do": "connect", "url": A} in tick(client, 10020.0)
+
+
+# -- stalls ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("p95_ms", "deadline_ms"),
+    [
+        (None, STALL_MAX_MS),  # nothing to go by: the longest wait
+        (0.0, STALL_MAX_MS),
+        (-5.0, STALL_MAX_MS),
+        (10.0, STALL_MIN_MS),  # 40 ms would abandon a node for one slow frame
+        (187.5, STALL_MIN_MS),
+        (200.0, 800.0),
+        (500.0, 2000.0),
+        (750.0, STALL_MAX_MS),
+        (5000.0, STALL_MAX_MS),
+    ],
+)
+def test_stall_deadline_bounds(p95_ms: float | None, deadline_ms: float) -> None:
+    assert stall_deadline_ms(p95_ms) == deadline_ms
+
+
+def test_stall_constants() -> None:
+    assert (STALL_MIN_MS, STALL_MAX_MS, STALL_FACTOR) == (750.0, 3000.0, 4.0)
+
+
+def test_a_stalled_node_is_abandoned_and_the_next_one_connected_in_the_same_tick() -> None:
+    client = make_client(A, B)
+    connected(client, {A: 10.0, B: 30.0}, A)
+    frame_id = send_frame(client, 200.0, 200.0)
+    receive(client, A, result(frame_id, 200.0), 300.0)  # round trips of 100 ms: 750 ms deadline
+    send_frame(client, 400.0, 400.0)
+
+    assert tick(client, 1100.0) == []
+    assert tick(client, 1150.0) == []  # exactly 750 ms: not yet
+
+    actions = tick(client, 1151.0)
+
+    assert actions == [{"do": "abandon", "reason": "stalled"}, {"do": "connect", "url": B}]
+    assert status(client, 1151.0)["route"].startswith(f"{A} failed; connecting to {B}")
+    # What the abandoned socket still says is no longer heard.
+    assert receive(client, A, result(2, 400.0), 1160.0) == []
+    client.on_close(A, 1006, 1170.0)
+    assert client.node_url == B
+
+
+def test_with_no_recent_round_trips_a_node_gets_the_longest_deadline() -> None:
+    client = make_client(A)
+    make_local_ready(client)
+    connected(client, {A: 10.0}, A)
+    send_frame(client, 500.0, 500.0)
+    actions = tick(client, 2000.0)
+    assert actions == [{"do": "ping"}]
+    serve(client, actions, 2000.0, {A: 5.0})  # a live socket, a stuck model
+
+    assert tick(client, 3500.0) == []
+
+    assert tick(client, 3501.0) == [{"do": "abandon", "reason": "stalled"}]
+    assert client.mode == "local"
+
+
+def test_an_idle_node_never_stalls() -> None:
+    client = make_client(A)
+    connected(client, {A: 10.0}, A)
+
+    for now_ms in np.arange(200.0, 10000.0, 100.0):
+        actions = tick(client, float(now_ms))
+        assert {"do": "abandon", "reason": "stalled"} not in actions
+        serve(client, actions, float(now_ms), {A: 10.0})
+
+    assert client.mode == "node"
+
+
+# -- switching to a faster node ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("fast_from_ms", "switch_ms"),
+    [
+        # B is probed every 2 s; the median of its last five pings is 5 ms once the third
+        # fast one is in (at 14 s), so B is better from the tick at 14.1 s, and it must
+        # stay better for 3 s on end.
+        pytest.param(10000.0, 17100.0, id="after-dwell"),
+        # Better from 4.1 s, settled at 7.1 s, but 10 s must pass since connecting (120 ms).
+        pytest.param(2000.0, 10200.0, id="after-min-switch-interval"),
+    ],
+)
+def test_a_much_faster_node_is_switched_to_and_the_old_result_ignored(
+    fast_from_ms: float, switch_ms: float
+) -> None:
+    client = make_client(A, B)
+    # A: 10 ms pings, 100 ms round trips of which 80 ms on the node, so 10 ms transfer.
+    # B: 90 ms pings (100 ms expected: not better), then 5 ms (15 ms expected).
+    connected(client, {A: 10.0, B: 90.0}, A)
+    in_flight: tuple[int, float] | None = None
+    switched_at = None
+    for step in range(2, 200):
+        now_ms = 100.0 * step
+        actions = tick(client, now_ms)
+        if {"do": "switch", "url": B} in actions:
+            switched_at = now_ms
+            break
+        assert all(a["do"] in ("probe", "ping") for a in actions), (now_ms, actions)
+        if in_flight is not None:  # the frame sent on the last tick, back after 100 ms
+            slow = result(*in_flight, queue_ms=0.0, inference_ms=80.0, post_ms=0.0)
+            assert receive(client, A, slow, now_ms)[0]["type"] == "detections"
+        serve(client, actions, now_ms, {A: 10.0, B: 90.0 if now_ms < fast_from_ms else 5.0})
+        in_flight = (send_frame(client, now_ms - 50.0, now_ms), now_ms - 50.0)
+
+    assert switched_at == switch_ms
+    assert actions == [{"do": "switch", "url": B}]
+    assert client.node_url == B
+    assert status(client, switch_ms)["route"] == f"{B} (15 ms) beats {A} (100 ms)"
+    # A's answer to the last frame comes late, from the socket the page left: ignored.
+    assert in_flight is not None
+    assert receive(client, A, result(*in_flight), switch_ms + 50) == []
+    client.on_close(A, 1000, switch_ms + 60)  # leaving A is no failure
+    assert client.node_url == B
+    assert receive(client, B, hello(name="node-b"), switch_ms + 80)[0]["type"] == "ready"
+    assert client.mode == "node"
+    assert client.router.current == B
+
+
+def test_a_slightly_faster_node_is_not_switched_to() -> None:
+    client = make_client(A, B)
+    connected(client, {A: 20.0, B: 30.0}, A)
+    for step in range(2, 250):
+        now_ms = 100.0 * step
+        actions = tick(client, now_ms)
+        assert all(a["do"] in ("probe", "ping") for a in actions), (now_ms, actions)
+        # B gets faster, but 18 ms vs 20 ms is inside the hysteresis
+        serve(client, actions, now_ms, {A: 20.0, B: 18.0})
+
+    assert client.node_url == A
+
+
+def switched_to_b(client: BrowserClient) -> float:
+    """Connected to A; B becomes much faster; returns the time of the switch to B."""
+    connected(client, {A: 10.0, B: 90.0}, A)
+    for step in range(2, 200):
+        now_ms = 100.0 * step
+        actions = tick(client, now_ms)
+        if {"do": "switch", "url": B} in actions:
+            return now_ms
+        serve(client, actions, now_ms, {A: 10.0, B: 90.0 if now_ms < 2000 else 5.0})
+        frame_id = send_frame(client, now_ms - 50.0, now_ms)
+        slow = result(frame_id, now_ms - 50.0, queue_ms=0.0, inference_ms=80.0, post_ms=0.0)
+        receive(client, A, slow, now_ms + 100.0)
+    raise AssertionError("no switch")
+
+
+def test_a_switch_whose_new_node_fails_goes_back_to_the_old_one() -> None:
+    # The page leaves the old node's socket at once on a switch, while the router keeps it
+    # as the current node until the new one says HELLO.
+    client = make_client(A, B)
+    switch_ms = switched_to_b(client)
+
+    client.on_close(B, 1006, switch_ms + 50.0)
+
+    assert client.mode == "none"
+    actions = tick(client, switch_ms + 100.0)
+    assert {"do": "connect", "url": A} in actions
+    assert status(client, switch_ms + 100.0)["route"].startswith(f"back to {A}")
+    assert receive(client, A, hello(), switch_ms + 150.0)[0]["type"] == "ready"
+    assert client.mode == "node"
+    assert client.router.current == A
+
+
+def test_a_switch_whose_new_node_breaks_the_protocol_goes_back_to_the_old_one() -> None:
+    client = make_client(A, B)
+    switch_ms = switched_to_b(client)
+
+    events = receive(client, B, b"nonsense", switch_ms + 50.0)
+
+    assert [e["type"] for e in events] == ["fatal"]
+    assert {"do": "connect", "url": A} in tick(client, switch_ms + 100.0)
+
+
+def test_an_unanswered_ping_on_the_link_drops_the_node() -> None:
+    client = make_client(A, B)
+    make_local_ready(client)
+    connected(client, {A: 10.0, B: 30.0}, A)
+    assert tick(client, 2000.0) == [{"do": "ping"}, {"do": "probe", "url": B}]
+    answer_probe(client, B, 2000.0, rtt_ms=30.0)  # A's ping gets no PONG
+
+    assert tick(client, 3900.0) == []
+    actions = tick(client, 4000.0)
+
+    # The router counts A as failed: the page must not stream to it any more.
+    assert [a for a in actions if a["do"] != "probe"] == [
+        {"do": "abandon", "reason": "timed out"},
+        {"do": "connect", "url": B},
+    ]
+    assert client.node_url == B
+    assert client.mode == "local"
+
+
+def test_a_slow_hello_is_not_failed_by_a_ping_the_page_never_sent() -> None:
+    client = make_client(A)
+    actions = tick(client, 0.0)
+    serve(client, actions, 0.0, {A: 10.0})
+    assert tick(client, 100.0) == [{"do": "connect", "url": A}]
+
+    # A is due for its next ping while still connecting: its link cannot carry one yet.
+    actions = tick(client, 2000.0)
+    serve(client, actions, 2000.0, {A: 10.0})
+    assert receive(client, A, hello(), 2500.0)[0]["type"] == "ready"
+    for now_ms in np.arange(2600.0, 12000.0, 100.0):
+        actions = tick(client, float(now_ms))
+        assert all(a["do"] in ("probe", "ping") for a in actions), (now_ms, actions)
+        serve(client, actions, float(now_ms), {A: 10.0})
+
+    assert client.mode == "node"
+    assert client.router.current == A
+
+
+def test_a_connection_that_never_says_hello_is_given_up() -> None:
+    client = make_client(A)
+    make_local_ready(client)
+    actions = tick(client, 0.0)
+    serve(client, actions, 0.0, {A: 10.0})
+    assert tick(client, 100.0) == [{"do": "connect", "url": A}]
+
+    seen = []
+    for now_ms in np.arange(200.0, 5200.0, 100.0):
+        seen += tick(client, float(now_ms))  # probes to A are never answered either
+
+    assert {"do": "abandon", "reason": "timed out"} in seen
+    assert client.node_url is None
+    assert client.mode == "local"
+
+
+# -- the registry ------------------------------------------------------------------------------
+def registry_entry(
+    node_id: str, url: str, streams: int, max_streams: int, **more: Any
+) -> dict[str, Any]:
+    return {
+        "id": node_id,
+        "url": url,
+        "name": node_id,
+        "site": "lab-2",
+        "provider": "CUDAExecutionProvider",
+        "device": "cuda:0",
+        "device_memory_bytes": 80 * 2**30,
+        "model": CARD.name,
+        "model_sha256": CARD.sha256,
+        "streams": streams,
+        "max_streams": max_streams,
+        "queue_depth": 0,
+        "inference_ms": 8.0,
+        "static": False,
+        "age_s": 0.4,
+        **more,
+    }
+
+
+def static_entry(url: str) -> dict[str, Any]:
+    """A configured URL as ``GET /api/nodes`` lists it (webapp.registry._static)."""
+    unknown = [
+        "site",
+        "provider",
+        "device",
+        "device_memory_bytes",
+        "model",
+        "model_sha256",
+        "streams",
+        "max_streams",
+        "queue_depth",
+        "inference_ms",
+    ]
+    return {
+        "id": f"static:{url}",
+        "url": url,
+        "name": url,
+        **dict.fromkeys(unknown),
+        "static": True,
+        "age_s": None,
+    }
+
+
+def test_registry_nodes_and_static_urls_are_candidates_but_not_a_full_node() -> None:
+    client = make_client(S)
+    listing = {
+        "nodes": [
+            registry_entry("gpu-a", A, streams=4, max_streams=4),  # full
+            registry_entry("gpu-b", B, streams=1, max_streams=4),
+            static_entry(S),
+        ],
+        "heartbeat_interval_s": 2,
+    }
+
+    client.update_nodes(json.dumps(listing), 0.0)
+    actions = tick(client, 0.0)
+
+    assert sorted(a["url"] for a in actions if a["do"] == "probe") == sorted([B, S])
+    serve(client, actions, 0.0, {A: 1.0, B: 20.0, S: 25.0})
+    # B: 20 ms ping + 8 ms inference = 28 ms; S: 25 ms (static, nothing known)
+    assert tick(client, 100.0) == [{"do": "connect", "url": S}]
+
+
+def test_a_full_node_is_never_chosen_even_when_fastest() -> None:
+    client = make_client()
+    listing = {
+        "nodes": [
+            registry_entry("gpu-a", A, streams=2, max_streams=2),
+            registry_entry("gpu-b", B, streams=0, max_streams=2),
+        ],
+        "heartbeat_interval_s": 2,
+    }
+    client.update_nodes(json.dumps(listing), 0.0)
+
+    actions = tick(client, 0.0)
+    serve(client, actions, 0.0, {A: 1.0, B: 40.0})
+
+    assert actions == [{"do": "probe", "url": B}]
+    assert tick(client, 100.0) == [{"do": "connect", "url": B}]
+
+
+def test_a_static_url_the_registry_omits_stays_a_candidate() -> None:
+    client = make_client(S)
+    listing = {"nodes": [registry_entry("gpu-b", B, 0, 4)], "heartbeat_interval_s": 2}
+
+    client.update_nodes(json.dumps(listing), 0.0)
+    actions = tick(client, 0.0)
+
+    assert sorted(a["url"] for a in actions) == sorted([B, S])
+    serve(client, actions, 0.0, {S: 5.0})
+    assert tick(client, 100.0) == [{"do": "connect", "url": S}]
+
+
+def test_the_registry_list_may_be_a_bare_list() -> None:
+    client = make_client()
+
+    client.update_nodes(json.dumps([{"url": A}, {"name": "no url"}]), 0.0)
+
+    assert tick(client, 0.0) == [{"do": "probe", "url": A}]
+
+
+def test_a_registry_update_keeps_the_current_node() -> None:
+    client = make_client(A)
+    connected(client, {A: 10.0}, A)
+    listing = {"nodes": [registry_entry("gpu-a", A, 1, 4), static_entry(A)]}
+
+    client.update_nodes(json.dumps(listing), 200.0)
+
+    assert tick(client, 300.0) == []
+    assert client.mode == "node"
+
+
+# -- probes ------------------------------------------------------------------------------------
+def test_probe_pings_carry_fresh_nonces() -> None:
+    client = make_client(A, B)
+    tick(client, 0.0)
+
+    ping_a = parse(client.on_probe_message(A, hello(), 5.0))
+    ping_b = parse(client.on_probe_message(B, JsBuffer(hello()), 6.0))
+
+    assert isinstance(ping_a, Ping)
+    assert isinstance(ping_b, Ping)
+    assert ping_a.nonce != ping_b.nonce
+    # B answering with A's nonce is not B's pong: a failure
+    assert client.on_probe_message(B, Pong(ping_a.nonce, 5.0).serialize(), 9.0) == b""
+    assert client.on_probe_message(A, Pong(ping_a.nonce, 5.0).serialize(), 9.0) == b""
+    assert tick(client, 100.0) == [{"do": "connect", "url": A}]
+
+
+def test_the_current_node_is_pinged_on_its_own_link() -> None:
+    client = make_client(A)
+    connected(client, {A: 10.0}, A)
+
+    pings = {now: tick(client, now) for now in (1900.0, 2000.0, 2100.0)}
+
+    assert pings == {1900.0: [], 2000.0: [{"do": "ping"}], 2100.0: []}
+
+
+# -- the local path ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("config", "is_isolated", "cores", "threads"),
+    [
+        ({}, False, 8, 1),
+        ({}, True, 8, 4),
+        ({}, True, 2, 2),
+        ({"local_threads": 0}, True, 3, 3),
+        ({"local_threads": 8}, True, 2, 8),  # the operator knows the machine
+        ({"local_threads": 2}, False, 8, 1),  # threads need cross-origin isolation
+        ({"local_threads": 1}, True, 8, 1),
+        ({"local_threads": 1}, False, 8, 1),
+    ],
+)
+def test_local_start_thread_choice(
+    config: dict[str, int], is_isolated: bool, cores: int, threads: int
+) -> None:
+    client = make_client(A, **config)
+
+    assert client.local_start(is_isolated, cores) == threads
+
+    assert status(client, 0.0)["threads"] == threads
+    assert status(client, 0.0)["local_state"] == "loading"
+
+
+def test_local_check_model_refuses_a_wrong_file_naming_both_hashes() -> None:
+    client = make_client(A)
+    client.local_start(False, 4)
+
+    message = client.local_check_model(OTHER_SHA)
+    client.local_loaded()
+
+    assert OTHER_SHA[:12] in message
+    assert CARD.sha256[:12] in message
+    assert client.mode == "none"
+    assert client.next_action() == "wait"
+    shown = status(client, 0.0)
+    assert shown["local_state"] == "refused"
+    assert shown["local_problem"] == message
+
+
+def test_local_check_model_accepts_the_card_s_file() -> None:
+    client = make_client(A)
+    client.local_start(False, 4)
+
+    assert client.local_check_model(CARD.sha256) == ""
+    assert client.mode == "none"  # not before the worker says it loaded
+    client.local_loaded()
+
+    assert client.mode == "local"
+    assert client.next_action() == "local"
+    assert status(client, 0.0)["local_state"] == "ready"
+
+
+def test_after_a_node_hello_the_expected_model_is_the_node_s() -> None:
+    client = make_client(A)
+    tick(client, 0.0)
+    tick(client, 500.0)
+    receive(client, A, hello(sha256=OTHER_SHA), 550.0)
+    client.local_start(False, 4)
+
+    refusal = client.local_check_model(CARD.sha256)
+
+    assert f"sha256 {CARD.sha256[:12]}…" in refusal
+    assert f"expected {OTHER_SHA[:12]}…" in refusal
+    fresh = make_client(A)
+    tick(fresh, 0.0)
+    tick(fresh, 500.0)
+    receive(fresh, A, hello(sha256=OTHER_SHA), 550.0)
+    fresh.local_start(False, 4)
+    assert fresh.local_check_model(OTHER_SHA.upper()) == ""
+
+
+def test_local_failure_is_shown() -> None:
+    client = make_client(A)
+    client.local_start(True, 4)
+
+    client.local_failed("WebAssembly.Memory could not be allocated")
+
+    shown = status(client, 0.0)
+    assert shown["local_state"] == "failed"
+    assert shown["local_problem"] == (
+        "Local detection could not start: WebAssembly.Memory could not be allocated"
+    )
+    assert client.mode == "none"
+
+
+def test_local_encode_gives_an_id_and_the_letterboxed_tensor() -> None:
+    client = make_client()
+    make_local_ready(client)
+
+    frame_id = client.local_encode(RGBA, WIDTH, HEIGHT, capture_ms=100.0, now_ms=101.0)
+
+    assert frame_id == 1
+    assert bytes(client.local_tensor()) == bytes(Letterbox.for_frame(WIDTH, HEIGHT, 416).fill(RGBA))
+    assert client.next_action() == "wait"  # one local frame at a time
+
+
+def test_local_output_is_drawn_in_frame_pixels() -> None:
+    client = make_client()
+    make_local_ready(client)
+    frame_id = client.local_encode(RGBA, WIDTH, HEIGHT, capture_ms=100.0, now_ms=104.0)
+    boxes, scores = local_outputs(score=0.9)
+
+    events = json.loads(client.on_local_output(frame_id, boxes, scores, 60.0, 170.0))
+
+    (event,) = events
+    (box,) = event.pop("boxes")
+    assert event == {
+        "type": "detections",
+        "source": "local",
+        "frame_id": frame_id,
+        "capture_ms": 100.0,
+        "round_trip_ms": 66.0,
+        "queue_ms": 0.0,
+        "inference_ms": 60.0,
+        "post_ms": 0.0,
+        "batch_size": 1,
+    }
+    assert (box["label"], box["class_id"]) == ("cat", CAT)
+    assert box["score"] == pytest.approx(0.9, rel=1e-6)
+    assert {k: box[k] for k in CAT_FRAME} == pytest.approx(CAT_FRAME)
+    assert client.next_action() == "local"
+    assert json.loads(client.stats(170.0))["inference"] == {"p50": 60.0, "p95": 60.0}
+    assert status(client, 170.0)["mode"] == "local"
+
+
+def test_local_forget_frees_the_slot_and_a_later_output_is_no_event() -> None:
+    client = make_client()
+    make_local_ready(client)
+    frame_id = client.local_encode(RGBA, WIDTH, HEIGHT, capture_ms=100.0, now_ms=100.0)
+
+    client.local_forget(frame_id)
+
+    assert client.next_action() == "local"
+    boxes, scores = local_outputs()
+    assert client.on_local_output(frame_id, boxes, scores, 10.0, 150.0) == "[]"
+    assert client.on_local_output(404, boxes, scores, 10.0, 150.0) == "[]"
+
+
+def test_a_ready_node_takes_frames_over_from_local() -> None:
+    client = make_client(A)
+    make_local_ready(client)
+    tick(client, 0.0)
+    assert client.next_action() == "local"
+    tick(client, 500.0)
+    assert client.next_action() == "local"  # connecting
+
+    receive(client, A, hello(), 520.0)
+
+    assert client.next_action() == "node"
+    assert status(client, 520.0)["mode"] == "node"
+
+
+# -- JS buffers --------------------------------------------------------------------------------
+def test_js_buffers_are_accepted_wherever_bytes_are() -> None:
+    client = make_client(A)
+    make_local_ready(client)
+    tick(client, 0.0)
+    ping = parse(client.on_probe_message(A, JsBuffer(hello()), 5.0))
+    assert isinstance(ping, Ping)
+    pong = JsBuffer(Pong(ping.nonce, ping.sent_ms).serialize())
+    assert client.on_probe_message(A, pong, 15.0) == b""
+    assert tick(client, 100.0) == [{"do": "connect", "url": A}]
+    assert receive(client, A, JsBuffer(hello()), 120.0)[0]["type"] == "ready"
+
+    frame = parse(client.encode_frame(JsBuffer(RGBA), WIDTH, HEIGHT, 200.0, 200.0))
+    assert isinstance(frame, Frame)
+    assert bytes(frame.payload) == bytes(Letterbox.for_frame(WIDTH, HEIGHT, 416).fill(RGBA))
+    events = receive(client, A, JsBuffer(result(frame.frame_id, 200.0, CAT_INPUT)), 240.0)
+    assert events[0]["boxes"][0]["label"] == "cat"
+
+    client.on_close(A, 1006, 300.0)
+    pixels = JsBuffer(RGBA)
+    local_id = client.local_encode(pixels, WIDTH, HEIGHT, 400.0, 400.0)
+    assert pixels.copies == 1
+    boxes, scores = local_outputs()
+    local = json.loads(
+        client.on_local_output(local_id, JsBuffer(boxes), JsBuffer(scores), 50.0, 460.0)
+    )
+    assert [(e["source"], e["boxes"][0]["label"]) for e in local] == [("local", "cat")]
