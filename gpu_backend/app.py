@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 
 import numpy as np
@@ -57,7 +58,12 @@ def create_app(settings: NodeSettings, engine_factory: EngineFactory = onnx_engi
         engine = await asyncio.to_thread(engine_factory, settings, model)
         node = Node(settings, model, engine)
         # The first run allocates and plans; pay for it before the first user frame does.
-        await asyncio.to_thread(engine.infer, np.zeros((1, *node.frame_shape), np.uint8))
+        # The second, timed, gives the registry an inference time before any frame comes.
+        blank = np.zeros((1, *node.frame_shape), np.uint8)
+        await asyncio.to_thread(engine.infer, blank)
+        started_s = time.perf_counter()
+        await asyncio.to_thread(engine.infer, blank)
+        node.batcher.last_inference_ms = (time.perf_counter() - started_s) * 1000.0
         batch_loop = asyncio.create_task(node.batcher.run(), name="batcher")
         app.state.node = node
         heartbeat = start_heartbeat(node)  # None unless a registry is configured

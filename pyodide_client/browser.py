@@ -292,6 +292,7 @@ class BrowserClient:
         if isinstance(event, Ready):
             hello = event.hello
             self.router.record_connected(url, now_ms)
+            self.router.pipeline_depth = min(self.max_in_flight, hello.max_in_flight)
             self.node_name = hello.node_name
             self.node_sha256 = hello.model_sha256
             self.route_note = ""
@@ -301,7 +302,13 @@ class BrowserClient:
                 now_ms, event.round_trip_ms, event.queue_ms, event.inference_ms, event.post_ms
             )
             server_ms = event.queue_ms + event.inference_ms + event.post_ms
-            self.router.record_result(url, event.round_trip_ms, now_ms, server_ms=server_ms)
+            self.router.record_result(
+                url,
+                event.round_trip_ms,
+                now_ms,
+                server_ms=server_ms,
+                inference_ms=event.inference_ms + event.post_ms,
+            )
             return self._detections(
                 "node",
                 event.frame_id,

@@ -192,6 +192,9 @@ class Router:
         self._last_switch_ms = -math.inf
         self._better_since_ms: float | None = None  # since when a candidate beats the margin
         self._transfer_ms: deque[float] = deque(maxlen=self.settings.rtt_window)
+        self._inference_ms: deque[float] = deque(maxlen=4 * self.settings.rtt_window)
+        self._queue_ms: deque[float] = deque(maxlen=4 * self.settings.rtt_window)
+        self.pipeline_depth = 1  # frames the client keeps in flight on its node
         self._first_listed_ms: float | None = None
         self._lost: str | None = None  # why the last current node went away
         self._is_fallback = False
@@ -218,9 +221,32 @@ class Router:
             return statistics.median(node.round_trips_ms)
         if not node.rtts_ms:
             return None
-        wait_ms = node.info.queue_depth * node.info.inference_ms  # no batching assumed
+        # A candidate's inference time: what the registry reports, else what this client
+        # has seen on its node (the same model runs everywhere).
+        seen_ms = statistics.median(self._inference_ms) if self._inference_ms else 0.0
+        inference_ms = node.info.inference_ms or seen_ms
+        wait_ms = node.info.queue_depth * inference_ms  # no batching assumed
         transfer_ms = statistics.median(self._transfer_ms) if self._transfer_ms else 0.0
-        return statistics.median(node.rtts_ms) + wait_ms + node.info.inference_ms + transfer_ms
+        return (
+            statistics.median(node.rtts_ms)
+            + transfer_ms
+            + inference_ms
+            + wait_ms
+            + self._own_queue_ms(seen_ms)
+        )
+
+    def _own_queue_ms(self, inference_ms: float) -> float:
+        """The wait this client's own pipelined frames cause each other on any node.
+
+        The current node's round trips carry it (a frame queues behind the client's
+        previous one), so a candidate must be charged it too, or equal nodes never look
+        equal and the client hops between them. Only up to ``pipeline_depth - 1``
+        inference times of the queueing seen is the client's own: the rest is other
+        clients' load on the current node, which a candidate does not share."""
+        if not self._queue_ms:
+            return 0.0
+        seen_ms = statistics.median(self._queue_ms)
+        return min(seen_ms, max(0, self.pipeline_depth - 1) * inference_ms)
 
     # -- what the driver reports -----------------------------------------------------------
     def update_candidates(self, nodes: Iterable[NodeInfo | str], now_ms: float) -> None:
@@ -264,7 +290,13 @@ class Router:
         node.needs_probe = False
 
     def record_result(
-        self, url: str, round_trip_ms: float, now_ms: float, *, server_ms: float | None = None
+        self,
+        url: str,
+        round_trip_ms: float,
+        now_ms: float,
+        *,
+        server_ms: float | None = None,
+        inference_ms: float | None = None,
     ) -> None:
         """A RESULT from the current node. ``server_ms`` is what the node says it spent
         (queue + inference + post); with it, the rest beyond a ping is learned as transfer
@@ -273,6 +305,10 @@ class Router:
         if node is None or url != self._current:
             return  # a late result from a node left behind
         node.round_trips_ms.append(round_trip_ms)
+        if inference_ms is not None:
+            self._inference_ms.append(inference_ms)
+            if server_ms is not None:
+                self._queue_ms.append(max(0.0, server_ms - inference_ms))
         if server_ms is not None and node.rtts_ms:
             extra_ms = round_trip_ms - server_ms - statistics.median(node.rtts_ms)
             self._transfer_ms.append(max(0.0, extra_ms))
@@ -343,7 +379,9 @@ class Router:
         best = ranked[0]
         best_ms = self.expected_ms(best)
         started = self._first_listed_ms if self._first_listed_ms is not None else now_ms
-        is_starting = self._lost is None and not self._is_fallback
+        # Not "and not fallback": a tick before the first node list arrives falls back,
+        # and the first connect must still wait for the first pings.
+        is_starting = self._lost is None
         if best_ms is None and is_starting and now_ms - started < self.settings.first_probe_wait_ms:
             return STAY  # give the first pings a moment before connecting blind
         measured = "not measured yet" if best_ms is None else f"{best_ms:.0f} ms expected"

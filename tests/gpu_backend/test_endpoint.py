@@ -230,3 +230,9 @@ def test_health_and_readiness_report_the_engine(node_server: ServerThread) -> No
     assert ready["status"] == "ready"
     assert ready["provider"] == "CPUExecutionProvider"
     assert ready["model"] == "nanodet-g-416"
+
+
+def test_an_idle_node_already_reports_an_inference_time(node_server: ServerThread) -> None:
+    # what the registry shows before any frame came: clients score nodes with it
+    with urllib.request.urlopen(f"{node_server.http_url}/readyz", timeout=10) as response:
+        assert json.load(response)["last_inference_ms"] > 0

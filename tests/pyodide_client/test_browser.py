@@ -710,9 +710,9 @@ def test_a_much_faster_node_is_switched_to_and_the_old_result_ignored(
     fast_from_ms: float, switch_ms: float
 ) -> None:
     client = make_client(A, B)
-    # A: 10 ms pings, 100 ms round trips of which 80 ms on the node, so 10 ms transfer.
-    # B: 90 ms pings (100 ms expected: not better), then 5 ms (15 ms expected).
-    connected(client, {A: 10.0, B: 90.0}, A)
+    # A: 60 ms pings, 100 ms round trips of which 40 ms inference, so no transfer time.
+    # B runs the same model: 90 ms pings (130 ms expected: not better), then 5 ms (45 ms).
+    connected(client, {A: 60.0, B: 90.0}, A)
     in_flight: tuple[int, float] | None = None
     switched_at = None
     for step in range(2, 200):
@@ -723,15 +723,15 @@ def test_a_much_faster_node_is_switched_to_and_the_old_result_ignored(
             break
         assert all(a["do"] in ("probe", "ping") for a in actions), (now_ms, actions)
         if in_flight is not None:  # the frame sent on the last tick, back after 100 ms
-            slow = result(*in_flight, queue_ms=0.0, inference_ms=80.0, post_ms=0.0)
+            slow = result(*in_flight, queue_ms=0.0, inference_ms=40.0, post_ms=0.0)
             assert receive(client, A, slow, now_ms)[0]["type"] == "detections"
-        serve(client, actions, now_ms, {A: 10.0, B: 90.0 if now_ms < fast_from_ms else 5.0})
+        serve(client, actions, now_ms, {A: 60.0, B: 90.0 if now_ms < fast_from_ms else 5.0})
         in_flight = (send_frame(client, now_ms - 50.0, now_ms), now_ms - 50.0)
 
     assert switched_at == switch_ms
     assert actions == [{"do": "switch", "url": B}]
     assert client.node_url == B
-    assert status(client, switch_ms)["route"] == f"{B} (15 ms) beats {A} (100 ms)"
+    assert status(client, switch_ms)["route"] == f"{B} (45 ms) beats {A} (100 ms)"
     # A's answer to the last frame comes late, from the socket the page left: ignored.
     assert in_flight is not None
     assert receive(client, A, result(*in_flight), switch_ms + 50) == []
@@ -757,15 +757,15 @@ def test_a_slightly_faster_node_is_not_switched_to() -> None:
 
 def switched_to_b(client: BrowserClient) -> float:
     """Connected to A; B becomes much faster; returns the time of the switch to B."""
-    connected(client, {A: 10.0, B: 90.0}, A)
+    connected(client, {A: 60.0, B: 90.0}, A)
     for step in range(2, 200):
         now_ms = 100.0 * step
         actions = tick(client, now_ms)
         if {"do": "switch", "url": B} in actions:
             return now_ms
-        serve(client, actions, now_ms, {A: 10.0, B: 90.0 if now_ms < 2000 else 5.0})
+        serve(client, actions, now_ms, {A: 60.0, B: 90.0 if now_ms < 2000 else 5.0})
         frame_id = send_frame(client, now_ms - 50.0, now_ms)
-        slow = result(frame_id, now_ms - 50.0, queue_ms=0.0, inference_ms=80.0, post_ms=0.0)
+        slow = result(frame_id, now_ms - 50.0, queue_ms=0.0, inference_ms=40.0, post_ms=0.0)
         receive(client, A, slow, now_ms + 100.0)
     raise AssertionError("no switch")
 

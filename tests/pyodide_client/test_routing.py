@@ -316,6 +316,50 @@ def test_transfer_time_learned_from_results_is_added_to_every_node() -> None:
     assert router.expected_ms(B) == 30.0 + 15.0
 
 
+def test_a_candidate_is_charged_the_inference_time_seen_on_the_current_node() -> None:
+    router = _connected_pair(20.0, 20.0)
+    # same model everywhere: B (static, no inference_ms listed) will also take 40 ms
+    router.record_result(A, 60.0, 10.0, server_ms=40.0, inference_ms=40.0)
+
+    assert router.expected_ms(A) == 60.0
+    assert router.expected_ms(B) == 20.0 + 0.0 + 40.0
+
+
+def test_a_listed_inference_time_beats_the_one_seen() -> None:
+    router = make_router([NodeInfo(A), NodeInfo(B, inference_ms=10.0)])
+    answer_pings(router, {A: 20.0, B: 20.0}, 0.0)
+    router.record_connected(A, 0.0)
+    router.record_result(A, 60.0, 10.0, server_ms=40.0, inference_ms=40.0)
+
+    assert router.expected_ms(B) == 20.0 + 10.0
+
+
+def test_own_pipelined_frames_queueing_is_charged_to_candidates_too() -> None:
+    # Two frames in flight on a node that only this client uses: each waits ~one
+    # inference behind the other. Any node would show that, so equal nodes stay equal.
+    router = _connected_pair(20.0, 20.0)
+    router.pipeline_depth = 2
+    for i in range(5):
+        router.record_result(A, 100.0, 10.0 * i, server_ms=80.0, inference_ms=40.0)
+
+    assert router.expected_ms(A) == 100.0
+    assert router.expected_ms(B) == 20.0 + 0.0 + 40.0 + 40.0
+    assert all(d == Stay() for d in _steady(router, {A: 20.0, B: 20.0}, 100.0, 30_000.0))
+
+
+def test_queueing_beyond_the_clients_own_pipeline_is_load_a_candidate_does_not_share() -> None:
+    router = _connected_pair(20.0, 20.0)
+    router.pipeline_depth = 2
+    for i in range(5):  # 200 ms of queue on A: other clients' frames
+        router.record_result(A, 260.0, 10.0 * i, server_ms=240.0, inference_ms=40.0)
+
+    assert router.expected_ms(B) == 20.0 + 0.0 + 40.0 + 40.0  # only one inference's wait
+    decisions = _steady(router, {A: 20.0, B: 20.0}, 100.0, 30_000.0)
+    switches = [d for d in decisions if isinstance(d, Switch)]
+    assert switches, "a node loaded by others must be left"
+    assert (switches[0].from_url, switches[0].to_url) == (A, B)
+
+
 # -- failover -------------------------------------------------------------------------------
 def test_when_the_current_node_fails_the_next_best_is_chosen_at_once() -> None:
     router = make_router([A, B, C], dwell_ms=5000.0, min_switch_interval_ms=60_000.0)
