@@ -95,6 +95,7 @@ async function main() {
         if (link !== opened) return;
         link = null;
         client.on_close(url, code, performance.now());
+        act(client.tick(performance.now())); // fail over now, not at the next tick
         pump();
       },
     });

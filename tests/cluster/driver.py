@@ -203,6 +203,7 @@ class Driver:
             self.link = None
             self.closes.append((now_ms(), link.url, code))
             self.client.on_close(link.url, code, now_ms())
+            self._act(json.loads(self.client.tick(now_ms())))  # as app.js: fail over now
             self._pump()
         self._changed.set()
 
