@@ -86,7 +86,7 @@ class Driver:
         *,
         registry_url: str = "",
         fps: float = 10.0,
-        max_in_flight: int = 2,
+        max_in_flight: int = 1,  # the page default (WebappSettings.max_in_flight)
         routing: RoutingSettings | None = None,
     ) -> None:
         config = {"node_urls": node_urls, "max_in_flight": max_in_flight}
