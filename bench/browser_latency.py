@@ -1,0 +1,173 @@
+"""Glass-to-glass in headless Chromium: fake camera -> Pyodide -> node -> boxes drawn.
+
+Starts a real node (``python -m edgesight node``, a subprocess) and the web app (in this
+process, ``ServerThread``), both on 127.0.0.1, and opens the page in Debian's Chromium with
+a fake webcam playing the astronaut photo. The page records, per frame it draws,
+``window.edgesight.timings`` (performance.now() clock): capture (the page grabs the
+frame), preprocess (``encode_frame`` in Pyodide), sent, result received, drawn, plus the
+node's queue/inference/post times. After a warm-up the array is cleared and read back
+once it holds ``--frames`` entries.
+
+Glass-to-glass here starts when the page grabs the frame from the video element, not at
+the camera's exposure: a fake camera has no exposure time, and the page has no clock for
+it.
+
+    .venv/bin/python bench/browser_latency.py --frames 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "playwright"))
+
+from conftest import CHROMIUM_ARGS, start_webapp  # noqa: E402
+from fake_camera import fit_frame, photo, write_y4m  # noqa: E402
+from harness import RESULTS, edgesight_node, free_port, machine, summary, table  # noqa: E402
+from harness import write_result as write_json  # noqa: E402
+from playwright.sync_api import ConsoleMessage, Page, sync_playwright  # noqa: E402
+
+log = logging.getLogger("bench.browser_latency")
+
+CHROMIUM = "/usr/bin/chromium"
+HEADERS = ["per frame (ms)", "p50", "p95", "p99"]
+FIELDS = ("capture_ms", "preprocess_ms", "sent_ms", "result_ms", "drawn_ms", "inference_ms")
+
+
+def wait_for_timings(page: Page, count: int, timeout_s: float) -> list[dict[str, Any]]:
+    """Poll the page until it has drawn ``count`` node results (bounded by a deadline)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        have = page.evaluate(
+            "() => window.edgesight.timings.filter((t) => t.mode === 'node').length"
+        )
+        if have >= count:
+            timings: list[dict[str, Any]] = page.evaluate(
+                "() => window.edgesight.timings.filter((t) => t.mode === 'node')"
+            )
+            return timings[:count]
+        page.wait_for_timeout(500)
+    status = page.evaluate("() => window.edgesight.client.status(performance.now())")
+    raise TimeoutError(
+        f"the page drew fewer than {count} node results in {timeout_s:.0f} s; status: {status}"
+    )
+
+
+def log_console(message: ConsoleMessage) -> None:
+    if message.type in ("error", "warning"):
+        log.warning("console: %s", message.text)
+
+
+def measure_page(
+    url: str, camera: Path, args: argparse.Namespace
+) -> tuple[list[dict[str, Any]], float, str]:
+    """Open the page with the fake camera; return its timings, the seconds they took to
+    collect, and Chromium's version."""
+    chromium_args = [
+        *CHROMIUM_ARGS,
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={camera}",
+    ]
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=chromium_args)
+        try:
+            page = browser.new_page()
+            page.on("pageerror", lambda exc: log.warning("page error: %s", exc))
+            page.on("console", log_console)
+            page.goto(url)
+            page.wait_for_function("window.edgesight?.timings", timeout=120_000)
+            wait_for_timings(page, args.warmup, args.timeout_s)
+            page.evaluate("() => { window.edgesight.timings.length = 0; }")
+            t0 = time.monotonic()
+            timings = wait_for_timings(page, args.frames, args.timeout_s)
+            return timings, time.monotonic() - t0, browser.version
+        finally:
+            browser.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--frames", type=int, default=200, help="frames measured (at most 300)")
+    parser.add_argument("--warmup", type=int, default=30, help="frames drawn before measuring")
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        nargs="+",
+        default=[2, 1],
+        help="node max_in_flight (K) values, measured one after the other",
+    )
+    parser.add_argument("--timeout-s", type=float, default=300.0)
+    parser.add_argument("--out", type=Path, default=RESULTS / "browser_latency.json")
+    args = parser.parse_args()
+    if not 1 <= args.frames <= 300:
+        parser.error("--frames: the page keeps the last 300 timings; ask for 1..300")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("uvicorn").setLevel(logging.WARNING)  # the web app's access log
+
+    runs: dict[str, Any] = {}
+    chromium = ""
+    with tempfile.TemporaryDirectory(prefix="camera-") as folder:
+        camera = write_y4m(Path(folder) / "astronaut.y4m", [fit_frame(photo("astronaut"))] * 10)
+        for k in args.in_flight:
+            log.info("node with max_in_flight K=%d", k)
+            node = edgesight_node(free_port(), max_in_flight=k)
+            with node, start_webapp((f"ws://127.0.0.1:{node.port}/ws",)) as web:
+                timings, elapsed_s, chromium = measure_page(f"{web.http_url}/", camera, args)
+            runs[f"K={k}"] = analyse(timings, elapsed_s)
+
+    result = {
+        "command": "python bench/browser_latency.py " + " ".join(sys.argv[1:]),
+        "machine": f"{machine()}, Chromium {chromium} headless, fake camera 640x480",
+        "goals": {
+            "glass_to_glass": "<= node inference + 20 ms on loopback",
+            "preprocess": "<= 4 ms per 640x480 frame",
+        },
+        "runs": runs,
+    }
+    write_json(args.out, result)
+    for name, run in runs.items():
+        rows = [
+            [part, v.get("p50_ms"), v.get("p95_ms"), v.get("p99_ms")]
+            for part, v in run["timings"].items()
+        ]
+        log.info("\n%s: %.1f fps drawn\n%s", name, run["fps_drawn"], table(HEADERS, rows))
+
+
+def analyse(timings: list[dict[str, Any]], elapsed_s: float) -> dict[str, Any]:
+    def series(fn: Callable[[dict[str, Any]], float]) -> list[float]:
+        return [fn(t) for t in timings if all(t.get(f) is not None for f in FIELDS)]
+
+    parts = {
+        "glass_to_glass": series(lambda t: t["drawn_ms"] - t["capture_ms"]),
+        "preprocess_in_pyodide": series(lambda t: t["preprocess_ms"]),
+        "capture_to_sent": series(lambda t: t["sent_ms"] - t["capture_ms"]),
+        "sent_to_result": series(lambda t: t["result_ms"] - t["sent_ms"]),
+        "result_to_drawn": series(lambda t: t["drawn_ms"] - t["result_ms"]),
+        "node_queue": series(lambda t: t["queue_ms"]),
+        "node_inference": series(lambda t: t["inference_ms"]),
+        "node_post": series(lambda t: t["post_ms"]),
+        "glass_to_glass_minus_inference": series(
+            lambda t: t["drawn_ms"] - t["capture_ms"] - t["inference_ms"]
+        ),
+    }
+    return {
+        "frames": len(parts["glass_to_glass"]),
+        "fps_drawn": round(len(timings) / elapsed_s, 2),
+        "timings": {name: summary(values) for name, values in parts.items()},
+    }
+
+
+if __name__ == "__main__":
+    main()
