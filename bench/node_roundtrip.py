@@ -13,10 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
-import socket
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,45 +24,13 @@ from websockets.sync.client import connect
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness import edgesight_node, free_port, machine, summary, write_result  # noqa: E402
+
 from pyodide_client.stream import Detections, NodeStream  # noqa: E402
 from tests.media import rgba_photo  # noqa: E402
 
 MODEL = ROOT / "models" / "nanodet-g-416" / "nanodet-g-416.onnx"
 log = logging.getLogger("bench.node_roundtrip")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_node(port: int, threads: int) -> subprocess.Popen[bytes]:
-    env = {"EDGESIGHT_INTRA_OP_THREADS": str(threads), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgesight", "--log-level", "warning", "node", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError("node exited during start-up") from None
-            time.sleep(0.05)  # polling a port that a separate process opens
-    raise TimeoutError("node did not open its port")
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "median_ms": round(statistics.median(ordered), 3),
-        "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))], 3),
-        "mean_ms": round(statistics.fmean(ordered), 3),
-    }
 
 
 def main() -> None:
@@ -83,7 +47,7 @@ def main() -> None:
     options.intra_op_num_threads = args.threads
     session = ort.InferenceSession(str(MODEL), options, providers=["CPUExecutionProvider"])
     port = free_port()
-    node = start_node(port, args.threads)
+    node = edgesight_node(port, threads=args.threads).start()
     try:
         with connect(f"ws://127.0.0.1:{port}/ws", compression=None, max_size=None) as ws:
             stream = NodeStream(max_in_flight=1)
@@ -113,25 +77,21 @@ def main() -> None:
                     session.run(None, {"images": tensor})
                     bare_ms.append((time.perf_counter() - t0) * 1000)
     finally:
-        node.terminate()
-        node.wait(timeout=30)
+        node.stop()
 
-    node_stats, bare_stats = percentiles(node_ms), percentiles(bare_ms)
+    node_stats, bare_stats = summary(node_ms), summary(bare_ms)
     result = {
         "command": "python bench/node_roundtrip.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()} {platform.processor() or ''} "
-        f"{len(__import__('os').sched_getaffinity(0))} cores, {platform.python_version()}, "
-        f"onnxruntime {ort.__version__}",
+        "machine": machine(),
         "frames": len(node_ms),
         "node_round_trip": node_stats,
         "bare_session_run": bare_stats,
-        "node_inference_reported": percentiles(inference_ms),
-        "ratio_median": round(node_stats["median_ms"] / bare_stats["median_ms"], 3),
+        "node_inference_reported": summary(inference_ms),
+        "ratio_median": round(node_stats["p50_ms"] / bare_stats["p50_ms"], 3),
         "ratio_p95": round(node_stats["p95_ms"] / bare_stats["p95_ms"], 3),
-        "overhead_median_ms": round(node_stats["median_ms"] - bare_stats["median_ms"], 3),
+        "overhead_median_ms": round(node_stats["p50_ms"] - bare_stats["p50_ms"], 3),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     log.info(json.dumps(result, indent=2))
 
 
