@@ -32,10 +32,10 @@ export class StatusView {
   status(s) {
     let text;
     if (s.mode === "node") {
-      text = `${s.fps.toFixed(1)} fps · round trip ${Math.round(s.round_trip_ms)} ms · node ${s.node} · model ${s.model}`;
+      text = `${s.fps.toFixed(1)} fps · ${Math.round(s.latency_ms)} ms glass-to-glass · round trip ${Math.round(s.round_trip_ms)} ms · node ${s.node} · model ${s.model}`;
     } else if (s.mode === "local") {
       const threads = `${s.threads} thread${s.threads === 1 ? "" : "s"}`;
-      text = `${s.fps.toFixed(1)} fps · local wasm, ${threads} · model ${s.model} · ${s.route || "no node yet"}`;
+      text = `${s.fps.toFixed(1)} fps · ${Math.round(s.latency_ms)} ms glass-to-glass · local wasm, ${threads} · model ${s.model} · ${s.route || "no node yet"}`;
     } else {
       const local = s.local_state === "loading" ? " Loading local detection…" : "";
       text = `Not detecting yet. ${s.route}${local}`.trim();
