@@ -19,6 +19,7 @@ from .postprocess import FrameBox, to_frame
 from .preprocess import Geometry, Letterbox
 from .protocol import (
     Dropped,
+    DropReason,
     Dtype,
     Error,
     Frame,
@@ -111,6 +112,10 @@ class NodeStream:
         self._expected_sha256 = expected_sha256
         self._letterbox: Letterbox | None = None
         self._in_flight: dict[int, _InFlight] = {}
+        # Slots of frames the node superseded: kept closed until the next RESULT, or a
+        # client whose frames keep getting replaced would upload a frame per camera tick
+        # only for the node to discard it (seen in bench/load.py with K=2).
+        self._held_slots = 0
         self._next_frame_id = 1
         self._newest_shown_id = 0
         self._next_nonce = 1
@@ -124,7 +129,10 @@ class NodeStream:
         return min((f.sent_ms for f in self._in_flight.values()), default=None)
 
     def can_send(self) -> bool:
-        return self.state is StreamState.READY and len(self._in_flight) < self._max_window()
+        # Held slots wait for a RESULT, so they hold only while a frame is still in flight.
+        held = self._held_slots if self._in_flight else 0
+        used = len(self._in_flight) + held
+        return self.state is StreamState.READY and used < self._max_window()
 
     def _max_window(self) -> int:
         node_limit = self.hello.max_in_flight if self.hello else 1
@@ -194,7 +202,10 @@ class NodeStream:
                 self._in_flight.pop(message.frame_id, None)
             return [NodeError(int(message.code), message.message, message.frame_id)]
         if isinstance(message, Dropped):
-            self._in_flight.pop(message.frame_id, None)
+            if self._in_flight.pop(message.frame_id, None) is not None and (
+                message.reason is DropReason.SUPERSEDED
+            ):
+                self._held_slots += 1
             return [FrameDropped(message.frame_id, message.reason.name.lower())]
         if isinstance(message, Pong):
             return [PongReceived(now_ms - message.sent_ms)]
@@ -222,6 +233,7 @@ class NodeStream:
         return [Ready(hello)]
 
     def _on_result(self, result: Result, now_ms: float) -> list[Event]:
+        self._held_slots = 0
         sent = self._in_flight.pop(result.frame_id, None)
         if sent is None:
             raise StreamError(f"node answered frame {result.frame_id}, which is not in flight")

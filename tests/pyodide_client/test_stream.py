@@ -372,6 +372,27 @@ def test_dropped_frees_the_slot(reason: DropReason, label: str) -> None:
     assert stream.can_send()
 
 
+def test_a_superseded_frames_slot_reopens_only_after_the_next_result() -> None:
+    # K=2: frame 2 replaced frame 1 in the node's queue. Sending at once would upload a
+    # frame that is likely to be replaced too; the slot waits for frame 2's RESULT.
+    stream = ready_stream(max_in_flight=2)
+    first, second = send(stream), send(stream)
+    stream.receive(Dropped(first, DropReason.SUPERSEDED).serialize(), 1.0)
+    assert stream.in_flight == 1
+    assert not stream.can_send()
+    stream.receive(result(second), 2.0)
+    assert stream.can_send()
+
+
+def test_a_held_slot_never_blocks_a_stream_with_nothing_in_flight() -> None:
+    stream = ready_stream(max_in_flight=2)
+    first, second = send(stream), send(stream)
+    stream.receive(Dropped(first, DropReason.SUPERSEDED).serialize(), 1.0)
+    stream.receive(Error(ErrorCode.INFERENCE_FAILED, "x", second).serialize(), 2.0)
+    assert stream.in_flight == 0
+    assert stream.can_send()
+
+
 def test_pong_reports_the_round_trip() -> None:
     stream = ready_stream()
     ping = parse(stream.ping(now_ms=1000.0))
