@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "playwright"))
 
-from conftest import CHROMIUM_ARGS, start_webapp  # noqa: E402
+from conftest import CHROMIUM_ARGS, camera_args, start_webapp  # noqa: E402
 from fake_camera import fit_frame, photo, write_y4m  # noqa: E402
 from harness import RESULTS, edgesight_node, free_port, machine, summary, table  # noqa: E402
 from harness import write_result as write_json  # noqa: E402
@@ -72,12 +72,7 @@ def measure_page(
 ) -> tuple[list[dict[str, Any]], float, str]:
     """Open the page with the fake camera; return its timings, the seconds they took to
     collect, and Chromium's version."""
-    chromium_args = [
-        *CHROMIUM_ARGS,
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={camera}",
-    ]
+    chromium_args = [*CHROMIUM_ARGS, *camera_args(camera)]
     with sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=chromium_args)
         try:

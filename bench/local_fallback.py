@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "playwright"))
 
-from conftest import CHROMIUM_ARGS, NodeProcess, start_webapp  # noqa: E402
+from conftest import CHROMIUM_ARGS, NodeProcess, camera_args, start_webapp  # noqa: E402
 from fake_camera import fit_frame, photo, write_y4m  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
@@ -119,12 +119,7 @@ def compare_threads(driver: Any, camera: Path, threads: int, blocks: int) -> dic
     with start_webapp((unreachable,), local_threads=threads) as web:
         browser = driver.chromium.launch(
             executable_path="/usr/bin/chromium",
-            args=[
-                *CHROMIUM_ARGS,
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-video-capture={camera}",
-            ],
+            args=[*CHROMIUM_ARGS, *camera_args(camera)],
         )
         page = browser.new_page()
         page.goto(f"{web.http_url}/")
@@ -159,12 +154,7 @@ def failover(driver: Any, camera: Path, kills: int) -> dict[str, Any]:
         with start_webapp((node.ws_url,)) as web:
             browser = driver.chromium.launch(
                 executable_path="/usr/bin/chromium",
-                args=[
-                    *CHROMIUM_ARGS,
-                    "--use-fake-ui-for-media-stream",
-                    "--use-fake-device-for-media-stream",
-                    f"--use-file-for-fake-video-capture={camera}",
-                ],
+                args=[*CHROMIUM_ARGS, *camera_args(camera)],
             )
             page = browser.new_page()
             page.goto(f"{web.http_url}/")

@@ -44,6 +44,13 @@ CHROMIUM_ARGS = [
 MODEL_PATH = ROOT / "models" / "nanodet-g-416" / "nanodet-g-416.onnx"
 
 
+def camera_args(video: Path, allow_camera: bool = True) -> list[str]:
+    """Chromium flags for a fake webcam playing ``video`` (a .y4m), the permission
+    prompt answered yes unless ``allow_camera`` is False (then headless denies it)."""
+    args = ["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"]
+    return [*args, "--use-fake-ui-for-media-stream"] if allow_camera else args
+
+
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     path = shutil.which("chromium") or CHROMIUM
@@ -213,12 +220,7 @@ def open_page(
     def _open(url: str, camera: str | None = "astronaut", allow_camera: bool = True) -> BrowserPage:
         args = list(CHROMIUM_ARGS)
         if camera is not None:
-            args += [
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-video-capture={cameras[camera]}",
-            ]
-            if allow_camera:
-                args.append("--use-fake-ui-for-media-stream")
+            args += camera_args(cameras[camera], allow_camera)
         browser = playwright_driver.chromium.launch(executable_path=chromium_path, args=args)
         browsers.append(browser)
         page = browser.new_page()
