@@ -65,8 +65,6 @@ class Batcher:
         self._running: list[_Waiting] = []  # the batch on the worker thread, if any
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
-        self.batches_run = 0
-        self.frames_done = 0
         self.last_inference_ms = 0.0
 
     # -- streams -----------------------------------------------------------------------
@@ -158,8 +156,6 @@ class Batcher:
         self._running = []
         if len(outcomes) != len(batch):
             raise RuntimeError(f"batch of {len(batch)} produced {len(outcomes)} outcomes")
-        self.batches_run += 1
-        self.frames_done += len(batch)
         for item, outcome in zip(batch, outcomes, strict=True):
             if not item.future.done():
                 item.future.set_result(outcome)
