@@ -24,6 +24,27 @@ are little-endian; strings are UTF-8 with a u16 byte-length prefix.
     PONG     (node -> client) u32 nonce | f64 sent_ms (echoed from the ping)
     DROPPED  (node -> client) u32 frame_id | u8 reason
              a frame that will never get a RESULT, and why (see DropReason)
+    AUTH     (client -> node) u8 auth_version | str token | u32 encodings
+             the first message of a client that knows this step (issue 8), and again
+             while streaming to refresh the token before it expires. ``token`` is the
+             web app's signed stream token, empty for anonymous use; ``encodings`` is a
+             bitmask of the FrameEncoding values the client can send (1 << encoding).
+    WELCOME  (node -> client) u32 encodings | u32 token_expires_in_ms | str identity
+             the node's answer to each accepted AUTH: the encodings it accepts (bitmask,
+             as above), how long until the presented token expires (0: never, anonymous),
+             and who the node takes the client to be. A refused AUTH is answered with an
+             ERROR (AUTH_REQUIRED, AUTH_FAILED) and the connection closes.
+
+Handshake. The node speaks first (HELLO), as in the first revision, so a client that
+predates AUTH keeps working where the node allows anonymous use. A current client sends
+AUTH right after the HELLO and sends frames only after WELCOME. PINGs need no AUTH (probes
+measure round trips without a token), but an unauthenticated connection is closed after a
+short deadline and never takes a stream slot.
+
+Evolution. AUTH and WELCOME may gain fields at their end in later revisions: a reader
+ignores bytes after the fields it knows. A reader also keeps error codes and drop
+reasons it does not know as plain integers rather than refusing the message, so a node
+can add one without breaking older pages.
 
 This module does no I/O and uses the standard library only: the browser (Pyodide) and both
 servers import it. ``parse`` turns bytes into a message or raises ``ProtocolError`` whose
@@ -39,9 +60,11 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "AUTH_VERSION",
     "HEADER_SIZE",
     "MAGIC",
     "PROTOCOL_VERSION",
+    "Auth",
     "Detection",
     "DropReason",
     "Dropped",
@@ -49,6 +72,7 @@ __all__ = [
     "Error",
     "ErrorCode",
     "Frame",
+    "FrameEncoding",
     "Hello",
     "Message",
     "MessageType",
@@ -56,7 +80,11 @@ __all__ = [
     "Pong",
     "ProtocolError",
     "Result",
+    "Welcome",
+    "encodings_mask",
+    "mask_encodings",
     "parse",
+    "peek_type",
 ]
 
 MAGIC = b"ES"
@@ -64,6 +92,7 @@ PROTOCOL_VERSION = 1
 HEADER_SIZE = 4
 SHA256_SIZE = 32
 MAX_NDIM = 8
+AUTH_VERSION = 1
 
 _HEADER = struct.Struct("<2sBB")
 _U8 = struct.Struct("<B")
@@ -76,6 +105,7 @@ _DETECTION = struct.Struct("<Hfffff")
 _ERROR_HEAD = struct.Struct("<HBI")
 _PING = struct.Struct("<Id")
 _DROPPED = struct.Struct("<IB")
+_WELCOME_HEAD = struct.Struct("<II")
 
 
 class MessageType(enum.IntEnum):
@@ -86,6 +116,8 @@ class MessageType(enum.IntEnum):
     PING = 5
     PONG = 6
     DROPPED = 7
+    AUTH = 8
+    WELCOME = 9
 
 
 class Dtype(enum.IntEnum):
@@ -101,9 +133,31 @@ class Dtype(enum.IntEnum):
         return self.name.lower()
 
 
+class FrameEncoding(enum.IntEnum):
+    """How a frame's pixels travel. RAW is the FRAME message's uint8 tensor."""
+
+    RAW = 0
+    JPEG = 1
+    WEBP = 2
+
+
+def encodings_mask(encodings: tuple[FrameEncoding, ...] | list[FrameEncoding]) -> int:
+    """The u32 bitmask AUTH and WELCOME carry: bit ``1 << encoding`` per encoding."""
+    mask = 0
+    for encoding in encodings:
+        mask |= 1 << int(encoding)
+    return mask
+
+
+def mask_encodings(mask: int) -> tuple[FrameEncoding, ...]:
+    """The known encodings in a bitmask, in code order; unknown bits are ignored."""
+    return tuple(e for e in FrameEncoding if mask & (1 << int(e)))
+
+
 class ErrorCode(enum.IntEnum):
     """Why a message was refused. Codes below 100 are about one message and leave the
-    connection open; codes from 100 describe the connection or the node."""
+    connection open; codes from 100 describe the connection or the node, and the node
+    closes the connection after sending one."""
 
     MALFORMED = 1
     UNSUPPORTED_VERSION = 2
@@ -112,8 +166,17 @@ class ErrorCode(enum.IntEnum):
     WRONG_DTYPE = 5
     INFERENCE_FAILED = 6
     NOT_BINARY = 7
+    IMAGE_INVALID = 8  # a compressed frame that does not decode
+    IMAGE_TOO_LARGE = 9  # a compressed frame whose declared size is out of bounds
+    TOO_MANY_IN_FLIGHT = 10  # a frame beyond the node's max_in_flight window
     OVERLOADED = 100
     INTERNAL = 101
+    AUTH_REQUIRED = 102  # a frame before an accepted AUTH on a node that needs tokens
+    AUTH_FAILED = 103  # a token that is forged, expired, or for another audience/origin
+    TOKEN_EXPIRED = 104  # the stream's token expired and was not refreshed in time
+    TOO_MANY_ERRORS = 105  # the connection used up its budget of refused messages
+    IDLE_TIMEOUT = 106  # no AUTH, or no frame, within the node's deadline
+    SLOW_READER = 107  # the client does not read what the node sends
 
 
 class DropReason(enum.IntEnum):
@@ -401,7 +464,7 @@ class Result:
 
 @dataclass(frozen=True)
 class Error:
-    code: ErrorCode
+    code: ErrorCode | int  # an int only for a code this revision does not know
     message: str
     frame_id: int | None = None
 
@@ -418,11 +481,17 @@ class Error:
         code, has_frame, frame_id = r.unpack(_ERROR_HEAD, "error header")
         message = r.string("message")
         r.end()
+        known: ErrorCode | int
         try:
             known = ErrorCode(code)
         except ValueError:
-            raise ProtocolError(ErrorCode.MALFORMED, f"unknown error code {code}") from None
+            known = int(code)  # a newer node's code: kept, not refused
         return cls(known, message, frame_id if has_frame else None)
+
+    @property
+    def closes_connection(self) -> bool:
+        """Codes from 100 describe the connection; the node closes it after them."""
+        return int(self.code) >= 100
 
 
 @dataclass(frozen=True)
@@ -461,7 +530,13 @@ class Pong:
 @dataclass(frozen=True)
 class Dropped:
     frame_id: int
-    reason: DropReason
+    reason: DropReason | int  # an int only for a reason this revision does not know
+
+    @property
+    def reason_name(self) -> str:
+        if isinstance(self.reason, DropReason):
+            return self.reason.name.lower()
+        return f"reason {self.reason}"
 
     def serialize(self) -> bytes:
         return _header(MessageType.DROPPED) + _DROPPED.pack(self.frame_id, self.reason)
@@ -470,14 +545,71 @@ class Dropped:
     def _parse(cls, r: _Reader) -> Dropped:
         frame_id, reason = r.unpack(_DROPPED, "dropped body")
         r.end()
+        why: DropReason | int
         try:
             why = DropReason(reason)
         except ValueError:
-            raise ProtocolError(ErrorCode.MALFORMED, f"unknown drop reason {reason}") from None
+            why = int(reason)  # a newer node's reason: kept, not refused
         return cls(frame_id, why)
 
 
-Message = Hello | Frame | Result | Error | Ping | Pong | Dropped
+@dataclass(frozen=True)
+class Auth:
+    """The client's credentials and what it can send; see the module docstring."""
+
+    token: str
+    encodings: int = 1 << FrameEncoding.RAW  # bitmask, see encodings_mask()
+    auth_version: int = AUTH_VERSION
+
+    def serialize(self) -> bytes:
+        return (
+            _header(MessageType.AUTH)
+            + _U8.pack(self.auth_version)
+            + _pack_str(self.token)
+            + _U32.pack(self.encodings)
+        )
+
+    @classmethod
+    def _parse(cls, r: _Reader) -> Auth:
+        version = r.u8("auth_version")
+        if version != AUTH_VERSION:
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"unsupported AUTH version: expected {AUTH_VERSION}, got {version}",
+            )
+        token = r.string("token")
+        (encodings,) = r.unpack(_U32, "encodings")
+        # later revisions may append fields: what follows is ignored, not refused
+        return cls(token, int(encodings), version)
+
+
+@dataclass(frozen=True)
+class Welcome:
+    """The node's answer to an accepted AUTH; see the module docstring."""
+
+    encodings: int  # bitmask of FrameEncoding the node accepts
+    token_expires_in_ms: int  # 0: the stream needs no token refresh
+    identity: str
+
+    @property
+    def accepted_encodings(self) -> tuple[FrameEncoding, ...]:
+        return mask_encodings(self.encodings)
+
+    def serialize(self) -> bytes:
+        return (
+            _header(MessageType.WELCOME)
+            + _WELCOME_HEAD.pack(self.encodings, self.token_expires_in_ms)
+            + _pack_str(self.identity)
+        )
+
+    @classmethod
+    def _parse(cls, r: _Reader) -> Welcome:
+        encodings, expires_in_ms = r.unpack(_WELCOME_HEAD, "welcome header")
+        identity = r.string("identity")
+        return cls(int(encodings), int(expires_in_ms), identity)
+
+
+Message = Hello | Frame | Result | Error | Ping | Pong | Dropped | Auth | Welcome
 
 _PARSERS: dict[MessageType, Callable[[_Reader], Message]] = {
     MessageType.HELLO: Hello._parse,
@@ -487,11 +619,15 @@ _PARSERS: dict[MessageType, Callable[[_Reader], Message]] = {
     MessageType.PING: Ping._parse,
     MessageType.PONG: Pong._parse,
     MessageType.DROPPED: Dropped._parse,
+    MessageType.AUTH: Auth._parse,
+    MessageType.WELCOME: Welcome._parse,
 }
 
 
-def parse(data: bytes | bytearray | memoryview) -> Message:
-    """Parse one whole message. A FRAME's payload is a view into ``data`` (no copy)."""
+def peek_type(data: bytes | bytearray | memoryview) -> MessageType:
+    """The message type from the header alone, without parsing the body: lets a server
+    refuse a message type it never accepts (a megabyte RESULT sent by a client) at the
+    cost of four bytes. Raises ProtocolError for a bad header, like ``parse``."""
     view = memoryview(data).cast("B")
     if len(view) < HEADER_SIZE:
         raise ProtocolError(
@@ -509,10 +645,15 @@ def parse(data: bytes | bytearray | memoryview) -> Message:
             f"unsupported protocol version: expected {PROTOCOL_VERSION}, got {version}",
         )
     try:
-        message_type = MessageType(kind)
+        return MessageType(kind)
     except ValueError:
         known = ", ".join(f"{t.value} ({t.name})" for t in MessageType)
         raise ProtocolError(
             ErrorCode.MALFORMED, f"unknown message type {kind}; expected one of {known}"
         ) from None
-    return _PARSERS[message_type](_Reader(view, message_type))
+
+
+def parse(data: bytes | bytearray | memoryview) -> Message:
+    """Parse one whole message. A FRAME's payload is a view into ``data`` (no copy)."""
+    message_type = peek_type(data)
+    return _PARSERS[message_type](_Reader(memoryview(data).cast("B"), message_type))

@@ -206,7 +206,7 @@ class NodeStream:
                 message.reason is DropReason.SUPERSEDED
             ):
                 self._held_slots += 1
-            return [FrameDropped(message.frame_id, message.reason.name.lower())]
+            return [FrameDropped(message.frame_id, message.reason_name)]
         if isinstance(message, Pong):
             return [PongReceived(now_ms - message.sent_ms)]
         raise StreamError(f"a node does not send {type(message).__name__} messages")

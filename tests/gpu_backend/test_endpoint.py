@@ -115,7 +115,7 @@ def _frame(shape: tuple[int, ...], dtype: Dtype = Dtype.UINT8, frame_id: int = 5
         (_frame((3, 416, 416))[:-100], ErrorCode.MALFORMED, ["519168 bytes", "got 519068"]),
         (_frame((3, 320, 320)), ErrorCode.WRONG_SHAPE, ["[3, 416, 416]", "[3, 320, 320]"]),
         (_frame((3, 64, 64), Dtype.FLOAT32), ErrorCode.WRONG_DTYPE, ["uint8", "float32"]),
-        (b"ES\x01\x09", ErrorCode.MALFORMED, ["unknown message type 9"]),
+        (b"ES\x01\x63", ErrorCode.MALFORMED, ["unknown message type 99"]),
         (Pong(1, 0.0).serialize(), ErrorCode.UNEXPECTED_MESSAGE, ["FRAME or PING", "PONG"]),
     ],
 )

@@ -16,6 +16,7 @@ from pyodide_client.protocol import (
     HEADER_SIZE,
     MAGIC,
     PROTOCOL_VERSION,
+    Auth,
     Detection,
     Dropped,
     DropReason,
@@ -23,6 +24,7 @@ from pyodide_client.protocol import (
     Error,
     ErrorCode,
     Frame,
+    FrameEncoding,
     Hello,
     Message,
     MessageType,
@@ -30,7 +32,11 @@ from pyodide_client.protocol import (
     Pong,
     ProtocolError,
     Result,
+    Welcome,
+    encodings_mask,
+    mask_encodings,
     parse,
+    peek_type,
 )
 
 
@@ -181,6 +187,25 @@ DROPPED_BYTES = h("4553 01 07") + h("03000000") + h("01")
 DROPPED_SHUTDOWN = Dropped(frame_id=0x10000, reason=DropReason.SHUTTING_DOWN)
 DROPPED_SHUTDOWN_BYTES = h("4553 01 07") + h("00000100") + h("02")
 
+AUTH = Auth(token="abc", encodings=0b011)
+AUTH_BYTES = (
+    h("4553 01 08")  # "ES", version 1, AUTH
+    + h("01")  # auth_version 1
+    + h("0300 616263")  # token "abc"
+    + h("03000000")  # encodings: raw (bit 0) | jpeg (bit 1)
+)
+
+AUTH_ANONYMOUS = Auth(token="")
+AUTH_ANONYMOUS_BYTES = h("4553 01 08") + h("01") + h("0000") + h("01000000")  # raw only
+
+WELCOME = Welcome(encodings=0b011, token_expires_in_ms=60000, identity="kiosk-1")
+WELCOME_BYTES = (
+    h("4553 01 09")  # WELCOME
+    + h("03000000")  # encodings raw | jpeg
+    + h("60ea0000")  # token_expires_in_ms 60000
+    + h("0700 6b696f736b2d31")  # identity "kiosk-1"
+)
+
 GOLDEN: list[tuple[str, Message, bytes]] = [
     ("hello", HELLO, HELLO_BYTES),
     ("frame-uint8", FRAME_U8, FRAME_U8_BYTES),
@@ -193,6 +218,9 @@ GOLDEN: list[tuple[str, Message, bytes]] = [
     ("pong", PONG, PONG_BYTES),
     ("dropped", DROPPED, DROPPED_BYTES),
     ("dropped-shutdown", DROPPED_SHUTDOWN, DROPPED_SHUTDOWN_BYTES),
+    ("auth", AUTH, AUTH_BYTES),
+    ("auth-anonymous", AUTH_ANONYMOUS, AUTH_ANONYMOUS_BYTES),
+    ("welcome", WELCOME, WELCOME_BYTES),
 ]
 GOLDEN_IDS = [name for name, _, _ in GOLDEN]
 
@@ -227,6 +255,8 @@ def test_message_type_and_dtype_codes_are_the_documented_ones() -> None:
         "PING": 5,
         "PONG": 6,
         "DROPPED": 7,
+        "AUTH": 8,
+        "WELCOME": 9,
     }
     assert (Dtype.UINT8.value, Dtype.UINT8.itemsize, Dtype.UINT8.label) == (1, 1, "uint8")
     assert (Dtype.FLOAT32.value, Dtype.FLOAT32.itemsize, Dtype.FLOAT32.label) == (
@@ -433,7 +463,7 @@ def test_wrong_version(version: int) -> None:
     assert err.message == f"unsupported protocol version: expected 1, got {version}"
 
 
-@pytest.mark.parametrize("kind", [0, 8, 255])
+@pytest.mark.parametrize("kind", [0, 10, 255])
 def test_unknown_type(kind: int) -> None:
     err = parse_error(b"ES\x01" + bytes([kind]) + PING_BYTES[4:])
     assert err.code is ErrorCode.MALFORMED
@@ -614,17 +644,83 @@ def test_invalid_utf8_in_hello_class_name() -> None:
     assert err.message == "HELLO field class name 0 is not valid UTF-8"
 
 
-def test_unknown_error_code() -> None:
-    err = parse_error(h("4553 01 04") + h("6300 00 00000000") + h("0000"))
-    assert err.code is ErrorCode.MALFORMED
-    assert err.message == "unknown error code 99"
+def test_unknown_error_code_is_kept_as_an_int_not_refused() -> None:
+    # a newer node may add codes; an older page must not treat that as a broken node
+    error = parse(h("4553 01 04") + h("6300 01 05000000") + h("0200 6869"))
+    assert error == Error(99, "hi", 5)
+    assert not isinstance(error.code, ErrorCode)
+    assert not error.closes_connection
+    assert parse(h("4553 01 04") + h("c800 00 00000000") + h("0000")).closes_connection  # 200
 
 
-@pytest.mark.parametrize("reason", [0, 3])
-def test_unknown_drop_reason(reason: int) -> None:
-    err = parse_error(h("4553 01 07") + h("03000000") + bytes([reason]))
+@pytest.mark.parametrize("reason", [0, 3, 255])
+def test_unknown_drop_reason_is_kept_as_an_int_not_refused(reason: int) -> None:
+    dropped = parse(h("4553 01 07") + h("03000000") + bytes([reason]))
+    assert dropped == Dropped(3, reason)
+    assert isinstance(dropped, Dropped)
+    assert dropped.reason_name == f"reason {reason}"
+
+
+def test_known_drop_reason_name() -> None:
+    assert DROPPED.reason_name == "superseded"
+
+
+# --- AUTH and WELCOME (issue 8) -----------------------------------------------------------
+
+
+def test_auth_and_welcome_ignore_fields_a_later_revision_appends() -> None:
+    assert parse(AUTH_BYTES + h("0102 0304")) == AUTH
+    assert parse(WELCOME_BYTES + h("ff")) == WELCOME
+
+
+def test_auth_with_unknown_version_is_refused() -> None:
+    err = parse_error(h("4553 01 08") + h("02") + h("0000") + h("01000000"))
+    assert err.code is ErrorCode.UNSUPPORTED_VERSION
+    assert err.message == "unsupported AUTH version: expected 1, got 2"
+
+
+def test_auth_truncated_names_the_field() -> None:
+    err = parse_error(h("4553 01 08") + h("01") + h("0300 616263") + h("0100"))
     assert err.code is ErrorCode.MALFORMED
-    assert err.message == f"unknown drop reason {reason}"
+    assert err.message == (
+        "AUTH message truncated: expected 4 more bytes for encodings at offset 10, got 2"
+    )
+
+
+def test_encodings_mask_both_ways() -> None:
+    mask = encodings_mask([FrameEncoding.RAW, FrameEncoding.WEBP])
+    assert mask == 0b101
+    assert mask_encodings(mask) == (FrameEncoding.RAW, FrameEncoding.WEBP)
+    assert mask_encodings(0xFFFFFFF8) == ()  # unknown bits are ignored
+    assert WELCOME.accepted_encodings == (FrameEncoding.RAW, FrameEncoding.JPEG)
+
+
+def test_frame_encoding_codes_are_the_documented_ones() -> None:
+    assert {e.name: e.value for e in FrameEncoding} == {"RAW": 0, "JPEG": 1, "WEBP": 2}
+
+
+# --- peek_type: the header alone ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("expected", "data"), [g[1:] for g in GOLDEN], ids=GOLDEN_IDS)
+def test_peek_type_reads_the_header_only(expected: Message, data: bytes) -> None:
+    assert peek_type(data[:HEADER_SIZE]) is MessageType[type(expected).__name__.upper()]
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "message"),
+    [
+        (h("4553 01"), ErrorCode.MALFORMED, "message too short"),
+        (h("4554 01 01"), ErrorCode.MALFORMED, "bad magic"),
+        (h("4553 02 01"), ErrorCode.UNSUPPORTED_VERSION, "unsupported protocol version"),
+        (h("4553 01 63"), ErrorCode.MALFORMED, "unknown message type 99"),
+    ],
+)
+def test_peek_type_refuses_a_bad_header(data: bytes, code: ErrorCode, message: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        peek_type(data)
+    assert info.value.code is code
+    assert message in info.value.message
 
 
 # --- the public surface -------------------------------------------------------------------
@@ -638,4 +734,4 @@ def test_all_names_exist() -> None:
 
 def test_every_message_type_has_a_golden_test() -> None:
     covered = {type(message) for _, message, _ in GOLDEN}
-    assert covered == {Hello, Frame, Result, Error, Ping, Pong, Dropped}
+    assert covered == {Hello, Frame, Result, Error, Ping, Pong, Dropped, Auth, Welcome}
