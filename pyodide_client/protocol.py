@@ -17,6 +17,7 @@ are little-endian; strings are UTF-8 with a u16 byte-length prefix.
              u32 frame_id | f64 capture_ms (echoed) | f32 queue_ms | f32 inference_ms
              | f32 post_ms | u16 batch_size | u16 count
              | count * (u16 class_id | f32 score | f32 x1 | f32 y1 | f32 x2 | f32 y2)
+             [| f32 decode_ms]   only in the answer to an IMAGE: the node's decode time
              boxes are in the frame tensor's pixel space (the letterboxed model input)
     ERROR    (either way)
              u16 code | u8 has_frame | u32 frame_id | str message
@@ -34,6 +35,17 @@ are little-endian; strings are UTF-8 with a u16 byte-length prefix.
              as above), how long until the presented token expires (0: never, anonymous),
              and who the node takes the client to be. A refused AUTH is answered with an
              ERROR (AUTH_REQUIRED, AUTH_FAILED) and the connection closes.
+
+    IMAGE    (client -> node) u32 frame_id | f64 capture_ms | u8 image_version
+             | u8 encoding | u16 width_px | u16 height_px | u16 left_px | u16 top_px
+             | payload (the encoded picture, to the end of the message)
+             a compressed frame (issue 9): only the letterboxed picture travels, a JPEG or
+             WebP (FrameEncoding) of exactly width x height pixels that sits at (left, top)
+             in the square model input the HELLO announced; the node pads the rest with
+             the letterbox pad value (114, pyodide_client/preprocess.py). A client sends
+             IMAGE only in an encoding the node's WELCOME accepts; RAW frames stay FRAMEs.
+             The answer is a RESULT with the decode_ms tail, which a client that never
+             sends IMAGE never sees.
 
 Handshake. The node speaks first (HELLO), as in the first revision, so a client that
 predates AUTH keeps working where the node allows anonymous use. A current client sends
@@ -62,6 +74,7 @@ from typing import Any
 __all__ = [
     "AUTH_VERSION",
     "HEADER_SIZE",
+    "IMAGE_VERSION",
     "MAGIC",
     "PROTOCOL_VERSION",
     "Auth",
@@ -74,6 +87,7 @@ __all__ = [
     "Frame",
     "FrameEncoding",
     "Hello",
+    "Image",
     "Message",
     "MessageType",
     "Ping",
@@ -93,6 +107,7 @@ HEADER_SIZE = 4
 SHA256_SIZE = 32
 MAX_NDIM = 8
 AUTH_VERSION = 1
+IMAGE_VERSION = 1
 
 _HEADER = struct.Struct("<2sBB")
 _U8 = struct.Struct("<B")
@@ -106,6 +121,8 @@ _ERROR_HEAD = struct.Struct("<HBI")
 _PING = struct.Struct("<Id")
 _DROPPED = struct.Struct("<IB")
 _WELCOME_HEAD = struct.Struct("<II")
+_IMAGE_HEAD = struct.Struct("<BBHHHH")
+_F32 = struct.Struct("<f")
 
 
 class MessageType(enum.IntEnum):
@@ -118,6 +135,7 @@ class MessageType(enum.IntEnum):
     DROPPED = 7
     AUTH = 8
     WELCOME = 9
+    IMAGE = 10
 
 
 class Dtype(enum.IntEnum):
@@ -423,6 +441,7 @@ class Result:
     post_ms: float
     batch_size: int
     detections: tuple[Detection, ...]
+    decode_ms: float | None = None  # only for an IMAGE: serialized as the optional tail
 
     def serialize(self) -> bytes:
         parts = [
@@ -440,6 +459,8 @@ class Result:
         parts.extend(
             _DETECTION.pack(d.class_id, d.score, d.x1, d.y1, d.x2, d.y2) for d in self.detections
         )
+        if self.decode_ms is not None:
+            parts.append(_F32.pack(self.decode_ms))
         return b"".join(parts)
 
     @classmethod
@@ -450,6 +471,9 @@ class Result:
         detections = tuple(
             Detection(*r.unpack(_DETECTION, f"detection {i}")) for i in range(int(count))
         )
+        decode_ms = None
+        if len(r.data) - r.pos >= _F32.size:
+            (decode_ms,) = r.unpack(_F32, "decode_ms")
         r.end()
         return cls(
             frame_id,
@@ -459,6 +483,7 @@ class Result:
             post_ms,
             batch_size,
             detections,
+            decode_ms,
         )
 
 
@@ -609,7 +634,107 @@ class Welcome:
         return cls(int(encodings), int(expires_in_ms), identity)
 
 
-Message = Hello | Frame | Result | Error | Ping | Pong | Dropped | Auth | Welcome
+@dataclass(frozen=True)
+class Image:
+    """A compressed frame: the letterboxed picture only; see the module docstring."""
+
+    frame_id: int
+    capture_ms: float
+    encoding: FrameEncoding
+    width_px: int
+    height_px: int
+    left_px: int
+    top_px: int
+    payload: bytes | bytearray | memoryview
+    image_version: int = IMAGE_VERSION
+
+    @staticmethod
+    def header_bytes(
+        frame_id: int,
+        capture_ms: float,
+        encoding: FrameEncoding,
+        width_px: int,
+        height_px: int,
+        left_px: int,
+        top_px: int,
+    ) -> bytes:
+        """Everything before the payload (see Frame.header_bytes)."""
+        return (
+            _header(MessageType.IMAGE)
+            + _FRAME_ID_TIME.pack(frame_id, capture_ms)
+            + _IMAGE_HEAD.pack(IMAGE_VERSION, encoding, width_px, height_px, left_px, top_px)
+        )
+
+    def serialize(self) -> bytes:
+        head = self.header_bytes(
+            self.frame_id,
+            self.capture_ms,
+            self.encoding,
+            self.width_px,
+            self.height_px,
+            self.left_px,
+            self.top_px,
+        )
+        return head + bytes(self.payload)
+
+    def check(self, input_size_px: int) -> None:
+        """Raise IMAGE_TOO_LARGE unless the picture fits the square model input."""
+        right = self.left_px + self.width_px
+        bottom = self.top_px + self.height_px
+        if right > input_size_px or bottom > input_size_px:
+            raise ProtocolError(
+                ErrorCode.IMAGE_TOO_LARGE,
+                f"frame {self.frame_id}: a {self.width_px}x{self.height_px} picture at "
+                f"({self.left_px}, {self.top_px}) must fit the {input_size_px}x{input_size_px} "
+                f"model input, but reaches ({right}, {bottom})",
+                self.frame_id,
+            )
+
+    @classmethod
+    def _parse(cls, r: _Reader) -> Image:
+        frame_id, capture_ms = r.unpack(_FRAME_ID_TIME, "frame_id and capture_ms")
+        assert isinstance(frame_id, int)
+        assert isinstance(capture_ms, float)
+        try:
+            version, code, width, height, left, top = r.unpack(_IMAGE_HEAD, "image header")
+        except ProtocolError as exc:
+            exc.frame_id = frame_id
+            raise
+        if version != IMAGE_VERSION:
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"frame {frame_id}: unsupported IMAGE version: expected {IMAGE_VERSION}, "
+                f"got {version}",
+                frame_id,
+            )
+        if code not in (FrameEncoding.JPEG, FrameEncoding.WEBP):
+            raise ProtocolError(
+                ErrorCode.IMAGE_INVALID,
+                f"frame {frame_id}: IMAGE encoding must be {FrameEncoding.JPEG.value} (JPEG) "
+                f"or {FrameEncoding.WEBP.value} (WEBP), got {code}"
+                + (" (RAW frames travel as FRAME messages)" if code == FrameEncoding.RAW else ""),
+                frame_id,
+            )
+        if width == 0 or height == 0:
+            raise ProtocolError(
+                ErrorCode.IMAGE_INVALID,
+                f"frame {frame_id}: picture size must be positive, got {width}x{height}",
+                frame_id,
+            )
+        payload = r.rest()
+        if not payload:
+            raise ProtocolError(
+                ErrorCode.IMAGE_INVALID,
+                f"frame {frame_id}: expected an encoded picture after the IMAGE header, got "
+                "no bytes",
+                frame_id,
+            )
+        return cls(
+            frame_id, capture_ms, FrameEncoding(code), width, height, left, top, payload, version
+        )
+
+
+Message = Hello | Frame | Result | Error | Ping | Pong | Dropped | Auth | Welcome | Image
 
 _PARSERS: dict[MessageType, Callable[[_Reader], Message]] = {
     MessageType.HELLO: Hello._parse,
@@ -621,6 +746,7 @@ _PARSERS: dict[MessageType, Callable[[_Reader], Message]] = {
     MessageType.DROPPED: Dropped._parse,
     MessageType.AUTH: Auth._parse,
     MessageType.WELCOME: Welcome._parse,
+    MessageType.IMAGE: Image._parse,
 }
 
 
@@ -654,6 +780,6 @@ def peek_type(data: bytes | bytearray | memoryview) -> MessageType:
 
 
 def parse(data: bytes | bytearray | memoryview) -> Message:
-    """Parse one whole message. A FRAME's payload is a view into ``data`` (no copy)."""
+    """Parse one whole message. A FRAME's or IMAGE's payload is a view into ``data`` (no copy)."""
     message_type = peek_type(data)
     return _PARSERS[message_type](_Reader(memoryview(data).cast("B"), message_type))

@@ -26,6 +26,7 @@ from pyodide_client.protocol import (
     Frame,
     FrameEncoding,
     Hello,
+    Image,
     Message,
     MessageType,
     Ping,
@@ -206,6 +207,58 @@ WELCOME_BYTES = (
     + h("0700 6b696f736b2d31")  # identity "kiosk-1"
 )
 
+RESULT_DECODED = Result(
+    frame_id=9,
+    capture_ms=2.0,
+    queue_ms=0.5,
+    inference_ms=1.0,
+    post_ms=0.25,
+    batch_size=4,
+    detections=(),
+    decode_ms=0.75,
+)
+RESULT_DECODED_BYTES = RESULT_EMPTY_BYTES + h("0000403f")  # the IMAGE tail: decode_ms 0.75
+
+IMAGE_JPEG = Image(
+    frame_id=7,
+    capture_ms=1.5,
+    encoding=FrameEncoding.JPEG,
+    width_px=416,
+    height_px=312,
+    left_px=0,
+    top_px=52,
+    payload=h("ffd8 ffd9"),
+)
+IMAGE_JPEG_HEADER = (
+    h("4553 01 0a")  # "ES", version 1, IMAGE (10)
+    + h("07000000")  # frame_id 7
+    + h("000000000000f83f")  # capture_ms 1.5
+    + h("01")  # image_version 1
+    + h("01")  # encoding 1 (JPEG)
+    + h("a001 3801")  # width 416, height 312
+    + h("0000 3400")  # left 0, top 52
+)
+IMAGE_JPEG_BYTES = IMAGE_JPEG_HEADER + h("ffd8 ffd9")
+
+IMAGE_WEBP = Image(
+    frame_id=0xFFFFFFFF,
+    capture_ms=-0.5,
+    encoding=FrameEncoding.WEBP,
+    width_px=1,
+    height_px=2,
+    left_px=3,
+    top_px=0x0102,
+    payload=b"RIFF",
+)
+IMAGE_WEBP_BYTES = (
+    h("4553 01 0a")
+    + h("ffffffff")
+    + h("000000000000e0bf")  # capture_ms -0.5
+    + h("01 02")  # image_version 1, encoding 2 (WEBP)
+    + h("0100 0200 0300 0201")  # width 1, height 2, left 3, top 0x0102
+    + b"RIFF"
+)
+
 GOLDEN: list[tuple[str, Message, bytes]] = [
     ("hello", HELLO, HELLO_BYTES),
     ("frame-uint8", FRAME_U8, FRAME_U8_BYTES),
@@ -221,6 +274,9 @@ GOLDEN: list[tuple[str, Message, bytes]] = [
     ("auth", AUTH, AUTH_BYTES),
     ("auth-anonymous", AUTH_ANONYMOUS, AUTH_ANONYMOUS_BYTES),
     ("welcome", WELCOME, WELCOME_BYTES),
+    ("result-decoded", RESULT_DECODED, RESULT_DECODED_BYTES),
+    ("image-jpeg", IMAGE_JPEG, IMAGE_JPEG_BYTES),
+    ("image-webp", IMAGE_WEBP, IMAGE_WEBP_BYTES),
 ]
 GOLDEN_IDS = [name for name, _, _ in GOLDEN]
 
@@ -257,6 +313,7 @@ def test_message_type_and_dtype_codes_are_the_documented_ones() -> None:
         "DROPPED": 7,
         "AUTH": 8,
         "WELCOME": 9,
+        "IMAGE": 10,
     }
     assert (Dtype.UINT8.value, Dtype.UINT8.itemsize, Dtype.UINT8.label) == (1, 1, "uint8")
     assert (Dtype.FLOAT32.value, Dtype.FLOAT32.itemsize, Dtype.FLOAT32.label) == (
@@ -463,7 +520,7 @@ def test_wrong_version(version: int) -> None:
     assert err.message == f"unsupported protocol version: expected 1, got {version}"
 
 
-@pytest.mark.parametrize("kind", [0, 10, 255])
+@pytest.mark.parametrize("kind", [0, 11, 255])
 def test_unknown_type(kind: int) -> None:
     err = parse_error(b"ES\x01" + bytes([kind]) + PING_BYTES[4:])
     assert err.code is ErrorCode.MALFORMED
@@ -734,4 +791,101 @@ def test_all_names_exist() -> None:
 
 def test_every_message_type_has_a_golden_test() -> None:
     covered = {type(message) for _, message, _ in GOLDEN}
-    assert covered == {Hello, Frame, Result, Error, Ping, Pong, Dropped, Auth, Welcome}
+    assert covered == {Hello, Frame, Result, Error, Ping, Pong, Dropped, Auth, Welcome, Image}
+
+
+# --- IMAGE and the RESULT decode tail (issue 9) -------------------------------------------
+
+
+def test_image_header_bytes_plus_payload_is_serialize() -> None:
+    head = Image.header_bytes(7, 1.5, FrameEncoding.JPEG, 416, 312, 0, 52)
+    assert head == IMAGE_JPEG_HEADER
+    assert head + h("ffd8 ffd9") == IMAGE_JPEG.serialize()
+
+
+def test_parsed_image_payload_is_a_view_into_the_message() -> None:
+    data = bytearray(IMAGE_JPEG_BYTES)
+    image = parse(data)
+    assert isinstance(image, Image)
+    assert isinstance(image.payload, memoryview)
+    data[-1] = 0
+    assert bytes(image.payload) == h("ffd8 ff00")
+
+
+def test_result_without_tail_has_no_decode_time() -> None:
+    result = parse(RESULT_EMPTY_BYTES)
+    assert isinstance(result, Result)
+    assert result.decode_ms is None
+
+
+def test_result_tail_shorter_than_decode_ms_is_trailing_bytes() -> None:
+    err = parse_error(RESULT_EMPTY_BYTES + h("0000"))
+    assert err.message == "RESULT message has 2 unexpected trailing bytes after offset 32"
+    err = parse_error(RESULT_DECODED_BYTES + h("00"))
+    assert err.message == "RESULT message has 1 unexpected trailing bytes after offset 36"
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "message"),
+    [
+        (
+            h("02 01 a001 3801 0000 3400 ffd8"),
+            ErrorCode.UNSUPPORTED_VERSION,
+            "frame 7: unsupported IMAGE version: expected 1, got 2",
+        ),
+        (
+            h("01 00 a001 3801 0000 3400 ffd8"),
+            ErrorCode.IMAGE_INVALID,
+            "frame 7: IMAGE encoding must be 1 (JPEG) or 2 (WEBP), got 0 "
+            "(RAW frames travel as FRAME messages)",
+        ),
+        (
+            h("01 09 a001 3801 0000 3400 ffd8"),
+            ErrorCode.IMAGE_INVALID,
+            "frame 7: IMAGE encoding must be 1 (JPEG) or 2 (WEBP), got 9",
+        ),
+        (
+            h("01 01 0000 3801 0000 3400 ffd8"),
+            ErrorCode.IMAGE_INVALID,
+            "frame 7: picture size must be positive, got 0x312",
+        ),
+        (
+            h("01 01 a001 3801 0000 3400"),
+            ErrorCode.IMAGE_INVALID,
+            "frame 7: expected an encoded picture after the IMAGE header, got no bytes",
+        ),
+    ],
+    ids=["version", "raw", "unknown-encoding", "zero-size", "no-payload"],
+)
+def test_image_refusals_name_the_frame(body: bytes, code: ErrorCode, message: str) -> None:
+    err = parse_error(IMAGE_JPEG_HEADER[:16] + body)
+    assert err.code is code
+    assert err.message == message
+    assert err.frame_id == 7
+
+
+def test_image_truncated_header_names_the_frame() -> None:
+    err = parse_error(IMAGE_JPEG_HEADER[:20])
+    assert err.code is ErrorCode.MALFORMED
+    assert err.message == (
+        "IMAGE message truncated: expected 10 more bytes for image header at offset 16, got 4"
+    )
+    assert err.frame_id == 7
+
+
+@pytest.mark.parametrize(
+    ("left", "top", "fits"), [(0, 52, True), (0, 104, True), (1, 52, False), (0, 105, False)]
+)
+def test_image_check_fits_the_model_input(left: int, top: int, fits: bool) -> None:
+    image = Image(7, 1.5, FrameEncoding.JPEG, 416, 312, left, top, b"x")
+    if fits:
+        image.check(416)
+        return
+    with pytest.raises(ProtocolError) as info:
+        image.check(416)
+    assert info.value.code is ErrorCode.IMAGE_TOO_LARGE
+    assert info.value.frame_id == 7
+    assert info.value.message == (
+        f"frame 7: a 416x312 picture at ({left}, {top}) must fit the 416x416 model input, "
+        f"but reaches ({left + 416}, {top + 312})"
+    )
