@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from .endpoint import inference_endpoint
 from .engine import Engine, LoadedModel, OnnxEngine, load_model
 from .heartbeat import start_heartbeat
+from .metrics import CONTENT_TYPE_LATEST, is_authorised
 from .node import Node
 from .settings import NodeSettings
 
@@ -46,6 +47,21 @@ async def readyz(request: Request) -> JSONResponse:
     if node is None:
         return JSONResponse({"status": "starting"}, status_code=503)
     return JSONResponse({"status": "ready", **node.describe()})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text format; with EDGESIGHT_METRICS_TOKEN set, only for that bearer."""
+    node: Node | None = getattr(request.app.state, "node", None)
+    token: str = request.app.state.metrics_token
+    if not is_authorised(request.headers.get("authorization", ""), token):
+        return Response(
+            "metrics need the bearer token\n",
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if node is None:
+        return Response("node starting\n", status_code=503)
+    return Response(node.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(settings: NodeSettings, engine_factory: EngineFactory = onnx_engine) -> Starlette:
@@ -80,11 +96,14 @@ def create_app(settings: NodeSettings, engine_factory: EngineFactory = onnx_engi
                 await batch_loop
             app.state.node = None
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics),
             WebSocketRoute("/ws", inference_endpoint),
         ],
         lifespan=lifespan,
     )
+    app.state.metrics_token = settings.metrics_token
+    return app

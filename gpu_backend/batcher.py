@@ -66,6 +66,7 @@ class Batcher:
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.last_inference_ms = 0.0
+        self.on_batch: Callable[[int], None] | None = None  # metrics: each batch's size
 
     # -- streams -----------------------------------------------------------------------
     def open_stream(self, stream: int) -> None:
@@ -82,6 +83,11 @@ class Batcher:
     @property
     def queue_depth(self) -> int:
         return len(self._waiting)
+
+    @property
+    def in_flight(self) -> int:
+        """Frames waiting or running now."""
+        return len(self._waiting) + len(self._running)
 
     # -- submitting --------------------------------------------------------------------
     def submit(self, stream: int, frame: Frame, image: UInt8Array) -> asyncio.Future[Outcome]:
@@ -140,6 +146,8 @@ class Batcher:
         loop = asyncio.get_running_loop()
         started = self._clock()
         self._running = batch
+        if self.on_batch is not None:
+            self.on_batch(len(batch))
         try:
             outcomes = await loop.run_in_executor(self._executor, self._infer, batch, started)
         except Exception:  # a failing batch fails each of its frames, never the node

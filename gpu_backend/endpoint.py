@@ -49,6 +49,7 @@ async def inference_endpoint(websocket: WebSocket) -> None:
             f"node {node.settings.node_name} is at capacity "
             f"({node.settings.max_streams} streams); try another node",
         )
+        node.metrics.stream_refused(ErrorCode.OVERLOADED)
         await websocket.send_bytes(refusal.serialize())
         await websocket.close(CLOSE_TRY_AGAIN_LATER, "at capacity")
         return
@@ -56,12 +57,14 @@ async def inference_endpoint(websocket: WebSocket) -> None:
     outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
     node.batcher.open_stream(stream)
     node.streams_open += 1
+    node.metrics.stream_opened()
     sender = asyncio.create_task(_send_all(websocket, outbox), name=f"send-{stream}")
     outbox.put_nowait(node.hello_bytes)
     try:
         await _receive_all(websocket, node, stream, outbox)
     finally:
         node.streams_open -= 1
+        node.metrics.stream_closed()
         node.batcher.close_stream(stream)
         outbox.put_nowait(None)
         await sender
@@ -85,6 +88,7 @@ async def _receive_all(
             return
         data = message.get("bytes")
         if data is None:
+            node.metrics.refused(ErrorCode.NOT_BINARY)
             outbox.put_nowait(
                 Error(
                     ErrorCode.NOT_BINARY,
@@ -95,10 +99,11 @@ async def _receive_all(
         try:
             parsed = parse(data)
             if isinstance(parsed, Frame):
+                node.metrics.frame_received()
                 parsed.check(Dtype.UINT8, expected_shape)
                 image = np.frombuffer(parsed.payload, dtype=np.uint8).reshape(expected_shape)
                 future = node.batcher.submit(stream, parsed, image)
-                future.add_done_callback(lambda f: _deliver(f, outbox))
+                future.add_done_callback(lambda f: _deliver(f, outbox, node))
             elif isinstance(parsed, Ping):
                 outbox.put_nowait(parsed.answer().serialize())
             else:
@@ -108,11 +113,15 @@ async def _receive_all(
                 )
         except ProtocolError as exc:
             log.info("stream %d: refused a message: %s", stream, exc.message)
+            node.metrics.refused(exc.code)
             outbox.put_nowait(exc.to_error().serialize())
 
 
-def _deliver(future: asyncio.Future[Outcome], outbox: asyncio.Queue[bytes | None]) -> None:
+def _deliver(
+    future: asyncio.Future[Outcome], outbox: asyncio.Queue[bytes | None], node: Node
+) -> None:
     if future.cancelled():
         return
     outcome = future.result()
+    node.metrics.outcome(outcome)
     outbox.put_nowait(outcome.serialize())

@@ -11,7 +11,9 @@ from pyodide_client.protocol import Dtype, Hello
 
 from .batcher import Batcher
 from .engine import Engine, LoadedModel
+from .metrics import NodeMetrics
 from .settings import NodeSettings
+from .sla import LatencyWindow
 
 __all__ = ["Node"]
 
@@ -22,6 +24,8 @@ class Node:
     model: LoadedModel
     engine: Engine
     batcher: Batcher = field(init=False)
+    metrics: NodeMetrics = field(init=False)
+    latency: LatencyWindow = field(init=False)
     hello_bytes: bytes = field(init=False)
     streams_open: int = 0
 
@@ -39,6 +43,18 @@ class Node:
             max_batch_size=s.max_batch_size,
             max_batch_wait_ms=s.max_batch_wait_ms,
         )
+        self.latency = LatencyWindow(s.sla_p95_ms, s.sla_window_s)
+        self.metrics = NodeMetrics(
+            node=s.node_name,
+            model=card.name,
+            model_sha256=card.sha256,
+            provider=self.engine.provider,
+            device=self.engine.device_name,
+            in_flight=lambda: self.batcher.in_flight,
+            latency=self.latency,
+            gpu_index=s.device_id if self.engine.device_name.startswith("cuda") else None,
+        )
+        self.batcher.on_batch = self.metrics.batch
         self.hello_bytes = Hello(
             node_name=s.node_name,
             model_name=card.name,

@@ -45,6 +45,11 @@ class NodeSettings:
     public_url: str = ""  # the ws[s]:// URL browsers use; empty: ws://{host}:{port}/ws
     site: str = ""  # a location label shown to users ("lab-2", "eu-west")
     node_id: str = ""  # unique in the cluster; empty: {hostname}-{port}
+    # Observability (issue 12): /metrics needs "Authorization: Bearer <token>" when set.
+    metrics_token: str = field(default="", repr=False)
+    # The latency objective: node time p95 over the last sla_window_s, published in heartbeats.
+    sla_p95_ms: float = 30.0
+    sla_window_s: float = 30.0
 
     ENV = {
         "host": "EDGESIGHT_NODE_HOST",
@@ -67,6 +72,9 @@ class NodeSettings:
         "public_url": "EDGESIGHT_PUBLIC_URL",
         "site": "EDGESIGHT_SITE",
         "node_id": "EDGESIGHT_NODE_ID",
+        "metrics_token": "EDGESIGHT_METRICS_TOKEN",
+        "sla_p95_ms": "EDGESIGHT_SLA_P95_MS",
+        "sla_window_s": "EDGESIGHT_SLA_WINDOW_S",
     }
 
     def __post_init__(self) -> None:
@@ -90,6 +98,8 @@ class NodeSettings:
         _check(0 < self.iou_threshold <= 1, "iou_threshold", self.iou_threshold, "(0, 1]")
         _check(self.max_detections >= 1, "max_detections", self.max_detections, ">= 1")
         _check(bool(self.node_name.strip()), "node_name", self.node_name, "a non-empty name")
+        _check(0 < self.sla_p95_ms <= 60_000, "sla_p95_ms", self.sla_p95_ms, "0 < ms <= 60000")
+        _check(0 < self.sla_window_s <= 3600, "sla_window_s", self.sla_window_s, "0 < s <= 3600")
         _check_registry(self)
 
     @classmethod

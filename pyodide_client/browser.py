@@ -326,6 +326,7 @@ class BrowserClient:
                 return {"type": "refused", "message": event.message}
             return {"type": "error", "code": event.code, "message": event.message}
         if isinstance(event, FrameDropped):
+            self.dashboard.dropped_frame()
             return {"type": "dropped", "frame_id": event.frame_id, "reason": event.reason}
         if isinstance(event, PongReceived):
             self.router.record_rtt(url, event.round_trip_ms, now_ms)
@@ -437,6 +438,10 @@ class BrowserClient:
                 **self.dashboard.summary(now_ms),
             }
         )
+
+    def report(self, now_ms: float) -> str:
+        """The summary the page POSTs to the web app's report_url (JSON)."""
+        return json.dumps(self.dashboard.report(now_ms, self.mode, self.node_url))
 
     def stats(self, now_ms: float) -> str:
         """p50/p95 per stage over the last seconds, for the stats panel."""

@@ -15,6 +15,8 @@ class Dashboard:
         self.drawn = RollingWindow(span_ms)
         self.round_trip = RollingWindow(span_ms)
         self.stages = {name: RollingWindow(span_ms) for name in STAGES}
+        self._drawn_since_report = 0
+        self._dropped_since_report = 0
 
     def node_result(
         self,
@@ -39,8 +41,30 @@ class Dashboard:
 
     def drawn_frame(self, now_ms: float, capture_ms: float, draw_ms: float) -> None:
         self.drawn.add(now_ms, 1.0)
+        self._drawn_since_report += 1
         self.stages["draw"].add(now_ms, draw_ms)
         self.stages["glass_to_glass"].add(now_ms, now_ms - capture_ms)
+
+    def dropped_frame(self) -> None:
+        """A frame the node answered DROPPED: sent, never drawn."""
+        self._dropped_since_report += 1
+
+    def report(self, now_ms: float, mode: str, node_url: str | None) -> dict[str, object]:
+        """What the page tells the web app every ~10 s (POST /api/report, issue 12): what its
+        user sees. Frame counts are since the previous report."""
+        g2g = self.stages["glass_to_glass"]
+        body: dict[str, object] = {
+            "mode": mode,
+            "node_url": node_url if mode == "node" else None,
+            "fps": round(self.drawn.rate_per_s(now_ms), 1),
+            "latency_p50_ms": round(g2g.percentile(now_ms, 50), 1),
+            "latency_p95_ms": round(g2g.percentile(now_ms, 95), 1),
+            "frames": self._drawn_since_report,
+            "dropped": self._dropped_since_report,
+        }
+        self._drawn_since_report = 0
+        self._dropped_since_report = 0
+        return body
 
     def recent_round_trip_p95_ms(self, now_ms: float) -> float | None:
         return self.round_trip.percentile(now_ms, 95) if self.round_trip.count(now_ms) else None

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# One command from a fresh clone: install what the tests need (Debian's chromium and
-# redis-server through apt, Python and npm packages), then lint and run every test:
+# One command from a fresh clone: install what the tests need (Debian's chromium,
+# redis-server and prometheus through apt, Python and npm packages), then lint and run every test:
 # unit, integration and the Playwright end-to-end suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(chromium redis-server)
+apt_packages=(chromium redis-server prometheus)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -137,6 +137,13 @@ async function main() {
   }
   setInterval(() => act(client.tick(performance.now())), 100);
   if (config.registry_url) { refreshNodes(); setInterval(refreshNodes, 2000); }
+  if (config.report_url) {
+    // What this page's user sees, for the operator's dashboards (issue 12); losing one is fine.
+    setInterval(() => {
+      fetch(config.report_url, { method: "POST", headers: { "Content-Type": "application/json" }, body: client.report(performance.now()) })
+        .catch(() => {});
+    }, 10_000);
+  }
 
   // -- local fallback -----------------------------------------------------------------------
   const local = new LocalEngine({

@@ -23,9 +23,11 @@ from pyodide_client.protocol import PROTOCOL_VERSION
 from . import WebappError
 from .assets import ORT_FILES, PYODIDE_FILES, BrowserRuntimes, client_package_zip
 from .isolation import CrossOriginIsolation
+from .metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, WebappMetrics, is_authorised
 from .offline import OfflineManifest, service_worker_script
 from .registry import NodeRegistry, RegistryStore
 from .registry_routes import registry_routes
+from .report import report_route
 from .settings import WebappSettings
 
 __all__ = ["create_app"]
@@ -70,6 +72,7 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
     """``registry_store``: where node heartbeats go (default: from the settings); the app's
     lifespan opens and closes it."""
     registry = NodeRegistry.from_settings(settings, registry_store)
+    metrics = WebappMetrics(registry)
     runtimes = BrowserRuntimes.locate(settings.vendor_dir)
     card_path = settings.model_dir / "model.json"
     if not card_path.is_file():
@@ -89,6 +92,7 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
         "ort_url": ort_url,
         "client_zip_url": "/py/pyodide_client.zip",
         "registry_url": "/api/nodes",
+        "report_url": "/api/report",
         "model": {
             "name": card.name,
             "sha256": card.sha256,
@@ -160,14 +164,26 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
+    async def metrics_page(request: Request) -> Response:
+        if not is_authorised(request.headers.get("authorization", ""), settings.metrics_token):
+            return Response(
+                "metrics need the bearer token\n",
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        await metrics.refresh()
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
     return Starlette(
         routes=[
             Route("/", index),
             Route("/kiosk", kiosk),
             Route("/sw.js", service_worker),
             Route("/healthz", healthz),
+            Route("/metrics", metrics_page),
             Route("/api/config", config),
             *registry_routes(registry, settings.registry_secret),
+            report_route(metrics),
             Route("/py/pyodide_client.zip", client_package),
             Route("/models/model.json", model_card),
             Route(f"/models/{card.file}", model_file),
@@ -175,6 +191,6 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
             Mount(pyodide_url.rstrip("/"), _CachedStatic(directory=runtimes.pyodide_dir)),
             Mount(ort_url.rstrip("/"), _CachedStatic(directory=runtimes.ort_dir)),
         ],
-        middleware=[Middleware(CrossOriginIsolation)],
+        middleware=[Middleware(CrossOriginIsolation), Middleware(MetricsMiddleware, metrics)],
         lifespan=registry.lifespan,
     )

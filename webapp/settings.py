@@ -37,6 +37,8 @@ class WebappSettings:
     redis_url: str = field(default="", repr=False)  # empty: in-memory; may carry a password
     heartbeat_interval_s: float = 2.0
     missed_heartbeats: int = 3  # a node this many heartbeats late is dropped
+    # Observability (issue 12): /metrics needs "Authorization: Bearer <token>" when set.
+    metrics_token: str = field(default="", repr=False)
 
     ENV: ClassVar[dict[str, str]] = {
         "host": "EDGESIGHT_HOST",
@@ -50,6 +52,7 @@ class WebappSettings:
         "redis_url": "EDGESIGHT_REDIS_URL",
         "heartbeat_interval_s": "EDGESIGHT_HEARTBEAT_INTERVAL_S",
         "missed_heartbeats": "EDGESIGHT_MISSED_HEARTBEATS",
+        "metrics_token": "EDGESIGHT_METRICS_TOKEN",
     }
 
     def __post_init__(self) -> None:

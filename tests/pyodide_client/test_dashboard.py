@@ -157,3 +157,19 @@ def test_every_window_uses_the_span(span_ms: float) -> None:
 
     assert {window.span_ms for window in windows} == {span_ms}
     assert set(board.stages) == set(STAGES)
+
+
+def test_report_summarises_what_the_user_saw_since_the_last_report() -> None:
+    board = Dashboard()
+    for i in range(10):
+        board.drawn_frame(now_ms=1000.0 + 100 * i, capture_ms=1000.0 + 100 * i - 50, draw_ms=1.0)
+    board.dropped_frame()
+
+    first = board.report(1900.0, "node", "ws://gpu-1:8001/ws")
+    second = board.report(1950.0, "local", "ws://gpu-1:8001/ws")
+
+    assert first["mode"] == "node" and first["node_url"] == "ws://gpu-1:8001/ws"
+    assert first["frames"] == 10 and first["dropped"] == 1
+    assert first["latency_p50_ms"] == 50.0 and first["fps"] == 10.0
+    assert second["frames"] == 0 and second["dropped"] == 0
+    assert second["node_url"] is None  # only a page on a node names one
