@@ -158,9 +158,6 @@ class NodeMetrics:
     def refused(self, code: int) -> None:
         self.frames_refused.labels(_code_name(code)).inc()
 
-    def decoded(self, seconds: float) -> None:
-        self._stage["decode"].observe(seconds)
-
     def batch(self, size: int) -> None:
         self.batch_size.observe(size)
 
@@ -172,6 +169,8 @@ class NodeMetrics:
             self._stage["inference"].observe(outcome.inference_ms / 1000.0)
             self._stage["post"].observe(outcome.post_ms / 1000.0)
             node_ms = outcome.queue_ms + outcome.inference_ms + outcome.post_ms
+            if outcome.decode_ms is not None:  # a compressed frame (IMAGE)
+                self._stage["decode"].observe(outcome.decode_ms / 1000.0)
             self._stage["node"].observe(node_ms / 1000.0)
             if self.latency is not None:
                 self.latency.add(node_ms)

@@ -50,6 +50,7 @@ def test_outcomes_move_answered_dropped_refused_and_the_stage_histograms() -> No
     m.frame_received()
     m.frame_received()
     m.outcome(Result(1, 0.0, 2.0, 10.0, 1.0, 2, ()))
+    m.outcome(Result(4, 0.0, 2.0, 10.0, 1.0, 2, (), decode_ms=0.8))
     m.outcome(Dropped(2, DropReason.SUPERSEDED))
     m.outcome(Error(ErrorCode.INFERENCE_FAILED, "x", 3))
     m.refused(ErrorCode.WRONG_SHAPE)
@@ -60,7 +61,8 @@ def test_outcomes_move_answered_dropped_refused_and_the_stage_histograms() -> No
     got = samples(m.render().decode())
 
     assert got[("edgesight_node_frames_received_total", ())] == 2
-    assert got[("edgesight_node_frames_answered_total", ())] == 1
+    assert got[("edgesight_node_frames_answered_total", ())] == 2
+    assert got[("edgesight_node_stage_seconds_count", (("stage", "decode"),))] == 1
     assert got[("edgesight_node_frames_dropped_total", (("reason", "superseded"),))] == 1
     assert got[("edgesight_node_frames_dropped_total", (("reason", "shutting_down"),))] == 0
     refused = "edgesight_node_messages_refused_total"
@@ -73,8 +75,8 @@ def test_outcomes_move_answered_dropped_refused_and_the_stage_histograms() -> No
     # node time 13 ms: in the 15 ms bucket, not in the 12.5 ms one
     node = (("stage", "node"),)
     assert got[("edgesight_node_stage_seconds_bucket", (("le", "0.0125"), *node))] == 0
-    assert got[("edgesight_node_stage_seconds_bucket", (("le", "0.015"), *node))] == 1
-    assert got[("edgesight_node_stage_seconds_sum", node)] == pytest.approx(0.013)
+    assert got[("edgesight_node_stage_seconds_bucket", (("le", "0.015"), *node))] == 2
+    assert got[("edgesight_node_stage_seconds_sum", node)] == pytest.approx(0.026)
     assert got[("edgesight_node_recent_p95_seconds", ())] == pytest.approx(0.013)
     assert got[("edgesight_node_sla_objective_seconds", ())] == pytest.approx(0.030)
     info = [k for k in got if k[0] == "edgesight_node_info"]

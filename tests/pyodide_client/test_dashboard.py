@@ -168,8 +168,12 @@ def test_report_summarises_what_the_user_saw_since_the_last_report() -> None:
     first = board.report(1900.0, "node", "ws://gpu-1:8001/ws")
     second = board.report(1950.0, "local", "ws://gpu-1:8001/ws")
 
-    assert first["mode"] == "node" and first["node_url"] == "ws://gpu-1:8001/ws"
-    assert first["frames"] == 10 and first["dropped"] == 1
-    assert first["latency_p50_ms"] == 50.0 and first["fps"] == 10.0
-    assert second["frames"] == 0 and second["dropped"] == 0
+    assert first["mode"] == "node"
+    assert first["node_url"] == "ws://gpu-1:8001/ws"
+    assert first["frames"] == 10
+    assert first["dropped"] == 1
+    assert first["latency_p50_ms"] == 50.0
+    assert first["fps"] == 10.0
+    assert second["frames"] == 0
+    assert second["dropped"] == 0
     assert second["node_url"] is None  # only a page on a node names one
