@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pyodide_client.node_url import node_url_problem
+
 from . import NodeError
 
 __all__ = ["DEFAULT_MODEL_PATH", "NodeSettings", "SettingsError"]
@@ -158,9 +160,7 @@ def _check_registry(s: NodeSettings) -> None:
             "a ws:// URL when the port is 0 (the URL cannot be guessed)",
         )
     if s.public_url:
-        _check(
-            s.public_url.startswith(("ws://", "wss://")),
-            "public_url",
-            s.public_url,
-            "a ws:// or wss:// URL",
-        )
+        # "{hostname}": `edgesight serve` registers that for a node bound to all interfaces
+        problem = node_url_problem(s.public_url, allow_template=True)
+        if problem:
+            raise SettingsError(f"EDGESIGHT_PUBLIC_URL (public_url): {problem}")

@@ -19,6 +19,7 @@ Runs unchanged under CPython in tests: JS buffers are accepted through ``to_byte
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 from typing import Any, Protocol
 
@@ -27,7 +28,7 @@ from .local import LocalEngine, LocalError
 from .model_card import ModelCard
 from .postprocess import FrameBox, PostprocessSettings
 from .protocol import Error, ErrorCode, Hello, Ping, Pong, ProtocolError, parse
-from .routing import Connect, Fallback, NodeInfo, Router, Switch
+from .routing import Connect, Fallback, NodeInfo, Router, Switch, usable_nodes
 from .stream import (
     Detections,
     Event,
@@ -40,6 +41,9 @@ from .stream import (
 )
 
 __all__ = ["BrowserClient", "stall_deadline_ms"]
+
+# In Pyodide, stderr (where an unconfigured logger's warnings go) is the console's warning.
+log = logging.getLogger(__name__)
 
 STALL_MIN_MS = 750.0
 STALL_MAX_MS = 3000.0
@@ -88,7 +92,10 @@ class BrowserClient:
 
     def __init__(self, config_json: str, model_card_json: str) -> None:
         config = json.loads(config_json)
-        self.static_urls: list[str] = list(config.get("node_urls", []))
+        static, problems = usable_nodes(config.get("node_urls", []))
+        self.static_urls: list[str] = [info.url for info in static]
+        self._warned: set[str] = set()  # each skipped entry is reported once, not every 2 s
+        self._warn(problems)
         self.max_in_flight = int(config.get("max_in_flight", 2))
         self.local_threads = int(config.get("local_threads", 0))  # 0: decide from the page
         self.card = ModelCard.from_json(model_card_json)
@@ -112,13 +119,17 @@ class BrowserClient:
         """The registry's list (``GET /api/nodes``); static URLs always stay candidates."""
         entries = json.loads(nodes_json)
         nodes = entries.get("nodes", entries) if isinstance(entries, dict) else entries
-        # The registry lists configured (static) nodes with null load fields: unknown.
-        self._registry = [
-            NodeInfo.from_mapping({key: value for key, value in node.items() if value is not None})
-            for node in nodes
-            if node.get("url")
-        ]
+        if not isinstance(nodes, list):
+            raise ValueError(f"expected a list of nodes, got {type(nodes).__name__}")
+        self._registry, problems = usable_nodes(nodes)
+        self._warn(problems)
         self._update_candidates(now_ms)
+
+    def _warn(self, problems: list[str]) -> None:
+        for problem in problems:
+            if problem not in self._warned and len(self._warned) < 1000:
+                self._warned.add(problem)
+                log.warning("%s", problem)
 
     def _update_candidates(self, now_ms: float) -> None:
         listed = {info.url for info in self._registry}

@@ -36,6 +36,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .backoff import Backoff
+from .node_url import node_url_problem
 
 __all__ = [
     "Connect",
@@ -46,6 +47,7 @@ __all__ = [
     "RoutingSettings",
     "Stay",
     "Switch",
+    "usable_nodes",
 ]
 
 
@@ -61,6 +63,7 @@ class RoutingSettings:
     connect_timeout_ms: float = 5000.0  # a Connect/Switch with no HELLO by then has failed
     first_probe_wait_ms: float = 500.0  # at start, wait this long for pings before going blind
     rtt_window: int = 5  # samples in each median (pings, round trips, transfer)
+    max_probes_in_flight: int = 4  # probe sockets open at once (the current node's not counted)
     backoff_initial_ms: float = 500.0
     backoff_max_ms: float = 30000.0
     backoff_jitter: float = 0.2
@@ -77,8 +80,10 @@ class RoutingSettings:
         for name in ("probe_interval_ms", "probe_timeout_ms", "connect_timeout_ms"):
             if getattr(self, name) <= 0:
                 _fail(name, getattr(self, name), "a time > 0 ms")
-        if not (isinstance(self.rtt_window, int) and self.rtt_window >= 1):
-            _fail("rtt_window", self.rtt_window, "an integer >= 1")
+        for name in ("rtt_window", "max_probes_in_flight"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                _fail(name, value, "an integer >= 1")
         if not 0 < self.backoff_initial_ms <= self.backoff_max_ms:
             _fail("backoff_initial_ms", self.backoff_initial_ms, "0 < ms <= backoff_max_ms")
 
@@ -132,6 +137,30 @@ class NodeInfo:
     @property
     def is_full(self) -> bool:
         return 0 < self.max_streams <= self.streams
+
+
+def usable_nodes(listing: Iterable[object]) -> tuple[list[NodeInfo], list[str]]:
+    """The entries of a node list (``GET /api/nodes``' ``nodes``, or configured URLs) the
+    page can use, and for each other one why it was skipped. One bad entry (a URL the
+    browser would refuse, a field of the wrong type) never costs the good ones."""
+    usable: list[NodeInfo] = []
+    problems: list[str] = []
+    for item in listing:
+        data: Mapping[str, object] = {"url": item} if isinstance(item, str) else {}
+        if isinstance(item, Mapping):
+            # null: the registry does not know (a static node's load): keep the default
+            data = {key: value for key, value in item.items() if value is not None}
+        url = data.get("url")
+        problem = node_url_problem(url, allow_template=True)
+        if problem is None:
+            try:
+                usable.append(NodeInfo.from_mapping(data))
+                continue
+            except ValueError as exc:
+                problem = str(exc)
+        shown = repr(url) if isinstance(url, str) else f"an entry ({type(item).__name__})"
+        problems.append(f"node {shown[:90]} skipped: {problem}")
+    return usable, problems
 
 
 @dataclass(frozen=True)
@@ -339,28 +368,33 @@ class Router:
 
     # -- what the driver asks --------------------------------------------------------------
     def probes_due(self, now_ms: float) -> list[str]:
-        """URLs to PING now: unmeasured ones first (by URL), then those not pinged for
-        ``probe_interval_ms`` (oldest first). Never a node in backoff or cool-down, nor
-        one with a ping still out. The returned URLs count as pinged at ``now_ms``."""
+        """URLs to PING now: the current node when due, then candidates never pinged (by
+        URL), then the others due (unmeasured after a failure, or not pinged for
+        ``probe_interval_ms``), longest unpinged first, so that all take turns. Never a node
+        in backoff or cool-down, nor one with a ping still out; at most
+        ``max_probes_in_flight`` candidate pings out at once (issue 8: a page given 5000
+        nodes opened 5005 sockets at once). The returned URLs count as pinged at ``now_ms``."""
         self._expire(now_ms)
-        fresh: list[str] = []
-        stale: list[tuple[float, str]] = []
+        due: list[tuple[float, str]] = []
+        in_flight = 0
         for url, node in self._nodes.items():
+            if node.probe_sent_ms is not None:
+                if url != self._current:
+                    in_flight += 1
+                continue
             is_candidate = node.is_listed and not node.info.is_full
-            if node.probe_sent_ms is not None or now_ms < node.blocked_until_ms:
+            if now_ms < node.blocked_until_ms or not (is_candidate or url == self._current):
                 continue
-            if not (is_candidate or url == self._current):
-                continue
-            if not node.rtts_ms:
-                fresh.append(url)
-            elif node.last_probe_ms is None:
-                stale.append((-math.inf, url))
-            elif now_ms - node.last_probe_ms >= self.settings.probe_interval_ms:
-                stale.append((node.last_probe_ms, url))
-        due = sorted(fresh) + [url for _, url in sorted(stale)]
-        for url in due:
+            last_ms = -math.inf if node.last_probe_ms is None else node.last_probe_ms
+            if not node.rtts_ms or now_ms - last_ms >= self.settings.probe_interval_ms:
+                due.append((last_ms, url))
+        due.sort()
+        chosen = [url for _, url in due if url == self._current]
+        room = max(0, self.settings.max_probes_in_flight - in_flight)
+        chosen += [url for _, url in due if url != self._current][:room]
+        for url in chosen:
             self._nodes[url].probe_sent_ms = self._nodes[url].last_probe_ms = now_ms
-        return due
+        return chosen
 
     def decide(self, now_ms: float) -> Decision:
         self._expire(now_ms)

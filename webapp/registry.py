@@ -23,7 +23,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+
+from pyodide_client.node_url import node_url_problem
 
 from . import WebappError
 from .settings import WebappSettings
@@ -47,8 +48,9 @@ log = logging.getLogger(__name__)
 NODE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 MAX_TEXT_CHARS = 200
-MAX_URL_CHARS = 2048
 MAX_JSON_INT = 2**53 - 1  # the largest integer a browser's JSON.parse keeps exact
+MAX_LOAD_COUNT = 1_000_000  # streams, queue depth: far above any real node
+MAX_INFERENCE_MS = 3_600_000.0  # an hour: anything above is a unit mistake
 
 
 class RegistryError(WebappError):
@@ -94,14 +96,8 @@ def _node_id(value: object) -> str | None:
 
 
 def _ws_url(value: object) -> str | None:
-    if not isinstance(value, str):
-        return f"expected a string, got {type(value).__name__}"
-    if len(value) > MAX_URL_CHARS or not value.isprintable() or " " in value:
-        return f"expected a URL of at most {MAX_URL_CHARS} printable characters, no spaces"
-    parts = urlsplit(value)
-    if parts.scheme not in ("ws", "wss") or not parts.netloc:
-        return f"expected a ws:// or wss:// URL with a host, got {value!r:.60}"
-    return None
+    # "{hostname}": what `edgesight serve` registers for a node bound to all interfaces
+    return node_url_problem(value, allow_template=True)
 
 
 def _sha256(value: object) -> str | None:
@@ -110,20 +106,27 @@ def _sha256(value: object) -> str | None:
     return None
 
 
-def _count(value: object, minimum: int = 0) -> str | None:
+def _shown(value: int | float) -> str:
+    """A number for a message: never thousands of digits."""
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:12]}...({len(text)} digits)"
+
+
+def _count(value: object, minimum: int = 0, maximum: int = MAX_LOAD_COUNT) -> str | None:
     # bool is an int in Python, but true is not a count in JSON
     if isinstance(value, bool) or not isinstance(value, int):
         return f"expected an integer, got {type(value).__name__}"
-    if not minimum <= value <= MAX_JSON_INT:
-        return f"expected an integer >= {minimum}, got {value}"
+    if not minimum <= value <= maximum:
+        return f"expected an integer from {minimum} to {maximum}, got {_shown(value)}"
     return None
 
 
 def _ms(value: object) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return f"expected a number, got {type(value).__name__}"
-    if not math.isfinite(value) or value < 0:
-        return f"expected a finite number >= 0, got {value}"
+    # compared as they are: float() of a 400-digit integer raises OverflowError
+    if not (0 <= value <= MAX_INFERENCE_MS) or (isinstance(value, float) and math.isnan(value)):
+        return f"expected a number from 0 to {MAX_INFERENCE_MS:.0f} ms, got {_shown(value)}"
     return None
 
 
@@ -135,7 +138,7 @@ _FIELDS: dict[str, tuple[Callable[[object], str | None], object]] = {
     "site": (lambda v: _text(v, allow_empty=True), ""),
     "provider": (_text, None),
     "device": (_text, None),
-    "device_memory_bytes": (_count, 0),
+    "device_memory_bytes": (lambda v: _count(v, maximum=MAX_JSON_INT), 0),
     "model": (_text, None),
     "model_sha256": (_sha256, None),
     "streams": (_count, None),

@@ -25,11 +25,57 @@ __all__ = ["MAX_HEARTBEAT_BYTES", "registry_routes"]
 log = logging.getLogger(__name__)
 
 MAX_HEARTBEAT_BYTES = 16 * 1024
+MAX_HEARTBEAT_FIELDS = 64  # unknown fields are ignored (newer nodes), but not without end
+MAX_JSON_DEPTH = 8  # a heartbeat is flat; room for a newer node's small nested fields
 NO_STORE = {"Cache-Control": "no-store"}
 
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class _BadBody(ValueError):
+    """A body that is no usable JSON object; the message says what was expected."""
+
+
+def _refuse_constant(name: str) -> object:
+    raise _BadBody(f"expected finite numbers, got {name}")
+
+
+def _depth_over(value: object, limit: int) -> bool:
+    """True when ``value`` nests containers deeper than ``limit``; iterative, so that the
+    check itself cannot overflow the stack."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        if children and depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _decode(body: bytes) -> object:
+    """The heartbeat's JSON, or ``_BadBody``: never an exception that becomes a 500."""
+    try:
+        data = json.loads(body, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise _BadBody(f"expected JSON nested at most {MAX_JSON_DEPTH} deep") from None
+    except UnicodeDecodeError:
+        raise _BadBody("expected UTF-8 JSON") from None
+    except json.JSONDecodeError as exc:
+        raise _BadBody(f"expected a JSON object: {exc.msg} at character {exc.pos}") from None
+    except ValueError as exc:  # an integer of more than 4300 digits, or a NaN from above
+        raise _BadBody(
+            str(exc) if isinstance(exc, _BadBody) else "expected smaller numbers"
+        ) from None
+    if isinstance(data, dict) and len(data) > MAX_HEARTBEAT_FIELDS:
+        raise _BadBody(f"expected at most {MAX_HEARTBEAT_FIELDS} fields, got {len(data)}")
+    if _depth_over(data, MAX_JSON_DEPTH):
+        raise _BadBody(f"expected JSON nested at most {MAX_JSON_DEPTH} deep")
+    return data
 
 
 def _client_address(request: Request) -> str:
@@ -89,15 +135,15 @@ def registry_routes(registry: NodeRegistry, secret: str) -> list[Route]:
         if refused is not None:
             return refused
         try:
-            data = json.loads(await _read_body(request))
+            data = _decode(await _read_body(request))
         except _BodyTooLarge:
             return JSONResponse(
                 {"error": f"heartbeat over {MAX_HEARTBEAT_BYTES} bytes"}, status_code=413
             )
         except ClientDisconnect:  # a node stopping mid-heartbeat; nobody reads an answer
             return Response(status_code=400)
-        except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            return _invalid([{"field": "body", "detail": "expected a JSON object"}])
+        except _BadBody as exc:
+            return _invalid([{"field": "body", "detail": str(exc)}])
         try:
             entry = NodeEntry.parse(data)
             is_new = await registry.heartbeat(entry)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pyodide_client.node_url import node_url_problem
+
 from . import WebappError
 
 __all__ = ["PROJECT_ROOT", "SettingsError", "WebappSettings"]
@@ -59,10 +61,9 @@ class WebappSettings:
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"EDGESIGHT_PORT (port): expected 0..65535, got {self.port!r}")
         for url in self.node_urls:
-            if not url.startswith(("ws://", "wss://")):
-                raise SettingsError(
-                    f"EDGESIGHT_NODE_URLS (node_urls): expected ws:// or wss:// URLs, got {url!r}"
-                )
+            problem = node_url_problem(url, allow_template=True)
+            if problem:
+                raise SettingsError(f"EDGESIGHT_NODE_URLS (node_urls): {problem}")
         if not 1 <= self.max_in_flight <= 64:
             raise SettingsError(
                 "EDGESIGHT_FRAMES_IN_FLIGHT (max_in_flight): expected 1..64, "
@@ -87,7 +88,7 @@ class WebappSettings:
             if key not in environ:
                 continue
             raw = environ[key]
-            if name in ("port", "max_in_flight", "local_threads", "missed_heartbeats"):
+            if name in _INTEGERS:
                 try:
                     values[name] = int(raw)
                 except ValueError:
@@ -108,6 +109,12 @@ class WebappSettings:
         return replace(settings, **given) if given else settings
 
 
+_INTEGERS = (
+    "port",
+    "max_in_flight",
+    "local_threads",
+    "missed_heartbeats",
+)
 MIN_SECRET_CHARS = 16
 
 

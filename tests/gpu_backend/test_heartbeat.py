@@ -332,3 +332,24 @@ def test_serve_registers_its_node_with_its_own_web_app_only_with_a_secret() -> N
     registering = _with_own_registry(_node_settings(args, env), args, env)
     assert registering.registry_url == "http://127.0.0.1:8100"
     assert registering.public_url == "ws://127.0.0.1:8101/ws"  # the static entry it replaces
+
+
+@pytest.mark.parametrize(
+    ("public_url", "expected"),
+    [
+        ("ws://0:99999/ws", "port from 1 to 65535"),
+        ("ws://[::1/ws", "IPv6 address in brackets"),
+        ("wss://user@node/ws", "user name or password"),
+    ],
+)
+def test_a_public_url_browsers_refuse_stops_the_node_at_start(
+    public_url: str, expected: str
+) -> None:
+    with pytest.raises(SettingsError, match="EDGESIGHT_PUBLIC_URL") as raised:
+        NodeSettings.from_env({"EDGESIGHT_PUBLIC_URL": public_url})
+    assert expected in str(raised.value)
+
+
+def test_the_hostname_template_is_a_valid_public_url() -> None:
+    settings = NodeSettings(public_url="ws://{hostname}:8101/ws")
+    assert settings.public_url == "ws://{hostname}:8101/ws"

@@ -1175,3 +1175,22 @@ def test_js_buffers_are_accepted_wherever_bytes_are() -> None:
         client.on_local_output(local_id, JsBuffer(boxes), JsBuffer(scores), 50.0, 460.0)
     )
     assert [(e["source"], e["boxes"][0]["label"]) for e in local] == [("local", "cat")]
+
+
+def test_a_bad_registry_entry_is_skipped_with_one_warning_and_the_good_ones_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # issue 8: a URL the browser refuses made the page throw at every tick
+    good = "ws://good:8001/ws"
+    listing = json.dumps({"nodes": [{"url": "ws://0:99999/ws"}, {"url": good, "name": "good"}]})
+    client = make_client("ws://[::1/ws")
+    with caplog.at_level("WARNING", logger="pyodide_client.browser"):
+        client.update_nodes(listing, 0.0)
+        client.update_nodes(listing, 2000.0)  # the next refresh: no second warning
+
+    assert client.static_urls == []
+    assert {"do": "probe", "url": good} in tick(client, 2000.0)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2
+    assert "ws://[::1/ws" in warnings[0]
+    assert "ws://0:99999/ws" in warnings[1]

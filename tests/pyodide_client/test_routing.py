@@ -616,3 +616,86 @@ def test_registry_nulls_mean_unknown_and_keep_the_defaults() -> None:
     }
     info = NodeInfo.from_mapping(listed)
     assert info == NodeInfo(url="ws://a/ws", name="ws://a/ws")
+
+
+# -- how many probes at once (issue 8: 5000 listed nodes opened 5005 sockets) ---------------
+
+
+def many(count: int) -> list[str]:
+    return [f"ws://n{i:04d}:8001/ws" for i in range(count)]
+
+
+def test_at_most_max_probes_in_flight_pings_are_out_at_once() -> None:
+    router = make_router(many(5000), max_probes_in_flight=4)
+
+    first = router.probes_due(0.0)
+
+    assert first == many(4)  # never pinged: by URL
+    assert router.probes_due(100.0) == []  # all four still out
+    router.record_rtt(first[0], 10.0, 150.0)
+    router.record_failure(first[1], 150.0)  # a failed probe frees its slot too
+    assert router.probes_due(200.0) == [many(5000)[4], many(5000)[5]]
+
+
+def test_an_unanswered_probe_frees_its_slot_at_the_probe_timeout() -> None:
+    router = make_router(many(10), max_probes_in_flight=2, probe_timeout_ms=2000.0)
+    assert router.probes_due(0.0) == many(2)
+    assert router.probes_due(1999.0) == []
+    assert router.probes_due(2000.0) == many(10)[2:4]
+
+
+def test_every_node_gets_its_turn_in_rotation() -> None:
+    nodes = many(10)
+    router = make_router(nodes, max_probes_in_flight=3, probe_interval_ms=1000.0)
+    seen: list[str] = []
+    now_ms = 0.0
+    for _ in range(20):  # every node measured: ceil(10 / 3) rounds
+        due = answer_pings(router, dict.fromkeys(nodes, 5.0), now_ms)
+        seen += due
+        now_ms += 100.0
+    assert seen[:10] == nodes  # the first pass, in URL order, three at a time
+    # then the re-pings come round oldest first, each node once per pass
+    second_pass = seen[10:20]
+    assert sorted(second_pass) == nodes
+    assert second_pass == nodes
+
+
+def test_the_current_node_is_pinged_when_due_whatever_the_candidates_do() -> None:
+    nodes = many(6)
+    router = make_router(nodes, max_probes_in_flight=1, probe_interval_ms=1000.0)
+    answer_pings(router, {nodes[0]: 5.0}, 0.0)
+    router.decide(0.0)
+    router.record_connected(nodes[0], 10.0)
+    router.probes_due(20.0)  # a candidate's ping takes the one slot, and stays out
+    due = router.probes_due(1000.0)
+    assert due == [nodes[0]]  # the current node's own ping needs no slot
+
+
+def test_max_probes_in_flight_is_checked() -> None:
+    with pytest.raises(ValueError, match="max_probes_in_flight: expected an integer >= 1"):
+        RoutingSettings(max_probes_in_flight=0)
+
+
+# -- which listed entries the page can use -------------------------------------------------
+
+
+def test_usable_nodes_skip_each_bad_entry_and_say_why() -> None:
+    listing: list[object] = [
+        {"url": "ws://good:8001/ws", "name": "good", "inference_ms": None},
+        {"url": "ws://0:99999/ws", "name": "typo"},  # the browser throws on this one
+        {"url": "ws://[::1/ws"},
+        {"url": "ws://fine:8001/ws", "streams": "many"},
+        {"name": "no url"},
+        "ws://{hostname}:8001/ws",
+        42,
+    ]
+
+    usable, problems = routing.usable_nodes(listing)
+
+    assert [info.url for info in usable] == ["ws://good:8001/ws", "ws://{hostname}:8001/ws"]
+    assert len(problems) == 5
+    assert "'ws://0:99999/ws' skipped: expected a port from 1 to 65535" in problems[0]
+    assert "IPv6 address in brackets" in problems[1]
+    assert "NodeInfo.streams" in problems[2]
+    assert "an entry (dict) skipped" in problems[3]
+    assert "an entry (int) skipped" in problems[4]

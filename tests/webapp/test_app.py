@@ -96,10 +96,10 @@ def test_missing_npm_runtimes_say_how_to_install(settings: WebappSettings, tmp_p
 
 def test_settings_come_from_the_environment_and_name_bad_keys() -> None:
     settings = WebappSettings.from_env(
-        {"EDGESIGHT_PORT": "9000", "EDGESIGHT_NODE_URLS": "ws://a:1/ws, wss://b/ws"}
+        {"EDGESIGHT_PORT": "9000", "EDGESIGHT_NODE_URLS": "ws://a:2/ws, wss://b/ws"}
     )
     assert settings.port == 9000
-    assert settings.node_urls == ("ws://a:1/ws", "wss://b/ws")
+    assert settings.node_urls == ("ws://a:2/ws", "wss://b/ws")
     with pytest.raises(SettingsError, match="EDGESIGHT_PORT"):
         WebappSettings.from_env({"EDGESIGHT_PORT": "eighty"})
     with pytest.raises(SettingsError, match="EDGESIGHT_NODE_URLS"):

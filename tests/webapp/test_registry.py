@@ -4,6 +4,7 @@ with a fake clock, Redis with TTLs), plus the registry settings."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -280,6 +281,51 @@ def test_a_body_that_is_no_json_object_is_422_naming_the_body(
     assert [e["field"] for e in response.json()["errors"]] == ["body"]
 
 
+def _nested(depth: int) -> bytes:
+    return b'{"node_id": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        # each of these answered 500 with a traceback before (issue 8)
+        (json.dumps(heartbeat(inference_ms=10**400)).encode(), "from 0 to 3600000 ms"),
+        (json.dumps(heartbeat(url="ws://[::1/ws")).encode(), "IPv6 address in brackets"),
+        (_nested(5000), "nested at most"),
+        (_nested(20), "nested at most"),
+        (json.dumps(heartbeat(streams=10**400)).encode(), "from 0 to 1000000"),
+        (b'{"queue_depth": 1' + b"0" * 5000 + b"}", "smaller numbers"),
+        (json.dumps(heartbeat(inference_ms=float("nan"))).encode(), "got NaN"),
+        (json.dumps(heartbeat(inference_ms=float("inf"))).encode(), "got Infinity"),
+        (b'{"inference_ms": 1e400}', "got inf"),
+        (json.dumps(heartbeat(url="ws://0:99999/ws")).encode(), "port from 1 to 65535"),
+        (json.dumps(heartbeat(url="ws://gpu-1:8001/ws#x")).encode(), "fragment"),
+        (json.dumps(heartbeat(url="ws://me@gpu-1:8001/ws")).encode(), "user name"),
+        (json.dumps(heartbeat(url=["ws://gpu-1/ws"])).encode(), "got list"),
+        (json.dumps(heartbeat(name="n" * 201)).encode(), "at most 200 characters"),
+        (json.dumps(heartbeat(**{f"x{i}": i for i in range(100)})).encode(), "at most 64 fields"),
+        (b'"' + b"a" * 1000 + b'"', "expected a JSON object"),
+        (b"[" * 3000 + b"]" * 3000, "nested at most"),
+    ],
+)
+def test_every_bad_body_is_4xx_with_a_message(
+    make_client: MakeClient, body: bytes, detail: str
+) -> None:
+    client = make_client()
+
+    response = client.post(
+        "/api/nodes/register",
+        content=body,
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 422, response.text
+    details = " ".join(e["detail"] for e in response.json()["errors"])
+    assert detail in details
+    assert "Traceback" not in response.text
+    assert listed(client) == []
+
+
 def test_an_oversized_heartbeat_is_413(make_client: MakeClient) -> None:
     client = make_client()
     body = heartbeat(padding="x" * MAX_HEARTBEAT_BYTES)
@@ -410,3 +456,20 @@ def test_a_store_that_stops_answering_is_503_not_a_crash() -> None:
     assert client.get("/api/nodes").status_code == 503
     assert client.post("/api/nodes/register", json=heartbeat(), headers=AUTH).status_code == 503
     assert client.delete("/api/nodes/gpu-1", headers=AUTH).status_code == 503
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("ws://0:99999/ws", "port from 1 to 65535"),
+        ("ws://[::1/ws", "IPv6 address in brackets"),
+        ("ws://node:8001/ws#here", "no fragment"),
+        ("http://node:8001/ws", "ws:// or wss://"),
+    ],
+)
+def test_a_static_node_url_browsers_refuse_stops_the_web_app_at_start(
+    url: str, expected: str
+) -> None:
+    with pytest.raises(SettingsError, match="EDGESIGHT_NODE_URLS") as raised:
+        WebappSettings.from_env({"EDGESIGHT_NODE_URLS": f"ws://{{hostname}}:8001/ws, {url}"})
+    assert expected in str(raised.value)
