@@ -1,8 +1,9 @@
 """The inference engine seam and its onnxruntime implementation.
 
-An ``Engine`` takes a uint8 batch [B, 3, S, S] and returns the model's raw ``boxes``
+An ``Engine`` takes a uint8 batch [B, 3, H, W] and returns the model's raw ``boxes``
 [B, A, 4] and ``scores`` [B, A, C] float32 arrays. It is called from one worker thread,
-never from the event loop.
+never from the event loop. Input and output names come from the model card (model.json);
+a model whose card fixes the batch at 1 is run one frame at a time.
 """
 
 from __future__ import annotations
@@ -84,8 +85,12 @@ class OnnxEngine:
         provider: str = "auto",
         device_id: int = 0,
         intra_op_threads: int = 0,
+        card: ModelCard | None = None,
     ) -> None:
         import onnxruntime as ort  # deferred: tests of other modules need not load it
+
+        if card is None:
+            card = load_model(model_path).card
 
         available = ort.get_available_providers()
         has_cuda = "CUDAExecutionProvider" in available
@@ -107,8 +112,16 @@ class OnnxEngine:
             raise EngineError(f"onnxruntime could not load {model_path}: {exc}") from exc
         self._provider = str(self._session.get_providers()[0])
         self._device_name = f"cuda:{device_id}" if self._provider.startswith("CUDA") else "cpu"
-        self._input_name = self._session.get_inputs()[0].name
-        self._output_names = ["boxes", "scores"]
+        self._input_name = card.input_name
+        self._output_names = [card.boxes_output, card.scores_output]
+        self._is_batch_of_one = card.fixed_batch == 1
+        inputs = [i.name for i in self._session.get_inputs()]
+        outputs = [o.name for o in self._session.get_outputs()]
+        if inputs != [card.input_name] or not set(self._output_names) <= set(outputs):
+            raise EngineError(
+                f"{model_path}: model.json names input {card.input_name!r} and outputs "
+                f"{self._output_names}, but the model has inputs {inputs} and outputs {outputs}"
+            )
         log.info(
             "onnxruntime %s: model %s runs on %s (%s); available providers: %s",
             ort.__version__,
@@ -127,5 +140,11 @@ class OnnxEngine:
         return self._device_name
 
     def infer(self, images: UInt8Array) -> tuple[Float32Array, Float32Array]:
+        if self._is_batch_of_one and len(images) != 1:
+            parts = [self.infer(images[i : i + 1]) for i in range(len(images))]
+            return (
+                np.concatenate([p[0] for p in parts]),
+                np.concatenate([p[1] for p in parts]),
+            )
         boxes, scores = self._session.run(self._output_names, {self._input_name: images})
         return boxes, scores

@@ -67,8 +67,7 @@ class Node:
 
     @property
     def frame_shape(self) -> tuple[int, int, int]:
-        size = self.model.card.input_size_px
-        return (3, size, size)
+        return self.model.card.frame_shape
 
     def describe(self) -> dict[str, object]:
         """What /readyz reports: enough for a person or a registry to judge the node."""

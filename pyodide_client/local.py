@@ -117,7 +117,11 @@ class LocalEngine:
         if not self.can_run():
             raise LocalError(f"local inference is not ready for a frame (state {self.state.value})")
         box = self._letterbox = Letterbox.reuse(
-            self._letterbox, width_px, height_px, self.card.input_size_px
+            self._letterbox,
+            width_px,
+            height_px,
+            self.card.input_width_px,
+            self.card.input_height_px,
         )
         frame_id = self._next_frame_id
         self._next_frame_id += 1

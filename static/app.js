@@ -161,7 +161,7 @@ async function main() {
     try {
       await local.start({
         ortUrl: config.ort_url, modelUrl: config.model.url, threads,
-        size: config.model.input_size, checkSha256: (hex) => client.local_check_model(hex),
+        io: config.model.io, checkSha256: (hex) => client.local_check_model(hex),
       });
       client.local_loaded();
     } catch (err) {

@@ -8,7 +8,8 @@ export class LocalEngine {
   }
 
   // Resolves with the thread count once the worker's session is ready.
-  async start({ ortUrl, modelUrl, threads, size, checkSha256 }) {
+  // io: the model card's input/output names and input size (config.model.io).
+  async start({ ortUrl, modelUrl, threads, io, checkSha256 }) {
     const response = await fetch(modelUrl);
     if (!response.ok) throw new Error(`the model download failed: HTTP ${response.status}`);
     const model = await response.arrayBuffer();
@@ -28,7 +29,7 @@ export class LocalEngine {
       };
       this.worker.onerror = (event) => reject(new Error(event.message || "the worker failed"));
     });
-    this.worker.postMessage({ type: "init", ortUrl, model, threads, size }, [model]);
+    this.worker.postMessage({ type: "init", ortUrl, model, threads, io }, [model]);
     const actualThreads = await ready;
     this.worker.onmessage = ({ data }) => {
       if (data.type === "output") this.handlers.onoutput(data);

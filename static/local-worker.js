@@ -1,28 +1,29 @@
 // Web Worker: runs the detector with onnxruntime-web (Wasm) off the main thread, so the
 // video stays smooth. Moves tensors in and raw outputs out; post-processing is Python's.
+// The input and output names and the input's width and height are the model card's (io).
 
 let ort = null;
 let session = null;
-let inputSize = 0;
+let io = null; // { input, width, height, boxes, scores } from model.json
 
-async function init({ ortUrl, model, threads, size }) {
+async function init({ ortUrl, model, threads, io: modelIo }) {
   ort = await import(`${ortUrl}ort.wasm.min.mjs`);
   ort.env.wasm.wasmPaths = ortUrl;
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.proxy = false;
-  inputSize = size;
+  io = modelIo;
   session = await ort.InferenceSession.create(new Uint8Array(model), {
     executionProviders: ["wasm"],
     graphOptimizationLevel: "all",
   });
   // The first run allocates and plans; pay for it before the first real frame.
-  await run(new Uint8Array(3 * size * size));
+  await run(new Uint8Array(3 * io.width * io.height));
 }
 
 async function run(tensor) {
-  const input = new ort.Tensor("uint8", tensor, [1, 3, inputSize, inputSize]);
-  const outputs = await session.run({ images: input });
-  return [own(outputs.boxes.data), own(outputs.scores.data)];
+  const input = new ort.Tensor("uint8", tensor, [1, 3, io.height, io.width]);
+  const outputs = await session.run({ [io.input]: input }, [io.boxes, io.scores]);
+  return [own(outputs[io.boxes].data), own(outputs[io.scores].data)];
 }
 
 // A Float32Array whose buffer is its own, so it can be transferred without copying more.

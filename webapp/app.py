@@ -98,7 +98,14 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
             "sha256": card.sha256,
             "url": f"/models/{card.file}",
             "card_url": "/models/model.json",
-            "input_size": card.input_size_px,
+            # What the Wasm worker feeds and reads: the card's names, never hard-coded.
+            "io": {
+                "input": card.input_name,
+                "width": card.input_width_px,
+                "height": card.input_height_px,
+                "boxes": card.boxes_output,
+                "scores": card.scores_output,
+            },
         },
         "kiosk": False,
     }

@@ -60,7 +60,7 @@ def raw_session(sidecar: dict[str, Any]) -> ort.InferenceSession:
     raw = Path(os.environ.get("EDGESIGHT_RAW_MODEL", RAW_DEFAULT))
     if not raw.is_file():
         pytest.skip(f"raw model not available at {raw}")
-    assert hashlib.sha256(raw.read_bytes()).hexdigest() == sidecar["source"]["raw_sha256"]
+    assert hashlib.sha256(raw.read_bytes()).hexdigest() == sidecar["provenance"]["raw_sha256"]
     return _session(raw)
 
 
@@ -154,7 +154,7 @@ def test_metadata_props(session: ort.InferenceSession, sidecar: dict[str, Any]) 
     assert sidecar["classes"][0] == "person"
     assert sidecar["classes"][15] == "cat"
     assert meta["edgesight.input_size"] == "416"
-    assert meta["edgesight.raw_sha256"] == sidecar["source"]["raw_sha256"]
+    assert meta["edgesight.raw_sha256"] == sidecar["provenance"]["raw_sha256"]
     assert "Apache-2.0" in meta["edgesight.licence"]
     assert "MIT" in meta["edgesight.licence"]
 

@@ -91,7 +91,7 @@ def hello(name: str = "node-a", sha256: str = CARD.sha256, max_in_flight: int = 
         model_name=CARD.name,
         model_sha256=sha256,
         dtype=Dtype.UINT8,
-        frame_shape=(3, CARD.input_size_px, CARD.input_size_px),
+        frame_shape=CARD.frame_shape,
         class_names=CARD.class_names,
         max_in_flight=max_in_flight,
     ).serialize()
@@ -386,7 +386,7 @@ def test_a_hello_for_frames_this_page_cannot_make_is_fatal() -> None:
     events = receive(client, A, wrong.serialize(), 600.0)
 
     assert [e["type"] for e in events] == ["fatal"]
-    assert "this client sends uint8 [3, S, S]" in events[0]["message"]
+    assert "this client sends uint8 [3, H, W]" in events[0]["message"]
     assert client.node_url is None
 
 

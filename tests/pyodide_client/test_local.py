@@ -76,7 +76,7 @@ def test_all_names_exported_exist() -> None:
 
 def test_the_card_is_the_real_model_description() -> None:
     assert CARD.name == "nanodet-g-416"
-    assert CARD.input_size_px == 416
+    assert CARD.frame_shape == (3, 416, 416)
     assert CARD.class_names[CAT] == "cat"
     assert (ANCHORS, CLASSES) == (3549, 80)
 

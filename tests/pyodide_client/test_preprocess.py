@@ -1,6 +1,7 @@
 """pyodide_client.preprocess against a straightforward numpy reference of the documented
-letterbox: scale = min(S/w, S/h), scaled size round(w * scale) clamped to [1, S], centred with
-offsets (S - scaled) // 2, nearest neighbour with pixel-centre sampling, pad 114, CHW RGB."""
+letterbox into a W x H input: scale = min(W/w, H/h), scaled size round(w * scale) clamped to
+[1, W] (and [1, H]), centred with offsets (W - scaled) // 2, nearest neighbour with pixel-centre
+sampling, pad 114, CHW RGB."""
 
 from __future__ import annotations
 
@@ -11,16 +12,19 @@ from pyodide_client import preprocess
 from pyodide_client.preprocess import PAD_VALUE, Letterbox, letterbox_geometry
 
 
-def reference_letterbox(rgba: bytes, width: int, height: int, size: int) -> np.ndarray:
-    scale = min(size / width, size / height)
-    scaled_w = max(1, min(size, round(width * scale)))
-    scaled_h = max(1, min(size, round(height * scale)))
-    left = (size - scaled_w) // 2
-    top = (size - scaled_h) // 2
+def reference_letterbox(
+    rgba: bytes, width: int, height: int, size: int, input_height: int | None = None
+) -> np.ndarray:
+    in_w, in_h = size, size if input_height is None else input_height
+    scale = min(in_w / width, in_h / height)
+    scaled_w = max(1, min(in_w, round(width * scale)))
+    scaled_h = max(1, min(in_h, round(height * scale)))
+    left = (in_w - scaled_w) // 2
+    top = (in_h - scaled_h) // 2
     image = np.frombuffer(rgba, dtype=np.uint8).reshape(height, width, 4)
     xs = np.minimum(width - 1, ((2 * np.arange(scaled_w) + 1) * width) // (2 * scaled_w))
     ys = np.minimum(height - 1, ((2 * np.arange(scaled_h) + 1) * height) // (2 * scaled_h))
-    out = np.full((3, size, size), 114, dtype=np.uint8)
+    out = np.full((3, in_h, in_w), 114, dtype=np.uint8)
     out[:, top : top + scaled_h, left : left + scaled_w] = image[ys][:, xs, :3].transpose(2, 0, 1)
     return out
 
@@ -60,6 +64,48 @@ def test_fill_matches_numpy_reference(width: int, height: int, size: int) -> Non
     np.testing.assert_array_equal(got, reference_letterbox(rgba, width, height, size))
 
 
+NON_SQUARE = [
+    (640, 480, 640, 384),
+    (480, 640, 640, 384),
+    (1280, 720, 320, 256),
+    (7, 3, 5, 9),
+    (1, 1, 3, 2),
+]
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "in_w", "in_h"),
+    NON_SQUARE,
+    ids=[f"{w}x{h}->{iw}x{ih}" for w, h, iw, ih in NON_SQUARE],
+)
+def test_fill_a_non_square_input_matches_numpy_reference(
+    width: int, height: int, in_w: int, in_h: int
+) -> None:
+    # given a model whose input is W x H, not square
+    rgba = random_rgba(width, height, seed=width * 31 + height)
+    letterbox = Letterbox.for_frame(width, height, in_w, in_h)
+    # when a frame is letterboxed into it
+    out = letterbox.fill(rgba)
+    # then the tensor is [3, H, W] and equals the reference
+    assert letterbox.shape == (3, in_h, in_w)
+    got = np.frombuffer(bytes(out), dtype=np.uint8).reshape(3, in_h, in_w)
+    np.testing.assert_array_equal(got, reference_letterbox(rgba, width, height, in_w, in_h))
+
+
+def test_geometry_of_640x480_into_640x384_maps_back() -> None:
+    g = letterbox_geometry(640, 480, 640, 384)
+    assert g.scale == pytest.approx(0.8)
+    assert (g.scaled_width_px, g.scaled_height_px) == (512, 384)
+    assert (g.left_px, g.top_px) == (64, 0)
+    assert g.to_frame(64 + 80, 40) == pytest.approx((100.0, 50.0))
+
+
+def test_reuse_tells_input_sizes_apart() -> None:
+    square = Letterbox.for_frame(640, 480, 384)
+    assert Letterbox.reuse(square, 640, 480, 384, 384) is square
+    assert Letterbox.reuse(square, 640, 480, 384, 256) is not square
+
+
 def test_fill_tiny_example_by_hand() -> None:
     # given a 2x1 frame with a red and a blue pixel (alpha 7, which must be dropped) -> 4x4;
     # scale 2, scaled 4x2, left 0, top 1; columns read source 0, 0, 1, 1
@@ -82,7 +128,8 @@ def test_geometry_of_640x480_into_416() -> None:
     assert g.scale == pytest.approx(0.65)
     assert (g.scaled_width_px, g.scaled_height_px) == (416, 312)
     assert (g.left_px, g.top_px) == (0, 52)
-    assert (g.frame_width_px, g.frame_height_px, g.input_size_px) == (640, 480, 416)
+    assert (g.frame_width_px, g.frame_height_px) == (640, 480)
+    assert (g.input_width_px, g.input_height_px) == (416, 416)
 
 
 def test_geometry_of_portrait_frame_is_centred_horizontally() -> None:

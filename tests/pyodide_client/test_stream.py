@@ -166,10 +166,10 @@ def test_sha256_mismatch_raises_naming_both() -> None:
         {"frame_shape": (SIZE, SIZE)},
         {"frame_shape": (1, 3, SIZE, SIZE)},
         {"frame_shape": (1, SIZE, SIZE)},  # one channel
-        {"frame_shape": (3, 6, SIZE)},  # not square: the letterbox makes S x S
         {"frame_shape": (3, 0, 0)},
+        {"frame_shape": (3, SIZE, 0)},
     ],
-    ids=["float32", "2d", "4d", "1-channel", "not-square", "empty"],
+    ids=["float32", "2d", "4d", "1-channel", "empty", "no-width"],
 )
 def test_hello_for_frames_this_client_cannot_make_raises(changes: dict[str, Any]) -> None:
     stream = NodeStream()
@@ -178,7 +178,7 @@ def test_hello_for_frames_this_client_cannot_make_raises(changes: dict[str, Any]
         stream.receive(bad.serialize(), now_ms=0.0)
     message = str(info.value)
     assert f"node wants {bad.dtype.label} frames of shape {list(bad.frame_shape)}" in message
-    assert "this client sends uint8 [3, S, S]" in message
+    assert "this client sends uint8 [3, H, W]" in message
     assert stream.state is StreamState.CONNECTING
 
 
@@ -221,7 +221,20 @@ def test_letterbox_is_reused_for_one_size_and_rebuilt_for_another() -> None:
     other = stream.letterbox_for(HEIGHT, WIDTH)
     assert other is not box
     assert (other.geometry.frame_width_px, other.geometry.frame_height_px) == (HEIGHT, WIDTH)
-    assert other.geometry.input_size_px == SIZE
+    assert (other.geometry.input_width_px, other.geometry.input_height_px) == (SIZE, SIZE)
+
+
+def test_a_non_square_model_input_gets_a_non_square_frame() -> None:
+    # given a node whose model takes 3 x H x W with W != H
+    stream = NodeStream()
+    stream.receive(hello(frame_shape=(3, 6, 10)).serialize(), now_ms=0.0)
+    pixels = rgba(seed=5)
+    # when a frame is encoded
+    frame = parse(stream.encode_frame(pixels, WIDTH, HEIGHT, capture_ms=1.0, now_ms=1.0))
+    # then it has the node's shape, letterboxed into W=10, H=6
+    assert isinstance(frame, Frame)
+    frame.check(Dtype.UINT8, (3, 6, 10))
+    assert bytes(frame.payload) == bytes(Letterbox.for_frame(WIDTH, HEIGHT, 10, 6).fill(pixels))
 
 
 def test_a_frame_of_the_wrong_size_takes_no_slot_and_no_id() -> None:
