@@ -8,6 +8,13 @@ feeds it received bytes with ``receive`` and sends the bytes it returns.
 
 It keeps at most ``max_in_flight`` frames unanswered, and reports results only over the
 frame they belong to or a newer one (a late result for an older frame is discarded).
+
+Compressed frames (issue 9): a node that answers AUTH with a WELCOME names the encodings
+it accepts; from then on ``plan_frame`` says how the next frame travels (an
+``encoding.EncodingPolicy`` decides from the link's measured round trips). A raw frame
+goes through ``encode_frame`` as before; for JPEG/WebP the caller encodes the letterboxed
+picture (``plan.width_px`` x ``plan.height_px``, the browser with its native encoder) and
+``encode_image`` wraps it in an IMAGE message.
 """
 
 from __future__ import annotations
@@ -15,20 +22,26 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from .encoding import EncodingPlan, EncodingPolicy, EncodingSettings
 from .postprocess import FrameBox, to_frame
-from .preprocess import Geometry, Letterbox
+from .preprocess import Geometry, Letterbox, letterbox_geometry
 from .protocol import (
+    Auth,
     Dropped,
     DropReason,
     Dtype,
     Error,
     Frame,
+    FrameEncoding,
     Hello,
+    Image,
     Message,
     Ping,
     Pong,
     ProtocolError,
     Result,
+    Welcome,
+    encodings_mask,
     parse,
 )
 
@@ -36,12 +49,14 @@ __all__ = [
     "Detections",
     "Event",
     "FrameDropped",
+    "FramePlan",
     "NodeError",
     "NodeStream",
     "PongReceived",
     "Ready",
     "StreamError",
     "StreamState",
+    "Welcomed",
 ]
 
 FRAME_ID_LIMIT = 0xFFFFFFFF
@@ -73,6 +88,9 @@ class Detections:
     inference_ms: float
     post_ms: float
     batch_size: int
+    decode_ms: float = 0.0  # the node's decode time for a compressed frame
+    encoding: str = "raw"
+    size_bytes: int = 0  # the frame's message size on the wire
 
 
 @dataclass(frozen=True)
@@ -93,17 +111,43 @@ class PongReceived:
     round_trip_ms: float
 
 
-Event = Ready | Detections | NodeError | FrameDropped | PongReceived
+@dataclass(frozen=True)
+class Welcomed:
+    welcome: Welcome
+
+
+Event = Ready | Detections | NodeError | FrameDropped | PongReceived | Welcomed
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """How the next frame travels: ``encoding`` raw, jpeg or webp; for the two lossy ones
+    the picture to encode is ``width_px`` x ``height_px`` (the letterbox's content area)
+    at ``quality`` (0..1, as canvas.toBlob takes it)."""
+
+    encoding: str
+    quality: float
+    width_px: int
+    height_px: int
 
 
 @dataclass(frozen=True)
 class _InFlight:
     geometry: Geometry
     sent_ms: float
+    encoding: FrameEncoding = FrameEncoding.RAW
+    size_bytes: int = 0
+    is_probe: bool = False
 
 
 class NodeStream:
-    def __init__(self, max_in_flight: int = 1, expected_sha256: str | None = None) -> None:
+    def __init__(
+        self,
+        max_in_flight: int = 1,
+        expected_sha256: str | None = None,
+        encoding: EncodingSettings | None = None,
+        can_encode: tuple[FrameEncoding, ...] = (FrameEncoding.JPEG, FrameEncoding.WEBP),
+    ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         self.state = StreamState.CONNECTING
@@ -119,6 +163,10 @@ class NodeStream:
         self._next_frame_id = 1
         self._newest_shown_id = 0
         self._next_nonce = 1
+        self._can_encode = (FrameEncoding.RAW, *can_encode)
+        # Until a WELCOME names what the node accepts, frames are raw (an older node).
+        self.encoding = EncodingPolicy(encoding or EncodingSettings())
+        self._plan: EncodingPlan | None = None
 
     @property
     def in_flight(self) -> int:
@@ -164,11 +212,78 @@ class NodeStream:
             )
         letterbox = self.letterbox_for(width_px, height_px)
         tensor = letterbox.fill(rgba)
+        frame_id = self._take_frame_id()
+        head = Frame.header_bytes(frame_id, capture_ms, Dtype.UINT8, letterbox.shape)
+        plan, self._plan = self._plan, None
+        is_probe = plan is not None and plan.is_probe
+        size = len(head) + len(tensor)
+        self._in_flight[frame_id] = _InFlight(
+            letterbox.geometry, now_ms, FrameEncoding.RAW, size, is_probe
+        )
+        return head + tensor
+
+    def _take_frame_id(self) -> int:
         frame_id = self._next_frame_id
         self._next_frame_id = frame_id % FRAME_ID_LIMIT + 1
-        head = Frame.header_bytes(frame_id, capture_ms, Dtype.UINT8, letterbox.shape)
-        self._in_flight[frame_id] = _InFlight(letterbox.geometry, now_ms)
-        return head + tensor
+        return frame_id
+
+    # -- compressed frames (issue 9) -----------------------------------------------------
+    @property
+    def encodings_mask(self) -> int:
+        """What this client can send, for its AUTH (FrameEncoding bitmask)."""
+        return encodings_mask(self._can_encode)
+
+    def auth(self, token: str = "") -> bytes:
+        """The AUTH message: ``token`` (empty: anonymous) and the encodings it can send."""
+        return Auth(token, self.encodings_mask).serialize()
+
+    def plan_frame(self, width_px: int, height_px: int, now_ms: float) -> FramePlan:
+        """How the next frame of this size travels; call before encoding it."""
+        if not self.can_send():
+            raise StreamError(
+                f"cannot plan a frame in state {self.state.value} with "
+                f"{len(self._in_flight)} of {self._max_window()} frames in flight"
+            )
+        plan = self._plan = self.encoding.plan(now_ms)
+        g = letterbox_geometry(width_px, height_px, self._input_size())
+        return FramePlan(plan.name, plan.quality, g.scaled_width_px, g.scaled_height_px)
+
+    def encode_image(
+        self,
+        payload: bytes | bytearray | memoryview,
+        width_px: int,
+        height_px: int,
+        capture_ms: float,
+        now_ms: float,
+    ) -> bytes:
+        """The IMAGE message for a picture encoded as ``plan_frame`` said; ``width_px`` and
+        ``height_px`` are the camera frame's size, as given to ``plan_frame``."""
+        plan, self._plan = self._plan, None
+        if plan is None or plan.encoding is FrameEncoding.RAW:
+            raise StreamError("encode_image needs a plan_frame() that chose jpeg or webp")
+        if not self.can_send():
+            raise StreamError(
+                f"cannot send a frame in state {self.state.value} with "
+                f"{len(self._in_flight)} of {self._max_window()} frames in flight"
+            )
+        g = letterbox_geometry(width_px, height_px, self._input_size())
+        frame_id = self._take_frame_id()
+        head = Image.header_bytes(
+            frame_id,
+            capture_ms,
+            plan.encoding,
+            g.scaled_width_px,
+            g.scaled_height_px,
+            g.left_px,
+            g.top_px,
+        )
+        size = len(head) + len(payload)
+        self._in_flight[frame_id] = _InFlight(g, now_ms, plan.encoding, size)
+        return head + bytes(payload)
+
+    def ping_due(self, now_ms: float) -> bool:
+        """Whether the encoding policy wants a PING for its base round trip now."""
+        return self.state is StreamState.READY and self.encoding.ping_due(now_ms)
 
     def ping(self, now_ms: float) -> bytes:
         nonce = self._next_nonce
@@ -200,16 +315,20 @@ class NodeStream:
             return self._on_result(message, now_ms)
         if isinstance(message, Error):
             if message.frame_id is not None:
-                self._in_flight.pop(message.frame_id, None)
+                self._lost(self._in_flight.pop(message.frame_id, None), now_ms)
             return [NodeError(int(message.code), message.message, message.frame_id)]
         if isinstance(message, Dropped):
-            if self._in_flight.pop(message.frame_id, None) is not None and (
-                message.reason is DropReason.SUPERSEDED
-            ):
+            dropped = self._in_flight.pop(message.frame_id, None)
+            self._lost(dropped, now_ms)
+            if dropped is not None and message.reason is DropReason.SUPERSEDED:
                 self._held_slots += 1
             return [FrameDropped(message.frame_id, message.reason_name)]
         if isinstance(message, Pong):
-            return [PongReceived(now_ms - message.sent_ms)]
+            round_trip_ms = now_ms - message.sent_ms
+            self.encoding.on_pong(round_trip_ms)
+            return [PongReceived(round_trip_ms)]
+        if isinstance(message, Welcome):
+            return self._on_welcome(message)
         raise StreamError(f"a node does not send {type(message).__name__} messages")
 
     def _on_hello(self, hello: Hello) -> list[Event]:
@@ -233,11 +352,31 @@ class NodeStream:
         self.state = StreamState.READY
         return [Ready(hello)]
 
+    def _on_welcome(self, welcome: Welcome) -> list[Event]:
+        accepted = tuple(e for e in welcome.accepted_encodings if e in self._can_encode)
+        if accepted != self.encoding.accepted:  # a token refresh's WELCOME changes nothing
+            self.encoding = EncodingPolicy(self.encoding.settings, accepted)
+        return [Welcomed(welcome)]
+
+    def _lost(self, frame: _InFlight | None, now_ms: float) -> None:
+        if frame is not None:
+            self.encoding.on_lost(frame.is_probe, now_ms)
+
     def _on_result(self, result: Result, now_ms: float) -> list[Event]:
         self._held_slots = 0
         sent = self._in_flight.pop(result.frame_id, None)
         if sent is None:
             raise StreamError(f"node answered frame {result.frame_id}, which is not in flight")
+        decode_ms = result.decode_ms or 0.0
+        node_ms = result.queue_ms + decode_ms + result.inference_ms + result.post_ms
+        self.encoding.on_result(
+            sent.encoding,
+            sent.size_bytes,
+            now_ms - sent.sent_ms,
+            node_ms,
+            now_ms,
+            is_probe=sent.is_probe,
+        )
         if self._is_older(result.frame_id):
             return []  # a newer frame is already on screen; never draw backwards in time
         self._newest_shown_id = result.frame_id
@@ -254,6 +393,9 @@ class NodeStream:
                 inference_ms=result.inference_ms,
                 post_ms=result.post_ms,
                 batch_size=result.batch_size,
+                decode_ms=decode_ms,
+                encoding=sent.encoding.name.lower(),
+                size_bytes=sent.size_bytes,
             )
         ]
 

@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 
 from pyodide_client import stream as stream_module
+from pyodide_client.encoding import EncodingSettings
 from pyodide_client.postprocess import FrameBox
 from pyodide_client.preprocess import Letterbox
 from pyodide_client.protocol import (
+    Auth,
     Detection,
     Dropped,
     DropReason,
@@ -17,22 +19,27 @@ from pyodide_client.protocol import (
     Error,
     ErrorCode,
     Frame,
+    FrameEncoding,
     Hello,
+    Image,
     Ping,
     Pong,
     ProtocolError,
     Result,
+    Welcome,
     parse,
 )
 from pyodide_client.stream import (
     Detections,
     FrameDropped,
+    FramePlan,
     NodeError,
     NodeStream,
     PongReceived,
     Ready,
     StreamError,
     StreamState,
+    Welcomed,
 )
 
 SIZE = 8
@@ -297,6 +304,9 @@ def test_result_becomes_detections_in_frame_pixels() -> None:
             inference_ms=6.25,
             post_ms=0.5,
             batch_size=3,
+            encoding="raw",
+            size_bytes=len(Frame.header_bytes(1, 0.0, Dtype.UINT8, (3, SIZE, SIZE)))
+            + 3 * SIZE * SIZE,
         )
     ]
     assert stream.in_flight == 0
@@ -498,3 +508,89 @@ def test_newer_frame_id_comparison(shown_id: int, next_id: int, expected: bool) 
 def test_all_names_exist() -> None:
     for name in stream_module.__all__:
         assert hasattr(stream_module, name), name
+
+
+# --- compressed frames (issue 9) ----------------------------------------------------------
+
+
+def welcomed_stream(encodings: int = 0b111, **settings: Any) -> NodeStream:
+    stream = NodeStream(max_in_flight=2, encoding=EncodingSettings(**settings))
+    stream.receive(hello().serialize(), now_ms=0.0)
+    events = stream.receive(Welcome(encodings, 0, "anonymous").serialize(), now_ms=0.0)
+    assert events == [Welcomed(Welcome(encodings, 0, "anonymous"))]
+    return stream
+
+
+def test_auth_names_the_encodings_this_client_can_send() -> None:
+    assert parse(NodeStream().auth("tok")) == Auth("tok", 0b111)
+    jpeg_only = NodeStream(can_encode=(FrameEncoding.JPEG,))
+    assert parse(jpeg_only.auth()) == Auth("", 0b011)
+
+
+def test_before_a_welcome_frames_are_raw() -> None:
+    stream = ready_stream()
+    plan = stream.plan_frame(WIDTH, HEIGHT, now_ms=1.0)
+    assert plan == FramePlan("raw", 0.5, 8, 4)
+    assert isinstance(parse(stream.encode_frame(rgba(), WIDTH, HEIGHT, 1.0, 1.0)), Frame)
+
+
+def test_after_a_welcome_auto_sends_a_jpeg_of_the_picture_only() -> None:
+    stream = welcomed_stream()
+    plan = stream.plan_frame(WIDTH, HEIGHT, now_ms=1.0)
+    assert plan == FramePlan("jpeg", 0.5, 8, 4)  # 16x8 into 8x8: the 8x4 picture
+    message = parse(stream.encode_image(b"\xff\xd8jpeg", WIDTH, HEIGHT, 0.5, 1.0))
+    assert message == Image(1, 0.5, FrameEncoding.JPEG, 8, 4, 0, 2, b"\xff\xd8jpeg")
+    assert stream.in_flight == 1
+
+
+def test_a_welcome_without_jpeg_or_webp_keeps_raw_frames() -> None:
+    stream = welcomed_stream(encodings=0b001)
+    assert stream.plan_frame(WIDTH, HEIGHT, now_ms=1.0).encoding == "raw"
+
+
+def test_the_result_of_an_image_carries_its_decode_time_encoding_and_size() -> None:
+    stream = welcomed_stream()
+    stream.plan_frame(WIDTH, HEIGHT, now_ms=100.0)
+    stream.encode_image(b"12345", WIDTH, HEIGHT, 90.0, 100.0)
+    result = Result(1, 90.0, 1.0, 5.0, 0.5, 1, (), decode_ms=0.25)
+    (event,) = stream.receive(result.serialize(), now_ms=130.0)
+    assert isinstance(event, Detections)
+    assert (event.decode_ms, event.encoding) == (0.25, "jpeg")
+    assert event.size_bytes == 26 + 5  # the IMAGE header, then the payload
+
+
+def test_encode_image_needs_a_lossy_plan() -> None:
+    stream = welcomed_stream(mode="raw")
+    stream.plan_frame(WIDTH, HEIGHT, now_ms=1.0)
+    with pytest.raises(StreamError, match="encode_image needs a plan_frame"):
+        stream.encode_image(b"x", WIDTH, HEIGHT, 0.0, 1.0)
+
+
+def test_a_probe_is_a_raw_frame_and_a_fast_link_switches_to_raw() -> None:
+    stream = welcomed_stream(probe_interval_ms=10.0)
+    assert stream.ping_due(0.0)
+    stream.receive(Pong(1, 0.0).serialize(), now_ms=1.0)  # base round trip 1 ms
+    assert stream.plan_frame(WIDTH, HEIGHT, now_ms=1.0).encoding == "jpeg"
+    stream.encode_image(b"x", WIDTH, HEIGHT, 1.0, 1.0)
+    stream.receive(Result(1, 1.0, 0.0, 1.0, 0.0, 1, ()).serialize(), now_ms=3.0)
+    probe = stream.plan_frame(WIDTH, HEIGHT, now_ms=20.0)
+    assert probe.encoding == "raw"
+    stream.encode_frame(rgba(), WIDTH, HEIGHT, 20.0, 20.0)
+    stream.receive(Result(2, 20.0, 0.0, 1.0, 0.0, 1, ()).serialize(), now_ms=22.0)
+    # a 192-byte tensor at 30 fps needs next to nothing: the link carries raw frames
+    assert stream.plan_frame(WIDTH, HEIGHT, now_ms=30.0).encoding == "raw"
+    assert stream.encoding.encoding is FrameEncoding.RAW
+
+
+def test_a_refused_probe_is_retried_later() -> None:
+    stream = welcomed_stream(probe_interval_ms=10.0)
+    stream.plan_frame(WIDTH, HEIGHT, now_ms=1.0)
+    stream.encode_image(b"x", WIDTH, HEIGHT, 1.0, 1.0)
+    stream.receive(Result(1, 1.0, 0.0, 1.0, 0.0, 1, ()).serialize(), now_ms=3.0)
+    assert stream.plan_frame(WIDTH, HEIGHT, now_ms=20.0).encoding == "raw"
+    stream.encode_frame(rgba(), WIDTH, HEIGHT, 20.0, 20.0)
+    stream.receive(Error(ErrorCode.WRONG_SHAPE, "no", 2).serialize(), now_ms=22.0)
+    assert stream.plan_frame(WIDTH, HEIGHT, now_ms=25.0).encoding == "jpeg"
+    stream.encode_image(b"x", WIDTH, HEIGHT, 25.0, 25.0)
+    stream.receive(Result(3, 25.0, 0.0, 1.0, 0.0, 1, ()).serialize(), now_ms=27.0)
+    assert stream.plan_frame(WIDTH, HEIGHT, now_ms=33.0).encoding == "raw"

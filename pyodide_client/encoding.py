@@ -1,0 +1,260 @@
+"""How the next frame travels on one node link: raw, or JPEG/WebP at which quality (issue 9).
+
+A raw 416 frame is 519,168 bytes: 125 Mbit/s at 30 fps, more than most Wi-Fi and any
+uplink between sites carries. A JPEG of the picture alone at the default quality is about
+a thirtieth of that. ``EncodingPolicy`` picks per frame, sans-I/O (every call takes
+``now_ms``; tests drive it with a fake clock):
+
+- It measures the link from round trips: a frame's *transfer time* is its round trip less
+  the node's own time (queue, decode, inference, post-processing) less the link's base round
+  trip (the fastest recent PONG; ``ping_due`` asks for a PING about once a second, and
+  without any the base counts as 0, which underestimates the link). Bytes over transfer time is one
+  throughput sample; the estimate is the median of the last few, so one hiccup moves
+  nothing. With one frame in flight (the page's default) nothing else shares the link, and
+  the estimate is the link's own rate.
+- ``auto`` starts compressed (cheap on any link), and stays raw only where the link carries
+  raw frames at the target frame rate with room to spare: it goes raw when a probe finds
+  raw would use at most ``raw_share`` of the link, and leaves raw when raw would need more
+  than ``leave_raw_share`` of it. The gap between the two is the hysteresis. While
+  compressed it sends one raw frame as a probe every ``probe_interval_ms``, doubling the
+  interval after each probe that finds the link too slow (up to ``max_probe_interval_ms``).
+- Compressed, it keeps each frame within ``frame_share`` of what the link carries in one
+  frame interval: quality steps down while frames are over that budget and back up (never
+  above the default, where parity with raw was measured) while they are well under it.
+  At the quality floor it lowers the frame rate instead (``min_interval_ms``).
+- ``raw``, ``jpeg`` and ``webp`` pin the encoding at the default quality (an operator's
+  ``EDGESIGHT_FRAME_ENCODING``); a node that does not accept the pinned one gets raw frames.
+
+JPEG is preferred over WebP in ``auto``: a node decodes it about three times faster
+(simplejpeg; docs/benchmarks.md) for a few kilobytes more.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from dataclasses import dataclass
+
+from .protocol import FrameEncoding
+
+__all__ = ["MODES", "EncodingPlan", "EncodingPolicy", "EncodingSettings"]
+
+MODES = ("auto", "raw", "jpeg", "webp")
+_PINNED = {"raw": FrameEncoding.RAW, "jpeg": FrameEncoding.JPEG, "webp": FrameEncoding.WEBP}
+_NOISE_FLOOR_MS = 0.5  # a transfer faster than this is measured as this (timer noise)
+
+
+@dataclass(frozen=True)
+class EncodingSettings:
+    mode: str = "auto"  # auto | raw | jpeg | webp
+    target_fps: float = 30.0
+    default_quality: float = 0.5  # 0..1 as canvas.toBlob takes it; parity measured here
+    min_quality: float = 0.3  # below this, lower the frame rate instead
+    quality_step: float = 0.05
+    raw_share: float = 0.5  # go raw when raw would use at most this share of the link
+    leave_raw_share: float = 0.8  # leave raw when it would need more than this share
+    frame_share: float = 0.5  # a compressed frame's share of one frame interval's bytes
+    samples: int = 5  # throughput samples the median is taken over
+    base_samples: int = 20  # round trips the base round trip is the minimum of
+    probe_interval_ms: float = 2000.0
+    ping_interval_ms: float = 1000.0  # PINGs that keep the base round trip current
+    max_probe_interval_ms: float = 30000.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(
+                f"frame encoding mode: expected one of {', '.join(MODES)}, got {self.mode!r}"
+            )
+        if not 0 < self.min_quality <= self.default_quality <= 1:
+            raise ValueError(
+                "qualities: expected 0 < min_quality <= default_quality <= 1, got "
+                f"{self.min_quality} and {self.default_quality}"
+            )
+        if not 0 < self.raw_share <= self.leave_raw_share <= 1:
+            raise ValueError(
+                "link shares: expected 0 < raw_share <= leave_raw_share <= 1, got "
+                f"{self.raw_share} and {self.leave_raw_share}"
+            )
+        if self.target_fps <= 0:
+            raise ValueError(f"target_fps: expected a positive number, got {self.target_fps}")
+
+
+@dataclass(frozen=True)
+class EncodingPlan:
+    """What the next frame should be: the page encodes it so."""
+
+    encoding: FrameEncoding
+    quality: float  # meaningful for JPEG/WebP only
+    is_probe: bool = False  # a raw frame sent to measure the link while compressed
+
+    @property
+    def name(self) -> str:
+        return self.encoding.name.lower()
+
+
+class EncodingPolicy:
+    """The encoding decision for one node link; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: EncodingSettings,
+        accepted: tuple[FrameEncoding, ...] = (FrameEncoding.RAW,),
+    ) -> None:
+        self.settings = settings
+        self.accepted = accepted
+        self.quality = settings.default_quality
+        self.min_interval_ms = 0.0  # frame pacing: > 0 only at the quality floor
+        self.note = ""  # why the encoding is what it is, in words
+        self._lossy = self._pick_lossy(settings.mode, accepted)
+        self._is_raw = self._lossy is None
+        if self._is_raw and settings.mode in ("jpeg", "webp"):
+            self.note = f"node does not accept {settings.mode}: raw frames"
+        self._throughput: deque[float] = deque(maxlen=settings.samples)  # bytes per ms
+        self._raw_throughput: deque[float] = deque(maxlen=3)
+        self._base: deque[float] = deque(maxlen=settings.base_samples)
+        self._probe_interval_ms = settings.probe_interval_ms
+        self._next_probe_ms: float | None = None
+        self._probe_in_flight = False
+        self._ping_sent_ms: float | None = None
+        self._ping_is_out = False
+
+    @staticmethod
+    def _pick_lossy(mode: str, accepted: tuple[FrameEncoding, ...]) -> FrameEncoding | None:
+        if mode == "raw":
+            return None
+        if mode in _PINNED:
+            wanted = _PINNED[mode]
+            return wanted if wanted in accepted else None
+        for choice in (FrameEncoding.JPEG, FrameEncoding.WEBP):
+            if choice in accepted:
+                return choice
+        return None
+
+    @property
+    def is_adaptive(self) -> bool:
+        return self.settings.mode == "auto" and self._lossy is not None
+
+    @property
+    def encoding(self) -> FrameEncoding:
+        """The encoding frames currently travel in (a probe aside)."""
+        return FrameEncoding.RAW if self._is_raw or self._lossy is None else self._lossy
+
+    # -- the decision ------------------------------------------------------------------------
+    def plan(self, now_ms: float) -> EncodingPlan:
+        if self._lossy is None or self._is_raw:
+            return EncodingPlan(FrameEncoding.RAW, self.quality)
+        if self.is_adaptive and not self._probe_in_flight:
+            if self._next_probe_ms is None:
+                self._next_probe_ms = now_ms + self._probe_interval_ms
+            elif now_ms >= self._next_probe_ms:
+                self._probe_in_flight = True
+                return EncodingPlan(FrameEncoding.RAW, self.quality, is_probe=True)
+        return EncodingPlan(self._lossy, self.quality)
+
+    def throughput_bytes_per_ms(self) -> float | None:
+        """The link's estimated rate (median of recent samples), None before any sample."""
+        return statistics.median(self._throughput) if self._throughput else None
+
+    def raw_need_bytes_per_ms(self, raw_bytes: int) -> float:
+        return raw_bytes * self.settings.target_fps / 1000.0
+
+    # -- what the link did -------------------------------------------------------------------
+    def ping_due(self, now_ms: float) -> bool:
+        """Whether to PING the node now (then send it: this counts it as sent)."""
+        if not self.is_adaptive:
+            return False
+        last = self._ping_sent_ms
+        # a PING whose PONG never came is given up after five intervals
+        patience_ms = self.settings.ping_interval_ms * (5 if self._ping_is_out else 1)
+        if last is not None and now_ms - last < patience_ms:
+            return False
+        self._ping_sent_ms = now_ms
+        self._ping_is_out = True
+        return True
+
+    def on_pong(self, round_trip_ms: float) -> None:
+        self._ping_is_out = False
+        self._base.append(round_trip_ms)
+
+    def on_result(
+        self,
+        encoding: FrameEncoding,
+        size_bytes: int,
+        round_trip_ms: float,
+        node_ms: float,
+        now_ms: float,
+        is_probe: bool = False,
+    ) -> None:
+        """A frame of ``size_bytes`` came back after ``round_trip_ms``, ``node_ms`` of it
+        spent on the node."""
+        link_ms = max(0.0, round_trip_ms - node_ms)
+        base_ms = min(self._base) if self._base else 0.0
+        transfer_ms = max(_NOISE_FLOOR_MS, link_ms - base_ms)
+        sample = size_bytes / transfer_ms
+        self._throughput.append(sample)
+        if encoding is FrameEncoding.RAW:
+            self._raw_throughput.append(sample)
+        if not self.is_adaptive:
+            return
+        if is_probe:
+            self._after_probe(sample, size_bytes, now_ms)
+        elif self._is_raw:
+            self._check_raw(size_bytes)
+        else:
+            self._adjust_quality(size_bytes)
+
+    def on_lost(self, is_probe: bool, now_ms: float) -> None:
+        """A frame got no RESULT (dropped, refused, the connection lost)."""
+        if is_probe:
+            self._probe_in_flight = False
+            self._next_probe_ms = now_ms + self._probe_interval_ms
+
+    def _after_probe(self, sample: float, raw_bytes: int, now_ms: float) -> None:
+        self._probe_in_flight = False
+        if sample * self.settings.raw_share >= self.raw_need_bytes_per_ms(raw_bytes):
+            self._is_raw = True
+            self.min_interval_ms = 0.0
+            self._probe_interval_ms = self.settings.probe_interval_ms
+            self._next_probe_ms = None
+            self._raw_throughput.clear()
+            self._raw_throughput.append(sample)
+            self.note = f"link carries raw frames ({_mbit(sample)} Mbit/s measured)"
+            return
+        self._probe_interval_ms = min(
+            self.settings.max_probe_interval_ms, self._probe_interval_ms * 2
+        )
+        self._next_probe_ms = now_ms + self._probe_interval_ms
+
+    def _check_raw(self, raw_bytes: int) -> None:
+        if len(self._raw_throughput) < self._raw_throughput.maxlen:  # type: ignore[operator]
+            return
+        rate = statistics.median(self._raw_throughput)
+        if rate * self.settings.leave_raw_share < self.raw_need_bytes_per_ms(raw_bytes):
+            self._is_raw = False
+            self.quality = self.settings.default_quality
+            self._next_probe_ms = None
+            self._probe_interval_ms = self.settings.probe_interval_ms
+            self.note = f"link too slow for raw frames ({_mbit(rate)} Mbit/s measured)"
+
+    def _adjust_quality(self, size_bytes: int) -> None:
+        s = self.settings
+        rate = self.throughput_bytes_per_ms()
+        if rate is None:
+            return
+        interval_ms = 1000.0 / s.target_fps
+        budget = rate * interval_ms * s.frame_share
+        if size_bytes > budget:
+            if self.quality - s.quality_step >= s.min_quality - 1e-9:
+                self.quality = round(self.quality - s.quality_step, 3)
+            else:  # at the floor: fewer frames, each within the link's share
+                self.min_interval_ms = size_bytes / (rate * s.frame_share)
+            self.note = f"link carries {_mbit(rate)} Mbit/s"
+        elif size_bytes < budget / 2:
+            if self.min_interval_ms > 0:
+                self.min_interval_ms = 0.0
+            elif self.quality + s.quality_step <= s.default_quality + 1e-9:
+                self.quality = round(self.quality + s.quality_step, 3)
+
+
+def _mbit(bytes_per_ms: float) -> str:
+    return f"{bytes_per_ms * 8 / 1000:.1f}"

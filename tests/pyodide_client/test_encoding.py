@@ -1,0 +1,218 @@
+"""pyodide_client.encoding: the per-link encoding decision, driven with a fake clock."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from pyodide_client.encoding import EncodingPlan, EncodingPolicy, EncodingSettings
+from pyodide_client.protocol import FrameEncoding
+
+RAW_BYTES = 519_168
+SMALL_BYTES = 15_000
+ALL = (FrameEncoding.RAW, FrameEncoding.JPEG, FrameEncoding.WEBP)
+NODE_MS = 12.0
+BASE_MS = 20.0
+
+
+def mbit(rate: float) -> float:
+    """Mbit/s -> bytes per ms."""
+    return rate * 1000 / 8
+
+
+class Link:
+    """A fake link: a frame's round trip is base + size / rate + the node's time."""
+
+    def __init__(self, policy: EncodingPolicy, rate_mbit: float, now_ms: float = 0.0) -> None:
+        self.policy = policy
+        self.rate_mbit = rate_mbit
+        self.now_ms = now_ms
+        self.sent: list[EncodingPlan] = []
+
+    def frame(self, lossy_bytes: int = SMALL_BYTES) -> EncodingPlan:
+        if self.policy.ping_due(self.now_ms):
+            self.policy.on_pong(BASE_MS)
+        plan = self.policy.plan(self.now_ms)
+        size = RAW_BYTES if plan.encoding is FrameEncoding.RAW else lossy_bytes
+        round_trip = BASE_MS + size / mbit(self.rate_mbit) + NODE_MS
+        self.now_ms += max(round_trip, self.policy.min_interval_ms)
+        self.policy.on_result(
+            plan.encoding, size, round_trip, NODE_MS, self.now_ms, is_probe=plan.is_probe
+        )
+        self.sent.append(plan)
+        return plan
+
+    def run_for(self, duration_ms: float, lossy_bytes: int = SMALL_BYTES) -> list[EncodingPlan]:
+        start = len(self.sent)
+        end = self.now_ms + duration_ms
+        while self.now_ms < end:
+            self.frame(lossy_bytes)
+        return self.sent[start:]
+
+
+def auto(**changes: float) -> EncodingPolicy:
+    return EncodingPolicy(EncodingSettings(**changes), ALL)  # type: ignore[arg-type]
+
+
+def test_auto_starts_compressed_at_the_default_quality() -> None:
+    plan = auto().plan(0.0)
+    assert plan == EncodingPlan(FrameEncoding.JPEG, 0.5)
+    assert plan.name == "jpeg"
+
+
+def test_a_fast_link_goes_raw_after_the_first_probe_and_stays() -> None:
+    policy = auto()
+    link = Link(policy, rate_mbit=1000)
+    plans = link.run_for(1900)
+    assert {p.encoding for p in plans} == {FrameEncoding.JPEG}
+    later = link.run_for(10_000)
+    first_probe = next(i for i, p in enumerate(later) if p.is_probe)
+    assert link.sent.index(later[first_probe]) * 33 < 2200  # about 2 s after the start
+    assert all(p.encoding is FrameEncoding.RAW for p in later[first_probe:])
+    assert sum(p.is_probe for p in later) == 1
+    assert policy.encoding is FrameEncoding.RAW
+    assert "link carries raw frames" in policy.note
+
+
+def test_a_slow_link_stays_compressed_and_probes_less_and_less() -> None:
+    policy = auto()
+    link = Link(policy, rate_mbit=10)
+    plans = link.run_for(60_000)
+    probes = [i for i, p in enumerate(plans) if p.is_probe]
+    assert policy.encoding is FrameEncoding.JPEG
+    # 2 s, then 4, 8, 16 and 30 s apart: five probes in a minute, not thirty
+    assert 3 <= len(probes) <= 5
+    gaps = [b - a for a, b in itertools.pairwise(probes)]
+    assert gaps == sorted(gaps)
+    assert all(not p.is_probe or p.encoding is FrameEncoding.RAW for p in plans)
+
+
+def test_raw_leaves_when_the_link_slows_and_comes_back_when_it_recovers() -> None:
+    policy = auto()
+    link = Link(policy, rate_mbit=1000)
+    link.run_for(3000)
+    assert policy.encoding is FrameEncoding.RAW
+    link.rate_mbit = 25  # raw would need 125 Mbit/s at 30 fps
+    link.run_for(2000)
+    assert policy.encoding is FrameEncoding.JPEG
+    assert "too slow for raw" in policy.note
+    link.rate_mbit = 1000
+    link.run_for(3000)
+    assert policy.encoding is FrameEncoding.RAW
+
+
+def test_no_oscillation_between_the_two_thresholds() -> None:
+    # raw needs 124.6 Mbit/s at 30 fps; leaving takes < 156 Mbit/s, entering >= 249
+    policy = auto()
+    link = Link(policy, rate_mbit=1000)
+    link.run_for(3000)
+    link.rate_mbit = 200  # between the thresholds: raw stays raw
+    plans = link.run_for(20_000)
+    assert all(p.encoding is FrameEncoding.RAW for p in plans)
+    link.rate_mbit = 100
+    link.run_for(2000)
+    assert policy.encoding is FrameEncoding.JPEG
+    link.rate_mbit = 200  # between the thresholds: compressed stays compressed
+    plans = link.run_for(60_000)
+    switches = sum(1 for a, b in itertools.pairwise(plans) if a.encoding != b.encoding)
+    assert policy.encoding is FrameEncoding.JPEG
+    assert switches <= 2 * 5  # only probes, each a single raw frame
+
+
+def test_quality_steps_down_to_fit_a_tight_link_and_back_up() -> None:
+    policy = auto()
+    link = Link(policy, rate_mbit=2)  # 250 bytes/ms: 4.2 KB per frame at 30 fps
+    link.run_for(1000, lossy_bytes=6000)
+    assert policy.quality == pytest.approx(0.3)
+    link.rate_mbit = 20
+    link.run_for(1000, lossy_bytes=6000)
+    assert policy.quality == pytest.approx(0.5)  # back to the default, never above it
+
+
+def test_at_the_quality_floor_the_frame_rate_drops_instead() -> None:
+    policy = auto()
+    link = Link(policy, rate_mbit=1)  # 125 bytes/ms
+    link.run_for(1000, lossy_bytes=15_000)
+    assert policy.quality == pytest.approx(0.3)
+    # a 15 KB frame at half of 125 bytes/ms: one every 240 ms
+    assert policy.min_interval_ms == pytest.approx(240, rel=0.2)
+    link.rate_mbit = 50
+    link.run_for(1000, lossy_bytes=15_000)
+    assert policy.min_interval_ms == 0.0
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("raw", FrameEncoding.RAW), ("jpeg", FrameEncoding.JPEG), ("webp", FrameEncoding.WEBP)],
+)
+def test_a_pinned_encoding_never_changes(mode: str, expected: FrameEncoding) -> None:
+    policy = EncodingPolicy(EncodingSettings(mode=mode), ALL)
+    link = Link(policy, rate_mbit=1000)
+    plans = link.run_for(5000)
+    link.rate_mbit = 2
+    plans += link.run_for(5000)
+    assert {p.encoding for p in plans} == {expected}
+    assert {p.quality for p in plans} == {0.5}
+    assert not any(p.is_probe for p in plans)
+
+
+def test_a_node_without_the_pinned_encoding_gets_raw() -> None:
+    policy = EncodingPolicy(EncodingSettings(mode="webp"), (FrameEncoding.RAW, FrameEncoding.JPEG))
+    assert policy.plan(0.0).encoding is FrameEncoding.RAW
+    assert policy.note == "node does not accept webp: raw frames"
+
+
+def test_auto_prefers_jpeg_and_takes_webp_where_only_that_is_accepted() -> None:
+    only_webp = EncodingPolicy(EncodingSettings(), (FrameEncoding.RAW, FrameEncoding.WEBP))
+    assert only_webp.plan(0.0).encoding is FrameEncoding.WEBP
+    old_node = EncodingPolicy(EncodingSettings())  # no WELCOME: raw frames only
+    assert old_node.plan(0.0).encoding is FrameEncoding.RAW
+    assert not old_node.is_adaptive
+
+
+def test_a_lost_probe_is_retried_later() -> None:
+    policy = auto(probe_interval_ms=100.0)
+    assert not policy.plan(0.0).is_probe
+    probe = policy.plan(150.0)
+    assert probe.is_probe
+    assert not policy.plan(160.0).is_probe  # one probe at a time
+    policy.on_lost(is_probe=True, now_ms=170.0)
+    assert not policy.plan(200.0).is_probe
+    assert policy.plan(280.0).is_probe
+
+
+def test_pongs_set_the_base_round_trip() -> None:
+    policy = EncodingPolicy(EncodingSettings(mode="raw"), ALL)
+    policy.on_pong(20.0)
+    # 519,168 bytes in 41.5 ms of transfer: 100 Mbit/s
+    policy.on_result(FrameEncoding.RAW, RAW_BYTES, 20.0 + 41.53 + NODE_MS, NODE_MS, 100.0)
+    rate = policy.throughput_bytes_per_ms()
+    assert rate is not None
+    assert rate * 8 / 1000 == pytest.approx(100, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"mode": "png"}, "frame encoding mode: expected one of auto, raw, jpeg, webp"),
+        ({"min_quality": 0.6}, "qualities: expected 0 < min_quality <= default_quality"),
+        ({"raw_share": 0.9}, "link shares: expected 0 < raw_share <= leave_raw_share"),
+        ({"target_fps": 0.0}, "target_fps: expected a positive number, got 0.0"),
+    ],
+)
+def test_settings_are_checked(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        EncodingSettings(**changes)  # type: ignore[arg-type]
+
+
+def test_pings_are_asked_for_about_once_a_second_and_given_up_when_lost() -> None:
+    policy = auto()
+    assert policy.ping_due(0.0)
+    assert not policy.ping_due(500.0)
+    assert not policy.ping_due(1500.0)  # the first is still out
+    assert policy.ping_due(5000.0)  # given up on
+    policy.on_pong(20.0)
+    assert not policy.ping_due(5900.0)
+    assert policy.ping_due(6000.0)
+    assert not EncodingPolicy(EncodingSettings(mode="raw"), ALL).ping_due(0.0)
