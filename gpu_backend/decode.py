@@ -39,30 +39,34 @@ _PIL_ERRORS = (OSError, ValueError, SyntaxError, PILImage.DecompressionBombError
 
 @dataclass(frozen=True)
 class DecodedImage:
-    tensor: UInt8Array  # [3, S, S], the picture at its place and PAD_VALUE around it
+    tensor: UInt8Array  # [3, H, W], the picture at its place and PAD_VALUE around it
     decode_ms: float
 
 
 class Decoder:
-    """Decodes IMAGE payloads for one model input size (the HELLO's S)."""
+    """Decodes IMAGE payloads for one model input size (the HELLO's [3, H, W]); the
+    height defaults to the width (a square input)."""
 
-    def __init__(self, input_size_px: int, pad_value: int = PAD_VALUE) -> None:
-        if input_size_px <= 0:
-            raise ValueError(f"input size must be positive, got {input_size_px}")
-        self.input_size_px = input_size_px
+    def __init__(
+        self, input_width_px: int, input_height_px: int | None = None, pad_value: int = PAD_VALUE
+    ) -> None:
+        height = input_width_px if input_height_px is None else input_height_px
+        if input_width_px <= 0 or height <= 0:
+            raise ValueError(f"input size must be positive, got {input_width_px}x{height}")
+        self.input_width_px = input_width_px
+        self.input_height_px = height
         self.pad_value = pad_value
 
     def decode(self, image: Image) -> DecodedImage:
         """The frame's model input; raises ProtocolError (IMAGE_INVALID, IMAGE_TOO_LARGE)."""
         started_s = time.perf_counter()
-        image.check(self.input_size_px)
+        image.check(self.input_width_px, self.input_height_px)
         payload = image.payload
         if image.encoding is FrameEncoding.JPEG:
             pixels = self._jpeg(image, payload)
         else:
             pixels = self._webp(image, payload)
-        size = self.input_size_px
-        tensor = np.empty((3, size, size), np.uint8)
+        tensor = np.empty((3, self.input_height_px, self.input_width_px), np.uint8)
         self._pad(tensor, image)
         # HWC -> CHW: the one copy, straight into the model input
         area = tensor[:, image.top_px : image.top_px + image.height_px]
@@ -80,12 +84,12 @@ class Decoder:
         tensor[:, top:bottom, right:] = pad
 
     def _check_size(self, image: Image, kind: str, width: int, height: int) -> None:
-        size = self.input_size_px
-        if width > size or height > size:
+        in_w, in_h = self.input_width_px, self.input_height_px
+        if width > in_w or height > in_h:
             raise ProtocolError(
                 ErrorCode.IMAGE_TOO_LARGE,
                 f"frame {image.frame_id}: the {kind} says it is {width}x{height} pixels; "
-                f"at most {size}x{size} fit the model input (declared "
+                f"at most {in_w}x{in_h} fit the model input (declared "
                 f"{image.width_px}x{image.height_px})",
                 image.frame_id,
             )
@@ -118,7 +122,7 @@ class Decoder:
             raise ProtocolError(
                 ErrorCode.IMAGE_TOO_LARGE,
                 f"frame {image.frame_id}: the WebP claims more pixels than Pillow will "
-                f"decode; at most {self.input_size_px}x{self.input_size_px} fit the model "
+                f"decode; at most {self.input_width_px}x{self.input_height_px} fit the model "
                 f"input (declared {image.width_px}x{image.height_px})",
                 image.frame_id,
             ) from exc

@@ -41,7 +41,7 @@ are little-endian; strings are UTF-8 with a u16 byte-length prefix.
              | payload (the encoded picture, to the end of the message)
              a compressed frame (issue 9): only the letterboxed picture travels, a JPEG or
              WebP (FrameEncoding) of exactly width x height pixels that sits at (left, top)
-             in the square model input the HELLO announced; the node pads the rest with
+             in the model input the HELLO announced; the node pads the rest with
              the letterbox pad value (114, pyodide_client/preprocess.py). A client sends
              IMAGE only in an encoding the node's WELCOME accepts; RAW frames stay FRAMEs.
              The answer is a RESULT with the decode_ms tail, which a client that never
@@ -677,15 +677,17 @@ class Image:
         )
         return head + bytes(self.payload)
 
-    def check(self, input_size_px: int) -> None:
-        """Raise IMAGE_TOO_LARGE unless the picture fits the square model input."""
+    def check(self, input_width_px: int, input_height_px: int | None = None) -> None:
+        """Raise IMAGE_TOO_LARGE unless the picture fits the model input (W x H; a
+        square one when the height is omitted)."""
+        in_h = input_width_px if input_height_px is None else input_height_px
         right = self.left_px + self.width_px
         bottom = self.top_px + self.height_px
-        if right > input_size_px or bottom > input_size_px:
+        if right > input_width_px or bottom > in_h:
             raise ProtocolError(
                 ErrorCode.IMAGE_TOO_LARGE,
                 f"frame {self.frame_id}: a {self.width_px}x{self.height_px} picture at "
-                f"({self.left_px}, {self.top_px}) must fit the {input_size_px}x{input_size_px} "
+                f"({self.left_px}, {self.top_px}) must fit the {input_width_px}x{in_h} "
                 f"model input, but reaches ({right}, {bottom})",
                 self.frame_id,
             )

@@ -245,7 +245,7 @@ class NodeStream:
                 f"{len(self._in_flight)} of {self._max_window()} frames in flight"
             )
         plan = self._plan = self.encoding.plan(now_ms)
-        g = letterbox_geometry(width_px, height_px, self._input_size())
+        g = letterbox_geometry(width_px, height_px, *self._input_size())
         return FramePlan(plan.name, plan.quality, g.scaled_width_px, g.scaled_height_px)
 
     def encode_image(
@@ -266,7 +266,7 @@ class NodeStream:
                 f"cannot send a frame in state {self.state.value} with "
                 f"{len(self._in_flight)} of {self._max_window()} frames in flight"
             )
-        g = letterbox_geometry(width_px, height_px, self._input_size())
+        g = letterbox_geometry(width_px, height_px, *self._input_size())
         frame_id = self._take_frame_id()
         head = Image.header_bytes(
             frame_id,

@@ -45,9 +45,9 @@ def image(template: Image, encoding: FrameEncoding, payload: bytes, **changes: i
     return Image(frame_id=5, capture_ms=1.0, encoding=encoding, payload=payload, **fields)
 
 
-def refusal(message: Image) -> ProtocolError:
+def refusal(message: Image, decoder: Decoder | None = None) -> ProtocolError:
     with pytest.raises(ProtocolError) as info:
-        Decoder(SIZE).decode(message)
+        (decoder or Decoder(SIZE)).decode(message)
     assert info.value.frame_id == 5
     return info.value
 
@@ -168,7 +168,7 @@ def test_decoder_accepts_a_view_payload_as_parsed_from_the_wire() -> None:
 
 
 def test_decoder_needs_a_positive_size() -> None:
-    with pytest.raises(ValueError, match="input size must be positive, got 0"):
+    with pytest.raises(ValueError, match="input size must be positive, got 0x0"):
         Decoder(0)
 
 
@@ -179,3 +179,14 @@ def test_webp_beyond_pillows_own_limit_is_too_large_too() -> None:
         "frame 5: the WebP claims more pixels than Pillow will decode; at most 416x416 fit "
         "the model input (declared 8x8)"
     )
+
+
+def test_a_non_square_model_input() -> None:
+    pixels = np.full((240, 320, 3), 9, np.uint8)  # 320x240 into a 320x256 input
+    message = Image(5, 1.0, FrameEncoding.JPEG, 320, 240, 0, 8, encode(pixels, FrameEncoding.JPEG))
+    tensor = Decoder(320, 256).decode(message).tensor
+    assert tensor.shape == (3, 256, 320)
+    assert (tensor[:, :8] == PAD_VALUE).all()
+    assert (tensor[:, 248:] == PAD_VALUE).all()
+    err = refusal(Image(5, 1.0, FrameEncoding.JPEG, 320, 240, 0, 20, b"x"), Decoder(320, 256))
+    assert err.message.endswith("must fit the 320x256 model input, but reaches (320, 260)")
