@@ -5,6 +5,11 @@ The model returns, per image, ``boxes`` float32 [A, 4] (x1, y1, x2, y2 in input 
 ``scores`` float32 [A, C] (sigmoid quality scores in [0, 1]). The node and the browser's
 local fallback both call ``select``; it uses the standard library only and finds the few
 scores above the threshold with C-level bytes operations, not a loop over A * C floats.
+
+One box is one object: each anchor keeps only its best class (argmax per anchor, as
+NanoDet's and YOLO's reference post-processing do), then class-aware NMS runs. Otherwise a
+box whose anchor scores "dog 0.59" and "cow 0.39" is reported twice, with two labels on the
+same rectangle (issue 10). ``multi_label=True`` keeps every class above the threshold.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from .protocol import Detection
 __all__ = [
     "FrameBox",
     "PostprocessSettings",
+    "best_per_anchor",
     "iou",
     "non_max_suppression",
     "scores_above",
@@ -36,6 +42,7 @@ class PostprocessSettings:
     iou_threshold: float = 0.6
     max_candidates: int = 1000
     max_detections: int = 100
+    multi_label: bool = False  # keep every class above the threshold, not only the best
 
     def __post_init__(self) -> None:
         if not 0.0 < self.score_threshold <= 1.0:
@@ -86,6 +93,19 @@ def scores_above(
     return hits
 
 
+def best_per_anchor(hits: list[tuple[int, float]], num_classes: int) -> list[tuple[int, float]]:
+    """Of ``scores_above``'s (flat index, score) hits, the best class of each anchor; the
+    lowest class index wins a tie. Every anchor's true best class is among the hits when
+    it reaches the threshold, so this equals argmax-then-threshold."""
+    best: dict[int, tuple[int, float]] = {}
+    for flat, score in hits:  # in flat-index order, so a tie keeps the first class
+        anchor = flat // num_classes
+        kept = best.get(anchor)
+        if kept is None or score > kept[1]:
+            best[anchor] = (flat, score)
+    return list(best.values())
+
+
 def iou(a: Detection, b: Detection) -> float:
     ix = min(a.x2, b.x2) - max(a.x1, b.x1)
     iy = min(a.y2, b.y2) - max(a.y1, b.y1)
@@ -127,6 +147,8 @@ def select(
             f"got {len(boxes)} and {len(scores)} bytes"
         )
     hits = scores_above(scores, settings.score_threshold)
+    if not settings.multi_label:
+        hits = best_per_anchor(hits, num_classes)
     if len(hits) > settings.max_candidates:
         hits.sort(key=lambda hit: hit[1], reverse=True)
         del hits[settings.max_candidates :]

@@ -164,6 +164,9 @@ def reference_select(
     num_classes = scores.shape[1]
     flat = scores.ravel().astype(np.float64)
     candidates = np.flatnonzero(flat >= settings.score_threshold)
+    if not settings.multi_label:  # argmax per anchor (the first class on a tie)
+        best = np.argmax(np.nan_to_num(scores.astype(np.float64), nan=-1.0), axis=1)
+        candidates = candidates[candidates % num_classes == best[candidates // num_classes]]
     order = candidates[np.argsort(-flat[candidates], kind="stable")]
     order = order[: settings.max_candidates]
     wide = boxes.astype(np.float64)
@@ -216,6 +219,8 @@ SELECT_CASES = [
     (3, PostprocessSettings(max_detections=5)),
     (4, PostprocessSettings(score_threshold=0.1, iou_threshold=0.9, max_candidates=300)),
     (5, PostprocessSettings(score_threshold=0.9, iou_threshold=1.0)),  # nothing suppressed
+    (6, PostprocessSettings(multi_label=True)),
+    (7, PostprocessSettings(score_threshold=0.1, multi_label=True, max_candidates=50)),
 ]
 
 
@@ -244,6 +249,30 @@ def test_select_keeps_only_the_best_candidates_before_nms() -> None:
         Detection(1, float(np.float32(0.9)), 0.0, 0.0, 10.0, 10.0),
         Detection(1, float(np.float32(0.8)), 100.0, 0.0, 110.0, 10.0),
     ]
+
+
+def test_select_gives_one_box_one_class() -> None:
+    # given one anchor scoring dog 0.59 and cow 0.39 (the photo in issue 10)
+    boxes = np.array([[10, 10, 200, 200]], dtype=np.float32)
+    scores = np.array([[0.0, 0.39, 0.59]], dtype=np.float32)  # classes: -, cow, dog
+    # when
+    got = select(boxes.tobytes(), scores.tobytes(), 3, PostprocessSettings())
+    # then the box is a dog, once
+    assert [(d.class_id, round(d.score, 2)) for d in got] == [(2, 0.59)]
+
+
+def test_select_multi_label_keeps_every_class_of_a_box() -> None:
+    boxes = np.array([[10, 10, 200, 200]], dtype=np.float32)
+    scores = np.array([[0.0, 0.39, 0.59]], dtype=np.float32)
+    settings = PostprocessSettings(multi_label=True)
+    got = select(boxes.tobytes(), scores.tobytes(), 3, settings)
+    assert [d.class_id for d in got] == [2, 1]
+
+
+def test_best_per_anchor_keeps_the_first_class_on_a_tie() -> None:
+    # anchor 0: classes 1 and 2 tie; anchor 1: class 2 wins
+    hits = [(1, 0.5), (2, 0.5), (4, 0.4), (5, 0.7)]
+    assert postprocess.best_per_anchor(hits, 3) == [(1, 0.5), (5, 0.7)]
 
 
 def test_select_with_no_anchors() -> None:
