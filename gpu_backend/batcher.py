@@ -40,7 +40,8 @@ class _Waiting:
     stream: int
     frame: Frame
     image: UInt8Array
-    enqueued_s: float
+    enqueued_s: float  # when this frame arrived: its queue_ms counts from here
+    place_s: float  # when its stream's place in the queue was taken: the batch deadline
     future: asyncio.Future[Outcome]
 
 
@@ -93,11 +94,14 @@ class Batcher:
     def submit(self, stream: int, frame: Frame, image: UInt8Array) -> asyncio.Future[Outcome]:
         """Queue a checked frame; its future resolves to the frame's one outcome."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        item = _Waiting(stream, frame, image, self._clock(), future)
+        now_s = self._clock()
+        item = _Waiting(stream, frame, image, now_s, now_s, future)
         older = self._waiting.get(stream)
         if older is not None:
             older.future.set_result(Dropped(older.frame.frame_id, DropReason.SUPERSEDED))
-            item.enqueued_s = older.enqueued_s  # keep its place and its deadline
+            # It takes the older frame's place and deadline, not its enqueue time: its
+            # queue_ms (and the router's queue estimate from it) is its own wait.
+            item.place_s = older.place_s
         self._waiting[stream] = item
         self._arrived.set()
         return future
@@ -127,7 +131,7 @@ class Batcher:
         while not self._waiting:
             self._arrived.clear()
             await self._arrived.wait()
-        deadline = next(iter(self._waiting.values())).enqueued_s + self._max_wait_s
+        deadline = next(iter(self._waiting.values())).place_s + self._max_wait_s
         while not self._is_full():
             remaining = deadline - self._clock()
             if remaining <= 0:

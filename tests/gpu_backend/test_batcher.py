@@ -131,6 +131,55 @@ def test_newer_frame_replaces_a_waiting_one_which_is_reported_dropped() -> None:
     assert engine.batch_sizes == [1, 1]
 
 
+def test_a_replacing_frame_reports_its_own_queue_time() -> None:
+    # given frame 1 on the engine, frame 2 waiting since t=0 s, replaced by frame 3 at 0.3 s
+    engine = FakeEngine()
+    engine.gate = threading.Event()
+    now_s = [0.0]
+    batcher = Batcher(engine, CLASSES, PostprocessSettings(), 1, 1.0, clock=lambda: now_s[0])
+
+    async def body() -> None:
+        batcher.open_stream(1)
+        first = batcher.submit(1, *_frame(1, 1))
+        await asyncio.to_thread(engine.entered.wait, 10)
+        second = batcher.submit(1, *_frame(2, 2))
+        now_s[0] = 0.3
+        third = batcher.submit(1, *_frame(3, 3))
+        assert await second == Dropped(2, DropReason.SUPERSEDED)
+        # when the engine frees up 10 ms later
+        now_s[0] = 0.31
+        assert engine.gate is not None
+        engine.gate.set()
+        await first
+        outcome = await third
+        # then frame 3 waited 10 ms, not the 310 ms since frame 2 arrived
+        assert isinstance(outcome, Result)
+        assert abs(outcome.queue_ms - 10.0) < 1e-6
+
+    _run(lambda: _with_loop(batcher, body))
+
+
+def test_a_replacing_frame_keeps_the_waiting_frame_s_place_and_deadline() -> None:
+    now_s = [0.0]
+    batcher = Batcher(FakeEngine(), CLASSES, PostprocessSettings(), 8, 50.0, clock=lambda: now_s[0])
+
+    async def body() -> None:
+        for stream in (1, 2):
+            batcher.open_stream(stream)
+        batcher.submit(1, *_frame(1, 1))
+        now_s[0] = 0.01
+        batcher.submit(2, *_frame(2, 2))
+        now_s[0] = 0.04
+        batcher.submit(1, *_frame(3, 3))  # replaces frame 1
+        waiting = list(batcher._waiting.values())
+        assert [(w.frame.frame_id, w.place_s, w.enqueued_s) for w in waiting] == [
+            (3, 0.0, 0.04),  # first in line still, deadline from 0 s; its own arrival time
+            (2, 0.01, 0.01),
+        ]
+
+    _run(body)
+
+
 def test_a_failing_batch_fails_each_frame_and_the_node_goes_on() -> None:
     engine = FakeEngine()
     engine.fail_next = True
