@@ -110,7 +110,23 @@ class OnnxEngine:
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise EngineError(f"onnxruntime could not load {model_path}: {exc}") from exc
-        self._provider = str(self._session.get_providers()[0])
+        # onnxruntime lists CUDA whenever the GPU build is installed, but builds a CPU-only
+        # session when the CUDA libraries fail to load (it logs and falls back): believe
+        # the session, not the list (issue 10).
+        active = [str(name) for name in self._session.get_providers()]
+        if has_cuda and provider in ("auto", "cuda") and "CUDAExecutionProvider" not in active:
+            if provider == "cuda":
+                raise EngineError(
+                    "provider 'cuda' requested and onnxruntime offers it, but the session "
+                    f"runs on {', '.join(active)}: the CUDA libraries did not load (see "
+                    "onnxruntime's messages above; check the CUDA and cuDNN versions)"
+                )
+            log.warning(
+                "onnxruntime offers CUDA but the session fell back to %s: the CUDA libraries "
+                "did not load; this node runs on the CPU",
+                ", ".join(active),
+            )
+        self._provider = active[0]
         self._device_name = f"cuda:{device_id}" if self._provider.startswith("CUDA") else "cpu"
         self._input_name = card.input_name
         self._output_names = [card.boxes_output, card.scores_output]
