@@ -10,6 +10,7 @@ The task is started and stopped by the app's lifespan (``start_heartbeat``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -121,6 +122,7 @@ class HeartbeatSender:
             transport=transport,
         )
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._failure: str | None = None  # what went wrong last time; None when it worked
 
     def start(self) -> None:
@@ -136,19 +138,26 @@ class HeartbeatSender:
             )
 
     async def stop(self) -> None:
-        """Cancel the loop (an in-flight heartbeat included), then deregister, so that no
-        heartbeat can re-register the node after it left."""
+        """End the loop, then deregister, so that no heartbeat can re-register the node
+        after it left. A heartbeat in flight is awaited, not cancelled: a cancelled POST
+        may already be on its way, and landing after the DELETE it would list the node
+        again until it expires (issue 10). Its own timeout bounds the wait."""
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])  # never raises; _ended logged any failure
+            done, _ = await asyncio.wait([self._task], timeout=REQUEST_TIMEOUT_S + 1.0)
+            if not done:  # only if the client's timeout failed to fire
+                self._task.cancel()
+                await asyncio.wait([self._task])
         await self.deregister()
         await self._client.aclose()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             started_s = time.monotonic()
             await self.beat()
-            await asyncio.sleep(max(0.0, started_s + self.interval_s - time.monotonic()))
+            pause_s = max(0.0, started_s + self.interval_s - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), pause_s)
 
     async def beat(self) -> bool:
         """Send one heartbeat; True when the web app took it."""

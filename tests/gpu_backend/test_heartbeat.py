@@ -225,6 +225,46 @@ def test_stop_does_not_hang_when_the_registry_is_gone(caplog: pytest.LogCaptureF
     assert "could not deregister node node-a: ConnectError" in caplog.text
 
 
+def test_stop_lets_a_heartbeat_in_flight_land_before_the_delete() -> None:
+    # given a registry that takes its time over a heartbeat: the POST has left the node and
+    # will be processed whatever the node does next (the server side is shielded)
+    landed: list[str] = []
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+        posted = asyncio.Event()
+
+        async def process_post() -> None:
+            await release.wait()
+            landed.append("POST")
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            if request.method == "POST":
+                server_side = asyncio.ensure_future(process_post())
+                posted.set()
+                await asyncio.shield(server_side)
+                return httpx.Response(200, json={"heartbeat_interval_s": 60})
+            landed.append(request.method)
+            return httpx.Response(204)
+
+        sender = HeartbeatSender(
+            "http://registry", SECRET, body, "node-a", httpx.MockTransport(handler)
+        )
+        sender.start()
+        await posted.wait()
+        # when the node stops while that POST is in flight
+        stopping = asyncio.create_task(sender.stop())
+        # (a chance for a DELETE to overtake the POST: a stop that cancels it would send
+        # the DELETE now; the outcome below does not depend on this wait's length)
+        await asyncio.wait([stopping], timeout=0.05)
+        release.set()
+        await stopping
+
+    asyncio.run(scenario())
+    # then the DELETE is the last word: the node does not reappear
+    assert landed == ["POST", "DELETE"]
+
+
 # -- the node app's lifespan ------------------------------------------------------------
 
 
