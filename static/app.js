@@ -262,6 +262,12 @@ async function keepAwake() {
 }
 
 if ("serviceWorker" in navigator) {
+  // A new worker taking over a page it already controlled means a deploy: its cache holds
+  // the new pages, scripts and Python bundle together, so load them all at once (sw.js).
+  const wasControlled = navigator.serviceWorker.controller !== null;
+  navigator.serviceWorker.addEventListener("controllerchange", () => {
+    if (wasControlled) location.reload();
+  });
   navigator.serviceWorker.register("/sw.js").catch((err) => console.warn(`offline cache unavailable: ${err.message}`));
 }
 

@@ -1,10 +1,15 @@
 // Service worker: keeps the page, runtimes, Python client and model so that a kiosk comes
 // up and detects locally even when the web app is unreachable. The web app fills in the
 // manifest (cache version + URLs) when it serves this file.
+//
+// Every kept file is served from ONE cache named by the version of all of them together,
+// so a page never mixes old scripts with a new Python bundle: a deploy changes this file
+// (its version), the browser installs it with a complete new cache, and on activation the
+// page reloads itself (app.js, on "controllerchange") and gets the new set as a whole.
 
 const MANIFEST = __EDGESIGHT_MANIFEST__;
 const CACHE = `edgesight-${MANIFEST.version}`;
-const NETWORK_FIRST = new Set(MANIFEST.network_first);
+const KEPT = new Set(MANIFEST.urls);
 
 self.addEventListener("install", (event) => {
   event.waitUntil((async () => {
@@ -26,26 +31,13 @@ self.addEventListener("activate", (event) => {
   })());
 });
 
-async function networkFirst(request) {
-  try {
-    const response = await fetch(request);
-    if (response.ok) (await caches.open(CACHE)).put(request, response.clone());
-    return response;
-  } catch (err) {
-    const cached = await caches.match(request, { cacheName: CACHE });
-    if (cached) return cached;
-    throw err;
-  }
-}
-
-async function cacheFirst(request) {
-  const cached = await caches.match(request, { cacheName: CACHE });
+async function fromVersion(request) {
+  const cached = await caches.match(request, { cacheName: CACHE, ignoreSearch: true });
   return cached || fetch(request);
 }
 
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
   if (event.request.method !== "GET" || url.origin !== self.location.origin) return;
-  if (NETWORK_FIRST.has(url.pathname)) event.respondWith(networkFirst(event.request));
-  else if (MANIFEST.urls.includes(url.pathname)) event.respondWith(cacheFirst(event.request));
+  if (KEPT.has(url.pathname)) event.respondWith(fromVersion(event.request));
 });

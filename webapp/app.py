@@ -18,7 +18,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from pyodide_client.model_card import ModelCard
-from pyodide_client.protocol import PROTOCOL_VERSION
 
 from . import WebappError
 from .assets import ORT_FILES, PYODIDE_FILES, BrowserRuntimes, client_package_zip
@@ -87,7 +86,10 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
         "node_urls": list(settings.node_urls),
         "max_in_flight": settings.max_in_flight,
         "local_threads": settings.local_threads,
-        "protocol_version": PROTOCOL_VERSION,
+        "postprocess": {
+            "score_threshold": settings.score_threshold,
+            "iou_threshold": settings.iou_threshold,
+        },
         "pyodide_url": pyodide_url,
         "ort_url": ort_url,
         "client_zip_url": "/py/pyodide_client.zip",
@@ -112,11 +114,14 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
     # "<" escaped so that no configured value can close the <script> element it sits in
     config_json = json.dumps(page_config).replace("<", "\\u003c")
     kiosk_json = json.dumps({**page_config, "kiosk": True}).replace("<", "\\u003c")
+    template_bytes = (TEMPLATES_DIR / "index.html").read_bytes()
     offline = OfflineManifest.build(
         settings.static_dir,
-        pages=("/", "/kiosk"),
+        pages={
+            "/": template_bytes + config_json.encode(),
+            "/kiosk": template_bytes + kiosk_json.encode(),
+        },
         documents={
-            "/api/config": json.dumps(page_config).encode(),
             "/models/model.json": card_text.encode(),
             "/py/pyodide_client.zip": client_zip,
         },
@@ -147,9 +152,6 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
         return Response(
             sw_script, media_type="text/javascript", headers={"Cache-Control": "no-cache"}
         )
-
-    async def config(request: Request) -> JSONResponse:
-        return JSONResponse(page_config)
 
     async def client_package(request: Request) -> Response:
         return Response(
@@ -188,7 +190,6 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
             Route("/sw.js", service_worker),
             Route("/healthz", healthz),
             Route("/metrics", metrics_page),
-            Route("/api/config", config),
             *registry_routes(registry, settings.registry_secret),
             report_route(metrics),
             Route("/py/pyodide_client.zip", client_package),

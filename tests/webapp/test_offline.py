@@ -18,11 +18,11 @@ def _static(tmp_path: Path, app_js: str) -> Path:
 
 
 def _manifest(
-    static_dir: Path, client_zip: bytes = b"zip", model_sha: str = "ab"
+    static_dir: Path, client_zip: bytes = b"zip", model_sha: str = "ab", config: bytes = b"{}"
 ) -> OfflineManifest:
     return OfflineManifest.build(
         static_dir,
-        pages=("/", "/kiosk"),
+        pages={"/": b"<html>" + config, "/kiosk": b"<html>kiosk" + config},
         documents={"/py/pyodide_client.zip": client_zip},
         vendor_urls=("/vendor/pyodide-1/pyodide.mjs",),
         model_url="/models/m.onnx",
@@ -40,7 +40,6 @@ def test_manifest_keeps_pages_documents_static_runtimes_and_model(tmp_path: Path
         "/vendor/pyodide-1/pyodide.mjs",
         "/models/m.onnx",
     )
-    assert manifest.network_first == ("/", "/kiosk", "/py/pyodide_client.zip")
     assert "/static/sw.js" not in manifest.urls
 
 
@@ -50,6 +49,7 @@ def test_version_changes_with_any_kept_content(tmp_path: Path) -> None:
     assert _manifest(static).version == base
     assert _manifest(static, client_zip=b"zip2").version != base
     assert _manifest(static, model_sha="cd").version != base
+    assert _manifest(static, config=b'{"node_urls": []}').version != base
     _static(tmp_path, "two")
     assert _manifest(static).version != base
 
@@ -63,3 +63,11 @@ def test_script_gets_the_manifest_and_refuses_a_template_without_placeholder(
     (static / "sw.js").write_text("no placeholder")
     with pytest.raises(ValueError, match="__EDGESIGHT_MANIFEST__"):
         service_worker_script(static, manifest)
+
+
+def test_one_cache_serves_pages_scripts_and_the_python_bundle_alike() -> None:
+    # Version skew (issue 10): no URL may be network-first while another is cache-first.
+    script = (Path(__file__).resolve().parents[2] / "static" / "sw.js").read_text()
+    assert "networkFirst" not in script
+    assert "network_first" not in script
+    assert "cacheName: CACHE" in script
