@@ -1,4 +1,4 @@
-"""Glass-to-glass in headless Chromium: fake camera -> Pyodide -> node -> boxes drawn.
+"""Grab to drawn in headless Chromium: fake camera -> Pyodide -> node -> boxes drawn.
 
 Starts a real node (``python -m edgesight node``, a subprocess) and the web app (in this
 process, ``ServerThread``), both on 127.0.0.1, and opens the page in Debian's Chromium with
@@ -8,9 +8,9 @@ frame), preprocess (``encode_frame`` in Pyodide), sent, result received, drawn, 
 node's queue/inference/post times. After a warm-up the array is cleared and read back
 once it holds ``--frames`` entries.
 
-Glass-to-glass here starts when the page grabs the frame from the video element, not at
-the camera's exposure: a fake camera has no exposure time, and the page has no clock for
-it.
+Grab to drawn (once called glass-to-glass) starts when the page grabs the frame from the
+video element, not at the camera's exposure: a fake camera has no exposure time, and the
+page has no clock for it.
 
     .venv/bin/python bench/browser_latency.py --frames 200
 """
@@ -126,7 +126,7 @@ def main() -> None:
         "command": "python bench/browser_latency.py " + " ".join(sys.argv[1:]),
         "machine": f"{machine()}, Chromium {chromium} headless, fake camera 640x480",
         "goals": {
-            "glass_to_glass": "<= node inference + 20 ms on loopback",
+            "grab_to_drawn": "<= node inference + 20 ms on loopback",
             "preprocess": "<= 4 ms per 640x480 frame",
         },
         "runs": runs,
@@ -145,7 +145,7 @@ def analyse(timings: list[dict[str, Any]], elapsed_s: float) -> dict[str, Any]:
         return [fn(t) for t in timings if all(t.get(f) is not None for f in FIELDS)]
 
     parts = {
-        "glass_to_glass": series(lambda t: t["drawn_ms"] - t["capture_ms"]),
+        "grab_to_drawn": series(lambda t: t["drawn_ms"] - t["capture_ms"]),
         "preprocess_in_pyodide": series(lambda t: t["preprocess_ms"]),
         "capture_to_sent": series(lambda t: t["sent_ms"] - t["capture_ms"]),
         "sent_to_result": series(lambda t: t["result_ms"] - t["sent_ms"]),
@@ -153,12 +153,12 @@ def analyse(timings: list[dict[str, Any]], elapsed_s: float) -> dict[str, Any]:
         "node_queue": series(lambda t: t["queue_ms"]),
         "node_inference": series(lambda t: t["inference_ms"]),
         "node_post": series(lambda t: t["post_ms"]),
-        "glass_to_glass_minus_inference": series(
+        "grab_to_drawn_minus_inference": series(
             lambda t: t["drawn_ms"] - t["capture_ms"] - t["inference_ms"]
         ),
     }
     return {
-        "frames": len(parts["glass_to_glass"]),
+        "frames": len(parts["grab_to_drawn"]),
         "fps_drawn": round(len(timings) / elapsed_s, 2),
         "timings": {name: summary(values) for name, values in parts.items()},
     }

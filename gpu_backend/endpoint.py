@@ -19,6 +19,7 @@ import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from pyodide_client.protocol import (
+    CLOSE_TRY_AGAIN_LATER,
     Dtype,
     Error,
     ErrorCode,
@@ -32,11 +33,10 @@ if TYPE_CHECKING:
     from .batcher import Outcome
     from .node import Node
 
-__all__ = ["CLOSE_TRY_AGAIN_LATER", "inference_endpoint"]
+__all__ = ["inference_endpoint"]
 
 log = logging.getLogger(__name__)
 
-CLOSE_TRY_AGAIN_LATER = 1013
 _stream_ids = itertools.count(1)
 
 

@@ -42,7 +42,7 @@ def test_the_page_draws_labelled_boxes_over_the_video(
     expect(page.locator("#status")).to_contain_text("node e2e-node", timeout=10_000)
     expect(page.locator("#status")).to_contain_text("model nanodet-g-416")
     expect(page.locator("#status")).to_contain_text("fps")
-    expect(page.locator("#status")).to_contain_text("ms glass-to-glass")
+    expect(page.locator("#status")).to_contain_text("ms grab to drawn")
     assert page.locator("#loading").is_hidden()
     assert page.locator("#message").is_hidden()
     assert page.evaluate("crossOriginIsolated") is True

@@ -27,7 +27,16 @@ from .dashboard import Dashboard
 from .local import LocalEngine, LocalError
 from .model_card import ModelCard
 from .postprocess import FrameBox, PostprocessSettings
-from .protocol import Error, ErrorCode, Hello, Ping, Pong, ProtocolError, parse
+from .protocol import (
+    CLOSE_TRY_AGAIN_LATER,
+    Error,
+    ErrorCode,
+    Hello,
+    Ping,
+    Pong,
+    ProtocolError,
+    parse,
+)
 from .routing import Connect, Fallback, NodeInfo, Router, Switch, usable_nodes
 from .stream import (
     Detections,
@@ -48,7 +57,6 @@ log = logging.getLogger(__name__)
 STALL_MIN_MS = 750.0
 STALL_MAX_MS = 3000.0
 STALL_FACTOR = 4.0
-CLOSE_TRY_AGAIN_LATER = 1013
 
 
 class _JsBuffer(Protocol):
@@ -82,6 +90,16 @@ def _overload_refusal(data: bytes | bytearray | memoryview) -> str | None:
     return None
 
 
+def _postprocess_settings(given: object) -> PostprocessSettings:
+    """The page config's ``postprocess`` object; missing keys keep their defaults."""
+    if given is None:
+        return PostprocessSettings()
+    if not isinstance(given, dict):
+        raise ValueError(f"config postprocess: expected an object, got {given!r}")
+    known = {"score_threshold", "iou_threshold", "max_detections", "multi_label"}
+    return PostprocessSettings(**{key: value for key, value in given.items() if key in known})
+
+
 def _boxes(boxes: tuple[FrameBox, ...]) -> list[dict[str, Any]]:
     return [asdict(box) for box in boxes]
 
@@ -99,13 +117,15 @@ class BrowserClient:
         self.max_in_flight = int(config.get("max_in_flight", 2))
         self.local_threads = int(config.get("local_threads", 0))  # 0: decide from the page
         self.card = ModelCard.from_json(model_card_json)
-        self.local = LocalEngine(self.card, PostprocessSettings())
+        # The operator's thresholds (EDGESIGHT_SCORE_THRESHOLD, ...), so that the boxes
+        # drawn do not depend on where detection runs.
+        self.local = LocalEngine(self.card, _postprocess_settings(config.get("postprocess")))
         self.router = Router()
         self.dashboard = Dashboard()
         self.stream: NodeStream | None = None
         self.node_url: str | None = None
         self.node_name: str | None = None
-        self.node_sha256: str | None = None  # what the last node announced
+        self.node_model: str | None = None  # the model name the current node announced
         self.route_note = ""  # why the page is where it is, in words
         self._registry: list[NodeInfo] = []
         self._is_started = False
@@ -186,8 +206,10 @@ class BrowserClient:
         if self.stream is not None:
             self.stream.connection_lost()
         self.node_url = url
-        self.node_name = None
-        self.stream = NodeStream(max_in_flight=self.max_in_flight)
+        self.node_name = self.node_model = None
+        # A node serving another model than the page's is refused at its HELLO: its class
+        # list and boxes would not mean what the page shows (and the local fallback runs).
+        self.stream = NodeStream(max_in_flight=self.max_in_flight, expected_sha256=self.card.sha256)
 
     def _lose_node(self, now_ms: float, overloaded: bool) -> None:
         if self.node_url is not None:
@@ -199,7 +221,7 @@ class BrowserClient:
             self.stream.connection_lost()
         self.stream = None
         self.node_url = None
-        self.node_name = None
+        self.node_name = self.node_model = None
 
     def on_close(self, url: str, code: int, now_ms: float) -> None:
         """The page's node socket for ``url`` closed or failed to open."""
@@ -305,7 +327,7 @@ class BrowserClient:
             self.router.record_connected(url, now_ms)
             self.router.pipeline_depth = min(self.max_in_flight, hello.max_in_flight)
             self.node_name = hello.node_name
-            self.node_sha256 = hello.model_sha256
+            self.node_model = hello.model_name
             self.route_note = ""
             return {"type": "ready", "node": hello.node_name, "model": hello.model_name}
         if isinstance(event, Detections):
@@ -376,9 +398,9 @@ class BrowserClient:
 
     def local_check_model(self, actual_sha256: str) -> str:
         """'' when the downloaded model may run, else a message for the page. The model
-        must be the one the node announced, else the one the web app describes."""
+        must be the one the web app describes (nodes must serve it too)."""
         try:
-            self.local.check_model(actual_sha256, self.node_sha256 or self.card.sha256)
+            self.local.check_model(actual_sha256, self.card.sha256)
         except LocalError as exc:
             return str(exc)
         return ""
@@ -441,7 +463,7 @@ class BrowserClient:
                 "mode": mode,
                 "node": self.node_name if mode == "node" else None,
                 "node_url": self.node_url,
-                "model": self.card.name,
+                "model": (self.node_model if mode == "node" else None) or self.card.name,
                 "threads": self.local.threads,
                 "local_state": self.local.state.value,
                 "local_problem": self.local.problem,

@@ -7,7 +7,7 @@ from .stats import RollingWindow
 
 __all__ = ["STAGES", "Dashboard"]
 
-STAGES = ("preprocess", "network", "queue", "inference", "post", "draw", "glass_to_glass")
+STAGES = ("preprocess", "network", "queue", "inference", "post", "draw", "grab_to_drawn")
 
 
 class Dashboard:
@@ -43,7 +43,7 @@ class Dashboard:
         self.drawn.add(now_ms, 1.0)
         self._drawn_since_report += 1
         self.stages["draw"].add(now_ms, draw_ms)
-        self.stages["glass_to_glass"].add(now_ms, now_ms - capture_ms)
+        self.stages["grab_to_drawn"].add(now_ms, now_ms - capture_ms)
 
     def dropped_frame(self) -> None:
         """A frame the node answered DROPPED: sent, never drawn."""
@@ -73,7 +73,7 @@ class Dashboard:
         return {
             "fps": round(self.drawn.rate_per_s(now_ms), 1),
             "round_trip_ms": round(self.round_trip.percentile(now_ms, 50), 1),
-            "latency_ms": round(self.stages["glass_to_glass"].percentile(now_ms, 50), 1),
+            "latency_ms": round(self.stages["grab_to_drawn"].percentile(now_ms, 50), 1),
         }
 
     def stage_table(self, now_ms: float) -> dict[str, dict[str, float]]:

@@ -47,7 +47,6 @@ class LocalResult:
     boxes: tuple[FrameBox, ...]
     capture_ms: float
     round_trip_ms: float  # handed to the worker -> outputs back
-    latency_ms: float
     inference_ms: float
 
 
@@ -150,6 +149,5 @@ class LocalEngine:
             boxes=tuple(mapped),
             capture_ms=sent.capture_ms,
             round_trip_ms=now_ms - sent.sent_ms,
-            latency_ms=now_ms - sent.capture_ms,
             inference_ms=inference_ms,
         )

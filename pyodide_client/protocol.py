@@ -73,6 +73,7 @@ from typing import Any
 
 __all__ = [
     "AUTH_VERSION",
+    "CLOSE_TRY_AGAIN_LATER",
     "HEADER_SIZE",
     "IMAGE_VERSION",
     "MAGIC",
@@ -108,6 +109,9 @@ SHA256_SIZE = 32
 MAX_NDIM = 8
 AUTH_VERSION = 1
 IMAGE_VERSION = 1
+# WebSocket close code (RFC 6455 registry) of a node refusing a stream at capacity: the
+# page then skips that node for a cool-down instead of backing off as from a failure.
+CLOSE_TRY_AGAIN_LATER = 1013
 
 _HEADER = struct.Struct("<2sBB")
 _U8 = struct.Struct("<B")

@@ -46,6 +46,7 @@ from .protocol import (
 )
 
 __all__ = [
+    "MAX_INPUT_SIZE_PX",
     "Detections",
     "Event",
     "FrameDropped",
@@ -60,6 +61,9 @@ __all__ = [
 ]
 
 FRAME_ID_LIMIT = 0xFFFFFFFF
+# The largest model input a page letterboxes to (pixels a side). A HELLO asking for more is
+# refused before anything is allocated: 3 x 65535^2 bytes would be 12 GB (issue 10).
+MAX_INPUT_SIZE_PX = 2048
 
 
 class StreamError(Exception):
@@ -83,7 +87,6 @@ class Detections:
     boxes: tuple[FrameBox, ...]
     capture_ms: float
     round_trip_ms: float  # frame sent -> result received
-    latency_ms: float  # frame captured -> result received
     queue_ms: float
     inference_ms: float
     post_ms: float
@@ -343,6 +346,11 @@ class NodeStream:
                 f"node wants {hello.dtype.label} frames of shape {list(hello.frame_shape)}; "
                 "this client sends uint8 [3, H, W]"
             )
+        if shape[1] > MAX_INPUT_SIZE_PX:
+            raise StreamError(
+                f"node wants frames of {shape[1]}x{shape[2]} pixels; this client sends at "
+                f"most {MAX_INPUT_SIZE_PX}x{MAX_INPUT_SIZE_PX}"
+            )
         if self._expected_sha256 and hello.model_sha256 != self._expected_sha256:
             raise StreamError(
                 f"node serves model {hello.model_name} with sha256 {hello.model_sha256}, "
@@ -388,7 +396,6 @@ class NodeStream:
                 boxes=tuple(boxes),
                 capture_ms=result.capture_ms,
                 round_trip_ms=now_ms - sent.sent_ms,
-                latency_ms=now_ms - result.capture_ms,
                 queue_ms=result.queue_ms,
                 inference_ms=result.inference_ms,
                 post_ms=result.post_ms,

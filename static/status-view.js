@@ -3,7 +3,7 @@
 
 const STAGE_LABELS = {
   preprocess: "preprocess (Python)", network: "network + send", queue: "node queue",
-  inference: "inference", post: "post-process", draw: "draw", glass_to_glass: "capture → drawn",
+  inference: "inference", post: "post-process", draw: "draw", grab_to_drawn: "capture → drawn",
 };
 
 export class StatusView {
@@ -32,10 +32,10 @@ export class StatusView {
   status(s) {
     let text;
     if (s.mode === "node") {
-      text = `${s.fps.toFixed(1)} fps · ${Math.round(s.latency_ms)} ms glass-to-glass · round trip ${Math.round(s.round_trip_ms)} ms · node ${s.node} · model ${s.model}`;
+      text = `${s.fps.toFixed(1)} fps · ${Math.round(s.latency_ms)} ms grab to drawn · round trip ${Math.round(s.round_trip_ms)} ms · node ${s.node} · model ${s.model}`;
     } else if (s.mode === "local") {
       const threads = `${s.threads} thread${s.threads === 1 ? "" : "s"}`;
-      text = `${s.fps.toFixed(1)} fps · ${Math.round(s.latency_ms)} ms glass-to-glass · local wasm, ${threads} · model ${s.model} · ${s.route || "no node yet"}`;
+      text = `${s.fps.toFixed(1)} fps · ${Math.round(s.latency_ms)} ms grab to drawn · local wasm, ${threads} · model ${s.model} · ${s.route || "no node yet"}`;
     } else {
       const local = s.local_state === "loading" ? " Loading local detection…" : "";
       text = `Not detecting yet. ${s.route}${local}`.trim();

@@ -31,9 +31,13 @@ class WebappSettings:
     static_dir: Path = PROJECT_ROOT / "static"
     vendor_dir: Path = PROJECT_ROOT / "node_modules"
     # Frames a page keeps unanswered on its node (K). 1 measured best on loopback and LAN:
-    # K=2 gave a few % more fps for twice the glass-to-glass latency (docs/benchmarks.md).
+    # K=2 gave a few % more fps for twice the grab-to-drawn latency (docs/benchmarks.md).
     max_in_flight: int = 1
     local_threads: int = 0  # Wasm threads for in-browser detection; 0: the page decides
+    # Post-processing for in-browser detection: the same keys as the node's, so that one
+    # environment gives the same boxes whether a node or the browser detects.
+    score_threshold: float = 0.35
+    iou_threshold: float = 0.6
     # Node registry (issue 4). Nodes register with this shared secret; empty: registration off.
     registry_secret: str = field(default="", repr=False)
     redis_url: str = field(default="", repr=False)  # empty: in-memory; may carry a password
@@ -50,6 +54,8 @@ class WebappSettings:
         "vendor_dir": "EDGESIGHT_VENDOR_DIR",
         "max_in_flight": "EDGESIGHT_FRAMES_IN_FLIGHT",
         "local_threads": "EDGESIGHT_LOCAL_THREADS",
+        "score_threshold": "EDGESIGHT_SCORE_THRESHOLD",
+        "iou_threshold": "EDGESIGHT_IOU_THRESHOLD",
         "registry_secret": "EDGESIGHT_REGISTRY_SECRET",
         "redis_url": "EDGESIGHT_REDIS_URL",
         "heartbeat_interval_s": "EDGESIGHT_HEARTBEAT_INTERVAL_S",
@@ -74,6 +80,12 @@ class WebappSettings:
                 "EDGESIGHT_LOCAL_THREADS (local_threads): expected 0..16, "
                 f"got {self.local_threads!r}"
             )
+        for name in ("score_threshold", "iou_threshold"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise SettingsError(
+                    f"{self.ENV[name]} ({name}): expected a number in (0, 1], got {value!r}"
+                )
         _check_registry(self)
 
     @property
@@ -93,7 +105,7 @@ class WebappSettings:
                     values[name] = int(raw)
                 except ValueError:
                     raise SettingsError(f"{key}: expected an integer, got {raw!r}") from None
-            elif name == "heartbeat_interval_s":
+            elif name in ("heartbeat_interval_s", "score_threshold", "iou_threshold"):
                 try:
                     values[name] = float(raw)
                 except ValueError:

@@ -23,7 +23,6 @@ import pytest
 
 from pyodide_client import browser as browser_module
 from pyodide_client.browser import (
-    CLOSE_TRY_AGAIN_LATER,
     STALL_FACTOR,
     STALL_MAX_MS,
     STALL_MIN_MS,
@@ -31,8 +30,10 @@ from pyodide_client.browser import (
     stall_deadline_ms,
 )
 from pyodide_client.model_card import ModelCard
+from pyodide_client.postprocess import PostprocessSettings
 from pyodide_client.preprocess import Letterbox
 from pyodide_client.protocol import (
+    CLOSE_TRY_AGAIN_LATER,
     Detection,
     Dropped,
     DropReason,
@@ -334,7 +335,7 @@ def test_results_update_the_status_and_stats() -> None:
     assert stats["inference"] == {"p50": 8.0, "p95": 8.0}
     assert stats["post"] == {"p50": 1.0, "p95": 1.0}
     assert stats["draw"] == {"p50": 2.0, "p95": 2.0}
-    assert stats["glass_to_glass"] == {"p50": 50.0, "p95": 50.0}
+    assert stats["grab_to_drawn"] == {"p50": 50.0, "p95": 50.0}
 
 
 def test_dropped_and_per_frame_errors_are_reported_and_the_node_stays() -> None:
@@ -1048,23 +1049,53 @@ def test_local_check_model_accepts_the_card_s_file() -> None:
     assert status(client, 0.0)["local_state"] == "ready"
 
 
-def test_after_a_node_hello_the_expected_model_is_the_node_s() -> None:
+def test_a_node_serving_another_model_is_refused_at_its_hello() -> None:
+    # given a page whose web app serves CARD, connecting to a node that announces another model
     client = make_client(A)
     tick(client, 0.0)
     tick(client, 500.0)
-    receive(client, A, hello(sha256=OTHER_SHA), 550.0)
+    # when its HELLO arrives
+    events = receive(client, A, hello(sha256=OTHER_SHA), 550.0)
+    # then the page refuses it, says why, and does not stream to it
+    assert [event["type"] for event in events] == ["fatal"]
+    assert f"sha256 {OTHER_SHA}" in events[0]["message"]
+    assert client.mode == "none"
+    assert client.node_url is None
+
+
+def test_the_local_model_must_be_the_web_app_s() -> None:
+    client = make_client(A)
     client.local_start(False, 4)
-
-    refusal = client.local_check_model(CARD.sha256)
-
-    assert f"sha256 {CARD.sha256[:12]}…" in refusal
-    assert f"expected {OTHER_SHA[:12]}…" in refusal
+    refusal = client.local_check_model(OTHER_SHA)
+    assert f"sha256 {OTHER_SHA[:12]}…" in refusal
+    assert f"expected {CARD.sha256[:12]}…" in refusal
     fresh = make_client(A)
-    tick(fresh, 0.0)
-    tick(fresh, 500.0)
-    receive(fresh, A, hello(sha256=OTHER_SHA), 550.0)
     fresh.local_start(False, 4)
-    assert fresh.local_check_model(OTHER_SHA.upper()) == ""
+    assert fresh.local_check_model(CARD.sha256.upper()) == ""
+
+
+def test_status_shows_the_node_s_model_name() -> None:
+    client = make_client(A)
+    tick(client, 0.0)
+    tick(client, 500.0)
+    node_hello = Hello(
+        node_name="gpu0",
+        model_name="nanodet-g-416-int8",
+        model_sha256=CARD.sha256,
+        dtype=Dtype.UINT8,
+        frame_shape=(3, CARD.input_size_px, CARD.input_size_px),
+        class_names=CARD.class_names,
+        max_in_flight=4,
+    ).serialize()
+    receive(client, A, node_hello, 550.0)
+    assert status(client, 600.0)["model"] == "nanodet-g-416-int8"
+
+
+def test_local_detection_uses_the_operator_s_thresholds() -> None:
+    client = make_client(A, postprocess={"score_threshold": 0.8, "iou_threshold": 0.3})
+    assert client.local.postprocess.score_threshold == 0.8
+    assert client.local.postprocess.iou_threshold == 0.3
+    assert make_client(A).local.postprocess == PostprocessSettings()
 
 
 def test_local_failure_is_shown() -> None:

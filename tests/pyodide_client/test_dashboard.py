@@ -25,7 +25,7 @@ def test_stages_are_listed_in_pipeline_order() -> None:
         "inference",
         "post",
         "draw",
-        "glass_to_glass",
+        "grab_to_drawn",
     )
 
 
@@ -47,7 +47,7 @@ def test_a_node_result_fills_round_trip_queue_inference_post_and_network() -> No
     assert table["inference"] == {"p50": 8.0, "p95": 8.0}
     assert table["post"] == {"p50": 1.0, "p95": 1.0}
     assert table["network"] == {"p50": 29.0, "p95": 29.0}  # 40 - (2 + 8 + 1)
-    for untouched in ("preprocess", "draw", "glass_to_glass"):
+    for untouched in ("preprocess", "draw", "grab_to_drawn"):
         assert table[untouched] == {"p50": 0.0, "p95": 0.0}
     assert board.summary(1000.0)["round_trip_ms"] == 40.0
     assert board.recent_round_trip_p95_ms(1000.0) == 40.0
@@ -89,7 +89,7 @@ def test_stage_table_p50_and_p95_by_hand() -> None:
     # sorted [1..10]: p50 rank round(4.5) = 4 (half to even) -> 5; p95 rank round(8.55) = 9 -> 10
     assert table["draw"] == {"p50": 5.0, "p95": 10.0}
     # every frame was drawn 50 ms after its capture
-    assert table["glass_to_glass"] == {"p50": 50.0, "p95": 50.0}
+    assert table["grab_to_drawn"] == {"p50": 50.0, "p95": 50.0}
 
 
 def test_values_are_rounded_to_a_tenth() -> None:

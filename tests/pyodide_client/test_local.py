@@ -220,7 +220,6 @@ def test_output_is_selected_and_mapped_to_frame_pixels() -> None:
         boxes=result.boxes,
         capture_ms=1000.0,
         round_trip_ms=66.0,  # handed over at 1004, back at 1070
-        latency_ms=70.0,  # captured at 1000
         inference_ms=55.0,
     )
     (box,) = result.boxes

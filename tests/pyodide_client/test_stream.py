@@ -30,6 +30,7 @@ from pyodide_client.protocol import (
     parse,
 )
 from pyodide_client.stream import (
+    MAX_INPUT_SIZE_PX,
     Detections,
     FrameDropped,
     FramePlan,
@@ -189,6 +190,23 @@ def test_hello_for_frames_this_client_cannot_make_raises(changes: dict[str, Any]
     assert stream.state is StreamState.CONNECTING
 
 
+def test_hello_asking_for_a_huge_input_raises_before_allocating() -> None:
+    # given a node (or anything on its URL) announcing 65535 x 65535 frames: 12 GB
+    stream = NodeStream()
+    huge = hello(frame_shape=(3, 65535, 65535))
+    # when / then refused at the HELLO, before a letterbox exists
+    with pytest.raises(StreamError, match=r"65535x65535 pixels; this client sends at most"):
+        stream.receive(huge.serialize(), now_ms=0.0)
+    assert stream.state is StreamState.CONNECTING
+
+
+def test_hello_at_the_largest_input_is_accepted() -> None:
+    stream = NodeStream()
+    size = MAX_INPUT_SIZE_PX
+    stream.receive(hello(frame_shape=(3, size, size)).serialize(), now_ms=0.0)
+    assert stream.state is StreamState.READY
+
+
 # --- sending frames -----------------------------------------------------------------------
 
 
@@ -299,7 +317,6 @@ def test_result_becomes_detections_in_frame_pixels() -> None:
             ),
             capture_ms=90.0,
             round_trip_ms=30.0,
-            latency_ms=40.0,
             queue_ms=1.5,
             inference_ms=6.25,
             post_ms=0.5,

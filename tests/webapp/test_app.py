@@ -94,6 +94,22 @@ def test_missing_npm_runtimes_say_how_to_install(settings: WebappSettings, tmp_p
         create_app(replace(settings, vendor_dir=tmp_path))
 
 
+def test_page_gets_the_operator_s_thresholds() -> None:
+    settings = WebappSettings.from_env(
+        {"EDGESIGHT_SCORE_THRESHOLD": "0.5", "EDGESIGHT_IOU_THRESHOLD": "0.45"}
+    )
+    config = _page_config(TestClient(create_app(settings)))
+    assert config["postprocess"] == {"score_threshold": 0.5, "iou_threshold": 0.45}
+    with pytest.raises(SettingsError, match="EDGESIGHT_SCORE_THRESHOLD"):
+        WebappSettings.from_env({"EDGESIGHT_SCORE_THRESHOLD": "1.5"})
+    with pytest.raises(SettingsError, match="EDGESIGHT_IOU_THRESHOLD"):
+        WebappSettings.from_env({"EDGESIGHT_IOU_THRESHOLD": "high"})
+
+
+def test_nothing_serves_an_unused_config_document(client: TestClient) -> None:
+    assert client.get("/api/config").status_code == 404
+
+
 def test_settings_come_from_the_environment_and_name_bad_keys() -> None:
     settings = WebappSettings.from_env(
         {"EDGESIGHT_PORT": "9000", "EDGESIGHT_NODE_URLS": "ws://a:2/ws, wss://b/ws"}
