@@ -52,7 +52,7 @@ class Dashboard:
     def report(self, now_ms: float, mode: str, node_url: str | None) -> dict[str, object]:
         """What the page tells the web app every ~10 s (POST /api/report, issue 12): what its
         user sees. Frame counts are since the previous report."""
-        g2g = self.stages["glass_to_glass"]
+        g2g = self.stages["grab_to_drawn"]
         body: dict[str, object] = {
             "mode": mode,
             "node_url": node_url if mode == "node" else None,
