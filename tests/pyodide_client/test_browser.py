@@ -1083,7 +1083,7 @@ def test_status_shows_the_node_s_model_name() -> None:
         model_name="nanodet-g-416-int8",
         model_sha256=CARD.sha256,
         dtype=Dtype.UINT8,
-        frame_shape=(3, CARD.input_size_px, CARD.input_size_px),
+        frame_shape=CARD.frame_shape,
         class_names=CARD.class_names,
         max_in_flight=4,
     ).serialize()
