@@ -130,6 +130,9 @@ class NodeMetrics:
         # Pre-create the usual label values so that rates exist (at 0) before the first event.
         for reason in DropReason:
             self.frames_dropped.labels(reason.name.lower())
+        for code in (ErrorCode.MALFORMED, ErrorCode.WRONG_SHAPE, ErrorCode.INFERENCE_FAILED):
+            self.frames_refused.labels(_code_name(code))
+        self.streams_refused.labels(_code_name(ErrorCode.OVERLOADED))
         for stage in STAGES:
             self.stage_seconds.labels(stage)
         self._stage = {stage: self.stage_seconds.labels(stage) for stage in STAGES}
