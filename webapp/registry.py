@@ -10,16 +10,23 @@ Errors::
 
     RegistryError (WebappError)
     ├── HeartbeatError      a heartbeat body that does not validate; names each bad field
+    ├── RegistryFull        a new node while ``max_nodes`` are listed
     └── StoreUnavailable    the store could not be reached
+
+What a page gets (``NodeRegistry.listing``) is capped: at most ``list_max`` registered nodes,
+best first (same site, then not full, then least expected wait), so a cluster of thousands
+of nodes costs a page a few kilobytes and a few probes, not megabytes and thousands.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 import math
 import re
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -37,6 +44,7 @@ __all__ = [
     "NodeEntry",
     "NodeRegistry",
     "RegistryError",
+    "RegistryFull",
     "RegistryStore",
     "StoreUnavailable",
     "open_store",
@@ -67,6 +75,17 @@ class HeartbeatError(RegistryError, ValueError):
     def __init__(self, errors: list[FieldError]) -> None:
         self.errors = tuple(errors)
         super().__init__("; ".join(f"{e.field}: {e.detail}" for e in errors))
+
+
+class RegistryFull(RegistryError):
+    """A new node while the registry holds its maximum; existing nodes still refresh."""
+
+    def __init__(self, max_nodes: int) -> None:
+        self.max_nodes = max_nodes
+        super().__init__(
+            f"the registry holds its maximum of {max_nodes} nodes "
+            "(EDGESIGHT_REGISTRY_MAX_NODES); a new node is listed once another expires"
+        )
 
 
 class StoreUnavailable(RegistryError):
@@ -210,8 +229,9 @@ class RegistryStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def put(self, entry: NodeEntry, ttl_s: float) -> bool:
-        """Store or refresh ``entry`` for ``ttl_s`` seconds; True when it was not listed."""
+    async def put(self, entry: NodeEntry, ttl_s: float, max_entries: int) -> bool:
+        """Store or refresh ``entry`` for ``ttl_s`` seconds; True when it was not listed.
+        ``RegistryFull`` when it was not and ``max_entries`` are listed."""
         ...
 
     async def remove(self, node_id: str) -> bool:
@@ -229,11 +249,15 @@ class _Held:
 
 
 class MemoryStore:
-    """Entries in a dict, for one web app process; ``clock`` is injectable for tests."""
+    """Entries in a dict, for one web app process; ``clock`` is injectable for tests.
+
+    The dict is kept in order of expiry (every refresh moves its entry to the end; the
+    registry gives every entry the same TTL), so expiring is popping from the front:
+    O(1) per heartbeat however many nodes are listed."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._held: dict[str, _Held] = {}
+        self._held: OrderedDict[str, _Held] = OrderedDict()
 
     async def open(self) -> None:
         pass
@@ -242,26 +266,42 @@ class MemoryStore:
         self._held.clear()
 
     def _expire(self, now_s: float) -> None:
-        gone = [node_id for node_id, held in self._held.items() if now_s >= held.expires_s]
-        for node_id in gone:
+        while self._held:
+            node_id, held = next(iter(self._held.items()))
+            if now_s < held.expires_s:
+                break
             del self._held[node_id]
             log.info("node %s expired: no heartbeat in time", node_id)
 
-    async def put(self, entry: NodeEntry, ttl_s: float) -> bool:
+    def _live(self, node_id: str, now_s: float) -> bool:
+        held = self._held.get(node_id)
+        return held is not None and now_s < held.expires_s
+
+    async def put(self, entry: NodeEntry, ttl_s: float, max_entries: int) -> bool:
         now_s = self._clock()
         self._expire(now_s)
-        is_new = entry.node_id not in self._held
+        is_new = not self._live(entry.node_id, now_s)
+        if is_new and len(self._held) - (entry.node_id in self._held) >= max_entries:
+            raise RegistryFull(max_entries)
         self._held[entry.node_id] = _Held(entry, now_s, now_s + ttl_s)
+        self._held.move_to_end(entry.node_id)
         return is_new
 
     async def remove(self, node_id: str) -> bool:
-        self._expire(self._clock())
-        return self._held.pop(node_id, None) is not None
+        now_s = self._clock()
+        self._expire(now_s)
+        was_live = self._live(node_id, now_s)
+        self._held.pop(node_id, None)
+        return was_live
 
     async def listed(self) -> list[Listed]:
         now_s = self._clock()
         self._expire(now_s)
-        return [Listed(h.entry, max(0.0, now_s - h.seen_s)) for h in self._held.values()]
+        return [
+            Listed(h.entry, max(0.0, now_s - h.seen_s))
+            for h in self._held.values()
+            if now_s < h.expires_s
+        ]
 
 
 def open_store(settings: WebappSettings) -> RegistryStore:
@@ -282,11 +322,17 @@ class NodeRegistry:
         static_urls: tuple[str, ...] = (),
         heartbeat_interval_s: float = 2.0,
         missed_heartbeats: int = 3,
+        max_nodes: int = 1000,
+        list_max: int = 16,
+        site: str = "",
     ) -> None:
         self.store = store
         self.static_urls = static_urls
         self.heartbeat_interval_s = heartbeat_interval_s
         self.missed_heartbeats = missed_heartbeats
+        self.max_nodes = max_nodes
+        self.list_max = list_max
+        self.site = site  # the web app's own site: listed first when a page names none
 
     @classmethod
     def from_settings(
@@ -297,6 +343,9 @@ class NodeRegistry:
             static_urls=settings.node_urls,
             heartbeat_interval_s=settings.heartbeat_interval_s,
             missed_heartbeats=settings.missed_heartbeats,
+            max_nodes=settings.registry_max_nodes,
+            list_max=settings.list_nodes_max,
+            site=settings.site,
         )
 
     @property
@@ -314,7 +363,7 @@ class NodeRegistry:
             await self.store.close()
 
     async def heartbeat(self, entry: NodeEntry) -> bool:
-        is_new = await self.store.put(entry, self.expiry_s)
+        is_new = await self.store.put(entry, self.expiry_s, self.max_nodes)
         if is_new:
             log.info("node %s registered: %s (%s)", entry.node_id, entry.url, entry.device)
         return is_new
@@ -326,13 +375,40 @@ class NodeRegistry:
         return removed
 
     async def nodes(self) -> list[dict[str, Any]]:
-        """What ``GET /api/nodes`` lists: live registered nodes (by id), then the static
-        ones, except a static URL that a registered node also announces."""
+        """Every live registered node (by id), then the static ones, except a static URL
+        that a registered node also announces. For metrics and operators, not pages."""
         registered = sorted(await self.store.listed(), key=lambda listed: listed.entry.node_id)
-        announced = {listed.entry.url for listed in registered}
+        return self._with_static(registered)
+
+    async def listing(self, site: str | None = None) -> list[dict[str, Any]]:
+        """What ``GET /api/nodes`` gives a page: at most ``list_max`` registered nodes, best
+        first (see ``rank``; ``site`` defaults to the web app's own), then the static ones."""
+        registered = await self.store.listed()
+        chosen = heapq.nsmallest(
+            self.list_max, registered, key=lambda listed: rank(listed.entry, site or self.site)
+        )
+        return self._with_static(chosen, announced={listed.entry.url for listed in registered})
+
+    def _with_static(
+        self, registered: list[Listed], announced: set[str] | None = None
+    ) -> list[dict[str, Any]]:
+        if announced is None:
+            announced = {listed.entry.url for listed in registered}
         nodes = [_public(listed) for listed in registered]
         nodes += [_static(url) for url in self.static_urls if url not in announced]
         return nodes
+
+
+def rank(entry: NodeEntry, site: str) -> tuple[bool, bool, float, float, str]:
+    """A page's order of preference, smallest first: the page's site first (the registry
+    cannot measure a page's latency; the site label is its proxy), then nodes with a free
+    stream, then the least expected wait for a new frame (``inference_ms`` per frame
+    queued and the frame itself), then the lowest stream use, then the id, so that equal
+    nodes are listed in the same order everywhere."""
+    is_elsewhere = bool(site) and entry.site != site
+    is_full = entry.streams >= entry.max_streams
+    wait_ms = entry.inference_ms * (entry.queue_depth + 1)
+    return (is_elsewhere, is_full, wait_ms, entry.streams / entry.max_streams, entry.node_id)
 
 
 def _public(listed: Listed) -> dict[str, Any]:

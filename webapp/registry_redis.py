@@ -6,6 +6,9 @@ Layout, under a prefix (default ``edgesight:registry:``)::
     node:<node_id>   JSON {"entry": {...}, "ttl_ms": N}, SET ... PX N on every heartbeat
     nodes            a set of node ids, for listing without SCAN over the whole keyspace
 
+A heartbeat is one Lua script too, so that the size limit (``max_entries``) holds with
+several web app instances registering at once.
+
 A node's age is ``ttl_ms - PTTL``: Redis's clock, not the web app's, so instances whose
 clocks disagree still agree on ages. Listing is one Lua script (one round trip, atomic): it
 reads every listed key with its PTTL and removes the ids whose key has expired. The script
@@ -22,7 +25,7 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .registry import HeartbeatError, Listed, NodeEntry, StoreUnavailable
+from .registry import HeartbeatError, Listed, NodeEntry, RegistryFull, StoreUnavailable
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]
 
@@ -51,6 +54,22 @@ end
 return {listed, expired}
 """
 
+# KEYS[1]: the node's key, KEYS[2]: the id set; ARGV: value, ttl_ms, max entries, id, prefix.
+# Returns 1 (new), 0 (refreshed) or -1 (new, and the registry is full). The id set may hold
+# ids whose keys expired since the last listing: when it looks full, those are dropped first.
+_PUT = """
+local existed = redis.call('EXISTS', KEYS[1])
+if existed == 0 and redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[3]) then
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    if redis.call('EXISTS', ARGV[5] .. id) == 0 then redis.call('SREM', KEYS[2], id) end
+  end
+  if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[3]) then return -1 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[4])
+return 1 - existed
+"""
+
 
 def redacted(url: str) -> str:
     """A Redis URL without its credentials, for messages."""
@@ -69,6 +88,7 @@ class RedisStore:
         self._where = where  # for messages: never the URL itself, it may hold a password
         self._index = f"{prefix}nodes"
         self._list = client.register_script(_LIST)
+        self._put = client.register_script(_PUT)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX) -> RedisStore:
@@ -100,18 +120,19 @@ class RedisStore:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def put(self, entry: NodeEntry, ttl_s: float) -> bool:
+    async def put(self, entry: NodeEntry, ttl_s: float, max_entries: int) -> bool:
         ttl_ms = max(1, round(ttl_s * 1000))
         value = json.dumps({"entry": entry.to_dict(), "ttl_ms": ttl_ms})
         try:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.exists(self.node_key(entry.node_id))
-                pipe.set(self.node_key(entry.node_id), value, px=ttl_ms)
-                pipe.sadd(self._index, entry.node_id)
-                existed, _, _ = await pipe.execute()
+            outcome = await self._put(
+                keys=[self.node_key(entry.node_id), self._index],
+                args=[value, ttl_ms, max_entries, entry.node_id, self.node_key("")],
+            )
         except RedisError as exc:
             raise self._unavailable(exc) from None
-        return not existed
+        if outcome == -1:
+            raise RegistryFull(max_entries)
+        return bool(outcome)
 
     async def remove(self, node_id: str) -> bool:
         try:

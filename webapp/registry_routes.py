@@ -2,7 +2,8 @@
 
     POST   /api/nodes/register   a node's heartbeat (registers it, or refreshes it); auth
     DELETE /api/nodes/{node_id}  a node leaving; auth
-    GET    /api/nodes            the live nodes, for the page to choose from; public
+    GET    /api/nodes            the best live nodes for a page to choose from (at most
+                                 EDGESIGHT_LIST_NODES_MAX; ?site= puts that site first); public
 
 Writes need ``Authorization: Bearer <EDGESIGHT_REGISTRY_SECRET>``. Without a configured
 secret, registration is off (403) and only the static nodes are listed.
@@ -13,12 +14,21 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .registry import NODE_ID_PATTERN, HeartbeatError, NodeEntry, NodeRegistry, StoreUnavailable
+from .registry import (
+    MAX_TEXT_CHARS,
+    NODE_ID_PATTERN,
+    HeartbeatError,
+    NodeEntry,
+    NodeRegistry,
+    RegistryFull,
+    StoreUnavailable,
+)
 
 __all__ = ["MAX_HEARTBEAT_BYTES", "registry_routes"]
 
@@ -151,6 +161,13 @@ def registry_routes(registry: NodeRegistry, secret: str) -> list[Route]:
             return _invalid([{"field": e.field, "detail": e.detail} for e in exc.errors])
         except StoreUnavailable:
             return _unavailable()
+        except RegistryFull as exc:
+            log.warning("registry: refused node %s: %s", entry.node_id, exc)
+            return JSONResponse(
+                {"error": str(exc)},
+                status_code=503,
+                headers={"Retry-After": str(math.ceil(registry.expiry_s))},
+            )
         return JSONResponse(
             {
                 "node_id": entry.node_id,
@@ -176,8 +193,14 @@ def registry_routes(registry: NodeRegistry, secret: str) -> list[Route]:
         return Response(status_code=204)
 
     async def list_nodes(request: Request) -> Response:
+        site = request.query_params.get("site")
+        if site is not None and (len(site) > MAX_TEXT_CHARS or not site.isprintable()):
+            return JSONResponse(
+                {"error": f"site: expected at most {MAX_TEXT_CHARS} printable characters"},
+                status_code=400,
+            )
         try:
-            nodes = await registry.nodes()
+            nodes = await registry.listing(site)
         except StoreUnavailable:
             return _unavailable()
         return JSONResponse(

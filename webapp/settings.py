@@ -43,6 +43,9 @@ class WebappSettings:
     redis_url: str = field(default="", repr=False)  # empty: in-memory; may carry a password
     heartbeat_interval_s: float = 2.0
     missed_heartbeats: int = 3  # a node this many heartbeats late is dropped
+    registry_max_nodes: int = 1000  # registrations beyond this are refused (503)
+    list_nodes_max: int = 16  # registered nodes GET /api/nodes lists, best first
+    site: str = ""  # this web app's site: its nodes are listed first; empty: no preference
     # Observability (issue 12): /metrics needs "Authorization: Bearer <token>" when set.
     metrics_token: str = field(default="", repr=False)
 
@@ -60,6 +63,9 @@ class WebappSettings:
         "redis_url": "EDGESIGHT_REDIS_URL",
         "heartbeat_interval_s": "EDGESIGHT_HEARTBEAT_INTERVAL_S",
         "missed_heartbeats": "EDGESIGHT_MISSED_HEARTBEATS",
+        "registry_max_nodes": "EDGESIGHT_REGISTRY_MAX_NODES",
+        "list_nodes_max": "EDGESIGHT_LIST_NODES_MAX",
+        "site": "EDGESIGHT_SITE",
         "metrics_token": "EDGESIGHT_METRICS_TOKEN",
     }
 
@@ -126,6 +132,8 @@ _INTEGERS = (
     "max_in_flight",
     "local_threads",
     "missed_heartbeats",
+    "registry_max_nodes",
+    "list_nodes_max",
 )
 MIN_SECRET_CHARS = 16
 
@@ -148,6 +156,21 @@ def _check_registry(settings: WebappSettings) -> None:
         raise SettingsError(
             "EDGESIGHT_HEARTBEAT_INTERVAL_S (heartbeat_interval_s): expected 0.01..3600 s, "
             f"got {settings.heartbeat_interval_s!r}"
+        )
+    if not 1 <= settings.registry_max_nodes <= 100_000:
+        raise SettingsError(
+            "EDGESIGHT_REGISTRY_MAX_NODES (registry_max_nodes): expected 1..100000, "
+            f"got {settings.registry_max_nodes!r}"
+        )
+    if not 1 <= settings.list_nodes_max <= 1000:
+        raise SettingsError(
+            "EDGESIGHT_LIST_NODES_MAX (list_nodes_max): expected 1..1000, "
+            f"got {settings.list_nodes_max!r}"
+        )
+    if len(settings.site) > 200 or not settings.site.isprintable():
+        raise SettingsError(
+            "EDGESIGHT_SITE (site): expected at most 200 printable characters, "
+            f"got {settings.site[:60]!r}"
         )
     if not 1 <= settings.missed_heartbeats <= 100:
         raise SettingsError(

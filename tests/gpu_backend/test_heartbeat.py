@@ -82,8 +82,8 @@ class SignallingStore(MemoryStore):
         self.registered = threading.Event()
         self.removed = threading.Event()
 
-    async def put(self, entry: NodeEntry, ttl_s: float) -> bool:
-        is_new = await super().put(entry, ttl_s)
+    async def put(self, entry: NodeEntry, ttl_s: float, max_entries: int) -> bool:
+        is_new = await super().put(entry, ttl_s, max_entries)
         self.registered.set()
         return is_new
 

@@ -16,7 +16,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from webapp.app import create_app
-from webapp.registry import StoreUnavailable
+from webapp.registry import NodeEntry, RegistryFull, RegistryStore, StoreUnavailable, rank
 from webapp.registry_redis import RedisStore
 from webapp.registry_routes import MAX_HEARTBEAT_BYTES
 from webapp.settings import SettingsError, WebappSettings
@@ -438,6 +438,10 @@ def test_registry_settings_come_from_the_environment() -> None:
         ({"EDGESIGHT_MISSED_HEARTBEATS": "0"}, "EDGESIGHT_MISSED_HEARTBEATS"),
         ({"EDGESIGHT_REDIS_URL": "http://:pw@host"}, "EDGESIGHT_REDIS_URL"),
         ({"EDGESIGHT_REGISTRY_SECRET": "short-pw"}, "EDGESIGHT_REGISTRY_SECRET"),
+        ({"EDGESIGHT_REGISTRY_MAX_NODES": "0"}, "EDGESIGHT_REGISTRY_MAX_NODES"),
+        ({"EDGESIGHT_LIST_NODES_MAX": "many"}, "EDGESIGHT_LIST_NODES_MAX"),
+        ({"EDGESIGHT_LIST_NODES_MAX": "0"}, "EDGESIGHT_LIST_NODES_MAX"),
+        ({"EDGESIGHT_SITE": "lab\n2"}, "EDGESIGHT_SITE"),
     ],
 )
 def test_bad_registry_settings_name_the_key_and_hide_secrets(
@@ -473,3 +477,123 @@ def test_a_static_node_url_browsers_refuse_stops_the_web_app_at_start(
     with pytest.raises(SettingsError, match="EDGESIGHT_NODE_URLS") as raised:
         WebappSettings.from_env({"EDGESIGHT_NODE_URLS": f"ws://{{hostname}}:8001/ws, {url}"})
     assert expected in str(raised.value)
+
+
+# -- size: what the registry holds and what it lists (issue 8: 5000 nodes, 1.77 MB) ---------
+
+
+def entry(node_id: str, **changes: Any) -> NodeEntry:
+    body = heartbeat(node_id=node_id, url=f"ws://{node_id}.example:8001/ws", **changes)
+    return NodeEntry.parse(body)
+
+
+@pytest.fixture
+def make_app(backend: Backend) -> Iterator[Callable[..., tuple[TestClient, RegistryStore]]]:
+    """Like ``make_client``, also handing back the store, for filling it directly."""
+    clients: list[TestClient] = []
+
+    def make(**changes: Any) -> tuple[TestClient, RegistryStore]:
+        settings = WebappSettings(**{"node_urls": (), "registry_secret": SECRET, **changes})
+        store = backend.store()
+        client = TestClient(create_app(settings, registry_store=store))
+        client.__enter__()
+        clients.append(client)
+        return client, store
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def test_5000_nodes_cost_a_page_16_entries_best_first(
+    make_app: Callable[..., tuple[TestClient, RegistryStore]],
+) -> None:
+    client, store = make_app(registry_max_nodes=5000, site="lab-2")
+
+    async def register_5000() -> None:
+        for i in range(4997):
+            busy = {"queue_depth": 1 + i % 7, "inference_ms": 5.0 + i % 11}
+            await store.put(entry(f"n{i:04d}", site=f"site-{i % 50}", **busy), 60.0, 5000)
+        # a few near and idle, one near and full
+        for name in ("near-b", "near-a"):
+            await store.put(entry(name, site="lab-2", inference_ms=4.0, queue_depth=0), 60.0, 5000)
+        await store.put(entry("near-full", site="lab-2", streams=32), 60.0, 5000)
+
+    client.portal.call(register_5000)
+    with pytest.raises(RegistryFull):
+        client.portal.call(store.put, entry("one-more"), 60.0, 5000)
+
+    response = client.get("/api/nodes")
+
+    assert response.status_code == 200
+    assert len(response.content) < 16 * 1024  # was 1.77 MB
+    nodes = response.json()["nodes"]
+    assert len(nodes) == 16
+    ids = [n["id"] for n in nodes]
+    assert ids[:3] == ["near-a", "near-b", "near-full"]  # same site first, full last of them
+    far = nodes[3:]
+    assert all(n["site"] != "lab-2" for n in far)
+    waits = [n["inference_ms"] * (n["queue_depth"] + 1) for n in far]
+    assert waits == sorted(waits)
+
+
+def test_a_page_may_ask_for_its_own_site_first(make_client: MakeClient) -> None:
+    client = make_client(list_nodes_max=2, site="lab-2")
+    for node_id, site, load in (("a", "lab-2", 9), ("b", "eu", 0), ("c", "eu", 3)):
+        body = heartbeat(
+            node_id=node_id, url=f"ws://{node_id}:8001/ws", site=site, queue_depth=load
+        )
+        client.post("/api/nodes/register", json=body, headers=AUTH)
+
+    assert [n["id"] for n in listed(client)] == ["a", "b"]  # the web app's own site first
+    eu = client.get("/api/nodes", params={"site": "eu"}).json()["nodes"]
+    assert [n["id"] for n in eu] == ["b", "c"]
+    assert client.get("/api/nodes", params={"site": "x" * 201}).status_code == 400
+
+
+def test_static_nodes_are_listed_besides_the_cap(make_client: MakeClient) -> None:
+    client = make_client(list_nodes_max=1, node_urls=("ws://static-1:8001/ws",))
+    for node_id in ("a", "b"):
+        body = heartbeat(node_id=node_id, url=f"ws://{node_id}:8001/ws")
+        client.post("/api/nodes/register", json=body, headers=AUTH)
+
+    assert [n["id"] for n in listed(client)] == ["a", "static:ws://static-1:8001/ws"]
+
+
+def test_a_full_registry_refuses_new_nodes_with_503_and_keeps_refreshing_old_ones(
+    make_client: MakeClient, backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client(registry_max_nodes=2)
+    for node_id in ("a", "b"):
+        body = heartbeat(node_id=node_id, url=f"ws://{node_id}:8001/ws")
+        assert client.post("/api/nodes/register", json=body, headers=AUTH).status_code == 201
+
+    with caplog.at_level("WARNING", logger="webapp.registry_routes"):
+        refused = client.post(
+            "/api/nodes/register", json=heartbeat(node_id="c", url="ws://c:8001/ws"), headers=AUTH
+        )
+
+    assert refused.status_code == 503
+    assert "maximum of 2 nodes (EDGESIGHT_REGISTRY_MAX_NODES)" in refused.json()["error"]
+    assert refused.headers["retry-after"] == "6"
+    assert "refused node c" in caplog.text
+    again = client.post(
+        "/api/nodes/register", json=heartbeat(node_id="a", url="ws://a:8001/ws"), headers=AUTH
+    )
+    assert again.status_code == 200
+    backend.advance(7.0)  # a and b expire: room again
+    late = client.post(
+        "/api/nodes/register", json=heartbeat(node_id="c", url="ws://c:8001/ws"), headers=AUTH
+    )
+    assert late.status_code == 201
+
+
+def test_rank_prefers_site_then_a_free_stream_then_the_least_wait() -> None:
+    near_busy = entry("a", site="lab", queue_depth=5, inference_ms=10.0)
+    far_idle = entry("b", site="eu", queue_depth=0, inference_ms=1.0)
+    near_full = entry("c", site="lab", streams=32, max_streams=32)
+    near_idle = entry("d", site="lab", queue_depth=0, inference_ms=10.0)
+    order = sorted([near_busy, far_idle, near_full, near_idle], key=lambda e: rank(e, "lab"))
+    assert [e.node_id for e in order] == ["d", "a", "c", "b"]
+    no_site = sorted([near_busy, far_idle, near_idle], key=lambda e: rank(e, ""))
+    assert [e.node_id for e in no_site] == ["b", "d", "a"]
