@@ -3,6 +3,7 @@
     edgesight serve    web app + one local inference node (the default model, CPU or CUDA)
     edgesight node     one inference node
     edgesight webapp   the web app alone, pointing pages at the nodes you name
+    edgesight certs    a local CA and server certificates for HTTPS/WSS on a LAN or kiosk
 
 Flags override EDGESIGHT_* environment variables, which override the defaults.
 """
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -22,12 +24,15 @@ import uvicorn
 
 from gpu_backend import NodeError
 from gpu_backend.app import create_app as create_node_app
+from gpu_backend.heartbeat import registry_ssl_context
 from gpu_backend.settings import NodeSettings
 from webapp import WebappError
 from webapp.app import create_app as create_webapp
 from webapp.settings import WebappSettings
 
-from .serving import make_server
+from . import certs
+from .serving import make_server, serve
+from .tls import CertificateReloader, TlsError, insecure_bind_warning, server_context
 
 __all__ = ["build_parser", "main"]
 
@@ -80,6 +85,54 @@ def _add_node_flags(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     )
 
 
+def _add_tls_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--tls-cert",
+        type=Path,
+        help=f"PEM certificate (chain) for HTTPS/WSS on {what}; reloaded when the file "
+        "changes (EDGESIGHT_TLS_CERT)",
+    )
+    parser.add_argument(
+        "--tls-key", type=Path, help="PEM private key of --tls-cert (EDGESIGHT_TLS_KEY)"
+    )
+
+
+def _add_ca_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ca-file",
+        type=Path,
+        help="PEM CA certificate(s) the node trusts for an https registry "
+        "(EDGESIGHT_CA_FILE, default: the system's trust store)",
+    )
+
+
+def _add_certs_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "certs",
+        help="a local CA and server certificates for HTTPS/WSS",
+        description="Create a local certificate authority (kept if it already exists) and "
+        "a server certificate for the given host names and IP addresses (localhost, "
+        "127.0.0.1 and ::1 are always added), then print how to trust the CA on a kiosk "
+        "and how to serve with the certificate.",
+    )
+    command.add_argument(
+        "hosts", nargs="*", metavar="HOST", help="host names and IP addresses browsers use"
+    )
+    command.add_argument(
+        "--dir",
+        dest="certs_dir",
+        type=Path,
+        help="where to keep the files (default $XDG_CONFIG_HOME/edgesight/tls, "
+        "else ~/.config/edgesight/tls)",
+    )
+    command.add_argument(
+        "--name",
+        dest="cert_name",
+        default="server",
+        help="file name of the server certificate: NAME.pem, NAME-key.pem (default server)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgesight", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -93,19 +146,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="web app bind address (EDGESIGHT_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=_port, help="web app port (EDGESIGHT_PORT, default 8000)")
     _add_node_flags(serve, prefix="node-")
+    _add_tls_flags(serve, "the web app and the node")
+    _add_ca_flag(serve)
 
     node = commands.add_parser("node", help="one inference node")
     _add_node_flags(node)
+    _add_tls_flags(node, "the node")
+    _add_ca_flag(node)
     node.add_argument("--site", help="location label shown to users (EDGESIGHT_SITE)")
     node.add_argument(
         "--public-url",
-        help="ws:// URL browsers use to reach this node "
-        "(EDGESIGHT_PUBLIC_URL, default ws://HOST:PORT/ws)",
+        help="ws:// or wss:// URL browsers use to reach this node "
+        "(EDGESIGHT_PUBLIC_URL, default ws[s]://HOST:PORT/ws)",
     )
     node.add_argument(
         "--registry-url",
-        help="web app to register with, http://HOST:PORT (EDGESIGHT_REGISTRY_URL); "
-        "needs EDGESIGHT_REGISTRY_SECRET",
+        help="web app to register with, https://HOST:PORT or http://HOST:PORT "
+        "(EDGESIGHT_REGISTRY_URL); needs EDGESIGHT_REGISTRY_SECRET",
     )
 
     web = commands.add_parser("webapp", help="the web app alone")
@@ -115,8 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--node-url",
         dest="node_urls",
         action="append",
-        help="ws:// URL of a node; repeat for several (EDGESIGHT_NODE_URLS, comma-separated)",
+        help="ws:// or wss:// URL of a node; repeat for several "
+        "(EDGESIGHT_NODE_URLS, comma-separated)",
     )
+    _add_tls_flags(web, "the web app")
+    _add_certs_command(commands)
     return parser
 
 
@@ -132,12 +192,16 @@ def _node_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Node
         site=getattr(args, "site", None),
         public_url=getattr(args, "public_url", None),
         registry_url=getattr(args, "registry_url", None),
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        ca_file=args.ca_file,
     )
 
 
 def _local_node_url(node: NodeSettings) -> str:
     host = "{hostname}" if node.host in ("0.0.0.0", "::") else node.host
-    return node.public_url or f"ws://{host}:{node.port}/ws"
+    scheme = "wss" if node.is_tls else "ws"
+    return node.public_url or f"{scheme}://{host}:{node.port}/ws"
 
 
 def _with_own_registry(
@@ -145,26 +209,56 @@ def _with_own_registry(
 ) -> NodeSettings:
     """``serve``: with a registry secret configured, the local node heartbeats to its own
     web app, so the page sees its load; without one, the static node URL lists it."""
-    web = WebappSettings.from_env(environ, host=args.host, port=args.port)
+    web = WebappSettings.from_env(
+        environ, host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key
+    )
     if not web.registry_secret or node.registry_url:
         return node
     host = "127.0.0.1" if web.host in ("0.0.0.0", "::") else web.host
+    if ":" in host:
+        host = f"[{host}]"
+    # Over TLS the node checks the web app's certificate for 127.0.0.1: `edgesight certs`
+    # always includes it; with another certificate, set EDGESIGHT_REGISTRY_URL.
+    scheme = "https" if web.is_tls else "http"
     return replace(
         node,
-        registry_url=f"http://{host}:{web.port}",
+        registry_url=f"{scheme}://{host}:{web.port}",
         registry_secret=web.registry_secret,
         public_url=_local_node_url(node),  # the same URL as the static entry it replaces
     )
 
 
-async def _serve_all(servers: Sequence[uvicorn.Server]) -> None:
+Served = tuple[uvicorn.Server, CertificateReloader | None]
+
+
+async def _serve_all(servers: Sequence[Served]) -> None:
     # Each uvicorn server installs its own signal handlers and only the last one sees
     # Ctrl+C, so when any server stops, stop the others too.
-    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    tasks = [asyncio.create_task(serve(server, reloader)) for server, reloader in servers]
     await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    for server in servers:
+    for server, _ in servers:
         server.should_exit = True
     await asyncio.gather(*tasks)
+
+
+def _tls(
+    what: str, host: str, port: int, cert: Path | None, key: Path | None
+) -> tuple[ssl.SSLContext | None, CertificateReloader | None]:
+    """The server's TLS context and its reloader, or a warning and plain http."""
+    if cert is None or key is None:
+        warning = insecure_bind_warning(what, host, port)
+        if warning:
+            log.warning("%s", warning)
+        return None, None
+    context = server_context(cert, key)
+    return context, CertificateReloader(context, cert, key)
+
+
+def _certs(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    directory = args.certs_dir or certs.default_directory(dict(environ))
+    issued = certs.issue(directory.expanduser(), args.hosts, name=args.cert_name)
+    sys.stdout.write(certs.trust_instructions(issued))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -177,24 +271,37 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if args.log_level != "debug":  # httpx logs every request: one line per heartbeat
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
-        servers = []
+        if args.command == "certs":
+            return _certs(args, env)
+        servers: list[Served] = []
         if args.command in ("serve", "node"):
             node = _node_settings(args, env)
             if args.command == "serve":
                 node = _with_own_registry(node, args, env)
-            servers.append(
-                make_server(create_node_app(node), node.host, node.port, node.max_message_bytes)
-            )
+            if node.registry_url.startswith("https://"):
+                registry_ssl_context(node)  # a bad CA file stops start-up here, not later
+            context, reloader = _tls("the node", node.host, node.port, node.tls_cert, node.tls_key)
+            app = create_node_app(node)
+            server = make_server(app, node.host, node.port, node.max_message_bytes, context)
+            servers.append((server, reloader))
         if args.command in ("serve", "webapp"):
-            overrides: dict[str, object] = {"host": args.host, "port": args.port}
+            overrides: dict[str, object] = {
+                "host": args.host,
+                "port": args.port,
+                "tls_cert": args.tls_cert,
+                "tls_key": args.tls_key,
+            }
             if args.command == "webapp" and args.node_urls:
                 overrides["node_urls"] = tuple(args.node_urls)
             if args.command == "serve" and "EDGESIGHT_NODE_URLS" not in env:
                 overrides["node_urls"] = (_local_node_url(node),)
             web = WebappSettings.from_env(env, **overrides)
-            servers.append(make_server(create_webapp(web), web.host, web.port, 64 * 1024))
-            log.info("open http://%s:%d in a browser", web.host, web.port)
-    except (NodeError, WebappError, ValueError) as exc:
+            context, reloader = _tls("the web app", web.host, web.port, web.tls_cert, web.tls_key)
+            server = make_server(create_webapp(web), web.host, web.port, 64 * 1024, context)
+            servers.append((server, reloader))
+            scheme = "https" if web.is_tls else "http"
+            log.info("open %s://%s:%d in a browser", scheme, web.host, web.port)
+    except (NodeError, WebappError, TlsError, certs.CertsError, ValueError) as exc:
         parser.exit(2, f"edgesight: error: {exc}\n")
     asyncio.run(_serve_all(servers))
     return 0

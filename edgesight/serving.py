@@ -4,12 +4,18 @@ frame path depends on, used by the CLI, the tests and the benchmarks alike.
 ``ServerThread`` runs a real uvicorn server on a background thread (tests, benchmarks):
 it binds the socket itself, so port 0 works and the chosen port is known before start,
 and it waits for uvicorn's own ``started`` flag rather than sleeping.
+
+TLS: given an ``ssl.SSLContext`` (``edgesight.tls.server_context``), a server speaks HTTPS
+and WSS. ``serve()`` runs a server together with its ``CertificateReloader``, so renewed
+certificate files are picked up by new connections without a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import ssl
 import threading
 import time
 from types import TracebackType
@@ -17,10 +23,18 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["ServerThread", "make_server"]
+from .tls import CertificateReloader
+
+__all__ = ["ServerThread", "make_server", "serve"]
 
 
-def make_server(app: Any, host: str, port: int, max_message_bytes: int) -> uvicorn.Server:
+def make_server(
+    app: Any,
+    host: str,
+    port: int,
+    max_message_bytes: int,
+    ssl_context: ssl.SSLContext | None = None,
+) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
         host=host,
@@ -32,7 +46,30 @@ def make_server(app: Any, host: str, port: int, max_message_bytes: int) -> uvico
         log_config=None,
         lifespan="on",
     )
+    if ssl_context is not None:
+        # uvicorn builds its own context from file names at load(); load now and put ours
+        # in its place, so that the reloader and the listening socket share one context.
+        config.load()
+        config.ssl = ssl_context
     return uvicorn.Server(config)
+
+
+async def serve(
+    server: uvicorn.Server,
+    reloader: CertificateReloader | None = None,
+    sockets: list[socket.socket] | None = None,
+) -> None:
+    """Run ``server`` until it exits, reloading its certificate meanwhile if given one."""
+    if reloader is None:
+        await server.serve(sockets=sockets)
+        return
+    watcher = asyncio.create_task(reloader.run(), name="tls-reload")
+    try:
+        await server.serve(sockets=sockets)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
 
 
 class ServerThread:
@@ -45,27 +82,32 @@ class ServerThread:
         port: int = 0,
         max_message_bytes: int = 4 * 1024 * 1024,
         startup_timeout_s: float = 60.0,
+        ssl_context: ssl.SSLContext | None = None,
+        reloader: CertificateReloader | None = None,
     ) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
         self.host, self.port = self.sock.getsockname()[:2]
-        self.server = make_server(app, self.host, self.port, max_message_bytes)
+        self.server = make_server(app, self.host, self.port, max_message_bytes, ssl_context)
+        self.is_tls = ssl_context is not None
+        self.reloader = reloader
         self.startup_timeout_s = startup_timeout_s
         self._thread = threading.Thread(target=self._run, name=f"uvicorn-{self.port}", daemon=True)
         self._error: BaseException | None = None
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        """The base URL: https:// when serving TLS (the name is the bind address)."""
+        return f"{'https' if self.is_tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}/ws"
+        return f"{'wss' if self.is_tls else 'ws'}://{self.host}:{self.port}/ws"
 
     def _run(self) -> None:
         try:
-            asyncio.run(self.server.serve(sockets=[self.sock]))
+            asyncio.run(serve(self.server, self.reloader, sockets=[self.sock]))
         except BaseException as exc:  # noqa: BLE001 - a thread cannot raise to its owner;
             # start() surfaces it
             self._error = exc

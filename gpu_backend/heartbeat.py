@@ -5,6 +5,10 @@ The web app's answer names the interval it expects, and the node follows it, so 
 cannot disagree about when a node counts as gone. Failures are logged (once per kind of
 failure, and once on recovery) and retried at the next interval; they never stop the node.
 The task is started and stopped by the app's lifespan (``start_heartbeat``).
+
+An https registry is verified against ``ca_file`` (``--ca-file``, e.g. the local CA from
+``edgesight certs``) when set, else against the system's trust store; the secret travels
+only over a verified connection or plain http the operator chose.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import math
 import os
 import re
 import socket
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,7 +29,7 @@ from urllib.parse import quote
 import httpx
 
 from .node import Node
-from .settings import NodeSettings
+from .settings import NodeSettings, SettingsError
 
 __all__ = [
     "HeartbeatSender",
@@ -32,6 +37,7 @@ __all__ = [
     "device_memory_bytes",
     "heartbeat_body",
     "node_id",
+    "registry_ssl_context",
     "start_heartbeat",
 ]
 
@@ -53,7 +59,8 @@ def advertised_url(settings: NodeSettings) -> str:
     host = socket.gethostname() if settings.host in WILDCARD_HOSTS else settings.host
     if ":" in host:
         host = f"[{host}]"
-    return f"ws://{host}:{settings.port}/ws"
+    scheme = "wss" if settings.is_tls else "ws"
+    return f"{scheme}://{host}:{settings.port}/ws"
 
 
 def node_id(settings: NodeSettings) -> str:
@@ -110,6 +117,7 @@ class HeartbeatSender:
         node_id: str,
         transport: httpx.AsyncBaseTransport | None = None,
         interval_s: float = DEFAULT_INTERVAL_S,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.node_id = node_id
         self.interval_s = interval_s
@@ -120,6 +128,7 @@ class HeartbeatSender:
             headers={"Authorization": f"Bearer {secret}"},
             timeout=REQUEST_TIMEOUT_S,
             transport=transport,
+            verify=verify,
         )
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -223,6 +232,19 @@ def _refusal(response: httpx.Response) -> str:
     return f"the registry answered HTTP {status}"
 
 
+def registry_ssl_context(settings: NodeSettings) -> ssl.SSLContext:
+    """How an https registry is verified: ``ca_file`` only, else the system store."""
+    if settings.ca_file is None:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=settings.ca_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise SettingsError(
+            f"EDGESIGHT_CA_FILE (ca_file): expected PEM CA certificates in "
+            f"{settings.ca_file} ({exc})"
+        ) from None
+
+
 def start_heartbeat(
     node: Node, transport: httpx.AsyncBaseTransport | None = None
 ) -> HeartbeatSender | None:
@@ -237,6 +259,7 @@ def start_heartbeat(
         lambda: heartbeat_body(node, memory_bytes),
         node_id(s),
         transport=transport,
+        verify=registry_ssl_context(s),
     )
     sender.start()
     log.info("node %s heartbeats to %s as %s", sender.node_id, s.registry_url, advertised_url(s))

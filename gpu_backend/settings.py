@@ -52,6 +52,12 @@ class NodeSettings:
     # The latency objective: node time p95 over the last sla_window_s, published in heartbeats.
     sla_p95_ms: float = 30.0
     sla_window_s: float = 30.0
+    # TLS (issue 8): serve WSS with this PEM certificate chain and key (both or neither;
+    # reloaded when the files change), and verify an https registry with ca_file (None:
+    # the system's trust store).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    ca_file: Path | None = None
 
     ENV = {
         "host": "EDGESIGHT_NODE_HOST",
@@ -77,7 +83,11 @@ class NodeSettings:
         "metrics_token": "EDGESIGHT_METRICS_TOKEN",
         "sla_p95_ms": "EDGESIGHT_SLA_P95_MS",
         "sla_window_s": "EDGESIGHT_SLA_WINDOW_S",
+        "tls_cert": "EDGESIGHT_TLS_CERT",
+        "tls_key": "EDGESIGHT_TLS_KEY",
+        "ca_file": "EDGESIGHT_CA_FILE",
     }
+    OPTIONAL_PATHS = ("tls_cert", "tls_key", "ca_file")
 
     def __post_init__(self) -> None:
         _check(0 <= self.port <= 65535, "port", self.port, "an integer from 0 to 65535")
@@ -103,6 +113,11 @@ class NodeSettings:
         _check(0 < self.sla_p95_ms <= 60_000, "sla_p95_ms", self.sla_p95_ms, "0 < ms <= 60000")
         _check(0 < self.sla_window_s <= 3600, "sla_window_s", self.sla_window_s, "0 < s <= 3600")
         _check_registry(self)
+        _check_tls(self)
+
+    @property
+    def is_tls(self) -> bool:
+        return self.tls_cert is not None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> NodeSettings:
@@ -118,6 +133,8 @@ class NodeSettings:
 
 
 def _convert(cls: type[NodeSettings], name: str, raw: str, key: str) -> Any:
+    if name in cls.OPTIONAL_PATHS:
+        return Path(raw).expanduser() if raw else None
     default = getattr(cls, name)
     try:
         if isinstance(default, bool):
@@ -164,3 +181,15 @@ def _check_registry(s: NodeSettings) -> None:
         problem = node_url_problem(s.public_url, allow_template=True)
         if problem:
             raise SettingsError(f"EDGESIGHT_PUBLIC_URL (public_url): {problem}")
+
+
+def _check_tls(s: NodeSettings) -> None:
+    if (s.tls_cert is None) != (s.tls_key is None):
+        given, missing = ("tls_cert", "tls_key") if s.tls_key is None else ("tls_key", "tls_cert")
+        raise SettingsError(
+            f"{NodeSettings.ENV[missing]} ({missing}): expected it together with "
+            f"{NodeSettings.ENV[given]}, got none"
+        )
+    for name in NodeSettings.OPTIONAL_PATHS:
+        path = getattr(s, name)
+        _check(path is None or path.is_file(), name, str(path), "an existing PEM file")

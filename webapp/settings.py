@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -48,6 +48,10 @@ class WebappSettings:
     site: str = ""  # this web app's site: its nodes are listed first; empty: no preference
     # Observability (issue 12): /metrics needs "Authorization: Bearer <token>" when set.
     metrics_token: str = field(default="", repr=False)
+    # HTTPS (issue 8): a PEM certificate chain and its key; both or neither. Reloaded by
+    # the server when the files change (edgesight/tls.py).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     ENV: ClassVar[dict[str, str]] = {
         "host": "EDGESIGHT_HOST",
@@ -67,6 +71,8 @@ class WebappSettings:
         "list_nodes_max": "EDGESIGHT_LIST_NODES_MAX",
         "site": "EDGESIGHT_SITE",
         "metrics_token": "EDGESIGHT_METRICS_TOKEN",
+        "tls_cert": "EDGESIGHT_TLS_CERT",
+        "tls_key": "EDGESIGHT_TLS_KEY",
     }
 
     def __post_init__(self) -> None:
@@ -93,6 +99,11 @@ class WebappSettings:
                     f"{self.ENV[name]} ({name}): expected a number in (0, 1], got {value!r}"
                 )
         _check_registry(self)
+        _check_tls(self.tls_cert, self.tls_key)
+
+    @property
+    def is_tls(self) -> bool:
+        return self.tls_cert is not None
 
     @property
     def node_expiry_s(self) -> float:
@@ -120,11 +131,18 @@ class WebappSettings:
                 values[name] = tuple(u.strip() for u in raw.split(",") if u.strip())
             elif name.endswith("_dir"):
                 values[name] = Path(raw).expanduser()
+            elif name.startswith("tls_"):
+                values[name] = Path(raw).expanduser() if raw else None
             else:
                 values[name] = raw
-        settings = cls(**values)
         given = {k: v for k, v in overrides.items() if v is not None}
-        return replace(settings, **given) if given else settings
+        is_tls = (given.get("tls_cert") or values.get("tls_cert")) is not None
+        if is_tls and "node_urls" not in values and "node_urls" not in given:
+            # An https page may only open wss:// sockets: the default node follows the page.
+            values["node_urls"] = (DEFAULT_TLS_NODE_URL,)
+        # Checked once, with flags applied: a cert from the environment and a key from a
+        # flag are a valid pair.
+        return cls(**{**values, **given})
 
 
 _INTEGERS = (
@@ -136,6 +154,23 @@ _INTEGERS = (
     "list_nodes_max",
 )
 MIN_SECRET_CHARS = 16
+DEFAULT_TLS_NODE_URL = "wss://{hostname}:8001/ws"
+
+
+def _check_tls(cert: Path | None, key: Path | None) -> None:
+    if cert is not None and key is None:
+        raise SettingsError(
+            "EDGESIGHT_TLS_KEY (tls_key): expected the certificate's key file, got none "
+            "(EDGESIGHT_TLS_CERT is set)"
+        )
+    if key is not None and cert is None:
+        raise SettingsError(
+            "EDGESIGHT_TLS_CERT (tls_cert): expected the key's certificate file, got none "
+            "(EDGESIGHT_TLS_KEY is set)"
+        )
+    for key_name, path in (("EDGESIGHT_TLS_CERT", cert), ("EDGESIGHT_TLS_KEY", key)):
+        if path is not None and not path.is_file():
+            raise SettingsError(f"{key_name}: expected a PEM file, got {str(path)!r} (not found)")
 
 
 def _check_registry(settings: WebappSettings) -> None:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import signal
+import socket
+import ssl
 import subprocess
 import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from edgesight.certs import issue
 from edgesight.cli import main
 
 
@@ -27,6 +36,72 @@ def test_help_lists_the_flags_and_their_variables(command: str) -> None:
     assert result.returncode == 0
     assert "--port" in result.stdout
     assert "EDGESIGHT_" in result.stdout
+    assert "--tls-cert" in result.stdout
+    assert "EDGESIGHT_TLS_KEY" in result.stdout
+    assert ("--ca-file" in result.stdout) is (command != "webapp")
+
+
+def test_the_web_app_serves_https_and_warns_about_plain_http_off_loopback(
+    tmp_path: Path,
+) -> None:
+    """`edgesight webapp` with a certificate answers over https; bound to all interfaces
+    without one, it says at start what browsers on other machines will miss."""
+    issued = issue(tmp_path / "tls", [])
+    port = _free_port()
+    args = ["--log-level", "info", "webapp", "--port", str(port)]
+    tls = ["--tls-cert", str(issued.cert), "--tls-key", str(issued.key)]
+    with _started([*args, *tls]) as proc:
+        context = ssl.create_default_context(cafile=issued.ca_cert)
+        body = _get(f"https://localhost:{port}/healthz", context, proc)
+        assert json.loads(body) == {"status": "ok"}
+    assert "open https://127.0.0.1:" in proc.stderr_text
+
+    with _started([*args[:-1], str(_free_port()), "--host", "0.0.0.0"]) as proc:
+        pass
+    assert "serves plain http on 0.0.0.0" in proc.stderr_text
+    assert "no camera" in proc.stderr_text
+
+
+class _Proc:
+    def __init__(self, popen: subprocess.Popen[str]) -> None:
+        self.popen = popen
+        self.stderr_text = ""
+
+
+@contextlib.contextmanager
+def _started(args: list[str]) -> Iterator[_Proc]:
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "edgesight", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    proc = _Proc(popen)
+    try:
+        assert popen.stderr is not None
+        for line in popen.stderr:  # start-up is over when uvicorn says so
+            proc.stderr_text += line
+            if "Uvicorn running on" in line:  # printed once the socket listens
+                break
+        yield proc
+    finally:
+        popen.send_signal(signal.SIGINT)
+        popen.wait(timeout=30)
+        assert popen.stderr is not None
+        proc.stderr_text += popen.stderr.read()
+        popen.stderr.close()
+
+
+def _get(url: str, context: ssl.SSLContext, proc: _Proc) -> bytes:
+    with urllib.request.urlopen(url, timeout=10, context=context) as response:
+        return bytes(response.read())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize(
@@ -37,8 +112,21 @@ def test_help_lists_the_flags_and_their_variables(command: str) -> None:
         (("node",), {"EDGESIGHT_NODE_PORT": "x"}, "EDGESIGHT_NODE_PORT: expected an integer"),
         (("node", "--model", "/nowhere/model.onnx"), {}, "model file not found: /nowhere"),
         (("node", "--provider", "tpu"), {}, "invalid choice: 'tpu'"),
-        (("webapp", "--node-url", "http://a/ws"), {}, "expected ws:// or wss:// URLs"),
+        (("webapp", "--node-url", "http://a/ws"), {}, "expected a URL starting ws:// or wss://"),
         (("serve",), {"EDGESIGHT_MAX_BATCH_SIZE": "0"}, "EDGESIGHT_MAX_BATCH_SIZE"),
+        (("node", "--tls-cert", "/etc/hostname"), {}, "EDGESIGHT_TLS_KEY (tls_key): expected"),
+        (("webapp", "--tls-key", "/etc/hostname"), {}, "EDGESIGHT_TLS_CERT (tls_cert): expected"),
+        (
+            ("webapp",),
+            {"EDGESIGHT_TLS_CERT": "/nowhere.pem", "EDGESIGHT_TLS_KEY": "/nowhere-key.pem"},
+            "EDGESIGHT_TLS_CERT: expected a PEM file, got '/nowhere.pem' (not found)",
+        ),
+        (
+            ("webapp", "--tls-cert", "/etc/hostname", "--tls-key", "/etc/hostname"),
+            {},
+            "cannot use certificate /etc/hostname with key /etc/hostname: expected a PEM",
+        ),
+        (("node", "--ca-file", "/nowhere.pem"), {}, "EDGESIGHT_CA_FILE (ca_file): expected"),
     ],
 )
 def test_bad_values_stop_with_a_message_naming_them(

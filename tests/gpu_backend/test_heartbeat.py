@@ -6,21 +6,30 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+import trustme
 
 from edgesight.cli import _with_own_registry, build_parser
 from edgesight.serving import ServerThread
+from edgesight.tls import server_context
 from gpu_backend.app import create_app as create_node_app
 from gpu_backend.engine import Float32Array, LoadedModel, UInt8Array
-from gpu_backend.heartbeat import HeartbeatSender, advertised_url, node_id
+from gpu_backend.heartbeat import (
+    HeartbeatSender,
+    advertised_url,
+    node_id,
+    registry_ssl_context,
+)
 from gpu_backend.settings import NodeSettings, SettingsError
 from webapp.app import create_app as create_webapp
 from webapp.registry import MemoryStore, NodeEntry
@@ -104,8 +113,10 @@ def webapp() -> Iterator[tuple[ServerThread, SignallingStore]]:
         yield server, store
 
 
-def nodes(server: ServerThread) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(f"{server.http_url}/api/nodes", timeout=10) as response:
+def nodes(server: ServerThread, ca_file: Path | None = None) -> list[dict[str, Any]]:
+    context = None if ca_file is None else ssl.create_default_context(cafile=ca_file)
+    url = f"{server.http_url}/api/nodes"
+    with urllib.request.urlopen(url, timeout=10, context=context) as response:
         listing: list[dict[str, Any]] = json.load(response)["nodes"]
         return listing
 
@@ -393,3 +404,102 @@ def test_a_public_url_browsers_refuse_stops_the_node_at_start(
 def test_the_hostname_template_is_a_valid_public_url() -> None:
     settings = NodeSettings(public_url="ws://{hostname}:8101/ws")
     assert settings.public_url == "ws://{hostname}:8101/ws"
+
+
+# -- TLS: an https registry verified against the CA the node is given (issue 8) -----------
+
+
+def test_a_node_registers_over_https_trusting_only_its_ca_file(
+    node_settings: NodeSettings, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key, ca_file = tmp_path / "web.pem", tmp_path / "web-key.pem", tmp_path / "ca.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    store = SignallingStore()
+    web_settings = WebappSettings(
+        node_urls=(), registry_secret=SECRET, heartbeat_interval_s=0.05, missed_heartbeats=100
+    )
+    web = ServerThread(
+        create_webapp(web_settings, registry_store=store), ssl_context=server_context(cert, key)
+    )
+    settings = replace(
+        node_settings,
+        registry_url=web.http_url,
+        registry_secret=SECRET,
+        public_url="wss://node-t.example/ws",
+        node_id="node-t",
+        ca_file=ca_file,
+    )
+    assert settings.registry_url.startswith("https://")
+
+    async def without_the_ca() -> bool:
+        # the system store does not know the test CA: the secret is never sent
+        sender = HeartbeatSender(
+            web.http_url, SECRET, lambda: body(), "node-u", verify=ssl.create_default_context()
+        )
+        try:
+            return await sender.beat()
+        finally:
+            await sender.stop()
+
+    with web:
+        with ServerThread(create_node_app(settings, engine_factory=fake_engine)):
+            assert store.registered.wait(timeout=30)
+        assert [n["id"] for n in nodes(web, ca_file)] == []  # deregistered over https too
+        store.registered.clear()
+        assert asyncio.run(without_the_ca()) is False
+        assert not store.registered.is_set()
+
+
+def test_a_tls_node_advertises_wss(node_settings: NodeSettings, tmp_path: Path) -> None:
+    leaf = trustme.CA().issue_cert("127.0.0.1")
+    cert, key = tmp_path / "n.pem", tmp_path / "n-key.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    settings = replace(node_settings, port=8001, host="10.0.0.5", tls_cert=cert, tls_key=key)
+    assert advertised_url(settings) == "wss://10.0.0.5:8001/ws"
+
+
+def test_tls_settings_come_in_pairs_and_must_exist(
+    node_settings: NodeSettings, tmp_path: Path
+) -> None:
+    (tmp_path / "c.pem").write_text("x")
+    with pytest.raises(SettingsError, match=r"EDGESIGHT_TLS_KEY \(tls_key\): expected it"):
+        replace(node_settings, tls_cert=tmp_path / "c.pem")
+    with pytest.raises(SettingsError, match=r"EDGESIGHT_CA_FILE \(ca_file\): expected an exist"):
+        NodeSettings.from_env({"EDGESIGHT_CA_FILE": str(tmp_path / "nowhere.pem")})
+    settings = NodeSettings.from_env({"EDGESIGHT_CA_FILE": str(tmp_path / "c.pem")})
+    assert settings.ca_file == tmp_path / "c.pem"
+    bad_ca = replace(settings, registry_url="https://w:1", registry_secret=SECRET, port=1)
+    with pytest.raises(SettingsError, match="EDGESIGHT_CA_FILE"):
+        registry_ssl_context(bad_ca)
+
+
+def test_serve_with_tls_registers_over_https_and_lists_a_wss_node(tmp_path: Path) -> None:
+    from edgesight.cli import _local_node_url, _node_settings
+
+    leaf = trustme.CA().issue_cert("127.0.0.1")
+    cert, key = tmp_path / "s.pem", tmp_path / "s-key.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--port",
+            "8100",
+            "--node-port",
+            "8101",
+            "--tls-cert",
+            str(cert),
+            "--tls-key",
+            str(key),
+        ]
+    )
+    env = {"EDGESIGHT_REGISTRY_SECRET": SECRET}
+    registering = _with_own_registry(_node_settings(args, env), args, env)
+    assert registering.registry_url == "https://127.0.0.1:8100"
+    assert registering.public_url == "wss://127.0.0.1:8101/ws"
+    assert _local_node_url(_node_settings(args, {})) == "wss://127.0.0.1:8101/ws"

@@ -1,0 +1,139 @@
+"""TLS for edgesight's servers: HTTPS and WSS with certificates reloaded on change (issue 8).
+
+``server_context(cert, key)`` builds the ``ssl.SSLContext`` a web app or node serves
+HTTPS/WSS with. ``CertificateReloader`` watches the two files and loads them again into
+the *same* context when they change: OpenSSL copies the certificate into each connection
+at its handshake, so new connections get the new certificate and open ones keep theirs;
+no restart, no code change (an ACME client renewing a certificate just replaces the
+files). A half-written pair (cert and key that do not match yet) is logged and retried at
+the next check, while the old certificate keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = [
+    "RELOAD_INTERVAL_S",
+    "CertificateReloader",
+    "TlsError",
+    "insecure_bind_warning",
+    "is_loopback_host",
+    "server_context",
+]
+
+log = logging.getLogger(__name__)
+
+RELOAD_INTERVAL_S = 5.0
+
+
+class TlsError(ValueError):
+    """A certificate, key or CA file that cannot be used; the message names the file."""
+
+
+def _load_chain(context: ssl.SSLContext, cert: Path, key: Path) -> None:
+    for path in (cert, key):
+        if not path.is_file():
+            raise TlsError(f"TLS file not found: {path}")
+    try:
+        context.load_cert_chain(certfile=cert, keyfile=key)
+    except (ssl.SSLError, OSError) as exc:
+        raise TlsError(
+            f"cannot use certificate {cert} with key {key}: expected a PEM certificate "
+            f"(chain) and its matching PEM private key ({exc})"
+        ) from None
+
+
+def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A TLS 1.2+ server context holding ``cert`` (a PEM chain, leaf first) and ``key``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # HTTP/1.1 only: WebSockets need it, and uvicorn speaks nothing else.
+    context.set_alpn_protocols(["http/1.1"])
+    _load_chain(context, cert, key)
+    return context
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()  # follows symlinks: certbot's live/ links move to new archive files
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class CertificateReloader:
+    """Reloads ``cert``/``key`` into ``context`` when either file changes.
+
+    ``check()`` is one look (tests call it directly); ``run()`` looks every
+    ``interval_s`` until cancelled. ``on_reload`` is called after each successful reload."""
+
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        cert: Path,
+        key: Path,
+        interval_s: float = RELOAD_INTERVAL_S,
+        on_reload: Callable[[], None] | None = None,
+    ) -> None:
+        self.context = context
+        self.cert = cert
+        self.key = key
+        self.interval_s = interval_s
+        self.on_reload = on_reload
+        self.reloads = 0
+        self._stamps = (_stamp(cert), _stamp(key))
+        self._failure: str | None = None
+
+    def check(self) -> bool:
+        """Reload if the files changed since the last successful load; True if it did."""
+        stamps = (_stamp(self.cert), _stamp(self.key))
+        if stamps == self._stamps or None in stamps:
+            return False
+        try:
+            _load_chain(self.context, self.cert, self.key)
+        except TlsError as exc:
+            # Often a renewal caught between writing the certificate and the key: the old
+            # pair keeps serving and the next look tries again. Logged once per failure.
+            if str(exc) != self._failure:
+                log.warning("%s; still serving the previous certificate", exc)
+            self._failure = str(exc)
+            return False
+        self._stamps = stamps
+        self._failure = None
+        self.reloads += 1
+        log.info("TLS certificate reloaded from %s", self.cert)
+        if self.on_reload is not None:
+            self.on_reload()
+        return True
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            self.check()
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_bind_warning(what: str, host: str, port: int) -> str | None:
+    """The warning for a plain-http server reachable from other machines, else None."""
+    if is_loopback_host(host):
+        return None
+    return (
+        f"{what} serves plain http on {host}:{port}: browsers on other machines will get "
+        "no camera, no service worker (offline kiosk) and no cross-origin isolation there, "
+        "and an https page cannot use a ws:// node. Give it --tls-cert and --tls-key "
+        "(see 'Use it from other machines' in README.md)"
+    )
