@@ -1,4 +1,4 @@
-"""Reconnect delays: exponential backoff with a cap and deterministic jitter."""
+"""Reconnect delays: exponential backoff with a cap and random jitter (seedable for tests)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ class Backoff:
     max_ms: float = 5000.0
     factor: float = 2.0
     jitter: float = 0.2  # +-20 %, so many pages do not retry in lockstep
-    seed: int | None = None
+    seed: int | None = None  # None: the system's randomness, different in every page
     attempts: int = 0
     _rng: random.Random = field(init=False, repr=False)
 

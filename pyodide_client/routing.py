@@ -21,15 +21,16 @@ Rules: with no node, connect to the best usable one at once (a lost node is repl
 no dwell); with none usable, ``Fallback`` (run locally) until a probe answers. Move off a
 healthy node only when a candidate is better by both ``hysteresis_ratio`` and
 ``min_gain_ms``, for ``dwell_ms`` on end, and ``min_switch_interval_ms`` after the last move.
-A failed node waits out an exponential backoff and must answer a probe before it is used
-again; a node that refused as OVERLOADED is skipped for ``overload_cooldown_ms``.
+A failed node waits out an exponential backoff (capped at 1.5 s, randomly jittered per
+page) and must answer a probe before it is used again; when the registry shows it has
+heartbeated since it failed (``age_s``), it is probed at once. A node that refused as
+OVERLOADED is skipped for ``overload_cooldown_ms``.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -64,8 +65,10 @@ class RoutingSettings:
     first_probe_wait_ms: float = 500.0  # at start, wait this long for pings before going blind
     rtt_window: int = 5  # samples in each median (pings, round trips, transfer)
     max_probes_in_flight: int = 4  # probe sockets open at once (the current node's not counted)
+    # A restarted node must be used again within ~2 s of being ready (issue 10): with a
+    # 30 s cap it took 14 s. Probing a dead port every 1.5 s costs a refused connection.
     backoff_initial_ms: float = 500.0
-    backoff_max_ms: float = 30000.0
+    backoff_max_ms: float = 1500.0
     backoff_jitter: float = 0.2
 
     def __post_init__(self) -> None:
@@ -106,6 +109,7 @@ class NodeInfo:
     streams: int = 0  # open inference connections
     max_streams: int = 0  # 0: unknown, never counted as full
     site: str = ""
+    age_s: float = math.inf  # since its last heartbeat, as the registry saw it; inf: unknown
 
     def __post_init__(self) -> None:
         if not self.url:
@@ -208,6 +212,7 @@ class _Node:
     blocked_until_ms: float = -math.inf  # backoff or overload cool-down
     blocked_why: str = ""
     needs_probe: bool = False  # failed: must answer a ping before it is used again
+    failed_ms: float = -math.inf  # when it last failed
     probe_sent_ms: float | None = None  # an unanswered ping
     last_probe_ms: float | None = None
 
@@ -291,7 +296,17 @@ class Router:
             else:
                 del self._nodes[url]
         for info in listed.values():
-            self._node(info).is_listed = True
+            node = self._node(info)
+            node.is_listed = True
+            # A failed node that has heartbeated since it failed is back (restarted):
+            # probe it now rather than at the end of its backoff.
+            heartbeat_ms = now_ms - info.age_s * 1000.0
+            if (
+                node.needs_probe
+                and heartbeat_ms > node.failed_ms
+                and now_ms < node.blocked_until_ms
+            ):
+                node.blocked_until_ms = now_ms
         if listed and self._first_listed_ms is None:
             self._first_listed_ms = now_ms
 
@@ -354,6 +369,7 @@ class Router:
             node.blocked_until_ms = now_ms + node.backoff.next_delay_ms()
             node.blocked_why = "failed"
             node.needs_probe = True
+            node.failed_ms = now_ms
             node.rtts_ms.clear()
         node.probe_sent_ms = None
         node.round_trips_ms.clear()
@@ -515,7 +531,7 @@ class Router:
                 initial_ms=s.backoff_initial_ms,
                 max_ms=s.backoff_max_ms,
                 jitter=s.backoff_jitter,
-                seed=zlib.crc32(info.url.encode()),  # per node, and the same on every run
+                seed=None,  # truly random per page: pages must not retry a node in lockstep
             ),
             rtts_ms=deque(maxlen=s.rtt_window),
             round_trips_ms=deque(maxlen=s.rtt_window),

@@ -433,6 +433,50 @@ def test_failed_nodes_back_off_exponentially_and_a_connection_resets_it() -> Non
     assert router.probes_due(4500.0) == [A]  # back to backoff_initial_ms
 
 
+def test_the_shipped_backoff_retries_a_dead_node_within_two_seconds() -> None:
+    # The goal (issue 10): back on a restarted node within 2 s of it being ready.
+    settings = RoutingSettings()
+    worst_ms = settings.backoff_max_ms * (1 + settings.backoff_jitter)
+    assert worst_ms < 2000.0
+
+
+def test_a_failed_node_that_heartbeats_again_is_probed_at_once() -> None:
+    # given A failed at 1000 ms and waits out a long backoff
+    router = make_router([A], backoff_initial_ms=20_000.0, backoff_max_ms=20_000.0)
+    router.record_failure(A, 1000.0)
+    assert router.probes_due(1100.0) == []
+    # when the registry still lists it with its last heartbeat before the failure
+    router.update_candidates([NodeInfo(A, age_s=1.5)], 2000.0)  # heartbeat at 500 ms
+    # then it keeps waiting
+    assert router.probes_due(2000.0) == []
+    # when a listing shows a heartbeat after the failure (the node restarted)
+    router.update_candidates([NodeInfo(A, age_s=0.2)], 4000.0)  # heartbeat at 3800 ms
+    # then it is probed now, and used once it answers
+    assert router.probes_due(4000.0) == [A]
+    router.record_rtt(A, 5.0, 4010.0)
+    decision = router.decide(4010.0)
+    assert isinstance(decision, Connect)
+    assert decision.url == A
+
+
+def test_static_nodes_without_heartbeats_wait_out_their_backoff() -> None:
+    router = make_router([A], backoff_initial_ms=20_000.0, backoff_max_ms=20_000.0)
+    router.record_failure(A, 1000.0)
+    router.update_candidates([A], 2000.0)  # a static URL: age unknown
+    assert router.probes_due(2000.0) == []
+
+
+def test_backoff_jitter_differs_between_pages() -> None:
+    # Two pages must not retry a restarted node in lockstep: no seed from the URL.
+    delays = set()
+    for _ in range(5):
+        router = make_router([A], backoff_jitter=0.2, backoff_initial_ms=1000.0)
+        router.record_failure(A, 0.0)
+        due = next(t for t in range(800, 1300) if router.probes_due(float(t)))
+        delays.add(due)
+    assert len(delays) > 1
+
+
 def test_an_overloaded_node_is_skipped_for_the_cooldown_then_eligible_again() -> None:
     router = make_router([A, B], overload_cooldown_ms=10_000.0)
     answer_pings(router, {A: 10.0, B: 50.0}, 0.0)
@@ -594,7 +638,7 @@ def test_node_info_from_the_registry_json_ignores_unknown_keys() -> None:
 
     info = NodeInfo.from_mapping(listed)
 
-    assert info == NodeInfo(A, "gpu-1", 1, 7.0, 3, 32, "lab-2")
+    assert info == NodeInfo(A, "gpu-1", 1, 7.0, 3, 32, "lab-2", age_s=0.4)
     assert NodeInfo.from_mapping({"url": B}) == NodeInfo(B)
     with pytest.raises(ValueError, match=r"NodeInfo\.queue_depth: expected int"):
         NodeInfo.from_mapping({"url": A, "queue_depth": "many"})
