@@ -18,7 +18,6 @@ from pyodide_client.protocol import Detection, FrameEncoding
 from tests.conftest import MODEL_PATH
 from tests.parity import CONFIDENT, PARITY_IOU, PARITY_PHOTOS, compressed_input, match, raw_input
 
-
 Detect = Callable[[npt.NDArray[np.uint8]], list[Detection]]
 
 
