@@ -22,7 +22,7 @@ a thirtieth of that. ``EncodingPolicy`` picks per frame, sans-I/O (every call ta
   frame interval: quality steps down while frames are over that budget and back up (never
   above the default, where parity with raw was measured) while they are well under it.
   At the quality floor it lowers the frame rate instead (``min_interval_ms``).
-- ``raw``, ``jpeg`` and ``webp`` pin the encoding at the default quality (an operator's
+- ``raw``, ``jpeg`` and ``webp`` pin the encoding at its default quality (an operator's
   ``EDGESIGHT_FRAME_ENCODING``); a node that does not accept the pinned one gets raw frames.
 
 JPEG is preferred over WebP in ``auto``: a node decodes it about three times faster
@@ -48,7 +48,10 @@ _NOISE_FLOOR_MS = 0.5  # a transfer faster than this is measured as this (timer 
 class EncodingSettings:
     mode: str = "auto"  # auto | raw | jpeg | webp
     target_fps: float = 30.0
-    default_quality: float = 0.5  # 0..1 as canvas.toBlob takes it; parity measured here
+    # 0..1 as canvas.toBlob takes it: the qualities where parity with raw frames was
+    # measured (tests/gpu_backend/test_parity.py); WebP needs a little more than JPEG
+    jpeg_quality: float = 0.5
+    webp_quality: float = 0.6
     min_quality: float = 0.3  # below this, lower the frame rate instead
     quality_step: float = 0.05
     raw_share: float = 0.5  # go raw when raw would use at most this share of the link
@@ -65,11 +68,13 @@ class EncodingSettings:
             raise ValueError(
                 f"frame encoding mode: expected one of {', '.join(MODES)}, got {self.mode!r}"
             )
-        if not 0 < self.min_quality <= self.default_quality <= 1:
-            raise ValueError(
-                "qualities: expected 0 < min_quality <= default_quality <= 1, got "
-                f"{self.min_quality} and {self.default_quality}"
-            )
+        for name in ("jpeg_quality", "webp_quality"):
+            default = getattr(self, name)
+            if not 0 < self.min_quality <= default <= 1:
+                raise ValueError(
+                    f"qualities: expected 0 < min_quality <= {name} <= 1, got "
+                    f"{self.min_quality} and {default}"
+                )
         if not 0 < self.raw_share <= self.leave_raw_share <= 1:
             raise ValueError(
                 "link shares: expected 0 < raw_share <= leave_raw_share <= 1, got "
@@ -77,6 +82,10 @@ class EncodingSettings:
             )
         if self.target_fps <= 0:
             raise ValueError(f"target_fps: expected a positive number, got {self.target_fps}")
+
+    def default_quality(self, encoding: FrameEncoding) -> float:
+        """The quality a lossy encoding starts at and never exceeds."""
+        return self.webp_quality if encoding is FrameEncoding.WEBP else self.jpeg_quality
 
 
 @dataclass(frozen=True)
@@ -102,10 +111,11 @@ class EncodingPolicy:
     ) -> None:
         self.settings = settings
         self.accepted = accepted
-        self.quality = settings.default_quality
         self.min_interval_ms = 0.0  # frame pacing: > 0 only at the quality floor
         self.note = ""  # why the encoding is what it is, in words
         self._lossy = self._pick_lossy(settings.mode, accepted)
+        self._top_quality = settings.default_quality(self._lossy or FrameEncoding.JPEG)
+        self.quality = self._top_quality
         self._is_raw = self._lossy is None
         if self._is_raw and settings.mode in ("jpeg", "webp"):
             self.note = f"node does not accept {settings.mode}: raw frames"
@@ -231,7 +241,7 @@ class EncodingPolicy:
         rate = statistics.median(self._raw_throughput)
         if rate * self.settings.leave_raw_share < self.raw_need_bytes_per_ms(raw_bytes):
             self._is_raw = False
-            self.quality = self.settings.default_quality
+            self.quality = self._top_quality
             self._next_probe_ms = None
             self._probe_interval_ms = self.settings.probe_interval_ms
             self.note = f"link too slow for raw frames ({_mbit(rate)} Mbit/s measured)"
@@ -252,7 +262,7 @@ class EncodingPolicy:
         elif size_bytes < budget / 2:
             if self.min_interval_ms > 0:
                 self.min_interval_ms = 0.0
-            elif self.quality + s.quality_step <= s.default_quality + 1e-9:
+            elif self.quality + s.quality_step <= self._top_quality + 1e-9:
                 self.quality = round(self.quality + s.quality_step, 3)
 
 

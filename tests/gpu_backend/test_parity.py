@@ -44,7 +44,7 @@ def test_confident_detections_survive_compression_at_the_default_quality(
     detect: Detect, photo: str, encoding: FrameEncoding
 ) -> None:
     raw, letterbox = raw_input(photo)
-    quality = EncodingSettings().default_quality
+    quality = EncodingSettings().default_quality(encoding)
     compressed, size_bytes = compressed_input(raw, letterbox, encoding, quality)
     raw_detections = detect(raw)
     result = match(raw_detections, detect(compressed))

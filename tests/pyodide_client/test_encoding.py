@@ -153,7 +153,7 @@ def test_a_pinned_encoding_never_changes(mode: str, expected: FrameEncoding) -> 
     link.rate_mbit = 2
     plans += link.run_for(5000)
     assert {p.encoding for p in plans} == {expected}
-    assert {p.quality for p in plans} == {0.5}
+    assert {p.quality for p in plans} == {0.6 if expected is FrameEncoding.WEBP else 0.5}
     assert not any(p.is_probe for p in plans)
 
 
@@ -196,7 +196,7 @@ def test_pongs_set_the_base_round_trip() -> None:
     ("changes", "message"),
     [
         ({"mode": "png"}, "frame encoding mode: expected one of auto, raw, jpeg, webp"),
-        ({"min_quality": 0.6}, "qualities: expected 0 < min_quality <= default_quality"),
+        ({"min_quality": 0.55}, "qualities: expected 0 < min_quality <= jpeg_quality"),
         ({"raw_share": 0.9}, "link shares: expected 0 < raw_share <= leave_raw_share"),
         ({"target_fps": 0.0}, "target_fps: expected a positive number, got 0.0"),
     ],
