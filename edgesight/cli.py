@@ -4,6 +4,7 @@
     edgesight node     one inference node
     edgesight webapp   the web app alone, pointing pages at the nodes you name
     edgesight certs    a local CA and server certificates for HTTPS/WSS on a LAN or kiosk
+    edgesight model    import a YOLO-family ONNX detector; make an INT8 variant of a model
 
 Flags override EDGESIGHT_* environment variables, which override the defaults.
 """
@@ -31,6 +32,7 @@ from webapp.app import create_app as create_webapp
 from webapp.settings import WebappSettings
 
 from . import certs
+from .model_cli import add_model_commands, run_model_command
 from .serving import make_server, serve
 from .tls import CertificateReloader, TlsError, insecure_bind_warning, server_context
 
@@ -177,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_tls_flags(web, "the web app")
     _add_certs_command(commands)
+    add_model_commands(commands)
     return parser
 
 
@@ -270,6 +273,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     )
     if args.log_level != "debug":  # httpx logs every request: one line per heartbeat
         logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args.command == "model":
+        return run_model_command(args, parser)
     try:
         if args.command == "certs":
             return _certs(args, env)
@@ -295,6 +300,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 overrides["node_urls"] = tuple(args.node_urls)
             if args.command == "serve" and "EDGESIGHT_NODE_URLS" not in env:
                 overrides["node_urls"] = (_local_node_url(node),)
+            if args.command == "serve" and "EDGESIGHT_MODEL_DIR" not in env:
+                # the page's in-browser fallback runs the model the node serves
+                overrides["model_dir"] = node.model_path.parent
             web = WebappSettings.from_env(env, **overrides)
             context, reloader = _tls("the web app", web.host, web.port, web.tls_cert, web.tls_key)
             server = make_server(create_webapp(web), web.host, web.port, 64 * 1024, context)
