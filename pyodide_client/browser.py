@@ -18,6 +18,7 @@ Runs unchanged under CPython in tests: JS buffers are accepted through ``to_byte
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import asdict
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 from .dashboard import Dashboard
 from .local import LocalEngine, LocalError
 from .model_card import ModelCard
+from .page_origin import PageOrigin
 from .postprocess import FrameBox, PostprocessSettings
 from .protocol import (
     CLOSE_TRY_AGAIN_LATER,
@@ -110,7 +112,12 @@ class BrowserClient:
 
     def __init__(self, config_json: str, model_card_json: str) -> None:
         config = json.loads(config_json)
+        # Where the page runs (the JS adds "page": location and isSecureContext): an https
+        # page cannot open ws:// nodes, an insecure one has no camera (page_origin.py).
+        self.origin = PageOrigin.from_mapping(config.get("page"))
         static, problems = usable_nodes(config.get("node_urls", []))
+        static, self._static_refusals = self._reachable(static)
+        self._registry_refusals: list[str] = []  # why listed nodes cannot be used here
         self.static_urls: list[str] = [info.url for info in static]
         self._warned: set[str] = set()  # each skipped entry is reported once, not every 2 s
         self._warn(problems)
@@ -141,9 +148,36 @@ class BrowserClient:
         nodes = entries.get("nodes", entries) if isinstance(entries, dict) else entries
         if not isinstance(nodes, list):
             raise ValueError(f"expected a list of nodes, got {type(nodes).__name__}")
-        self._registry, problems = usable_nodes(nodes)
+        registry, problems = usable_nodes(nodes)
+        self._registry, self._registry_refusals = self._reachable(registry)
         self._warn(problems)
         self._update_candidates(now_ms)
+
+    def _reachable(self, nodes: list[NodeInfo]) -> tuple[list[NodeInfo], list[str]]:
+        """The nodes this page's origin may open, and why each other one is not used."""
+        usable: list[NodeInfo] = []
+        refusals: list[str] = []
+        for info in nodes:
+            problem = self.origin.node_url_problem(info.url)
+            if problem is None:
+                usable.append(info)
+            else:
+                refusals.append(problem)
+        return usable, refusals
+
+    def security_problem(self) -> str:
+        """What the page's origin keeps it from doing, in words; '' when nothing does."""
+        insecure = self.origin.insecure_context_problem()
+        refusals = list(dict.fromkeys([*self._static_refusals, *self._registry_refusals]))
+        shown = refusals[:3]  # a few say it all; a list of a thousand would not
+        if len(refusals) > len(shown):
+            shown.append(f"({len(refusals) - len(shown)} more ws:// nodes not used.)")
+        return " ".join([*([insecure] if insecure else []), *shown])
+
+    def sha256_hex(self, data: Buffer) -> str:
+        """SHA-256 of the downloaded model, for pages where ``crypto.subtle`` is missing
+        (any insecure context): the local engine still checks what it runs."""
+        return hashlib.sha256(_as_bytes(data)).hexdigest()
 
     def _warn(self, problems: list[str]) -> None:
         for problem in problems:
@@ -468,6 +502,7 @@ class BrowserClient:
                 "local_state": self.local.state.value,
                 "local_problem": self.local.problem,
                 "route": self.route_note,
+                "security": self.security_problem(),
                 **self.dashboard.summary(now_ms),
             }
         )

@@ -162,6 +162,7 @@ async function main() {
       await local.start({
         ortUrl: config.ort_url, modelUrl: config.model.url, threads,
         io: config.model.io, checkSha256: (hex) => client.local_check_model(hex),
+        sha256: (bytes) => client.sha256_hex(bytes), // where crypto.subtle is missing (http)
       });
       client.local_loaded();
     } catch (err) {
@@ -220,7 +221,9 @@ async function main() {
 
   setInterval(() => {
     const now = performance.now();
-    view.status(JSON.parse(client.status(now)));
+    const status = JSON.parse(client.status(now));
+    view.status(status);
+    view.problem("security", status.security); // needs https; ws:// nodes an https page cannot use
     view.stats(JSON.parse(client.stats(now)));
   }, 500);
 

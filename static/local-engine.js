@@ -9,12 +9,18 @@ export class LocalEngine {
 
   // Resolves with the thread count once the worker's session is ready.
   // io: the model card's input/output names and input size (config.model.io).
-  async start({ ortUrl, modelUrl, threads, io, checkSha256 }) {
+  // sha256(Uint8Array) -> hex: used where crypto.subtle is missing (insecure contexts).
+  async start({ ortUrl, modelUrl, threads, io, checkSha256, sha256 }) {
     const response = await fetch(modelUrl);
     if (!response.ok) throw new Error(`the model download failed: HTTP ${response.status}`);
     const model = await response.arrayBuffer();
-    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", model));
-    const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+    let hex;
+    if (self.crypto && crypto.subtle) {
+      const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", model));
+      hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+    } else {
+      hex = sha256(new Uint8Array(model));
+    }
     const refusal = checkSha256(hex);
     if (refusal) {
       const err = new Error(refusal);

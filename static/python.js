@@ -32,7 +32,12 @@ export async function bootPython(config, progress) {
   progress(85, "Reading the model's description…");
   const card = await (await fetchOk(config.model.card_url, "the model description")).text();
   const browser = pyodide.pyimport("pyodide_client.browser");
-  const client = browser.BrowserClient(JSON.stringify(config), card);
+  // Where the page runs: Python decides what an insecure or https origin may do.
+  const page = {
+    protocol: location.protocol, hostname: location.hostname, port: location.port,
+    is_secure_context: self.isSecureContext === true,
+  };
+  const client = browser.BrowserClient(JSON.stringify({ ...config, page }), card);
   browser.destroy();
   progress(100, "Ready.");
   return { pyodide, client };

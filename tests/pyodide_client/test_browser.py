@@ -14,6 +14,7 @@ cool-down after OVERLOADED, and a switch needs 20 % and 15 ms of gain for 3 s on
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,7 @@ def test_a_new_page_shows_nothing_running() -> None:
         "local_state": "not loaded",
         "local_problem": "",
         "route": "",
+        "security": "",
         "fps": 0.0,
         "round_trip_ms": 0.0,
         "latency_ms": 0.0,
@@ -1226,3 +1228,61 @@ def test_a_bad_registry_entry_is_skipped_with_one_warning_and_the_good_ones_kept
     assert len(warnings) == 2
     assert "ws://[::1/ws" in warnings[0]
     assert "ws://0:99999/ws" in warnings[1]
+
+
+# -- the page's origin (issue 8): https pages use wss:// nodes only; http needs https -------
+HTTPS_PAGE = {"protocol": "https:", "hostname": "k.lan", "port": "", "is_secure_context": True}
+LAN_HTTP_PAGE = {
+    "protocol": "http:",
+    "hostname": "k.lan",
+    "port": "8000",
+    "is_secure_context": False,
+}
+WSS_A = "wss://a:8001/ws"
+
+
+def test_an_https_page_never_opens_a_ws_node_and_says_why() -> None:
+    client = make_client(A, WSS_A, page=HTTPS_PAGE)
+
+    actions = tick(client, 0.0)
+
+    assert [a["url"] for a in actions] == [WSS_A]
+    shown = status(client, 0.0)["security"]
+    assert f"node {A} is not used: this page is https" in shown
+    assert WSS_A not in shown
+
+
+def test_ws_nodes_from_the_registry_are_refused_on_https_and_the_message_follows_the_list() -> None:
+    client = make_client(page=HTTPS_PAGE)
+    listing = {"nodes": [registry_entry("gpu-a", A, 0, 4), registry_entry("gpu-b", WSS_A, 0, 4)]}
+    client.update_nodes(json.dumps(listing), 0.0)
+
+    assert tick(client, 0.0) == [{"do": "probe", "url": WSS_A}]
+    assert A in status(client, 0.0)["security"]
+
+    client.update_nodes(json.dumps({"nodes": [registry_entry("gpu-b", WSS_A, 0, 4)]}), 10.0)
+    assert status(client, 10.0)["security"] == ""
+
+
+def test_many_refused_nodes_are_summed_up() -> None:
+    urls = [f"ws://n{i}:8001/ws" for i in range(10)]
+    client = make_client(*urls, page=HTTPS_PAGE)
+    shown = status(client, 0.0)["security"]
+    assert shown.count("is not used") == 3
+    assert "(7 more ws:// nodes not used.)" in shown
+
+
+def test_an_insecure_page_says_it_needs_https_and_still_uses_ws_nodes() -> None:
+    client = make_client(A, page=LAN_HTTP_PAGE)
+    assert status(client, 0.0)["security"].startswith("This page needs https.")
+    assert tick(client, 0.0) == [{"do": "probe", "url": A}]
+
+
+def test_a_page_on_a_secure_context_shows_no_security_problem() -> None:
+    assert status(make_client(A), 0.0)["security"] == ""
+
+
+def test_the_model_hash_for_pages_without_webcrypto() -> None:
+    client = make_client()
+    model = CARD_JSON.encode()
+    assert client.sha256_hex(JsBuffer(model)) == hashlib.sha256(model).hexdigest()
