@@ -101,6 +101,10 @@ def heartbeat_body(node: Node, memory_bytes: int = 0) -> dict[str, Any]:
         "max_streams": s.max_streams,
         "queue_depth": node.batcher.queue_depth,
         "inference_ms": round(node.batcher.last_inference_ms, 3),
+        # the latency objective (issue 12): the registry marks a node that breaches it for
+        # a window degraded, see webapp/sla.py; 0: no frame in the window
+        "recent_p95_ms": round(node.latency.p95_ms() or 0.0, 3),
+        "sla_p95_ms": s.sla_p95_ms,
     }
 
 

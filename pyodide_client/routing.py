@@ -25,6 +25,11 @@ A failed node waits out an exponential backoff (capped at 1.5 s, randomly jitter
 page) and must answer a probe before it is used again; when the registry shows it has
 heartbeated since it failed (``age_s``), it is probed at once. A node that refused as
 OVERLOADED is skipped for ``overload_cooldown_ms``.
+A node the registry marks ``degraded`` (it missed its latency objective for a window,
+issue 12) ranks after every other usable node; a page on it moves at once to one that is
+not, without dwell, and never moves from a healthy node to a degraded one. With every node
+degraded the page stays on the best of them: a node over a 30 ms objective is still faster
+than detection in the browser (75-125 ms a frame, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -95,7 +100,18 @@ def _fail(name: str, value: object, expected: str) -> None:
     raise ValueError(f"RoutingSettings.{name}: expected {expected}, got {value!r}")
 
 
-_CONVERT: dict[str, Callable[[Any], object]] = {"str": str, "int": int, "float": float}
+def _as_bool(value: object) -> bool:
+    if not isinstance(value, bool):  # bool("false") is True: only JSON true/false will do
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
+
+
+_CONVERT: dict[str, Callable[[Any], object]] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": _as_bool,
+}
 
 
 @dataclass(frozen=True)
@@ -110,6 +126,7 @@ class NodeInfo:
     max_streams: int = 0  # 0: unknown, never counted as full
     site: str = ""
     age_s: float = math.inf  # since its last heartbeat, as the registry saw it; inf: unknown
+    degraded: bool = False  # misses its latency objective (issue 12): used only as a last resort
 
     def __post_init__(self) -> None:
         if not self.url:
@@ -453,6 +470,13 @@ class Router:
             if not ranked:
                 return STAY
             return self._switch(current, ranked[0], f"{label} left the node list", now_ms)
+        is_degraded = self._nodes[current].info.degraded
+        if ranked and self._nodes[ranked[0]].info.degraded > is_degraded:
+            ranked = []  # never trade a node that holds its objective for one that misses it
+        if is_degraded and ranked and not self._nodes[ranked[0]].info.degraded:
+            to = self._nodes[ranked[0]].info.label
+            reason = f"{label} misses its latency objective; moving to {to}"
+            return self._switch(current, ranked[0], reason, now_ms)
         current_ms = self.expected_ms(current)
         best = ranked[0] if ranked else current  # unmeasured candidates never win a switch
         best_ms = self.expected_ms(best)
@@ -481,20 +505,17 @@ class Router:
         return Switch(current, to, reason)
 
     def _ranked(self, now_ms: float, exclude: str | None = None) -> list[str]:
-        """Usable nodes, best first: measured by (expected ms, URL), then unmeasured by URL."""
-        measured: list[tuple[float, str]] = []
-        unmeasured: list[str] = []
+        """Usable nodes, best first: measured by (expected ms, URL), then unmeasured by URL;
+        nodes the registry marks degraded after all the others, in the same order."""
+        keyed: list[tuple[bool, bool, float, str]] = []  # (degraded, unmeasured, ms, URL)
         for url, node in self._nodes.items():
             if url == exclude or not node.is_listed or node.info.is_full:
                 continue
             if now_ms < node.blocked_until_ms or node.needs_probe:
                 continue
             expected = self.expected_ms(url)
-            if expected is None:
-                unmeasured.append(url)
-            else:
-                measured.append((expected, url))
-        return [url for _, url in sorted(measured)] + sorted(unmeasured)
+            keyed.append((node.info.degraded, expected is None, expected or 0.0, url))
+        return [url for *_, url in sorted(keyed)]
 
     def _fallback_reason(self, now_ms: float) -> str:
         listed = [n for n in self._nodes.values() if n.is_listed]

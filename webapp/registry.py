@@ -35,6 +35,7 @@ from pyodide_client.node_url import node_url_problem
 
 from . import WebappError
 from .settings import WebappSettings
+from .sla import SlaJudge
 
 __all__ = [
     "FieldError",
@@ -164,6 +165,10 @@ _FIELDS: dict[str, tuple[Callable[[object], str | None], object]] = {
     "max_streams": (lambda v: _count(v, minimum=1), None),
     "queue_depth": (_count, None),
     "inference_ms": (_ms, None),
+    # the latency objective (issue 12): node-time p95 over the node's window (0: no frame
+    # came) and the objective it is held to (0: none; nodes that predate objectives)
+    "recent_p95_ms": (_ms, 0.0),
+    "sla_p95_ms": (_ms, 0.0),
 }
 
 
@@ -184,6 +189,8 @@ class NodeEntry:
     max_streams: int
     queue_depth: int
     inference_ms: float  # the most recent batch's inference time
+    recent_p95_ms: float = 0.0  # node time p95 over the node's SLA window; 0: no frame
+    sla_p95_ms: float = 0.0  # the objective for it; 0: none
 
     @classmethod
     def parse(cls, data: object) -> NodeEntry:
@@ -207,7 +214,8 @@ class NodeEntry:
             values[name] = data[name]
         if errors:
             raise HeartbeatError(errors)
-        values["inference_ms"] = float(values["inference_ms"])
+        for name in ("inference_ms", "recent_p95_ms", "sla_p95_ms"):
+            values[name] = float(values[name])
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -325,8 +333,10 @@ class NodeRegistry:
         max_nodes: int = 1000,
         list_max: int = 16,
         site: str = "",
+        sla_window_s: float = 30.0,
     ) -> None:
         self.store = store
+        self.sla = SlaJudge(sla_window_s)  # which nodes miss their latency objective
         self.static_urls = static_urls
         self.heartbeat_interval_s = heartbeat_interval_s
         self.missed_heartbeats = missed_heartbeats
@@ -346,6 +356,7 @@ class NodeRegistry:
             max_nodes=settings.registry_max_nodes,
             list_max=settings.list_nodes_max,
             site=settings.site,
+            sla_window_s=settings.sla_window_s,
         )
 
     @property
@@ -364,12 +375,14 @@ class NodeRegistry:
 
     async def heartbeat(self, entry: NodeEntry) -> bool:
         is_new = await self.store.put(entry, self.expiry_s, self.max_nodes)
+        self.sla.observe(entry.node_id, entry.recent_p95_ms, entry.sla_p95_ms)
         if is_new:
             log.info("node %s registered: %s (%s)", entry.node_id, entry.url, entry.device)
         return is_new
 
     async def deregister(self, node_id: str) -> bool:
         removed = await self.store.remove(node_id)
+        self.sla.forget(node_id)
         if removed:
             log.info("node %s deregistered", node_id)
         return removed
@@ -385,7 +398,13 @@ class NodeRegistry:
         first (see ``rank``; ``site`` defaults to the web app's own), then the static ones."""
         registered = await self.store.listed()
         chosen = heapq.nsmallest(
-            self.list_max, registered, key=lambda listed: rank(listed.entry, site or self.site)
+            self.list_max,
+            registered,
+            # nodes that hold their latency objective before degraded ones
+            key=lambda listed: (
+                self.sla.is_degraded(listed.entry.node_id),
+                rank(listed.entry, site or self.site),
+            ),
         )
         return self._with_static(chosen, announced={listed.entry.url for listed in registered})
 
@@ -394,7 +413,9 @@ class NodeRegistry:
     ) -> list[dict[str, Any]]:
         if announced is None:
             announced = {listed.entry.url for listed in registered}
-        nodes = [_public(listed) for listed in registered]
+        nodes = [
+            _public(listed, self.sla.is_degraded(listed.entry.node_id)) for listed in registered
+        ]
         nodes += [_static(url) for url in self.static_urls if url not in announced]
         return nodes
 
@@ -411,10 +432,16 @@ def rank(entry: NodeEntry, site: str) -> tuple[bool, bool, float, float, str]:
     return (is_elsewhere, is_full, wait_ms, entry.streams / entry.max_streams, entry.node_id)
 
 
-def _public(listed: Listed) -> dict[str, Any]:
+def _public(listed: Listed, is_degraded: bool) -> dict[str, Any]:
     fields = listed.entry.to_dict()
     node_id = fields.pop("node_id")
-    return {"id": node_id, **fields, "static": False, "age_s": round(listed.age_s, 3)}
+    return {
+        "id": node_id,
+        **fields,
+        "static": False,
+        "degraded": is_degraded,  # misses its latency objective (webapp/sla.py)
+        "age_s": round(listed.age_s, 3),
+    }
 
 
 def _static(url: str) -> dict[str, Any]:
@@ -426,5 +453,6 @@ def _static(url: str) -> dict[str, Any]:
         "name": url,
         **unknown,
         "static": True,
+        "degraded": False,
         "age_s": None,
     }

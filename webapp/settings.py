@@ -52,6 +52,9 @@ class WebappSettings:
     # the server when the files change (edgesight/tls.py).
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # A node whose heartbeats report its p95 above its objective for this long is degraded,
+    # and recovers after holding it this long (webapp/sla.py).
+    sla_window_s: float = 30.0
 
     ENV: ClassVar[dict[str, str]] = {
         "host": "EDGESIGHT_HOST",
@@ -73,6 +76,7 @@ class WebappSettings:
         "metrics_token": "EDGESIGHT_METRICS_TOKEN",
         "tls_cert": "EDGESIGHT_TLS_CERT",
         "tls_key": "EDGESIGHT_TLS_KEY",
+        "sla_window_s": "EDGESIGHT_SLA_WINDOW_S",
     }
 
     def __post_init__(self) -> None:
@@ -122,7 +126,12 @@ class WebappSettings:
                     values[name] = int(raw)
                 except ValueError:
                     raise SettingsError(f"{key}: expected an integer, got {raw!r}") from None
-            elif name in ("heartbeat_interval_s", "score_threshold", "iou_threshold"):
+            elif name in (
+                "heartbeat_interval_s",
+                "score_threshold",
+                "iou_threshold",
+                "sla_window_s",
+            ):
                 try:
                     values[name] = float(raw)
                 except ValueError:
@@ -186,6 +195,11 @@ def _check_registry(settings: WebappSettings) -> None:
     ):
         raise SettingsError(
             "EDGESIGHT_REDIS_URL (redis_url): expected a redis://, rediss:// or unix:// URL"
+        )
+    if not 0 < settings.sla_window_s <= 3600:
+        raise SettingsError(
+            "EDGESIGHT_SLA_WINDOW_S (sla_window_s): expected 0 < s <= 3600, "
+            f"got {settings.sla_window_s!r}"
         )
     if not 0.01 <= settings.heartbeat_interval_s <= 3600:
         raise SettingsError(

@@ -743,3 +743,51 @@ def test_usable_nodes_skip_each_bad_entry_and_say_why() -> None:
     assert "NodeInfo.streams" in problems[2]
     assert "an entry (dict) skipped" in problems[3]
     assert "an entry (int) skipped" in problems[4]
+
+
+# -- the latency objective (issue 12) ---------------------------------------------------------
+def test_a_degraded_node_is_chosen_only_when_no_other_is_usable() -> None:
+    router = make_router([NodeInfo(A, degraded=True), NodeInfo(B), NodeInfo(C, degraded=True)])
+    answer_pings(router, {A: 1.0, C: 2.0}, 0.0)  # B not measured yet, still preferred
+
+    decision = router.decide(1.0)
+
+    assert isinstance(decision, Connect)
+    assert decision.url == B
+
+
+def test_the_current_node_turning_degraded_moves_the_page_at_once() -> None:
+    router = make_router([NodeInfo(A, name="a"), NodeInfo(B, name="b")])
+    answer_pings(router, {A: 5.0, B: 9.0}, 0.0)
+    connect_to(router, A, 1.0)
+    router.update_candidates([NodeInfo(A, name="a", degraded=True), NodeInfo(B, name="b")], 2.0)
+
+    decision = router.decide(3.0)  # no dwell, no min_switch_interval: the registry judged
+
+    assert decision == Switch(A, B, "a misses its latency objective; moving to b")
+
+
+def test_a_degraded_node_stays_when_every_other_is_degraded_too() -> None:
+    nodes = [NodeInfo(A, degraded=True), NodeInfo(B, degraded=True)]
+    router = make_router(nodes)
+    answer_pings(router, {A: 5.0, B: 9.0}, 0.0)
+    connect_to(router, A, 1.0)
+
+    assert router.decide(2.0) == Stay()
+
+
+def test_a_healthy_node_is_never_left_for_a_faster_degraded_one() -> None:
+    router = make_router([A, B], min_switch_interval_ms=0.0, dwell_ms=0.0)
+    answer_pings(router, {A: 80.0, B: 80.0}, 0.0)
+    connect_to(router, A, 1.0)
+    router.update_candidates([NodeInfo(A), NodeInfo(B, degraded=True)], 2.0)
+    answer_pings(router, {A: 80.0, B: 1.0}, 3000.0)
+
+    assert router.decide(3001.0) == Stay()
+
+
+def test_the_degraded_flag_must_be_a_json_boolean() -> None:
+    assert NodeInfo.from_mapping({"url": A, "degraded": True}).degraded
+    assert not NodeInfo.from_mapping({"url": A}).degraded
+    with pytest.raises(ValueError, match="degraded"):
+        NodeInfo.from_mapping({"url": A, "degraded": "false"})

@@ -42,7 +42,10 @@ PUBLIC_FIELDS = {
     "max_streams",
     "queue_depth",
     "inference_ms",
+    "recent_p95_ms",
+    "sla_p95_ms",
     "static",
+    "degraded",
     "age_s",
 }
 
@@ -267,8 +270,10 @@ def test_every_missing_field_is_named(make_client: MakeClient) -> None:
     response = client.post("/api/nodes/register", json={"node_id": "gpu-1"}, headers=AUTH)
     assert response.status_code == 422
     named = {e["field"] for e in response.json()["errors"]}
-    # site and device_memory_bytes may be left out; the rest is what a client chooses by
-    assert named == PUBLIC_FIELDS - {"id", "static", "age_s", "site", "device_memory_bytes"}
+    # site, device_memory_bytes and the latency objective's figures may be left out; the
+    # rest is what a client chooses by
+    optional = {"site", "device_memory_bytes", "recent_p95_ms", "sla_p95_ms"}
+    assert named == PUBLIC_FIELDS - {"id", "static", "degraded", "age_s", *optional}
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b"\xff\xfe", b""])

@@ -1,0 +1,125 @@
+"""The latency objective acts (issue 12): a node slowed past its objective (a test-only
+delay around its real engine) is marked degraded by the registry and the page moves to a
+node that holds it; once the delay is gone the node recovers in the registry."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from edgesight.serving import ServerThread
+from gpu_backend.app import create_app as create_node_app
+from gpu_backend.app import onnx_engine
+from gpu_backend.engine import Engine, Float32Array, LoadedModel, UInt8Array
+from gpu_backend.settings import NodeSettings
+from pyodide_client.routing import RoutingSettings
+from tests.cluster.conftest import SECRET, Cluster, ClusterNode
+from tests.cluster.driver import Driver
+from tests.cluster.latency_proxy import LatencyProxy
+from tests.conftest import MODEL_PATH
+from webapp.app import create_app as create_webapp
+from webapp.settings import WebappSettings
+
+# Generous for a shared 2-core machine: a healthy CPU node answers in tens of ms.
+OBJECTIVE_MS = 150.0
+SLOW_S = 0.3  # what the delay adds to each batch: twice the objective
+WINDOW_S = 1.0  # node p95 window and registry breach/hold window alike
+
+
+class DelayedEngine:
+    """The real engine, plus ``delay_s`` per batch (a GPU thermally throttled, say)."""
+
+    def __init__(self, inner: Engine) -> None:
+        self.inner = inner
+        self.delay_s = 0.0
+
+    @property
+    def provider(self) -> str:
+        return self.inner.provider
+
+    @property
+    def device_name(self) -> str:
+        return self.inner.device_name
+
+    def infer(self, images: UInt8Array) -> tuple[Float32Array, Float32Array]:
+        if self.delay_s:
+            time.sleep(self.delay_s)  # the simulated slow device, on the inference thread
+        return self.inner.infer(images)
+
+
+@pytest.fixture
+def cluster() -> Iterator[tuple[Cluster, dict[str, DelayedEngine]]]:
+    stoppable: list[ServerThread | LatencyProxy] = []
+    web_settings = WebappSettings(
+        port=0,
+        node_urls=(),
+        registry_secret=SECRET,
+        heartbeat_interval_s=0.2,
+        sla_window_s=WINDOW_S,
+    )
+    cluster = Cluster(webapp=ServerThread(create_webapp(web_settings)).start())
+    assert cluster.webapp is not None
+    cluster.webapp_proxy = LatencyProxy(cluster.webapp.port).start()
+    stoppable += [cluster.webapp, cluster.webapp_proxy]
+    engines: dict[str, DelayedEngine] = {}
+    # node-a is nearer (no added latency), so the page starts there
+    for name, delay_ms in (("node-a", 0.0), ("node-b", 20.0)):
+        proxy = LatencyProxy(0, delay_ms).start()
+        settings = NodeSettings(
+            port=0,
+            node_name=name,
+            node_id=name,
+            model_path=MODEL_PATH,
+            intra_op_threads=1,
+            public_url=proxy.ws_url,
+            registry_url=cluster.webapp.http_url,
+            registry_secret=SECRET,
+            sla_p95_ms=OBJECTIVE_MS,
+            sla_window_s=WINDOW_S,
+        )
+
+        def factory(s: NodeSettings, model: LoadedModel, name: str = name) -> Engine:
+            engines[name] = DelayedEngine(onnx_engine(s, model))
+            return engines[name]
+
+        server = ServerThread(create_node_app(settings, engine_factory=factory)).start()
+        proxy.target_port = server.port
+        stoppable += [proxy, server]
+        cluster.nodes[name] = ClusterNode(name, proxy, server)
+    cluster.wait_listed(lambda listed: {"node-a", "node-b"} <= set(listed))
+    yield cluster, engines
+    for item in reversed(stoppable):
+        item.stop()
+
+
+def test_a_node_past_its_objective_is_degraded_the_page_moves_and_it_recovers(
+    cluster: tuple[Cluster, dict[str, DelayedEngine]],
+) -> None:
+    c, engines = cluster
+    # A dwell no test waits out: only the registry's verdict can move this page.
+    routing = RoutingSettings(dwell_ms=600_000, min_switch_interval_ms=600_000)
+
+    async def scenario() -> None:
+        async with Driver(registry_url=c.registry_url, routing=routing) as driver:
+            await driver.wait_for(lambda: len(driver.answered("node-a")) >= 5, timeout_s=20)
+            engines["node-a"].delay_s = SLOW_S
+            await driver.wait_for(lambda: driver.client.node_name == "node-b", timeout_s=25)
+            await driver.wait_for(lambda: len(driver.answered("node-b")) >= 3, timeout_s=10)
+        # A voluntary switch (make before break), not a stall or failure and a reconnect:
+        # with this dwell only the registry's verdict (routing.py) can make one.
+        moves = [a for _, a in driver.actions if a["do"] in ("connect", "switch", "abandon")]
+        assert moves == [
+            {"do": "connect", "url": c.nodes["node-a"].url},
+            {"do": "switch", "url": c.nodes["node-b"].url},
+        ]
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert c.listed()["node-a"]["degraded"] is True
+    assert c.listed()["node-b"]["degraded"] is False
+
+    engines["node-a"].delay_s = 0.0
+    # Idle now, node-a reports no breach; a window later the registry clears it.
+    c.wait_listed(lambda listed: listed["node-a"]["degraded"] is False)
