@@ -5,8 +5,13 @@
     edgesight webapp   the web app alone, pointing pages at the nodes you name
     edgesight certs    a local CA and server certificates for HTTPS/WSS on a LAN or kiosk
     edgesight model    import a YOLO-family ONNX detector; make an INT8 variant of a model
+    edgesight users    who may sign in: add NAME, kiosk NAME, remove NAME, list
+    edgesight token    print a stream token for a tool (signed with the web app's key)
 
-Flags override EDGESIGHT_* environment variables, which override the defaults.
+Flags override EDGESIGHT_* environment variables, which override the defaults. The web
+app's token signing key and users file live in EDGESIGHT_STATE_DIR (default
+$XDG_STATE_HOME/edgesight or ~/.local/state/edgesight) unless EDGESIGHT_TOKEN_KEY and
+EDGESIGHT_USERS_FILE name other files.
 """
 
 from __future__ import annotations
@@ -22,16 +27,20 @@ from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gpu_backend import NodeError
 from gpu_backend.app import create_app as create_node_app
 from gpu_backend.heartbeat import registry_ssl_context
 from gpu_backend.settings import NodeSettings
+from gpu_backend.tokens import load_public_key
 from webapp import WebappError
 from webapp.app import create_app as create_webapp
 from webapp.settings import WebappSettings
+from webapp.tokens import TokenSigner
 
 from . import certs
+from .access_cli import add_access_commands, run_access_command, with_state_defaults
 from .model_cli import add_model_commands, run_model_command
 from .serving import make_server, serve
 from .tls import CertificateReloader, TlsError, insecure_bind_warning, server_context
@@ -84,6 +93,18 @@ def _add_node_flags(parser: argparse.ArgumentParser, prefix: str = "") -> None:
         dest="device_id",
         type=int,
         help="CUDA device index (EDGESIGHT_DEVICE, default 0)",
+    )
+    parser.add_argument(
+        "--allow-anonymous",
+        action="store_const",
+        const=True,
+        help="let clients stream without a token even when listening beyond loopback "
+        "(EDGESIGHT_ALLOW_ANONYMOUS; default: only on loopback); logged at start",
+    )
+    parser.add_argument(
+        "--token-public-key",
+        help="the web app's token public key, a PEM file (EDGESIGHT_TOKEN_PUBLIC_KEY; "
+        "default: fetched from the registry at start)",
     )
 
 
@@ -180,12 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tls_flags(web, "the web app")
     _add_certs_command(commands)
     add_model_commands(commands)
+    add_access_commands(commands)
     return parser
 
 
 def _node_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> NodeSettings:
     return NodeSettings.from_env(
         environ,
+        allow_anonymous=args.allow_anonymous,
+        token_public_key=args.token_public_key,
         host=args.node_host,
         port=args.node_port,
         model_path=args.model,
@@ -234,6 +258,14 @@ def _with_own_registry(
 Served = tuple[uvicorn.Server, CertificateReloader | None]
 
 
+def _own_public_key(args: argparse.Namespace, environ: Mapping[str, str]) -> Ed25519PublicKey:
+    """``serve``: the local node checks tokens with its own web app's key, read from the
+    key file (created now if missing) rather than fetched from a server not yet up."""
+    web = WebappSettings.from_env(environ, host=args.host, port=args.port)
+    signer = TokenSigner.from_file(web.token_key_path, web.cluster_name, web.token_lifetime_s)
+    return load_public_key(signer.public_key_pem(), str(web.token_key_path))
+
+
 async def _serve_all(servers: Sequence[Served]) -> None:
     # Each uvicorn server installs its own signal handlers and only the last one sees
     # Ctrl+C, so when any server stops, stop the others too.
@@ -278,15 +310,21 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         if args.command == "certs":
             return _certs(args, env)
+        if args.command in ("users", "token"):
+            return run_access_command(args, env)
         servers: list[Served] = []
+        if args.command in ("serve", "webapp"):
+            env = with_state_defaults(env)
         if args.command in ("serve", "node"):
             node = _node_settings(args, env)
+            public_key = None
             if args.command == "serve":
                 node = _with_own_registry(node, args, env)
+                public_key = _own_public_key(args, env)
             if node.registry_url.startswith("https://"):
                 registry_ssl_context(node)  # a bad CA file stops start-up here, not later
             context, reloader = _tls("the node", node.host, node.port, node.tls_cert, node.tls_key)
-            app = create_node_app(node)
+            app = create_node_app(node, public_key=public_key)
             server = make_server(app, node.host, node.port, node.max_message_bytes, context)
             servers.append((server, reloader))
         if args.command in ("serve", "webapp"):

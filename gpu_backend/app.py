@@ -8,19 +8,23 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from .access import Authenticator
 from .endpoint import inference_endpoint
 from .engine import Engine, LoadedModel, OnnxEngine, load_model
-from .heartbeat import start_heartbeat
+from .heartbeat import node_id, registry_ssl_context, start_heartbeat
 from .metrics import CONTENT_TYPE_LATEST, is_authorised
 from .node import Node
-from .settings import NodeSettings
+from .settings import LOOPBACK_HOSTS, NodeSettings
+from .tokens import TokenKeyError, fetch_public_key, node_authenticator, read_public_key
 
 __all__ = ["EngineFactory", "create_app"]
 
@@ -64,13 +68,80 @@ async def metrics(request: Request) -> Response:
     return Response(node.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(settings: NodeSettings, engine_factory: EngineFactory = onnx_engine) -> Starlette:
+KEY_FETCH_DEADLINE_S = 30.0  # the web app may start at the same time as its nodes
+
+
+async def _fetch_key(settings: NodeSettings) -> Ed25519PublicKey | None:
+    """The web app's public key from the registry. A node that needs it keeps trying for a
+    while (its web app may be starting too), then fails; one that allows anonymous use
+    tries once and, failing, checks no tokens."""
+    deadline_s = time.monotonic() + KEY_FETCH_DEADLINE_S
+    wait_s = 0.25
+    while True:
+        try:
+            return await asyncio.to_thread(
+                fetch_public_key, settings.registry_url, registry_ssl_context(settings)
+            )
+        except TokenKeyError as exc:
+            if settings.is_anonymous_allowed:
+                log.warning("%s; this node lets every client in without a token", exc)
+                return None
+            if time.monotonic() + wait_s > deadline_s:
+                raise
+            log.info("%s; retrying in %.1f s", exc, wait_s)
+        await asyncio.sleep(wait_s)
+        wait_s = min(2 * wait_s, 2.0)
+
+
+async def _authenticator(
+    settings: NodeSettings, public_key: Ed25519PublicKey | None
+) -> Authenticator:
+    """Who may stream here (access.py): tokens checked with the web app's public key; a
+    client without one let in only where anonymous use is allowed."""
+    source = "given by the caller"
+    if public_key is None and settings.token_public_key:
+        public_key = read_public_key(Path(settings.token_public_key))
+        source = settings.token_public_key
+    elif public_key is None and settings.registry_url:
+        public_key = await _fetch_key(settings)
+        source = settings.registry_url
+    audiences = (settings.cluster_name, node_id(settings))
+    authenticator = node_authenticator(
+        public_key, audiences, allow_anonymous=settings.is_anonymous_allowed
+    )
+    if public_key is not None:
+        log.info(
+            "stream tokens for %s checked with the web app's key (%s)",
+            " or ".join(audiences),
+            source,
+        )
+    if settings.is_anonymous_allowed and settings.host not in LOOPBACK_HOSTS:
+        log.warning(
+            "this node listens on %s and lets clients without a token stream "
+            "(--allow-anonymous / EDGESIGHT_ALLOW_ANONYMOUS)",
+            settings.host,
+        )
+    return authenticator
+
+
+def create_app(
+    settings: NodeSettings,
+    engine_factory: EngineFactory = onnx_engine,
+    public_key: Ed25519PublicKey | None = None,
+) -> Starlette:
+    """``public_key``: the web app's token key, when the caller has it (``edgesight serve``);
+    else from EDGESIGHT_TOKEN_PUBLIC_KEY or the registry."""
     # Reading model.json and checking the file's sha256 is cheap: fail here, with a clear
     # message, rather than inside the server's lifespan.
     model = load_model(settings.model_path)
+    if public_key is None and settings.token_public_key:
+        public_key = read_public_key(Path(settings.token_public_key))  # fail early, too
+    if public_key is None and not (settings.registry_url or settings.is_anonymous_allowed):
+        node_authenticator(None, (), allow_anonymous=False)  # raises, naming the settings
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.authenticator = await _authenticator(settings, public_key)
         engine = await asyncio.to_thread(engine_factory, settings, model)
         node = Node(settings, model, engine)
         # The first run allocates and plans; pay for it before the first user frame does.

@@ -17,6 +17,7 @@ DEFAULT_MODEL_PATH = (
     Path(__file__).resolve().parents[1] / "models" / "nanodet-g-416" / "nanodet-g-416.onnx"
 )
 PROVIDER_CHOICES = ("auto", "cpu", "cuda")
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 class SettingsError(NodeError, ValueError):
@@ -58,6 +59,13 @@ class NodeSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     ca_file: Path | None = None
+    # Stream tokens (issue 8, tokens.py): the web app's public key (a PEM file; empty:
+    # fetched from the registry at start when one is configured), the cluster name tokens
+    # are issued for, and whether clients without a token may stream (None: see
+    # is_anonymous_allowed).
+    token_public_key: str = ""
+    cluster_name: str = "edgesight"
+    allow_anonymous: bool | None = None
 
     ENV = {
         "host": "EDGESIGHT_NODE_HOST",
@@ -86,6 +94,9 @@ class NodeSettings:
         "tls_cert": "EDGESIGHT_TLS_CERT",
         "tls_key": "EDGESIGHT_TLS_KEY",
         "ca_file": "EDGESIGHT_CA_FILE",
+        "token_public_key": "EDGESIGHT_TOKEN_PUBLIC_KEY",
+        "cluster_name": "EDGESIGHT_CLUSTER",
+        "allow_anonymous": "EDGESIGHT_ALLOW_ANONYMOUS",
     }
     OPTIONAL_PATHS = ("tls_cert", "tls_key", "ca_file")
 
@@ -112,12 +123,22 @@ class NodeSettings:
         _check(bool(self.node_name.strip()), "node_name", self.node_name, "a non-empty name")
         _check(0 < self.sla_p95_ms <= 60_000, "sla_p95_ms", self.sla_p95_ms, "0 < ms <= 60000")
         _check(0 < self.sla_window_s <= 3600, "sla_window_s", self.sla_window_s, "0 < s <= 3600")
+        _check(bool(self.cluster_name.strip()), "cluster_name", self.cluster_name, "a name")
         _check_registry(self)
         _check_tls(self)
 
     @property
     def is_tls(self) -> bool:
         return self.tls_cert is not None
+
+    @property
+    def is_anonymous_allowed(self) -> bool:
+        """Explicit when set; else only on loopback, and not where a public key file was
+        given (whoever gives one means tokens). A key fetched from the registry by a
+        loopback node checks the tokens that come without refusing clients with none."""
+        if self.allow_anonymous is not None:
+            return self.allow_anonymous
+        return self.host in LOOPBACK_HOSTS and not self.token_public_key
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> NodeSettings:
@@ -137,7 +158,7 @@ def _convert(cls: type[NodeSettings], name: str, raw: str, key: str) -> Any:
         return Path(raw).expanduser() if raw else None
     default = getattr(cls, name)
     try:
-        if isinstance(default, bool):
+        if isinstance(default, bool) or name == "allow_anonymous":
             return raw.strip().lower() in ("1", "true", "yes", "on")
         if isinstance(default, int):
             return int(raw)

@@ -28,6 +28,10 @@ from .registry import NodeRegistry, RegistryStore
 from .registry_routes import registry_routes
 from .report import report_route
 from .settings import WebappSettings
+from .signin import AuthMode, Door, LoginLimiter, SessionCodec, parse_networks
+from .signin_routes import SignInGate, signin_routes
+from .tokens import TokenSigner
+from .users import Users
 
 __all__ = ["create_app"]
 
@@ -67,11 +71,53 @@ def _warn_if_model_differs(model_path: Path, card: ModelCard) -> None:
         )
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def _warn_if_open(settings: WebappSettings) -> None:
+    """Said loudly, once: a page anyone on the network can open, with tokens for all."""
+    if settings.is_signin_required or settings.host in LOOPBACK_HOSTS:
+        return
+    log.warning(
+        "\n"
+        "  ************************************************************************\n"
+        "  WARNING: sign-in is OFF (EDGESIGHT_AUTH=none) and the web app listens on\n"
+        "  %s: anyone who can reach it gets the page and stream tokens for every\n"
+        "  node. Set EDGESIGHT_AUTH=users (with EDGESIGHT_USERS_FILE), kiosk-key or\n"
+        "  proxy-header; see README, 'Sign-in and stream tokens'.\n"
+        "  ************************************************************************",
+        settings.host,
+    )
+
+
+def _door(settings: WebappSettings, signer: TokenSigner) -> Door:
+    users = Users.load(settings.users_file) if settings.users_file is not None else Users()
+    modes = [AuthMode(mode) for mode in settings.auth_modes]
+    if AuthMode.USERS in modes and not users.users:
+        log.warning(
+            "EDGESIGHT_AUTH=users but %s lists no users: nobody can sign in; add one with "
+            "`edgesight users add NAME`",
+            settings.users_file,
+        )
+    return Door(
+        modes,
+        users,
+        SessionCodec(signer.session_secret(), settings.session_lifetime_s),
+        proxy_header=settings.proxy_user_header,
+        trusted_proxies=parse_networks(settings.trusted_proxies),
+    )
+
+
 def create_app(settings: WebappSettings, registry_store: RegistryStore | None = None) -> Starlette:
     """``registry_store``: where node heartbeats go (default: from the settings); the app's
     lifespan opens and closes it."""
     registry = NodeRegistry.from_settings(settings, registry_store)
     metrics = WebappMetrics(registry)
+    signer = TokenSigner.from_file(
+        settings.token_key_path, settings.cluster_name, settings.token_lifetime_s
+    )
+    door = _door(settings, signer)
+    _warn_if_open(settings)
     runtimes = BrowserRuntimes.locate(settings.vendor_dir)
     card_path = settings.model_dir / "model.json"
     if not card_path.is_file():
@@ -95,6 +141,7 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
         "client_zip_url": "/py/pyodide_client.zip",
         "registry_url": "/api/nodes",
         "report_url": "/api/report",
+        "token_url": "/api/token",
         "model": {
             "name": card.name,
             "sha256": card.sha256,
@@ -192,6 +239,9 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
             Route("/metrics", metrics_page),
             *registry_routes(registry, settings.registry_secret),
             report_route(metrics),
+            *signin_routes(
+                door, signer, LoginLimiter(), templates, int(settings.session_lifetime_s)
+            ),
             Route("/py/pyodide_client.zip", client_package),
             Route("/models/model.json", model_card),
             Route(f"/models/{card.file}", model_file),
@@ -199,6 +249,10 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
             Mount(pyodide_url.rstrip("/"), _CachedStatic(directory=runtimes.pyodide_dir)),
             Mount(ort_url.rstrip("/"), _CachedStatic(directory=runtimes.ort_dir)),
         ],
-        middleware=[Middleware(CrossOriginIsolation), Middleware(MetricsMiddleware, metrics)],
+        middleware=[
+            Middleware(CrossOriginIsolation),
+            Middleware(MetricsMiddleware, metrics),
+            Middleware(SignInGate, door=door, session_max_age_s=int(settings.session_lifetime_s)),
+        ],
         lifespan=registry.lifespan,
     )

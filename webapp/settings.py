@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,18 @@ class WebappSettings:
     # A node whose heartbeats report its p95 above its objective for this long is degraded,
     # and recovers after holding it this long (webapp/sla.py).
     sla_window_s: float = 30.0
+    # Who may have the page and stream tokens (issue 8), see signin.py: "none", or any of
+    # "users", "kiosk-key", "proxy-header".
+    auth_modes: tuple[str, ...] = ("none",)
+    users_file: Path | None = None  # users and kiosk keys (edgesight users ...)
+    proxy_user_header: str = "X-Forwarded-User"
+    trusted_proxies: tuple[str, ...] = ()  # addresses/CIDRs whose user header is believed
+    session_lifetime_s: float = 12 * 3600.0
+    # Stream tokens: the Ed25519 signing key (created 0600 when missing; None: a key in
+    # memory for this process only), their lifetime, and their audience (the cluster).
+    token_key_path: Path | None = None
+    token_lifetime_s: float = 300.0
+    cluster_name: str = "edgesight"
 
     ENV: ClassVar[dict[str, str]] = {
         "host": "EDGESIGHT_HOST",
@@ -77,6 +90,14 @@ class WebappSettings:
         "tls_cert": "EDGESIGHT_TLS_CERT",
         "tls_key": "EDGESIGHT_TLS_KEY",
         "sla_window_s": "EDGESIGHT_SLA_WINDOW_S",
+        "auth_modes": "EDGESIGHT_AUTH",
+        "users_file": "EDGESIGHT_USERS_FILE",
+        "proxy_user_header": "EDGESIGHT_PROXY_USER_HEADER",
+        "trusted_proxies": "EDGESIGHT_TRUSTED_PROXIES",
+        "session_lifetime_s": "EDGESIGHT_SESSION_LIFETIME_S",
+        "token_key_path": "EDGESIGHT_TOKEN_KEY",
+        "token_lifetime_s": "EDGESIGHT_TOKEN_LIFETIME_S",
+        "cluster_name": "EDGESIGHT_CLUSTER",
     }
 
     def __post_init__(self) -> None:
@@ -104,10 +125,15 @@ class WebappSettings:
                 )
         _check_registry(self)
         _check_tls(self.tls_cert, self.tls_key)
+        _check_signin(self)
 
     @property
     def is_tls(self) -> bool:
         return self.tls_cert is not None
+
+    @property
+    def is_signin_required(self) -> bool:
+        return self.auth_modes != ("none",)
 
     @property
     def node_expiry_s(self) -> float:
@@ -131,14 +157,16 @@ class WebappSettings:
                 "score_threshold",
                 "iou_threshold",
                 "sla_window_s",
+                "session_lifetime_s",
+                "token_lifetime_s",
             ):
                 try:
                     values[name] = float(raw)
                 except ValueError:
                     raise SettingsError(f"{key}: expected a number, got {raw!r}") from None
-            elif name == "node_urls":
+            elif name in ("node_urls", "auth_modes", "trusted_proxies"):
                 values[name] = tuple(u.strip() for u in raw.split(",") if u.strip())
-            elif name.endswith("_dir"):
+            elif name.endswith(("_dir", "_file", "_path")):
                 values[name] = Path(raw).expanduser()
             elif name.startswith("tls_"):
                 values[name] = Path(raw).expanduser() if raw else None
@@ -226,3 +254,53 @@ def _check_registry(settings: WebappSettings) -> None:
             "EDGESIGHT_MISSED_HEARTBEATS (missed_heartbeats): expected 1..100, "
             f"got {settings.missed_heartbeats!r}"
         )
+
+
+AUTH_MODES = ("none", "users", "kiosk-key", "proxy-header")
+
+
+def _check_signin(settings: WebappSettings) -> None:
+    modes = settings.auth_modes
+    for mode in modes:
+        if mode not in AUTH_MODES:
+            raise SettingsError(
+                f"EDGESIGHT_AUTH (auth_modes): expected {', '.join(AUTH_MODES)} "
+                f"(several joined by commas), got {mode!r}"
+            )
+    if not modes or ("none" in modes and len(modes) > 1):
+        raise SettingsError(
+            f"EDGESIGHT_AUTH (auth_modes): expected 'none' alone or a list of sign-in modes, "
+            f"got {','.join(modes)!r}"
+        )
+    if ("users" in modes or "kiosk-key" in modes) and settings.users_file is None:
+        raise SettingsError(
+            "EDGESIGHT_USERS_FILE (users_file): required with EDGESIGHT_AUTH=users or "
+            "kiosk-key; create it with `edgesight users add NAME`"
+        )
+    if "proxy-header" in modes:
+        if not settings.trusted_proxies:
+            raise SettingsError(
+                "EDGESIGHT_TRUSTED_PROXIES (trusted_proxies): required with "
+                "EDGESIGHT_AUTH=proxy-header: the addresses of the proxies whose "
+                f"{settings.proxy_user_header} header is believed"
+            )
+        for item in settings.trusted_proxies:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise SettingsError(
+                    "EDGESIGHT_TRUSTED_PROXIES (trusted_proxies): expected IP addresses or "
+                    f"CIDR blocks, got {item!r}"
+                ) from None
+    if not 1 <= settings.token_lifetime_s <= 3600:
+        raise SettingsError(
+            "EDGESIGHT_TOKEN_LIFETIME_S (token_lifetime_s): expected 1..3600 s, "
+            f"got {settings.token_lifetime_s!r}"
+        )
+    if not 60 <= settings.session_lifetime_s <= 30 * 86400:
+        raise SettingsError(
+            "EDGESIGHT_SESSION_LIFETIME_S (session_lifetime_s): expected 60..2592000 s, "
+            f"got {settings.session_lifetime_s!r}"
+        )
+    if not settings.cluster_name.strip():
+        raise SettingsError("EDGESIGHT_CLUSTER (cluster_name): expected a non-empty name")

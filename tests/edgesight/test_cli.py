@@ -7,6 +7,7 @@ import json
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import urllib.request
@@ -17,6 +18,9 @@ import pytest
 
 from edgesight.certs import issue
 from edgesight.cli import main
+from gpu_backend.tokens import TokenVerifier, load_public_key
+from webapp.tokens import TokenSigner
+from webapp.users import Users
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -142,3 +146,40 @@ def test_no_command_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([], environ={})
     assert exit_info.value.code == 2
+
+
+def test_users_add_writes_a_private_users_file_the_web_app_reads(tmp_path: Path) -> None:
+    env = {"EDGESIGHT_STATE_DIR": str(tmp_path)}
+    added = subprocess.run(
+        [sys.executable, "-m", "edgesight", "users", "add", "alice", "--password-stdin"],
+        input="correct horse battery\n",
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **env},
+        timeout=60,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr
+    kiosk = _run("users", "kiosk", "lobby", env=env)
+    assert kiosk.returncode == 0
+    key = kiosk.stdout.splitlines()[1]
+    path = tmp_path / "users.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    users = Users.load(path)
+    assert users.check_password("alice", "correct horse battery")
+    assert users.kiosk_for_key(key) == "lobby"
+    assert "correct horse" not in path.read_text()
+    listed = _run("users", "list", env=env)
+    assert listed.stdout.split() == ["user", "alice", "kiosk", "lobby"]
+    short = _run("users", "add", "bob", "--password-stdin", env=env)
+    assert short.returncode == 2
+    assert "at least 8 characters" in short.stderr
+
+
+def test_token_prints_a_token_signed_with_the_web_apps_key(tmp_path: Path) -> None:
+    env = {"EDGESIGHT_STATE_DIR": str(tmp_path), "EDGESIGHT_CLUSTER": "lab"}
+    result = _run("token", "--identity", "bench", env=env)
+    assert result.returncode == 0, result.stderr
+    signer = TokenSigner.from_file(tmp_path / "token-key.pem", "lab", 300)
+    verifier = TokenVerifier(load_public_key(signer.public_key_pem(), "test"), ["lab"])
+    assert verifier.authenticate(result.stdout.strip(), None).identity == "bench"

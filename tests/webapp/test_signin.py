@@ -1,0 +1,245 @@
+"""The door to the page: password sign-in, kiosk keys, a trusted proxy's header, the rate
+limit, the session cookie, and the warning when the door is left open."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from webapp.app import create_app
+from webapp.settings import SettingsError, WebappSettings
+from webapp.signin import SESSION_COOKIE, LoginLimiter, SessionCodec
+from webapp.users import Users, UsersFileError, hash_password, verify_password
+
+BASE = "https://edge.example"
+FAST_N = 2**10  # scrypt cost for tests; the real default is in each stored hash
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+@pytest.fixture
+def users_file(tmp_path: Path) -> Path:
+    path = tmp_path / "users.json"
+    users = Users()
+    users.set_password("alice", "correct horse battery", n=FAST_N)
+    users.save(path)
+    return path
+
+
+def _app(tmp_path: Path, users_file: Path | None, **changes: object) -> TestClient:
+    settings = WebappSettings(
+        node_urls=("ws://127.0.0.1:9999/ws",),
+        token_key_path=tmp_path / "key.pem",
+        users_file=users_file,
+        **changes,  # type: ignore[arg-type]
+    )
+    return TestClient(create_app(settings), base_url=BASE, follow_redirects=False)
+
+
+def _sign_in(client: TestClient, user: str, password: str) -> int:
+    response = client.post("/login", data={"user": user, "password": password, "next": "/"})
+    return response.status_code
+
+
+# -- the KDF and the users file ------------------------------------------------------------
+def test_passwords_are_stored_as_scrypt_hashes_that_verify() -> None:
+    stored = hash_password("s3cret-pass", n=FAST_N)
+    assert stored.startswith(f"scrypt${FAST_N}$8$1$")
+    assert "s3cret-pass" not in stored
+    assert verify_password("s3cret-pass", stored)
+    assert not verify_password("s3cret-Pass", stored)
+    assert not verify_password("s3cret-pass", "scrypt$garbage")
+    assert hash_password("s3cret-pass", n=FAST_N) != stored  # salted
+
+
+def test_the_users_file_is_private_and_round_trips(users_file: Path) -> None:
+    assert oct(users_file.stat().st_mode & 0o777) == "0o600"
+    users = Users.load(users_file)
+    assert users.check_password("alice", "correct horse battery")
+    assert not users.check_password("bob", "correct horse battery")
+    with pytest.raises(UsersFileError, match="at least 8 characters"):
+        users.set_password("bob", "short")
+    with pytest.raises(UsersFileError, match="expected a name"):
+        users.set_password("../bob", "long enough pass")
+
+
+# -- the door ------------------------------------------------------------------------------
+def test_with_sign_in_on_the_page_redirects_to_the_form_and_tokens_are_refused(
+    tmp_path: Path, users_file: Path
+) -> None:
+    client = _app(tmp_path, users_file, auth_modes=("users",))
+    page = client.get("/kiosk")
+    assert page.status_code == 303
+    assert page.headers["location"] == "/login?next=%2Fkiosk"
+    form = client.get("/login")
+    assert form.status_code == 200
+    assert 'name="password"' in form.text
+    assert client.post("/api/token", headers={"Origin": BASE}).status_code == 401
+    assert client.get("/api/nodes").status_code == 401
+    # what the page needs to boot without sign-in stays open
+    assert client.get("/api/token-key").status_code == 200
+    assert client.get("/static/style.css").status_code == 200
+
+
+def test_signing_in_sets_a_strict_http_only_secure_cookie_that_opens_the_page(
+    tmp_path: Path, users_file: Path
+) -> None:
+    client = _app(tmp_path, users_file, auth_modes=("users",))
+    response = client.post(
+        "/login", data={"user": "alice", "password": "correct horse battery", "next": "/kiosk"}
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/kiosk"
+    cookie = response.headers["set-cookie"].lower()
+    assert cookie.startswith(f"{SESSION_COOKIE}=")
+    for flag in ("httponly", "secure", "samesite=strict", "path=/"):
+        assert flag in cookie
+    assert client.get("/").status_code == 200
+    token = client.post("/api/token", headers={"Origin": BASE})
+    assert token.status_code == 200
+    assert token.json()["identity"] == "alice"
+    client.post("/logout")
+    assert client.get("/").status_code == 303
+
+
+def test_a_wrong_password_says_so_and_never_redirects_off_site(
+    tmp_path: Path, users_file: Path
+) -> None:
+    client = _app(tmp_path, users_file, auth_modes=("users",))
+    wrong = client.post("/login", data={"user": "alice", "password": "nope nope"})
+    assert wrong.status_code == 401
+    assert "Wrong user name or password." in wrong.text
+    off_site = client.post(
+        "/login",
+        data={"user": "alice", "password": "correct horse battery", "next": "//evil.example/"},
+    )
+    assert off_site.headers["location"] == "/"
+
+
+def test_a_forged_or_tampered_cookie_is_not_a_session(tmp_path: Path, users_file: Path) -> None:
+    client = _app(tmp_path, users_file, auth_modes=("users",))
+    other_key = SessionCodec(b"another web app's secret", 3600).encode("alice", "user")
+    client.cookies.set(SESSION_COOKIE, other_key)
+    assert client.get("/").status_code == 303
+    client.cookies.set(SESSION_COOKIE, "garbage.garbage")
+    assert client.get("/").status_code == 303
+
+
+def test_sessions_expire() -> None:
+    clock = Clock()
+    codec = SessionCodec(b"k" * 32, lifetime_s=60, clock=clock)
+    value = codec.encode("alice", "user")
+    assert codec.decode(value) is not None
+    clock.now_s += 61
+    assert codec.decode(value) is None
+
+
+def test_the_rate_limit_kicks_in_per_user_and_then_lets_go(
+    tmp_path: Path, users_file: Path
+) -> None:
+    client = _app(tmp_path, users_file, auth_modes=("users",))
+    for _ in range(5):
+        assert _sign_in(client, "alice", "wrong guess") == 401
+    limited = client.post("/login", data={"user": "alice", "password": "correct horse battery"})
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) > 0
+    assert "Too many failed sign-ins" in limited.text
+
+
+def test_the_limiter_counts_per_address_and_per_user_in_bounded_memory() -> None:
+    clock = Clock()
+    limiter = LoginLimiter(per_user=3, per_address=5, window_s=60, max_entries=100, clock=clock)
+    for i in range(5):  # five names from one address
+        assert limiter.retry_after_s("10.0.0.1", f"user{i}") == 0
+        limiter.failed("10.0.0.1", f"user{i}")
+    assert limiter.retry_after_s("10.0.0.1", "someone-else") == 60
+    assert limiter.retry_after_s("10.0.0.2", "user0") == 0  # that user failed once only
+    clock.now_s += 61
+    assert limiter.retry_after_s("10.0.0.1", "someone-else") == 0
+    for i in range(10_000):  # a flood of made-up names and addresses
+        limiter.failed(f"10.1.{i // 256}.{i % 256}", f"made-up-{i}")
+    assert len(limiter) <= 100
+
+
+def test_a_kiosk_key_signs_the_kiosk_in_once_and_leaves_the_address_bar(
+    tmp_path: Path, users_file: Path
+) -> None:
+    users = Users.load(users_file)
+    key = users.add_kiosk("lobby")
+    users.save(users_file)
+    client = _app(tmp_path, users_file, auth_modes=("kiosk-key",))
+    assert client.get("/kiosk").status_code == 401
+    assert client.get("/kiosk?key=wrong").status_code == 401
+    entered = client.get(f"/kiosk?key={key}&camera=2")
+    assert entered.status_code == 303
+    assert entered.headers["location"] == "/kiosk?camera=2"
+    assert "httponly" in entered.headers["set-cookie"].lower()
+    assert client.get("/kiosk").status_code == 200
+    assert client.post("/api/token", headers={"Origin": BASE}).json()["identity"] == "kiosk:lobby"
+    # or the key as a header, for clients without cookies
+    fresh = _app(tmp_path, users_file, auth_modes=("kiosk-key",))
+    header = fresh.post("/api/token", headers={"Origin": BASE, "X-Edgesight-Key": key})
+    assert header.json()["identity"] == "kiosk:lobby"
+
+
+def test_a_proxy_header_is_believed_only_from_a_trusted_proxy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the test client's address is "testclient"; trust 127.0.0.1 only
+    untrusted = _app(tmp_path, None, auth_modes=("proxy-header",), trusted_proxies=("127.0.0.1",))
+    with caplog.at_level(logging.WARNING, logger="webapp.signin"):
+        refused = untrusted.post(
+            "/api/token", headers={"Origin": BASE, "X-Forwarded-User": "admin"}
+        )
+    assert refused.status_code == 401
+    assert "not a trusted proxy" in caplog.text
+
+    settings = WebappSettings(
+        node_urls=("ws://127.0.0.1:9999/ws",),
+        token_key_path=tmp_path / "key.pem",
+        auth_modes=("proxy-header",),
+        trusted_proxies=("10.0.0.0/8",),
+    )
+    trusted = TestClient(create_app(settings), base_url=BASE, client=("10.1.2.3", 5000))
+    ok = trusted.post("/api/token", headers={"Origin": BASE, "X-Forwarded-User": "carol"})
+    assert ok.status_code == 200
+    assert ok.json()["identity"] == "carol"
+    assert trusted.get("/", headers={"X-Forwarded-User": "carol"}).status_code == 200
+
+
+def test_sign_in_settings_are_checked_naming_the_key() -> None:
+    with pytest.raises(SettingsError, match="EDGESIGHT_AUTH"):
+        WebappSettings.from_env({"EDGESIGHT_AUTH": "password"})
+    with pytest.raises(SettingsError, match="EDGESIGHT_AUTH"):
+        WebappSettings.from_env({"EDGESIGHT_AUTH": "none,users"})
+    with pytest.raises(SettingsError, match="EDGESIGHT_USERS_FILE"):
+        WebappSettings.from_env({"EDGESIGHT_AUTH": "users"})
+    with pytest.raises(SettingsError, match="EDGESIGHT_TRUSTED_PROXIES"):
+        WebappSettings.from_env({"EDGESIGHT_AUTH": "proxy-header"})
+    with pytest.raises(SettingsError, match="EDGESIGHT_TRUSTED_PROXIES"):
+        WebappSettings.from_env(
+            {"EDGESIGHT_AUTH": "proxy-header", "EDGESIGHT_TRUSTED_PROXIES": "10.0.0.300"}
+        )
+    both = WebappSettings.from_env(
+        {"EDGESIGHT_AUTH": "users, kiosk-key", "EDGESIGHT_USERS_FILE": "/tmp/u.json"}
+    )
+    assert both.auth_modes == ("users", "kiosk-key")
+
+
+def test_an_open_door_beyond_loopback_is_said_loudly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="webapp.app"):
+        _app(tmp_path, None, host="127.0.0.1")
+        assert "sign-in is OFF" not in caplog.text
+        _app(tmp_path, None, host="0.0.0.0")
+    assert "WARNING: sign-in is OFF (EDGESIGHT_AUTH=none)" in caplog.text
