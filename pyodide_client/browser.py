@@ -25,6 +25,7 @@ from dataclasses import asdict
 from typing import Any, Protocol
 
 from .dashboard import Dashboard
+from .encoding import EncodingSettings
 from .local import LocalEngine, LocalError
 from .model_card import ModelCard
 from .page_origin import PageOrigin
@@ -33,6 +34,7 @@ from .protocol import (
     CLOSE_TRY_AGAIN_LATER,
     Error,
     ErrorCode,
+    FrameEncoding,
     Hello,
     Ping,
     Pong,
@@ -49,6 +51,7 @@ from .stream import (
     PongReceived,
     Ready,
     StreamError,
+    Welcomed,
 )
 
 __all__ = ["BrowserClient", "stall_deadline_ms"]
@@ -123,6 +126,11 @@ class BrowserClient:
         self._warn(problems)
         self.max_in_flight = int(config.get("max_in_flight", 2))
         self.local_threads = int(config.get("local_threads", 0))  # 0: decide from the page
+        # How frames travel (issue 9): EDGESIGHT_FRAME_ENCODING, decided per link by
+        # encoding.EncodingPolicy; what this browser can encode is set_encoders()'s to say.
+        self.encoding = EncodingSettings(mode=str(config.get("frame_encoding", "auto")))
+        self.can_encode: tuple[FrameEncoding, ...] = (FrameEncoding.JPEG,)
+        self._last_frame_sent_ms = float("-inf")
         self.card = ModelCard.from_json(model_card_json)
         # The operator's thresholds (EDGESIGHT_SCORE_THRESHOLD, ...), so that the boxes
         # drawn do not depend on where detection runs.
@@ -202,11 +210,15 @@ class BrowserClient:
         if self.node_url is not None and self._is_stalled(now_ms):
             actions.append({"do": "abandon", "reason": "stalled"})
             self._lose_node(now_ms, overloaded=False)
+        is_pinging = False
         for url in self.router.probes_due(now_ms):
             if url == self.node_url and self.is_node_ready():
                 actions.append({"do": "ping"})
+                is_pinging = True
             else:  # a candidate, or the node still connecting: its link cannot ping yet
                 actions.append({"do": "probe", "url": url})
+        if self.stream is not None and self.stream.ping_due(now_ms) and not is_pinging:
+            actions.append({"do": "ping"})  # the encoding policy's base round trip
         if self.node_url is not None and self.node_url not in (
             self.router.current,
             self.router.pending,
@@ -243,7 +255,12 @@ class BrowserClient:
         self.node_name = self.node_model = None
         # A node serving another model than the page's is refused at its HELLO: its class
         # list and boxes would not mean what the page shows (and the local fallback runs).
-        self.stream = NodeStream(max_in_flight=self.max_in_flight, expected_sha256=self.card.sha256)
+        self.stream = NodeStream(
+            max_in_flight=self.max_in_flight,
+            expected_sha256=self.card.sha256,
+            encoding=self.encoding,
+            can_encode=self.can_encode,
+        )
 
     def _lose_node(self, now_ms: float, overloaded: bool) -> None:
         if self.node_url is not None:
@@ -312,11 +329,15 @@ class BrowserClient:
             return "local"
         return "none"
 
-    def next_action(self) -> str:
-        """'node' or 'local' if the next camera frame should go there now, else 'wait'."""
+    def next_action(self, now_ms: float | None = None) -> str:
+        """'node' or 'local' if the next camera frame should go there now, else 'wait'.
+        With ``now_ms``, a link at its lowest quality also paces frames (issue 9)."""
         mode = self.mode
         if mode == "node":
             assert self.stream is not None
+            pace_ms = self.stream.encoding.min_interval_ms
+            if now_ms is not None and now_ms - self._last_frame_sent_ms < pace_ms:
+                return "wait"
             return "node" if self.stream.can_send() else "wait"
         if mode == "local" and self.local.can_run():
             return "local"
@@ -328,7 +349,55 @@ class BrowserClient:
     ) -> bytes:
         if self.stream is None:
             raise StreamError("no node connection: wait for next_action() to say 'node'")
-        return self.stream.encode_frame(_as_bytes(rgba), width_px, height_px, capture_ms, now_ms)
+        message = self.stream.encode_frame(_as_bytes(rgba), width_px, height_px, capture_ms, now_ms)
+        self._frame_sent("raw", len(message), now_ms)
+        return message
+
+    # -- compressed frames (issue 9): Python decides, the browser's encoder does the pixels
+    def set_encoders(self, names: str) -> None:
+        """What this browser's canvas can encode: a comma-separated list of 'jpeg' and
+        'webp'. Streams opened from now on offer them to their nodes."""
+        known = {"jpeg": FrameEncoding.JPEG, "webp": FrameEncoding.WEBP}
+        self.can_encode = tuple(known[n] for n in names.split(",") if n.strip() in known)
+
+    def auth_message(self) -> bytes:
+        """The AUTH to send after the node's HELLO (anonymous; names the encodings this
+        page can send)."""
+        if self.stream is None:
+            raise StreamError("no node connection to authenticate")
+        return self.stream.auth()
+
+    def plan_frame(self, width_px: int, height_px: int, now_ms: float) -> str:
+        """How the next frame goes, as JSON ``{"encoding": "raw" | "jpeg" | "webp",
+        "quality", "width", "height"}``. For raw, call ``encode_frame`` with its pixels;
+        otherwise draw the frame at width x height, encode it at quality (0..1) and call
+        ``encode_image`` with the bytes."""
+        if self.stream is None:
+            raise StreamError("no node connection: wait for next_action() to say 'node'")
+        plan = self.stream.plan_frame(width_px, height_px, now_ms)
+        return json.dumps(
+            {
+                "encoding": plan.encoding,
+                "quality": plan.quality,
+                "width": plan.width_px,
+                "height": plan.height_px,
+            }
+        )
+
+    def encode_image(
+        self, data: Buffer, width_px: int, height_px: int, capture_ms: float, now_ms: float
+    ) -> bytes:
+        """The IMAGE message for a picture encoded as ``plan_frame`` said; ``width_px`` and
+        ``height_px`` are the camera frame's size."""
+        if self.stream is None:
+            raise StreamError("no node connection: wait for next_action() to say 'node'")
+        message = self.stream.encode_image(_as_bytes(data), width_px, height_px, capture_ms, now_ms)
+        self._frame_sent(self.stream.encoding.encoding.name.lower(), len(message), now_ms)
+        return message
+
+    def _frame_sent(self, encoding: str, size_bytes: int, now_ms: float) -> None:
+        self._last_frame_sent_ms = now_ms
+        self.dashboard.frame_sent(now_ms, encoding, size_bytes)
 
     def ping(self, now_ms: float) -> bytes:
         if self.stream is None:
@@ -366,9 +435,14 @@ class BrowserClient:
             return {"type": "ready", "node": hello.node_name, "model": hello.model_name}
         if isinstance(event, Detections):
             self.dashboard.node_result(
-                now_ms, event.round_trip_ms, event.queue_ms, event.inference_ms, event.post_ms
+                now_ms,
+                event.round_trip_ms,
+                event.queue_ms,
+                event.inference_ms,
+                event.post_ms,
+                decode_ms=event.decode_ms,
             )
-            server_ms = event.queue_ms + event.inference_ms + event.post_ms
+            server_ms = event.decode_ms + event.queue_ms + event.inference_ms + event.post_ms
             self.router.record_result(
                 url,
                 event.round_trip_ms,
@@ -386,7 +460,12 @@ class BrowserClient:
                 inference_ms=event.inference_ms,
                 post_ms=event.post_ms,
                 batch_size=event.batch_size,
+                decode_ms=event.decode_ms,
+                encoding=event.encoding,
+                frame_bytes=event.size_bytes,
             )
+        if isinstance(event, Welcomed):
+            return {"type": "welcome", "encodings": event.welcome.encodings}
         if isinstance(event, NodeError):
             if event.code == ErrorCode.OVERLOADED:
                 self._lose_node(now_ms, overloaded=True)
@@ -406,7 +485,7 @@ class BrowserClient:
         frame_id: int,
         boxes: tuple[FrameBox, ...],
         capture_ms: float,
-        **timings: float,
+        **timings: float | str,
     ) -> dict[str, Any] | None:
         # Draw only over the frame a result belongs to or a newer one, whichever path it
         # came from: a late answer never moves the overlay back in time.
@@ -504,6 +583,10 @@ class BrowserClient:
                 "route": self.route_note,
                 "security": self.security_problem(),
                 **self.dashboard.summary(now_ms),
+                "wire": {
+                    **self.dashboard.wire(now_ms),
+                    "note": self.stream.encoding.note if self.stream else "",
+                },
             }
         )
 

@@ -1,5 +1,6 @@
-"""The numbers a page shows: frames drawn per second, round trips, and per-stage timings
-(p50/p95 over the last seconds) for the stats panel."""
+"""The numbers a page shows: frames drawn per second, round trips, per-stage timings
+(p50/p95 over the last seconds) for the stats panel, and what the frames cost on the wire
+(encoding, bytes per frame, Mbit/s; issue 9)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ from .stats import RollingWindow
 
 __all__ = ["STAGES", "Dashboard"]
 
-STAGES = ("preprocess", "network", "queue", "inference", "post", "draw", "grab_to_drawn")
+STAGES = (
+    "preprocess",
+    "network",
+    "decode",
+    "queue",
+    "inference",
+    "post",
+    "draw",
+    "grab_to_drawn",
+)
 
 
 class Dashboard:
@@ -15,6 +25,8 @@ class Dashboard:
         self.drawn = RollingWindow(span_ms)
         self.round_trip = RollingWindow(span_ms)
         self.stages = {name: RollingWindow(span_ms) for name in STAGES}
+        self.frame_bytes = RollingWindow(span_ms)  # per frame sent to a node
+        self.encoding = "raw"  # of the last frame sent
         self._drawn_since_report = 0
         self._dropped_since_report = 0
 
@@ -25,13 +37,30 @@ class Dashboard:
         queue_ms: float,
         inference_ms: float,
         post_ms: float,
+        decode_ms: float = 0.0,
     ) -> None:
         self.round_trip.add(now_ms, round_trip_ms)
+        self.stages["decode"].add(now_ms, decode_ms)
         self.stages["queue"].add(now_ms, queue_ms)
         self.stages["inference"].add(now_ms, inference_ms)
         self.stages["post"].add(now_ms, post_ms)
-        node_ms = queue_ms + inference_ms + post_ms
+        node_ms = decode_ms + queue_ms + inference_ms + post_ms
         self.stages["network"].add(now_ms, max(0.0, round_trip_ms - node_ms))
+
+    def frame_sent(self, now_ms: float, encoding: str, size_bytes: int) -> None:
+        """A frame went to a node as ``encoding`` in a message of ``size_bytes``."""
+        self.encoding = encoding
+        self.frame_bytes.add(now_ms, float(size_bytes))
+
+    def wire(self, now_ms: float) -> dict[str, float | str]:
+        """What frames cost on the wire lately: the encoding, mean bytes per frame and
+        the rate sent in Mbit/s over the window."""
+        sent = self.frame_bytes
+        return {
+            "encoding": self.encoding,
+            "frame_bytes": round(sent.mean(now_ms)),
+            "mbit_s": round(sent.total(now_ms) * 8 / 1000 / sent.span_ms, 2),
+        }
 
     def local_result(self, now_ms: float, inference_ms: float) -> None:
         self.stages["inference"].add(now_ms, inference_ms)

@@ -42,6 +42,16 @@ class RollingWindow:
         elapsed_ms = self._samples[-1][0] - self._samples[0][0]
         return (len(self._samples) - 1) * 1000.0 / elapsed_ms if elapsed_ms > 0 else 0.0
 
+    def total(self, now_ms: float) -> float:
+        """The sum of the values in the window."""
+        self._trim(now_ms)
+        return sum(v for _, v in self._samples)
+
+    def mean(self, now_ms: float) -> float:
+        """The mean of the values in the window; 0.0 for none."""
+        self._trim(now_ms)
+        return self.total(now_ms) / len(self._samples) if self._samples else 0.0
+
     def percentile(self, now_ms: float, q: float) -> float:
         self._trim(now_ms)
         return percentile([v for _, v in self._samples], q)

@@ -132,6 +132,7 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
         "node_urls": list(settings.node_urls),
         "max_in_flight": settings.max_in_flight,
         "local_threads": settings.local_threads,
+        "frame_encoding": settings.frame_encoding,
         "postprocess": {
             "score_threshold": settings.score_threshold,
             "iou_threshold": settings.iou_threshold,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pyodide_client.encoding import MODES as FRAME_ENCODINGS
 from pyodide_client.node_url import node_url_problem
 
 from . import WebappError
@@ -35,6 +36,9 @@ class WebappSettings:
     # K=2 gave a few % more fps for twice the grab-to-drawn latency (docs/benchmarks.md).
     max_in_flight: int = 1
     local_threads: int = 0  # Wasm threads for in-browser detection; 0: the page decides
+    # How pages send frames (issue 9): auto picks raw or JPEG/WebP per node link from its
+    # measured throughput (pyodide_client/encoding.py); raw, jpeg or webp pin it.
+    frame_encoding: str = "auto"
     # Post-processing for in-browser detection: the same keys as the node's, so that one
     # environment gives the same boxes whether a node or the browser detects.
     score_threshold: float = 0.35
@@ -77,6 +81,7 @@ class WebappSettings:
         "vendor_dir": "EDGESIGHT_VENDOR_DIR",
         "max_in_flight": "EDGESIGHT_FRAMES_IN_FLIGHT",
         "local_threads": "EDGESIGHT_LOCAL_THREADS",
+        "frame_encoding": "EDGESIGHT_FRAME_ENCODING",
         "score_threshold": "EDGESIGHT_SCORE_THRESHOLD",
         "iou_threshold": "EDGESIGHT_IOU_THRESHOLD",
         "registry_secret": "EDGESIGHT_REGISTRY_SECRET",
@@ -116,6 +121,11 @@ class WebappSettings:
             raise SettingsError(
                 "EDGESIGHT_LOCAL_THREADS (local_threads): expected 0..16, "
                 f"got {self.local_threads!r}"
+            )
+        if self.frame_encoding not in FRAME_ENCODINGS:
+            raise SettingsError(
+                "EDGESIGHT_FRAME_ENCODING (frame_encoding): expected one of "
+                f"{', '.join(FRAME_ENCODINGS)}, got {self.frame_encoding!r}"
             )
         for name in ("score_threshold", "iou_threshold"):
             value = getattr(self, name)

@@ -35,6 +35,7 @@ from pyodide_client.postprocess import PostprocessSettings
 from pyodide_client.preprocess import Letterbox
 from pyodide_client.protocol import (
     CLOSE_TRY_AGAIN_LATER,
+    Auth,
     Detection,
     Dropped,
     DropReason,
@@ -43,9 +44,11 @@ from pyodide_client.protocol import (
     ErrorCode,
     Frame,
     Hello,
+    Image,
     Ping,
     Pong,
     Result,
+    Welcome,
     parse,
 )
 from pyodide_client.stream import StreamError
@@ -209,6 +212,7 @@ def test_a_new_page_shows_nothing_running() -> None:
         "fps": 0.0,
         "round_trip_ms": 0.0,
         "latency_ms": 0.0,
+        "wire": {"encoding": "raw", "frame_bytes": 0, "mbit_s": 0.0, "note": ""},
     }
     assert receive(client, A, hello(), 0.0) == []  # no socket was asked for yet
 
@@ -309,6 +313,9 @@ def test_a_result_is_drawn_in_frame_pixels_with_labels_and_timings() -> None:
             "inference_ms": 8.0,
             "post_ms": 1.0,
             "batch_size": 1,
+            "decode_ms": 0.0,
+            "encoding": "raw",
+            "frame_bytes": 3 * 416 * 416 + 30,  # the FRAME header, then the tensor
         }
     ]
     assert client.next_action() == "node"  # the slot is free again
@@ -1286,3 +1293,84 @@ def test_the_model_hash_for_pages_without_webcrypto() -> None:
     client = make_client()
     model = CARD_JSON.encode()
     assert client.sha256_hex(JsBuffer(model)) == hashlib.sha256(model).hexdigest()
+
+
+# --- compressed frames (issue 9) ----------------------------------------------------------
+
+
+def welcomed(client: BrowserClient, url: str, encodings: int = 0b111) -> float:
+    now = connected(client, {url: 10.0}, url)
+    auth = parse(client.auth_message())
+    assert isinstance(auth, Auth)
+    welcome = Welcome(encodings, 0, "anonymous").serialize()
+    assert receive(client, url, welcome, now) == [{"type": "welcome", "encodings": encodings}]
+    return now
+
+
+def test_the_page_offers_what_its_canvas_encodes_and_sends_jpeg_pictures() -> None:
+    client = make_client(A)
+    client.set_encoders("jpeg,webp,png")
+    now = connected(client, {A: 10.0}, A)
+    auth = parse(client.auth_message())
+    assert auth == Auth("", 0b111)
+    receive(client, A, Welcome(0b111, 0, "anonymous").serialize(), now)
+
+    plan = json.loads(client.plan_frame(WIDTH, HEIGHT, now))
+    g = Letterbox.for_frame(WIDTH, HEIGHT, 416).geometry
+    assert plan == {
+        "encoding": "jpeg",
+        "quality": 0.5,
+        "width": g.scaled_width_px,
+        "height": g.scaled_height_px,
+    }
+    message = client.encode_image(b"\xff\xd8picture", WIDTH, HEIGHT, 100.0, now)
+    image = parse(message)
+    assert isinstance(image, Image)
+    assert (image.width_px, image.height_px, image.left_px, image.top_px) == (
+        g.scaled_width_px,
+        g.scaled_height_px,
+        g.left_px,
+        g.top_px,
+    )
+    assert status(client, now)["wire"]["encoding"] == "jpeg"
+    assert status(client, now)["wire"]["frame_bytes"] == len(message)
+
+    result = Result(image.frame_id, 100.0, 1.0, 8.0, 1.0, 1, (), decode_ms=0.5)
+    (event,) = receive(client, A, result.serialize(), now + 30)
+    assert (event["decode_ms"], event["encoding"], event["frame_bytes"]) == (
+        0.5,
+        "jpeg",
+        len(message),
+    )
+    assert json.loads(client.stats(now + 30))["decode"] == {"p50": 0.5, "p95": 0.5}
+
+
+def test_a_pinned_raw_page_sends_raw_frames_to_a_node_that_takes_jpeg() -> None:
+    client = make_client(A, frame_encoding="raw")
+    now = welcomed(client, A)
+    assert json.loads(client.plan_frame(WIDTH, HEIGHT, now))["encoding"] == "raw"
+
+
+def test_without_a_welcome_frames_stay_raw() -> None:
+    client = make_client(A)
+    now = connected(client, {A: 10.0}, A)
+    assert json.loads(client.plan_frame(WIDTH, HEIGHT, now))["encoding"] == "raw"
+
+
+def test_tick_pings_the_node_for_the_encoding_policy() -> None:
+    client = make_client(A)
+    now = welcomed(client, A)
+    assert {"do": "ping"} in tick(client, now + 1)
+
+
+def test_a_link_at_the_quality_floor_paces_frames() -> None:
+    client = make_client(A)
+    now = welcomed(client, A)
+    assert client.stream is not None
+    client.stream.encoding.min_interval_ms = 200.0
+    json.loads(client.plan_frame(WIDTH, HEIGHT, now))
+    client.encode_image(b"x", WIDTH, HEIGHT, now, now)
+    client.stream._in_flight.clear()  # as if answered
+    assert client.next_action(now + 100) == "wait"
+    assert client.next_action(now + 200) == "node"
+    assert client.next_action() == "node"  # without a clock: no pacing

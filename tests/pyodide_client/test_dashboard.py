@@ -21,6 +21,7 @@ def test_stages_are_listed_in_pipeline_order() -> None:
     assert STAGES == (
         "preprocess",
         "network",
+        "decode",
         "queue",
         "inference",
         "post",
@@ -177,3 +178,27 @@ def test_report_summarises_what_the_user_saw_since_the_last_report() -> None:
     assert second["frames"] == 0
     assert second["dropped"] == 0
     assert second["node_url"] is None  # only a page on a node names one
+
+
+def test_a_compressed_frame_s_decode_time_is_its_own_stage_not_network() -> None:
+    board = Dashboard()
+
+    board.node_result(
+        1000.0, round_trip_ms=40.0, queue_ms=2.0, inference_ms=8.0, post_ms=1.0, decode_ms=0.5
+    )
+
+    table = board.stage_table(1000.0)
+    assert table["decode"] == {"p50": 0.5, "p95": 0.5}
+    assert table["network"] == {"p50": 28.5, "p95": 28.5}
+
+
+def test_wire_shows_encoding_bytes_per_frame_and_mbit_per_second() -> None:
+    board = Dashboard(span_ms=1000.0)
+    assert board.wire(0.0) == {"encoding": "raw", "frame_bytes": 0, "mbit_s": 0.0}
+
+    board.frame_sent(100.0, "jpeg", 10_000)
+    board.frame_sent(200.0, "jpeg", 20_000)
+
+    # 30,000 bytes in a 1 s window: 0.24 Mbit/s
+    assert board.wire(500.0) == {"encoding": "jpeg", "frame_bytes": 15000, "mbit_s": 0.24}
+    assert board.wire(1150.0)["frame_bytes"] == 20000

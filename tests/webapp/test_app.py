@@ -106,6 +106,18 @@ def test_page_gets_the_operator_s_thresholds() -> None:
         WebappSettings.from_env({"EDGESIGHT_IOU_THRESHOLD": "high"})
 
 
+def test_page_gets_the_operator_s_frame_encoding() -> None:
+    assert WebappSettings().frame_encoding == "auto"
+    settings = WebappSettings.from_env({"EDGESIGHT_FRAME_ENCODING": "webp"})
+    assert _page_config(TestClient(create_app(settings)))["frame_encoding"] == "webp"
+    with pytest.raises(SettingsError) as info:
+        WebappSettings.from_env({"EDGESIGHT_FRAME_ENCODING": "png"})
+    assert str(info.value) == (
+        "EDGESIGHT_FRAME_ENCODING (frame_encoding): expected one of auto, raw, jpeg, webp, "
+        "got 'png'"
+    )
+
+
 def test_nothing_serves_an_unused_config_document(client: TestClient) -> None:
     assert client.get("/api/config").status_code == 404
 
