@@ -9,6 +9,7 @@ import { Overlay } from "./overlay.js";
 import { NodeLink, probe } from "./node-link.js";
 import { LocalEngine } from "./local-engine.js";
 import { StatusView } from "./status-view.js";
+import { FrameEncoder, supportedEncoders } from "./encoder.js";
 
 const config = JSON.parse(document.getElementById("edgesight-config").textContent);
 const $ = (id) => document.getElementById(id);
@@ -67,7 +68,11 @@ async function main() {
   function handle(eventsJson) {
     for (const event of JSON.parse(eventsJson)) {
       if (event.type === "detections") draw(event);
-      else if (event.type === "ready") view.problem("node", "");
+      else if (event.type === "ready") {
+        view.problem("node", "");
+        // AUTH names the encodings this page can send; the node's WELCOME says which it takes
+        if (link && link.isOpen) link.send(pyBytes(client.auth_message()));
+      }
       else if (event.type === "refused") console.warn(`node refused the stream: ${event.message}`);
       else if (event.type === "error") console.warn(`node refused a message: ${event.message}`);
       else if (event.type === "fatal") {
@@ -173,17 +178,50 @@ async function main() {
   }
 
   // -- frames ------------------------------------------------------------------------------
+  const encoder = new FrameEncoder();
+  let isEncoding = false; // a compressed frame is being encoded: one at a time
+  supportedEncoders().then((names) => client.set_encoders(names));
+
+  // JPEG/WebP: Python chose format, size and quality; the browser's encoder does the pixels.
+  async function sendImage(plan, width, height, captureMs, encodeStart) {
+    isEncoding = true;
+    const sentOn = link;
+    try {
+      const bytes = await encoder.encode(source.element, plan.width, plan.height, plan.encoding, plan.quality);
+      if (link !== sentOn || !link.isOpen) return; // the node changed while encoding
+      const message = client.encode_image(bytes, width, height, captureMs, performance.now());
+      const buffer = message.getBuffer("u8");
+      const preprocessMs = performance.now() - encodeStart;
+      try { link.send(buffer.data); } finally { buffer.release(); message.destroy(); }
+      pending.set(captureMs, { preprocess_ms: preprocessMs, sent_ms: performance.now() });
+      client.note_preprocess(preprocessMs, performance.now());
+    } catch (err) {
+      console.warn(`a frame could not be encoded: ${err.message}`);
+    } finally {
+      isEncoding = false;
+    }
+    pump();
+  }
+
   function pump() {
-    if (!haveNewFrame || !source.ready || window.edgesight.paused) return;
-    const action = client.next_action();
+    if (!haveNewFrame || !source.ready || window.edgesight.paused || isEncoding) return;
+    const action = client.next_action(performance.now());
     if (action === "wait") return;
     haveNewFrame = false;
     const captureMs = performance.now();
+    if (action === "node") {
+      if (!link || !link.isOpen) return;
+      const plan = JSON.parse(client.plan_frame(source.width, source.height, captureMs));
+      if (plan.encoding !== "raw") {
+        overlay.resize(source.width, source.height);
+        sendImage(plan, source.width, source.height, captureMs, captureMs);
+        return;
+      }
+    }
     const frame = source.grab();
     overlay.resize(frame.width, frame.height);
     const encodeStart = performance.now();
     if (action === "node") {
-      if (!link || !link.isOpen) return;
       const message = client.encode_frame(frame.data, frame.width, frame.height, captureMs, encodeStart);
       const buffer = message.getBuffer("u8");
       const preprocessMs = performance.now() - encodeStart;
@@ -224,7 +262,7 @@ async function main() {
     const status = JSON.parse(client.status(now));
     view.status(status);
     view.problem("security", status.security); // needs https; ws:// nodes an https page cannot use
-    view.stats(JSON.parse(client.stats(now)));
+    view.stats(JSON.parse(client.stats(now)), status.wire);
   }, 500);
 
   startLocal();

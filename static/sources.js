@@ -111,6 +111,9 @@ export class FrameSource {
     }
   }
 
+  // The element showing the current frame, for drawing it elsewhere (static/encoder.js).
+  get element() { return this.kind === "image" ? this.still : this.video; }
+
   // RGBA pixels of the current frame.
   grab() {
     const { width, height } = this;

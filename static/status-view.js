@@ -3,7 +3,7 @@
 
 const STAGE_LABELS = {
   preprocess: "preprocess (Python)", network: "network + send", queue: "node queue",
-  inference: "inference", post: "post-process", draw: "draw", grab_to_drawn: "capture → drawn",
+  decode: "decode (node)", inference: "inference", post: "post-process", draw: "draw", grab_to_drawn: "capture → drawn",
 };
 
 export class StatusView {
@@ -32,7 +32,7 @@ export class StatusView {
   status(s) {
     let text;
     if (s.mode === "node") {
-      text = `${s.fps.toFixed(1)} fps · ${Math.round(s.latency_ms)} ms grab to drawn · round trip ${Math.round(s.round_trip_ms)} ms · node ${s.node} · model ${s.model}`;
+      text = `${s.fps.toFixed(1)} fps · ${Math.round(s.latency_ms)} ms grab to drawn · round trip ${Math.round(s.round_trip_ms)} ms · ${wireText(s.wire)} · node ${s.node} · model ${s.model}`;
     } else if (s.mode === "local") {
       const threads = `${s.threads} thread${s.threads === 1 ? "" : "s"}`;
       text = `${s.fps.toFixed(1)} fps · ${Math.round(s.latency_ms)} ms grab to drawn · local wasm, ${threads} · model ${s.model} · ${s.route || "no node yet"}`;
@@ -49,7 +49,7 @@ export class StatusView {
     }
   }
 
-  stats(stages) {
+  stats(stages, wire) {
     if (!this.el.stats) return;
     const rows = Object.entries(stages).map(([name, v]) => {
       const row = document.createElement("tr");
@@ -58,6 +58,20 @@ export class StatusView {
       }
       return row;
     });
+    if (wire) {
+      const row = document.createElement("tr");
+      row.className = "wire";
+      row.appendChild(Object.assign(document.createElement("th"), { textContent: "frames on the wire" }));
+      row.appendChild(Object.assign(document.createElement("td"), { textContent: wireText(wire), colSpan: 2, title: wire.note || "" }));
+      rows.push(row);
+    }
     this.el.stats.replaceChildren(...rows);
   }
+}
+
+// Issue 9: how frames travel, e.g. "jpeg 14.2 KB/frame 3.4 Mbit/s".
+function wireText(wire) {
+  if (!wire) return "";
+  const kb = (wire.frame_bytes / 1000).toFixed(1);
+  return `${wire.encoding} ${kb} KB/frame ${wire.mbit_s.toFixed(1)} Mbit/s`;
 }
