@@ -48,10 +48,11 @@ _NOISE_FLOOR_MS = 0.5  # a transfer faster than this is measured as this (timer 
 class EncodingSettings:
     mode: str = "auto"  # auto | raw | jpeg | webp
     target_fps: float = 30.0
-    # 0..1 as canvas.toBlob takes it: the qualities where parity with raw frames was
-    # measured (tests/gpu_backend/test_parity.py); WebP needs a little more than JPEG
-    jpeg_quality: float = 0.5
-    webp_quality: float = 0.6
+    # 0..1 as canvas.toBlob takes it: the lowest qualities that keep parity with raw frames
+    # on the test photos, webcam-framed too (tests/gpu_backend/test_parity.py,
+    # bench/frame_bytes.py: JPEG 0.5 and WebP 0.6 each lost chelsea's cat)
+    jpeg_quality: float = 0.6
+    webp_quality: float = 0.75
     min_quality: float = 0.3  # below this, lower the frame rate instead
     quality_step: float = 0.05
     raw_share: float = 0.5  # go raw when raw would use at most this share of the link

@@ -1,7 +1,9 @@
 """Detection parity between raw and compressed frames (issue 9), shared by
 tests/gpu_backend/test_parity.py and bench/frame_bytes.py.
 
-A photo is letterboxed the way the page does it for raw frames (pyodide_client.preprocess);
+A photo, as itself or as a 640x480 webcam shows it (fitted onto black, like the e2e tests'
+fake camera: a 4:3 frame is 416x312 of picture), is letterboxed the way the page does it
+for raw frames (pyodide_client.preprocess);
 its picture area (no padding) is then encoded as JPEG or WebP with Pillow and decoded by the
 node's decoder (gpu_backend.decode), and both model inputs go through the real model.
 
@@ -15,7 +17,9 @@ the node's usual 0.35 threshold).
 from __future__ import annotations
 
 import io
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -26,10 +30,12 @@ from pyodide_client.protocol import Detection, FrameEncoding, Image
 
 __all__ = [
     "CONFIDENT",
+    "FRAMINGS",
     "PARITY_IOU",
     "PARITY_PHOTOS",
     "Match",
     "compressed_input",
+    "frame_rgba",
     "iou",
     "match",
     "raw_input",
@@ -41,6 +47,8 @@ PARITY_PHOTOS = ("astronaut", "chelsea", "coffee", "camera", "coins")
 CONFIDENT = 0.5
 PARITY_IOU = 0.9
 SIZE = 416
+FRAMINGS = ("photo", "webcam")
+ROOT = Path(__file__).resolve().parents[1]
 _FORMATS = {FrameEncoding.JPEG: "JPEG", FrameEncoding.WEBP: "WEBP"}
 
 UInt8Array = npt.NDArray[np.uint8]
@@ -58,9 +66,28 @@ def photo_rgba(name: str) -> tuple[bytes, int, int]:
     return rgba.tobytes(), w, h
 
 
-def raw_input(name: str) -> tuple[UInt8Array, Letterbox]:
+def webcam_rgba(name: str) -> tuple[bytes, int, int]:
+    """The photo as a 640x480 camera shows it (fitted onto black, as the e2e fake camera)."""
+    sys.path.insert(0, str(ROOT / "playwright"))
+    from fake_camera import fit_frame, photo
+
+    picture = photo(name)
+    if picture.ndim == 2:  # "camera" is greyscale
+        picture = np.stack([picture] * 3, axis=-1)
+    rgb = fit_frame(picture, 640, 480)
+    rgba = np.full((480, 640, 4), 255, np.uint8)
+    rgba[..., :3] = rgb
+    return rgba.tobytes(), 640, 480
+
+
+def frame_rgba(name: str, framing: str) -> tuple[bytes, int, int]:
+    """``framing`` "photo" (the photo at its own size) or "webcam" (640x480)."""
+    return photo_rgba(name) if framing == "photo" else webcam_rgba(name)
+
+
+def raw_input(name: str, framing: str = "photo") -> tuple[UInt8Array, Letterbox]:
     """The raw frame's model input, as the page builds it, and its letterbox."""
-    rgba, w, h = photo_rgba(name)
+    rgba, w, h = frame_rgba(name, framing)
     letterbox = Letterbox.for_frame(w, h, SIZE)
     tensor = np.frombuffer(bytes(letterbox.fill(rgba)), np.uint8).reshape(3, SIZE, SIZE)
     return tensor, letterbox

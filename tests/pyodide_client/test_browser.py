@@ -1319,7 +1319,7 @@ def test_the_page_offers_what_its_canvas_encodes_and_sends_jpeg_pictures() -> No
     g = Letterbox.for_frame(WIDTH, HEIGHT, 416).geometry
     assert plan == {
         "encoding": "jpeg",
-        "quality": 0.5,
+        "quality": 0.6,
         "width": g.scaled_width_px,
         "height": g.scaled_height_px,
     }

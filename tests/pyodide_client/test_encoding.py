@@ -57,7 +57,7 @@ def auto(**changes: float) -> EncodingPolicy:
 
 def test_auto_starts_compressed_at_the_default_quality() -> None:
     plan = auto().plan(0.0)
-    assert plan == EncodingPlan(FrameEncoding.JPEG, 0.5)
+    assert plan == EncodingPlan(FrameEncoding.JPEG, 0.6)
     assert plan.name == "jpeg"
 
 
@@ -127,7 +127,7 @@ def test_quality_steps_down_to_fit_a_tight_link_and_back_up() -> None:
     assert policy.quality == pytest.approx(0.3)
     link.rate_mbit = 20
     link.run_for(1000, lossy_bytes=6000)
-    assert policy.quality == pytest.approx(0.5)  # back to the default, never above it
+    assert policy.quality == pytest.approx(0.6)  # back to the default, never above it
 
 
 def test_at_the_quality_floor_the_frame_rate_drops_instead() -> None:
@@ -153,7 +153,7 @@ def test_a_pinned_encoding_never_changes(mode: str, expected: FrameEncoding) -> 
     link.rate_mbit = 2
     plans += link.run_for(5000)
     assert {p.encoding for p in plans} == {expected}
-    assert {p.quality for p in plans} == {0.6 if expected is FrameEncoding.WEBP else 0.5}
+    assert {p.quality for p in plans} == {0.75 if expected is FrameEncoding.WEBP else 0.6}
     assert not any(p.is_probe for p in plans)
 
 
@@ -196,7 +196,7 @@ def test_pongs_set_the_base_round_trip() -> None:
     ("changes", "message"),
     [
         ({"mode": "png"}, "frame encoding mode: expected one of auto, raw, jpeg, webp"),
-        ({"min_quality": 0.55}, "qualities: expected 0 < min_quality <= jpeg_quality"),
+        ({"min_quality": 0.65}, "qualities: expected 0 < min_quality <= jpeg_quality"),
         ({"raw_share": 0.9}, "link shares: expected 0 < raw_share <= leave_raw_share"),
         ({"target_fps": 0.0}, "target_fps: expected a positive number, got 0.0"),
     ],

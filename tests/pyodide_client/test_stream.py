@@ -547,14 +547,14 @@ def test_auth_names_the_encodings_this_client_can_send() -> None:
 def test_before_a_welcome_frames_are_raw() -> None:
     stream = ready_stream()
     plan = stream.plan_frame(WIDTH, HEIGHT, now_ms=1.0)
-    assert plan == FramePlan("raw", 0.5, 8, 4)
+    assert plan == FramePlan("raw", 0.6, 8, 4)
     assert isinstance(parse(stream.encode_frame(rgba(), WIDTH, HEIGHT, 1.0, 1.0)), Frame)
 
 
 def test_after_a_welcome_auto_sends_a_jpeg_of_the_picture_only() -> None:
     stream = welcomed_stream()
     plan = stream.plan_frame(WIDTH, HEIGHT, now_ms=1.0)
-    assert plan == FramePlan("jpeg", 0.5, 8, 4)  # 16x8 into 8x8: the 8x4 picture
+    assert plan == FramePlan("jpeg", 0.6, 8, 4)  # 16x8 into 8x8: the 8x4 picture
     message = parse(stream.encode_image(b"\xff\xd8jpeg", WIDTH, HEIGHT, 0.5, 1.0))
     assert message == Image(1, 0.5, FrameEncoding.JPEG, 8, 4, 0, 2, b"\xff\xd8jpeg")
     assert stream.in_flight == 1
