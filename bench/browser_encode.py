@@ -108,7 +108,10 @@ JS_TIMING = """async ({ frames, photo }) => {
       const buffer = message.getBuffer("u8");
       const size = buffer.data.length;
       buffer.release(); message.destroy();
-      if (i >= 20) { out[mode].ms.push(performance.now() - t0); out[mode].encode_ms.push(t1 - t0); out[mode].bytes.push(size); out[mode].quality = +quality; }
+      if (i < 20) continue;
+      out[mode].ms.push(performance.now() - t0);
+      out[mode].encode_ms.push(t1 - t0);
+      out[mode].bytes.push(size);
     }
   }
   plan.destroy(); wrap.destroy();
