@@ -24,7 +24,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from pyodide_client.postprocess import PostprocessSettings, select
-from pyodide_client.protocol import Dropped, DropReason, Error, ErrorCode, Frame, Result
+from pyodide_client.protocol import (
+    Dropped,
+    DropReason,
+    Error,
+    ErrorCode,
+    Frame,
+    Image,
+    Result,
+)
 
 from .engine import Engine, UInt8Array
 
@@ -38,11 +46,12 @@ Outcome = Result | Dropped | Error
 @dataclass
 class _Waiting:
     stream: int
-    frame: Frame
+    frame: Frame | Image
     image: UInt8Array
     enqueued_s: float  # when this frame arrived: its queue_ms counts from here
     place_s: float  # when its stream's place in the queue was taken: the batch deadline
     future: asyncio.Future[Outcome]
+    decode_ms: float | None = None  # a compressed frame's decode time, for its RESULT
 
 
 class Batcher:
@@ -91,11 +100,18 @@ class Batcher:
         return len(self._waiting) + len(self._running)
 
     # -- submitting --------------------------------------------------------------------
-    def submit(self, stream: int, frame: Frame, image: UInt8Array) -> asyncio.Future[Outcome]:
-        """Queue a checked frame; its future resolves to the frame's one outcome."""
+    def submit(
+        self,
+        stream: int,
+        frame: Frame | Image,
+        image: UInt8Array,
+        decode_ms: float | None = None,
+    ) -> asyncio.Future[Outcome]:
+        """Queue a checked frame; its future resolves to the frame's one outcome. A
+        compressed frame (IMAGE) comes decoded, with its ``decode_ms`` for the RESULT."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         now_s = self._clock()
-        item = _Waiting(stream, frame, image, now_s, now_s, future)
+        item = _Waiting(stream, frame, image, now_s, now_s, future, decode_ms)
         older = self._waiting.get(stream)
         if older is not None:
             older.future.set_result(Dropped(older.frame.frame_id, DropReason.SUPERSEDED))
@@ -199,6 +215,7 @@ class Batcher:
                     post_ms=post_ms,
                     batch_size=len(batch),
                     detections=tuple(detections),
+                    decode_ms=item.decode_ms,
                 )
             )
         return outcomes

@@ -12,7 +12,17 @@ import numpy as np
 
 from gpu_backend.batcher import Batcher, Outcome
 from pyodide_client.postprocess import PostprocessSettings
-from pyodide_client.protocol import Dropped, DropReason, Dtype, Error, ErrorCode, Frame, Result
+from pyodide_client.protocol import (
+    Dropped,
+    DropReason,
+    Dtype,
+    Error,
+    ErrorCode,
+    Frame,
+    FrameEncoding,
+    Image,
+    Result,
+)
 from tests.gpu_backend.fake_engine import CLASSES, FakeEngine
 
 SHAPE = (3, 4, 4)
@@ -271,3 +281,22 @@ def test_closing_a_stream_forgets_its_waiting_frame() -> None:
         assert batcher.queue_depth == 0
 
     _run(scenario)
+
+
+def test_a_decoded_image_s_decode_time_goes_into_its_result() -> None:
+    engine = FakeEngine()
+    batcher = _batcher(engine, max_batch_size=2, max_wait_ms=1000)
+
+    async def body() -> None:
+        batcher.open_stream(1)
+        batcher.open_stream(2)
+        image = Image(5, 5.0, FrameEncoding.JPEG, 4, 2, 0, 1, b"\xff\xd8")
+        compressed = batcher.submit(1, image, np.full(SHAPE, 5, np.uint8), decode_ms=0.75)
+        raw = batcher.submit(2, *_frame(6, marker=6))
+        first, second = await asyncio.gather(compressed, raw)
+        assert isinstance(first, Result)
+        assert (first.frame_id, first.capture_ms, first.decode_ms) == (5, 5.0, 0.75)
+        assert isinstance(second, Result)
+        assert second.decode_ms is None  # a raw FRAME's RESULT has no decode tail
+
+    _run(lambda: _with_loop(batcher, body))

@@ -1,0 +1,144 @@
+"""A CPython stand-in for one camera page's node link that sends frames the way the page
+does (issue 9): ``NodeStream`` plans each frame, raw frames are letterboxed in Python,
+JPEG/WebP pictures are encoded with Pillow at the planned size and quality (the page uses
+the browser's encoder), AUTH goes after the HELLO and PINGs when the policy asks.
+
+``FrameSender(url, rgba, width, height, encoding=...)`` is a context manager around one
+WebSocket; ``send_one()`` sends a frame and waits for its answer (one frame in flight, the
+page's default) and returns a ``Sent`` record. Used by tests/cluster/test_bandwidth.py and
+bench/bandwidth.py.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+import numpy as np
+from websockets.sync.client import ClientConnection, connect
+
+from pyodide_client.encoding import EncodingSettings
+from pyodide_client.preprocess import Letterbox
+from pyodide_client.stream import (
+    Detections,
+    FrameDropped,
+    FramePlan,
+    NodeError,
+    NodeStream,
+    Ready,
+    Welcomed,
+)
+
+__all__ = ["FrameSender", "Sent"]
+
+_FORMATS = {"jpeg": "JPEG", "webp": "WEBP"}
+
+
+def now_ms() -> float:
+    return time.monotonic() * 1000
+
+
+@dataclass(frozen=True)
+class Sent:
+    encoding: str
+    size_bytes: int
+    round_trip_ms: float
+    done_ms: float
+    labels: tuple[str, ...]  # what the node found (empty for an error or a drop)
+    quality: float
+
+
+class FrameSender:
+    def __init__(
+        self,
+        url: str,
+        rgba: bytes,
+        width_px: int,
+        height_px: int,
+        encoding: EncodingSettings | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.url = url
+        self.rgba = rgba
+        self.width_px = width_px
+        self.height_px = height_px
+        self.timeout_s = timeout_s
+        self.stream = NodeStream(max_in_flight=1, encoding=encoding or EncodingSettings())
+        self.welcome_encodings: int | None = None
+        self._conn: ClientConnection | None = None
+        self._pictures: dict[tuple[str, float], bytes] = {}
+
+    def __enter__(self) -> FrameSender:
+        self._conn = connect(self.url, compression=None, max_size=None, open_timeout=10)
+        events = self.stream.receive(self._conn.recv(timeout=self.timeout_s), now_ms())
+        assert len(events) == 1, events
+        assert isinstance(events[0], Ready), events
+        self._conn.send(self.stream.auth())
+        for event in self.stream.receive(self._conn.recv(timeout=self.timeout_s), now_ms()):
+            if isinstance(event, Welcomed):
+                self.welcome_encodings = event.welcome.encodings
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def _picture(self, plan: FramePlan) -> bytes:
+        """The frame's picture area encoded as planned (cached: the frame never changes)."""
+        key = (plan.encoding, plan.quality)
+        if key not in self._pictures:
+            from PIL import Image as PILImage
+
+            letterbox = Letterbox(self.stream.letterbox_for(self.width_px, self.height_px).geometry)
+            g = letterbox.geometry
+            tensor = np.frombuffer(bytes(letterbox.fill(self.rgba)), np.uint8)
+            tensor = tensor.reshape(3, g.input_height_px, g.input_width_px)
+            area = tensor[:, g.top_px : g.top_px + g.scaled_height_px]
+            area = area[:, :, g.left_px : g.left_px + g.scaled_width_px].transpose(1, 2, 0)
+            out = io.BytesIO()
+            PILImage.fromarray(np.ascontiguousarray(area)).save(
+                out, _FORMATS[plan.encoding], quality=round(plan.quality * 100)
+            )
+            self._pictures[key] = out.getvalue()
+        return self._pictures[key]
+
+    def send_one(self) -> Sent:
+        """One frame, as the policy plans it; returns when the node has answered it."""
+        assert self._conn is not None, "use FrameSender as a context manager"
+        start = now_ms()
+        if self.stream.ping_due(start):
+            self._conn.send(self.stream.ping(start))
+        plan = self.stream.plan_frame(self.width_px, self.height_px, start)
+        if plan.encoding == "raw":
+            message = self.stream.encode_frame(
+                self.rgba, self.width_px, self.height_px, start, start
+            )
+        else:
+            message = self.stream.encode_image(
+                self._picture(plan), self.width_px, self.height_px, start, start
+            )
+        self._conn.send(message)
+        while True:
+            data = self._conn.recv(timeout=self.timeout_s)
+            for event in self.stream.receive(data, now_ms()):
+                if isinstance(event, Detections):
+                    labels = tuple(box.label for box in event.boxes)
+                    return Sent(
+                        event.encoding,
+                        len(message),
+                        event.round_trip_ms,
+                        now_ms(),
+                        labels,
+                        plan.quality,
+                    )
+                if isinstance(event, NodeError | FrameDropped):
+                    return Sent(
+                        plan.encoding, len(message), now_ms() - start, now_ms(), (), plan.quality
+                    )
