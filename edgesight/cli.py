@@ -7,6 +7,7 @@
     edgesight model    import a YOLO-family ONNX detector; make an INT8 variant of a model
     edgesight users    who may sign in: add NAME, kiosk NAME, remove NAME, list
     edgesight token    print a stream token for a tool (signed with the web app's key)
+    edgesight ray      place, restart and follow nodes on a Ray cluster (optional extra)
 
 Flags override EDGESIGHT_* environment variables, which override the defaults. The web
 app's token signing key and users file live in EDGESIGHT_STATE_DIR (default
@@ -42,6 +43,7 @@ from webapp.tokens import TokenSigner
 from . import certs
 from .access_cli import add_access_commands, run_access_command, with_state_defaults
 from .model_cli import add_model_commands, run_model_command
+from .ray_cli import add_ray_commands, run_ray_command
 from .serving import make_server, serve
 from .tls import CertificateReloader, TlsError, insecure_bind_warning, server_context
 
@@ -202,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_certs_command(commands)
     add_model_commands(commands)
     add_access_commands(commands)
+    add_ray_commands(commands)
     return parser
 
 
@@ -307,6 +310,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.command == "model":
         return run_model_command(args, parser)
+    if args.command == "ray":
+        return run_ray_command(args, parser)
     try:
         if args.command == "certs":
             return _certs(args, env)
