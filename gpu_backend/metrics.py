@@ -230,7 +230,7 @@ class NvmlCollector(Collector):
         """None on a machine without nvidia-ml-py, a driver or that device: a CPU node
         exports no GPU metrics and logs nothing alarming."""
         try:
-            import pynvml  # type: ignore[import-untyped,unused-ignore]
+            import pynvml  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
             pynvml.nvmlInit()
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
