@@ -149,7 +149,8 @@ async def edgesight_stream(
                     for event in events:
                         if isinstance(event, Detections):
                             tally.results += 1
-                            tally.latency.append((offset, event.latency_ms))
+                            latency_ms = now_ms() - event.capture_ms  # capture -> result
+                            tally.latency.append((offset, latency_ms))
                             tally.batch_sizes.append(event.batch_size)
                             for key in ("queue_ms", "inference_ms", "post_ms"):
                                 tally.server_ms.setdefault(key, []).append(getattr(event, key))
