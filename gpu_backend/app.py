@@ -165,6 +165,8 @@ def create_app(
             batch_loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await batch_loop
+            if node.tracer is not None:
+                await asyncio.to_thread(node.tracer.shutdown)  # sends the spans still queued
             app.state.node = None
 
     app = Starlette(

@@ -77,6 +77,8 @@ class Batcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.last_inference_ms = 0.0
         self.on_batch: Callable[[int], None] | None = None  # metrics: each batch's size
+        # tracing: each batch's (stream, outcome) pairs, as they are answered
+        self.on_batch_done: Callable[[list[tuple[int, Outcome]]], None] | None = None
 
     # -- streams -----------------------------------------------------------------------
     def open_stream(self, stream: int) -> None:
@@ -187,6 +189,8 @@ class Batcher:
         for item, outcome in zip(batch, outcomes, strict=True):
             if not item.future.done():
                 item.future.set_result(outcome)
+        if self.on_batch_done is not None:
+            self.on_batch_done([(item.stream, o) for item, o in zip(batch, outcomes, strict=True)])
 
     def _infer(self, batch: list[_Waiting], started_s: float) -> list[Outcome]:
         """Runs on the worker thread."""

@@ -26,6 +26,7 @@ from pyodide_client.protocol import (
     Frame,
     Ping,
     ProtocolError,
+    Trace,
     parse,
 )
 
@@ -66,6 +67,8 @@ async def inference_endpoint(websocket: WebSocket) -> None:
         node.streams_open -= 1
         node.metrics.stream_closed()
         node.batcher.close_stream(stream)
+        if node.tracer is not None:
+            node.tracer.forget(stream)
         outbox.put_nowait(None)
         await sender
 
@@ -104,6 +107,9 @@ async def _receive_all(
                 image = np.frombuffer(parsed.payload, dtype=np.uint8).reshape(expected_shape)
                 future = node.batcher.submit(stream, parsed, image)
                 future.add_done_callback(lambda f: _deliver(f, outbox, node))
+            elif isinstance(parsed, Trace):  # the next frame is sampled (issue 12)
+                if node.tracer is not None:
+                    node.tracer.expect(stream, parsed)
             elif isinstance(parsed, Ping):
                 outbox.put_nowait(parsed.answer().serialize())
             else:

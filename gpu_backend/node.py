@@ -14,6 +14,7 @@ from .engine import Engine, LoadedModel
 from .metrics import NodeMetrics
 from .settings import NodeSettings
 from .sla import LatencyWindow
+from .tracing import NodeTracer
 
 __all__ = ["Node"]
 
@@ -26,6 +27,7 @@ class Node:
     batcher: Batcher = field(init=False)
     metrics: NodeMetrics = field(init=False)
     latency: LatencyWindow = field(init=False)
+    tracer: NodeTracer | None = field(init=False, default=None)  # None: not tracing
     hello_bytes: bytes = field(init=False)
     streams_open: int = 0
 
@@ -55,6 +57,18 @@ class Node:
             gpu_index=s.device_id if self.engine.device_name.startswith("cuda") else None,
         )
         self.batcher.on_batch = self.metrics.batch
+        if s.otlp_endpoint:
+            self.tracer = NodeTracer.for_endpoint(
+                s.otlp_endpoint,
+                {
+                    "node": s.node_name,
+                    "model": card.name,
+                    "model.sha256": card.sha256,
+                    "provider": self.engine.provider,
+                    "device": self.engine.device_name,
+                },
+            )
+            self.batcher.on_batch_done = self.tracer.finished_batch
         self.hello_bytes = Hello(
             node_name=s.node_name,
             model_name=card.name,

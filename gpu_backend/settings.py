@@ -53,6 +53,8 @@ class NodeSettings:
     # The latency objective: node time p95 over the last sla_window_s, published in heartbeats.
     sla_p95_ms: float = 30.0
     sla_window_s: float = 30.0
+    # Traces (issue 12): OTLP/HTTP collector base URL; empty: no tracing, no cost.
+    otlp_endpoint: str = ""
     # TLS (issue 8): serve WSS with this PEM certificate chain and key (both or neither;
     # reloaded when the files change), and verify an https registry with ca_file (None:
     # the system's trust store).
@@ -91,6 +93,7 @@ class NodeSettings:
         "metrics_token": "EDGESIGHT_METRICS_TOKEN",
         "sla_p95_ms": "EDGESIGHT_SLA_P95_MS",
         "sla_window_s": "EDGESIGHT_SLA_WINDOW_S",
+        "otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",  # the OpenTelemetry SDK's own name
         "tls_cert": "EDGESIGHT_TLS_CERT",
         "tls_key": "EDGESIGHT_TLS_KEY",
         "ca_file": "EDGESIGHT_CA_FILE",
@@ -123,6 +126,12 @@ class NodeSettings:
         _check(bool(self.node_name.strip()), "node_name", self.node_name, "a non-empty name")
         _check(0 < self.sla_p95_ms <= 60_000, "sla_p95_ms", self.sla_p95_ms, "0 < ms <= 60000")
         _check(0 < self.sla_window_s <= 3600, "sla_window_s", self.sla_window_s, "0 < s <= 3600")
+        _check(
+            not self.otlp_endpoint or self.otlp_endpoint.startswith(("http://", "https://")),
+            "otlp_endpoint",
+            self.otlp_endpoint,
+            "an http:// or https:// collector URL",
+        )
         _check(bool(self.cluster_name.strip()), "cluster_name", self.cluster_name, "a name")
         _check_registry(self)
         _check_tls(self)

@@ -46,6 +46,13 @@ are little-endian; strings are UTF-8 with a u16 byte-length prefix.
              IMAGE only in an encoding the node's WELCOME accepts; RAW frames stay FRAMEs.
              The answer is a RESULT with the decode_ms tail, which a client that never
              sends IMAGE never sees.
+    TRACE    (client -> node) u8 trace_version | 16 bytes trace_id | 8 bytes span_id
+             | u8 trace_flags | u32 frame_id
+             W3C trace context (a ``traceparent``, version 00) for the frame ``frame_id``,
+             sent right before that sampled FRAME or IMAGE (issue 12): the node records its
+             spans (queue, batch, decode, inference, post-processing) as children of
+             ``span_id`` in trace ``trace_id``. Sent only to a node whose WELCOME has the
+             TRACE bit in ``features``; an unsampled frame has none. No answer.
 
 Handshake. The node speaks first (HELLO), as in the first revision, so a client that
 predates AUTH keeps working where the node allows anonymous use. A current client sends
@@ -53,10 +60,12 @@ AUTH right after the HELLO and sends frames only after WELCOME. PINGs need no AU
 measure round trips without a token), but an unauthenticated connection is closed after a
 short deadline and never takes a stream slot.
 
-Evolution. AUTH and WELCOME may gain fields at their end in later revisions: a reader
-ignores bytes after the fields it knows. A reader also keeps error codes and drop
-reasons it does not know as plain integers rather than refusing the message, so a node
-can add one without breaking older pages.
+Evolution. AUTH, WELCOME and TRACE may gain fields at their end in later
+revisions: a reader ignores bytes after the fields it knows. WELCOME's first such field is
+``u32 features`` (issue 12; bit 0: the node takes TRACE), written only when non-zero,
+so a WELCOME without features keeps its first revision's bytes. A reader also keeps error
+codes and drop reasons it does not know as plain integers rather than refusing the
+message, so a node can add one without breaking older pages.
 
 This module does no I/O and uses the standard library only: the browser (Pyodide) and both
 servers import it. ``parse`` turns bytes into a message or raises ``ProtocolError`` whose
@@ -78,6 +87,7 @@ __all__ = [
     "IMAGE_VERSION",
     "MAGIC",
     "PROTOCOL_VERSION",
+    "TRACE_FEATURE",
     "Auth",
     "Detection",
     "DropReason",
@@ -95,6 +105,7 @@ __all__ = [
     "Pong",
     "ProtocolError",
     "Result",
+    "Trace",
     "Welcome",
     "encodings_mask",
     "mask_encodings",
@@ -125,6 +136,8 @@ _ERROR_HEAD = struct.Struct("<HBI")
 _PING = struct.Struct("<Id")
 _DROPPED = struct.Struct("<IB")
 _WELCOME_HEAD = struct.Struct("<II")
+_TRACE = struct.Struct("<B16s8sBI")
+TRACE_FEATURE = 1  # WELCOME features bit: the node records spans for TRACE
 _IMAGE_HEAD = struct.Struct("<BBHHHH")
 _F32 = struct.Struct("<f")
 
@@ -140,6 +153,7 @@ class MessageType(enum.IntEnum):
     AUTH = 8
     WELCOME = 9
     IMAGE = 10
+    TRACE = 11
 
 
 class Dtype(enum.IntEnum):
@@ -619,6 +633,7 @@ class Welcome:
     encodings: int  # bitmask of FrameEncoding the node accepts
     token_expires_in_ms: int  # 0: the stream needs no token refresh
     identity: str
+    features: int = 0  # bitmask: TRACE_FEATURE; written only when non-zero
 
     @property
     def accepted_encodings(self) -> tuple[FrameEncoding, ...]:
@@ -629,13 +644,57 @@ class Welcome:
             _header(MessageType.WELCOME)
             + _WELCOME_HEAD.pack(self.encodings, self.token_expires_in_ms)
             + _pack_str(self.identity)
+            + (_U32.pack(self.features) if self.features else b"")
         )
 
     @classmethod
     def _parse(cls, r: _Reader) -> Welcome:
         encodings, expires_in_ms = r.unpack(_WELCOME_HEAD, "welcome header")
         identity = r.string("identity")
-        return cls(int(encodings), int(expires_in_ms), identity)
+        # a later field, read when present; shorter trailing bytes are ignored as ever
+        features = r.unpack(_U32, "features")[0] if len(r.data) - r.pos >= _U32.size else 0
+        return cls(int(encodings), int(expires_in_ms), identity, int(features))
+
+    @property
+    def takes_traces(self) -> bool:
+        return bool(self.features & TRACE_FEATURE)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """W3C trace context for one sampled frame; see the module docstring."""
+
+    trace_id: bytes  # 16 bytes, not all zero
+    span_id: bytes  # 8 bytes, not all zero: the page's span the node's spans hang under
+    trace_flags: int  # bit 0: sampled
+    frame_id: int
+    trace_version: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.trace_id) != 16 or not any(self.trace_id):
+            raise ProtocolError(
+                ErrorCode.MALFORMED, "TRACE trace_id: expected 16 bytes, not all zero"
+            )
+        if len(self.span_id) != 8 or not any(self.span_id):
+            raise ProtocolError(
+                ErrorCode.MALFORMED, "TRACE span_id: expected 8 bytes, not all zero"
+            )
+
+    @property
+    def traceparent(self) -> str:
+        """The W3C ``traceparent`` header value."""
+        return f"00-{self.trace_id.hex()}-{self.span_id.hex()}-{self.trace_flags:02x}"
+
+    def serialize(self) -> bytes:
+        return _header(MessageType.TRACE) + _TRACE.pack(
+            self.trace_version, self.trace_id, self.span_id, self.trace_flags, self.frame_id
+        )
+
+    @classmethod
+    def _parse(cls, r: _Reader) -> Trace:
+        version, trace_id, span_id, flags, frame_id = r.unpack(_TRACE, "trace context")
+        # later revisions may add fields at the end: ignored here
+        return cls(bytes(trace_id), bytes(span_id), int(flags), int(frame_id), int(version))
 
 
 @dataclass(frozen=True)
@@ -740,7 +799,7 @@ class Image:
         )
 
 
-Message = Hello | Frame | Result | Error | Ping | Pong | Dropped | Auth | Welcome | Image
+Message = Hello | Frame | Result | Error | Ping | Pong | Dropped | Auth | Welcome | Image | Trace
 
 _PARSERS: dict[MessageType, Callable[[_Reader], Message]] = {
     MessageType.HELLO: Hello._parse,
@@ -753,6 +812,7 @@ _PARSERS: dict[MessageType, Callable[[_Reader], Message]] = {
     MessageType.AUTH: Auth._parse,
     MessageType.WELCOME: Welcome._parse,
     MessageType.IMAGE: Image._parse,
+    MessageType.TRACE: Trace._parse,
 }
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ from .settings import WebappSettings
 from .signin import AuthMode, Door, LoginLimiter, SessionCodec, parse_networks
 from .signin_routes import SignInGate, signin_routes
 from .tokens import TokenSigner
+from .tracing import PageTracer, trace_route
 from .users import Users
 
 __all__ = ["create_app"]
@@ -142,6 +146,10 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
         "client_zip_url": "/py/pyodide_client.zip",
         "registry_url": "/api/nodes",
         "report_url": "/api/report",
+        # Traces (issue 12): absent unless a collector is configured, so pages sample none.
+        "trace": {"url": "/api/trace", "sample_rate": settings.trace_sample_rate}
+        if settings.otlp_endpoint
+        else None,
         "token_url": "/api/token",
         "model": {
             "name": card.name,
@@ -231,8 +239,20 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
         await metrics.refresh()
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    tracer = PageTracer.for_endpoint(settings.otlp_endpoint) if settings.otlp_endpoint else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with registry.lifespan(app):
+            try:
+                yield
+            finally:
+                if tracer is not None:
+                    await asyncio.to_thread(tracer.shutdown)  # sends the spans still queued
+
     return Starlette(
         routes=[
+            *([trace_route(tracer)] if tracer is not None else []),
             Route("/", index),
             Route("/kiosk", kiosk),
             Route("/sw.js", service_worker),
@@ -255,5 +275,5 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
             Middleware(MetricsMiddleware, metrics),
             Middleware(SignInGate, door=door, session_max_age_s=int(settings.session_lifetime_s)),
         ],
-        lifespan=registry.lifespan,
+        lifespan=lifespan,
     )

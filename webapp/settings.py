@@ -60,6 +60,10 @@ class WebappSettings:
     # A node whose heartbeats report its p95 above its objective for this long is degraded,
     # and recovers after holding it this long (webapp/sla.py).
     sla_window_s: float = 30.0
+    # Traces (issue 12): OTLP/HTTP collector base URL (empty: no tracing, no cost), and the
+    # share of frames pages sample when it is set.
+    otlp_endpoint: str = ""
+    trace_sample_rate: float = 0.01
     # Who may have the page and stream tokens (issue 8), see signin.py: "none", or any of
     # "users", "kiosk-key", "proxy-header".
     auth_modes: tuple[str, ...] = ("none",)
@@ -95,6 +99,8 @@ class WebappSettings:
         "tls_cert": "EDGESIGHT_TLS_CERT",
         "tls_key": "EDGESIGHT_TLS_KEY",
         "sla_window_s": "EDGESIGHT_SLA_WINDOW_S",
+        "otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",  # the OpenTelemetry SDK's own name
+        "trace_sample_rate": "EDGESIGHT_TRACE_SAMPLE_RATE",
         "auth_modes": "EDGESIGHT_AUTH",
         "users_file": "EDGESIGHT_USERS_FILE",
         "proxy_user_header": "EDGESIGHT_PROXY_USER_HEADER",
@@ -134,6 +140,7 @@ class WebappSettings:
                     f"{self.ENV[name]} ({name}): expected a number in (0, 1], got {value!r}"
                 )
         _check_registry(self)
+        _check_tracing(self)
         _check_tls(self.tls_cert, self.tls_key)
         _check_signin(self)
 
@@ -167,6 +174,7 @@ class WebappSettings:
                 "score_threshold",
                 "iou_threshold",
                 "sla_window_s",
+                "trace_sample_rate",
                 "session_lifetime_s",
                 "token_lifetime_s",
             ):
@@ -218,6 +226,19 @@ def _check_tls(cert: Path | None, key: Path | None) -> None:
     for key_name, path in (("EDGESIGHT_TLS_CERT", cert), ("EDGESIGHT_TLS_KEY", key)):
         if path is not None and not path.is_file():
             raise SettingsError(f"{key_name}: expected a PEM file, got {str(path)!r} (not found)")
+
+
+def _check_tracing(settings: WebappSettings) -> None:
+    if settings.otlp_endpoint and not settings.otlp_endpoint.startswith(("http://", "https://")):
+        raise SettingsError(
+            "OTEL_EXPORTER_OTLP_ENDPOINT (otlp_endpoint): expected an http:// or https:// "
+            f"collector URL, got {settings.otlp_endpoint!r}"
+        )
+    if not 0 <= settings.trace_sample_rate <= 1:
+        raise SettingsError(
+            "EDGESIGHT_TRACE_SAMPLE_RATE (trace_sample_rate): expected 0..1 (a share of "
+            f"frames), got {settings.trace_sample_rate!r}"
+        )
 
 
 def _check_registry(settings: WebappSettings) -> None:

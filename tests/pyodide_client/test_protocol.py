@@ -33,6 +33,7 @@ from pyodide_client.protocol import (
     Pong,
     ProtocolError,
     Result,
+    Trace,
     Welcome,
     encodings_mask,
     mask_encodings,
@@ -207,6 +208,30 @@ WELCOME_BYTES = (
     + h("0700 6b696f736b2d31")  # identity "kiosk-1"
 )
 
+WELCOME_TRACING = Welcome(encodings=0b001, token_expires_in_ms=0, identity="", features=1)
+WELCOME_TRACING_BYTES = (
+    h("4553 01 09")  # WELCOME
+    + h("01000000")  # encodings raw
+    + h("00000000")  # token_expires_in_ms 0
+    + h("0000")  # identity ""
+    + h("01000000")  # features: TRACE (issue 12)
+)
+
+TRACE = Trace(
+    trace_id=bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736"),
+    span_id=bytes.fromhex("00f067aa0ba902b7"),
+    trace_flags=1,
+    frame_id=7,
+)
+TRACE_BYTES = (
+    h("4553 01 0b")  # TRACE
+    + h("00")  # trace_version 0 (W3C traceparent version 00)
+    + h("4bf92f3577b34da6a3ce929d0e0e4736")  # trace_id
+    + h("00f067aa0ba902b7")  # parent span_id
+    + h("01")  # trace_flags: sampled
+    + h("07000000")  # frame_id 7
+)
+
 RESULT_DECODED = Result(
     frame_id=9,
     capture_ms=2.0,
@@ -274,6 +299,8 @@ GOLDEN: list[tuple[str, Message, bytes]] = [
     ("auth", AUTH, AUTH_BYTES),
     ("auth-anonymous", AUTH_ANONYMOUS, AUTH_ANONYMOUS_BYTES),
     ("welcome", WELCOME, WELCOME_BYTES),
+    ("welcome-tracing", WELCOME_TRACING, WELCOME_TRACING_BYTES),
+    ("trace", TRACE, TRACE_BYTES),
     ("result-decoded", RESULT_DECODED, RESULT_DECODED_BYTES),
     ("image-jpeg", IMAGE_JPEG, IMAGE_JPEG_BYTES),
     ("image-webp", IMAGE_WEBP, IMAGE_WEBP_BYTES),
@@ -314,6 +341,7 @@ def test_message_type_and_dtype_codes_are_the_documented_ones() -> None:
         "AUTH": 8,
         "WELCOME": 9,
         "IMAGE": 10,
+        "TRACE": 11,
     }
     assert (Dtype.UINT8.value, Dtype.UINT8.itemsize, Dtype.UINT8.label) == (1, 1, "uint8")
     assert (Dtype.FLOAT32.value, Dtype.FLOAT32.itemsize, Dtype.FLOAT32.label) == (
@@ -520,7 +548,7 @@ def test_wrong_version(version: int) -> None:
     assert err.message == f"unsupported protocol version: expected 1, got {version}"
 
 
-@pytest.mark.parametrize("kind", [0, 11, 255])
+@pytest.mark.parametrize("kind", [0, 12, 255])
 def test_unknown_type(kind: int) -> None:
     err = parse_error(b"ES\x01" + bytes([kind]) + PING_BYTES[4:])
     assert err.code is ErrorCode.MALFORMED
@@ -791,7 +819,9 @@ def test_all_names_exist() -> None:
 
 def test_every_message_type_has_a_golden_test() -> None:
     covered = {type(message) for _, message, _ in GOLDEN}
-    assert covered == {Hello, Frame, Result, Error, Ping, Pong, Dropped, Auth, Welcome, Image}
+    assert covered == {
+        Hello, Frame, Result, Error, Ping, Pong, Dropped, Auth, Welcome, Image, Trace,
+    }  # fmt: skip
 
 
 # --- IMAGE and the RESULT decode tail (issue 9) -------------------------------------------
@@ -889,3 +919,42 @@ def test_image_check_fits_the_model_input(left: int, top: int, fits: bool) -> No
         f"frame 7: a 416x312 picture at ({left}, {top}) must fit the 416x416 model input, "
         f"but reaches ({left + 416}, {top + 312})"
     )
+
+
+# --- TRACE and WELCOME's features (issue 12) --------------------------------------------------
+
+
+def test_trace_carries_a_w3c_traceparent() -> None:
+    assert TRACE.traceparent == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_trace_ignores_fields_a_later_revision_appends() -> None:
+    assert parse(TRACE_BYTES + h("0102")) == TRACE
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (h("4553 01 0b 00") + bytes(16) + h("00f067aa0ba902b7 01 07000000"), "trace_id"),
+        (h("4553 01 0b 00 4bf92f3577b34da6a3ce929d0e0e4736") + bytes(8) + h("01 07000000"),
+         "span_id"),
+    ],
+)  # fmt: skip
+def test_an_all_zero_trace_or_span_id_is_malformed(data: bytes, field: str) -> None:
+    err = parse_error(data)
+    assert err.code is ErrorCode.MALFORMED
+    assert field in err.message
+
+
+def test_a_truncated_trace_names_the_field() -> None:
+    err = parse_error(TRACE_BYTES[:-2])
+    assert err.message == (
+        "TRACE message truncated: expected 30 more bytes for trace context at offset 4, got 28"
+    )
+
+
+def test_welcome_features_are_optional_both_ways() -> None:
+    assert parse(WELCOME_BYTES).features == 0  # a first-revision WELCOME
+    assert not WELCOME.takes_traces
+    assert parse(WELCOME_TRACING_BYTES).takes_traces
+    assert parse(WELCOME_TRACING_BYTES + h("ff")) == WELCOME_TRACING
