@@ -34,7 +34,7 @@ def test_killed_node_is_replaced_by_the_other_node(
         first = page.evaluate("window.edgesight.client.node_name")
         assert first in ("node-a", "node-b")
         survivor = "node-b" if first == "node-a" else "node-a"
-        expect(page.locator("#status")).to_contain_text(f"node {first}")
+        expect(page.locator("#badge")).to_have_text(f"Detecting on server {first}")
 
         mark = page.evaluate("performance.now()")
         next(node for node in two_nodes if node.name == first).kill()
@@ -47,7 +47,7 @@ def test_killed_node_is_replaced_by_the_other_node(
             arg=[survivor, mark],
             timeout=TIMEOUT_MS,
         )
-        expect(page.locator("#status")).to_contain_text(f"node {survivor}")
+        expect(page.locator("#badge")).to_have_text(f"Detecting on server {survivor}")
         expect(page.locator('#detections li[data-label="person"]').first).to_be_visible()
 
 
@@ -66,6 +66,6 @@ def test_a_node_known_only_from_the_registry_is_used(
             page.wait_for_function(
                 "window.edgesight?.timings.some(t => t.mode === 'node')", timeout=TIMEOUT_MS
             )
-            expect(page.locator("#status")).to_contain_text("node registered-node")
+            expect(page.locator("#badge")).to_have_text("Detecting on server registered-node")
         finally:
             node.stop()

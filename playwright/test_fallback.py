@@ -72,8 +72,9 @@ def test_with_no_node_the_page_detects_locally(open_page: Callable[..., BrowserP
         view = open_page(f"{web.http_url}/", camera="chelsea")
         _wait_for_boxes(view.page, "local", "cat")
         expect(view.page.locator('#detections li[data-label="cat"]').first).to_be_visible()
-        expect(view.page.locator("#status")).to_contain_text("local wasm")
-        expect(view.page.locator("#status")).to_contain_text("thread")
+        expect(view.page.locator("#badge")).to_have_text("Detecting in this browser")
+        expect(view.page.locator("#badge")).to_have_attribute("data-kind", "local")
+        expect(view.page.locator("#details-body")).to_contain_text("thread")
 
 
 def test_node_killed_mid_stream_then_restarted(
@@ -83,7 +84,7 @@ def test_node_killed_mid_stream_then_restarted(
         view = open_page(f"{web.http_url}/", camera="astronaut")
         page = view.page
         _wait_for_boxes(page, "node", "person")
-        expect(page.locator("#status")).to_contain_text("node fallback-node")
+        expect(page.locator("#badge")).to_have_text("Detecting on server fallback-node")
         node_boxes = page.evaluate("window.edgesight.lastBoxes.node")
         # Local detection must be ready before the node dies for the switch to be instant.
         page.wait_for_function("window.edgesight.client.local.is_ready", timeout=BOOT_TIMEOUT_MS)
@@ -91,7 +92,7 @@ def test_node_killed_mid_stream_then_restarted(
         drawn_before = _drawn_count(page, "local")
         node.kill()
         _wait_for_boxes(page, "local", "person", after=drawn_before)
-        expect(page.locator("#status")).to_contain_text("local wasm")
+        expect(page.locator("#badge")).to_have_text("Detecting in this browser")
 
         # Parity: the same frame gives the same detections on both paths.
         local_boxes = page.evaluate("window.edgesight.lastBoxes.local")
@@ -103,7 +104,7 @@ def test_node_killed_mid_stream_then_restarted(
         node.start()  # same port: the page must come back to it by itself
         drawn_from_node = _drawn_count(page, "node")
         _wait_for_boxes(page, "node", "person", after=drawn_from_node)
-        expect(page.locator("#status")).to_contain_text("node fallback-node")
+        expect(page.locator("#badge")).to_have_text("Detecting on server fallback-node")
 
 
 def test_a_model_with_the_wrong_hash_is_refused(
@@ -134,7 +135,7 @@ def test_a_stalled_node_is_left_for_local_detection(
         node.freeze()  # sockets stay open, nothing answers: only the deadline can tell
         try:
             _wait_for_boxes(page, "local", "person", after=drawn_before)
-            expect(page.locator("#status")).to_contain_text("local wasm")
+            expect(page.locator("#badge")).to_have_text("Detecting in this browser")
         finally:
             node.thaw()
         drawn_from_node = _drawn_count(page, "node")

@@ -111,7 +111,7 @@ def test_https_on_a_lan_name_gets_camera_isolation_worker_and_node_labels(
     assert page.evaluate("crossOriginIsolated") is True
     assert page.evaluate("document.getElementById('video').srcObject !== null")  # the camera
     expect(page.locator('#detections li[data-label="cat"]').first).to_be_visible()
-    expect(page.locator("#status")).to_contain_text("node tls-node")
+    expect(page.locator("#badge")).to_have_text("Detecting on server tls-node")
     page.wait_for_function(
         """async () => {
             const reg = await navigator.serviceWorker.ready;
@@ -125,7 +125,7 @@ def test_https_on_a_lan_name_gets_camera_isolation_worker_and_node_labels(
     page.wait_for_function(NODE_CAT_DRAWN, timeout=BOOT_TIMEOUT_MS)
     assert page.evaluate("document.body.classList.contains('kiosk')")
     assert page.evaluate("crossOriginIsolated") is True
-    expect(page.locator("#badge")).to_contain_text("node tls-node")
+    expect(page.locator("#badge")).to_have_text("Detecting on server tls-node")
     assert errors == []
     page.close()
 

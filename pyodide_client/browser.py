@@ -53,6 +53,7 @@ from .stream import (
     StreamError,
     Welcomed,
 )
+from .view import Snapshot, badge, details, in_view, status_line, timing_rows
 
 __all__ = ["BrowserClient", "stall_deadline_ms"]
 
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 STALL_MIN_MS = 750.0
 STALL_MAX_MS = 3000.0
 STALL_FACTOR = 4.0
+BOXES_EXPIRE_MS = 1000.0  # boxes not replaced by a newer result within this are cleared
 
 
 class _JsBuffer(Protocol):
@@ -145,6 +147,7 @@ class BrowserClient:
         self._registry: list[NodeInfo] = []
         self._is_started = False
         self._newest_drawn_capture_ms = float("-inf")
+        self._source_since_ms = float("-inf")  # frames grabbed before it are another source's
         self._local_tensor = bytearray()
         self._probes: dict[str, int] = {}  # url -> nonce of the ping sent to it
         self._probe_nonce = 0
@@ -489,12 +492,16 @@ class BrowserClient:
     ) -> dict[str, Any] | None:
         # Draw only over the frame a result belongs to or a newer one, whichever path it
         # came from: a late answer never moves the overlay back in time.
-        if capture_ms < self._newest_drawn_capture_ms:
+        if capture_ms < max(self._newest_drawn_capture_ms, self._source_since_ms):
             return None
         self._newest_drawn_capture_ms = capture_ms
         return {
             "type": "detections",
             "source": source,
+            # Boxes are cleared if no newer result replaces them by then (issue 10: a bad
+            # file or a stalled node left boxes frozen over the picture).
+            "expires_ms": BOXES_EXPIRE_MS,
+            "in_view": in_view(boxes),
             "frame_id": frame_id,
             "capture_ms": capture_ms,
             "boxes": _boxes(boxes),
@@ -569,7 +576,48 @@ class BrowserClient:
     def note_drawn(self, capture_ms: float, draw_ms: float, now_ms: float) -> None:
         self.dashboard.drawn_frame(now_ms, capture_ms, draw_ms)
 
+    def source_changed(self, now_ms: float) -> None:
+        """The page switched camera/file: results for frames of the old source, still on
+        their way, are never drawn over the new one."""
+        self._source_since_ms = now_ms
+
+    def _snapshot(self, now_ms: float) -> Snapshot:
+        mode = self.mode
+        summary = self.dashboard.summary(now_ms)
+        return Snapshot(
+            mode=mode,
+            node=self.node_name if mode == "node" else None,
+            node_url=self.node_url,
+            model=(self.node_model if mode == "node" else None) or self.card.name,
+            threads=self.local.threads,
+            local_state=self.local.state.value,
+            route=self.route_note,
+            fps=summary["fps"],
+            latency_ms=summary["latency_ms"],
+            round_trip_ms=summary["round_trip_ms"],
+            wire={
+                **self.dashboard.wire(now_ms),
+                "note": self.stream.encoding.note if self.stream else "",
+            },
+        )
+
+    def view(self, now_ms: float) -> str:
+        """Everything the page shows in words (``view.py``), as JSON: the badge, the
+        status line, the details lines and the Timings rows of the current mode."""
+        snapshot = self._snapshot(now_ms)
+        return json.dumps(
+            {
+                "mode": snapshot.mode,
+                "badge": badge(snapshot),
+                "line": status_line(snapshot),
+                "details": details(snapshot),
+                "timings": timing_rows(snapshot.mode, self.dashboard.stage_table(now_ms)),
+                "security": self.security_problem(),
+            }
+        )
+
     def status(self, now_ms: float) -> str:
+        """The raw facts behind ``view`` (tests and benchmarks read them)."""
         mode = self.mode
         return json.dumps(
             {

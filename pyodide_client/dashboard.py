@@ -98,18 +98,29 @@ class Dashboard:
     def recent_round_trip_p95_ms(self, now_ms: float) -> float | None:
         return self.round_trip.percentile(now_ms, 95) if self.round_trip.count(now_ms) else None
 
-    def summary(self, now_ms: float) -> dict[str, float]:
+    def summary(self, now_ms: float) -> dict[str, float | None]:
+        """Frames drawn per second and medians; None where nothing was measured (a page
+        shows "—" then, never "0.0 fps · 0 ms")."""
+        grab_to_drawn = self.stages["grab_to_drawn"]
         return {
-            "fps": round(self.drawn.rate_per_s(now_ms), 1),
-            "round_trip_ms": round(self.round_trip.percentile(now_ms, 50), 1),
-            "latency_ms": round(self.stages["grab_to_drawn"].percentile(now_ms, 50), 1),
+            "fps": (
+                round(self.drawn.rate_per_s(now_ms), 1) if self.drawn.count(now_ms) >= 2 else None
+            ),
+            "round_trip_ms": _median(self.round_trip, now_ms),
+            "latency_ms": _median(grab_to_drawn, now_ms),
         }
 
-    def stage_table(self, now_ms: float) -> dict[str, dict[str, float]]:
-        return {
-            name: {
-                "p50": round(window.percentile(now_ms, 50), 1),
-                "p95": round(window.percentile(now_ms, 95), 1),
+    def stage_table(self, now_ms: float) -> dict[str, dict[str, float | None]]:
+        """p50 and p95 of each stage; None for a stage with no sample in the window."""
+        table: dict[str, dict[str, float | None]] = {}
+        for name, window in self.stages.items():
+            has_data = window.count(now_ms) > 0
+            table[name] = {
+                "p50": round(window.percentile(now_ms, 50), 1) if has_data else None,
+                "p95": round(window.percentile(now_ms, 95), 1) if has_data else None,
             }
-            for name, window in self.stages.items()
-        }
+        return table
+
+
+def _median(window: RollingWindow, now_ms: float) -> float | None:
+    return round(window.percentile(now_ms, 50), 1) if window.count(now_ms) else None

@@ -5,7 +5,7 @@
 
 import { bootPython } from "./python.js";
 import { FrameSource, cameraErrorText } from "./sources.js";
-import { Overlay } from "./overlay.js";
+import { Overlay, KIOSK_LABEL_CSS_PX, LABEL_CSS_PX } from "./overlay.js";
 import { NodeLink, probe } from "./node-link.js";
 import { LocalEngine } from "./local-engine.js";
 import { StatusView } from "./status-view.js";
@@ -16,10 +16,14 @@ const $ = (id) => document.getElementById(id);
 const view = new StatusView({
   loading: $("loading"), progress: $("progress"), progressText: $("progress-text"),
   status: $("status"), message: $("message"), stats: $("stats-body"), badge: $("badge"),
+  details: $("details-body"),
 });
 const TIMINGS_KEPT = 300;
 
 if (config.kiosk) document.body.classList.add("kiosk");
+if (config.kiosk && config.kiosk_in_view) document.body.classList.add("kiosk-in-view");
+const CAMERA_RETRY_MS = 2000;
+const KIOSK_CAMERA_RETRY_MS = 5000; // a kiosk retries even a denied camera: nobody is there to click
 
 function nodeUrl(template) {
   return template.replace("{hostname}", location.hostname);
@@ -40,20 +44,22 @@ async function main() {
   const pending = new Map(); // capture_ms -> {preprocess_ms, sent_ms}
   const lastBoxes = {}; // per source ("node", "local"): the boxes last drawn
   // Benchmarks and tests read timings and lastBoxes; setting paused stops sending frames.
-  window.edgesight = { pyodide: python.pyodide, client, config, timings, lastBoxes, paused: false };
   view.loaded();
 
-  const overlay = new Overlay($("overlay"), $("detections"));
+  const overlay = new Overlay($("overlay"), config.kiosk ? $("kiosk-in-view") : $("detections"), {
+    labelCssPx: config.kiosk ? KIOSK_LABEL_CSS_PX : LABEL_CSS_PX,
+  });
   const source = new FrameSource($("video"), $("still"));
+  window.edgesight = { pyodide: python.pyodide, client, config, timings, lastBoxes, overlay, paused: false };
   let haveNewFrame = false;
 
   function draw(event) {
     const resultMs = performance.now();
-    overlay.draw(event.boxes);
+    const sent = pending.get(event.capture_ms) || {};
+    overlay.draw(event.boxes, sent.frame || { width: source.width, height: source.height }, event.in_view, event.expires_ms);
     lastBoxes[event.source] = event.boxes;
     const drawnMs = performance.now();
     client.note_drawn(event.capture_ms, drawnMs - resultMs, drawnMs);
-    const sent = pending.get(event.capture_ms) || {};
     pending.delete(event.capture_ms);
     timings.push({
       frame_id: event.frame_id, mode: event.source, capture_ms: event.capture_ms,
@@ -193,7 +199,7 @@ async function main() {
       const buffer = message.getBuffer("u8");
       const preprocessMs = performance.now() - encodeStart;
       try { link.send(buffer.data); } finally { buffer.release(); message.destroy(); }
-      pending.set(captureMs, { preprocess_ms: preprocessMs, sent_ms: performance.now() });
+      pending.set(captureMs, { preprocess_ms: preprocessMs, sent_ms: performance.now(), frame: { width, height } });
       client.note_preprocess(preprocessMs, performance.now());
     } catch (err) {
       console.warn(`a frame could not be encoded: ${err.message}`);
@@ -213,20 +219,19 @@ async function main() {
       if (!link || !link.isOpen) return;
       const plan = JSON.parse(client.plan_frame(source.width, source.height, captureMs));
       if (plan.encoding !== "raw") {
-        overlay.resize(source.width, source.height);
         sendImage(plan, source.width, source.height, captureMs, captureMs);
         return;
       }
     }
     const frame = source.grab();
-    overlay.resize(frame.width, frame.height);
+    const size = { width: frame.width, height: frame.height };
     const encodeStart = performance.now();
     if (action === "node") {
       const message = client.encode_frame(frame.data, frame.width, frame.height, captureMs, encodeStart);
       const buffer = message.getBuffer("u8");
       const preprocessMs = performance.now() - encodeStart;
       try { link.send(buffer.data); } finally { buffer.release(); message.destroy(); }  // send() copies
-      pending.set(captureMs, { preprocess_ms: preprocessMs, sent_ms: performance.now() });
+      pending.set(captureMs, { preprocess_ms: preprocessMs, sent_ms: performance.now(), frame: size });
       client.note_preprocess(preprocessMs, performance.now());
     } else {
       const id = client.local_encode(frame.data, frame.width, frame.height, captureMs, encodeStart);
@@ -236,52 +241,92 @@ async function main() {
       view8.release(); tensorProxy.destroy();
       const preprocessMs = performance.now() - encodeStart;
       local.run(id, tensor);
-      pending.set(captureMs, { preprocess_ms: preprocessMs, sent_ms: performance.now() });
+      pending.set(captureMs, { preprocess_ms: preprocessMs, sent_ms: performance.now(), frame: size });
       client.note_preprocess(preprocessMs, performance.now());
     }
   }
   source.onframe = () => { haveNewFrame = true; pump(); };
 
+  // The camera is wanted until the user picks a file; "Use the camera again" wants it back.
+  // A kiosk retries every failure (even a denied camera: nobody is there to click) and,
+  // when configured (EDGESIGHT_KIOSK_SOURCE), loops a video or image meanwhile.
+  let wantCamera = true;
+  let cameraRetry = null;
+  const useCameraButton = $("use-camera");
+  function sourceChanged() {
+    overlay.clear();
+    client.source_changed(performance.now());
+  }
   async function startCamera() {
+    clearTimeout(cameraRetry);
+    if (!wantCamera) return;
     try {
       await source.useCamera();
+      if (!wantCamera) return; // a file was chosen meanwhile
+      sourceChanged();
       view.problem("camera", "");
+      useCameraButton.hidden = true;
     } catch (err) {
-      view.problem("camera", cameraErrorText(err));
-      if (err && err.name !== "NotAllowedError" && err.name !== "SecurityError") setTimeout(startCamera, 2000);
+      if (!wantCamera) return;
+      const isRefusal = err && (err.name === "NotAllowedError" || err.name === "SecurityError");
+      if (config.kiosk) {
+        view.problem("camera", `${cameraErrorText(err, { kiosk: true })}${config.kiosk_source_url ? " Showing the configured loop meanwhile." : ""}`);
+        if (config.kiosk_source_url && source.kind === "none") await loopKioskSource();
+        cameraRetry = setTimeout(startCamera, KIOSK_CAMERA_RETRY_MS);
+      } else {
+        view.problem("camera", cameraErrorText(err));
+        if (!isRefusal) cameraRetry = setTimeout(startCamera, CAMERA_RETRY_MS);
+      }
+    }
+  }
+  async function loopKioskSource() {
+    try {
+      await source.useUrl(config.kiosk_source_url);
+      sourceChanged();
+    } catch (err) {
+      console.warn(`kiosk: the configured source cannot be played: ${err.message}`);
     }
   }
   source.onended = () => {
     view.problem("camera", "The camera stopped. Reconnect it; detection resumes by itself.");
-    setTimeout(startCamera, 1000);
+    cameraRetry = setTimeout(startCamera, 1000);
   };
-  wireFilePicking(source, view);
-
-  setInterval(() => {
-    const now = performance.now();
-    const status = JSON.parse(client.status(now));
-    view.status(status);
-    view.problem("security", status.security); // needs https; ws:// nodes an https page cannot use
-    view.stats(JSON.parse(client.stats(now)), status.wire);
-  }, 500);
-
-  startLocal();
-  await startCamera();
-  if (config.kiosk) keepAwake();
-}
-
-function wireFilePicking(source, view) {
-  const input = $("file");
-  const stage = $("stage");
-  async function use(file) {
+  async function useFile(file) {
     if (!file) return;
+    wantCamera = false;
+    clearTimeout(cameraRetry);
+    sourceChanged();
     try {
       await source.useFile(file);
       view.problem("camera", "");
     } catch (err) {
       view.problem("camera", `That file cannot be played here (${err.message}). Choose a video or image file.`);
     }
+    sourceChanged(); // drop boxes of frames grabbed while the file was loading
+    useCameraButton.hidden = false;
   }
+  useCameraButton.addEventListener("click", () => {
+    wantCamera = true;
+    startCamera();
+  });
+  wireFilePicking(useFile);
+
+  const render = () => {
+    const shown = JSON.parse(client.view(performance.now()));
+    view.render(shown);
+    view.problem("security", shown.security); // needs https; ws:// nodes an https page cannot use
+  };
+  render();
+  setInterval(render, 500);
+
+  startLocal();
+  await startCamera();
+  if (config.kiosk) keepAwake();
+}
+
+function wireFilePicking(use) {
+  const input = $("file");
+  const stage = $("stage");
   if (input) input.addEventListener("change", () => use(input.files[0]));
   stage.addEventListener("dragover", (event) => { event.preventDefault(); stage.classList.add("dropping"); });
   stage.addEventListener("dragleave", () => stage.classList.remove("dropping"));

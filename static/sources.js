@@ -10,7 +10,14 @@ const CAMERA_ERRORS = {
   AbortError: "The camera stopped while starting. We will keep trying.",
 };
 
-export function cameraErrorText(err) {
+const KIOSK_CAMERA_ERRORS = {
+  NotAllowedError: "Camera access is denied for this kiosk. Allow the camera for this site in the browser's settings (or start it with the camera allowed); retrying every few seconds.",
+  SecurityError: "The browser blocks the camera on this page (it needs https or localhost); retrying every few seconds.",
+  NotFoundError: "No camera is connected; detection starts by itself when one is plugged in.",
+};
+
+export function cameraErrorText(err, { kiosk = false } = {}) {
+  if (kiosk && err && KIOSK_CAMERA_ERRORS[err.name]) return KIOSK_CAMERA_ERRORS[err.name];
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     return "This browser cannot use a camera here (it needs https or localhost). Choose a video or image file instead.";
   }
@@ -88,6 +95,14 @@ export class FrameSource {
       this.video.src = this.objectUrl;
       await this._playing();
     }
+  }
+
+  // A video or image the web app serves (a kiosk's configured loop).
+  async useUrl(url) {
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+    const blob = await response.blob();
+    await this.useFile(new File([blob], url.split("/").pop() || "source", { type: blob.type }));
   }
 
   async _playing() {

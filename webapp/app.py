@@ -41,6 +41,7 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+KIOSK_SOURCE_URL = "/kiosk/source"  # EDGESIGHT_KIOSK_SOURCE, served to the kiosk page
 VENDOR_CACHE = "public, max-age=31536000, immutable"  # paths carry the npm version
 
 
@@ -59,6 +60,14 @@ def _npm_version(package_dir: Path) -> str:
     if not manifest.is_file():
         return "unversioned"
     return str(json.loads(manifest.read_text(encoding="utf-8")).get("version", "unversioned"))
+
+
+def _file_digest(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.digest()
 
 
 def _warn_if_model_differs(model_path: Path, card: ModelCard) -> None:
@@ -169,7 +178,10 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
     }
     # "<" escaped so that no configured value can close the <script> element it sits in
     config_json = json.dumps(page_config).replace("<", "\\u003c")
-    kiosk_json = json.dumps({**page_config, "kiosk": True}).replace("<", "\\u003c")
+    kiosk_config = {**page_config, "kiosk": True, "kiosk_in_view": settings.kiosk_in_view}
+    if settings.kiosk_source is not None:
+        kiosk_config["kiosk_source_url"] = KIOSK_SOURCE_URL
+    kiosk_json = json.dumps(kiosk_config).replace("<", "\\u003c")
     template_bytes = (TEMPLATES_DIR / "index.html").read_bytes()
     offline = OfflineManifest.build(
         settings.static_dir,
@@ -180,6 +192,12 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
         documents={
             "/models/model.json": card_text.encode(),
             "/py/pyodide_client.zip": client_zip,
+            # a kiosk must loop its configured source offline too
+            **(
+                {KIOSK_SOURCE_URL: _file_digest(settings.kiosk_source)}
+                if settings.kiosk_source is not None
+                else {}
+            ),
         },
         vendor_urls=tuple(
             [pyodide_url + name for name in PYODIDE_FILES] + [ort_url + name for name in ORT_FILES]
@@ -226,6 +244,11 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
             headers={"Cache-Control": "no-cache"},
         )
 
+    async def kiosk_source(request: Request) -> Response:
+        if settings.kiosk_source is None:
+            return Response("no kiosk source is configured\n", status_code=404)
+        return FileResponse(settings.kiosk_source, headers={"Cache-Control": "no-cache"})
+
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
@@ -255,6 +278,7 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
             *([trace_route(tracer)] if tracer is not None else []),
             Route("/", index),
             Route("/kiosk", kiosk),
+            Route(KIOSK_SOURCE_URL, kiosk_source),
             Route("/sw.js", service_worker),
             Route("/healthz", healthz),
             Route("/metrics", metrics_page),

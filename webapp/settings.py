@@ -76,6 +76,10 @@ class WebappSettings:
     token_key_path: Path | None = None
     token_lifetime_s: float = 300.0
     cluster_name: str = "edgesight"
+    # Kiosk (issue 10): a video or image the kiosk loops while its camera is missing or
+    # denied (it keeps retrying the camera), and the "In view" summary over the picture.
+    kiosk_source: Path | None = None
+    kiosk_in_view: bool = False
 
     ENV: ClassVar[dict[str, str]] = {
         "host": "EDGESIGHT_HOST",
@@ -109,9 +113,16 @@ class WebappSettings:
         "token_key_path": "EDGESIGHT_TOKEN_KEY",
         "token_lifetime_s": "EDGESIGHT_TOKEN_LIFETIME_S",
         "cluster_name": "EDGESIGHT_CLUSTER",
+        "kiosk_source": "EDGESIGHT_KIOSK_SOURCE",
+        "kiosk_in_view": "EDGESIGHT_KIOSK_IN_VIEW",
     }
 
     def __post_init__(self) -> None:
+        if self.kiosk_source is not None and not self.kiosk_source.is_file():
+            raise SettingsError(
+                f"EDGESIGHT_KIOSK_SOURCE (kiosk_source): expected a video or image file, "
+                f"got {str(self.kiosk_source)!r}, which is not a file"
+            )
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"EDGESIGHT_PORT (port): expected 0..65535, got {self.port!r}")
         for url in self.node_urls:
@@ -186,8 +197,10 @@ class WebappSettings:
                 values[name] = tuple(u.strip() for u in raw.split(",") if u.strip())
             elif name.endswith(("_dir", "_file", "_path")):
                 values[name] = Path(raw).expanduser()
-            elif name.startswith("tls_"):
+            elif name.startswith("tls_") or name == "kiosk_source":
                 values[name] = Path(raw).expanduser() if raw else None
+            elif name == "kiosk_in_view":
+                values[name] = _boolean(key, raw)
             else:
                 values[name] = raw
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -208,6 +221,17 @@ _INTEGERS = (
     "registry_max_nodes",
     "list_nodes_max",
 )
+
+
+def _boolean(key: str, raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{key}: expected true or false (1/0, yes/no), got {raw!r}")
+
+
 MIN_SECRET_CHARS = 16
 DEFAULT_TLS_NODE_URL = "wss://{hostname}:8001/ws"
 

@@ -209,9 +209,9 @@ def test_a_new_page_shows_nothing_running() -> None:
         "local_problem": "",
         "route": "",
         "security": "",
-        "fps": 0.0,
-        "round_trip_ms": 0.0,
-        "latency_ms": 0.0,
+        "fps": None,
+        "round_trip_ms": None,
+        "latency_ms": None,
         "wire": {"encoding": "raw", "frame_bytes": 0, "mbit_s": 0.0, "note": ""},
     }
     assert receive(client, A, hello(), 0.0) == []  # no socket was asked for yet
@@ -303,6 +303,8 @@ def test_a_result_is_drawn_in_frame_pixels_with_labels_and_timings() -> None:
         {
             "type": "detections",
             "source": "node",
+            "expires_ms": browser_module.BOXES_EXPIRE_MS,
+            "in_view": [{"label": "cat", "count": 1, "best": 0.875, "text": "cat"}],
             "frame_id": frame_id,
             "capture_ms": 1000.0,
             "boxes": [
@@ -319,6 +321,39 @@ def test_a_result_is_drawn_in_frame_pixels_with_labels_and_timings() -> None:
         }
     ]
     assert client.next_action() == "node"  # the slot is free again
+
+
+def test_results_of_frames_from_before_a_source_change_are_not_drawn() -> None:
+    client = make_client(A)
+    connected(client, {A: 10.0}, A)
+    frame_id = send_frame(client, capture_ms=1000.0, now_ms=1005.0)
+    # when the user picks a file while that frame is on its way
+    client.source_changed(1010.0)
+    # then its result is not drawn over the new source
+    assert receive(client, A, result(frame_id, 1000.0, CAT_INPUT), 1045.0) == []
+    later = send_frame(client, capture_ms=1050.0, now_ms=1051.0)
+    assert [e["type"] for e in receive(client, A, result(later, 1050.0, CAT_INPUT), 1090.0)] == [
+        "detections"
+    ]
+
+
+def test_the_view_speaks_plainly_per_mode() -> None:
+    client = make_client(A)
+    shown = json.loads(client.view(0.0))
+    assert shown["badge"] == {"kind": "none", "text": "Not detecting"}
+    assert shown["timings"] == []
+    connected(client, {A: 10.0}, A)
+    shown = json.loads(client.view(600.0))
+    assert shown["mode"] == "node"
+    assert shown["badge"] == {"kind": "node", "text": "Detecting on server node-a"}
+    assert shown["line"].startswith("— frames a second")
+    assert [row["stage"] for row in shown["timings"]][:4] == [
+        "preprocess",
+        "network",
+        "decode",
+        "queue",
+    ]
+    assert any(line.startswith("Server: node-a at ws://a:8001/ws") for line in shown["details"])
 
 
 def test_results_update_the_status_and_stats() -> None:
@@ -1143,9 +1178,11 @@ def test_local_output_is_drawn_in_frame_pixels() -> None:
 
     (event,) = events
     (box,) = event.pop("boxes")
+    assert [group["text"] for group in event.pop("in_view")] == ["cat"]
     assert event == {
         "type": "detections",
         "source": "local",
+        "expires_ms": browser_module.BOXES_EXPIRE_MS,
         "frame_id": frame_id,
         "capture_ms": 100.0,
         "round_trip_ms": 66.0,

@@ -30,11 +30,11 @@ def test_stages_are_listed_in_pipeline_order() -> None:
     )
 
 
-def test_an_empty_dashboard_shows_zeros() -> None:
+def test_an_empty_dashboard_shows_no_numbers() -> None:
     board = Dashboard()
 
-    assert board.summary(0.0) == {"fps": 0.0, "round_trip_ms": 0.0, "latency_ms": 0.0}
-    assert board.stage_table(0.0) == {name: {"p50": 0.0, "p95": 0.0} for name in STAGES}
+    assert board.summary(0.0) == {"fps": None, "round_trip_ms": None, "latency_ms": None}
+    assert board.stage_table(0.0) == {name: {"p50": None, "p95": None} for name in STAGES}
     assert board.recent_round_trip_p95_ms(0.0) is None
 
 
@@ -49,7 +49,7 @@ def test_a_node_result_fills_round_trip_queue_inference_post_and_network() -> No
     assert table["post"] == {"p50": 1.0, "p95": 1.0}
     assert table["network"] == {"p50": 29.0, "p95": 29.0}  # 40 - (2 + 8 + 1)
     for untouched in ("preprocess", "draw", "grab_to_drawn"):
-        assert table[untouched] == {"p50": 0.0, "p95": 0.0}
+        assert table[untouched] == {"p50": None, "p95": None}
     assert board.summary(1000.0)["round_trip_ms"] == 40.0
     assert board.recent_round_trip_p95_ms(1000.0) == 40.0
 
@@ -70,8 +70,8 @@ def test_a_local_result_counts_as_inference_only() -> None:
 
     table = board.stage_table(500.0)
     assert table["inference"] == {"p50": 55.0, "p95": 55.0}
-    assert table["network"] == {"p50": 0.0, "p95": 0.0}
-    assert board.summary(500.0)["round_trip_ms"] == 0.0
+    assert table["network"] == {"p50": None, "p95": None}
+    assert board.summary(500.0)["round_trip_ms"] is None
     assert board.recent_round_trip_p95_ms(500.0) is None
 
 
@@ -119,7 +119,7 @@ def test_a_single_drawn_frame_is_no_rate() -> None:
     board = Dashboard()
     board.drawn_frame(1000.0, capture_ms=990.0, draw_ms=1.0)
 
-    assert board.summary(1000.0)["fps"] == 0.0
+    assert board.summary(1000.0)["fps"] is None
 
 
 def test_samples_leave_the_window_after_its_span() -> None:
@@ -134,7 +134,7 @@ def test_samples_leave_the_window_after_its_span() -> None:
     assert board.stage_table(4001.0)["inference"] == {"p50": 70.0, "p95": 70.0}
     assert board.summary(4001.0)["round_trip_ms"] == 300.0
     assert board.recent_round_trip_p95_ms(5001.0) is None
-    assert board.stage_table(5001.0)["inference"] == {"p50": 0.0, "p95": 0.0}
+    assert board.stage_table(5001.0)["inference"] == {"p50": None, "p95": None}
 
 
 def test_round_trip_p95_follows_the_slow_tail() -> None:

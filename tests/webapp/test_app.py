@@ -118,6 +118,30 @@ def test_page_gets_the_operator_s_frame_encoding() -> None:
     )
 
 
+def test_a_kiosk_gets_its_loop_source_and_in_view_setting(tmp_path: Path) -> None:
+    loop = tmp_path / "loop.png"
+    loop.write_bytes(b"\x89PNG\r\n\x1a\n fake")
+    settings = WebappSettings.from_env(
+        {"EDGESIGHT_KIOSK_SOURCE": str(loop), "EDGESIGHT_KIOSK_IN_VIEW": "yes"}
+    )
+    client = TestClient(create_app(settings))
+    kiosk = client.get("/kiosk").text
+    assert '"kiosk_source_url": "/kiosk/source"' in kiosk
+    assert '"kiosk_in_view": true' in kiosk
+    assert client.get("/kiosk/source").content == loop.read_bytes()
+    assert "kiosk_source_url" not in client.get("/").text  # only the kiosk loops it
+    worker = client.get("/sw.js").text
+    assert '"/kiosk/source"' in worker  # kept for an offline reboot
+
+
+def test_kiosk_settings_name_their_keys(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="EDGESIGHT_KIOSK_SOURCE"):
+        WebappSettings.from_env({"EDGESIGHT_KIOSK_SOURCE": str(tmp_path / "missing.mp4")})
+    with pytest.raises(SettingsError, match="EDGESIGHT_KIOSK_IN_VIEW"):
+        WebappSettings.from_env({"EDGESIGHT_KIOSK_IN_VIEW": "perhaps"})
+    assert WebappSettings().kiosk_source is None
+
+
 def test_nothing_serves_an_unused_config_document(client: TestClient) -> None:
     assert client.get("/api/config").status_code == 404
 

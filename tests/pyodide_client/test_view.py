@@ -1,0 +1,126 @@
+"""What the page says: plain words, where detection runs, no numbers before measurements,
+details for the raw facts, timings per mode, and detections grouped by class."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from pyodide_client import view as view_module
+from pyodide_client.postprocess import FrameBox
+from pyodide_client.view import (
+    DASH,
+    STAGES_BY_MODE,
+    TIMES,
+    Snapshot,
+    badge,
+    details,
+    in_view,
+    status_line,
+    timing_rows,
+)
+
+NODE = Snapshot(
+    mode="node",
+    node="gpu0",
+    node_url="ws://10.0.0.5:8001/ws",
+    model="nanodet-g-416",
+    threads=2,
+    local_state="ready",
+    route="",
+    fps=9.8,
+    latency_ms=52.4,
+    round_trip_ms=41.0,
+)
+LOCAL = replace(NODE, mode="local", node=None, node_url=None, route="no node answers")
+NONE = replace(NODE, mode="none", node=None, node_url=None, fps=None, latency_ms=None)
+
+
+def test_all_names_exported_exist() -> None:
+    for name in view_module.__all__:
+        assert hasattr(view_module, name), name
+
+
+def test_the_badge_says_where_detection_runs_with_its_own_kind() -> None:
+    assert badge(NODE) == {"kind": "node", "text": "Detecting on server gpu0"}
+    assert badge(LOCAL) == {"kind": "local", "text": "Detecting in this browser"}
+    assert badge(NONE) == {"kind": "none", "text": "Not detecting"}
+    assert badge(replace(NONE, local_state="loading"))["text"] == "Starting detection…"
+
+
+def test_the_status_line_has_no_zeros_before_measurements() -> None:
+    fresh = replace(NODE, fps=None, latency_ms=None)
+    assert (
+        status_line(fresh)
+        == f"{DASH} frames a second · boxes {DASH} ms after the frame was grabbed"
+    )
+    assert status_line(NODE) == "9.8 frames a second · boxes 52 ms after the frame was grabbed"
+    assert "0.0" not in status_line(fresh)
+
+
+def test_the_status_line_keeps_urls_and_countdowns_out() -> None:
+    waiting = replace(
+        NONE, node_url="ws://10.0.0.5:8001/ws", route="no node answers (next try in 1.2 s)"
+    )
+    line = status_line(waiting)
+    assert "ws://" not in line
+    assert "next try" not in line
+    shown = details(waiting)
+    assert "Connecting to: ws://10.0.0.5:8001/ws" in shown
+    assert "Routing: no node answers (next try in 1.2 s)" in shown
+
+
+def test_details_say_how_frames_travel() -> None:
+    wire = {"encoding": "jpeg", "frame_bytes": 14200, "mbit_s": 3.42, "note": ""}
+    assert "Frames sent as jpeg: 14.2 KB each, 3.4 Mbit/s" in details(replace(NODE, wire=wire))
+    assert not any(line.startswith("Frames") for line in details(NODE))
+
+
+def test_details_carry_the_raw_facts() -> None:
+    assert details(NODE)[:2] == [
+        "Server: gpu0 at ws://10.0.0.5:8001/ws",
+        "Round trip to the server: 41 ms",
+    ]
+    assert "In this browser: onnxruntime-web (WebAssembly, 2 threads)" in details(LOCAL)
+    assert "Model: nanodet-g-416" in details(LOCAL)
+
+
+@pytest.mark.parametrize("mode", ["node", "local", "none"])
+def test_timings_list_only_the_stages_of_the_mode(mode: str) -> None:
+    table = {name: {"p50": 1.0, "p95": 2.0} for name in STAGES_BY_MODE["node"]}
+    rows = timing_rows(mode, table)
+    assert [row["stage"] for row in rows] == list(STAGES_BY_MODE[mode])
+
+
+def test_local_timings_have_no_network_or_node_queue() -> None:
+    stages = STAGES_BY_MODE["local"]
+    assert "network" not in stages
+    assert "queue" not in stages
+
+
+def test_timings_show_a_dash_where_nothing_was_measured() -> None:
+    rows = timing_rows("local", {"inference": {"p50": 74.04, "p95": None}})
+    assert rows[1] == {"stage": "inference", "label": "detect", "p50": "74.0", "p95": DASH}
+    assert rows[0]["p50"] == DASH  # preprocess: not in the table at all
+
+
+def box(label: str, score: float) -> FrameBox:
+    return FrameBox(label, 0, score, 0.0, 0.0, 1.0, 1.0)
+
+
+def test_in_view_groups_by_class_most_frequent_first() -> None:
+    boxes = [box("person", 0.76), box("dog", 0.9), box("person", 0.73), box("person", 0.5)]
+    assert [group["text"] for group in in_view(boxes)] == [f"person {TIMES}3", "dog"]
+    assert in_view(boxes)[0] == {
+        "label": "person",
+        "count": 3,
+        "best": 0.76,
+        "text": f"person {TIMES}3",
+    }
+
+
+def test_in_view_breaks_ties_by_best_score() -> None:
+    boxes = [box("cat", 0.4), box("dog", 0.9)]
+    assert [group["label"] for group in in_view(boxes)] == ["dog", "cat"]
+    assert in_view([]) == []
