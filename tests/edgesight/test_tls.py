@@ -97,9 +97,9 @@ def test_https_and_wss_with_a_certificate(
 ) -> None:
     assert tls_server.http_url.startswith("https://")
     assert tls_server.ws_url.startswith("wss://")
-    response = httpx.get(tls_server.http_url, verify=client_context)
+    response = httpx.get(tls_server.http_url, verify=client_context, timeout=60)
     assert response.text == "hello over https"
-    with connect(tls_server.ws_url, ssl=client_context, compression=None) as ws:
+    with connect(tls_server.ws_url, ssl=client_context, compression=None, open_timeout=60) as ws:
         ws.send(b"frame")
         assert ws.recv(timeout=10) == b"frame"
 
@@ -119,7 +119,7 @@ def test_new_certificate_files_are_served_without_a_restart(
     reloader = CertificateReloader(context, *pair, interval_s=0.02, on_reload=reloaded.set)
     with ServerThread(APP, ssl_context=context, reloader=reloader) as server:
         first = _peer_der(server.port, ca)
-        with connect(server.ws_url, ssl=client_context, compression=None) as ws:
+        with connect(server.ws_url, ssl=client_context, compression=None, open_timeout=60) as ws:
             _write_pair(ca.issue_cert("127.0.0.1"), pair[0].parent)
             assert reloaded.wait(timeout=30)
             second = _peer_der(server.port, ca)
