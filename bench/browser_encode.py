@@ -43,6 +43,7 @@ from pyodide_client.encoding import EncodingSettings
 hello = Hello("bench", "m", "00" * 32, Dtype.UINT8, (3, 416, 416), ("person",), 1).serialize()
 bench_stream = NodeStream(can_encode=())  # raw only
 bench_stream.receive(hello, 0.0)
+bench_stream.receive(Welcome(0b001, 0, "bench").serialize(), 0.0)
 
 def _free(message, now_ms):
     frame_id = int.from_bytes(message[4:8], "little")

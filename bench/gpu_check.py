@@ -269,7 +269,10 @@ def node_ratios(
         url = f"ws://127.0.0.1:{node.port}/ws"
         with connect(url, compression=None, max_size=None) as ws:
             client = NodeStream(max_in_flight=1)
-            client.receive(ws.recv(timeout=60, decode=False), 0.0)
+            client.receive(ws.recv(timeout=60, decode=False), 0.0)  # HELLO
+            for message in client.data_to_send():  # AUTH (anonymous)
+                ws.send(message)
+            client.receive(ws.recv(timeout=60, decode=False), 0.0)  # WELCOME
             round_trip, bare = [], []
             for block in range(args.frames // 20 + 1):
                 for i in range(20):

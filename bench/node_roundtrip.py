@@ -51,7 +51,10 @@ def main() -> None:
     try:
         with connect(f"ws://127.0.0.1:{port}/ws", compression=None, max_size=None) as ws:
             stream = NodeStream(max_in_flight=1)
-            stream.receive(ws.recv(timeout=30), 0.0)
+            stream.receive(ws.recv(timeout=30), 0.0)  # HELLO
+            for message in stream.data_to_send():  # AUTH (anonymous)
+                ws.send(message)
+            stream.receive(ws.recv(timeout=30), 0.0)  # WELCOME
             tensor = np.frombuffer(bytes(stream.letterbox_for(w, h).fill(rgba)), np.uint8).reshape(
                 1, 3, 416, 416
             )

@@ -39,11 +39,12 @@ for _ in range(FRAMES):
     t0 = time.perf_counter()
     letterbox.fill(rgba)
     fill_ms.append((time.perf_counter() - t0) * 1000)
-from pyodide_client.protocol import Dropped, DropReason, Dtype, Hello
+from pyodide_client.protocol import Dropped, DropReason, Dtype, Hello, Welcome
 from pyodide_client.stream import NodeStream
 hello = Hello("bench", "m", "00" * 32, Dtype.UINT8, (3, 416, 416), ("person",), 1).serialize()
 bench_stream = NodeStream()
 bench_stream.receive(hello, 0.0)
+bench_stream.receive(Welcome(1, 0, "anonymous").serialize(), 0.0)
 
 def bench_encode(pixels, width, height, capture_ms, now_ms):
     message = bench_stream.encode_frame(pixels.to_bytes(), width, height, capture_ms, now_ms)

@@ -121,7 +121,10 @@ def round_trips(
     conn = CountingConnection("127.0.0.1", seed.port, timeout=120)
     with connect(f"ws://127.0.0.1:{node.port}/ws", compression=None, max_size=None) as ws:
         stream = NodeStream(max_in_flight=1)
-        stream.receive(ws.recv(timeout=60, decode=False), 0.0)
+        stream.receive(ws.recv(timeout=60, decode=False), 0.0)  # HELLO
+        for message in stream.data_to_send():  # AUTH (anonymous)
+            ws.send(message)
+        stream.receive(ws.recv(timeout=60, decode=False), 0.0)  # WELCOME
 
         def edgesight(i: int, record: bool) -> None:
             rgba, w, h = frames[i % len(frames)]

@@ -127,9 +127,13 @@ async def edgesight_stream(
 ) -> None:
     async with connect(url, compression=None, max_size=None, open_timeout=60) as ws:
         stream = NodeStream(max_in_flight=max_in_flight)
-        events = stream.receive(await ws.recv(decode=False), now_ms())
-        if not (events and isinstance(events[0], Ready)):
-            raise RuntimeError(f"expected HELLO from the node, got {events!r}")
+        events = stream.receive(await ws.recv(decode=False), now_ms())  # HELLO
+        for message in stream.data_to_send():  # AUTH (anonymous)
+            await ws.send(message)
+        while not events:
+            events = stream.receive(await ws.recv(decode=False), now_ms())
+        if not isinstance(events[0], Ready):
+            raise RuntimeError(f"expected HELLO and WELCOME from the node, got {events!r}")
         measured: dict[int, float] = {}  # frame id -> capture offset in the window (s)
 
         async def receive() -> None:

@@ -55,6 +55,7 @@ PARITY_SNIPPET = """
 import hashlib
 from pyodide_client.preprocess import Letterbox
 from pyodide_client.protocol import Dtype, Frame, Hello, Result, Detection, Error, ErrorCode
+from pyodide_client.protocol import Welcome
 from pyodide_client.stream import NodeStream
 
 width, height = 641, 359
@@ -64,6 +65,7 @@ frame = Frame(123456, 98765.4321, Dtype.UINT8, (3, 416, 416), tensor).serialize(
 stream = NodeStream()
 hello = Hello("n", "m", "ab" * 32, Dtype.UINT8, (3, 416, 416), ("person",), 2)
 stream.receive(hello.serialize(), 0.0)
+stream.receive(Welcome(1, 0, "anonymous").serialize(), 0.0)
 streamed = stream.encode_frame(rgba, width, height, 98765.4321, 1.0)
 others = b"".join([
     Result(7, 1.5, 0.25, 10.5, 0.75, 3, (Detection(0, 0.9, 1.0, 2.0, 3.0, 4.0),)).serialize(),

@@ -43,6 +43,7 @@ from .protocol import (
 )
 from .routing import Connect, Fallback, NodeInfo, Router, Switch, usable_nodes
 from .stream import (
+    AccessRefused,
     Detections,
     Event,
     FrameDropped,
@@ -51,8 +52,10 @@ from .stream import (
     PongReceived,
     Ready,
     StreamError,
+    StreamState,
     Welcomed,
 )
+from .token_refresh import TokenKeeper
 from .view import Snapshot, badge, details, in_view, status_line, timing_rows
 
 __all__ = ["BrowserClient", "stall_deadline_ms"]
@@ -151,6 +154,10 @@ class BrowserClient:
         self._local_tensor = bytearray()
         self._probes: dict[str, int] = {}  # url -> nonce of the ping sent to it
         self._probe_nonce = 0
+        # Stream tokens (issue 8): fetched from the web app's token_url, presented in AUTH
+        # and refreshed while streaming; none without a token_url (anonymous streams).
+        self.tokens = TokenKeeper(config.get("token_url"))
+        self._outbox: list[bytes] = []  # AUTH messages for the current link
 
     # -- node choice -------------------------------------------------------------------------
     def update_nodes(self, nodes_json: str, now_ms: float) -> None:
@@ -205,11 +212,15 @@ class BrowserClient:
         """What the page should do now, as a JSON list of actions:
         ``{"do": "connect" | "switch", "url"}``, ``{"do": "abandon", "reason"}``,
         ``{"do": "probe", "url"}`` (open a probe socket), ``{"do": "ping"}`` (on the
-        current link)."""
+        current link), ``{"do": "fetch_token", "url"}`` (POST there, hand the answer to
+        ``on_token``)."""
         if not self._is_started:
             self._is_started = True
             self._update_candidates(now_ms)
         actions: list[dict[str, str]] = []
+        if self.tokens.fetch_due(now_ms) and self.tokens.token_url:
+            self.tokens.fetching(now_ms)
+            actions.append({"do": "fetch_token", "url": self.tokens.token_url})
         if self.node_url is not None and self._is_stalled(now_ms):
             actions.append({"do": "abandon", "reason": "stalled"})
             self._lose_node(now_ms, overloaded=False)
@@ -234,28 +245,29 @@ class BrowserClient:
             # A switch failed before its HELLO. The page left the old node's socket at once
             # (no make-before-break), but the router still counts it as current: go back.
             url = self.router.current
-            self._open_stream(url)
+            self._open_stream(url, now_ms)
             self.route_note = f"back to {url}: the node switched to did not answer"
             actions.append({"do": "connect", "url": url})
             return json.dumps(actions)
         decision = self.router.decide(now_ms)
         if isinstance(decision, Connect):
-            self._open_stream(decision.url)
+            self._open_stream(decision.url, now_ms)
             self.route_note = decision.reason
             actions.append({"do": "connect", "url": decision.url})
         elif isinstance(decision, Switch):
-            self._open_stream(decision.to_url)  # the old stream is dropped without blame
+            self._open_stream(decision.to_url, now_ms)  # the old stream is dropped without blame
             self.route_note = decision.reason
             actions.append({"do": "switch", "url": decision.to_url})
         elif isinstance(decision, Fallback):
             self.route_note = decision.reason
         return json.dumps(actions)
 
-    def _open_stream(self, url: str) -> None:
+    def _open_stream(self, url: str, now_ms: float) -> None:
         if self.stream is not None:
             self.stream.connection_lost()
         self.node_url = url
         self.node_name = self.node_model = None
+        self._outbox.clear()
         # A node serving another model than the page's is refused at its HELLO: its class
         # list and boxes would not mean what the page shows (and the local fallback runs).
         self.stream = NodeStream(
@@ -263,6 +275,7 @@ class BrowserClient:
             expected_sha256=self.card.sha256,
             encoding=self.encoding,
             can_encode=self.can_encode,
+            token=self.tokens.token_for_auth(now_ms),  # None: AUTH waits for the token
         )
 
     def _lose_node(self, now_ms: float, overloaded: bool) -> None:
@@ -273,6 +286,7 @@ class BrowserClient:
     def _drop_stream(self) -> None:
         if self.stream is not None:
             self.stream.connection_lost()
+        self._outbox.clear()
         self.stream = None
         self.node_url = None
         self.node_name = self.node_model = None
@@ -285,7 +299,42 @@ class BrowserClient:
         self._lose_node(now_ms, overloaded=overloaded)
 
     def is_node_ready(self) -> bool:
-        return self.stream is not None and self.stream.hello is not None
+        return self.stream is not None and self.stream.state is StreamState.READY
+
+    # -- stream tokens (issue 8) ---------------------------------------------------------------
+    def on_token(self, status: int, body: str, now_ms: float) -> str:
+        """The answer to a ``fetch_token`` action (status 0: the request failed); returns
+        a JSON list of events like ``on_message``."""
+        events: list[dict[str, Any]] = []
+        if self.tokens.on_response(status, body, now_ms):
+            if self.stream is not None:
+                self.stream.set_token(self.tokens.token)  # a refresh while streaming, too
+        else:
+            problem = self.tokens.problem
+            if self.stream is not None and self.stream.state is StreamState.AUTHENTICATING:
+                fallback = self.tokens.token_for_auth(now_ms)
+                if fallback is not None:  # no token to be had: try without one
+                    self.stream.set_token(fallback)
+            if problem is not None:
+                events.append(
+                    {
+                        "type": "token_problem",
+                        "message": problem.message,
+                        "needs_sign_in": problem.needs_sign_in,
+                    }
+                )
+        return json.dumps(self._with_send(events))
+
+    def _with_send(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Adds {"type": "send"} when the stream has messages for the link (AUTH): the page
+        then sends what ``take_outgoing`` returns until it returns b""."""
+        if self.stream is not None:
+            self._outbox.extend(self.stream.data_to_send())
+        return [*events, {"type": "send"}] if self._outbox else events
+
+    def take_outgoing(self) -> bytes:
+        """The next message for the current node link, b"" when there is none."""
+        return self._outbox.pop(0) if self._outbox else b""
 
     def _is_stalled(self, now_ms: float) -> bool:
         if self.stream is None or not self.is_node_ready():
@@ -363,13 +412,6 @@ class BrowserClient:
         known = {"jpeg": FrameEncoding.JPEG, "webp": FrameEncoding.WEBP}
         self.can_encode = tuple(known[n] for n in names.split(",") if n.strip() in known)
 
-    def auth_message(self) -> bytes:
-        """The AUTH to send after the node's HELLO (anonymous; names the encodings this
-        page can send)."""
-        if self.stream is None:
-            raise StreamError("no node connection to authenticate")
-        return self.stream.auth()
-
     def plan_frame(self, width_px: int, height_px: int, now_ms: float) -> str:
         """How the next frame goes, as JSON ``{"encoding": "raw" | "jpeg" | "webp",
         "quality", "width", "height"}``. For raw, call ``encode_frame`` with its pixels;
@@ -425,7 +467,7 @@ class BrowserClient:
             self._lose_node(now_ms, overloaded=False)
             return json.dumps([{"type": "fatal", "message": str(exc)}])
         out = [self._to_js(url, event, now_ms) for event in events]
-        return json.dumps([item for item in out if item is not None])
+        return json.dumps(self._with_send([item for item in out if item is not None]))
 
     def _to_js(self, url: str, event: Event, now_ms: float) -> dict[str, Any] | None:
         if isinstance(event, Ready):
@@ -435,7 +477,21 @@ class BrowserClient:
             self.node_name = hello.node_name
             self.node_model = hello.model_name
             self.route_note = ""
-            return {"type": "ready", "node": hello.node_name, "model": hello.model_name}
+            return {
+                "type": "ready",
+                "node": hello.node_name,
+                "model": hello.model_name,
+                "identity": event.welcome.identity if event.welcome else None,
+            }
+        if isinstance(event, AccessRefused):
+            # The node closes the connection after this. An expired token is the page's
+            # lapse, not the node's: fetch a new one and come back without blame.
+            self.tokens.expire(now_ms)
+            if event.is_expired:
+                self._drop_stream()
+            else:
+                self._lose_node(now_ms, overloaded=False)
+            return {"type": "access_refused", "code": event.code, "message": event.message}
         if isinstance(event, Detections):
             self.dashboard.node_result(
                 now_ms,
@@ -630,6 +686,8 @@ class BrowserClient:
                 "local_problem": self.local.problem,
                 "route": self.route_note,
                 "security": self.security_problem(),
+                "identity": self.tokens.identity or None,
+                "token_problem": self.tokens.problem.message if self.tokens.problem else None,
                 **self.dashboard.summary(now_ms),
                 "wire": {
                     **self.dashboard.wire(now_ms),

@@ -4,7 +4,17 @@
 page acts on. It never touches a socket: the browser's JavaScript (or a Python test client)
 feeds it received bytes with ``receive`` and sends the bytes it returns.
 
-    state CONNECTING --HELLO--> READY --connection_lost()--> CLOSED
+    state CONNECTING --HELLO--> AUTHENTICATING --WELCOME--> READY --connection_lost()--> CLOSED
+
+Authentication (issue 8): after the HELLO the stream queues an AUTH with its token (the
+web app's stream token; empty for anonymous use; ``token=None`` makes it wait for
+``set_token``) and sends frames only after the node's WELCOME. The driver sends what
+``data_to_send()`` returns after every ``receive`` and ``set_token``. A node that predates
+AUTH answers it with ERROR UNEXPECTED_MESSAGE: the stream then goes on as before, raw
+frames only. A refused AUTH, or a token that expired mid-stream, is an ``AccessRefused``
+event (the node closes the connection after it). ``set_token`` while streaming queues a
+new AUTH; frames keep flowing while the node checks it (the refresh's WELCOME is a
+``Welcomed`` event).
 
 It keeps at most ``max_in_flight`` frames unanswered, and reports results only over the
 frame they belong to or a newer one (a late result for an older frame is discarded).
@@ -31,6 +41,7 @@ from .protocol import (
     DropReason,
     Dtype,
     Error,
+    ErrorCode,
     Frame,
     FrameEncoding,
     Hello,
@@ -47,6 +58,7 @@ from .protocol import (
 
 __all__ = [
     "MAX_INPUT_SIZE_PX",
+    "AccessRefused",
     "Detections",
     "Event",
     "FrameDropped",
@@ -72,13 +84,18 @@ class StreamError(Exception):
 
 class StreamState(enum.Enum):
     CONNECTING = "connecting"
+    AUTHENTICATING = "authenticating"
     READY = "ready"
     CLOSED = "closed"
 
 
 @dataclass(frozen=True)
 class Ready:
+    """The node accepted the stream: frames may go. ``welcome`` is None for a node that
+    predates AUTH (raw frames only, no identity)."""
+
     hello: Hello
+    welcome: Welcome | None = None
 
 
 @dataclass(frozen=True)
@@ -116,10 +133,27 @@ class PongReceived:
 
 @dataclass(frozen=True)
 class Welcomed:
+    """A WELCOME after the first: the node accepted a refreshed token."""
+
     welcome: Welcome
 
 
-Event = Ready | Detections | NodeError | FrameDropped | PongReceived | Welcomed
+@dataclass(frozen=True)
+class AccessRefused:
+    """The node refused the stream's token (AUTH_REQUIRED, AUTH_FAILED) or let it lapse
+    (TOKEN_EXPIRED); ``message`` says why. The node closes the connection after it."""
+
+    code: int
+    message: str
+
+    @property
+    def is_expired(self) -> bool:
+        return self.code == ErrorCode.TOKEN_EXPIRED
+
+
+ACCESS_CODES = (ErrorCode.AUTH_REQUIRED, ErrorCode.AUTH_FAILED, ErrorCode.TOKEN_EXPIRED)
+
+Event = Ready | Detections | NodeError | FrameDropped | PongReceived | Welcomed | AccessRefused
 
 
 @dataclass(frozen=True)
@@ -150,6 +184,7 @@ class NodeStream:
         expected_sha256: str | None = None,
         encoding: EncodingSettings | None = None,
         can_encode: tuple[FrameEncoding, ...] = (FrameEncoding.JPEG, FrameEncoding.WEBP),
+        token: str | None = "",
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -170,6 +205,10 @@ class NodeStream:
         # Until a WELCOME names what the node accepts, frames are raw (an older node).
         self.encoding = EncodingPolicy(encoding or EncodingSettings())
         self._plan: EncodingPlan | None = None
+        self.welcome: Welcome | None = None
+        self._token = token
+        self._is_auth_sent = False
+        self._outbox: list[bytes] = []
 
     @property
     def in_flight(self) -> int:
@@ -239,6 +278,36 @@ class NodeStream:
     def auth(self, token: str = "") -> bytes:
         """The AUTH message: ``token`` (empty: anonymous) and the encodings it can send."""
         return Auth(token, self.encodings_mask).serialize()
+
+    # -- authentication (issue 8) ----------------------------------------------------------
+    def data_to_send(self) -> list[bytes]:
+        """Messages the stream wants sent (AUTH), in order; each is returned once."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def set_token(self, token: str) -> None:
+        """A (new) token: sent at once when the node's HELLO came, else with the AUTH that
+        follows it. While streaming this is the refresh: frames go on meanwhile."""
+        self._token = token
+        if self.state is StreamState.READY or (
+            self.state is StreamState.AUTHENTICATING and not self._is_auth_sent
+        ):
+            self._send_auth()
+
+    def _send_auth(self) -> None:
+        assert self._token is not None
+        self._outbox.append(self.auth(self._token))
+        self._is_auth_sent = True
+
+    def _on_error_while_authenticating(self, error: Error) -> list[Event]:
+        if error.code == ErrorCode.UNEXPECTED_MESSAGE and error.frame_id is None:
+            # A node from before AUTH: it refuses the message and streams as it always did.
+            assert self.hello is not None
+            self.state = StreamState.READY
+            return [Ready(self.hello)]
+        if error.code in ACCESS_CODES:
+            return [AccessRefused(int(error.code), error.message)]
+        return [NodeError(int(error.code), error.message, error.frame_id)]
 
     def plan_frame(self, width_px: int, height_px: int, now_ms: float) -> FramePlan:
         """How the next frame of this size travels; call before encoding it."""
@@ -310,13 +379,24 @@ class NodeStream:
     def _handle(self, message: Message, now_ms: float) -> list[Event]:
         if isinstance(message, Hello):
             return self._on_hello(message)
-        if self.state is not StreamState.READY:
+        if self.state is StreamState.CONNECTING:
             raise StreamError(
                 f"expected HELLO as the node's first message, got {type(message).__name__}"
             )
+        if self.state is StreamState.AUTHENTICATING:
+            if isinstance(message, Welcome):
+                return self._on_welcome(message)
+            if isinstance(message, Error):
+                return self._on_error_while_authenticating(message)
+            if not isinstance(message, Pong):  # probes' PINGs need no AUTH
+                raise StreamError(
+                    f"expected WELCOME in answer to AUTH, got {type(message).__name__}"
+                )
         if isinstance(message, Result):
             return self._on_result(message, now_ms)
         if isinstance(message, Error):
+            if message.code in ACCESS_CODES:
+                return [AccessRefused(int(message.code), message.message)]
             if message.frame_id is not None:
                 self._lost(self._in_flight.pop(message.frame_id, None), now_ms)
             return [NodeError(int(message.code), message.message, message.frame_id)]
@@ -357,13 +437,20 @@ class NodeStream:
                 f"expected {self._expected_sha256}"
             )
         self.hello = hello
-        self.state = StreamState.READY
-        return [Ready(hello)]
+        self.state = StreamState.AUTHENTICATING
+        if self._token is not None:
+            self._send_auth()
+        return []
 
     def _on_welcome(self, welcome: Welcome) -> list[Event]:
         accepted = tuple(e for e in welcome.accepted_encodings if e in self._can_encode)
         if accepted != self.encoding.accepted:  # a token refresh's WELCOME changes nothing
             self.encoding = EncodingPolicy(self.encoding.settings, accepted)
+        self.welcome = welcome
+        if self.state is StreamState.AUTHENTICATING:
+            assert self.hello is not None
+            self.state = StreamState.READY
+            return [Ready(self.hello, welcome)]
         return [Welcomed(welcome)]
 
     def _lost(self, frame: _InFlight | None, now_ms: float) -> None:

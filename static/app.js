@@ -74,13 +74,12 @@ async function main() {
   function handle(eventsJson) {
     for (const event of JSON.parse(eventsJson)) {
       if (event.type === "detections") draw(event);
-      else if (event.type === "ready") {
-        view.problem("node", "");
-        // AUTH names the encodings this page can send; the node's WELCOME says which it takes
-        if (link && link.isOpen) link.send(pyBytes(client.auth_message()));
-      }
+      else if (event.type === "ready") { view.problem("node", ""); view.problem("token", ""); }
       else if (event.type === "refused") console.warn(`node refused the stream: ${event.message}`);
       else if (event.type === "error") console.warn(`node refused a message: ${event.message}`);
+      else if (event.type === "send") flushLink();
+      else if (event.type === "access_refused") view.problem("node", `The node refused this page's stream token: ${event.message}`);
+      else if (event.type === "token_problem") view.problem("token", event.needs_sign_in ? "Sign in again to use the inference nodes (reload this page)." : `No stream token: ${event.message}`);
       else if (event.type === "fatal") {
         view.problem("node", `The node sent something this page cannot use: ${event.message}`);
         if (link) link.abandon();
@@ -94,6 +93,27 @@ async function main() {
   function pyBytes(proxy) { // a Python bytes object -> a Uint8Array copy
     const buffer = proxy.getBuffer("u8");
     try { return buffer.data.slice(); } finally { buffer.release(); proxy.destroy(); }
+  }
+  // Messages Python wants on the node link (its AUTH, and a fresh one at each token refresh).
+  function flushLink() {
+    for (;;) {
+      const message = pyBytes(client.take_outgoing());
+      if (!message.length) return;
+      if (link && link.isOpen) link.send(message);
+    }
+  }
+  // Stream tokens: Python says when (first, then at 2/3 of each token's life); JS only asks.
+  async function fetchToken(url) {
+    let status = 0, body = "";
+    try {
+      const response = await fetch(url, { method: "POST", credentials: "same-origin", cache: "no-store" });
+      status = response.status;
+      body = await response.text();
+    } catch (err) {
+      status = 0; // offline, or the web app is down: Python retries with backoff
+    }
+    handle(client.on_token(status, body, performance.now()));
+    pump();
   }
   function openLink(url) {
     const opened = new NodeLink(nodeUrl(url), {
@@ -121,6 +141,8 @@ async function main() {
         if (link) link.abandon();
         link = null;
         pump();
+      } else if (action.do === "fetch_token") {
+        fetchToken(action.url);
       } else if (action.do === "ping") {
         if (link && link.isOpen) link.send(pyBytes(client.ping(performance.now())));
       } else if (action.do === "probe") {

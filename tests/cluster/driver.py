@@ -26,6 +26,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 from websockets.protocol import State
+from websockets.typing import Origin
 
 from pyodide_client.browser import BrowserClient
 from pyodide_client.routing import Router, RoutingSettings
@@ -88,8 +89,14 @@ class Driver:
         fps: float = 10.0,
         max_in_flight: int = 1,  # the page default (WebappSettings.max_in_flight)
         routing: RoutingSettings | None = None,
+        web_url: str = "",
     ) -> None:
-        config = {"node_urls": node_urls, "max_in_flight": max_in_flight}
+        """``web_url``: the web app to fetch stream tokens from (its POST /api/token), as a
+        page of that origin would; empty: anonymous streams, as a page without token_url."""
+        config: dict[str, Any] = {"node_urls": node_urls, "max_in_flight": max_in_flight}
+        if web_url:
+            config["token_url"] = "/api/token"
+        self.web_url = web_url
         self.client = BrowserClient(json.dumps(config), MODEL_CARD.read_text(encoding="utf-8"))
         if routing is not None:
             # BrowserClient builds Router() with the page's defaults; tests shorten some
@@ -176,6 +183,28 @@ class Driver:
                 self.link.outbox.put_nowait(self.client.ping(now_ms()))
             elif action["do"] == "probe":
                 self._spawn(self._probe(action["url"]))
+            elif action["do"] == "fetch_token":
+                self._spawn(self._fetch_token(action["url"]))
+
+    async def _fetch_token(self, url: str) -> None:
+        """app.js fetchToken(): POST to the web app's token URL, answer to on_token."""
+        status, body = 0, ""
+        if self.web_url:
+            with contextlib.suppress(httpx.HTTPError):
+                async with httpx.AsyncClient(timeout=10.0) as http:
+                    response = await http.post(
+                        self.web_url.rstrip("/") + url, headers={"Origin": self.web_url}
+                    )
+                    status, body = response.status_code, response.text
+        self._handle_events(None, json.loads(self.client.on_token(status, body, now_ms())))
+        self._pump()
+        self._changed.set()
+
+    def _flush_link(self) -> None:
+        """app.js flushLink(): what Python wants on the node link (its AUTH)."""
+        while message := self.client.take_outgoing():
+            if self.link is not None and self.link.is_open:
+                self.link.outbox.put_nowait(message)
 
     # -- node-link.js: NodeLink and probe() -----------------------------------------------
     async def _run_link(self, link: _Link) -> None:
@@ -186,6 +215,7 @@ class Driver:
                 max_size=None,
                 open_timeout=10,
                 close_timeout=1,
+                origin=Origin(self.web_url.rstrip("/")) if self.web_url else None,
             ) as ws:
                 link.ws = ws
                 sender = asyncio.create_task(self._send_all(link, ws))
@@ -246,9 +276,21 @@ class Driver:
     def _on_message(self, link: _Link, data: bytes) -> None:
         if link.is_abandoned or self.link is not link:
             return
+        self._handle_events(link, json.loads(self.client.on_message(link.url, data, now_ms())))
+        self._pump()
+        self._changed.set()
+
+    def _handle_events(self, link: _Link | None, events: list[dict[str, Any]]) -> None:
         now = now_ms()
-        for event in json.loads(self.client.on_message(link.url, data, now)):
+        link = link or self.link
+        for event in events:
             kind = event["type"]
+            if kind == "send":
+                self._flush_link()
+                continue
+            if link is None:
+                self.events.append((now, "", event))
+                continue
             if kind == "ready":
                 link.node = event["node"]
                 self.readies.append((now, link.url, event["node"]))
@@ -260,8 +302,6 @@ class Driver:
                 if kind == "fatal":
                     self._abandon(link)
                     self.link = None
-        self._pump()
-        self._changed.set()
 
     def _settle(
         self, link: _Link, frame_id: int, outcome: str, now: float, rtt: float | None

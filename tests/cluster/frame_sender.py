@@ -27,9 +27,8 @@ from pyodide_client.stream import (
     FramePlan,
     NodeError,
     NodeStream,
-    Ready,
-    Welcomed,
 )
+from tests.handshake import handshake
 
 __all__ = ["FrameSender", "Sent"]
 
@@ -72,13 +71,9 @@ class FrameSender:
 
     def __enter__(self) -> FrameSender:
         self._conn = connect(self.url, compression=None, max_size=None, open_timeout=10)
-        events = self.stream.receive(self._conn.recv(timeout=self.timeout_s), now_ms())
-        assert len(events) == 1, events
-        assert isinstance(events[0], Ready), events
-        self._conn.send(self.stream.auth())
-        for event in self.stream.receive(self._conn.recv(timeout=self.timeout_s), now_ms()):
-            if isinstance(event, Welcomed):
-                self.welcome_encodings = event.welcome.encodings
+        ready = handshake(self._conn, self.stream, self.timeout_s)
+        if ready.welcome is not None:
+            self.welcome_encodings = ready.welcome.encodings
         return self
 
     def __exit__(

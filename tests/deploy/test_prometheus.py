@@ -20,6 +20,7 @@ from edgesight.serving import ServerThread
 from gpu_backend.app import create_app as create_node_app
 from gpu_backend.settings import NodeSettings
 from pyodide_client.stream import Detections, NodeStream
+from tests.handshake import handshake
 from tests.media import rgba_photo
 from webapp.app import create_app as create_webapp
 from webapp.settings import WebappSettings
@@ -93,7 +94,7 @@ def test_prometheus_sees_a_streams_counters_and_histograms_move(
 
     with connect(node.ws_url, compression=None, max_size=None, open_timeout=10) as conn:
         stream = NodeStream()
-        stream.receive(conn.recv(timeout=10), now_ms=0.0)
+        handshake(conn, stream)
         stream_frames(conn, stream, 5)
         until(lambda: (prometheus.value(answered) or 0) >= 5, "5 frames answered")
         stream_frames(conn, stream, 5)
@@ -176,7 +177,7 @@ def test_every_metric_in_the_dashboard_and_rules_exists_in_a_real_scrape(
 ) -> None:
     with connect(node.ws_url, compression=None, max_size=None, open_timeout=10) as conn:
         stream = NodeStream()
-        stream.receive(conn.recv(timeout=10), now_ms=0.0)
+        handshake(conn, stream)
         stream_frames(conn, stream, 1)  # series that appear with the first frame
     post_report(webapp, node.ws_url, frames=1)
     exposed = scraped_names(node.http_url) | scraped_names(webapp.http_url) | {"up"}

@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edgesight.model_import import ModelImportError, import_model, read_names  # noqa: E402
 from pyodide_client.model_card import ModelCard  # noqa: E402
+from tests.handshake import handshake  # noqa: E402
 
 H, W = 32, 48  # a non-square input
 NAMES = ["cat", "dog", "fall"]
@@ -320,7 +321,7 @@ def test_a_node_serves_the_imported_model(fall_model: Any) -> None:
     from edgesight.serving import ServerThread
     from gpu_backend.app import create_app
     from gpu_backend.settings import NodeSettings
-    from pyodide_client.stream import Detections, NodeStream, Ready
+    from pyodide_client.stream import Detections, NodeStream
     from tests.media import rgba_photo
 
     settings = NodeSettings(
@@ -331,8 +332,7 @@ def test_a_node_serves_the_imported_model(fall_model: Any) -> None:
         connect(node.ws_url, compression=None, max_size=None, open_timeout=30) as conn,
     ):
         stream = NodeStream()
-        (ready,) = stream.receive(conn.recv(timeout=30), now_ms=0.0)
-        assert isinstance(ready, Ready)
+        ready = handshake(conn, stream, timeout_s=30)
         # the page learns the classes and the input shape from the node
         assert ready.hello.class_names == ("Normal", "Fall")
         assert ready.hello.frame_shape == (3, 640, 640)

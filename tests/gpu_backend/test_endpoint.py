@@ -29,7 +29,8 @@ from pyodide_client.protocol import (
     Result,
     parse,
 )
-from pyodide_client.stream import Detections, NodeStream, Ready
+from pyodide_client.stream import Detections, NodeStream
+from tests.handshake import handshake
 from tests.media import rgba_photo
 
 
@@ -85,7 +86,7 @@ def test_hello_describes_the_model(ws: ClientConnection, node_settings: NodeSett
 @pytest.mark.parametrize(("photo", "label"), [("astronaut", "person"), ("chelsea", "cat")])
 def test_real_photos_are_detected(ws: ClientConnection, photo: str, label: str) -> None:
     stream = NodeStream()
-    assert isinstance(stream.receive(ws.recv(timeout=10), 0.0)[0], Ready)
+    handshake(ws, stream)
     result = _detect(ws, stream, photo)
     best = max(result.boxes, key=lambda box: box.score)
     assert best.label == label

@@ -19,6 +19,7 @@ from gpu_backend.settings import NodeSettings
 from gpu_backend.sla import LatencyWindow
 from pyodide_client.protocol import Dropped, DropReason, Error, ErrorCode, Result, parse
 from pyodide_client.stream import Detections, NodeStream
+from tests.handshake import handshake
 from tests.media import rgba_photo
 
 
@@ -176,7 +177,7 @@ def test_a_real_nodes_scrape_counts_a_streams_frames(node_settings: NodeSettings
         assert _get(f"{server.http_url}/metrics")[0] == 401
         with connect(server.ws_url, compression=None, max_size=None, open_timeout=10) as conn:
             stream = NodeStream()
-            stream.receive(conn.recv(timeout=10), now_ms=0.0)
+            handshake(conn, stream)
             rgba, w, h = rgba_photo("chelsea")
             for i in range(3):
                 conn.send(stream.encode_frame(rgba, w, h, capture_ms=float(i), now_ms=float(i)))

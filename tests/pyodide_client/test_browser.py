@@ -102,6 +102,25 @@ def hello(name: str = "node-a", sha256: str = CARD.sha256, max_in_flight: int = 
     ).serialize()
 
 
+WELCOME = Welcome(0b001, 0, "anonymous")
+
+
+def handshake(
+    client: BrowserClient,
+    url: str,
+    now_ms: float,
+    node_hello: bytes | JsBuffer | None = None,
+    welcome: Welcome = WELCOME,
+) -> Events:
+    """The node's HELLO, the page's AUTH (taken from ``take_outgoing``), the node's WELCOME;
+    returns the events of the WELCOME."""
+    assert receive(client, url, node_hello or hello(), now_ms) == [{"type": "send"}]
+    auth = parse(client.take_outgoing())
+    assert isinstance(auth, Auth)
+    assert client.take_outgoing() == b""
+    return receive(client, url, welcome.serialize(), now_ms)
+
+
 def tick(client: BrowserClient, now_ms: float) -> Actions:
     actions: Actions = json.loads(client.tick(now_ms))
     return actions
@@ -140,14 +159,18 @@ def serve(
             answer_ping_on_link(client, now_ms, rtts_ms[client.node_url])
 
 
-def connected(client: BrowserClient, rtts_ms: dict[str, float], url: str) -> float:
+def connected(
+    client: BrowserClient, rtts_ms: dict[str, float], url: str, welcome: Welcome = WELCOME
+) -> float:
     """Start the page, answer the first probes, connect to ``url``; returns the time."""
     actions = tick(client, 0.0)
     assert {a["url"] for a in actions if a["do"] == "probe"} == set(client.static_urls)
     serve(client, actions, 0.0, rtts_ms)
     assert tick(client, 100.0) == [{"do": "connect", "url": url}]
-    events = receive(client, url, hello(), 120.0)
-    assert events == [{"type": "ready", "node": "node-a", "model": CARD.name}]
+    events = handshake(client, url, 120.0, welcome=welcome)
+    assert events == [
+        {"type": "ready", "node": "node-a", "model": CARD.name, "identity": "anonymous"}
+    ]
     return 120.0
 
 
@@ -209,6 +232,8 @@ def test_a_new_page_shows_nothing_running() -> None:
         "local_problem": "",
         "route": "",
         "security": "",
+        "identity": None,
+        "token_problem": None,
         "fps": None,
         "round_trip_ms": None,
         "latency_ms": None,
@@ -274,7 +299,7 @@ def test_the_in_flight_window_is_the_smaller_of_page_and_node(
     tick(client, 0.0)
     answer_probe(client, A, 0.0, rtt_ms=5.0)
     tick(client, 100.0)
-    receive(client, A, hello(max_in_flight=node_max), 110.0)
+    handshake(client, A, 110.0, hello(max_in_flight=node_max))
 
     for i in range(window):
         send_frame(client, capture_ms=200.0 + i, now_ms=200.0 + i)
@@ -444,7 +469,7 @@ def test_a_late_local_result_is_not_drawn_over_a_newer_node_result() -> None:
     assert client.next_action() == "local"
     local_id = client.local_encode(RGBA, WIDTH, HEIGHT, capture_ms=300.0, now_ms=301.0)
     assert tick(client, 500.0) == [{"do": "connect", "url": A}]
-    receive(client, A, hello(), 550.0)
+    handshake(client, A, 550.0)
     assert client.mode == "node"
     frame_id = send_frame(client, capture_ms=600.0, now_ms=601.0)
 
@@ -465,7 +490,7 @@ def test_a_node_result_older_than_the_drawn_local_one_is_not_drawn() -> None:
     drawn = json.loads(client.on_local_output(local_id, boxes, scores, 40.0, 340.0))
     assert [(e["source"], e["capture_ms"]) for e in drawn] == [("local", 300.0)]
     tick(client, 500.0)
-    receive(client, A, hello(), 520.0)
+    handshake(client, A, 520.0)
     # A frame whose capture time is before the one on screen (a video file's own clock,
     # say): its answer is counted but not drawn.
     frame_id = send_frame(client, capture_ms=250.0, now_ms=530.0)
@@ -507,7 +532,7 @@ def test_a_closed_node_falls_back_to_local_and_the_next_node_takes_over_at_once(
     assert tick(client, 400.0) == [{"do": "connect", "url": B}]
     assert status(client, 400.0)["route"] == f"{A} failed; connecting to {B} (30 ms expected)"
     assert client.mode == "local"  # until B's HELLO
-    receive(client, B, hello(name="node-b"), 420.0)
+    handshake(client, B, 420.0, hello(name="node-b"))
     assert client.mode == "node"
     assert status(client, 420.0)["node"] == "node-b"
 
@@ -547,7 +572,7 @@ def test_a_single_node_is_probed_after_backoff_and_reconnected_when_it_answers()
     assert status(client, probe_at + 200.0)["route"].startswith(
         f"leaving the in-browser fallback for {A}"
     )
-    receive(client, A, hello(), probe_at + 250.0)
+    handshake(client, A, probe_at + 250.0)
     assert client.mode == "node"
 
 
@@ -783,7 +808,7 @@ def test_a_much_faster_node_is_switched_to_and_the_old_result_ignored(
     assert receive(client, A, result(*in_flight), switch_ms + 50) == []
     client.on_close(A, 1000, switch_ms + 60)  # leaving A is no failure
     assert client.node_url == B
-    assert receive(client, B, hello(name="node-b"), switch_ms + 80)[0]["type"] == "ready"
+    assert handshake(client, B, switch_ms + 80, hello(name="node-b"))[0]["type"] == "ready"
     assert client.mode == "node"
     assert client.router.current == B
 
@@ -828,7 +853,7 @@ def test_a_switch_whose_new_node_fails_goes_back_to_the_old_one() -> None:
     actions = tick(client, switch_ms + 100.0)
     assert {"do": "connect", "url": A} in actions
     assert status(client, switch_ms + 100.0)["route"].startswith(f"back to {A}")
-    assert receive(client, A, hello(), switch_ms + 150.0)[0]["type"] == "ready"
+    assert handshake(client, A, switch_ms + 150.0)[0]["type"] == "ready"
     assert client.mode == "node"
     assert client.router.current == A
 
@@ -871,7 +896,7 @@ def test_a_slow_hello_is_not_failed_by_a_ping_the_page_never_sent() -> None:
     # A is due for its next ping while still connecting: its link cannot carry one yet.
     actions = tick(client, 2000.0)
     serve(client, actions, 2000.0, {A: 10.0})
-    assert receive(client, A, hello(), 2500.0)[0]["type"] == "ready"
+    assert handshake(client, A, 2500.0)[0]["type"] == "ready"
     for now_ms in np.arange(2600.0, 12000.0, 100.0):
         actions = tick(client, float(now_ms))
         assert all(a["do"] in ("probe", "ping") for a in actions), (now_ms, actions)
@@ -1132,7 +1157,7 @@ def test_status_shows_the_node_s_model_name() -> None:
         class_names=CARD.class_names,
         max_in_flight=4,
     ).serialize()
-    receive(client, A, node_hello, 550.0)
+    handshake(client, A, 550.0, node_hello)
     assert status(client, 600.0)["model"] == "nanodet-g-416-int8"
 
 
@@ -1220,7 +1245,7 @@ def test_a_ready_node_takes_frames_over_from_local() -> None:
     tick(client, 500.0)
     assert client.next_action() == "local"  # connecting
 
-    receive(client, A, hello(), 520.0)
+    handshake(client, A, 520.0)
 
     assert client.next_action() == "node"
     assert status(client, 520.0)["mode"] == "node"
@@ -1236,7 +1261,7 @@ def test_js_buffers_are_accepted_wherever_bytes_are() -> None:
     pong = JsBuffer(Pong(ping.nonce, ping.sent_ms).serialize())
     assert client.on_probe_message(A, pong, 15.0) == b""
     assert tick(client, 100.0) == [{"do": "connect", "url": A}]
-    assert receive(client, A, JsBuffer(hello()), 120.0)[0]["type"] == "ready"
+    assert handshake(client, A, 120.0, JsBuffer(hello()))[0]["type"] == "ready"
 
     frame = parse(client.encode_frame(JsBuffer(RGBA), WIDTH, HEIGHT, 200.0, 200.0))
     assert isinstance(frame, Frame)
@@ -1336,20 +1361,18 @@ def test_the_model_hash_for_pages_without_webcrypto() -> None:
 
 
 def welcomed(client: BrowserClient, url: str, encodings: int = 0b111) -> float:
-    now = connected(client, {url: 10.0}, url)
-    auth = parse(client.auth_message())
-    assert isinstance(auth, Auth)
-    welcome = Welcome(encodings, 0, "anonymous").serialize()
-    assert receive(client, url, welcome, now) == [{"type": "welcome", "encodings": encodings}]
-    return now
+    return connected(client, {url: 10.0}, url, welcome=Welcome(encodings, 0, "anonymous"))
 
 
 def test_the_page_offers_what_its_canvas_encodes_and_sends_jpeg_pictures() -> None:
     client = make_client(A)
     client.set_encoders("jpeg,webp,png")
-    now = connected(client, {A: 10.0}, A)
-    auth = parse(client.auth_message())
-    assert auth == Auth("", 0b111)
+    tick(client, 0.0)
+    answer_probe(client, A, 0.0, rtt_ms=10.0)
+    tick(client, 100.0)
+    assert receive(client, A, hello(), 120.0) == [{"type": "send"}]
+    assert parse(client.take_outgoing()) == Auth("", 0b111)
+    now = 120.0
     receive(client, A, Welcome(0b111, 0, "anonymous").serialize(), now)
 
     plan = json.loads(client.plan_frame(WIDTH, HEIGHT, now))
@@ -1388,9 +1411,9 @@ def test_a_pinned_raw_page_sends_raw_frames_to_a_node_that_takes_jpeg() -> None:
     assert json.loads(client.plan_frame(WIDTH, HEIGHT, now))["encoding"] == "raw"
 
 
-def test_without_a_welcome_frames_stay_raw() -> None:
+def test_a_node_that_takes_only_raw_gets_raw_frames() -> None:
     client = make_client(A)
-    now = connected(client, {A: 10.0}, A)
+    now = connected(client, {A: 10.0}, A)  # its WELCOME names raw only
     assert json.loads(client.plan_frame(WIDTH, HEIGHT, now))["encoding"] == "raw"
 
 
@@ -1411,3 +1434,144 @@ def test_a_link_at_the_quality_floor_paces_frames() -> None:
     assert client.next_action(now + 100) == "wait"
     assert client.next_action(now + 200) == "node"
     assert client.next_action() == "node"  # without a clock: no pacing
+
+
+# -- stream tokens (issue 8) -------------------------------------------------------------------
+TOKEN_URL = "/api/token"
+
+
+def token_answer(token: str, expires_in_s: float = 3.0, identity: str = "alice") -> str:
+    return json.dumps(
+        {"token": token, "identity": identity, "audience": "lab", "expires_in_s": expires_in_s}
+    )
+
+
+def fetches(actions: Actions) -> list[str]:
+    return [a["url"] for a in actions if a["do"] == "fetch_token"]
+
+
+def sent(client: BrowserClient) -> list[Any]:
+    out = []
+    while message := client.take_outgoing():
+        out.append(parse(message))
+    return out
+
+
+def test_the_page_fetches_a_token_first_and_presents_it_in_auth() -> None:
+    client = make_client(A, token_url=TOKEN_URL)
+    first = tick(client, 0.0)
+    assert fetches(first) == [TOKEN_URL]
+    assert fetches(tick(client, 50.0)) == []  # one fetch at a time
+    answer_probe(client, A, 0.0, rtt_ms=10.0)
+    assert tick(client, 100.0)[-1] == {"do": "connect", "url": A}
+    # the HELLO comes before the token: the AUTH waits for it
+    assert receive(client, A, hello(), 120.0) == []
+    assert json.loads(client.on_token(200, token_answer("t1"), 130.0)) == [{"type": "send"}]
+    assert sent(client) == [Auth("t1", 0b011)]
+    events = receive(client, A, Welcome(0b001, 3000, "alice").serialize(), 140.0)
+    assert events[0]["identity"] == "alice"
+    assert client.next_action() == "node"
+    assert status(client, 150.0)["identity"] == "alice"
+
+
+def test_a_refresh_at_two_thirds_of_the_lifetime_keeps_frames_flowing() -> None:
+    # given a page streaming with a 3 s token received at t=130 ms
+    client = make_client(A, token_url=TOKEN_URL)
+    tick(client, 0.0)
+    client.on_token(200, token_answer("t1", expires_in_s=3.0), 10.0)
+    answer_probe(client, A, 0.0, rtt_ms=10.0)
+    tick(client, 100.0)
+    assert receive(client, A, hello(), 120.0) == [{"type": "send"}]
+    assert sent(client) == [Auth("t1", 0b011)]
+    receive(client, A, Welcome(0b001, 3000, "alice").serialize(), 130.0)
+    frame_id = send_frame(client, 1000.0, 1000.0)
+    # when 2/3 of the lifetime has passed, the page is told to fetch a new token
+    assert fetches(tick(client, 1900.0)) == []
+    assert fetches(tick(client, 2020.0)) == [TOKEN_URL]
+    events = json.loads(client.on_token(200, token_answer("t2", expires_in_s=3.0), 2050.0))
+    # then the new AUTH goes on the open link, and frames keep going meanwhile
+    assert events == [{"type": "send"}]
+    assert sent(client) == [Auth("t2", 0b011)]
+    assert receive(client, A, result(frame_id, 1000.0), 2060.0)[0]["type"] == "detections"
+    assert receive(client, A, Welcome(0b001, 3000, "alice").serialize(), 2070.0) == [
+        {"type": "welcome", "encodings": 1}
+    ]
+    assert client.next_action() == "node"
+    # and past the first token's expiry the stream is still up, on the second token
+    send_frame(client, 3500.0, 3500.0)
+    assert client.is_node_ready()
+
+
+def test_an_expired_token_drops_the_stream_without_blame_and_fetches_anew() -> None:
+    client = make_client(A, token_url=TOKEN_URL)
+    tick(client, 0.0)
+    client.on_token(200, token_answer("t1"), 10.0)
+    now_ms = connected_with_token(client)
+    expired = Error(ErrorCode.TOKEN_EXPIRED, "token expired 2 s ago").serialize()
+    events = receive(client, A, expired, now_ms)
+    assert events == [{"type": "access_refused", "code": 104, "message": "token expired 2 s ago"}]
+    assert not client.is_node_ready()
+    actions = tick(client, now_ms + 100.0)
+    assert fetches(actions) == [TOKEN_URL]
+    assert {"do": "connect", "url": A} in actions  # straight back, no backoff
+
+
+def connected_with_token(client: BrowserClient) -> float:
+    answer_probe(client, A, 0.0, rtt_ms=10.0)
+    tick(client, 100.0)
+    receive(client, A, hello(), 120.0)
+    sent(client)
+    receive(client, A, Welcome(0b001, 3000, "alice").serialize(), 130.0)
+    return 140.0
+
+
+def test_a_refused_token_is_shown_and_the_node_backed_off() -> None:
+    client = make_client(A, token_url=TOKEN_URL)
+    tick(client, 0.0)
+    client.on_token(200, token_answer("forged"), 10.0)
+    answer_probe(client, A, 0.0, rtt_ms=10.0)
+    tick(client, 100.0)
+    receive(client, A, hello(), 120.0)
+    sent(client)
+    refusal = Error(ErrorCode.AUTH_FAILED, "token signature does not verify").serialize()
+    events = receive(client, A, refusal, 130.0)
+    assert events == [
+        {"type": "access_refused", "code": 103, "message": "token signature does not verify"}
+    ]
+    assert client.node_url is None
+    assert {"do": "connect", "url": A} not in tick(client, 200.0)  # backoff first
+
+
+def test_without_sign_in_the_page_says_so_and_tries_anonymously() -> None:
+    client = make_client(A, token_url=TOKEN_URL)
+    tick(client, 0.0)
+    answer_probe(client, A, 0.0, rtt_ms=10.0)
+    tick(client, 100.0)
+    assert receive(client, A, hello(), 120.0) == []  # waiting for the token
+    events = json.loads(client.on_token(401, '{"error": "sign in first"}', 130.0))
+    assert events[0]["type"] == "token_problem"
+    assert events[0]["needs_sign_in"]
+    assert events[-1] == {"type": "send"}
+    assert sent(client) == [Auth("", 0b011)]  # an anonymous node may still take it
+    assert "sign in" in status(client, 140.0)["token_problem"]
+
+
+def test_without_a_token_url_streams_are_anonymous_and_nothing_is_fetched() -> None:
+    client = make_client(A)
+    assert fetches(tick(client, 0.0)) == []
+    answer_probe(client, A, 0.0, rtt_ms=10.0)
+    tick(client, 100.0)
+    assert receive(client, A, hello(), 120.0) == [{"type": "send"}]
+    assert sent(client) == [Auth("", 0b011)]
+
+
+def test_a_node_from_before_auth_still_streams() -> None:
+    client = make_client(A)
+    tick(client, 0.0)
+    answer_probe(client, A, 0.0, rtt_ms=10.0)
+    tick(client, 100.0)
+    receive(client, A, hello(), 120.0)
+    sent(client)
+    old = Error(ErrorCode.UNEXPECTED_MESSAGE, "expected a FRAME or PING, got AUTH").serialize()
+    assert receive(client, A, old, 130.0)[0]["type"] == "ready"
+    assert client.next_action() == "node"

@@ -31,6 +31,7 @@ from pyodide_client.protocol import (
 )
 from pyodide_client.stream import (
     MAX_INPUT_SIZE_PX,
+    AccessRefused,
     Detections,
     FrameDropped,
     FramePlan,
@@ -67,9 +68,15 @@ def rgba(seed: int = 0, width: int = WIDTH, height: int = HEIGHT) -> bytes:
     return bytes((seed + 31 * i) % 256 for i in range(width * height * 4))
 
 
+RAW_ONLY = Welcome(0b001, 0, "anonymous")
+
+
 def ready_stream(max_in_flight: int = 4, node_max_in_flight: int = 4) -> NodeStream:
+    """A stream past HELLO, AUTH and a WELCOME for raw frames."""
     stream = NodeStream(max_in_flight=max_in_flight)
     stream.receive(hello(node_max_in_flight).serialize(), now_ms=0.0)
+    stream.data_to_send()
+    stream.receive(RAW_ONLY.serialize(), now_ms=0.0)
     return stream
 
 
@@ -129,12 +136,18 @@ def test_max_in_flight_must_be_positive() -> None:
 # --- the HELLO ----------------------------------------------------------------------------
 
 
-def test_hello_makes_the_stream_ready() -> None:
-    stream = NodeStream()
-    events = stream.receive(hello().serialize(), now_ms=5.0)
-    assert events == [Ready(hello())]
-    assert stream.state is StreamState.READY
+def test_hello_is_answered_with_auth_and_welcome_makes_the_stream_ready() -> None:
+    stream = NodeStream(token="tok")
+    assert stream.receive(hello().serialize(), now_ms=5.0) == []
+    assert stream.state is StreamState.AUTHENTICATING
     assert stream.hello == hello()
+    assert not stream.can_send()  # no frames before the node's WELCOME
+    assert [parse(m) for m in stream.data_to_send()] == [Auth("tok", 0b111)]
+    assert stream.data_to_send() == []  # each message once
+    welcome = Welcome(0b111, 300_000, "alice")
+    assert stream.receive(welcome.serialize(), now_ms=6.0) == [Ready(hello(), welcome)]
+    assert stream.state is StreamState.READY
+    assert stream.welcome == welcome
     assert stream.can_send()
 
 
@@ -153,7 +166,8 @@ def test_a_hello_after_the_connection_closed_raises() -> None:
 
 def test_expected_sha256_matches() -> None:
     stream = NodeStream(expected_sha256=SHA)
-    assert stream.receive(hello().serialize(), now_ms=0.0) == [Ready(hello())]
+    assert stream.receive(hello().serialize(), now_ms=0.0) == []
+    assert stream.state is StreamState.AUTHENTICATING
 
 
 def test_sha256_mismatch_raises_naming_both() -> None:
@@ -204,7 +218,7 @@ def test_hello_at_the_largest_input_is_accepted() -> None:
     stream = NodeStream()
     size = MAX_INPUT_SIZE_PX
     stream.receive(hello(frame_shape=(3, size, size)).serialize(), now_ms=0.0)
-    assert stream.state is StreamState.READY
+    assert stream.state is StreamState.AUTHENTICATING
 
 
 # --- sending frames -----------------------------------------------------------------------
@@ -253,6 +267,7 @@ def test_a_non_square_model_input_gets_a_non_square_frame() -> None:
     # given a node whose model takes 3 x H x W with W != H
     stream = NodeStream()
     stream.receive(hello(frame_shape=(3, 6, 10)).serialize(), now_ms=0.0)
+    stream.receive(RAW_ONLY.serialize(), now_ms=0.0)
     pixels = rgba(seed=5)
     # when a frame is encoded
     frame = parse(stream.encode_frame(pixels, WIDTH, HEIGHT, capture_ms=1.0, now_ms=1.0))
@@ -534,7 +549,7 @@ def welcomed_stream(encodings: int = 0b111, **settings: Any) -> NodeStream:
     stream = NodeStream(max_in_flight=2, encoding=EncodingSettings(**settings))
     stream.receive(hello().serialize(), now_ms=0.0)
     events = stream.receive(Welcome(encodings, 0, "anonymous").serialize(), now_ms=0.0)
-    assert events == [Welcomed(Welcome(encodings, 0, "anonymous"))]
+    assert events == [Ready(hello(), Welcome(encodings, 0, "anonymous"))]
     return stream
 
 
@@ -544,8 +559,12 @@ def test_auth_names_the_encodings_this_client_can_send() -> None:
     assert parse(jpeg_only.auth()) == Auth("", 0b011)
 
 
-def test_before_a_welcome_frames_are_raw() -> None:
-    stream = ready_stream()
+def test_a_node_from_before_auth_gets_raw_frames() -> None:
+    stream = NodeStream()
+    stream.receive(hello().serialize(), now_ms=0.0)
+    refusal = Error(ErrorCode.UNEXPECTED_MESSAGE, "expected a FRAME or PING, got AUTH")
+    assert stream.receive(refusal.serialize(), now_ms=0.0) == [Ready(hello())]
+    assert stream.welcome is None
     plan = stream.plan_frame(WIDTH, HEIGHT, now_ms=1.0)
     assert plan == FramePlan("raw", 0.6, 8, 4)
     assert isinstance(parse(stream.encode_frame(rgba(), WIDTH, HEIGHT, 1.0, 1.0)), Frame)
@@ -611,3 +630,77 @@ def test_a_refused_probe_is_retried_later() -> None:
     stream.encode_image(b"x", WIDTH, HEIGHT, 25.0, 25.0)
     stream.receive(Result(3, 25.0, 0.0, 1.0, 0.0, 1, ()).serialize(), now_ms=27.0)
     assert stream.plan_frame(WIDTH, HEIGHT, now_ms=33.0).encoding == "raw"
+
+
+# --- authentication (issue 8) -------------------------------------------------------------
+
+
+def test_a_stream_without_its_token_yet_holds_the_auth_until_set_token() -> None:
+    stream = NodeStream(token=None)
+    stream.receive(hello().serialize(), now_ms=0.0)
+    assert stream.data_to_send() == []
+    stream.set_token("late")
+    assert [parse(m) for m in stream.data_to_send()] == [Auth("late", 0b111)]
+    stream.set_token("later")  # before the WELCOME: one AUTH is enough, the node answers it
+    assert stream.data_to_send() == []
+
+
+def test_a_token_given_before_the_hello_goes_with_the_auth() -> None:
+    stream = NodeStream(token=None)
+    stream.set_token("early")
+    assert stream.data_to_send() == []  # nothing before the HELLO
+    stream.receive(hello().serialize(), now_ms=0.0)
+    assert [parse(m) for m in stream.data_to_send()] == [Auth("early", 0b111)]
+
+
+def test_pongs_are_fine_before_the_welcome() -> None:
+    stream = NodeStream()
+    stream.receive(hello().serialize(), now_ms=0.0)
+    assert stream.receive(Pong(1, 10.0).serialize(), now_ms=25.0) == [PongReceived(15.0)]
+
+
+def test_anything_else_before_the_welcome_is_a_breach() -> None:
+    stream = NodeStream()
+    stream.receive(hello().serialize(), now_ms=0.0)
+    with pytest.raises(StreamError, match="expected WELCOME in answer to AUTH, got Result"):
+        stream.receive(result(1), now_ms=0.0)
+
+
+@pytest.mark.parametrize(
+    "code", [ErrorCode.AUTH_REQUIRED, ErrorCode.AUTH_FAILED, ErrorCode.TOKEN_EXPIRED]
+)
+def test_a_refused_token_is_an_access_refused_event(code: ErrorCode) -> None:
+    stream = NodeStream(token="forged")
+    stream.receive(hello().serialize(), now_ms=0.0)
+    refusal = Error(code, "token signature does not verify")
+    events = stream.receive(refusal.serialize(), now_ms=1.0)
+    assert events == [AccessRefused(int(code), "token signature does not verify")]
+    assert not stream.can_send()
+
+
+def test_a_token_expiring_mid_stream_is_an_access_refused_event() -> None:
+    stream = ready_stream()
+    send(stream)
+    expired = Error(ErrorCode.TOKEN_EXPIRED, "token expired 3 s ago")
+    (event,) = stream.receive(expired.serialize(), now_ms=5.0)
+    assert isinstance(event, AccessRefused)
+    assert event.is_expired
+
+
+def test_a_refresh_sends_a_new_auth_while_frames_keep_flowing() -> None:
+    # given a stream with a frame in flight
+    stream = ready_stream(max_in_flight=2)
+    first = send(stream, now_ms=10.0)
+    # when the page hands it a fresh token
+    stream.set_token("fresh")
+    # then an AUTH goes at once, and the window stays open meanwhile
+    assert [parse(m) for m in stream.data_to_send()] == [Auth("fresh", 0b111)]
+    assert stream.can_send()
+    second = send(stream, now_ms=20.0)
+    assert len(stream.receive(result(first), now_ms=30.0)) == 1
+    # the node's answer is a Welcomed event; the results keep coming
+    welcome = Welcome(0b001, 300_000, "alice")
+    assert stream.receive(welcome.serialize(), now_ms=31.0) == [Welcomed(welcome)]
+    assert stream.welcome == welcome
+    assert len(stream.receive(result(second), now_ms=40.0)) == 1
+    assert stream.state is StreamState.READY
