@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gpu_backend import NodeError
 from gpu_backend.app import create_app as create_node_app
 from gpu_backend.heartbeat import registry_ssl_context
+from gpu_backend.origins import LOOPBACK_NAMES, is_loopback_host
 from gpu_backend.settings import NodeSettings
 from gpu_backend.tokens import load_public_key
 from webapp import WebappError
@@ -44,7 +45,7 @@ from . import certs
 from .access_cli import add_access_commands, run_access_command, with_state_defaults
 from .model_cli import add_model_commands, run_model_command
 from .ray_cli import add_ray_commands, run_ray_command
-from .serving import make_server, serve
+from .serving import ServerLimits, make_server, serve
 from .tls import CertificateReloader, TlsError, insecure_bind_warning, server_context
 
 __all__ = ["build_parser", "main"]
@@ -234,14 +235,28 @@ def _local_node_url(node: NodeSettings) -> str:
     return node.public_url or f"{scheme}://{host}:{node.port}/ws"
 
 
+def _webapp_origins(web: WebappSettings) -> tuple[str, ...]:
+    """The origins of the pages a web app serves: its node accepts those."""
+    if web.host in ("0.0.0.0", "::"):  # any of this machine's names
+        hosts: tuple[str, ...] = ("*",)
+    elif is_loopback_host(web.host):
+        hosts = LOOPBACK_NAMES
+    else:
+        hosts = (f"[{web.host}]" if ":" in web.host else web.host,)
+    return tuple(f"{scheme}://{host}:{web.port}" for scheme in ("http", "https") for host in hosts)
+
+
 def _with_own_registry(
     node: NodeSettings, args: argparse.Namespace, environ: Mapping[str, str]
 ) -> NodeSettings:
-    """``serve``: with a registry secret configured, the local node heartbeats to its own
-    web app, so the page sees its load; without one, the static node URL lists it."""
+    """``serve``: the local node accepts the pages of its own web app; with a registry
+    secret configured it heartbeats to that web app, so the page sees its load; without
+    one, the static node URL lists it."""
     web = WebappSettings.from_env(
         environ, host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key
     )
+    if not node.allowed_origins:
+        node = replace(node, allowed_origins=_webapp_origins(web))
     if not web.registry_secret or node.registry_url:
         return node
     host = "127.0.0.1" if web.host in ("0.0.0.0", "::") else web.host
@@ -330,7 +345,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 registry_ssl_context(node)  # a bad CA file stops start-up here, not later
             context, reloader = _tls("the node", node.host, node.port, node.tls_cert, node.tls_key)
             app = create_node_app(node, public_key=public_key)
-            server = make_server(app, node.host, node.port, node.max_message_bytes, context)
+            limits = ServerLimits(
+                header_timeout_s=node.header_timeout_s,
+                max_connections_per_address=node.max_connections_per_address,
+            )
+            server = make_server(app, node.host, node.port, node.max_message_bytes, context, limits)
             servers.append((server, reloader))
         if args.command in ("serve", "webapp"):
             overrides: dict[str, object] = {

@@ -5,6 +5,12 @@ frame path depends on, used by the CLI, the tests and the benchmarks alike.
 it binds the socket itself, so port 0 works and the chosen port is known before start,
 and it waits for uvicorn's own ``started`` flag rather than sleeping.
 
+uvicorn's own protocols are extended (``guard.py``, configured by ``ServerLimits``): HTTP
+request headers must arrive within a deadline (slowloris), each client address may hold
+only so many connections, a WebSocket close frame goes out even to a client that does not
+read, and a too-large message's 1009 close frame reaches the client instead of being lost
+to a TCP reset.
+
 TLS: given an ``ssl.SSLContext`` (``edgesight.tls.server_context``), a server speaks HTTPS
 and WSS. ``serve()`` runs a server together with its ``CertificateReloader``, so renewed
 certificate files are picked up by new connections without a restart.
@@ -23,9 +29,10 @@ from typing import Any
 
 import uvicorn
 
+from .guard import ServerLimits, protocol_classes
 from .tls import CertificateReloader
 
-__all__ = ["ServerThread", "make_server", "serve"]
+__all__ = ["ServerLimits", "ServerThread", "make_server", "serve"]
 
 
 def make_server(
@@ -34,12 +41,15 @@ def make_server(
     port: int,
     max_message_bytes: int,
     ssl_context: ssl.SSLContext | None = None,
+    limits: ServerLimits | None = None,
 ) -> uvicorn.Server:
+    http, ws = protocol_classes(limits or ServerLimits())
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
-        ws="websockets-sansio",
+        http=http,
+        ws=ws,  # websockets' sans-I/O protocol, guarded
         # Tensors are incompressible to deflate and cost tens of ms to compress.
         ws_per_message_deflate=False,
         ws_max_size=max_message_bytes,  # larger messages close the connection with 1009
@@ -84,12 +94,13 @@ class ServerThread:
         startup_timeout_s: float = 60.0,
         ssl_context: ssl.SSLContext | None = None,
         reloader: CertificateReloader | None = None,
+        limits: ServerLimits | None = None,
     ) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
         self.host, self.port = self.sock.getsockname()[:2]
-        self.server = make_server(app, self.host, self.port, max_message_bytes, ssl_context)
+        self.server = make_server(app, self.host, self.port, max_message_bytes, ssl_context, limits)
         self.is_tls = ssl_context is not None
         self.reloader = reloader
         self.startup_timeout_s = startup_timeout_s

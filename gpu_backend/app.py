@@ -17,12 +17,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from .access import Authenticator
+from .access import ANONYMOUS, AccessDenied, Authenticator
 from .endpoint import inference_endpoint
 from .engine import Engine, LoadedModel, OnnxEngine, load_model
 from .heartbeat import node_id, registry_ssl_context, start_heartbeat
 from .metrics import CONTENT_TYPE_LATEST, is_authorised
 from .node import Node
+from .origins import is_loopback_host
 from .settings import LOOPBACK_HOSTS, NodeSettings
 from .tokens import TokenKeyError, fetch_public_key, node_authenticator, read_public_key
 
@@ -46,11 +47,26 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
+def _may_see_private(request: Request, node: Node) -> bool:
+    """Requests from this machine, or with a stream token the node accepts."""
+    if request.client is not None and is_loopback_host(request.client.host):
+        return True
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return False
+    try:
+        return node.authenticator.authenticate(token, None).identity != ANONYMOUS
+    except AccessDenied:
+        return False
+
+
 async def readyz(request: Request) -> JSONResponse:
+    """Ready or not, and the node's load; its host name only for _may_see_private."""
     node: Node | None = getattr(request.app.state, "node", None)
     if node is None:
         return JSONResponse({"status": "starting"}, status_code=503)
-    return JSONResponse({"status": "ready", **node.describe()})
+    private = _may_see_private(request, node)
+    return JSONResponse({"status": "ready", **node.describe(include_private=private)})
 
 
 async def metrics(request: Request) -> Response:
@@ -138,12 +154,18 @@ def create_app(
         public_key = read_public_key(Path(settings.token_public_key))  # fail early, too
     if public_key is None and not (settings.registry_url or settings.is_anonymous_allowed):
         node_authenticator(None, (), allow_anonymous=False)  # raises, naming the settings
+    if not settings.is_loopback and not settings.allowed_origins and not settings.registry_url:
+        log.warning(
+            "node %s accepts pages from this machine only; set EDGESIGHT_ALLOWED_ORIGINS "
+            "to the web app's origin (e.g. https://app.example.com)",
+            settings.node_name,
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.authenticator = await _authenticator(settings, public_key)
         engine = await asyncio.to_thread(engine_factory, settings, model)
-        node = Node(settings, model, engine)
+        node = Node(settings, model, engine, app.state.authenticator)
         # The first run allocates and plans; pay for it before the first user frame does.
         # The second, timed, gives the registry an inference time before any frame comes.
         blank = np.zeros((1, *node.frame_shape), np.uint8)

@@ -1,133 +1,243 @@
-"""The inference WebSocket endpoint: one connection = one camera stream.
+"""The inference WebSocket endpoint: glue between a socket and a ``connection.Connection``.
 
-The node speaks first (HELLO). Every binary message from the client is parsed with the
-shared protocol core; a frame that fails parsing or does not fit the model is answered with
-an ERROR naming what was expected and what came, and the connection stays open. Messages
+All policy (HELLO first, AUTH, stream slots, in-flight window, error budget, deadlines,
+bounded outbox) is in the sans-I/O ``Connection``; this module only checks the page's
+Origin at the handshake, moves bytes in and out, runs the connection's actions (send,
+submit a frame to the batcher, close) and tells it the time at its deadlines. One sender
+task writes everything, so results, drops, errors and pongs never interleave. Messages
 larger than the configured limit close the connection with 1009 (the server's WebSocket
-layer enforces it). Outgoing messages go through one queue and one sender task, so
-results, drops, errors and pongs never interleave.
+layer enforces it, see ``edgesight.serving``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import itertools
 import logging
-from typing import TYPE_CHECKING
+from collections import deque
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from pyodide_client.protocol import (
-    CLOSE_TRY_AGAIN_LATER,
-    Dtype,
-    Error,
-    ErrorCode,
-    Frame,
-    Ping,
-    ProtocolError,
-    Trace,
-    parse,
-)
+from pyodide_client.protocol import TRACE_FEATURE, Dtype, ErrorCode, Frame
+
+from .connection import CLOSE_POLICY, Action, Close, Connection, Send, Submit, TraceNext
 
 if TYPE_CHECKING:
     from .batcher import Outcome
+    from .engine import UInt8Array
     from .node import Node
 
-__all__ = ["inference_endpoint"]
+__all__ = ["LogSampler", "frame_image", "inference_endpoint"]
 
 log = logging.getLogger(__name__)
 
 _stream_ids = itertools.count(1)
+# How long a closing connection may take to write what it still has queued (its last
+# ERROR) before the close frame goes out regardless.
+FLUSH_BEFORE_CLOSE_S = 1.0
+_SEND_ERRORS = (WebSocketDisconnect, RuntimeError, OSError)
+
+
+def frame_image(frame: Frame, shape: tuple[int, int, int]) -> UInt8Array:
+    """The model input a FRAME carries, checked against the model's shape (no copy). The
+    one place that turns a frame message into pixels: compressed frames decode here."""
+    frame.check(Dtype.UINT8, shape)
+    return np.frombuffer(frame.payload, dtype=np.uint8).reshape(shape)
+
+
+class LogSampler:
+    """At most ``per_s`` lines a second from one call site; the rest are counted and the
+    count is reported with the next line that gets through (a flood of bad clients must
+    not become a flood of logs: issue 8 saw 248 MB in 30 s)."""
+
+    def __init__(self, per_s: float = 5.0) -> None:
+        self._interval_s = 1.0 / per_s
+        self._next_s = 0.0
+        self.suppressed = 0
+
+    def allow(self, now_s: float) -> bool:
+        if now_s < self._next_s:
+            self.suppressed += 1
+            return False
+        self._next_s = now_s + self._interval_s
+        return True
+
+    def log(self, now_s: float, level: int, msg: str, *args: object) -> None:
+        if self.allow(now_s):
+            if self.suppressed:
+                msg += " (%d similar lines suppressed)"
+                args = (*args, self.suppressed)
+                self.suppressed = 0
+            log.log(level, msg, *args)
+
+
+_refused_origins = LogSampler()
+_policy_closes = LogSampler()
 
 
 async def inference_endpoint(websocket: WebSocket) -> None:
     node: Node = websocket.app.state.node
-    await websocket.accept()
-    if node.streams_open >= node.settings.max_streams:
-        refusal = Error(
-            ErrorCode.OVERLOADED,
-            f"node {node.settings.node_name} is at capacity "
-            f"({node.settings.max_streams} streams); try another node",
+    loop = asyncio.get_running_loop()
+    origin = websocket.headers.get("origin")
+    address = websocket.client.host if websocket.client else "unknown"
+    if not node.origins.allows(origin):
+        _refused_origins.log(
+            loop.time(), logging.INFO, "refused a WebSocket from %s: origin %r", address, origin
         )
-        node.metrics.stream_refused(ErrorCode.OVERLOADED)
-        await websocket.send_bytes(refusal.serialize())
-        await websocket.close(CLOSE_TRY_AGAIN_LATER, "at capacity")
+        await websocket.close(CLOSE_POLICY)  # before accept(): the handshake answers 403
         return
-    stream = next(_stream_ids)
-    outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
-    node.batcher.open_stream(stream)
-    node.streams_open += 1
-    node.metrics.stream_opened()
-    sender = asyncio.create_task(_send_all(websocket, outbox), name=f"send-{stream}")
-    outbox.put_nowait(node.hello_bytes)
-    try:
-        await _receive_all(websocket, node, stream, outbox)
-    finally:
-        node.streams_open -= 1
-        node.metrics.stream_closed()
-        node.batcher.close_stream(stream)
-        if node.tracer is not None:
-            node.tracer.forget(stream)
-        outbox.put_nowait(None)
-        await sender
+    await websocket.accept()
+    connection: Connection[UInt8Array] = Connection(
+        hello=node.hello_bytes,
+        limits=node.limits,
+        admission=node.admission,
+        authenticator=node.authenticator,
+        decode=functools.partial(frame_image, shape=node.frame_shape),
+        address=address,
+        origin=origin,
+        features=TRACE_FEATURE if node.tracer is not None else 0,
+        observer=node.metrics,
+    )
+    await _Link(websocket, node, connection).run()
 
 
-async def _send_all(websocket: WebSocket, outbox: asyncio.Queue[bytes | None]) -> None:
-    while (data := await outbox.get()) is not None:
+class _Link:
+    """One accepted socket and its connection: runs until either side closes."""
+
+    def __init__(self, websocket: WebSocket, node: Node, connection: Connection[Any]) -> None:
+        self.websocket = websocket
+        self.node = node
+        self.conn = connection
+        self.stream = next(_stream_ids)
+        self.loop = asyncio.get_running_loop()
+        self.outbox: deque[bytes] = deque()
+        self.wake_sender = asyncio.Event()
+        self.close: Close | None = None
+        self.is_stream_open = False  # known to the batcher
+        # The connection's clock is the loop's (time.monotonic): its deadlines are too.
+        self._receive_wait: asyncio.Timeout | None = None
+
+    async def run(self) -> None:
+        self.node.connections.add(self.conn)
+        self.execute(self.conn.open(self.loop.time()))
+        sender = asyncio.create_task(self._send_all(), name=f"send-{self.stream}")
         try:
-            await websocket.send_bytes(data)
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            return  # the client went away; the receive loop sees it too
+            await self._receive_until_closed()
+            if self.close is not None:
+                await self._close_socket(sender, self.close)
+        finally:
+            self.conn.connection_lost()
+            self.node.connections.discard(self.conn)
+            if self.is_stream_open:
+                self.node.batcher.close_stream(self.stream)
+            if self.node.tracer is not None:
+                self.node.tracer.forget(self.stream)
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+            self._log_summary()
 
-
-async def _receive_all(
-    websocket: WebSocket, node: Node, stream: int, outbox: asyncio.Queue[bytes | None]
-) -> None:
-    expected_shape = node.frame_shape
-    while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        data = message.get("bytes")
-        if data is None:
-            node.metrics.refused(ErrorCode.NOT_BINARY)
-            outbox.put_nowait(
-                Error(
-                    ErrorCode.NOT_BINARY,
-                    "expected a binary protocol message, got a text message",
-                ).serialize()
-            )
-            continue
-        try:
-            parsed = parse(data)
-            if isinstance(parsed, Frame):
-                node.metrics.frame_received()
-                parsed.check(Dtype.UINT8, expected_shape)
-                image = np.frombuffer(parsed.payload, dtype=np.uint8).reshape(expected_shape)
-                future = node.batcher.submit(stream, parsed, image)
-                future.add_done_callback(lambda f: _deliver(f, outbox, node))
-            elif isinstance(parsed, Trace):  # the next frame is sampled (issue 12)
-                if node.tracer is not None:
-                    node.tracer.expect(stream, parsed)
-            elif isinstance(parsed, Ping):
-                outbox.put_nowait(parsed.answer().serialize())
-            else:
-                raise ProtocolError(
-                    ErrorCode.UNEXPECTED_MESSAGE,
-                    f"expected a FRAME or PING from a client, got {type(parsed).__name__.upper()}",
+    # -- actions -------------------------------------------------------------------------
+    def execute(self, actions: list[Action[Any]]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                self.outbox.append(action.data)
+                self.node.peak_outbox_bytes = max(
+                    self.node.peak_outbox_bytes, self.conn.queued_bytes
                 )
-        except ProtocolError as exc:
-            log.info("stream %d: refused a message: %s", stream, exc.message)
-            node.metrics.refused(exc.code)
-            outbox.put_nowait(exc.to_error().serialize())
+                self.wake_sender.set()
+            elif isinstance(action, Submit):
+                if not self.is_stream_open:
+                    self.node.batcher.open_stream(self.stream)
+                    self.is_stream_open = True
+                future = self.node.batcher.submit(self.stream, action.frame, action.image)
+                future.add_done_callback(self._deliver)
+            elif isinstance(action, TraceNext):
+                if self.node.tracer is not None:  # without a collector, TRACE costs nothing
+                    self.node.tracer.expect(self.stream, action.trace)
+            else:
+                self.close = action
+                self.wake_sender.set()
+                wait = self._receive_wait
+                if wait is not None and not wait.expired():  # stop waiting for the client
+                    wait.reschedule(self.loop.time())
 
+    def _deliver(self, future: asyncio.Future[Outcome]) -> None:
+        if not future.cancelled():
+            outcome = future.result()
+            self.node.metrics.outcome(outcome)
+            self.execute(self.conn.outcome(outcome, self.loop.time()))
 
-def _deliver(
-    future: asyncio.Future[Outcome], outbox: asyncio.Queue[bytes | None], node: Node
-) -> None:
-    if future.cancelled():
-        return
-    outcome = future.result()
-    node.metrics.outcome(outcome)
-    outbox.put_nowait(outcome.serialize())
+    # -- bytes in ------------------------------------------------------------------------
+    async def _receive_until_closed(self) -> None:
+        while self.close is None:
+            message: MutableMapping[str, Any] | None = None
+            try:
+                async with asyncio.timeout_at(self.conn.next_deadline_s) as wait:
+                    self._receive_wait = wait
+                    message = await self.websocket.receive()
+            except TimeoutError:
+                pass  # a deadline, or a close that cut the wait short
+            finally:
+                self._receive_wait = None
+            if message is None:
+                self.execute(self.conn.timer(self.loop.time()))
+                continue
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            now_s = self.loop.time()
+            if data is None:
+                self.execute(self.conn.receive_text(now_s))
+            else:
+                self.execute(self.conn.receive(data, now_s))
+
+    # -- bytes out -----------------------------------------------------------------------
+    async def _send_all(self) -> None:
+        while True:
+            while self.outbox:
+                data = self.outbox.popleft()
+                try:
+                    await self.websocket.send_bytes(data)
+                except _SEND_ERRORS:
+                    return  # the client went away; the receive loop sees it too
+                self.conn.sent(len(data))
+            if self.close is not None:
+                return
+            self.wake_sender.clear()
+            await self.wake_sender.wait()
+
+    async def _close_socket(self, sender: asyncio.Task[None], close: Close) -> None:
+        # Let the last ERROR go out first, but never wait on a client that does not read.
+        if close.why is not ErrorCode.SLOW_READER:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FLUSH_BEFORE_CLOSE_S):
+                    await asyncio.shield(sender)
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        with contextlib.suppress(*_SEND_ERRORS):
+            await self.websocket.close(close.code, close.reason)
+
+    def _log_summary(self) -> None:
+        close = self.conn.closed_by
+        why = close.why.name if close is not None and close.why is not None else "client left"
+        if close is not None:
+            self.node.policy_closes[why] += 1
+        if close is None and not self.conn.refused:
+            return
+        _policy_closes.log(
+            self.loop.time(),
+            logging.INFO,
+            "connection %d from %s closed (%s) after %d refused messages%s",
+            self.stream,
+            self.conn.address,
+            why,
+            self.conn.refused,
+            f"; the first: {self.conn.first_refusal}" if self.conn.first_refusal else "",
+        )

@@ -1,17 +1,22 @@
-"""What one running node is: its settings, model, engine, batcher and counters, built and
-torn down by the app's lifespan."""
+"""What one running node is: its settings, model, engine, batcher, stream slots and live
+connections, built and torn down by the app's lifespan."""
 
 from __future__ import annotations
 
 import platform
+from collections import Counter
 from dataclasses import dataclass, field
 
 from pyodide_client.postprocess import PostprocessSettings
 from pyodide_client.protocol import Dtype, Hello
 
+from .access import AnonymousAccess, Authenticator
+from .admission import Admission
 from .batcher import Batcher
+from .connection import Connection, ConnectionLimits
 from .engine import Engine, LoadedModel
 from .metrics import NodeMetrics
+from .origins import OriginPolicy
 from .settings import NodeSettings
 from .sla import LatencyWindow
 from .tracing import NodeTracer
@@ -24,16 +29,39 @@ class Node:
     settings: NodeSettings
     model: LoadedModel
     engine: Engine
+    authenticator: Authenticator = field(default_factory=AnonymousAccess)
     batcher: Batcher = field(init=False)
     metrics: NodeMetrics = field(init=False)
     latency: LatencyWindow = field(init=False)
     tracer: NodeTracer | None = field(init=False, default=None)  # None: not tracing
     hello_bytes: bytes = field(init=False)
-    streams_open: int = 0
+    admission: Admission = field(init=False)
+    limits: ConnectionLimits = field(init=False)
+    origins: OriginPolicy = field(init=False)
+    # Live connections (streams, probes, sockets still in their handshake): what the node
+    # holds for clients right now, e.g. their unsent bytes.
+    connections: set[Connection[object]] = field(init=False, default_factory=set)
+    peak_outbox_bytes: int = 0  # the most unsent bytes one connection ever held
+    # Connections the node closed, by the policy that closed them (ErrorCode names).
+    policy_closes: Counter[str] = field(init=False, default_factory=Counter)
 
     def __post_init__(self) -> None:
         card = self.model.card
         s = self.settings
+        self.admission = Admission(
+            s.node_name,
+            max_streams=s.max_streams,
+            max_streams_per_identity=s.max_streams_per_identity,
+            max_streams_per_address=s.max_streams_per_address,
+        )
+        self.limits = ConnectionLimits(
+            max_in_flight=s.max_in_flight,
+            handshake_timeout_s=s.handshake_timeout_s,
+            idle_timeout_s=s.idle_timeout_s,
+            max_refused_messages=s.max_refused_messages,
+            max_outbox_bytes=s.max_outbox_bytes,
+        )
+        self.origins = s.origin_policy
         self.batcher = Batcher(
             self.engine,
             num_classes=len(card.class_names),
@@ -83,12 +111,24 @@ class Node:
     def frame_shape(self) -> tuple[int, int, int]:
         return self.model.card.frame_shape
 
-    def describe(self) -> dict[str, object]:
-        """What /readyz reports: enough for a person or a registry to judge the node."""
+    @property
+    def streams_open(self) -> int:
+        return self.admission.streams_open
+
+    @property
+    def outbox_bytes(self) -> int:
+        """Bytes queued for clients and not yet written to their sockets."""
+        return sum(conn.queued_bytes for conn in self.connections)
+
+    def describe(self, include_private: bool = False) -> dict[str, object]:
+        """What /readyz reports: enough for a person or a registry to judge the node.
+        The host name only with ``include_private`` (asked from loopback or with a
+        token): an outsider learns nothing about the machine behind the node."""
         card = self.model.card
+        private: dict[str, object] = {"host": platform.node()} if include_private else {}
         return {
             "node": self.settings.node_name,
-            "host": platform.node(),
+            **private,
             "model": card.name,
             "model_sha256": card.sha256,
             "provider": self.engine.provider,

@@ -10,6 +10,7 @@ from typing import Any
 from pyodide_client.node_url import node_url_problem
 
 from . import NodeError
+from .origins import OriginPolicy, default_origins, is_loopback_host, is_origin_pattern
 
 __all__ = ["DEFAULT_MODEL_PATH", "NodeSettings", "SettingsError"]
 
@@ -36,8 +37,18 @@ class NodeSettings:
     max_batch_size: int = 8
     max_batch_wait_ms: float = 2.0
     max_in_flight: int = 2  # frames a client may have unanswered on one connection
-    max_streams: int = 32  # open inference connections; more are refused with OVERLOADED
+    max_streams: int = 32  # open streams; more are refused with OVERLOADED
     max_message_bytes: int = 4 * 1024 * 1024  # larger WebSocket messages close with 1009
+    # Who may use the node and what one client may cost it (issue 8), see connection.py.
+    allowed_origins: tuple[str, ...] = ()  # empty: origins.default_origins(registry_url)
+    max_streams_per_identity: int = 8  # streams one token identity may hold
+    max_streams_per_address: int = 16  # streams one client address may hold
+    handshake_timeout_s: float = 10.0  # sockets without AUTH (or a frame) are closed
+    idle_timeout_s: float = 30.0  # streams that send no frame are closed
+    max_refused_messages: int = 20  # refused messages before the connection is closed
+    max_outbox_bytes: int = 1024 * 1024  # unsent bytes per connection before SLOW_READER
+    max_connections_per_address: int = 128  # open TCP connections per client address
+    header_timeout_s: float = 10.0  # HTTP request headers must arrive within this
     score_threshold: float = 0.35
     iou_threshold: float = 0.6
     max_detections: int = 100
@@ -82,6 +93,15 @@ class NodeSettings:
         "max_in_flight": "EDGESIGHT_MAX_IN_FLIGHT",
         "max_streams": "EDGESIGHT_MAX_STREAMS",
         "max_message_bytes": "EDGESIGHT_MAX_MESSAGE_BYTES",
+        "allowed_origins": "EDGESIGHT_ALLOWED_ORIGINS",
+        "max_streams_per_identity": "EDGESIGHT_MAX_STREAMS_PER_IDENTITY",
+        "max_streams_per_address": "EDGESIGHT_MAX_STREAMS_PER_ADDRESS",
+        "handshake_timeout_s": "EDGESIGHT_HANDSHAKE_TIMEOUT_S",
+        "idle_timeout_s": "EDGESIGHT_IDLE_TIMEOUT_S",
+        "max_refused_messages": "EDGESIGHT_MAX_REFUSED_MESSAGES",
+        "max_outbox_bytes": "EDGESIGHT_MAX_OUTBOX_BYTES",
+        "max_connections_per_address": "EDGESIGHT_MAX_CONNECTIONS_PER_ADDRESS",
+        "header_timeout_s": "EDGESIGHT_HEADER_TIMEOUT_S",
         "score_threshold": "EDGESIGHT_SCORE_THRESHOLD",
         "iou_threshold": "EDGESIGHT_IOU_THRESHOLD",
         "max_detections": "EDGESIGHT_MAX_DETECTIONS",
@@ -120,6 +140,30 @@ class NodeSettings:
         _check(
             self.max_message_bytes >= 1024, "max_message_bytes", self.max_message_bytes, ">= 1024"
         )
+        for name in ("max_streams_per_identity", "max_streams_per_address"):
+            _check(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        for name in ("handshake_timeout_s", "idle_timeout_s", "header_timeout_s"):
+            _check(0 < getattr(self, name) <= 3600, name, getattr(self, name), "(0, 3600] s")
+        _check(
+            self.max_refused_messages >= 0,
+            "max_refused_messages",
+            self.max_refused_messages,
+            ">= 0",
+        )
+        _check(self.max_outbox_bytes >= 4096, "max_outbox_bytes", self.max_outbox_bytes, ">= 4096")
+        _check(
+            self.max_connections_per_address >= 1,
+            "max_connections_per_address",
+            self.max_connections_per_address,
+            ">= 1",
+        )
+        for entry in self.allowed_origins:
+            _check(
+                is_origin_pattern(entry),
+                "allowed_origins",
+                entry,
+                "comma-separated origins like https://host:port (host or port may be *), or *",
+            )
         _check(0 < self.score_threshold <= 1, "score_threshold", self.score_threshold, "(0, 1]")
         _check(0 < self.iou_threshold <= 1, "iou_threshold", self.iou_threshold, "(0, 1]")
         _check(self.max_detections >= 1, "max_detections", self.max_detections, ">= 1")
@@ -149,6 +193,15 @@ class NodeSettings:
             return self.allow_anonymous
         return self.host in LOOPBACK_HOSTS and not self.token_public_key
 
+    @property
+    def is_loopback(self) -> bool:
+        """Bound where only this machine can connect."""
+        return is_loopback_host(self.host)
+
+    @property
+    def origin_policy(self) -> OriginPolicy:
+        return OriginPolicy(self.allowed_origins or default_origins(self.registry_url))
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> NodeSettings:
         """Settings from EDGESIGHT_* variables, then ``overrides`` (CLI flags) on top;
@@ -169,6 +222,8 @@ def _convert(cls: type[NodeSettings], name: str, raw: str, key: str) -> Any:
     try:
         if isinstance(default, bool) or name == "allow_anonymous":
             return raw.strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(default, tuple):
+            return tuple(item.strip() for item in raw.split(",") if item.strip())
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
+from pyodide_client.protocol import Auth, Welcome, parse
 from pyodide_client.routing import RoutingSettings
 from tests.cluster.conftest import Cluster, StartCluster
 from tests.cluster.driver import Driver, now_ms
@@ -110,9 +111,12 @@ def test_when_the_node_dies_the_client_carries_on_elsewhere_losing_one_frame_at_
 
 @contextlib.contextmanager
 def holding_the_only_stream(url: str) -> Iterator[None]:
-    """A stream that fills a node with max_streams=1 (its HELLO read: it is counted)."""
+    """A stream that fills a node with max_streams=1 (authenticated: it is counted; a
+    socket that only read the HELLO holds no slot)."""
     with connect(url, compression=None, max_size=None, open_timeout=10) as conn:
         conn.recv(timeout=10)
+        conn.send(Auth("").serialize())
+        assert isinstance(parse(conn.recv(timeout=10)), Welcome)
         yield
 
 

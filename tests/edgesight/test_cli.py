@@ -131,6 +131,7 @@ def _free_port() -> int:
             "cannot use certificate /etc/hostname with key /etc/hostname: expected a PEM",
         ),
         (("node", "--ca-file", "/nowhere.pem"), {}, "EDGESIGHT_CA_FILE (ca_file): expected"),
+        (("node",), {"EDGESIGHT_ALLOWED_ORIGINS": "app.example"}, "EDGESIGHT_ALLOWED_ORIGINS"),
     ],
 )
 def test_bad_values_stop_with_a_message_naming_them(
@@ -183,3 +184,12 @@ def test_token_prints_a_token_signed_with_the_web_apps_key(tmp_path: Path) -> No
     signer = TokenSigner.from_file(tmp_path / "token-key.pem", "lab", 300)
     verifier = TokenVerifier(load_public_key(signer.public_key_pem(), "test"), ["lab"])
     assert verifier.authenticate(result.stdout.strip(), None).identity == "bench"
+
+
+def test_serve_lets_its_web_app_pages_use_its_node() -> None:
+    from edgesight.cli import _node_settings, _with_own_registry, build_parser
+
+    args = build_parser().parse_args(["serve", "--host", "0.0.0.0", "--port", "8100"])
+    node = _with_own_registry(_node_settings(args, {}), args, {})
+    assert node.origin_policy.allows("http://kiosk.lan:8100")
+    assert not node.origin_policy.allows("http://kiosk.lan:8200")

@@ -19,6 +19,7 @@ from gpu_backend.app import create_app
 from gpu_backend.engine import file_sha256
 from gpu_backend.settings import NodeSettings
 from pyodide_client.protocol import (
+    Auth,
     Dtype,
     Error,
     ErrorCode,
@@ -27,6 +28,7 @@ from pyodide_client.protocol import (
     Ping,
     Pong,
     Result,
+    Welcome,
     parse,
 )
 from pyodide_client.stream import Detections, NodeStream
@@ -117,7 +119,11 @@ def _frame(shape: tuple[int, ...], dtype: Dtype = Dtype.UINT8, frame_id: int = 5
         (_frame((3, 320, 320)), ErrorCode.WRONG_SHAPE, ["[3, 416, 416]", "[3, 320, 320]"]),
         (_frame((3, 64, 64), Dtype.FLOAT32), ErrorCode.WRONG_DTYPE, ["uint8", "float32"]),
         (b"ES\x01\x63", ErrorCode.MALFORMED, ["unknown message type 99"]),
-        (Pong(1, 0.0).serialize(), ErrorCode.UNEXPECTED_MESSAGE, ["FRAME or PING", "PONG"]),
+        (
+            Pong(1, 0.0).serialize(),
+            ErrorCode.UNEXPECTED_MESSAGE,
+            ["FRAME, PING, AUTH or TRACE", "PONG"],
+        ),
     ],
 )
 def test_bad_messages_get_a_precise_error_and_keep_the_connection(
@@ -210,9 +216,17 @@ def test_result_is_answered_per_frame_with_node_timings(ws: ClientConnection) ->
     assert result.post_ms >= 0
 
 
+def _authenticate(conn: ClientConnection) -> Welcome:
+    conn.send(Auth("").serialize())
+    welcome = parse(conn.recv(timeout=10))
+    assert isinstance(welcome, Welcome), welcome
+    return welcome
+
+
 def test_node_at_capacity_refuses_new_streams_at_once(small_node_settings: NodeSettings) -> None:
     with ServerThread(create_app(small_node_settings)) as server, _open(server) as first:
         _hello(first)
+        _authenticate(first)  # a stream slot is taken only by an authenticated client
         with _open(server) as second:
             error = _expect_error(second, ErrorCode.OVERLOADED)
             assert "capacity" in error.message

@@ -376,8 +376,10 @@ def test_serve_registers_its_node_with_its_own_web_app_only_with_a_secret() -> N
     from edgesight.cli import _node_settings
 
     args = build_parser().parse_args(["serve", "--port", "8100", "--node-port", "8101"])
-    plain = _node_settings(args, {})
-    assert _with_own_registry(plain, args, {}) is plain  # no secret: the static URL covers it
+    plain = _with_own_registry(_node_settings(args, {}), args, {})
+    assert plain.registry_url == ""  # no secret: the static URL covers it
+    assert plain.origin_policy.allows("http://localhost:8100")  # its web app's pages
+    assert not plain.origin_policy.allows("http://localhost:9999")
 
     env = {"EDGESIGHT_REGISTRY_SECRET": SECRET}
     registering = _with_own_registry(_node_settings(args, env), args, env)

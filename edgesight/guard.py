@@ -1,0 +1,225 @@
+"""uvicorn's HTTP and WebSocket protocols, guarded against clients that hold a server's
+sockets hostage (issue 8, each reproduced on the unguarded server):
+
+- **Slowloris.** 2000 half-sent HTTP requests stayed open for ever. A connection's request
+  headers must now be complete within ``header_timeout_s`` (answered 408 and closed
+  otherwise); uvicorn only times out idle keep-alive connections.
+- **Per-address caps.** One client address may hold at most
+  ``max_connections_per_address`` connections (HTTP and WebSocket alike); more are
+  dropped at once.
+- **Closing a client that does not read.** uvicorn waits until the socket is writable
+  before it sends a close frame, which for a client that never reads is never. Here the
+  close frame is written at once and the socket aborted if the client has not answered
+  within ``close_timeout_s``.
+- **Reliable 1009.** A message over the size limit made uvicorn close the socket with the
+  rest of that message unread, so the kernel answered with a reset that could overtake the
+  1009 close frame (lost 1 in 4 tries). Now the server half-closes after the close frame and
+  reads (and discards) until the client closes, for ``close_timeout_s`` at most.
+
+``protocol_classes(limits)`` returns the two classes for one server; they share its
+per-address counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import h11
+from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+__all__ = ["ServerLimits", "protocol_classes"]
+
+log = logging.getLogger(__name__)
+
+_REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    header_timeout_s: float = 10.0
+    max_connections_per_address: int = 128
+    close_timeout_s: float = 5.0
+
+
+class _Guard:
+    """Per-server state: open connections per client address, and sampled logging."""
+
+    def __init__(self, limits: ServerLimits) -> None:
+        self.limits = limits
+        self._by_address: Counter[str] = Counter()
+        self._address_of: dict[int, str] = {}  # id(transport) -> address
+        self._next_log_s = 0.0
+        self._suppressed = 0
+
+    def admit(self, transport: asyncio.BaseTransport) -> bool:
+        """Count a new connection; False when its address already holds the maximum. A
+        transport already counted (an HTTP connection upgraded to WebSocket) is let be."""
+        key = id(transport)
+        if key in self._address_of:
+            return True
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        if self._by_address[address] >= self.limits.max_connections_per_address:
+            self.log(f"dropped a connection from {address}: it already holds the maximum")
+            return False
+        self._by_address[address] += 1
+        self._address_of[key] = address
+        return True
+
+    def release(self, transport: asyncio.BaseTransport | None) -> None:
+        address = self._address_of.pop(id(transport), None)
+        if address is not None:
+            self._by_address[address] -= 1
+            if self._by_address[address] <= 0:
+                del self._by_address[address]
+
+    def open_connections(self, address: str) -> int:
+        return self._by_address[address]
+
+    def log(self, message: str) -> None:
+        """At most one line a second: an attack must not become a flood of logs."""
+        now_s = asyncio.get_running_loop().time()
+        if now_s < self._next_log_s:
+            self._suppressed += 1
+            return
+        if self._suppressed:
+            message += f" ({self._suppressed} similar lines suppressed)"
+            self._suppressed = 0
+        self._next_log_s = now_s + 1.0
+        log.info("%s", message)
+
+
+class GuardedH11Protocol(H11Protocol):
+    guard: ClassVar[_Guard]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if not self.guard.admit(transport):
+            transport.abort()
+            return
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_timer()
+        self.guard.release(self.transport)
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_header_timer()  # the next request on this connection gets the same deadline
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        self._disarm_header_timer()
+        super().handle_websocket_upgrade(event)
+
+    def _arm_header_timer(self) -> None:
+        self._disarm_header_timer()
+        if not self.transport.is_closing():
+            self._header_timer = self.loop.call_later(
+                self.guard.limits.header_timeout_s, self._header_timeout
+            )
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        # IDLE: the request line and headers are not complete yet (an idle keep-alive
+        # connection is uvicorn's own timeout_keep_alive's to close, sooner).
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            client = self.client[0] if self.client else "unknown"
+            self.guard.log(f"closed a connection from {client}: no complete request headers")
+            self.transport.write(_REQUEST_TIMEOUT)
+            self.transport.close()
+
+
+class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+    guard: ClassVar[_Guard]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.close_timeout = self.guard.limits.close_timeout_s
+        self._draining = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if not self.guard.admit(transport):  # only when not reached through HTTP upgrade
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.guard.release(self.transport)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._draining:
+            return  # the rest of what a failed client sends: read only to be discarded
+        super().data_received(data)
+
+    def handle_parser_exception(self) -> None:
+        # websockets failed the connection (1009 for a message over the limit) and queued
+        # its close frame. uvicorn would close the socket now with unread input, making
+        # the kernel send a reset that can destroy the close frame on its way.
+        assert self.conn.close_sent is not None
+        close = self.conn.close_sent
+        self.queue.put_nowait(
+            {"type": "websocket.disconnect", "code": close.code, "reason": close.reason}
+        )
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self._draining = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()  # FIN after the close frame; keep reading
+        # The client answers with its own close and FIN (eof_received then closes the
+        # transport); one that does not is cut off.
+        self._start_close_timer()
+
+    async def send(self, message: ASGISendEvent) -> None:
+        is_open = self.handshake_complete and not self.close_sent and not self.disconnected
+        if message["type"] == "websocket.close" and is_open and self.initial_response is None:
+            self._close_now(message.get("code", 1000), message.get("reason") or "")
+            return
+        await super().send(message)
+
+    def _close_now(self, code: int, reason: str) -> None:
+        """uvicorn's close, without first waiting for a client that may never read."""
+        if self.transport.is_closing():
+            return
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self._start_close_timer()
+
+    def _start_close_timer(self) -> None:
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+        # abort, not close: close() would wait for a client that does not read to take
+        # the bytes still buffered.
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+
+def protocol_classes(
+    limits: ServerLimits,
+) -> tuple[type[GuardedH11Protocol], type[GuardedWebSocketProtocol]]:
+    guard = _Guard(limits)
+    http = type("ServerH11Protocol", (GuardedH11Protocol,), {"guard": guard})
+    ws = type("ServerWebSocketProtocol", (GuardedWebSocketProtocol,), {"guard": guard})
+    return http, ws
