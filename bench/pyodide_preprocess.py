@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "playwright"))
 
-from conftest import CHROMIUM_ARGS, start_webapp  # noqa: E402
+from conftest import CHROMIUM_ARGS, free_port, start_webapp  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 log = logging.getLogger("bench.pyodide_preprocess")
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/pyodide_preprocess.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    with start_webapp(("ws://127.0.0.1:9/ws",)) as web, sync_playwright() as driver:
+    with start_webapp((f"ws://127.0.0.1:{free_port()}/ws",)) as web, sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page()
         page.goto(f"{web.http_url}/")

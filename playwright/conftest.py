@@ -1,5 +1,9 @@
 """End-to-end fixtures: real servers, Debian's Chromium driven by Playwright, fake cameras
-made from real photos at test time. Playwright never downloads a browser here."""
+made from real photos at test time. Playwright never downloads a browser here.
+
+The page runs under its Content-Security-Policy (no ``'unsafe-eval'``): give
+``page.wait_for_function`` a function (``"() => window.edgesight"``), not an expression
+string, which Playwright would have to ``eval`` in the page. A CSP refusal is a console error."""
 
 from __future__ import annotations
 
@@ -190,6 +194,12 @@ def stack() -> Iterator[Stack]:
         yield Stack(node, web)
 
 
+CSP_REPORTER = """
+document.addEventListener("securitypolicyviolation", (event) => console.error(
+  `CSP violation: ${event.violatedDirective} refused ${event.blockedURI || "inline code"}`));
+"""
+
+
 @dataclass
 class Console:
     """What the page printed: errors fail a test that expects a clean page."""
@@ -227,6 +237,8 @@ def open_page(
         console = Console()
         page.on("console", console.record)
         page.on("pageerror", lambda exc: console.errors.append(f"pageerror: {exc}"))
+        # Chromium does not put CSP refusals on the console API: report them there (issue 8)
+        page.add_init_script(CSP_REPORTER)
         page.goto(url)
         return BrowserPage(browser, page, console)
 

@@ -29,7 +29,7 @@ def test_killed_node_is_replaced_by_the_other_node(
         view = open_page(f"{web.http_url}/", camera="astronaut")
         page = view.page
         page.wait_for_function(
-            "window.edgesight?.timings.some(t => t.mode === 'node')", timeout=TIMEOUT_MS
+            "() => window.edgesight?.timings.some(t => t.mode === 'node')", timeout=TIMEOUT_MS
         )
         first = page.evaluate("window.edgesight.client.node_name")
         assert first in ("node-a", "node-b")
@@ -64,7 +64,7 @@ def test_a_node_known_only_from_the_registry_is_used(
         try:
             page = open_page(f"{web.http_url}/", camera="astronaut").page
             page.wait_for_function(
-                "window.edgesight?.timings.some(t => t.mode === 'node')", timeout=TIMEOUT_MS
+                "() => window.edgesight?.timings.some(t => t.mode === 'node')", timeout=TIMEOUT_MS
             )
             expect(page.locator("#badge")).to_have_text("Detecting on server registered-node")
         finally:

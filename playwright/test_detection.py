@@ -81,7 +81,7 @@ def test_protocol_in_pyodide_produces_the_same_bytes_as_cpython(
 ) -> None:
     view = open_page(stack.url)
     view.page.wait_for_function(
-        "window.edgesight && window.edgesight.pyodide", timeout=BOOT_TIMEOUT_MS
+        "() => window.edgesight && window.edgesight.pyodide", timeout=BOOT_TIMEOUT_MS
     )
     in_browser = view.page.evaluate(
         "(code) => { const py = window.edgesight.pyodide; py.runPython(code);"

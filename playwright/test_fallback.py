@@ -87,7 +87,9 @@ def test_node_killed_mid_stream_then_restarted(
         expect(page.locator("#badge")).to_have_text("Detecting on server fallback-node")
         node_boxes = page.evaluate("window.edgesight.lastBoxes.node")
         # Local detection must be ready before the node dies for the switch to be instant.
-        page.wait_for_function("window.edgesight.client.local.is_ready", timeout=BOOT_TIMEOUT_MS)
+        page.wait_for_function(
+            "() => window.edgesight.client.local.is_ready", timeout=BOOT_TIMEOUT_MS
+        )
 
         drawn_before = _drawn_count(page, "local")
         node.kill()
@@ -130,7 +132,9 @@ def test_a_stalled_node_is_left_for_local_detection(
     with start_webapp((node.ws_url,)) as web:
         page = open_page(f"{web.http_url}/", camera="astronaut").page
         _wait_for_boxes(page, "node", "person")
-        page.wait_for_function("window.edgesight.client.local.is_ready", timeout=BOOT_TIMEOUT_MS)
+        page.wait_for_function(
+            "() => window.edgesight.client.local.is_ready", timeout=BOOT_TIMEOUT_MS
+        )
         drawn_before = _drawn_count(page, "local")
         node.freeze()  # sockets stay open, nothing answers: only the deadline can tell
         try:

@@ -9,7 +9,6 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -17,14 +16,20 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from pyodide_client.model_card import ModelCard
 
 from . import WebappError
-from .assets import ORT_FILES, PYODIDE_FILES, BrowserRuntimes, client_package_zip
-from .isolation import CrossOriginIsolation
+from .assets import (
+    ORT_FILES,
+    PYODIDE_FILES,
+    BrowserRuntimes,
+    RevalidatedFiles,
+    VendorFiles,
+    client_package_zip,
+)
+from .headers import NO_CACHE, SecurityHeaders
 from .metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, WebappMetrics, is_authorised
 from .offline import OfflineManifest, service_worker_script
 from .registry import NodeRegistry, RegistryStore
@@ -42,17 +47,6 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 KIOSK_SOURCE_URL = "/kiosk/source"  # EDGESIGHT_KIOSK_SOURCE, served to the kiosk page
-VENDOR_CACHE = "public, max-age=31536000, immutable"  # paths carry the npm version
-
-
-class _CachedStatic(StaticFiles):
-    """Static files whose URL changes whenever their content does."""
-
-    async def get_response(self, path: str, scope: Any) -> Response:
-        response = await super().get_response(path, scope)
-        if response.status_code == 200:
-            response.headers["Cache-Control"] = VENDOR_CACHE
-        return response
 
 
 def _npm_version(package_dir: Path) -> str:
@@ -214,34 +208,40 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
 
     async def index(request: Request) -> HTMLResponse:
         return templates.TemplateResponse(
-            request, "index.html", {"config_json": config_json, "model": card}
+            request,
+            "index.html",
+            {"config_json": config_json, "model": card},
+            headers={"Cache-Control": NO_CACHE},
         )
 
     async def kiosk(request: Request) -> HTMLResponse:
         return templates.TemplateResponse(
-            request, "index.html", {"config_json": kiosk_json, "model": card}
+            request,
+            "index.html",
+            {"config_json": kiosk_json, "model": card},
+            headers={"Cache-Control": NO_CACHE},
         )
 
     async def service_worker(request: Request) -> Response:
         return Response(
-            sw_script, media_type="text/javascript", headers={"Cache-Control": "no-cache"}
+            sw_script, media_type="text/javascript", headers={"Cache-Control": NO_CACHE}
         )
 
     async def client_package(request: Request) -> Response:
         return Response(
-            client_zip, media_type="application/zip", headers={"Cache-Control": "no-cache"}
+            client_zip, media_type="application/zip", headers={"Cache-Control": NO_CACHE}
         )
 
     async def model_card(request: Request) -> Response:
         return Response(
-            card_text, media_type="application/json", headers={"Cache-Control": "no-cache"}
+            card_text, media_type="application/json", headers={"Cache-Control": NO_CACHE}
         )
 
     async def model_file(request: Request) -> FileResponse:
         return FileResponse(
             settings.model_dir / card.file,
             media_type="application/octet-stream",
-            headers={"Cache-Control": "no-cache"},
+            headers={"Cache-Control": NO_CACHE},
         )
 
     async def kiosk_source(request: Request) -> Response:
@@ -290,12 +290,12 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
             Route("/py/pyodide_client.zip", client_package),
             Route("/models/model.json", model_card),
             Route(f"/models/{card.file}", model_file),
-            Mount("/static", StaticFiles(directory=settings.static_dir), name="static"),
-            Mount(pyodide_url.rstrip("/"), _CachedStatic(directory=runtimes.pyodide_dir)),
-            Mount(ort_url.rstrip("/"), _CachedStatic(directory=runtimes.ort_dir)),
+            Mount("/static", RevalidatedFiles(directory=settings.static_dir), name="static"),
+            Mount(pyodide_url.rstrip("/"), VendorFiles(runtimes.pyodide_dir, PYODIDE_FILES)),
+            Mount(ort_url.rstrip("/"), VendorFiles(runtimes.ort_dir, ORT_FILES)),
         ],
         middleware=[
-            Middleware(CrossOriginIsolation),
+            Middleware(SecurityHeaders),
             Middleware(MetricsMiddleware, metrics),
             Middleware(SignInGate, door=door, session_max_age_s=int(settings.session_lifetime_s)),
         ],

@@ -40,7 +40,8 @@ def listing_kwargs(cluster: Cluster, listing: str) -> dict[str, Any]:
     return {"node_urls": cluster.urls()}
 
 
-DEAD_URL = "ws://127.0.0.1:9/ws"  # nothing listens on the discard port
+# nothing listens there (not 9, the discard port: browsers refuse it, and so do settings)
+DEAD_URL = "ws://127.0.0.1:3/ws"
 
 
 @pytest.mark.parametrize("listing", ["static", "registry"])

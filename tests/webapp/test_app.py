@@ -1,4 +1,5 @@
-"""The web app: the page, its isolation headers, the runtimes and files it serves."""
+"""The web app: the page, its isolation headers, the runtimes and files it serves
+(every security header: test_headers.py; which npm files: test_assets.py)."""
 
 from __future__ import annotations
 
