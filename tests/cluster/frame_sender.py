@@ -5,8 +5,9 @@ the browser's encoder), AUTH goes after the HELLO and PINGs when the policy asks
 
 ``FrameSender(url, rgba, width, height, encoding=...)`` is a context manager around one
 WebSocket; ``send_one()`` sends a frame and waits for its answer (one frame in flight, the
-page's default) and returns a ``Sent`` record. Used by tests/cluster/test_bandwidth.py and
-bench/bandwidth.py.
+page's default) and returns a ``Sent`` record; ``run_for(seconds, fps)`` streams as a
+camera at ``fps`` would, keeping up to ``max_in_flight`` frames unanswered. Used by
+tests/cluster/test_bandwidth.py and bench/bandwidth.py.
 """
 
 from __future__ import annotations
@@ -58,16 +59,20 @@ class FrameSender:
         height_px: int,
         encoding: EncodingSettings | None = None,
         timeout_s: float = 30.0,
+        max_in_flight: int = 1,
     ) -> None:
         self.url = url
         self.rgba = rgba
         self.width_px = width_px
         self.height_px = height_px
         self.timeout_s = timeout_s
-        self.stream = NodeStream(max_in_flight=1, encoding=encoding or EncodingSettings())
+        self.stream = NodeStream(
+            max_in_flight=max_in_flight, encoding=encoding or EncodingSettings()
+        )
         self.welcome_encodings: int | None = None
         self._conn: ClientConnection | None = None
         self._pictures: dict[tuple[str, float], bytes] = {}
+        self._sent: dict[float, tuple[float, int]] = {}  # capture_ms -> quality, bytes
 
     def __enter__(self) -> FrameSender:
         self._conn = connect(self.url, compression=None, max_size=None, open_timeout=10)
@@ -104,10 +109,8 @@ class FrameSender:
             self._pictures[key] = out.getvalue()
         return self._pictures[key]
 
-    def send_one(self) -> Sent:
-        """One frame, as the policy plans it; returns when the node has answered it."""
+    def _send(self, start: float) -> None:
         assert self._conn is not None, "use FrameSender as a context manager"
-        start = now_ms()
         if self.stream.ping_due(start):
             self._conn.send(self.stream.ping(start))
         plan = self.stream.plan_frame(self.width_px, self.height_px, start)
@@ -119,21 +122,54 @@ class FrameSender:
             message = self.stream.encode_image(
                 self._picture(plan), self.width_px, self.height_px, start, start
             )
+        self._sent[start] = (plan.quality, len(message))
         self._conn.send(message)
+
+    def _answers(self, timeout_s: float) -> list[Sent]:
+        """What the next message from the node answers: a frame, or nothing (a PONG)."""
+        assert self._conn is not None
+        data = self._conn.recv(timeout=timeout_s)
+        done: list[Sent] = []
+        for event in self.stream.receive(data, now_ms()):
+            if isinstance(event, Detections):
+                quality, size = self._sent.pop(event.capture_ms, (0.0, event.size_bytes))
+                labels = tuple(box.label for box in event.boxes)
+                done.append(
+                    Sent(event.encoding, size, event.round_trip_ms, now_ms(), labels, quality)
+                )
+            elif isinstance(event, NodeError | FrameDropped):
+                done.append(Sent("lost", 0, 0.0, now_ms(), (), 0.0))
+        return done
+
+    def send_one(self) -> Sent:
+        """One frame, as the policy plans it; returns when the node has answered it."""
+        self._send(now_ms())
         while True:
-            data = self._conn.recv(timeout=self.timeout_s)
-            for event in self.stream.receive(data, now_ms()):
-                if isinstance(event, Detections):
-                    labels = tuple(box.label for box in event.boxes)
-                    return Sent(
-                        event.encoding,
-                        len(message),
-                        event.round_trip_ms,
-                        now_ms(),
-                        labels,
-                        plan.quality,
-                    )
-                if isinstance(event, NodeError | FrameDropped):
-                    return Sent(
-                        plan.encoding, len(message), now_ms() - start, now_ms(), (), plan.quality
-                    )
+            done = self._answers(self.timeout_s)
+            if done:
+                return done[0]
+
+    def run_for(self, duration_s: float, fps: float = 30.0) -> list[Sent]:
+        """Stream as a camera at ``fps`` for ``duration_s``: a frame goes out at each camera
+        tick that finds a free slot (a tick with none waits for it, as the page's pump);
+        returns the answered frames."""
+        done: list[Sent] = []
+        interval_ms = 1000.0 / fps
+        start = now_ms()
+        end = start + duration_s * 1000.0
+        next_tick = start
+        while True:
+            now = now_ms()
+            if now >= end:
+                break
+            if now >= next_tick and self.stream.can_send():
+                pace_ms = self.stream.encoding.min_interval_ms
+                self._send(now)
+                next_tick = max(next_tick + interval_ms, now + pace_ms)
+                continue
+            wait_s = (next_tick - now) / 1000 if self.stream.can_send() else self.timeout_s
+            try:
+                done.extend(self._answers(max(0.001, min(wait_s, (end - now) / 1000))))
+            except TimeoutError:
+                continue  # the next camera tick
+        return done
