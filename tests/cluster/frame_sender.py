@@ -48,6 +48,7 @@ class Sent:
     done_ms: float
     labels: tuple[str, ...]  # what the node found (empty for an error or a drop)
     quality: float
+    decode_ms: float = 0.0  # the node's, for a compressed frame
 
 
 class FrameSender:
@@ -135,7 +136,15 @@ class FrameSender:
                 quality, size = self._sent.pop(event.capture_ms, (0.0, event.size_bytes))
                 labels = tuple(box.label for box in event.boxes)
                 done.append(
-                    Sent(event.encoding, size, event.round_trip_ms, now_ms(), labels, quality)
+                    Sent(
+                        event.encoding,
+                        size,
+                        event.round_trip_ms,
+                        now_ms(),
+                        labels,
+                        quality,
+                        event.decode_ms,
+                    )
                 )
             elif isinstance(event, NodeError | FrameDropped):
                 done.append(Sent("lost", 0, 0.0, now_ms(), (), 0.0))
