@@ -689,12 +689,18 @@ class BrowserClient:
                 "identity": self.tokens.identity or None,
                 "token_problem": self.tokens.problem.message if self.tokens.problem else None,
                 **self.dashboard.summary(now_ms),
-                "wire": {
-                    **self.dashboard.wire(now_ms),
-                    "note": self.stream.encoding.note if self.stream else "",
-                },
+                "wire": self._wire(now_ms),
             }
         )
+
+    def _wire(self, now_ms: float) -> dict[str, object]:
+        """Frames on the wire: the link's current encoding (not a probe's), bytes per frame,
+        Mbit/s and why (issue 9)."""
+        wire: dict[str, object] = {**self.dashboard.wire(now_ms), "note": ""}
+        if self.stream is not None and self.is_node_ready():
+            wire["encoding"] = self.stream.encoding.encoding.name.lower()
+            wire["note"] = self.stream.encoding.note
+        return wire
 
     def report(self, now_ms: float) -> str:
         """The summary the page POSTs to the web app's report_url (JSON)."""

@@ -1,0 +1,66 @@
+"""Compressed frames as a person sees them (issue 9): the page streams to a real node
+through a test proxy whose bandwidth the test limits and lifts. On loopback the page
+settles on raw frames; squeezed to 20 Mbit/s (a raw 416 frame needs 125 at 30 fps) the
+status line and the Timings panel say jpeg, a few KB a frame, and the boxes keep their
+labels; with the limit lifted, raw again."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import BrowserPage, start_node, start_webapp
+from playwright.sync_api import Page, expect
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.cluster.latency_proxy import LatencyProxy
+
+pytestmark = pytest.mark.e2e
+
+BOOT_TIMEOUT_MS = 60_000
+SWITCH_TIMEOUT_MS = 40_000  # probes back off to 8 s while the link is slow
+RAW = re.compile(r"· raw \d+(\.\d)? KB/frame")
+JPEG = re.compile(r"· jpeg \d+(\.\d)? KB/frame")
+
+
+def _labels_drawn_since(page: Page, label: str, after_ms: float) -> None:
+    """Wait for a node result with ``label`` on a frame captured after ``after_ms``."""
+    page.wait_for_function(
+        """([label, after]) => window.edgesight.timings.some(
+               t => t.mode === "node" && t.capture_ms > after)
+           && (window.edgesight.lastBoxes.node || []).some(b => b.label === label)""",
+        arg=[label, after_ms],
+        timeout=SWITCH_TIMEOUT_MS,
+    )
+
+
+def test_the_page_moves_to_jpeg_on_a_slow_link_and_back_keeping_its_labels(
+    open_page: Callable[..., BrowserPage],
+) -> None:
+    with (
+        start_node() as node,
+        LatencyProxy(node.port, delay_ms=1.0) as proxy,
+        start_webapp((proxy.ws_url,)) as web,
+    ):
+        view = open_page(f"{web.http_url}/", camera="astronaut")
+        page = view.page
+        status = page.locator("#status")
+        expect(page.locator('#detections li[data-label="person"]').first).to_be_visible(
+            timeout=BOOT_TIMEOUT_MS
+        )
+        expect(status).to_contain_text(RAW, timeout=SWITCH_TIMEOUT_MS)
+
+        proxy.rate_mbit = 20.0
+        expect(status).to_contain_text(JPEG, timeout=SWITCH_TIMEOUT_MS)
+        expect(page.locator("#stats-body")).to_contain_text("frames on the wire")
+        switched_ms = page.evaluate("performance.now()")
+        _labels_drawn_since(page, "person", switched_ms)
+        expect(page.locator('#detections li[data-label="person"]').first).to_be_visible()
+
+        proxy.rate_mbit = None
+        expect(status).to_contain_text(RAW, timeout=SWITCH_TIMEOUT_MS)
+        _labels_drawn_since(page, "person", page.evaluate("performance.now()"))
+        assert view.console.errors == []
