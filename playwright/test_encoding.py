@@ -1,8 +1,8 @@
 """Compressed frames as a person sees them (issue 9): the page streams to a real node
 through a test proxy whose bandwidth the test limits and lifts. On loopback the page
 settles on raw frames; squeezed to 20 Mbit/s (a raw 416 frame needs 125 at 30 fps) the
-status line and the Timings panel say jpeg, a few KB a frame, and the boxes keep their
-labels; with the limit lifted, raw again."""
+status line and the details say jpeg, a few KB a frame, the Timings panel has the node's
+decode stage, and the boxes keep their labels; with the limit lifted, raw again."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ pytestmark = pytest.mark.e2e
 
 BOOT_TIMEOUT_MS = 60_000
 SWITCH_TIMEOUT_MS = 40_000  # probes back off to 8 s while the link is slow
-RAW = re.compile(r"· raw \d+(\.\d)? KB/frame")
-JPEG = re.compile(r"· jpeg \d+(\.\d)? KB/frame")
+RAW = re.compile(r"· raw, 519\.\d KB a frame")
+JPEG = re.compile(r"· jpeg, \d{1,2}\.\d KB a frame")
 
 
 def _labels_drawn_since(page: Page, label: str, after_ms: float) -> None:
@@ -55,7 +55,8 @@ def test_the_page_moves_to_jpeg_on_a_slow_link_and_back_keeping_its_labels(
 
         proxy.rate_mbit = 20.0
         expect(status).to_contain_text(JPEG, timeout=SWITCH_TIMEOUT_MS)
-        expect(page.locator("#stats-body")).to_contain_text("frames on the wire")
+        expect(page.locator("#details-body")).to_contain_text("Frames sent as jpeg")
+        expect(page.locator('#stats-body tr[data-stage="decode"]')).to_be_attached()
         switched_ms = page.evaluate("performance.now()")
         _labels_drawn_since(page, "person", switched_ms)
         expect(page.locator('#detections li[data-label="person"]').first).to_be_visible()

@@ -651,10 +651,7 @@ class BrowserClient:
             fps=summary["fps"],
             latency_ms=summary["latency_ms"],
             round_trip_ms=summary["round_trip_ms"],
-            wire={
-                **self.dashboard.wire(now_ms),
-                "note": self.stream.encoding.note if self.stream else "",
-            },
+            wire=self._wire(now_ms),
         )
 
     def view(self, now_ms: float) -> str:

@@ -26,6 +26,7 @@ __all__ = [
     "in_view",
     "status_line",
     "timing_rows",
+    "wire_short",
     "wire_text",
 ]
 
@@ -99,10 +100,20 @@ def status_line(s: Snapshot) -> str:
         if s.local_state == "loading":
             return "Looking for a detection server; getting this browser ready meanwhile…"
         return "Looking for a detection server…"
-    return (
+    line = (
         f"{_number(s.fps, 1)} frames a second · boxes {_number(s.latency_ms)} ms "
         "after the frame was grabbed"
     )
+    if s.mode == "node" and s.wire and s.wire.get("frame_bytes"):
+        line += f" · {wire_short(s.wire)}"
+    return line
+
+
+def wire_short(wire: Mapping[str, object]) -> str:
+    """How frames travel, for the status line (issue 9): ``jpeg, 14.2 KB a frame, 3.4 Mbit/s``."""
+    kb = float(str(wire.get("frame_bytes", 0))) / 1000
+    mbit_s = float(str(wire.get("mbit_s", 0.0)))
+    return f"{wire.get('encoding', 'raw')}, {kb:.1f} KB a frame, {mbit_s:.1f} Mbit/s"
 
 
 def details(s: Snapshot) -> list[str]:

@@ -74,6 +74,7 @@ def test_the_status_line_keeps_urls_and_countdowns_out() -> None:
 def test_details_say_how_frames_travel() -> None:
     wire = {"encoding": "jpeg", "frame_bytes": 14200, "mbit_s": 3.42, "note": ""}
     assert "Frames sent as jpeg: 14.2 KB each, 3.4 Mbit/s" in details(replace(NODE, wire=wire))
+    assert status_line(replace(NODE, wire=wire)).endswith(" · jpeg, 14.2 KB a frame, 3.4 Mbit/s")
     assert not any(line.startswith("Frames") for line in details(NODE))
 
 
