@@ -45,6 +45,7 @@ from .backoff import Backoff
 from .node_url import node_url_problem
 
 __all__ = [
+    "MAX_CANDIDATES",
     "Connect",
     "Decision",
     "Fallback",
@@ -160,13 +161,24 @@ class NodeInfo:
         return 0 < self.max_streams <= self.streams
 
 
-def usable_nodes(listing: Iterable[object]) -> tuple[list[NodeInfo], list[str]]:
+MAX_CANDIDATES = 64  # listed nodes a page keeps; the registry lists its best 16 first
+
+
+def usable_nodes(
+    listing: Iterable[object], limit: int = MAX_CANDIDATES
+) -> tuple[list[NodeInfo], list[str]]:
     """The entries of a node list (``GET /api/nodes``' ``nodes``, or configured URLs) the
-    page can use, and for each other one why it was skipped. One bad entry (a URL the
-    browser would refuse, a field of the wrong type) never costs the good ones."""
+    page can use, at most ``limit`` of them in the listed order, and for each other one why
+    it was skipped. One bad entry (a URL the browser would refuse, a field of the wrong
+    type) never costs the good ones; a list far longer than any registry sends (an old or
+    misconfigured one) costs one warning, not thousands of probes."""
     usable: list[NodeInfo] = []
     problems: list[str] = []
+    ignored = 0
     for item in listing:
+        if len(usable) >= limit:
+            ignored += 1
+            continue
         data: Mapping[str, object] = {"url": item} if isinstance(item, str) else {}
         if isinstance(item, Mapping):
             # null: the registry does not know (a static node's load): keep the default
@@ -181,6 +193,8 @@ def usable_nodes(listing: Iterable[object]) -> tuple[list[NodeInfo], list[str]]:
                 problem = str(exc)
         shown = repr(url) if isinstance(url, str) else f"an entry ({type(item).__name__})"
         problems.append(f"node {shown[:90]} skipped: {problem}")
+    if ignored:
+        problems.append(f"{ignored} listed nodes ignored: a page keeps at most {limit}")
     return usable, problems
 
 

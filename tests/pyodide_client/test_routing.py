@@ -791,3 +791,14 @@ def test_the_degraded_flag_must_be_a_json_boolean() -> None:
     assert not NodeInfo.from_mapping({"url": A}).degraded
     with pytest.raises(ValueError, match="degraded"):
         NodeInfo.from_mapping({"url": A, "degraded": "false"})
+
+
+def test_a_page_keeps_at_most_max_candidates_of_a_huge_list() -> None:
+    listing = many(5000)
+
+    usable, problems = routing.usable_nodes(listing)
+
+    assert [info.url for info in usable] == listing[: routing.MAX_CANDIDATES]
+    assert problems == [
+        f"{5000 - routing.MAX_CANDIDATES} listed nodes ignored: a page keeps at most 64"
+    ]
