@@ -48,6 +48,7 @@ async function main() {
 
   const overlay = new Overlay($("overlay"), config.kiosk ? $("kiosk-in-view") : $("detections"), {
     labelCssPx: config.kiosk ? KIOSK_LABEL_CSS_PX : LABEL_CSS_PX,
+    avoid: [$("badge"), $("kiosk-in-view")],
   });
   const source = new FrameSource($("video"), $("still"));
   window.edgesight = { pyodide: python.pyodide, client, config, timings, lastBoxes, overlay, paused: false };

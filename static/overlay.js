@@ -5,19 +5,21 @@
 // that labels are sized in CSS pixels whatever the camera resolution or the screen (a
 // 640 px frame on a 390 px phone drew 7 px labels). Boxes are drawn lowest score first, so
 // the best box and its label are always on top; a label goes above its box, else inside
-// its top edge, else below it, wherever it does not cover a better box's label.
+// its top edge, else inside its bottom edge, else below it, wherever it covers neither a
+// better box's label nor what sits on the picture (the badge, a kiosk's "in view" list).
 
 const PALETTE = ["#ff3b30", "#34c759", "#0a84ff", "#ff9f0a", "#bf5af2", "#64d2ff", "#ffd60a", "#ff375f"];
 export const LABEL_CSS_PX = 14;
 export const KIOSK_LABEL_CSS_PX = 22;
 
 export class Overlay {
-  constructor(canvas, list, { labelCssPx = LABEL_CSS_PX, emptyText = "Nothing detected right now." } = {}) {
+  constructor(canvas, list, { labelCssPx = LABEL_CSS_PX, emptyText = "Nothing detected right now.", avoid = [] } = {}) {
     this.canvas = canvas;
     this.list = list;
     this.context = canvas.getContext("2d");
     this.labelCssPx = labelCssPx;
     this.emptyText = emptyText;
+    this.avoid = avoid; // elements over the picture that labels must not hide under
     this.expiry = null;
     this.lastDrawn = { labels: [], frame: null }; // what tests and screenshots check
   }
@@ -56,7 +58,8 @@ export class Overlay {
     const scale = Math.min(cw / frame.width, ch / frame.height);
     const left = (cw - frame.width * scale) / 2;
     const top = (ch - frame.height * scale) / 2;
-    const fontPx = this.labelCssPx * dpr;
+    // At least labelCssPx; larger on a large picture, where 14 px labels look lost.
+    const fontPx = Math.round(Math.max(this.labelCssPx, Math.min(26, this.canvas.clientWidth / 75)) * dpr);
     const pad = Math.round(fontPx * 0.3);
     const labelHeight = Math.round(fontPx * 1.3);
     const lineWidth = Math.max(2, Math.round(2 * dpr));
@@ -64,14 +67,14 @@ export class Overlay {
     ctx.textBaseline = "top";
 
     const ordered = [...boxes].sort((a, b) => b.score - a.score);
-    const placed = []; // label rectangles of better boxes
+    const placed = this._obstacles(dpr); // label rectangles of better boxes, and the badge
     const items = ordered.map((box) => {
       const x1 = left + box.x1 * scale, y1 = top + box.y1 * scale;
       const x2 = left + box.x2 * scale, y2 = top + box.y2 * scale;
       const text = `${box.label} ${Math.round(box.score * 100)}%`;
       const width = Math.ceil(ctx.measureText(text).width) + 2 * pad;
       const x = Math.min(Math.max(0, x1), Math.max(0, cw - width));
-      const options = [y1 - labelHeight, y1 + lineWidth, y2];
+      const options = [y1 - labelHeight, y1 + lineWidth, y2 - labelHeight - lineWidth, y2];
       const fits = (y) => y >= 0 && y + labelHeight <= ch;
       const free = (y) => placed.every((r) => x + width <= r.x || r.x + r.width <= x || y + labelHeight <= r.y || r.y + r.height <= y);
       const y = options.find((o) => fits(o) && free(o)) ?? options.find(fits) ?? Math.max(0, Math.min(y1, ch - labelHeight));
@@ -106,6 +109,17 @@ export class Overlay {
     this._list(inView);
     clearTimeout(this.expiry);
     if (expiresMs) this.expiry = setTimeout(() => this.clear(), expiresMs);
+  }
+
+  // Where the elements over the picture are, in canvas pixels.
+  _obstacles(dpr) {
+    const origin = this.canvas.getBoundingClientRect();
+    return this.avoid
+      .filter((element) => element && element.getClientRects().length > 0)
+      .map((element) => {
+        const r = element.getBoundingClientRect();
+        return { x: (r.left - origin.left) * dpr, y: (r.top - origin.top) * dpr, width: r.width * dpr, height: r.height * dpr };
+      });
   }
 
   _list(inView) {
