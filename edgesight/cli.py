@@ -27,7 +27,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gpu_backend import NodeError
@@ -43,6 +42,7 @@ from webapp.tokens import TokenSigner
 
 from . import certs
 from .access_cli import add_access_commands, run_access_command, with_state_defaults
+from .lifecycle import Server, StartupFailed, run_servers
 from .model_cli import add_model_commands, run_model_command
 from .ray_cli import add_ray_commands, run_ray_command
 from .serving import ServerLimits, make_server, serve
@@ -273,7 +273,7 @@ def _with_own_registry(
     )
 
 
-Served = tuple[uvicorn.Server, CertificateReloader | None]
+Served = tuple[Server, CertificateReloader | None]
 
 
 def _own_public_key(args: argparse.Namespace, environ: Mapping[str, str]) -> Ed25519PublicKey:
@@ -282,16 +282,6 @@ def _own_public_key(args: argparse.Namespace, environ: Mapping[str, str]) -> Ed2
     web = WebappSettings.from_env(environ, host=args.host, port=args.port)
     signer = TokenSigner.from_file(web.token_key_path, web.cluster_name, web.token_lifetime_s)
     return load_public_key(signer.public_key_pem(), str(web.token_key_path))
-
-
-async def _serve_all(servers: Sequence[Served]) -> None:
-    # Each uvicorn server installs its own signal handlers and only the last one sees
-    # Ctrl+C, so when any server stops, stop the others too.
-    tasks = [asyncio.create_task(serve(server, reloader)) for server, reloader in servers]
-    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    for server, _ in servers:
-        server.should_exit = True
-    await asyncio.gather(*tasks)
 
 
 def _tls(
@@ -373,7 +363,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             log.info("open %s://%s:%d in a browser", scheme, web.host, web.port)
     except (NodeError, WebappError, TlsError, certs.CertsError, ValueError) as exc:
         parser.exit(2, f"edgesight: error: {exc}\n")
-    asyncio.run(_serve_all(servers))
+    try:
+        asyncio.run(
+            run_servers([(server, serve(server, reloader)) for server, reloader in servers])
+        )
+    except StartupFailed as exc:
+        parser.exit(1, f"edgesight: error: {exc}\n")
+    except KeyboardInterrupt:  # before the servers took over the signals
+        return 130
     return 0
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import uvicorn
 
 from .guard import ServerLimits, protocol_classes
+from .lifecycle import QuietStartup, Server
 from .tls import CertificateReloader
 
 __all__ = ["ServerLimits", "ServerThread", "make_server", "serve"]
@@ -42,10 +43,11 @@ def make_server(
     max_message_bytes: int,
     ssl_context: ssl.SSLContext | None = None,
     limits: ServerLimits | None = None,
-) -> uvicorn.Server:
+) -> Server:
     http, ws = protocol_classes(limits or ServerLimits())
+    quiet = QuietStartup(app)
     config = uvicorn.Config(
-        app,
+        quiet,
         host=host,
         port=port,
         http=http,
@@ -61,7 +63,7 @@ def make_server(
         # in its place, so that the reloader and the listening socket share one context.
         config.load()
         config.ssl = ssl_context
-    return uvicorn.Server(config)
+    return Server(config, quiet)
 
 
 async def serve(

@@ -193,3 +193,38 @@ def test_serve_lets_its_web_app_pages_use_its_node() -> None:
     node = _with_own_registry(_node_settings(args, {}), args, {})
     assert node.origin_policy.allows("http://kiosk.lan:8100")
     assert not node.origin_policy.allows("http://kiosk.lan:8200")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("command", ["node", "webapp"])
+def test_a_signal_stops_a_server_cleanly(command: str, sig: signal.Signals) -> None:
+    args = ["--log-level", "info", command, "--port", str(_free_port())]
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "edgesight", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert popen.stderr is not None
+    with popen.stderr:
+        for line in popen.stderr:
+            if "Uvicorn running on" in line:
+                break
+        popen.send_signal(sig)
+        assert popen.wait(timeout=30) == 0
+        rest = popen.stderr.read()
+    assert "Application shutdown complete" in rest
+    assert "Traceback" not in rest
+
+
+def test_a_web_app_without_its_redis_stops_with_one_line() -> None:
+    env = {
+        "EDGESIGHT_REDIS_URL": f"redis://127.0.0.1:{_free_port()}/0",  # nothing listens
+        "EDGESIGHT_REGISTRY_SECRET": "0123456789abcdef0123",
+    }
+    result = _run("--log-level", "warning", "webapp", "--port", str(_free_port()), env=env)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith("edgesight: error: Redis at redis://")
+    assert "Traceback" not in result.stderr
+    assert "never retrieved" not in result.stderr

@@ -4,15 +4,20 @@ against a real node (real uvicorn on 127.0.0.1 port 0, real model) with small li
 from __future__ import annotations
 
 import contextlib
+import json
+import platform
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.applications import Starlette
+from starlette.testclient import TestClient
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -33,6 +38,7 @@ from pyodide_client.protocol import (
     parse,
 )
 from tests import raw_ws
+from tests.gpu_backend.fake_engine import FakeEngine
 from webapp.tokens import TokenSigner
 
 MAX_MESSAGE_BYTES = 1024 * 1024  # a 416x416 frame (519 KB) fits
@@ -360,3 +366,25 @@ def test_frames_without_a_token_are_refused_where_tokens_are_needed(
         error = parse(conn.recv(timeout=10))
         assert isinstance(error, Error)
         assert error.code is ErrorCode.AUTH_REQUIRED
+
+
+def test_readyz_names_the_host_only_to_this_machine_or_a_token(
+    node_settings: NodeSettings, tmp_path: Path
+) -> None:
+    signer = TokenSigner(KEY, "lab", lifetime_s=300)
+    pem = tmp_path / "token.pub.pem"
+    pem.write_bytes(signer.public_key_pem())
+    settings = replace(node_settings, token_public_key=str(pem), cluster_name="lab")
+    app = create_app(settings, engine_factory=lambda s, m: FakeEngine())
+    with TestClient(app) as client:  # its requests come from "testclient", not loopback
+        outsider = client.get("/readyz").json()
+        token = signer.issue("ops", None).token
+        insider = client.get("/readyz", headers={"Authorization": f"Bearer {token}"}).json()
+    assert outsider["status"] == "ready"
+    assert "host" not in outsider
+    assert insider["host"] == platform.node()
+
+
+def test_readyz_names_the_host_to_a_loopback_client(server: ServerThread) -> None:
+    with urllib.request.urlopen(f"{server.http_url}/readyz", timeout=10) as response:
+        assert json.load(response)["host"] == platform.node()
