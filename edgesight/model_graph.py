@@ -218,8 +218,10 @@ def wrap(
     ]
     del graph.node[:]
     graph.node.extend(nodes)
+    used = {name for node in nodes for name in node.input}
     del graph.initializer[:]
-    graph.initializer.extend(inits)
+    # Reshape targets replaced by batch-free ones are left unused: drop them
+    graph.initializer.extend(i for i in inits if i.name in used)
     del graph.input[:]
     graph.input.append(
         helper.make_tensor_value_info("images", TensorProto.UINT8, [batch, 3, height, width])

@@ -146,6 +146,10 @@ class QuantizeReport:
             f"| file size float / INT8 | {self.float_bytes / 1e6:.1f} / "
             f"{self.int8_bytes / 1e6:.1f} MB |",
             "",
+            "Times are medians of interleaved runs on a shared machine: read the ratio. Speed "
+            "in onnxruntime-web (headless Chromium, 1 and 2 threads) is measured by "
+            "`bench/int8.py`, see docs/benchmarks.md.",
+            "",
         ]
         return "\n".join(rows)
 

@@ -137,6 +137,12 @@ class BrowserClient:
         self.can_encode: tuple[FrameEncoding, ...] = (FrameEncoding.JPEG,)
         self._last_frame_sent_ms = float("-inf")
         self.card = ModelCard.from_json(model_card_json)
+        # An INT8 variant the web app offers for local detection: (its sha256, the sha256 of
+        # the model it was quantised from); webapp/model_files.py decides.
+        local = config.get("model", {}).get("local") or {}
+        self.local_variant: tuple[str, str] | None = (
+            (str(local["sha256"]), str(local["variant_of"])) if local.get("variant_of") else None
+        )
         # The operator's thresholds (EDGESIGHT_SCORE_THRESHOLD, ...), so that the boxes
         # drawn do not depend on where detection runs.
         self.local = LocalEngine(self.card, _postprocess_settings(config.get("postprocess")))
@@ -576,7 +582,7 @@ class BrowserClient:
         """'' when the downloaded model may run, else a message for the page. The model
         must be the one the web app describes (nodes must serve it too)."""
         try:
-            self.local.check_model(actual_sha256, self.card.sha256)
+            self.local.check_model(actual_sha256, self.card.sha256, self.local_variant)
         except LocalError as exc:
             return str(exc)
         return ""

@@ -75,9 +75,18 @@ class LocalEngine:
         self.threads = wasm_threads(is_cross_origin_isolated, hardware_concurrency)
         return self.threads
 
-    def check_model(self, actual_sha256: str, expected_sha256: str) -> None:
-        """Refuse a downloaded model whose sha256 is not the expected one."""
+    def check_model(
+        self,
+        actual_sha256: str,
+        expected_sha256: str,
+        variant: tuple[str, str] | None = None,
+    ) -> None:
+        """Refuse a downloaded model whose sha256 is not the expected one. ``variant``:
+        (sha256, sha256 of the model it was quantised from) of an INT8 variant the web app
+        offers; it may run in place of that model only."""
         actual, expected = actual_sha256.lower(), expected_sha256.lower()
+        if variant is not None and (actual, expected) == (variant[0].lower(), variant[1].lower()):
+            return
         if actual != expected:
             self.state = LocalState.REFUSED
             self.problem = (

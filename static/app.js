@@ -194,8 +194,8 @@ async function main() {
     const threads = client.local_start(self.crossOriginIsolated === true, navigator.hardwareConcurrency || 1);
     try {
       await local.start({
-        ortUrl: config.ort_url, modelUrl: config.model.url, threads,
-        io: config.model.io, checkSha256: (hex) => client.local_check_model(hex),
+        ortUrl: config.ort_url, modelUrl: config.model.local.url, threads,
+        io: config.model.local.io, checkSha256: (hex) => client.local_check_model(hex),
         sha256: (bytes) => client.sha256_hex(bytes), // where crypto.subtle is missing (http)
       });
       client.local_loaded();

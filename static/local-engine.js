@@ -8,7 +8,7 @@ export class LocalEngine {
   }
 
   // Resolves with the thread count once the worker's session is ready.
-  // io: the model card's input/output names and input size (config.model.io).
+  // io: the model card's input/output names and input size (config.model.local.io).
   // sha256(Uint8Array) -> hex: used where crypto.subtle is missing (insecure contexts).
   async start({ ortUrl, modelUrl, threads, io, checkSha256, sha256 }) {
     const response = await fetch(modelUrl);

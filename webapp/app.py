@@ -31,6 +31,7 @@ from .assets import (
 )
 from .headers import NO_CACHE, SecurityHeaders
 from .metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, WebappMetrics, is_authorised
+from .model_files import choose_local_model
 from .offline import OfflineManifest, service_worker_script
 from .registry import NodeRegistry, RegistryStore
 from .registry_routes import registry_routes
@@ -132,6 +133,8 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
     card_text = card_path.read_text(encoding="utf-8")
     card = ModelCard.from_json(card_text)
     _warn_if_model_differs(settings.model_dir / card.file, card)
+    local_model = choose_local_model(settings.model_dir, card)
+    log.info("in-browser fallback runs %s (%s)", local_model.card.file, local_model.reason)
     client_zip = client_package_zip()
     pyodide_url = f"/vendor/pyodide-{_npm_version(runtimes.pyodide_dir)}/"
     ort_url = f"/vendor/onnxruntime-web-{_npm_version(runtimes.ort_dir.parent)}/"
@@ -159,14 +162,9 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
             "sha256": card.sha256,
             "url": f"/models/{card.file}",
             "card_url": "/models/model.json",
-            # What the Wasm worker feeds and reads: the card's names, never hard-coded.
-            "io": {
-                "input": card.input_name,
-                "width": card.input_width_px,
-                "height": card.input_height_px,
-                "boxes": card.boxes_output,
-                "scores": card.scores_output,
-            },
+            # The file the in-browser fallback fetches, checks and runs, with its card's
+            # input/output names and size (the model's INT8 variant when it is worth it).
+            "local": local_model.page_config(),
         },
         "kiosk": False,
     }
@@ -196,8 +194,8 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
         vendor_urls=tuple(
             [pyodide_url + name for name in PYODIDE_FILES] + [ort_url + name for name in ORT_FILES]
         ),
-        model_url=f"/models/{card.file}",
-        model_sha256=card.sha256,
+        model_url=f"/models/{local_model.card.file}",
+        model_sha256=local_model.card.sha256,
     )
     sw_script = service_worker_script(settings.static_dir, offline)
     templates = Jinja2Templates(
@@ -249,6 +247,13 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
             return Response("no kiosk source is configured\n", status_code=404)
         return FileResponse(settings.kiosk_source, headers={"Cache-Control": "no-cache"})
 
+    async def local_model_file(request: Request) -> FileResponse:
+        return FileResponse(
+            local_model.path,
+            media_type="application/octet-stream",
+            headers={"Cache-Control": NO_CACHE},
+        )
+
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
@@ -290,6 +295,11 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
             Route("/py/pyodide_client.zip", client_package),
             Route("/models/model.json", model_card),
             Route(f"/models/{card.file}", model_file),
+            *(
+                [Route(f"/models/{local_model.card.file}", local_model_file)]
+                if local_model.variant_of
+                else []
+            ),
             Mount("/static", RevalidatedFiles(directory=settings.static_dir), name="static"),
             Mount(pyodide_url.rstrip("/"), VendorFiles(runtimes.pyodide_dir, PYODIDE_FILES)),
             Mount(ort_url.rstrip("/"), VendorFiles(runtimes.ort_dir, ORT_FILES)),

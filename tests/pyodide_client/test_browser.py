@@ -1575,3 +1575,20 @@ def test_a_node_from_before_auth_still_streams() -> None:
     old = Error(ErrorCode.UNEXPECTED_MESSAGE, "expected a FRAME or PING, got AUTH").serialize()
     assert receive(client, A, old, 130.0)[0]["type"] == "ready"
     assert client.next_action() == "node"
+
+
+def test_local_check_model_accepts_the_int8_variant_the_web_app_offers() -> None:
+    variant = "ab" * 32
+    local = {"sha256": variant, "variant_of": CARD.sha256}
+    client = make_client(A, model={"local": local})
+    client.local_start(False, 4)
+
+    assert client.local_check_model(variant) == ""
+    assert client.local_check_model(CARD.sha256) == ""  # the model itself still may
+
+
+def test_local_check_model_refuses_a_variant_the_web_app_did_not_offer() -> None:
+    client = make_client(A, model={"local": {"sha256": CARD.sha256, "variant_of": None}})
+    client.local_start(False, 4)
+
+    assert "not the expected one" in client.local_check_model("ab" * 32)

@@ -323,3 +323,23 @@ def test_frame_boxes_are_the_postprocess_type() -> None:
 
     assert result is not None
     assert all(isinstance(box, FrameBox) for box in result.boxes)
+
+
+INT8_SHA = "ab" * 32
+
+
+def test_an_int8_variant_of_the_expected_model_may_run() -> None:
+    engine = loading_engine()
+
+    engine.check_model(INT8_SHA.upper(), CARD.sha256, variant=(INT8_SHA, CARD.sha256))
+
+    assert engine.state is LocalState.LOADING
+
+
+def test_an_int8_variant_of_another_model_is_refused() -> None:
+    engine = loading_engine()
+
+    with pytest.raises(LocalError):
+        engine.check_model(INT8_SHA, CARD.sha256, variant=(INT8_SHA, OTHER_SHA))
+
+    assert engine.state is LocalState.REFUSED

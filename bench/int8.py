@@ -1,0 +1,219 @@
+"""INT8 vs float32, default model: session.run on this CPU (onnxruntime) and in onnxruntime-web
+(headless Chromium, Wasm, 1 and 2 threads), side by side in one run.
+
+The machine is shared: only ratios taken in the same run mean anything, so every measurement
+interleaves the two models (blocks of float runs, then INT8 runs, repeated). For the browser,
+one Chromium per thread count (a page's first session fixes its thread count), both sessions
+in one worker of a cross-origin-isolated page of the real web app.
+
+    .venv/bin/python bench/int8.py [--blocks 6 --runs 10] [--record]
+
+``--record`` writes the measured Wasm speed-ups into models/nanodet-g-416/int8/model.json
+(``quantization.speed``), where webapp/model_files.py reads them to decide whether pages get
+the INT8 file for local detection. Results: bench/results/int8.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "playwright"))
+
+from conftest import CHROMIUM_ARGS, start_webapp  # noqa: E402
+from harness import RESULTS, camera_frames, machine, model_inputs, table, write_result  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+log = logging.getLogger("bench.int8")
+MODEL_DIR = ROOT / "models" / "nanodet-g-416"
+INT8_DIR = MODEL_DIR / "int8"
+TIMEOUT_MS = 300_000
+
+WORKER = """
+let ort; const sessions = {};
+self.onmessage = async ({ data }) => {
+  try {
+    if (data.type === "init") {
+      ort = await import(data.ortUrl + "ort.wasm.min.mjs");
+      ort.env.wasm.wasmPaths = data.ortUrl;
+      ort.env.wasm.numThreads = data.threads;
+      for (const [name, bytes] of Object.entries(data.models)) {
+        sessions[name] = await ort.InferenceSession.create(new Uint8Array(bytes),
+          { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+      }
+      self.postMessage({ type: "ready", threads: ort.env.wasm.numThreads });
+    } else {
+      const input = new ort.Tensor("uint8", data.tensor, [1, 3, 416, 416]);
+      const session = sessions[data.name];
+      await session.run({ images: input });
+      const times = [];
+      for (let i = 0; i < data.runs; i++) {
+        const t0 = performance.now();
+        await session.run({ images: input });
+        times.push(performance.now() - t0);
+      }
+      self.postMessage({ type: "times", times });
+    }
+  } catch (err) { self.postMessage({ type: "error", message: String(err) }); }
+};
+"""
+
+# The page carries its configuration (the onnxruntime-web URL) in a JSON script element.
+READ_CONFIG = """async () => {
+  const html = await (await fetch("/")).text();
+  const doc = new DOMParser().parseFromString(html, "text/html");
+  window.edgesightOrtUrl = JSON.parse(doc.getElementById("edgesight-config").textContent).ort_url;
+}"""
+
+SETUP = """async ([code, threads, urls]) => {
+  const ortUrl = new URL(window.edgesightOrtUrl, location.href).href;
+  const models = {};
+  for (const [name, url] of Object.entries(urls)) {
+    models[name] = await (await fetch(url)).arrayBuffer();
+  }
+  const blob = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
+  const worker = new Worker(blob, { type: "module" });
+  const ready = await new Promise((resolve, reject) => {
+    worker.onmessage = ({ data }) => data.type === "ready" ? resolve(data.threads)
+      : reject(new Error(data.message));
+    worker.onerror = (err) => reject(new Error(err.message));
+    worker.postMessage({ type: "init", ortUrl, models, threads }, Object.values(models));
+  });
+  window.benchWorker = worker;
+  return { threads: ready, isolated: crossOriginIsolated };
+}"""
+
+RUN = """async ([name, b64, runs]) => {
+  const tensor = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  return await new Promise((resolve, reject) => {
+    window.benchWorker.onmessage = ({ data }) => data.type === "times" ? resolve(data.times)
+      : reject(new Error(data.message));
+    window.benchWorker.postMessage({ type: "run", name, tensor, runs }, [tensor.buffer]);
+  });
+}"""
+
+
+def _median(samples: list[float]) -> float:
+    return round(statistics.median(samples), 2)
+
+
+def node_cpu(tensor: np.ndarray, blocks: int, runs: int, threads: int) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    sessions = {}
+    for name, path in (("float", _float_path()), ("int8", _int8_path())):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        sessions[name] = ort.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+    times: dict[str, list[float]] = {"float": [], "int8": []}
+    feed = {"images": tensor[None]}
+    for session in sessions.values():
+        session.run(None, feed)
+    for _ in range(blocks):
+        for name, session in sessions.items():
+            for _ in range(runs):
+                started = time.perf_counter()
+                session.run(None, feed)
+                times[name].append((time.perf_counter() - started) * 1000.0)
+    f, i = _median(times["float"]), _median(times["int8"])
+    return {"threads": threads, "float_ms": f, "int8_ms": i, "speedup": round(f / i, 2)}
+
+
+def wasm(driver: Any, tensor: np.ndarray, threads: int, blocks: int, runs: int) -> dict[str, Any]:
+    # served to the page by Playwright: the web app offers the INT8 file only once this
+    # benchmark has recorded its speed-up
+    urls = {"float": "/bench/float.onnx", "int8": "/bench/int8.onnx"}
+    files = {"float": _float_path().read_bytes(), "int8": _int8_path().read_bytes()}
+    b64 = base64.b64encode(tensor.tobytes()).decode()
+    with start_webapp(("ws://127.0.0.1:8999/ws",)) as web:
+        browser = driver.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        for name, body in files.items():
+            page.route(f"**{urls[name]}", _fulfil_with(body))
+        page.goto(f"{web.http_url}/healthz")
+        page.evaluate(READ_CONFIG)
+        setup = page.evaluate(SETUP, [WORKER, threads, urls])
+        times: dict[str, list[float]] = {"float": [], "int8": []}
+        for _ in range(blocks):
+            for name in ("float", "int8"):
+                times[name].extend(page.evaluate(RUN, [name, b64, runs]))
+        browser.close()
+    f, i = _median(times["float"]), _median(times["int8"])
+    return {
+        "threads": setup["threads"],
+        "cross_origin_isolated": setup["isolated"],
+        "float_ms": f,
+        "int8_ms": i,
+        "speedup": round(f / i, 2),
+        "int8_fps_bare": round(1000.0 / i, 1),
+    }
+
+
+def _fulfil_with(body: bytes) -> Any:
+    return lambda route, _request: route.fulfill(body=body)
+
+
+def _float_path() -> Path:
+    return MODEL_DIR / json.loads((MODEL_DIR / "model.json").read_text())["file"]
+
+
+def _int8_path() -> Path:
+    return INT8_DIR / json.loads((INT8_DIR / "model.json").read_text())["file"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--blocks", type=int, default=6)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--record", action="store_true", help="write Wasm speed-ups to model.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "int8.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    tensor = model_inputs(camera_frames())[0]
+    cpu = [node_cpu(tensor, args.blocks, args.runs, t) for t in (1, 0)]
+    with sync_playwright() as driver:
+        browser_rows = [wasm(driver, tensor, t, args.blocks, args.runs) for t in (1, 2)]
+    card = json.loads((INT8_DIR / "model.json").read_text())
+    result = {
+        "command": "python bench/int8.py " + " ".join(sys.argv[1:]),
+        "machine": machine() + ", headless Debian Chromium, shared by 8 engineers",
+        "node_cpu": cpu,
+        "wasm": browser_rows,
+        "agreement": card["quantization"]["agreement"],
+    }
+    write_result(args.out, result)
+    rows = [
+        ("node CPU", r["threads"] or "all", r["float_ms"], r["int8_ms"], r["speedup"]) for r in cpu
+    ]
+    rows += [
+        ("wasm", r["threads"], r["float_ms"], r["int8_ms"], r["speedup"]) for r in browser_rows
+    ]
+    log.info("%s", table(("where", "threads", "float ms", "int8 ms", "speed-up"), rows))
+    if args.record:
+        speed = card["quantization"]["speed"]
+        for row in browser_rows:
+            speed[f"wasm_{row['threads']}_threads_float_ms"] = row["float_ms"]
+            speed[f"wasm_{row['threads']}_threads_int8_ms"] = row["int8_ms"]
+            speed[f"wasm_{row['threads']}_threads_speedup"] = row["speedup"]
+        speed["measured_by"] = "bench/int8.py (bench/results/int8.json)"
+        text = json.dumps(card, indent=2, sort_keys=True) + "\n"
+        (INT8_DIR / "model.json").write_text(text, encoding="utf-8")
+        log.info("recorded the Wasm speed-ups in %s", INT8_DIR / "model.json")
+
+
+if __name__ == "__main__":
+    main()
