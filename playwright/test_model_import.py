@@ -35,7 +35,7 @@ def test_the_fallback_runs_an_imported_two_class_model(
             timeout=BOOT_TIMEOUT_MS,
         )
         expect(page.locator('#detections li[data-label="Normal"]').first).to_be_visible()
-        expect(page.locator("#status")).to_contain_text("local wasm")
+        expect(page.locator("#badge")).to_have_text("Detecting in this browser")
         labels = page.evaluate("window.edgesight.lastBoxes.local.map(b => b.label)")
         assert set(labels) <= {"Normal", "Fall"}
         assert "2 classes" in page.locator("footer").inner_text()
