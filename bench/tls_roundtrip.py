@@ -4,12 +4,12 @@ its first result, in the same run.
 Starts two real nodes (``edgesight node``) with the same settings, one plain and one with
 a certificate from ``edgesight certs`` (a fresh CA in a temporary directory), and sends
 the letterboxed astronaut photo one frame at a time (K = 1 in flight), alternating blocks
-between the two so that machine noise hits both alike. Then, alternating again, it opens
-new connections and times TCP + TLS + WebSocket handshake, the HELLO, and the first
-RESULT. A third measurement takes inference (and its noise) out: the same frame bytes
-echoed by a bare WebSocket app under edgesight's own uvicorn settings, ws vs wss. No AUTH
-step yet: the node does not ask for one (issue 8's token lane); once it
-does, this is where its round trip belongs.
+between the two so that machine noise hits both alike. Both nodes require stream tokens
+(EDGESIGHT_TOKEN_PUBLIC_KEY, no anonymous use), so every connection presents a token signed
+as the web app signs them. Then, alternating again, it opens new connections and times TCP
++ TLS + WebSocket handshake, the HELLO, the AUTH/WELCOME and the first RESULT. A third
+measurement takes inference (and its noise) out: the same frame bytes echoed by a bare
+WebSocket app under edgesight's own uvicorn settings, ws vs wss.
 
     .venv/bin/python bench/tls_roundtrip.py --frames 300 --connections 40
 """
@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from harness import ServerProcess, free_port, machine, summary, write_result  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.routing import WebSocketRoute  # noqa: E402
@@ -39,29 +40,43 @@ from websockets.sync.client import ClientConnection, connect  # noqa: E402
 from edgesight.certs import issue  # noqa: E402
 from edgesight.serving import ServerThread  # noqa: E402
 from edgesight.tls import server_context  # noqa: E402
-from pyodide_client.stream import Detections, NodeStream  # noqa: E402
+from pyodide_client.stream import Detections, NodeStream, Welcomed  # noqa: E402
 from tests.media import rgba_photo  # noqa: E402
+from webapp.tokens import TokenSigner  # noqa: E402
 
+Link = tuple[ClientConnection, NodeStream]
 log = logging.getLogger("bench.tls_roundtrip")
 Photo = tuple[bytes, int, int]
 
 
-def _node(port: int, threads: int, tls: tuple[Path, Path] | None) -> ServerProcess:
+def _node(
+    port: int, threads: int, tls: tuple[Path, Path] | None, public_key: Path
+) -> ServerProcess:
     argv = [sys.executable, "-m", "edgesight", "--log-level", "warning", "node"]
     argv += ["--port", str(port)]
     if tls is not None:
         argv += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
-    env = {"EDGESIGHT_INTRA_OP_THREADS": str(threads), "EDGESIGHT_MAX_BATCH_WAIT_MS": "0"}
+    env = {
+        "EDGESIGHT_INTRA_OP_THREADS": str(threads),
+        "EDGESIGHT_MAX_BATCH_WAIT_MS": "0",
+        "EDGESIGHT_TOKEN_PUBLIC_KEY": str(public_key),
+        "EDGESIGHT_ALLOW_ANONYMOUS": "0",
+    }
     return ServerProcess(argv, port, env, name="wss node" if tls else "ws node")
 
 
+def _authorise(ws: ClientConnection, stream: NodeStream, token: str) -> None:
+    ws.send(stream.auth(token))
+    (event,) = stream.receive(ws.recv(timeout=30), 0.0)
+    assert isinstance(event, Welcomed), event
+
+
 @contextmanager
-def _stream(
-    url: str, context: ssl.SSLContext | None
-) -> Iterator[tuple[ClientConnection, NodeStream]]:
+def _stream(url: str, context: ssl.SSLContext | None, token: str) -> Iterator[Link]:
     with connect(url, ssl=context, compression=None, max_size=None, open_timeout=30) as ws:
         stream = NodeStream(max_in_flight=1)
         stream.receive(ws.recv(timeout=30), 0.0)
+        _authorise(ws, stream, token)
         yield ws, stream
 
 
@@ -82,8 +97,10 @@ def _round_trip_ms(ws: ClientConnection, stream: NodeStream, photo: Photo) -> fl
     return elapsed_ms
 
 
-def _first_result(url: str, context: ssl.SSLContext | None, photo: Photo) -> dict[str, float]:
-    """A new connection: open (TCP + TLS + upgrade), HELLO, first RESULT, from t0."""
+def _first_result(
+    url: str, context: ssl.SSLContext | None, token: str, photo: Photo
+) -> dict[str, float]:
+    """A new connection: open (TCP + TLS + upgrade), HELLO, WELCOME, first RESULT."""
     rgba, w, h = photo
     t0 = time.perf_counter()
     with connect(url, ssl=context, compression=None, max_size=None, open_timeout=30) as ws:
@@ -91,6 +108,8 @@ def _first_result(url: str, context: ssl.SSLContext | None, photo: Photo) -> dic
         stream = NodeStream(max_in_flight=1)
         stream.receive(ws.recv(timeout=30), 0.0)
         hello = time.perf_counter()
+        _authorise(ws, stream, token)
+        welcome = time.perf_counter()
         ws.send(stream.encode_frame(rgba, w, h, 0.0, 0.0))
         (event,) = stream.receive(ws.recv(timeout=30), 0.0)
         first = time.perf_counter()
@@ -98,6 +117,7 @@ def _first_result(url: str, context: ssl.SSLContext | None, photo: Photo) -> dic
     return {
         "open_ms": (opened - t0) * 1000,
         "hello_ms": (hello - t0) * 1000,
+        "welcome_ms": (welcome - t0) * 1000,
         "first_result_ms": (first - t0) * 1000,
     }
 
@@ -150,15 +170,20 @@ def main() -> None:
     photo: Photo = rgba_photo("astronaut")
     with tempfile.TemporaryDirectory() as tmp:
         issued = issue(Path(tmp) / "tls", [])
+        # Tokens as the web app issues them (Ed25519, audience = the cluster, 10 min).
+        signer = TokenSigner(Ed25519PrivateKey.generate(), "edgesight", lifetime_s=600)
+        public_key = Path(tmp) / "token-key.pem"
+        public_key.write_bytes(signer.public_key_pem())
+        token = signer.issue("bench", None).token
         context = ssl.create_default_context(cafile=issued.ca_cert)
         ws_port, wss_port = free_port(), free_port()
         urls = {"ws": f"ws://127.0.0.1:{ws_port}/ws", "wss": f"wss://127.0.0.1:{wss_port}/ws"}
         contexts: dict[str, ssl.SSLContext | None] = {"ws": None, "wss": context}
         with (
-            _node(ws_port, args.threads, None),
-            _node(wss_port, args.threads, (issued.cert, issued.key)),
-            _stream(urls["ws"], None) as plain,
-            _stream(urls["wss"], context) as secure,
+            _node(ws_port, args.threads, None, public_key),
+            _node(wss_port, args.threads, (issued.cert, issued.key), public_key),
+            _stream(urls["ws"], None, token) as plain,
+            _stream(urls["wss"], context, token) as secure,
         ):
             links = {"ws": plain, "wss": secure}
             round_trips: dict[str, list[float]] = {"ws": [], "wss": []}
@@ -172,7 +197,7 @@ def main() -> None:
             firsts: dict[str, list[dict[str, float]]] = {"ws": [], "wss": []}
             for _ in range(args.connections):
                 for name in ("ws", "wss"):
-                    firsts[name].append(_first_result(urls[name], contexts[name], photo))
+                    firsts[name].append(_first_result(urls[name], contexts[name], token, photo))
         (size,) = MESSAGE_BYTES
         # the raw frame, and about what a JPEG frame of the same photo weighs (IMAGE, q75)
         echoes = {
@@ -204,7 +229,10 @@ def main() -> None:
         "tls_open_extra_ms_median": round(
             new["wss"]["open_ms"]["p50_ms"] - new["ws"]["open_ms"]["p50_ms"], 2
         ),
-        "auth": "not measured: nodes do not ask for AUTH yet (issue 8, token lane)",
+        "auth_ms_median": {
+            name: round(v["welcome_ms"]["p50_ms"] - v["hello_ms"]["p50_ms"], 2)
+            for name, v in new.items()
+        },
     }
     write_result(args.out, result)
     log.info(json.dumps(result, indent=2))
