@@ -11,7 +11,7 @@ as the web app signs them. Then, alternating again, it opens new connections and
 measurement takes inference (and its noise) out: the same frame bytes echoed by a bare
 WebSocket app under edgesight's own uvicorn settings, ws vs wss.
 
-    .venv/bin/python bench/tls_roundtrip.py --frames 300 --connections 40
+    .venv/bin/python bench/tls_roundtrip.py --frames 400 --connections 40
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from websockets.sync.client import ClientConnection, connect  # noqa: E402
 from edgesight.certs import issue  # noqa: E402
 from edgesight.serving import ServerThread  # noqa: E402
 from edgesight.tls import server_context  # noqa: E402
-from pyodide_client.stream import Detections, NodeStream, Welcomed  # noqa: E402
+from pyodide_client.stream import Detections, NodeStream, Ready, Welcomed  # noqa: E402
 from tests.media import rgba_photo  # noqa: E402
 from webapp.tokens import TokenSigner  # noqa: E402
 
@@ -68,7 +68,7 @@ def _node(
 def _authorise(ws: ClientConnection, stream: NodeStream, token: str) -> None:
     ws.send(stream.auth(token))
     (event,) = stream.receive(ws.recv(timeout=30), 0.0)
-    assert isinstance(event, Welcomed), event
+    assert isinstance(event, Ready | Welcomed), event
 
 
 @contextmanager

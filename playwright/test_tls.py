@@ -56,7 +56,13 @@ class TlsStack:
 @pytest.fixture(scope="module")
 def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsStack]:
     issued = issue(tmp_path_factory.mktemp("tls") / "certs", [HOST])
-    settings = NodeSettings(port=0, model_path=MODEL_PATH, node_name="tls-node")
+    settings = NodeSettings(
+        port=0,
+        model_path=MODEL_PATH,
+        node_name="tls-node",
+        # the pages of both web apps below (their ports are chosen after the node's)
+        allowed_origins=(f"https://{HOST}:*", f"http://{HOST}:*"),
+    )
     node = ServerThread(
         create_node_app(settings),
         max_message_bytes=settings.max_message_bytes,
