@@ -31,11 +31,11 @@ def test_the_fallback_runs_an_imported_two_class_model(
         page = view.page
         # then the page detects in the browser and labels with the model's own names
         page.wait_for_function(
-            "(window.edgesight?.lastBoxes.local || []).some(b => b.label === 'Normal')",
+            "() => (window.edgesight?.lastBoxes.local || []).some(b => b.label === 'Normal')",
             timeout=BOOT_TIMEOUT_MS,
         )
         expect(page.locator('#detections li[data-label="Normal"]').first).to_be_visible()
         expect(page.locator("#badge")).to_have_text("Detecting in this browser")
-        labels = page.evaluate("window.edgesight.lastBoxes.local.map(b => b.label)")
+        labels = page.evaluate("() => window.edgesight.lastBoxes.local.map(b => b.label)")
         assert set(labels) <= {"Normal", "Fall"}
         assert "2 classes" in page.locator("footer").inner_text()
