@@ -15,6 +15,8 @@ import hmac
 import json
 import logging
 import math
+import time
+from collections.abc import Callable
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -139,7 +141,29 @@ def _unavailable() -> JSONResponse:
     return JSONResponse({"error": "the node registry is unavailable"}, status_code=503)
 
 
+class _RefusalLog:
+    """One warning when the registry starts refusing nodes, then one summary a minute at
+    most: thousands of nodes beyond the limit heartbeat every 2 s each."""
+
+    def __init__(self, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.every_s = every_s
+        self._clock = clock
+        self._last_s = -math.inf
+        self._since: set[str] = set()
+
+    def refused(self, node_id: str, why: RegistryFull) -> None:
+        self._since.add(node_id)
+        now_s = self._clock()
+        if now_s - self._last_s >= self.every_s:
+            count, example = len(self._since), node_id
+            log.warning("registry: refused %d new node(s), e.g. %s: %s", count, example, why)
+            self._last_s = now_s
+            self._since.clear()
+
+
 def registry_routes(registry: NodeRegistry, secret: str) -> list[Route]:
+    refusals = _RefusalLog()
+
     async def register(request: Request) -> Response:
         refused = _unauthorised(request, secret)
         if refused is not None:
@@ -162,7 +186,7 @@ def registry_routes(registry: NodeRegistry, secret: str) -> list[Route]:
         except StoreUnavailable:
             return _unavailable()
         except RegistryFull as exc:
-            log.warning("registry: refused node %s: %s", entry.node_id, exc)
+            refusals.refused(entry.node_id, exc)
             return JSONResponse(
                 {"error": str(exc)},
                 status_code=503,

@@ -581,7 +581,7 @@ def test_a_full_registry_refuses_new_nodes_with_503_and_keeps_refreshing_old_one
     assert refused.status_code == 503
     assert "maximum of 2 nodes (EDGESIGHT_REGISTRY_MAX_NODES)" in refused.json()["error"]
     assert refused.headers["retry-after"] == "6"
-    assert "refused node c" in caplog.text
+    assert "refused 1 new node(s), e.g. c" in caplog.text
     again = client.post(
         "/api/nodes/register", json=heartbeat(node_id="a", url="ws://a:8001/ws"), headers=AUTH
     )
@@ -602,3 +602,26 @@ def test_rank_prefers_site_then_a_free_stream_then_the_least_wait() -> None:
     assert [e.node_id for e in order] == ["d", "a", "c", "b"]
     no_site = sorted([near_busy, far_idle, near_idle], key=lambda e: rank(e, ""))
     assert [e.node_id for e in no_site] == ["b", "d", "a"]
+
+
+def test_refusals_of_a_full_registry_are_logged_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from webapp.registry_routes import _RefusalLog
+
+    now = [0.0]
+    refusals = _RefusalLog(every_s=60.0, clock=lambda: now[0])
+    full = RegistryFull(2)
+    with caplog.at_level("WARNING", logger="webapp.registry_routes"):
+        refusals.refused("a", full)  # the first: at once
+        for second in range(1, 60):
+            now[0] = float(second)
+            refusals.refused("b", full)
+            refusals.refused("c", full)
+        now[0] = 60.0
+        refusals.refused("d", full)  # a minute on: one summary of what came meanwhile
+
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert lines[0].startswith("registry: refused 1 new node(s), e.g. a")
+    assert lines[1].startswith("registry: refused 3 new node(s), e.g. d")
