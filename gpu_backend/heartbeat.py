@@ -233,6 +233,12 @@ def _refusal(response: httpx.Response) -> str:
         return "the web app has registration disabled (403): it has no secret configured"
     if status == 422:
         return f"the registry rejected the heartbeat (422): {response.text[:500]}"
+    try:  # the registry says why in "error": full (503), too large (413), ...
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if isinstance(error, str) and error:
+        return f"the registry answered HTTP {status}: {error[:300]}"
     return f"the registry answered HTTP {status}"
 
 

@@ -505,3 +505,19 @@ def test_serve_with_tls_registers_over_https_and_lists_a_wss_node(tmp_path: Path
     assert registering.registry_url == "https://127.0.0.1:8100"
     assert registering.public_url == "wss://127.0.0.1:8101/ws"
     assert _local_node_url(_node_settings(args, {})) == "wss://127.0.0.1:8101/ws"
+
+
+def test_a_full_registry_is_logged_with_its_reason(caplog: pytest.LogCaptureFixture) -> None:
+    why = "the registry holds its maximum of 2 nodes (EDGESIGHT_REGISTRY_MAX_NODES)"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"error": why}, headers={"Retry-After": "6"})
+
+    async def scenario() -> bool:
+        sender = HeartbeatSender("http://registry.invalid", SECRET, body, "node-a", _mock(handler))
+        return await sender.beat()
+
+    with caplog.at_level(logging.WARNING, logger="gpu_backend.heartbeat"):
+        assert asyncio.run(scenario()) is False
+
+    assert f"the registry answered HTTP 503: {why}" in caplog.text
