@@ -1,9 +1,11 @@
-"""What observability costs (issue 12): a node with its metrics on vs the same node with
-them off, in the same run, on the one-stream round trip and on 8-stream throughput.
+"""What observability costs (issue 12): a node with metrics and tracing on vs the same
+node with both off, in the same run, on the one-stream round trip and 8-stream throughput.
 
 Two node subprocesses run side by side (this script with ``--serve``): "on" is the product
 as shipped, scraped once a second during the measurement (a busy Prometheus; 15 s is
-usual); "off" has every metrics hook replaced by a no-op. The one-stream test alternates
+usual) and exporting spans to an OTLP/HTTP receiver in this process, with the one-stream
+client sampling frames at the default rate (1 in 100, a TRACE before each sampled frame);
+"off" has every metrics hook replaced by a no-op and no tracer. The one-stream test alternates
 blocks of frames between them (K = 1, send -> result); the 8-stream test alternates
 windows of simulated 30 fps cameras (bench/streams.py). Machine noise hits both alike.
 
@@ -17,6 +19,7 @@ import asyncio
 import functools
 import logging
 import statistics
+import struct
 import sys
 import threading
 import time
@@ -41,9 +44,12 @@ from streams import Window, edgesight_stream, run_point, summarise  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
 from pyodide_client.stream import Detections, NodeStream  # noqa: E402
+from pyodide_client.tracing import FrameTracer  # noqa: E402
+from tests.otlp_receiver import OtlpReceiver  # noqa: E402
 
 log = logging.getLogger("bench.observability_overhead")
 MODES = ("on", "off")
+FRAME_ID = struct.Struct("<I")
 
 
 class NullMetrics:
@@ -61,7 +67,7 @@ class NullMetrics:
         return b""
 
 
-def serve(port: int, mode: str, threads: int) -> None:
+def serve(port: int, mode: str, threads: int, otlp: str) -> None:
     """Run one node in this process: the shipped one ("on"), or with NullMetrics ("off")."""
     import gpu_backend.node
     from edgesight.serving import make_server
@@ -70,7 +76,12 @@ def serve(port: int, mode: str, threads: int) -> None:
 
     if mode == "off":
         gpu_backend.node.NodeMetrics = NullMetrics  # type: ignore[misc,assignment]
-    settings = NodeSettings(port=port, intra_op_threads=threads, node_name=f"metrics-{mode}")
+    settings = NodeSettings(
+        port=port,
+        intra_op_threads=threads,
+        node_name=f"metrics-{mode}",
+        otlp_endpoint=otlp if mode == "on" else "",
+    )
     make_server(create_app(settings), "127.0.0.1", port, settings.max_message_bytes).run()
 
 
@@ -94,8 +105,11 @@ def scraping(port: int, interval_s: float) -> Iterator[list[int]]:
         thread.join()
 
 
-def one_stream(ports: dict[str, int], frames: int, block: int) -> dict[str, list[float]]:
+def one_stream(
+    ports: dict[str, int], frames: int, block: int, sample_rate: float
+) -> dict[str, list[float]]:
     rgba, w, h = camera_frames()[0]
+    tracer = FrameTracer(sample_rate)
     times: dict[str, list[float]] = {mode: [] for mode in MODES}
     conns = {}
     streams = {}
@@ -114,7 +128,10 @@ def one_stream(ports: dict[str, int], frames: int, block: int) -> dict[str, list
             mode = MODES[turn % 2] if (turn // 2) % 2 == 0 else MODES[1 - turn % 2]
             for _ in range(block):
                 sent_s = time.perf_counter()
-                conns[mode].send(streams[mode].encode_frame(rgba, w, h, 0.0, 0.0))
+                frame = streams[mode].encode_frame(rgba, w, h, 0.0, 0.0)
+                if mode == "on" and (trace := tracer.sample(FRAME_ID.unpack_from(frame, 4)[0])):
+                    conns[mode].send(trace.serialize())
+                conns[mode].send(frame)
                 events = streams[mode].receive(conns[mode].recv(timeout=30), 0.0)
                 assert isinstance(events[0], Detections), events
                 times[mode].append((time.perf_counter() - sent_s) * 1000.0)
@@ -173,12 +190,31 @@ def hook_cost() -> dict[str, float]:
             metrics.batch(1)
             metrics.outcome(result)
         best_us.append((time.perf_counter() - started) / 20_000 * 1e6)
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from gpu_backend.tracing import NodeTracer
+
+    node_tracer = NodeTracer(InMemorySpanExporter(), {"node": "bench"})
+    sampler = FrameTracer(1.0)
+    traced = []
+    for i in range(2000):
+        trace = sampler.sample(i)
+        assert trace is not None
+        started = time.perf_counter()
+        node_tracer.expect(1, trace)
+        node_tracer.finished_batch([(1, Result(i, 0.0, 1.5, 11.0, 0.4, 1, ()))])
+        traced.append((time.perf_counter() - started) * 1e6)
+    node_tracer.shutdown()
     renders = []
     for _ in range(50):
         started = time.perf_counter()
         metrics.render()
         renders.append((time.perf_counter() - started) * 1000)
-    return {"hooks_per_frame_us": round(min(best_us), 2), "render_ms": round(min(renders), 3)}
+    return {
+        "hooks_per_frame_us": round(min(best_us), 2),
+        "spans_per_sampled_frame_us": round(statistics.median(traced), 2),
+        "render_ms": round(min(renders), 3),
+    }
 
 
 def ratio(on: float, off: float) -> float:
@@ -188,6 +224,8 @@ def ratio(on: float, off: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--otlp", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--sample-rate", type=float, default=0.01, help="traced share")
     parser.add_argument("--mode", choices=MODES, default="on", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per node")
     parser.add_argument("--frames", type=int, default=400, help="one-stream frames per mode")
@@ -201,25 +239,28 @@ def main() -> None:
     args = parser.parse_args()
     if args.serve is not None:
         logging.basicConfig(level=logging.WARNING)
-        serve(args.serve, args.mode, args.threads)
+        serve(args.serve, args.mode, args.threads, args.otlp)
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
+    receiver = OtlpReceiver().__enter__()
     nodes = {}
     for mode in MODES:
         port = free_port()
         argv = [sys.executable, __file__, "--serve", str(port), "--mode", mode]
+        argv += ["--otlp", receiver.url]
         nodes[mode] = ServerProcess(
             [*argv, "--threads", str(args.threads)], port, name=f"node ({mode})"
         ).start()
     try:
         ports = {mode: node.port for mode, node in nodes.items()}
         with scraping(ports["on"], 1.0) as scrapes:
-            rt = one_stream(ports, args.frames, args.block)
+            rt = one_stream(ports, args.frames, args.block, args.sample_rate)
         many = eight_streams(nodes, args.windows, args.duration_s, args.streams)
     finally:
         for node in nodes.values():
-            node.stop()
+            node.stop()  # the "on" node flushes its spans as it stops
+        receiver.__exit__(None, None, None)
 
     def fps(mode: str) -> float:
         return statistics.fmean(p["fps_total"] for p in many[mode])
@@ -236,6 +277,7 @@ def main() -> None:
             "mean": ratio(statistics.fmean(rt["on"]), statistics.fmean(rt["off"])),
         },
         "metrics_page_bytes": max(scrapes) if scrapes else None,
+        "spans_received": len(receiver.spans),
         "in_process": hook_cost(),
         "streams": {
             mode: [
