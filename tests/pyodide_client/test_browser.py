@@ -1592,3 +1592,16 @@ def test_local_check_model_refuses_a_variant_the_web_app_did_not_offer() -> None
     client.local_start(False, 4)
 
     assert "not the expected one" in client.local_check_model("ab" * 32)
+
+
+def test_the_report_for_the_web_app_says_what_the_page_shows() -> None:
+    # issue 12: static/app.js POSTs this to config.report_url every 10 s
+    client = make_client("ws://a:8001/ws")
+    report = json.loads(client.report(1000.0))
+    assert report["mode"] == "none"
+    assert report["node_url"] is None
+    assert report["frames"] == 0
+    assert report["dropped"] == 0
+    assert set(report) == {
+        "mode", "node_url", "fps", "latency_p50_ms", "latency_p95_ms", "frames", "dropped",
+    }  # fmt: skip

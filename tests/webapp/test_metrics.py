@@ -235,3 +235,13 @@ def test_many_sites_are_capped_in_labels() -> None:
     sites = {dict(k[1])["site"] for k in got if k[0] == "edgesight_registry_nodes"}
     assert len(sites) <= 52
     assert "other" in sites
+
+
+def test_the_pages_own_report_is_what_the_route_accepts() -> None:
+    from pyodide_client.dashboard import Dashboard
+
+    board = Dashboard()
+    board.drawn_frame(now_ms=100.0, capture_ms=60.0, draw_ms=1.0)
+    for mode, url in (("node", "ws://gpu-1.example:8001/ws"), ("local", None), ("none", None)):
+        checked = parse_report(board.report(200.0, mode, url))
+        assert checked["mode"] == mode
