@@ -45,6 +45,7 @@ from websockets.sync.client import connect  # noqa: E402
 
 from pyodide_client.stream import Detections, NodeStream  # noqa: E402
 from pyodide_client.tracing import FrameTracer  # noqa: E402
+from tests.handshake import handshake  # noqa: E402
 from tests.otlp_receiver import OtlpReceiver  # noqa: E402
 
 log = logging.getLogger("bench.observability_overhead")
@@ -116,7 +117,7 @@ def one_stream(
     for mode, port in ports.items():
         conns[mode] = connect(f"ws://127.0.0.1:{port}/ws", compression=None, max_size=None)
         streams[mode] = NodeStream(max_in_flight=1)
-        streams[mode].receive(conns[mode].recv(timeout=30), 0.0)
+        handshake(conns[mode], streams[mode], timeout_s=30)
     try:
         for mode in MODES:  # warm-up
             for i in range(20):

@@ -20,6 +20,7 @@ from gpu_backend.app import create_app as create_node_app
 from gpu_backend.settings import NodeSettings
 from pyodide_client.stream import Detections, NodeStream
 from pyodide_client.tracing import FrameTracer
+from tests.handshake import handshake
 from tests.media import rgba_photo
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from webapp.app import create_app as create_webapp
@@ -66,7 +67,7 @@ def test_a_sampled_frame_is_one_trace_from_the_page_to_the_node_and_unsampled_on
             }
         with connect(node.ws_url, compression=None, max_size=None, open_timeout=10) as conn:
             stream = NodeStream()
-            stream.receive(conn.recv(timeout=10), now_ms=0.0)
+            assert handshake(conn, stream).welcome.takes_traces  # type: ignore[union-attr]
             for _ in range(6):
                 t0 = time.perf_counter() * 1000
                 frame = stream.encode_frame(rgba, w, h, capture_ms=t0, now_ms=t0)
@@ -124,7 +125,7 @@ def test_a_trace_not_marked_sampled_records_nothing(
         connect(node.ws_url, compression=None, max_size=None, open_timeout=10) as conn,
     ):
         stream = NodeStream()
-        stream.receive(conn.recv(timeout=10), now_ms=0.0)
+        handshake(conn, stream)
         frame = stream.encode_frame(rgba, w, h, capture_ms=1.0, now_ms=1.0)
         trace = tracer.sample(int.from_bytes(frame[4:8], "little"))
         assert trace is not None
@@ -140,3 +141,13 @@ def test_without_a_collector_the_page_gets_no_trace_config_and_no_route() -> Non
     client = TestClient(create_webapp(WebappSettings(node_urls=())))
     assert page_config(client.get("/").text)["trace"] is None
     assert client.post("/api/trace", json={}).status_code in (404, 405)
+
+
+def test_a_node_without_a_collector_does_not_offer_traces(node_settings: NodeSettings) -> None:
+    with (
+        ServerThread(create_node_app(node_settings)) as node,
+        connect(node.ws_url, compression=None, max_size=None, open_timeout=10) as conn,
+    ):
+        welcome = handshake(conn, NodeStream()).welcome
+        assert welcome is not None
+        assert not welcome.takes_traces
