@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import secrets
 import stat
@@ -162,19 +163,22 @@ class TokenSigner:
     ) -> IssuedToken:
         """A token for ``identity`` used from pages of ``origin`` (None: not bound to an
         origin, for tools)."""
-        now_s = int(self._clock())
-        life_s = int(lifetime_s if lifetime_s is not None else self.lifetime_s)
+        now_s = self._clock()
+        life_s = lifetime_s if lifetime_s is not None else self.lifetime_s
+        # Whole seconds on the wire (RFC 7519 NumericDate); exp rounded up, so a token
+        # lives at least its lifetime (a 2 s token must not be a 1.01 s one).
+        exp_s = math.ceil(now_s + life_s)
         aud = audience or self.audience
         claims: dict[str, str | int] = {
             "iss": ISSUER,
             "sub": identity,
             "aud": aud,
-            "iat": now_s,
-            "nbf": now_s,
-            "exp": now_s + life_s,
+            "iat": math.floor(now_s),
+            "nbf": math.floor(now_s),
+            "exp": exp_s,
             "jti": secrets.token_urlsafe(12),
         }
         if origin:
             claims["origin"] = origin
         token = jwt.encode(claims, self._key, algorithm=ALGORITHM)
-        return IssuedToken(token, identity, aud, float(life_s))
+        return IssuedToken(token, identity, aud, round(exp_s - now_s, 3))

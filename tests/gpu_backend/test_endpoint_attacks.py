@@ -337,7 +337,7 @@ def test_a_valid_token_streams_and_others_are_refused(
     welcome, _ = _auth_answer(server, signer.issue("alice", origin).token, origin)
     assert isinstance(welcome, Welcome)
     assert welcome.identity == "alice"
-    assert 290_000 < welcome.token_expires_in_ms <= 300_000
+    assert 290_000 < welcome.token_expires_in_ms <= 301_000  # exp is rounded up to a second
 
     forged = TokenSigner(Ed25519PrivateKey.generate(), "lab", 300).issue("alice", origin).token
     expired = (

@@ -3,14 +3,22 @@ token can be wrong, each with a message that says which."""
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.testclient import TestClient
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
+from edgesight.serving import ServerThread
 from gpu_backend.access import ANONYMOUS, AccessDenied, AnonymousAccess, Grant
 from gpu_backend.app import create_app as create_node_app
 from gpu_backend.settings import NodeSettings
@@ -22,7 +30,9 @@ from gpu_backend.tokens import (
     node_authenticator,
 )
 from pyodide_client.protocol import ErrorCode
+from pyodide_client.stream import AccessRefused, Detections, Event, NodeStream, Ready
 from tests.gpu_backend.fake_engine import FakeEngine
+from tests.media import rgba_photo
 from webapp.tokens import TokenSigner
 
 ORIGIN = "https://edge.example:8443"
@@ -218,3 +228,154 @@ def test_node_token_settings_from_the_environment(node_settings: NodeSettings) -
     assert settings.token_public_key == "/etc/edgesight/token.pub"
     assert not NodeSettings(host="0.0.0.0").is_anonymous_allowed
     assert NodeSettings(host="127.0.0.1").is_anonymous_allowed
+
+
+# -- a real node that requires tokens --------------------------------------------------------
+PAGE = "http://127.0.0.1:8000"  # the web app origin tokens are issued for
+
+
+@pytest.fixture
+def token_node(
+    node_settings: NodeSettings, tmp_path: Path
+) -> Iterator[tuple[ServerThread, TokenSigner]]:
+    """A real node (real model) that takes only tokens signed by this signer's key, with
+    2 s tokens so that a test can cross an expiry."""
+    signer = TokenSigner(Ed25519PrivateKey.generate(), "edgesight", lifetime_s=2)
+    pem = tmp_path / "token-key.pub.pem"
+    pem.write_bytes(signer.public_key_pem())
+    settings = replace(node_settings, token_public_key=str(pem))
+    with ServerThread(
+        create_node_app(settings), max_message_bytes=settings.max_message_bytes
+    ) as server:
+        yield server, signer
+
+
+@contextlib.contextmanager
+def _opened(
+    server: ServerThread, token: str, origin: str = PAGE
+) -> Iterator[tuple[ClientConnection, NodeStream, list[Event]]]:
+    """A connection past HELLO and AUTH: the node's answer is in the events."""
+    with connect(
+        server.ws_url, compression=None, max_size=None, open_timeout=10, origin=Origin(origin)
+    ) as conn:
+        stream = NodeStream(token=token)
+        events = stream.receive(conn.recv(timeout=10), now_ms=0.0)
+        for message in stream.data_to_send():
+            conn.send(message)
+        while not events:
+            events = stream.receive(conn.recv(timeout=10), now_ms=0.0)
+        yield conn, stream, events
+
+
+def _detect(conn: ClientConnection, stream: NodeStream, now_ms: float) -> list[Any]:
+    rgba, w, h = rgba_photo("chelsea")
+    conn.send(stream.encode_frame(rgba, w, h, capture_ms=now_ms, now_ms=now_ms))
+    events: list[Any] = []
+    while not any(isinstance(e, Detections | AccessRefused) for e in events):
+        events += stream.receive(conn.recv(timeout=30), now_ms=now_ms)
+    return events
+
+
+def test_a_node_streams_for_a_valid_token_and_names_its_identity(
+    token_node: tuple[ServerThread, TokenSigner],
+) -> None:
+    server, signer = token_node
+    with _opened(server, signer.issue("alice", PAGE, lifetime_s=60).token) as (
+        conn,
+        stream,
+        events,
+    ):
+        (ready,) = events
+        assert isinstance(ready, Ready)
+        assert ready.welcome is not None
+        assert ready.welcome.identity == "alice"
+        assert 58_000 < ready.welcome.token_expires_in_ms <= 61_000
+        assert any(isinstance(e, Detections) for e in _detect(conn, stream, 1.0))
+
+
+@pytest.mark.parametrize(
+    ("make_token", "origin", "expected"),
+    [
+        pytest.param(
+            lambda s: (
+                TokenSigner(Ed25519PrivateKey.generate(), "edgesight", 2)
+                .issue("mallory", PAGE)
+                .token
+            ),
+            PAGE,
+            "signature does not verify",
+            id="forged",
+        ),
+        pytest.param(
+            lambda s: (
+                TokenSigner(s._key, "edgesight", 2, clock=lambda: time.time() - 60)
+                .issue("alice", PAGE)
+                .token
+            ),
+            PAGE,
+            "expired",
+            id="expired",
+        ),
+        pytest.param(  # a token another page (origin) got, presented from this one
+            lambda s: s.issue("alice", "http://127.0.0.1:9999").token,
+            PAGE,
+            "issued for pages of http://127.0.0.1:9999",
+            id="other-origin",
+        ),
+        pytest.param(lambda s: "", PAGE, "requires a stream token", id="none"),
+    ],
+)
+def test_a_node_refuses_a_bad_token_with_a_clear_error_and_closes(
+    token_node: tuple[ServerThread, TokenSigner],
+    make_token: Callable[[TokenSigner], str],
+    origin: str,
+    expected: str,
+) -> None:
+    server, signer = token_node
+    with _opened(server, make_token(signer), origin) as (conn, stream, events):
+        (refused,) = events
+        assert isinstance(refused, AccessRefused)
+        assert expected in refused.message
+        assert not stream.can_send()
+        with pytest.raises(ConnectionClosed):
+            conn.recv(timeout=10)
+        assert conn.close_code == 1008
+
+
+def test_a_refresh_carries_a_stream_across_its_first_tokens_expiry(
+    token_node: tuple[ServerThread, TokenSigner],
+) -> None:
+    # given a stream on a 2 s token
+    server, signer = token_node
+    first = signer.issue("alice", PAGE)
+    with _opened(server, first.token) as (conn, stream, _):
+        started_s = time.monotonic()
+        # when, at 2/3 of its life, the page hands over a fresh one
+        refreshed = False
+        answered_after_expiry = 0
+        while answered_after_expiry < 3:
+            elapsed_s = time.monotonic() - started_s
+            if not refreshed and elapsed_s >= first.expires_in_s * 2 / 3:
+                stream.set_token(signer.issue("alice", PAGE).token)
+                for message in stream.data_to_send():
+                    conn.send(message)
+                refreshed = True
+            events = _detect(conn, stream, elapsed_s * 1000)
+            # then frames are answered throughout, and past the first token's expiry
+            assert not any(isinstance(e, AccessRefused) for e in events), events
+            if elapsed_s > first.expires_in_s + 0.2:
+                answered_after_expiry += 1
+        assert stream.welcome is not None
+        assert stream.welcome.identity == "alice"
+
+
+def test_without_a_refresh_the_stream_closes_when_its_token_lapses(
+    token_node: tuple[ServerThread, TokenSigner],
+) -> None:
+    server, signer = token_node
+    with _opened(server, signer.issue("alice", PAGE).token) as (conn, stream, _):
+        refused: list[AccessRefused] = []
+        while not refused:  # frames until the node says the token lapsed (about 2 s)
+            events = _detect(conn, stream, 0.0)
+            refused = [e for e in events if isinstance(e, AccessRefused)]
+        assert refused[0].is_expired
