@@ -187,6 +187,7 @@ def create_app(
             batch_loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await batch_loop
+            node.decode_pool.shutdown(wait=False, cancel_futures=True)
             if node.tracer is not None:
                 await asyncio.to_thread(node.tracer.shutdown)  # sends the spans still queued
             app.state.node = None

@@ -46,6 +46,7 @@ from pyodide_client.protocol import (
     ErrorCode,
     Frame,
     FrameEncoding,
+    Image,
     MessageType,
     Ping,
     ProtocolError,
@@ -53,6 +54,7 @@ from pyodide_client.protocol import (
     Trace,
     Welcome,
     encodings_mask,
+    mask_encodings,
     parse,
     peek_type,
 )
@@ -80,9 +82,9 @@ ImageT = TypeVar("ImageT")
 
 # What a client may send at all; anything else is refused from its header alone.
 CLIENT_MESSAGE_TYPES = frozenset(
-    {MessageType.FRAME, MessageType.PING, MessageType.AUTH, MessageType.TRACE}
+    {MessageType.FRAME, MessageType.IMAGE, MessageType.PING, MessageType.AUTH, MessageType.TRACE}
 )
-FRAME_TYPES = frozenset({MessageType.FRAME})
+FRAME_TYPES = frozenset({MessageType.FRAME, MessageType.IMAGE})
 _FIRST_REFUSAL_CHARS = 160
 
 
@@ -108,9 +110,11 @@ class Send:
 
 @dataclass(frozen=True)
 class Submit(Generic[ImageT]):
-    """Hand this frame (and its decoded image) to the batcher; report its outcome back."""
+    """Hand this frame (and its decoded image) to the batcher; report its outcome back.
+    For an IMAGE (issue 9) ``image`` is what ``decode`` made of it: the node decodes the
+    picture off the event loop before the batcher sees it."""
 
-    frame: Frame
+    frame: Frame | Image
     image: ImageT
 
 
@@ -162,8 +166,10 @@ class _Unobserved:
 
 
 class Connection(Generic[ImageT]):
-    """``decode`` turns a checked FRAME into what the batcher runs, or raises ProtocolError
-    (wrong shape or dtype); it is the seam for compressed frames."""
+    """``decode`` turns a checked FRAME or IMAGE into what the batcher runs, or raises
+    ProtocolError (wrong shape or dtype, a picture that does not fit); it is the seam for
+    compressed frames. An IMAGE in an encoding the node does not accept (``encodings``,
+    as its WELCOME says) is refused with IMAGE_INVALID."""
 
     def __init__(
         self,
@@ -172,7 +178,7 @@ class Connection(Generic[ImageT]):
         limits: ConnectionLimits,
         admission: Admission,
         authenticator: Authenticator,
-        decode: Callable[[Frame], ImageT],
+        decode: Callable[[Frame | Image], ImageT],
         address: str,
         origin: str | None = None,
         encodings: int = encodings_mask([FrameEncoding.RAW]),
@@ -222,7 +228,7 @@ class Connection(Generic[ImageT]):
             if kind not in CLIENT_MESSAGE_TYPES:
                 raise ProtocolError(
                     ErrorCode.UNEXPECTED_MESSAGE,
-                    f"expected a FRAME, PING, AUTH or TRACE from a client, got {kind.name}",
+                    f"expected a FRAME, IMAGE, PING, AUTH or TRACE from a client, got {kind.name}",
                 )
             if kind in FRAME_TYPES:
                 self._observer.frame_received()
@@ -329,7 +335,15 @@ class Connection(Generic[ImageT]):
                     "auth required",
                 )
         frame = parse(data)
-        assert isinstance(frame, Frame), frame
+        assert isinstance(frame, Frame | Image), frame
+        if isinstance(frame, Image) and not self._encodings & (1 << frame.encoding):
+            accepted = ", ".join(e.name for e in mask_encodings(self._encodings))
+            raise ProtocolError(
+                ErrorCode.IMAGE_INVALID,
+                f"frame {frame.frame_id}: this node accepts {accepted} frames, "
+                f"got {frame.encoding.name}",
+                frame.frame_id,
+            )
         if self.in_flight >= self.limits.max_in_flight:
             raise ProtocolError(
                 ErrorCode.TOO_MANY_IN_FLIGHT,

@@ -3,7 +3,10 @@
 All policy (HELLO first, AUTH, stream slots, in-flight window, error budget, deadlines,
 bounded outbox) is in the sans-I/O ``Connection``; this module only checks the page's
 Origin at the handshake, moves bytes in and out, runs the connection's actions (send,
-submit a frame to the batcher, close) and tells it the time at its deadlines. One sender
+submit a frame to the batcher, close) and tells it the time at its deadlines. A compressed
+frame (IMAGE, issue 9) is decoded on the node's decode threads first, so neither the event
+loop nor the inference thread waits on it; a connection's frames still reach the batcher
+in the order they came. One sender
 task writes everything, so results, drops, errors and pongs never interleave. Messages
 larger than the configured limit close the connection with 1009 (the server's WebSocket
 layer enforces it, see ``edgesight.serving``).
@@ -23,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from pyodide_client.protocol import TRACE_FEATURE, Dtype, ErrorCode, Frame
+from pyodide_client.protocol import TRACE_FEATURE, Dtype, ErrorCode, Frame, Image, ProtocolError
 
 from .connection import CLOSE_POLICY, Action, Close, Connection, Send, Submit, TraceNext
+from .decode import DecodedImage
 
 if TYPE_CHECKING:
     from .batcher import Outcome
@@ -43,9 +47,14 @@ FLUSH_BEFORE_CLOSE_S = 1.0
 _SEND_ERRORS = (WebSocketDisconnect, RuntimeError, OSError)
 
 
-def frame_image(frame: Frame, shape: tuple[int, int, int]) -> UInt8Array:
+def frame_image(frame: Frame | Image, shape: tuple[int, int, int]) -> UInt8Array | Image:
     """The model input a FRAME carries, checked against the model's shape (no copy). The
-    one place that turns a frame message into pixels: compressed frames decode here."""
+    one place that turns a frame message into pixels. An IMAGE's geometry is checked here
+    and the IMAGE itself returned: its pixels are decoded later, off the event loop
+    (``_Link._decode_then_submit``)."""
+    if isinstance(frame, Image):
+        frame.check(shape[2], shape[1])
+        return frame
     frame.check(Dtype.UINT8, shape)
     return np.frombuffer(frame.payload, dtype=np.uint8).reshape(shape)
 
@@ -92,7 +101,7 @@ async def inference_endpoint(websocket: WebSocket) -> None:
         await websocket.close(CLOSE_POLICY)  # before accept(): the handshake answers 403
         return
     await websocket.accept()
-    connection: Connection[UInt8Array] = Connection(
+    connection: Connection[UInt8Array | Image] = Connection(
         hello=node.hello_bytes,
         limits=node.limits,
         admission=node.admission,
@@ -100,6 +109,7 @@ async def inference_endpoint(websocket: WebSocket) -> None:
         decode=functools.partial(frame_image, shape=node.frame_shape),
         address=address,
         origin=origin,
+        encodings=node.encodings,
         features=TRACE_FEATURE if node.tracer is not None else 0,
         observer=node.metrics,
     )
@@ -119,6 +129,7 @@ class _Link:
         self.wake_sender = asyncio.Event()
         self.close: Close | None = None
         self.is_stream_open = False  # known to the batcher
+        self._decoding: asyncio.Task[None] | None = None  # the newest IMAGE being decoded
         # The connection's clock is the loop's (time.monotonic): its deadlines are too.
         self._receive_wait: asyncio.Timeout | None = None
 
@@ -137,6 +148,8 @@ class _Link:
                 self.node.batcher.close_stream(self.stream)
             if self.node.tracer is not None:
                 self.node.tracer.forget(self.stream)
+            if self._decoding is not None:
+                self._decoding.cancel()
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
@@ -152,11 +165,10 @@ class _Link:
                 )
                 self.wake_sender.set()
             elif isinstance(action, Submit):
-                if not self.is_stream_open:
-                    self.node.batcher.open_stream(self.stream)
-                    self.is_stream_open = True
-                future = self.node.batcher.submit(self.stream, action.frame, action.image)
-                future.add_done_callback(self._deliver)
+                if isinstance(action.image, Image):
+                    self._decode_then_submit(action.image)
+                else:
+                    self._submit(action.frame, action.image)
             elif isinstance(action, TraceNext):
                 if self.node.tracer is not None:  # without a collector, TRACE costs nothing
                     self.node.tracer.expect(self.stream, action.trace)
@@ -166,6 +178,40 @@ class _Link:
                 wait = self._receive_wait
                 if wait is not None and not wait.expired():  # stop waiting for the client
                     wait.reschedule(self.loop.time())
+
+    def _submit(
+        self, frame: Frame | Image, image: UInt8Array, decode_ms: float | None = None
+    ) -> None:
+        if not self.is_stream_open:
+            self.node.batcher.open_stream(self.stream)
+            self.is_stream_open = True
+        future = self.node.batcher.submit(self.stream, frame, image, decode_ms)
+        future.add_done_callback(self._deliver)
+
+    def _decode_then_submit(self, image: Image) -> None:
+        # Decodes of one connection may run side by side on the pool; each waits for the
+        # previous one's submit before its own, so frames reach the batcher in order
+        # (the batcher's latest-frame-wins needs that).
+        self._decoding = self.loop.create_task(self._decode(image, self._decoding))
+
+    async def _decode(self, image: Image, previous: asyncio.Task[None] | None) -> None:
+        decoded: DecodedImage | ProtocolError
+        try:
+            decoded = await self.loop.run_in_executor(
+                self.node.decode_pool, self.node.decoder.decode, image
+            )
+        except ProtocolError as exc:  # corrupt, a wrong size, a bomb: this frame only
+            decoded = exc
+        if previous is not None:
+            await asyncio.wait([previous])
+        if self.close is not None:
+            return
+        if isinstance(decoded, ProtocolError):
+            error = decoded.to_error()
+            self.node.metrics.outcome(error)
+            self.execute(self.conn.outcome(error, self.loop.time()))
+            return
+        self._submit(image, decoded.tensor, decoded.decode_ms)
 
     def _deliver(self, future: asyncio.Future[Outcome]) -> None:
         if not future.cancelled():

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import platform
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pyodide_client.postprocess import PostprocessSettings
-from pyodide_client.protocol import Dtype, Hello
+from pyodide_client.protocol import Dtype, FrameEncoding, Hello, encodings_mask
 
 from .access import AnonymousAccess, Authenticator
 from .admission import Admission
 from .batcher import Batcher
 from .connection import Connection, ConnectionLimits
+from .decode import Decoder
 from .engine import Engine, LoadedModel
 from .metrics import NodeMetrics
 from .origins import OriginPolicy
@@ -35,6 +37,11 @@ class Node:
     latency: LatencyWindow = field(init=False)
     tracer: NodeTracer | None = field(init=False, default=None)  # None: not tracing
     hello_bytes: bytes = field(init=False)
+    # Compressed frames (issue 9): what WELCOME offers, and who decodes them, off the
+    # event loop and beside (not behind) the inference thread.
+    encodings: int = field(init=False)
+    decoder: Decoder = field(init=False)
+    decode_pool: ThreadPoolExecutor = field(init=False)
     admission: Admission = field(init=False)
     limits: ConnectionLimits = field(init=False)
     origins: OriginPolicy = field(init=False)
@@ -97,6 +104,10 @@ class Node:
                 },
             )
             self.batcher.on_batch_done = self.tracer.finished_batch
+        self.encodings = encodings_mask(list(FrameEncoding))
+        _, height, width = self.frame_shape
+        self.decoder = Decoder(width, height)
+        self.decode_pool = ThreadPoolExecutor(s.decode_threads, thread_name_prefix="decode")
         self.hello_bytes = Hello(
             node_name=s.node_name,
             model_name=card.name,

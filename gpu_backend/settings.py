@@ -47,6 +47,8 @@ class NodeSettings:
     idle_timeout_s: float = 30.0  # streams that send no frame are closed
     max_refused_messages: int = 20  # refused messages before the connection is closed
     max_outbox_bytes: int = 1024 * 1024  # unsent bytes per connection before SLOW_READER
+    # Threads decoding compressed (IMAGE) frames, beside the one inference thread (issue 9)
+    decode_threads: int = 2
     max_connections_per_address: int = 128  # open TCP connections per client address
     header_timeout_s: float = 10.0  # HTTP request headers must arrive within this
     score_threshold: float = 0.35
@@ -100,6 +102,7 @@ class NodeSettings:
         "idle_timeout_s": "EDGESIGHT_IDLE_TIMEOUT_S",
         "max_refused_messages": "EDGESIGHT_MAX_REFUSED_MESSAGES",
         "max_outbox_bytes": "EDGESIGHT_MAX_OUTBOX_BYTES",
+        "decode_threads": "EDGESIGHT_DECODE_THREADS",
         "max_connections_per_address": "EDGESIGHT_MAX_CONNECTIONS_PER_ADDRESS",
         "header_timeout_s": "EDGESIGHT_HEADER_TIMEOUT_S",
         "score_threshold": "EDGESIGHT_SCORE_THRESHOLD",
@@ -151,6 +154,7 @@ class NodeSettings:
             ">= 0",
         )
         _check(self.max_outbox_bytes >= 4096, "max_outbox_bytes", self.max_outbox_bytes, ">= 4096")
+        _check(1 <= self.decode_threads <= 64, "decode_threads", self.decode_threads, "1..64")
         _check(
             self.max_connections_per_address >= 1,
             "max_connections_per_address",

@@ -133,7 +133,10 @@ class BrowserClient:
         self.local_threads = int(config.get("local_threads", 0))  # 0: decide from the page
         # How frames travel (issue 9): EDGESIGHT_FRAME_ENCODING, decided per link by
         # encoding.EncodingPolicy; what this browser can encode is set_encoders()'s to say.
-        self.encoding = EncodingSettings(mode=str(config.get("frame_encoding", "auto")))
+        self.encoding = EncodingSettings(
+            mode=str(config.get("frame_encoding", "auto")),
+            target_fps=float(config.get("target_fps", 30.0)),
+        )
         self.can_encode: tuple[FrameEncoding, ...] = (FrameEncoding.JPEG,)
         self._last_frame_sent_ms = float("-inf")
         self.card = ModelCard.from_json(model_card_json)
@@ -445,6 +448,12 @@ class BrowserClient:
         message = self.stream.encode_image(_as_bytes(data), width_px, height_px, capture_ms, now_ms)
         self._frame_sent(self.stream.encoding.encoding.name.lower(), len(message), now_ms)
         return message
+
+    def frame_sent(self, now_ms: float) -> None:
+        """The page handed the last node frame to its socket at ``now_ms``: round trips
+        count from then, not from before the page's own preprocessing."""
+        if self.stream is not None:
+            self.stream.mark_sent(now_ms)
 
     def _frame_sent(self, encoding: str, size_bytes: int, now_ms: float) -> None:
         self._last_frame_sent_ms = now_ms

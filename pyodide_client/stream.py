@@ -30,7 +30,7 @@ picture (``plan.width_px`` x ``plan.height_px``, the browser with its native enc
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .encoding import EncodingPlan, EncodingPolicy, EncodingSettings
 from .postprocess import FrameBox, to_frame
@@ -352,6 +352,15 @@ class NodeStream:
         size = len(head) + len(payload)
         self._in_flight[frame_id] = _InFlight(g, now_ms, plan.encoding, size)
         return head + bytes(payload)
+
+    def mark_sent(self, now_ms: float) -> None:
+        """The last frame built actually left at ``now_ms`` (after the caller's own work on
+        it, e.g. the page's letterbox): its round trip, and the link's measured rate,
+        count from here."""
+        frame_id = (self._next_frame_id - 2) % FRAME_ID_LIMIT + 1
+        sent = self._in_flight.get(frame_id)
+        if sent is not None and now_ms > sent.sent_ms:
+            self._in_flight[frame_id] = replace(sent, sent_ms=now_ms)
 
     def ping_due(self, now_ms: float) -> bool:
         """Whether the encoding policy wants a PING for its base round trip now."""

@@ -254,6 +254,7 @@ async function main() {
       const buffer = message.getBuffer("u8");
       const preprocessMs = performance.now() - encodeStart;
       try { link.send(buffer.data); } finally { buffer.release(); message.destroy(); }  // send() copies
+      client.frame_sent(performance.now());
       pending.set(captureMs, { preprocess_ms: preprocessMs, sent_ms: performance.now(), frame: size });
       client.note_preprocess(preprocessMs, performance.now());
     } else {

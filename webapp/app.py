@@ -143,6 +143,7 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
         "max_in_flight": settings.max_in_flight,
         "local_threads": settings.local_threads,
         "frame_encoding": settings.frame_encoding,
+        "target_fps": settings.target_fps,
         "postprocess": {
             "score_threshold": settings.score_threshold,
             "iou_threshold": settings.iou_threshold,

@@ -39,6 +39,7 @@ class WebappSettings:
     # How pages send frames (issue 9): auto picks raw or JPEG/WebP per node link from its
     # measured throughput (pyodide_client/encoding.py); raw, jpeg or webp pin it.
     frame_encoding: str = "auto"
+    target_fps: float = 30.0  # the frame rate auto plans each link for
     # Post-processing for in-browser detection: the same keys as the node's, so that one
     # environment gives the same boxes whether a node or the browser detects.
     score_threshold: float = 0.35
@@ -90,6 +91,7 @@ class WebappSettings:
         "max_in_flight": "EDGESIGHT_FRAMES_IN_FLIGHT",
         "local_threads": "EDGESIGHT_LOCAL_THREADS",
         "frame_encoding": "EDGESIGHT_FRAME_ENCODING",
+        "target_fps": "EDGESIGHT_TARGET_FPS",
         "score_threshold": "EDGESIGHT_SCORE_THRESHOLD",
         "iou_threshold": "EDGESIGHT_IOU_THRESHOLD",
         "registry_secret": "EDGESIGHT_REGISTRY_SECRET",
@@ -144,6 +146,11 @@ class WebappSettings:
                 "EDGESIGHT_FRAME_ENCODING (frame_encoding): expected one of "
                 f"{', '.join(FRAME_ENCODINGS)}, got {self.frame_encoding!r}"
             )
+        if not 0 < self.target_fps <= 240:
+            raise SettingsError(
+                f"EDGESIGHT_TARGET_FPS (target_fps): expected a number in (0, 240], "
+                f"got {self.target_fps!r}"
+            )
         for name in ("score_threshold", "iou_threshold"):
             value = getattr(self, name)
             if not 0 < value <= 1:
@@ -188,6 +195,7 @@ class WebappSettings:
                 "trace_sample_rate",
                 "session_lifetime_s",
                 "token_lifetime_s",
+                "target_fps",
             ):
                 try:
                     values[name] = float(raw)

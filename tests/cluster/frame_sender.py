@@ -12,6 +12,7 @@ tests/cluster/test_bandwidth.py and bench/bandwidth.py.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 from dataclasses import dataclass
@@ -72,11 +73,14 @@ class FrameSender:
         )
         self.welcome_encodings: int | None = None
         self._conn: ClientConnection | None = None
+        self._exits = contextlib.ExitStack()
         self._pictures: dict[tuple[str, float], bytes] = {}
         self._sent: dict[float, tuple[float, int]] = {}  # capture_ms -> quality, bytes
 
     def __enter__(self) -> FrameSender:
-        self._conn = connect(self.url, compression=None, max_size=None, open_timeout=10)
+        self._conn = self._exits.enter_context(
+            connect(self.url, compression=None, max_size=None, open_timeout=10)
+        )
         ready = handshake(self._conn, self.stream, self.timeout_s)
         if ready.welcome is not None:
             self.welcome_encodings = ready.welcome.encodings
@@ -88,8 +92,7 @@ class FrameSender:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._conn is not None:
-            self._conn.close()
+        self._exits.close()
 
     def _picture(self, plan: FramePlan) -> bytes:
         """The frame's picture area encoded as planned (cached: the frame never changes)."""

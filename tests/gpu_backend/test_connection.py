@@ -31,6 +31,7 @@ from pyodide_client.protocol import (
     Frame,
     FrameEncoding,
     Hello,
+    Image,
     Ping,
     Pong,
     ProtocolError,
@@ -59,7 +60,10 @@ def frame(frame_id: int = 1, shape: tuple[int, ...] = SHAPE) -> bytes:
     return Frame(frame_id, 0.0, Dtype.UINT8, shape, bytes(size)).serialize()
 
 
-def decode(message: Frame) -> str:
+def decode(message: Frame | Image) -> str:
+    if isinstance(message, Image):
+        message.check(SHAPE[2], SHAPE[1])
+        return f"picture-{message.frame_id}"
     message.check(Dtype.UINT8, SHAPE)
     return f"image-{message.frame_id}"
 
@@ -401,7 +405,7 @@ def test_written_bytes_leave_the_outbox() -> None:
 
 
 def test_decode_failures_are_refusals() -> None:
-    def failing(message: Frame) -> str:
+    def failing(message: Frame | Image) -> str:
         raise ProtocolError(ErrorCode.IMAGE_INVALID, "not a JPEG", message.frame_id)
 
     conn: Connection[str] = Connection(
@@ -435,3 +439,55 @@ def test_trace_contexts_pass_through_and_welcome_announces_them() -> None:
     trace = Trace(b"\x01" * 16, b"\x02" * 8, 1, 7)
     assert conn.receive(trace.serialize(), 0.1) == [TraceNext(trace)]
     assert conn.refused == 0
+
+
+# -- compressed frames (issue 9) -----------------------------------------------------------
+JPEG_WEBP = encodings_mask([FrameEncoding.RAW, FrameEncoding.JPEG, FrameEncoding.WEBP])
+
+
+def image(frame_id: int = 1, encoding: FrameEncoding = FrameEncoding.JPEG, top: int = 1) -> bytes:
+    return Image(frame_id, 0.5, encoding, 4, 2, 0, top, b"\xff\xd8").serialize()
+
+
+def compressed(encodings: int = JPEG_WEBP) -> Connection[str]:
+    conn: Connection[str] = Connection(
+        hello=HELLO,
+        limits=LIMITS,
+        admission=admission(),
+        authenticator=AnonymousAccess(),
+        decode=decode,
+        address="a",
+        encodings=encodings,
+    )
+    conn.open(0.0)
+    (welcome,) = sent(conn.receive(Auth("", JPEG_WEBP).serialize(), 0.0))
+    assert welcome == Welcome(encodings, 0, ANONYMOUS)
+    return conn
+
+
+def test_an_image_in_an_offered_encoding_is_submitted_for_decoding() -> None:
+    conn = compressed()
+    (submit,) = conn.receive(image(3), 0.1)
+    assert isinstance(submit, Submit)
+    assert isinstance(submit.frame, Image)
+    assert (submit.frame.frame_id, submit.image) == (3, "picture-3")
+    assert conn.in_flight == 1
+    (result,) = conn.outcome(Result(3, 0.5, 0, 1, 0, 1, (), decode_ms=0.5), 0.2)
+    assert parse(result.data) == Result(3, 0.5, 0, 1, 0, 1, (), decode_ms=0.5)  # type: ignore[union-attr]
+
+
+def test_an_image_in_an_encoding_not_offered_is_refused_and_the_stream_goes_on() -> None:
+    conn = compressed(encodings_mask([FrameEncoding.RAW, FrameEncoding.JPEG]))
+    error = error_of(conn.receive(image(4, FrameEncoding.WEBP), 0.1))
+    assert (error.code, error.frame_id) == (ErrorCode.IMAGE_INVALID, 4)
+    assert error.message == "frame 4: this node accepts RAW, JPEG frames, got WEBP"
+    assert conn.in_flight == 0
+    assert conn.refused == 1
+    assert isinstance(conn.receive(image(5), 0.2)[0], Submit)
+
+
+def test_an_image_outside_the_model_input_is_refused_before_decoding() -> None:
+    conn = compressed()
+    error = error_of(conn.receive(image(6, top=3), 0.1))  # 2 rows at 3 in a 4-row input
+    assert (error.code, error.frame_id) == (ErrorCode.IMAGE_TOO_LARGE, 6)
+    assert conn.state is ConnectionState.STREAMING

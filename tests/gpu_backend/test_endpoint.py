@@ -122,7 +122,7 @@ def _frame(shape: tuple[int, ...], dtype: Dtype = Dtype.UINT8, frame_id: int = 5
         (
             Pong(1, 0.0).serialize(),
             ErrorCode.UNEXPECTED_MESSAGE,
-            ["FRAME, PING, AUTH or TRACE", "PONG"],
+            ["FRAME, IMAGE, PING, AUTH or TRACE", "PONG"],
         ),
     ],
 )

@@ -1405,6 +1405,13 @@ def test_the_page_offers_what_its_canvas_encodes_and_sends_jpeg_pictures() -> No
     assert json.loads(client.stats(now + 30))["decode"] == {"p50": 0.5, "p95": 0.5}
 
 
+def test_the_page_plans_its_links_for_the_operator_s_frame_rate() -> None:
+    client = make_client(A, target_fps=12.5)
+    welcomed(client, A)
+    assert client.stream is not None
+    assert client.stream.encoding.settings.target_fps == 12.5
+
+
 def test_a_pinned_raw_page_sends_raw_frames_to_a_node_that_takes_jpeg() -> None:
     client = make_client(A, frame_encoding="raw")
     now = welcomed(client, A)
@@ -1434,6 +1441,17 @@ def test_a_link_at_the_quality_floor_paces_frames() -> None:
     assert client.next_action(now + 100) == "wait"
     assert client.next_action(now + 200) == "node"
     assert client.next_action() == "node"  # without a clock: no pacing
+
+
+def test_frame_sent_moves_the_round_trip_start_past_the_page_s_letterbox() -> None:
+    client = make_client(A)
+    now = connected(client, {A: 10.0}, A)
+    frame = parse(client.encode_frame(RGBA, WIDTH, HEIGHT, now, now))
+    assert isinstance(frame, Frame)
+    client.frame_sent(now + 20)
+    result = Result(frame.frame_id, now, 1.0, 8.0, 1.0, 1, ())
+    (event,) = receive(client, A, result.serialize(), now + 50)
+    assert event["round_trip_ms"] == 30.0
 
 
 # -- stream tokens (issue 8) -------------------------------------------------------------------

@@ -704,3 +704,13 @@ def test_a_refresh_sends_a_new_auth_while_frames_keep_flowing() -> None:
     assert stream.welcome == welcome
     assert len(stream.receive(result(second), now_ms=40.0)) == 1
     assert stream.state is StreamState.READY
+
+
+def test_a_frame_s_round_trip_counts_from_when_it_was_really_sent() -> None:
+    stream = ready_stream()
+    frame_id = send(stream, now_ms=100.0)
+    stream.mark_sent(125.0)  # the caller's letterbox took 25 ms
+    stream.mark_sent(110.0)  # never back in time
+    (event,) = stream.receive(result(frame_id), now_ms=140.0)
+    assert isinstance(event, Detections)
+    assert event.round_trip_ms == 15.0

@@ -111,6 +111,10 @@ def test_page_gets_the_operator_s_frame_encoding() -> None:
     assert WebappSettings().frame_encoding == "auto"
     settings = WebappSettings.from_env({"EDGESIGHT_FRAME_ENCODING": "webp"})
     assert _page_config(TestClient(create_app(settings)))["frame_encoding"] == "webp"
+    fps = WebappSettings.from_env({"EDGESIGHT_TARGET_FPS": "12.5"})
+    assert _page_config(TestClient(create_app(fps)))["target_fps"] == 12.5
+    with pytest.raises(SettingsError, match="EDGESIGHT_TARGET_FPS"):
+        WebappSettings.from_env({"EDGESIGHT_TARGET_FPS": "0"})
     with pytest.raises(SettingsError) as info:
         WebappSettings.from_env({"EDGESIGHT_FRAME_ENCODING": "png"})
     assert str(info.value) == (
