@@ -15,6 +15,7 @@ same URL without the key, so the key does not stay in the address bar or history
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -102,7 +103,7 @@ class SignInGate:
             return
         request = Request(scope, receive)
         key = request.query_params.get("key")
-        if key and path in PROTECTED_PAGES:
+        if key and path in PROTECTED_PAGES and self.door.has(AuthMode.KIOSK_KEY):
             response = self._kiosk_sign_in(request, key)
             await response(scope, receive, send)
             return
@@ -220,7 +221,9 @@ def signin_routes(
             )
             response.headers["Retry-After"] = str(int(wait_s) + 1)
             return response
-        if not user or not door.users.check_password(user, password):
+        # scrypt takes tens of milliseconds by design: not on the event loop
+        is_known = bool(user) and await asyncio.to_thread(door.users.check_password, user, password)
+        if not is_known:
             limiter.failed(address, user)
             log.warning("sign-in for %r from %s: wrong user name or password", user, address)
             return _form(request, "Wrong user name or password.", status_code=401, user=user)

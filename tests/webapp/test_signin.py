@@ -243,3 +243,12 @@ def test_an_open_door_beyond_loopback_is_said_loudly(
         assert "sign-in is OFF" not in caplog.text
         _app(tmp_path, None, host="0.0.0.0")
     assert "WARNING: sign-in is OFF (EDGESIGHT_AUTH=none)" in caplog.text
+
+
+def test_a_stray_key_parameter_is_no_kiosk_sign_in_where_kiosk_keys_are_off(
+    tmp_path: Path, users_file: Path
+) -> None:
+    client = _app(tmp_path, users_file, auth_modes=("users",))
+    page = client.get("/?key=whatever")
+    assert page.status_code == 303
+    assert page.headers["location"].startswith("/login?next=")
