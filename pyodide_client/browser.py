@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import struct
 from dataclasses import asdict
 from typing import Any, Protocol
 
@@ -56,12 +57,14 @@ from .stream import (
     Welcomed,
 )
 from .token_refresh import TokenKeeper
+from .tracing import PageTraces
 from .view import Snapshot, badge, details, in_view, status_line, timing_rows
 
 __all__ = ["BrowserClient", "stall_deadline_ms"]
 
 # In Pyodide, stderr (where an unconfigured logger's warnings go) is the console's warning.
 log = logging.getLogger(__name__)
+_FRAME_ID = struct.Struct("<I")  # right after the header in FRAME and IMAGE
 
 STALL_MIN_MS = 750.0
 STALL_MAX_MS = 3000.0
@@ -151,6 +154,7 @@ class BrowserClient:
         self.local = LocalEngine(self.card, _postprocess_settings(config.get("postprocess")))
         self.router = Router()
         self.dashboard = Dashboard()
+        self.traces = PageTraces.from_config(config.get("trace"))  # issue 12; None: off
         self.stream: NodeStream | None = None
         self.node_url: str | None = None
         self.node_name: str | None = None
@@ -412,6 +416,7 @@ class BrowserClient:
             raise StreamError("no node connection: wait for next_action() to say 'node'")
         message = self.stream.encode_frame(_as_bytes(rgba), width_px, height_px, capture_ms, now_ms)
         self._frame_sent("raw", len(message), now_ms)
+        self._trace(message, capture_ms, now_ms)
         return message
 
     # -- compressed frames (issue 9): Python decides, the browser's encoder does the pixels
@@ -447,6 +452,7 @@ class BrowserClient:
             raise StreamError("no node connection: wait for next_action() to say 'node'")
         message = self.stream.encode_image(_as_bytes(data), width_px, height_px, capture_ms, now_ms)
         self._frame_sent(self.stream.encoding.encoding.name.lower(), len(message), now_ms)
+        self._trace(message, capture_ms, now_ms)
         return message
 
     def frame_sent(self, now_ms: float) -> None:
@@ -454,6 +460,20 @@ class BrowserClient:
         count from then, not from before the page's own preprocessing."""
         if self.stream is not None:
             self.stream.mark_sent(now_ms)
+
+    def _trace(self, message: bytes, capture_ms: float, now_ms: float) -> None:
+        """A sampled frame's TRACE goes to the outbox, which the page sends before the frame
+        (issue 12); only to a node whose WELCOME says it takes traces."""
+        welcome = self.stream.welcome if self.stream is not None else None
+        if self.traces is None or welcome is None or not welcome.takes_traces:
+            return
+        trace = self.traces.frame_sent(_FRAME_ID.unpack_from(message, 4)[0], capture_ms, now_ms)
+        if trace is not None:
+            self._outbox.append(trace)
+
+    def take_trace_report(self, time_origin_ms: float) -> str:
+        """A drawn sampled frame's report for the config's ``trace.url`` (JSON), or ""."""
+        return self.traces.take_report(time_origin_ms) if self.traces is not None else ""
 
     def _frame_sent(self, encoding: str, size_bytes: int, now_ms: float) -> None:
         self._last_frame_sent_ms = now_ms
@@ -643,9 +663,13 @@ class BrowserClient:
     # -- what the page shows -----------------------------------------------------------------
     def note_preprocess(self, duration_ms: float, now_ms: float) -> None:
         self.dashboard.preprocessed(now_ms, duration_ms)
+        if self.traces is not None:
+            self.traces.preprocessed(duration_ms, now_ms)
 
     def note_drawn(self, capture_ms: float, draw_ms: float, now_ms: float) -> None:
         self.dashboard.drawn_frame(now_ms, capture_ms, draw_ms)
+        if self.traces is not None:
+            self.traces.drawn(capture_ms, draw_ms, now_ms, self.node_url)
 
     def source_changed(self, now_ms: float) -> None:
         """The page switched camera/file: results for frames of the old source, still on

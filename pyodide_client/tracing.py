@@ -10,12 +10,16 @@ with the page's own stages (capture, preprocess, send, draw), in ``performance.n
 
 from __future__ import annotations
 
+import json
 import random
+from dataclasses import dataclass
 from typing import Any
 
 from .protocol import Trace
 
-__all__ = ["FrameTracer"]
+__all__ = ["FrameTracer", "PageTraces"]
+
+MAX_TRACKED = 64  # sampled frames the page waits on; older ones are forgotten
 
 
 class FrameTracer:
@@ -40,7 +44,7 @@ class FrameTracer:
             trace_flags=1,
             frame_id=frame_id,
         )
-        if len(self._sampled) >= 64:  # frames that never came back are forgotten
+        if len(self._sampled) >= MAX_TRACKED:  # frames that never came back are forgotten
             self._sampled.pop(next(iter(self._sampled)))
         self._sampled[frame_id] = trace
         return trace
@@ -62,3 +66,71 @@ class FrameTracer:
             "node": node,
             "stages": {name: [start, end] for name, (start, end) in stages.items()},
         }
+
+
+@dataclass
+class _Timed:
+    frame_id: int
+    capture_ms: float
+    encode_start_ms: float
+    preprocess_end_ms: float | None = None
+    sent_ms: float | None = None
+
+
+class PageTraces:
+    """The page's side, as ``BrowserClient`` drives it: a frame leaves (``frame_sent``:
+    the TRACE to send before it, or None), its preprocessing is timed, it is drawn; then
+    ``take_report`` gives the JSON for the web app's trace URL."""
+
+    def __init__(self, url: str, sample_rate: float, rng: random.Random | None = None) -> None:
+        self.url = url
+        self.sampler = FrameTracer(sample_rate, rng)
+        self._timed: dict[float, _Timed] = {}  # by capture_ms, as drawing reports it
+        self._last: _Timed | None = None
+        self._ready: list[tuple[int, dict[str, tuple[float, float]], str | None]] = []
+
+    @classmethod
+    def from_config(cls, trace: object) -> PageTraces | None:
+        """The page config's ``trace`` entry (``{"url", "sample_rate"}``); None: off."""
+        if not isinstance(trace, dict):
+            return None
+        return cls(str(trace["url"]), float(trace["sample_rate"]))
+
+    def frame_sent(self, frame_id: int, capture_ms: float, encode_start_ms: float) -> bytes | None:
+        trace = self.sampler.sample(frame_id)
+        if trace is None:
+            self._last = None
+            return None
+        self._last = self._timed[capture_ms] = _Timed(frame_id, capture_ms, encode_start_ms)
+        while len(self._timed) > MAX_TRACKED:
+            self._timed.pop(next(iter(self._timed)))
+        return trace.serialize()
+
+    def preprocessed(self, duration_ms: float, now_ms: float) -> None:
+        """The frame just sent took ``duration_ms`` to preprocess; it left at ``now_ms``."""
+        if self._last is not None and self._last.sent_ms is None:
+            self._last.preprocess_end_ms = self._last.encode_start_ms + duration_ms
+            self._last.sent_ms = now_ms
+
+    def drawn(self, capture_ms: float, draw_ms: float, now_ms: float, node: str | None) -> None:
+        timed = self._timed.pop(capture_ms, None)
+        if timed is None:
+            return
+        end_ms = timed.preprocess_end_ms or timed.encode_start_ms
+        stages = {
+            "capture": (timed.capture_ms, timed.encode_start_ms),
+            "preprocess": (timed.encode_start_ms, end_ms),
+            "send": (end_ms, max(end_ms, timed.sent_ms or end_ms)),
+            "draw": (now_ms - draw_ms, now_ms),
+        }
+        self._ready.append((timed.frame_id, stages, node))
+        del self._ready[:-MAX_TRACKED]
+
+    def take_report(self, time_origin_ms: float) -> str:
+        """The next report as JSON, "" when none is ready."""
+        while self._ready:
+            frame_id, stages, node = self._ready.pop(0)
+            report = self.sampler.report(frame_id, stages, time_origin_ms, node)
+            if report is not None:
+                return json.dumps(report)
+        return ""

@@ -61,6 +61,10 @@ async function main() {
     lastBoxes[event.source] = event.boxes;
     const drawnMs = performance.now();
     client.note_drawn(event.capture_ms, drawnMs - resultMs, drawnMs);
+    if (config.trace) { // a sampled frame's own stages, for its trace (issue 12)
+      const report = client.take_trace_report(performance.timeOrigin);
+      if (report) fetch(config.trace.url, { method: "POST", headers: { "Content-Type": "application/json" }, body: report }).catch(() => {});
+    }
     pending.delete(event.capture_ms);
     timings.push({
       frame_id: event.frame_id, mode: event.source, capture_ms: event.capture_ms,
@@ -221,6 +225,7 @@ async function main() {
       const message = client.encode_image(bytes, width, height, captureMs, performance.now());
       const buffer = message.getBuffer("u8");
       const preprocessMs = performance.now() - encodeStart;
+      if (config.trace) flushLink(); // a sampled frame's TRACE goes just before it (issue 12)
       try { link.send(buffer.data); } finally { buffer.release(); message.destroy(); }
       pending.set(captureMs, { preprocess_ms: preprocessMs, sent_ms: performance.now(), frame: { width, height } });
       client.note_preprocess(preprocessMs, performance.now());
@@ -253,6 +258,7 @@ async function main() {
       const message = client.encode_frame(frame.data, frame.width, frame.height, captureMs, encodeStart);
       const buffer = message.getBuffer("u8");
       const preprocessMs = performance.now() - encodeStart;
+      if (config.trace) flushLink(); // a sampled frame's TRACE goes just before it (issue 12)
       try { link.send(buffer.data); } finally { buffer.release(); message.destroy(); }  // send() copies
       client.frame_sent(performance.now());
       pending.set(captureMs, { preprocess_ms: preprocessMs, sent_ms: performance.now(), frame: size });

@@ -48,6 +48,7 @@ from pyodide_client.protocol import (
     Ping,
     Pong,
     Result,
+    Trace,
     Welcome,
     parse,
 )
@@ -1623,3 +1624,42 @@ def test_the_report_for_the_web_app_says_what_the_page_shows() -> None:
     assert set(report) == {
         "mode", "node_url", "fps", "latency_p50_ms", "latency_p95_ms", "frames", "dropped",
     }  # fmt: skip
+
+
+# -- traces (issue 12) ---------------------------------------------------------------------------
+TRACING = {"url": "/api/trace", "sample_rate": 1.0}
+
+
+def test_a_sampled_frame_is_preceded_by_its_trace_and_reported_once_drawn() -> None:
+    client = make_client(A, trace=TRACING)
+    now = connected(client, {A: 10.0}, A, welcome=Welcome(0b001, 0, "anonymous", features=1))
+    frame_id = send_frame(client, capture_ms=now, now_ms=now + 2.0)
+    trace = parse(client.take_outgoing())  # the page flushes this before sending the frame
+    assert isinstance(trace, Trace)
+    assert trace.frame_id == frame_id
+    client.note_preprocess(3.0, now + 5.5)
+    receive(client, A, result(frame_id, now), now + 30.0)
+    client.note_drawn(now, 1.5, now + 32.0)
+
+    report = json.loads(client.take_trace_report(1.7e12))
+
+    assert report["traceparent"] == trace.traceparent
+    assert report["node"] == A
+    assert report["stages"] == {
+        "capture": [now, now + 2.0],
+        "preprocess": [now + 2.0, now + 5.0],
+        "send": [now + 5.0, now + 5.5],
+        "draw": [now + 30.5, now + 32.0],
+    }
+    assert client.take_trace_report(1.7e12) == ""
+
+
+def test_no_trace_to_a_node_that_does_not_take_them_nor_without_a_collector() -> None:
+    for client, welcome in (
+        (make_client(A, trace=TRACING), WELCOME),  # features 0: an older node
+        (make_client(A), Welcome(0b001, 0, "anonymous", features=1)),  # tracing off
+    ):
+        now = connected(client, {A: 10.0}, A, welcome=welcome)
+        send_frame(client, capture_ms=now, now_ms=now + 1.0)
+        assert client.take_outgoing() == b""
+        assert client.take_trace_report(1.7e12) == ""

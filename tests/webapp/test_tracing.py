@@ -81,3 +81,18 @@ def test_bad_reports_are_422_naming_the_field(
 def test_oversized_reports_are_413(client: TestClient) -> None:
     body = b'{"pad": "' + b"x" * MAX_TRACE_BYTES + b'"}'
     assert client.post("/api/trace", content=body).status_code == 413
+
+
+def test_what_the_page_reports_is_what_the_route_accepts(exported: InMemorySpanExporter) -> None:
+    import json
+    import random
+
+    from pyodide_client.tracing import PageTraces
+
+    traces = PageTraces("/api/trace", 1.0, random.Random(2))
+    assert traces.frame_sent(3, capture_ms=100.0, encode_start_ms=101.0) is not None
+    traces.preprocessed(2.5, 104.0)
+    traces.drawn(100.0, 1.0, 140.0, "ws://gpu0:8001/ws")
+    tracer = PageTracer(exported)
+
+    assert tracer.record(json.loads(traces.take_report(1.7e12)), "127.0.0.1") == 5
