@@ -111,22 +111,26 @@ def _add_node_flags(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     )
 
 
+def _path(text: str) -> Path:
+    return Path(text).expanduser()  # "~/..." inside quotes reaches us unexpanded
+
+
 def _add_tls_flags(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--tls-cert",
-        type=Path,
+        type=_path,
         help=f"PEM certificate (chain) for HTTPS/WSS on {what}; reloaded when the file "
         "changes (EDGESIGHT_TLS_CERT)",
     )
     parser.add_argument(
-        "--tls-key", type=Path, help="PEM private key of --tls-cert (EDGESIGHT_TLS_KEY)"
+        "--tls-key", type=_path, help="PEM private key of --tls-cert (EDGESIGHT_TLS_KEY)"
     )
 
 
 def _add_ca_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ca-file",
-        type=Path,
+        type=_path,
         help="PEM CA certificate(s) the node trusts for an https registry "
         "(EDGESIGHT_CA_FILE, default: the system's trust store)",
     )

@@ -228,3 +228,11 @@ def test_a_web_app_without_its_redis_stops_with_one_line() -> None:
     assert result.stderr.splitlines()[-1].startswith("edgesight: error: Redis at redis://")
     assert "Traceback" not in result.stderr
     assert "never retrieved" not in result.stderr
+
+
+def test_tls_paths_expand_a_quoted_tilde() -> None:
+    from edgesight.cli import build_parser
+
+    args = build_parser().parse_args(["node", "--tls-cert", "~/c.pem", "--ca-file", "~/ca.pem"])
+    assert args.tls_cert == Path.home() / "c.pem"
+    assert args.ca_file == Path.home() / "ca.pem"
