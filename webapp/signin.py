@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "edgesight_session"
 KIOSK_KEY_HEADER = "x-edgesight-key"
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 class AuthMode(enum.Enum):
@@ -222,9 +221,7 @@ class Door:
         if session.kind == "kiosk":
             name = session.identity.removeprefix("kiosk:")
             return self.has(AuthMode.KIOSK_KEY) and name in self.users.kiosks
-        if session.kind == "proxy":
-            return False  # the proxy names the user on every request
-        return False
+        return False  # no other kind is issued: the proxy names its user on every request
 
     def proxy_user(self, conn: HTTPConnection) -> str | None:
         value = conn.headers.get(self.proxy_header)
