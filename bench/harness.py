@@ -112,9 +112,11 @@ def edgesight_node(
     max_in_flight: int = 2,
     threads: int = 0,
     name: str = "edgesight node",
+    model: Path | None = None,
 ) -> ServerProcess:
     """``python -m edgesight node`` with batching configured through its environment."""
     env = {
+        **({"EDGESIGHT_MODEL": str(model)} if model is not None else {}),
         "EDGESIGHT_MAX_BATCH_SIZE": str(max_batch_size),
         "EDGESIGHT_MAX_BATCH_WAIT_MS": str(max_batch_wait_ms),
         "EDGESIGHT_MAX_IN_FLIGHT": str(max_in_flight),

@@ -6,7 +6,12 @@ interleaves the two models (blocks of float runs, then INT8 runs, repeated). For
 one Chromium per thread count (a page's first session fixes its thread count), both sessions
 in one worker of a cross-origin-isolated page of the real web app.
 
-    .venv/bin/python bench/int8.py [--blocks 6 --runs 10] [--record]
+    .venv/bin/python bench/int8.py [--blocks 6 --runs 10] [--record] [--app-frames 60]
+
+``--app-frames N`` also measures the product's in-browser fallback end to end (camera ->
+Python letterbox -> worker -> onnxruntime-web -> Python post-processing -> drawn), no node,
+for 1 and 2 threads: the web app serving the float model alone, then the web app offering
+the INT8 variant, one browser each, in alternation.
 
 ``--record`` writes the measured Wasm speed-ups into models/nanodet-g-416/int8/model.json
 (``quantization.speed``), where webapp/model_files.py reads them to decide whether pages get
@@ -21,6 +26,7 @@ import json
 import logging
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "playwright"))
 
-from conftest import CHROMIUM_ARGS, start_webapp  # noqa: E402
+from conftest import CHROMIUM_ARGS, camera_args, start_webapp  # noqa: E402
+from fake_camera import fit_frame, photo, write_y4m  # noqa: E402
 from harness import RESULTS, camera_frames, machine, model_inputs, table, write_result  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
@@ -163,6 +170,46 @@ def wasm(driver: Any, tensor: np.ndarray, threads: int, blocks: int, runs: int) 
     }
 
 
+def app_fallback(
+    driver: Any, camera: Path, model_dir: Path, threads: int, frames: int
+) -> dict[str, Any]:
+    """The page's own local path, no node: fps and capture -> drawn over ``frames`` frames."""
+    unreachable = "ws://127.0.0.1:8999/ws"
+    with start_webapp((unreachable,), local_threads=threads, model_dir=model_dir) as web:
+        browser = driver.chromium.launch(
+            executable_path="/usr/bin/chromium", args=[*CHROMIUM_ARGS, *camera_args(camera)]
+        )
+        page = browser.new_page()
+        page.goto(f"{web.http_url}/")
+        count = "() => (window.edgesight?.timings || []).filter(t => t.mode === 'local').length"
+        page.wait_for_function(f"() => ({count})() >= 5", timeout=TIMEOUT_MS)
+        start = page.evaluate(count)
+        page.wait_for_function(f"() => ({count})() >= {start + frames}", timeout=TIMEOUT_MS)
+        rows = page.evaluate(
+            "(n) => window.edgesight.timings.filter(t => t.mode === 'local').slice(-n)", frames
+        )
+        local = page.evaluate("() => window.edgesight.config.model.local")
+        browser.close()
+    span_ms = rows[-1]["drawn_ms"] - rows[0]["drawn_ms"]
+    return {
+        "threads": threads,
+        "file": local["url"].rsplit("/", 1)[-1],
+        "frames": len(rows),
+        "fps": round((len(rows) - 1) * 1000.0 / span_ms, 1),
+        "capture_to_drawn_median_ms": _median([r["drawn_ms"] - r["capture_ms"] for r in rows]),
+        "session_run_median_ms": _median([r["inference_ms"] for r in rows]),
+    }
+
+
+def _float_only_dir(tmp: Path) -> Path:
+    """The default model's folder without its int8/ variant: the page runs the float file."""
+    folder = tmp / "float-only"
+    folder.mkdir()
+    for name in ("model.json", _float_path().name):
+        (folder / name).symlink_to(MODEL_DIR / name)
+    return folder
+
+
 def _fulfil_with(body: bytes) -> Any:
     return lambda route, _request: route.fulfill(body=body)
 
@@ -181,21 +228,59 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--record", action="store_true", help="write Wasm speed-ups to model.json")
     parser.add_argument("--out", type=Path, default=RESULTS / "int8.json")
+    parser.add_argument("--app-frames", type=int, default=0, help="0: skip the app fallback")
+    parser.add_argument("--app-rounds", type=int, default=1, help="float/INT8 alternations")
+    parser.add_argument("--skip-bare", action="store_true", help="only the app fallback")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     tensor = model_inputs(camera_frames())[0]
-    cpu = [node_cpu(tensor, args.blocks, args.runs, t) for t in (1, 0)]
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    cpu, browser_rows = previous.get("node_cpu", []), previous.get("wasm", [])
+    app_rows = previous.get("app_fallback", [])
     with sync_playwright() as driver:
-        browser_rows = [wasm(driver, tensor, t, args.blocks, args.runs) for t in (1, 2)]
+        if not args.skip_bare:
+            cpu = [node_cpu(tensor, args.blocks, args.runs, t) for t in (1, 0)]
+            browser_rows = [wasm(driver, tensor, t, args.blocks, args.runs) for t in (1, 2)]
+        if args.app_frames:
+            camera = write_y4m(
+                Path("/tmp/edgesight-bench-int8-astronaut.y4m"),
+                [fit_frame(photo("astronaut"))] * 10,
+            )
+            with tempfile.TemporaryDirectory() as tmp:
+                float_dir = _float_only_dir(Path(tmp))
+                app_rows = [
+                    app_fallback(driver, camera, folder, t, args.app_frames)
+                    for _ in range(args.app_rounds)
+                    for t in (1, 2)
+                    for folder in (float_dir, MODEL_DIR)
+                ]
     card = json.loads((INT8_DIR / "model.json").read_text())
     result = {
         "command": "python bench/int8.py " + " ".join(sys.argv[1:]),
         "machine": machine() + ", headless Debian Chromium, shared by 8 engineers",
         "node_cpu": cpu,
         "wasm": browser_rows,
+        "app_fallback": app_rows,
         "agreement": card["quantization"]["agreement"],
     }
     write_result(args.out, result)
+    if app_rows:
+        log.info(
+            "%s",
+            table(
+                ("threads", "file", "fps", "capture->drawn ms", "session.run ms"),
+                [
+                    (
+                        r["threads"],
+                        r["file"],
+                        r["fps"],
+                        r["capture_to_drawn_median_ms"],
+                        r["session_run_median_ms"],
+                    )
+                    for r in app_rows
+                ],
+            ),
+        )
     rows = [
         ("node CPU", r["threads"] or "all", r["float_ms"], r["int8_ms"], r["speedup"]) for r in cpu
     ]

@@ -6,6 +6,7 @@ In the same run, alternating blocks, it times ``session.run`` on the same tensor
 same thread count in this process, so machine noise hits both sides alike.
 
     .venv/bin/python bench/node_roundtrip.py --frames 300
+    .venv/bin/python bench/node_roundtrip.py --model DIR/best.onnx --out ...  # any model
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--block", type=int, default=25, help="frames per alternating block")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads, 0 = default")
+    parser.add_argument("--model", type=Path, default=MODEL, help="a model with its model.json")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/node_roundtrip.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -45,9 +47,10 @@ def main() -> None:
     rgba, w, h = rgba_photo("astronaut")
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
-    session = ort.InferenceSession(str(MODEL), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(args.model), options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
     port = free_port()
-    node = edgesight_node(port, threads=args.threads).start()
+    node = edgesight_node(port, threads=args.threads, model=args.model).start()
     try:
         with connect(f"ws://127.0.0.1:{port}/ws", compression=None, max_size=None) as ws:
             stream = NodeStream(max_in_flight=1)
@@ -55,14 +58,15 @@ def main() -> None:
             for message in stream.data_to_send():  # AUTH (anonymous)
                 ws.send(message)
             stream.receive(ws.recv(timeout=30), 0.0)  # WELCOME
-            tensor = np.frombuffer(bytes(stream.letterbox_for(w, h).fill(rgba)), np.uint8).reshape(
-                1, 3, 416, 416
+            letterbox = stream.letterbox_for(w, h)
+            tensor = np.frombuffer(bytes(letterbox.fill(rgba)), np.uint8).reshape(
+                1, *letterbox.shape
             )
             node_ms: list[float] = []
             bare_ms: list[float] = []
             inference_ms: list[float] = []
             for _ in range(10):  # warm both sides
-                session.run(None, {"images": tensor})
+                session.run(None, {input_name: tensor})
                 ws.send(stream.encode_frame(rgba, w, h, 0.0, 0.0))
                 stream.receive(ws.recv(timeout=30), 0.0)
             while len(node_ms) < args.frames:
@@ -77,7 +81,7 @@ def main() -> None:
                     inference_ms.append(event.inference_ms)
                 for _ in range(args.block):
                     t0 = time.perf_counter()
-                    session.run(None, {"images": tensor})
+                    session.run(None, {input_name: tensor})
                     bare_ms.append((time.perf_counter() - t0) * 1000)
     finally:
         node.stop()
@@ -86,6 +90,9 @@ def main() -> None:
     result = {
         "command": "python bench/node_roundtrip.py " + " ".join(sys.argv[1:]),
         "machine": machine(),
+        "model": str(
+            args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model
+        ),
         "frames": len(node_ms),
         "node_round_trip": node_stats,
         "bare_session_run": bare_stats,
