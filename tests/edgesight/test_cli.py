@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import signal
 import socket
 import ssl
@@ -19,6 +20,7 @@ import pytest
 from edgesight.certs import issue
 from edgesight.cli import main
 from gpu_backend.tokens import TokenVerifier, load_public_key
+from webapp.settings import WebappSettings
 from webapp.tokens import TokenSigner
 from webapp.users import Users
 
@@ -45,11 +47,8 @@ def test_help_lists_the_flags_and_their_variables(command: str) -> None:
     assert ("--ca-file" in result.stdout) is (command != "webapp")
 
 
-def test_the_web_app_serves_https_and_warns_about_plain_http_off_loopback(
-    tmp_path: Path,
-) -> None:
-    """`edgesight webapp` with a certificate answers over https; bound to all interfaces
-    without one, it says at start what browsers on other machines will miss."""
+def test_the_web_app_serves_https(tmp_path: Path) -> None:
+    """`edgesight webapp` with a certificate answers over https."""
     issued = issue(tmp_path / "tls", [])
     port = _free_port()
     args = ["--log-level", "info", "webapp", "--port", str(port)]
@@ -60,10 +59,34 @@ def test_the_web_app_serves_https_and_warns_about_plain_http_off_loopback(
         assert json.loads(body) == {"status": "ok"}
     assert "open https://127.0.0.1:" in proc.stderr_text
 
-    with _started([*args[:-1], str(_free_port()), "--host", "0.0.0.0"]) as proc:
-        pass
-    assert "serves plain http on 0.0.0.0" in proc.stderr_text
-    assert "no camera" in proc.stderr_text
+
+def test_plain_http_beyond_loopback_is_warned_about_at_start(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """What the CLI does before binding (tests never bind beyond loopback)."""
+    from edgesight.cli import _tls
+
+    with caplog.at_level(logging.WARNING, logger="edgesight"):
+        assert _tls("the web app", "0.0.0.0", 8000, None, None) == (None, None)
+        assert _tls("the node", "127.0.0.1", 8001, None, None) == (None, None)
+    assert [r.getMessage()[:50] for r in caplog.records] == [
+        "the web app serves plain http on 0.0.0.0:8000: bro"
+    ]
+    issued = issue(tmp_path / "tls", [])
+    context, reloader = _tls("the node", "0.0.0.0", 8001, issued.cert, issued.key)
+    assert context is not None
+    assert reloader is not None
+    assert reloader.cert == issued.cert
+
+
+def test_a_tls_web_app_points_pages_at_wss_nodes_by_default(tmp_path: Path) -> None:
+    issued = issue(tmp_path / "tls", [])
+    env = {"EDGESIGHT_TLS_CERT": str(issued.cert), "EDGESIGHT_TLS_KEY": str(issued.key)}
+    assert WebappSettings.from_env(env).node_urls == ("wss://{hostname}:8001/ws",)
+    assert WebappSettings.from_env({}).node_urls == ("ws://{hostname}:8001/ws",)
+    explicit = WebappSettings.from_env({**env, "EDGESIGHT_NODE_URLS": "ws://gpu:8001/ws"})
+    assert explicit.node_urls == ("ws://gpu:8001/ws",)  # said explicitly: kept (the page
+    # then names it as unusable from https)
 
 
 class _Proc:
