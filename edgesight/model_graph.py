@@ -10,7 +10,9 @@ model (see pyodide_client/model_card.py for the contract).
   ``yolov5``  ``[B, N, 5 + C]`` (cx, cy, w, h, objectness, C class probabilities): the
               scores are class x objectness.
   ``nms``     ``[B, K, 6]`` (x1, y1, x2, y2, score, class; an Ultralytics ``nms=True`` /
-              end-to-end export): one score column per class, zero elsewhere.
+              end-to-end export), or three outputs ``boxes [B, K, 4]``, ``scores [B, K]``,
+              ``classes [B, K]`` (a fourth, the detection count, is dropped: padded rows
+              score 0): one score column per class, zero elsewhere.
 
   Each gives ``boxes`` ``[B, A, 4]`` (x1, y1, x2, y2) and ``scores`` ``[B, A, C]``.
 - Batch: exports with a fixed batch of 1 get a named batch dimension; Reshape targets whose
@@ -128,7 +130,50 @@ def _decode_nms(
     return nodes, inits
 
 
+def _decode_nms_split(
+    names: tuple[str, str, str], types: tuple[int, int, int], num_classes: int
+) -> tuple[list[onnx.NodeProto], list[TensorProto]]:
+    """Separate post-NMS outputs: boxes [B,K,4], scores [B,K], classes [B,K]."""
+    d = f"{P}decode/"
+    boxes, scores, classes = names
+    nodes = [
+        *_to_float(boxes, "boxes", types[0]),
+        *_to_float(scores, f"{d}score_flat", types[1]),
+        *_to_float(classes, f"{d}class_flat", types[2]),
+        helper.make_node("Reshape", [f"{d}score_flat", f"{d}column"], [f"{d}score"], f"{d}s_col"),
+        helper.make_node("Reshape", [f"{d}class_flat", f"{d}column"], [f"{d}class"], f"{d}c_col"),
+        helper.make_node("Equal", [f"{d}class", f"{d}class_ids"], [f"{d}is_class"], f"{d}eq"),
+        helper.make_node(
+            "Cast", [f"{d}is_class"], [f"{d}one_hot"], f"{d}one_hot", to=TensorProto.FLOAT
+        ),
+        helper.make_node("Mul", [f"{d}one_hot", f"{d}score"], ["scores"], f"{d}score"),
+    ]
+    inits = [
+        _const(f"{d}class_ids", np.arange(num_classes, dtype=np.float32)),
+        _const(f"{d}column", _i64(0, -1, 1)),
+    ]
+    return nodes, inits
+
+
 FAMILY_DECODERS = {"yolov8": _decode_yolov8, "yolov5": _decode_yolov5, "nms": _decode_nms}
+
+
+def _free_product_names(graph: onnx.GraphProto) -> dict[str, str]:
+    """Rename source tensors called ``boxes`` or ``scores`` (post-NMS exports often use
+    them), so the product's own outputs can take those names. Returns old -> new."""
+    renamed = {name: f"{P}source/{name}" for name in ("boxes", "scores")}
+    tensors = {t for n in graph.node for t in (*n.input, *n.output)} | {
+        o.name for o in graph.output
+    }
+    renamed = {old: new for old, new in renamed.items() if old in tensors}
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = renamed.get(name, name)
+        for i, name in enumerate(node.output):
+            node.output[i] = renamed.get(name, name)
+    for value in graph.output:
+        value.name = renamed.get(value.name, value.name)
+    return renamed
 
 
 def free_batch(graph: onnx.GraphProto) -> int:
@@ -175,11 +220,21 @@ def wrap(
     num_classes: int,
     input_hw: tuple[int, int],
     is_batch_free: bool,
+    split_outputs: tuple[str, str, str] | None = None,
 ) -> onnx.ModelProto:
-    """The product model: uint8 ``images`` in, ``boxes`` and ``scores`` out."""
+    """The product model: uint8 ``images`` in, ``boxes`` and ``scores`` out.
+    ``split_outputs``: the (boxes, scores, classes) outputs of a post-NMS model that has
+    them apart; otherwise the family decodes the first output."""
     model = onnx.ModelProto()
     model.CopyFrom(source)
     graph = model.graph
+    renamed = _free_product_names(graph)
+    if split_outputs is not None:
+        split_outputs = (
+            renamed.get(split_outputs[0], split_outputs[0]),
+            renamed.get(split_outputs[1], split_outputs[1]),
+            renamed.get(split_outputs[2], split_outputs[2]),
+        )
     (src_input,) = graph.input
     raw_output = graph.output[0]
     in_type = src_input.type.tensor_type.elem_type
@@ -209,7 +264,15 @@ def wrap(
         pre_nodes.append(
             helper.make_node("Cast", [f"{pre}scaled"], [normalised], f"{pre}to_input", to=in_type)
         )
-    decode_nodes, decode_inits = FAMILY_DECODERS[family](raw_output.name, out_type, num_classes)
+    if split_outputs is not None:
+        types = {o.name: o.type.tensor_type.elem_type for o in graph.output}
+        decode_nodes, decode_inits = _decode_nms_split(
+            split_outputs,
+            (types[split_outputs[0]], types[split_outputs[1]], types[split_outputs[2]]),
+            num_classes,
+        )
+    else:
+        decode_nodes, decode_inits = FAMILY_DECODERS[family](raw_output.name, out_type, num_classes)
     nodes = [*pre_nodes, *graph.node, *decode_nodes]
     inits = [
         _const(f"{pre}inv255", np.array(1.0 / 255.0, dtype=np.float32)),

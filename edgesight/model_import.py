@@ -188,8 +188,22 @@ def input_size(source: SourceModel, imgsz: tuple[int, int] | None) -> tuple[int,
     return imgsz
 
 
+def split_nms_outputs(source: SourceModel) -> tuple[str, str, str] | None:
+    """(boxes, scores, classes) of a post-NMS model with separate outputs: one [B, K, 4]
+    and two [B, K] named like scores and classes (a [B, 1] count may come with them)."""
+    boxes = [n for n, s in source.outputs if len(s) == 3 and s[2] == 4]
+    flat = [n for n, s in source.outputs if len(s) == 2 and s[1] != 1]
+    scores = [n for n in flat if "score" in n.lower() or "conf" in n.lower()]
+    classes = [n for n in flat if "class" in n.lower() or "label" in n.lower()]
+    if len(boxes) == len(scores) == len(classes) == 1 and len(flat) == 2:
+        return boxes[0], scores[0], classes[0]
+    return None
+
+
 def detect_family(source: SourceModel, num_classes: int) -> str:
     """yolov8 / yolov5 / nms from the output shape (and Ultralytics 'args' metadata)."""
+    if split_nms_outputs(source) is not None:
+        return "nms"
     if len(source.outputs) != 1:
         raise ModelImportError(
             f"expected one detection output, got {len(source.outputs)}: "
@@ -216,6 +230,8 @@ def detect_family(source: SourceModel, num_classes: int) -> str:
 
 
 def check_output(source: SourceModel, family: str, num_classes: int) -> None:
+    if family == "nms" and split_nms_outputs(source) is not None:
+        return
     name, shape = source.outputs[0]
     expected = {"yolov8": (1, 4 + num_classes), "yolov5": (2, 5 + num_classes), "nms": (2, 6)}
     axis, size = expected[family]
@@ -330,11 +346,8 @@ def import_model(
             f"--family must be auto or one of {', '.join(FAMILY_DECODERS)}, got {family!r}"
         )
     check_output(source, chosen, len(classes))
-    taken = {o for n in model.graph.node for o in n.output} | {
-        i.name for i in model.graph.initializer
-    }
-    if taken & {"boxes", "scores"}:
-        raise ModelImportError(f"{path}: a tensor is already named 'boxes' or 'scores'")
+    if {i.name for i in model.graph.initializer} & {"boxes", "scores", "images"}:
+        raise ModelImportError(f"{path}: a weight is named 'boxes', 'scores' or 'images'")
 
     model_name = name or re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem)
     # A graph whose batch can be freed serves batches; if running it says otherwise, the
@@ -343,7 +356,14 @@ def import_model(
     product_bytes = b""
     is_batch_free = False
     for free in (True, False):
-        product = wrap(model, chosen, len(classes), hw, is_batch_free=free)
+        product = wrap(
+            model,
+            chosen,
+            len(classes),
+            hw,
+            is_batch_free=free,
+            split_outputs=split_nms_outputs(source) if chosen == "nms" else None,
+        )
         onnx.checker.check_model(product)
         product_bytes = product.SerializeToString(deterministic=True)
         try:

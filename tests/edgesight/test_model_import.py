@@ -150,6 +150,57 @@ def test_post_nms_rows_become_one_score_per_class(tmp_path: Path) -> None:
     np.testing.assert_allclose(scores[0, 2], [0, 0.6, 0], rtol=1e-6)
 
 
+def split_nms_detector() -> Any:
+    """Post-NMS outputs apart, named as exporters name them: boxes [1,K,4], scores [1,K],
+    classes [1,K] int64 and num_dets [1,1]."""
+    k = 3
+    boxes = np.array([[[1, 2, 30, 20], [3, 4, 10, 12], [0, 0, 0, 0]]], np.float32)
+    nodes = [
+        helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Reshape", ["mean", "one_one"], ["mean11"]),
+        helper.make_node("Mul", ["mean11", "zero"], ["nothing"]),
+        helper.make_node("Add", ["nothing", "score_values"], ["scores"]),
+        helper.make_node("Reshape", ["nothing", "one_one_one"], ["nothing3"]),
+        helper.make_node("Add", ["nothing3", "box_values"], ["boxes"]),
+        helper.make_node("Identity", ["class_values"], ["classes"]),
+        helper.make_node("Identity", ["count"], ["num_dets"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([1, 1], np.int64), "one_one"),
+        numpy_helper.from_array(np.array([1, 1, 1], np.int64), "one_one_one"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        numpy_helper.from_array(np.array([[0.7, 0.6, 0.0]], np.float32), "score_values"),
+        numpy_helper.from_array(boxes, "box_values"),
+        numpy_helper.from_array(np.array([[2, 1, 0]], np.int64), "class_values"),
+        numpy_helper.from_array(np.array([[2]], np.int64), "count"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "split-nms",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, H, W])],
+        [
+            helper.make_tensor_value_info("num_dets", TensorProto.INT64, [1, 1]),
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, k, 4]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, k]),
+            helper.make_tensor_value_info("classes", TensorProto.INT64, [1, k]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def test_post_nms_outputs_apart_become_one_score_per_class(tmp_path: Path) -> None:
+    # given an export whose own outputs are already called boxes and scores
+    path = save(tmp_path, split_nms_detector())
+    result = import_model(path, tmp_path / "out", names_path=names_file(tmp_path))
+    assert result.card.family == "nms"
+    boxes, scores = run(result.onnx_path, grey(0))
+    np.testing.assert_allclose(boxes[0, :2], [[1, 2, 30, 20], [3, 4, 10, 12]])
+    np.testing.assert_allclose(scores[0], [[0, 0, 0.7], [0, 0.6, 0], [0, 0, 0]], rtol=1e-6)
+
+
 def test_a_float16_model_gets_a_float16_input(tmp_path: Path) -> None:
     raw = np.zeros((1, 4 + C, 4), np.float32)
     raw[0, :4, 2] = [10, 10, 4, 4]
