@@ -30,6 +30,8 @@ from webapp.settings import WebappSettings
 pytestmark = pytest.mark.e2e
 
 HOST = "edgesight.test"
+# A plain node URL listed next to the wss one: an https page must skip it and say so.
+WS_NODE_URL = f"ws://{HOST}:65001/ws"
 BOOT_TIMEOUT_MS = 90_000
 
 NODE_CAT_DRAWN = """() => {
@@ -71,7 +73,7 @@ def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsStack]:
     with node:
         node_url = f"wss://{{hostname}}:{node.port}/ws"
         web_settings = WebappSettings(
-            port=0, node_urls=(node_url,), tls_cert=issued.cert, tls_key=issued.key
+            port=0, node_urls=(node_url, WS_NODE_URL), tls_cert=issued.cert, tls_key=issued.key
         )
         web = ServerThread(
             create_webapp(web_settings), ssl_context=server_context(issued.cert, issued.key)
@@ -125,7 +127,10 @@ def test_https_on_a_lan_name_gets_camera_isolation_worker_and_node_labels(
         }""",
         timeout=BOOT_TIMEOUT_MS,
     )
-    assert page.locator("#message").is_hidden()
+    # the ws:// node is not tried, and the page says why instead of failing silently
+    message = page.locator("#message")
+    expect(message).to_contain_text(f"node {WS_NODE_URL} is not used: this page is https")
+    expect(message).not_to_contain_text("needs https")
 
     page.goto(tls_stack.https("/kiosk"))
     page.wait_for_function(NODE_CAT_DRAWN, timeout=BOOT_TIMEOUT_MS)
