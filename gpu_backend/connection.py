@@ -24,6 +24,9 @@ can take down" lives here, testable with bytes and a fake clock:
 - Message types a client never sends (HELLO, RESULT, ...) are refused from the four-byte
   header, before any parsing. Each refused message counts; after ``max_refused_messages``
   the connection closes (TOO_MANY_ERRORS).
+- More than ``max_messages_per_s`` messages a second (beyond a one-second burst) close
+  the connection (TOO_MANY_ERRORS): a page sends a few dozen; a flood of valid PINGs
+  would otherwise cost the node's event loop as much as it likes.
 - Bytes handed out in ``Send`` and not yet reported ``sent`` are the outbox; one that
   would grow past ``max_outbox_bytes`` closes the connection (SLOW_READER) instead.
 
@@ -101,6 +104,7 @@ class ConnectionLimits:
     idle_timeout_s: float = 30.0
     max_refused_messages: int = 20
     max_outbox_bytes: int = 1024 * 1024
+    max_messages_per_s: float = 100.0  # sustained; a second's worth may come at once
 
 
 @dataclass(frozen=True)
@@ -207,6 +211,8 @@ class Connection(Generic[ImageT]):
         self._opened_s = 0.0
         self._last_active_s = 0.0
         self._expires_at_s: float | None = None
+        self._message_tokens = limits.max_messages_per_s  # a token bucket, one per message
+        self._tokens_at_s: float | None = None
 
     # -- inputs --------------------------------------------------------------------------
     def open(self, now_s: float) -> list[Action[ImageT]]:
@@ -223,6 +229,8 @@ class Connection(Generic[ImageT]):
     def receive(self, data: bytes | bytearray | memoryview, now_s: float) -> list[Action[ImageT]]:
         if self.state is ConnectionState.CLOSED:
             return []
+        if not self._take_token(now_s):
+            return self._flooded()
         try:
             kind = peek_type(data)
             if kind not in CLIENT_MESSAGE_TYPES:
@@ -246,6 +254,8 @@ class Connection(Generic[ImageT]):
     def receive_text(self, now_s: float) -> list[Action[ImageT]]:
         if self.state is ConnectionState.CLOSED:
             return []
+        if not self._take_token(now_s):
+            return self._flooded()
         return self._refuse(
             ProtocolError(
                 ErrorCode.NOT_BINARY, "expected a binary protocol message, got a text message"
@@ -409,6 +419,27 @@ class Connection(Generic[ImageT]):
         if grant.expires_in_s is not None:  # 0 means 'never' on the wire: at least 1 ms
             expires_in_ms = max(1, min(0xFFFFFFFF, int(grant.expires_in_s * 1000.0)))
         return Welcome(self._encodings, expires_in_ms, grant.identity, self._features).serialize()
+
+    def _take_token(self, now_s: float) -> bool:
+        rate = self.limits.max_messages_per_s
+        if self._tokens_at_s is not None:
+            elapsed_s = max(0.0, now_s - self._tokens_at_s)
+            self._message_tokens = min(rate, self._message_tokens + elapsed_s * rate)
+        self._tokens_at_s = now_s
+        if self._message_tokens < 1.0:
+            return False
+        self._message_tokens -= 1.0
+        return True
+
+    def _flooded(self) -> list[Action[ImageT]]:
+        return self._close_with(
+            Error(
+                ErrorCode.TOO_MANY_ERRORS,
+                f"expected at most {self.limits.max_messages_per_s:g} messages a second, got more",
+            ),
+            CLOSE_POLICY,
+            "too many messages",
+        )
 
     # -- outputs -------------------------------------------------------------------------
     def _queue(self, data: bytes) -> list[Action[ImageT]]:

@@ -126,7 +126,9 @@ class _Link:
         self.stream = next(_stream_ids)
         self.loop = asyncio.get_running_loop()
         self.outbox: deque[bytes] = deque()
-        self.wake_sender = asyncio.Event()
+        # Started when there is something to send and gone when the outbox is empty: an
+        # idle socket (1000 of them in bench/attacks.py) holds no task for it.
+        self.sender: asyncio.Task[None] | None = None
         self.close: Close | None = None
         self.is_stream_open = False  # known to the batcher
         self._decoding: asyncio.Task[None] | None = None  # the newest IMAGE being decoded
@@ -136,11 +138,10 @@ class _Link:
     async def run(self) -> None:
         self.node.connections.add(self.conn)
         self.execute(self.conn.open(self.loop.time()))
-        sender = asyncio.create_task(self._send_all(), name=f"send-{self.stream}")
         try:
             await self._receive_until_closed()
             if self.close is not None:
-                await self._close_socket(sender, self.close)
+                await self._close_socket(self.close)
         finally:
             self.conn.connection_lost()
             self.node.connections.discard(self.conn)
@@ -150,9 +151,7 @@ class _Link:
                 self.node.tracer.forget(self.stream)
             if self._decoding is not None:
                 self._decoding.cancel()
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+            await self._stop_sender()
             self._log_summary()
 
     # -- actions -------------------------------------------------------------------------
@@ -163,7 +162,8 @@ class _Link:
                 self.node.peak_outbox_bytes = max(
                     self.node.peak_outbox_bytes, self.conn.queued_bytes
                 )
-                self.wake_sender.set()
+                if self.sender is None and self.close is None:
+                    self.sender = self.loop.create_task(self._send_all())
             elif isinstance(action, Submit):
                 if isinstance(action.image, Image):
                     self._decode_then_submit(action.image)
@@ -174,7 +174,6 @@ class _Link:
                     self.node.tracer.expect(self.stream, action.trace)
             else:
                 self.close = action
-                self.wake_sender.set()
                 wait = self._receive_wait
                 if wait is not None and not wait.expired():  # stop waiting for the client
                     wait.reschedule(self.loop.time())
@@ -245,28 +244,33 @@ class _Link:
 
     # -- bytes out -----------------------------------------------------------------------
     async def _send_all(self) -> None:
-        while True:
+        try:
             while self.outbox:
                 data = self.outbox.popleft()
                 try:
                     await self.websocket.send_bytes(data)
                 except _SEND_ERRORS:
-                    return  # the client went away; the receive loop sees it too
+                    self.outbox.clear()  # the client went away; the receive loop sees it
+                    return
                 self.conn.sent(len(data))
-            if self.close is not None:
-                return
-            self.wake_sender.clear()
-            await self.wake_sender.wait()
+        finally:
+            self.sender = None
 
-    async def _close_socket(self, sender: asyncio.Task[None], close: Close) -> None:
+    async def _stop_sender(self) -> None:
+        sender = self.sender
+        if sender is not None:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+    async def _close_socket(self, close: Close) -> None:
         # Let the last ERROR go out first, but never wait on a client that does not read.
-        if close.why is not ErrorCode.SLOW_READER:
+        sender = self.sender
+        if sender is not None and close.why is not ErrorCode.SLOW_READER:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(FLUSH_BEFORE_CLOSE_S):
                     await asyncio.shield(sender)
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
+        await self._stop_sender()
         with contextlib.suppress(*_SEND_ERRORS):
             await self.websocket.close(close.code, close.reason)
 

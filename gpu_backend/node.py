@@ -67,6 +67,7 @@ class Node:
             idle_timeout_s=s.idle_timeout_s,
             max_refused_messages=s.max_refused_messages,
             max_outbox_bytes=s.max_outbox_bytes,
+            max_messages_per_s=s.max_messages_per_s,
         )
         self.origins = s.origin_policy
         self.batcher = Batcher(

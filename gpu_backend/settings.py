@@ -49,6 +49,7 @@ class NodeSettings:
     max_outbox_bytes: int = 1024 * 1024  # unsent bytes per connection before SLOW_READER
     # Threads decoding compressed (IMAGE) frames, beside the one inference thread (issue 9)
     decode_threads: int = 2
+    max_messages_per_s: float = 100.0  # per connection, beyond a one-second burst: closed
     max_connections_per_address: int = 128  # open TCP connections per client address
     header_timeout_s: float = 10.0  # HTTP request headers must arrive within this
     score_threshold: float = 0.35
@@ -103,6 +104,7 @@ class NodeSettings:
         "max_refused_messages": "EDGESIGHT_MAX_REFUSED_MESSAGES",
         "max_outbox_bytes": "EDGESIGHT_MAX_OUTBOX_BYTES",
         "decode_threads": "EDGESIGHT_DECODE_THREADS",
+        "max_messages_per_s": "EDGESIGHT_MAX_MESSAGES_PER_S",
         "max_connections_per_address": "EDGESIGHT_MAX_CONNECTIONS_PER_ADDRESS",
         "header_timeout_s": "EDGESIGHT_HEADER_TIMEOUT_S",
         "score_threshold": "EDGESIGHT_SCORE_THRESHOLD",
@@ -145,6 +147,12 @@ class NodeSettings:
         )
         for name in ("max_streams_per_identity", "max_streams_per_address"):
             _check(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        _check(
+            1 <= self.max_messages_per_s <= 100_000,
+            "max_messages_per_s",
+            self.max_messages_per_s,
+            "1..100000",
+        )
         for name in ("handshake_timeout_s", "idle_timeout_s", "header_timeout_s"):
             _check(0 < getattr(self, name) <= 3600, name, getattr(self, name), "(0, 3600] s")
         _check(

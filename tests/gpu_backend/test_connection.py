@@ -376,7 +376,9 @@ def test_too_many_refused_messages_close_the_connection() -> None:
 
 # -- the outbox ----------------------------------------------------------------------------
 def test_a_client_that_does_not_read_is_closed_at_the_outbox_limit() -> None:
-    limits = ConnectionLimits(max_outbox_bytes=4096, max_refused_messages=0)
+    limits = ConnectionLimits(
+        max_outbox_bytes=4096, max_refused_messages=0, max_messages_per_s=100_000
+    )
     conn, actions = connect(limits=limits)
     queued = len(HELLO)
     ping = Ping(1, 0.0).serialize()
@@ -396,8 +398,8 @@ def test_written_bytes_leave_the_outbox() -> None:
     conn, _ = connect(limits=limits)
     conn.sent(len(HELLO))
     ping = Ping(1, 0.0).serialize()
-    for _ in range(1000):  # far more than 4096 bytes of pongs, each one written
-        (action,) = conn.receive(ping, 0.0)
+    for i in range(1000):  # far more than 4096 bytes of pongs, each one written
+        (action,) = conn.receive(ping, i * 0.01)
         assert isinstance(action, Send)
         conn.sent(len(action.data))
     assert conn.queued_bytes == 0
@@ -491,3 +493,17 @@ def test_an_image_outside_the_model_input_is_refused_before_decoding() -> None:
     error = error_of(conn.receive(image(6, top=3), 0.1))  # 2 rows at 3 in a 4-row input
     assert (error.code, error.frame_id) == (ErrorCode.IMAGE_TOO_LARGE, 6)
     assert conn.state is ConnectionState.STREAMING
+
+
+def test_a_message_flood_closes_the_connection() -> None:
+    limits = ConnectionLimits(max_messages_per_s=10)
+    conn, _ = connect(limits=limits)
+    ping = Ping(1, 0.0).serialize()
+    for _ in range(10):  # a second's worth at once is fine
+        assert isinstance(conn.receive(ping, 0.0)[0], Send)
+    for i in range(1, 20):  # and then ten a second
+        assert isinstance(conn.receive(ping, i * 0.1)[0], Send)
+    assert isinstance(conn.receive(ping, 2.0)[0], Send)  # the token of 1.9 -> 2.0
+    actions = conn.receive(ping, 2.0)
+    assert error_of(actions).code is ErrorCode.TOO_MANY_ERRORS
+    assert actions[-1] == Close(CLOSE_POLICY, "too many messages", ErrorCode.TOO_MANY_ERRORS)

@@ -59,6 +59,7 @@ def guarded(node_settings: NodeSettings) -> Iterator[tuple[ServerThread, Starlet
         max_refused_messages=5,
         max_outbox_bytes=MAX_OUTBOX_BYTES,
         max_message_bytes=MAX_MESSAGE_BYTES,
+        max_messages_per_s=100_000,  # the floods below meet the other limits first
     )
     app = create_app(settings)
     with ServerThread(app, max_message_bytes=MAX_MESSAGE_BYTES, limits=LIMITS) as server:
