@@ -16,8 +16,9 @@ sockets hostage (issue 8, each reproduced on the unguarded server):
   the event loop from everyone else. Here received bytes are parsed a slice at a time,
   only while the app keeps up (its queue holds fewer than two messages); the rest waits
   with reading paused, and is dropped when the app closes the connection. After the close
-  frame at most ``after_close_bytes`` are still read (a client's close answer), then the
-  socket is aborted.
+  frame the client may finish the message it was sending (up to the message size limit)
+  and answer the close; more than ``after_close_messages`` messages, or more bytes than
+  the size limit allows, and the socket is aborted.
 - **Reliable 1009.** A message over the size limit made uvicorn close the socket with the
   rest of that message unread, so the kernel answered with a reset that could overtake the
   1009 close frame (lost 1 in 4 tries). Now the server half-closes after the close frame and
@@ -52,7 +53,7 @@ class ServerLimits:
     header_timeout_s: float = 10.0
     max_connections_per_address: int = 128
     close_timeout_s: float = 5.0
-    after_close_bytes: int = 64 * 1024
+    after_close_messages: int = 64
 
 
 PARSE_SLICE_BYTES = 16 * 1024  # bytes handed to the WebSocket parser at once
@@ -166,6 +167,9 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         self._draining = False
         self._unparsed = bytearray()  # received, not yet handed to the parser
         self._after_close_bytes = 0
+        self._after_close_messages = 0
+        # A client may be in the middle of its largest message when the node closes.
+        self._after_close_limit = (self.config.ws_max_size or 16 * 1024 * 1024) + 64 * 1024
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -200,6 +204,13 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             del self._unparsed[:PARSE_SLICE_BYTES]
             super().data_received(chunk)
 
+    def send_receive_event_to_app(self) -> None:
+        if self.close_sent:  # uvicorn drops it; count it, for a client that keeps on
+            self._after_close_messages += 1
+            if self._after_close_messages > self.guard.limits.after_close_messages:
+                self.transport.abort()
+        super().send_receive_event_to_app()
+
     async def receive(self) -> Any:
         message = await super().receive()
         if self._unparsed and self.queue.empty():
@@ -209,7 +220,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     def _after_close(self, size: int) -> None:
         """A client that keeps sending after the close frame is cut off, not parsed."""
         self._after_close_bytes += size
-        if self._after_close_bytes > self.guard.limits.after_close_bytes:
+        if self._after_close_bytes > self._after_close_limit:
             self.transport.abort()
 
     def handle_parser_exception(self) -> None:
