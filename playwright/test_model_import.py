@@ -1,11 +1,11 @@
-"""A model no one here trained, imported with `edgesight model import`, detected in the
-browser: the in-browser fallback follows its model.json (2 classes, 640x640 input, its own
-names) and the page labels boxes with its class names."""
+"""A model no one here trained, imported with `edgesight model import`, detected through a
+node and in the browser: the page follows the node's HELLO and the fallback its model.json
+(2 classes, 640x640 input, its own names), and labels boxes with its class names."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from conftest import BrowserPage, NodeProcess, start_webapp
@@ -19,11 +19,35 @@ pytestmark = pytest.mark.e2e
 BOOT_TIMEOUT_MS = 180_000  # a 45 MB model at 640x640 in Wasm
 
 
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return import_model(fall_onnx(), tmp_path_factory.mktemp("fall") / "fall")
+
+
+@pytest.fixture
+def fall_node(imported: Any) -> Iterator[NodeProcess]:
+    process = NodeProcess("fall-node", args=("--model", str(imported.onnx_path))).start()
+    yield process
+    process.stop()
+
+
+def test_a_node_serves_an_imported_model_to_the_page(
+    imported: Any, fall_node: NodeProcess, open_page: Callable[..., BrowserPage]
+) -> None:
+    with start_webapp((fall_node.ws_url,), model_dir=imported.onnx_path.parent) as web:
+        view = open_page(f"{web.http_url}/", camera="astronaut")
+        view.page.wait_for_function(
+            "() => (window.edgesight?.lastBoxes.node || []).some(b => b.label === 'Normal')",
+            timeout=BOOT_TIMEOUT_MS,
+        )
+        expect(view.page.locator("#badge")).to_have_text("Detecting on server fall-node")
+        expect(view.page.locator('#detections li[data-label="Normal"]').first).to_be_visible()
+
+
 def test_the_fallback_runs_an_imported_two_class_model(
-    tmp_path: Path, open_page: Callable[..., BrowserPage]
+    imported: Any, open_page: Callable[..., BrowserPage]
 ) -> None:
     # given an Ultralytics export imported into a model folder, and no node
-    imported = import_model(fall_onnx(), tmp_path / "fall")
     unreachable = f"ws://127.0.0.1:{NodeProcess().port}/ws"
     with start_webapp((unreachable,), model_dir=imported.onnx_path.parent) as web:
         # when a page opens on a standing person
