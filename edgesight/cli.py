@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 import ssl
 import sys
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,7 @@ from .lifecycle import Server, StartupFailed, run_servers
 from .model_cli import add_model_commands, run_model_command
 from .ray_cli import add_ray_commands, run_ray_command
 from .serving import ServerLimits, make_server, serve
+from .startup import bind_listener, quiet_uvicorn
 from .tls import CertificateReloader, TlsError, insecure_bind_warning, server_context
 
 __all__ = ["build_parser", "main"]
@@ -277,7 +279,37 @@ def _with_own_registry(
     )
 
 
-Served = tuple[Server, CertificateReloader | None]
+# the server, its certificate reloader, its bound socket, and what it is for the log
+Served = tuple[Server, CertificateReloader | None, socket.socket, str]
+
+
+async def _say_when_up(servers: Sequence[Served]) -> None:
+    """One line per server once it serves (uvicorn says nothing for sockets it was given;
+    it exposes readiness only as a flag)."""
+    waiting = list(servers)
+    while waiting:
+        for served in [s for s in waiting if s[0].started]:
+            server, _, sock, what = served
+            host, port = sock.getsockname()[:2]
+            is_node = what == "the node"
+            scheme = ("wss" if is_node else "https") if server.config.ssl else ""
+            scheme = scheme or ("ws" if is_node else "http")
+            path = "/ws" if is_node else ""
+            log.info("%s is listening on %s://%s:%d%s", what, scheme, host, port, path)
+            waiting.remove(served)
+        await asyncio.sleep(0.05)
+
+
+async def _run(servers: Sequence[Served]) -> None:
+    announcer = asyncio.create_task(_say_when_up(servers))
+    try:
+        runs = [
+            (server, serve(server, reloader, sockets=[sock]))
+            for server, reloader, sock, _ in servers
+        ]
+        await run_servers(runs)
+    finally:
+        announcer.cancel()
 
 
 def _own_public_key(args: argparse.Namespace, environ: Mapping[str, str]) -> Ed25519PublicKey:
@@ -317,6 +349,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     )
     if args.log_level != "debug":  # httpx logs every request: one line per heartbeat
         logging.getLogger("httpx").setLevel(logging.WARNING)
+        quiet_uvicorn()
     if args.command == "model":
         return run_model_command(args, parser)
     if args.command == "ray":
@@ -344,7 +377,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 max_connections_per_address=node.max_connections_per_address,
             )
             server = make_server(app, node.host, node.port, node.max_message_bytes, context, limits)
-            servers.append((server, reloader))
+            flag = "--node-port or EDGESIGHT_NODE_PORT" if args.command == "serve" else "--port"
+            node_socket = bind_listener(node.host, node.port, "the node", flag)
+            servers.append((server, reloader, node_socket, "the node"))
         if args.command in ("serve", "webapp"):
             overrides: dict[str, object] = {
                 "host": args.host,
@@ -362,15 +397,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             web = WebappSettings.from_env(env, **overrides)
             context, reloader = _tls("the web app", web.host, web.port, web.tls_cert, web.tls_key)
             server = make_server(create_webapp(web), web.host, web.port, 64 * 1024, context)
-            servers.append((server, reloader))
+            port_flag = "--port or EDGESIGHT_PORT"
+            web_socket = bind_listener(web.host, web.port, "the web app", port_flag)
+            servers.append((server, reloader, web_socket, "the web app"))
             scheme = "https" if web.is_tls else "http"
             log.info("open %s://%s:%d in a browser", scheme, web.host, web.port)
     except (NodeError, WebappError, TlsError, certs.CertsError, ValueError) as exc:
         parser.exit(2, f"edgesight: error: {exc}\n")
     try:
-        asyncio.run(
-            run_servers([(server, serve(server, reloader)) for server, reloader in servers])
-        )
+        asyncio.run(_run(servers))
     except StartupFailed as exc:
         parser.exit(1, f"edgesight: error: {exc}\n")
     except KeyboardInterrupt:  # before the servers took over the signals

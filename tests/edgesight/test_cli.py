@@ -109,7 +109,7 @@ def _started(args: list[str]) -> Iterator[_Proc]:
         assert popen.stderr is not None
         for line in popen.stderr:  # start-up is over when uvicorn says so
             proc.stderr_text += line
-            if "Uvicorn running on" in line:  # printed once the socket listens
+            if "listening on" in line:  # printed once the server serves
                 break
         yield proc
     finally:
