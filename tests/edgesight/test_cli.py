@@ -232,7 +232,7 @@ def test_a_signal_stops_a_server_cleanly(command: str, sig: signal.Signals) -> N
     assert popen.stderr is not None
     with popen.stderr:
         for line in popen.stderr:
-            if "Uvicorn running on" in line:
+            if "listening on" in line:  # printed once the server serves
                 break
         popen.send_signal(sig)
         assert popen.wait(timeout=30) == 0
