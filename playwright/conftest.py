@@ -224,16 +224,21 @@ class BrowserPage:
 def open_page(
     playwright_driver: Playwright, chromium_path: str, cameras: dict[str, Path]
 ) -> Iterator[Callable[..., BrowserPage]]:
-    """open_page(url, camera="astronaut" | None, allow_camera=True) -> BrowserPage."""
+    """open_page(url, camera="astronaut" | None, allow_camera=True, viewport=None)."""
     browsers: list[Browser] = []
 
-    def _open(url: str, camera: str | None = "astronaut", allow_camera: bool = True) -> BrowserPage:
+    def _open(
+        url: str,
+        camera: str | None = "astronaut",
+        allow_camera: bool = True,
+        viewport: dict[str, int] | None = None,
+    ) -> BrowserPage:
         args = list(CHROMIUM_ARGS)
         if camera is not None:
             args += camera_args(cameras[camera], allow_camera)
         browser = playwright_driver.chromium.launch(executable_path=chromium_path, args=args)
         browsers.append(browser)
-        page = browser.new_page()
+        page = browser.new_page(viewport=viewport) if viewport else browser.new_page()  # type: ignore[arg-type]
         console = Console()
         page.on("console", console.record)
         page.on("pageerror", lambda exc: console.errors.append(f"pageerror: {exc}"))

@@ -51,7 +51,8 @@ async function main() {
     avoid: [$("badge"), $("kiosk-in-view")],
   });
   const source = new FrameSource($("video"), $("still"));
-  window.edgesight = { pyodide: python.pyodide, client, config, timings, lastBoxes, overlay, paused: false };
+  const readies = []; // when each node connection became ready
+  window.edgesight = { pyodide: python.pyodide, client, config, timings, lastBoxes, overlay, readies, paused: false };
   let haveNewFrame = false;
 
   function draw(event) {
@@ -79,7 +80,11 @@ async function main() {
   function handle(eventsJson) {
     for (const event of JSON.parse(eventsJson)) {
       if (event.type === "detections") draw(event);
-      else if (event.type === "ready") { view.problem("node", ""); view.problem("token", ""); }
+      else if (event.type === "ready") {
+        view.problem("node", "");
+        view.problem("token", "");
+        readies.push({ node: event.node, at_ms: performance.now() }); // tests time switch-backs
+      }
       else if (event.type === "refused") console.warn(`node refused the stream: ${event.message}`);
       else if (event.type === "error") console.warn(`node refused a message: ${event.message}`);
       else if (event.type === "send") flushLink();

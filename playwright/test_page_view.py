@@ -1,0 +1,156 @@
+"""What a person sees (issue 10), checked on the facts the screenshots show: one label per
+object, labels readable on a phone, a badge saying where detection runs, no stale boxes
+after a bad file, the camera banner gone once a file is chosen, and a restarted node used
+again within the goal."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import BrowserPage, NodeProcess, Stack, free_port, start_webapp
+from fake_camera import photo
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.e2e
+
+BOOT_TIMEOUT_MS = 90_000
+PHONE = {"width": 390, "height": 844}
+MIN_LABEL_CSS_PX = 11
+SWITCH_BACK_GOAL_MS = 2000.0  # p95 goal: on a returned node within 2 s of it being ready
+# One sample on a shared 2-core machine, not a p95: this much slack over the goal.
+SWITCH_BACK_SLACK_MS = 1000.0
+
+
+@pytest.fixture
+def node() -> Iterator[NodeProcess]:
+    process = NodeProcess("view-node").start()
+    yield process
+    process.stop()
+
+
+def labels(page: Page) -> list[dict[str, Any]]:
+    drawn: list[dict[str, Any]] = page.evaluate("window.edgesight.overlay.lastDrawn.labels")
+    return drawn
+
+
+def wait_for_labels(page: Page, mode: str) -> list[dict[str, Any]]:
+    page.wait_for_function(
+        """(mode) => {
+            const e = window.edgesight;
+            return e && e.overlay.lastDrawn.labels.length > 0
+                && e.timings.some(t => t.mode === mode);
+        }""",
+        arg=mode,
+        timeout=BOOT_TIMEOUT_MS,
+    )
+    return labels(page)
+
+
+def iou(a: list[float], b: list[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / area if area > 0 else 0.0
+
+
+def test_one_label_per_object_readable_on_a_phone(
+    stack: Stack, open_page: Callable[..., BrowserPage]
+) -> None:
+    # chelsea's anchor scores "cat" and lower "dog" on the same box: one label only
+    page = open_page(stack.url, camera="chelsea", viewport=PHONE).page
+    drawn = wait_for_labels(page, "node")
+    for i, a in enumerate(drawn):
+        for b in drawn[i + 1 :]:
+            assert iou(a["box_css"], b["box_css"]) < 0.9, f"two labels on one box: {a}, {b}"
+    assert [label["label"] for label in drawn] == ["cat"]
+    for label in drawn:
+        assert label["font_css_px"] >= MIN_LABEL_CSS_PX
+        assert label["height_css"] >= MIN_LABEL_CSS_PX
+        assert label["x_css"] >= 0
+        assert label["x_css"] + label["width_css"] <= PHONE["width"]
+    expect(page.locator("#badge")).to_have_text("Detecting on server e2e-node")
+    expect(page.locator("#badge")).to_have_attribute("data-kind", "node")
+    expect(page.locator("#badge")).to_be_visible()
+
+
+def test_the_badge_says_in_this_browser_without_a_server(
+    open_page: Callable[..., BrowserPage],
+) -> None:
+    with start_webapp((f"ws://127.0.0.1:{free_port()}/ws",)) as web:
+        page = open_page(f"{web.http_url}/", camera="chelsea").page
+        wait_for_labels(page, "local")
+        badge = page.locator("#badge")
+        expect(badge).to_have_text("Detecting in this browser")
+        expect(badge).to_have_attribute("data-kind", "local")
+        colour = badge.evaluate("(el) => getComputedStyle(el).backgroundColor")
+        assert colour == "rgb(255, 176, 32)"  # its own colour, not the server's blue
+        rows = page.locator("#stats-body tr").evaluate_all(
+            "(rows) => rows.map(r => r.dataset.stage)"
+        )
+        assert "network" not in rows
+        assert "queue" not in rows
+
+
+def test_no_stale_boxes_after_a_bad_file(
+    stack: Stack, tmp_path: Path, open_page: Callable[..., BrowserPage]
+) -> None:
+    page = open_page(stack.url, camera="astronaut").page
+    wait_for_labels(page, "node")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"this is not a picture")
+    page.locator("#file").set_input_files(str(broken))
+    expect(page.locator("#message")).to_contain_text("cannot be played", timeout=10_000)
+    page.wait_for_function(
+        "() => window.edgesight.overlay.lastDrawn.labels.length === 0", timeout=5_000
+    )
+    expect(page.locator("#detections li.empty")).to_be_visible()
+    page.wait_for_timeout(2000)  # a late result must not bring the old boxes back
+    assert labels(page) == []
+    expect(page.locator("#use-camera")).to_be_visible()
+
+
+def test_choosing_a_file_clears_the_camera_banner_for_good(
+    stack: Stack, tmp_path: Path, open_page: Callable[..., BrowserPage]
+) -> None:
+    picture = tmp_path / "chelsea.png"
+    Image.fromarray(photo("chelsea")).save(picture)
+    page = open_page(stack.url, camera=None).page  # no camera at all
+    expect(page.locator("#message")).to_contain_text("camera", timeout=BOOT_TIMEOUT_MS)
+    page.locator("#file").set_input_files(str(picture))
+    expect(page.locator('#detections li[data-label="cat"]').first).to_be_visible(
+        timeout=BOOT_TIMEOUT_MS
+    )
+    expect(page.locator("#message")).to_be_hidden()
+    page.wait_for_timeout(4500)  # the camera was retried every 2 s and re-posted its banner
+    expect(page.locator("#message")).to_be_hidden()
+    expect(page.locator("#use-camera")).to_be_visible()
+
+
+def test_a_restarted_node_is_used_again_within_the_goal(
+    node: NodeProcess, open_page: Callable[..., BrowserPage]
+) -> None:
+    with start_webapp((node.ws_url,)) as web:
+        page = open_page(f"{web.http_url}/").page
+        wait_for_labels(page, "node")
+        node.kill()
+        expect(page.locator("#badge")).not_to_have_attribute("data-kind", "node", timeout=10_000)
+        time.sleep(3)  # down long enough for the backoff to reach its cap
+        node.start()  # returns once /readyz answers
+        ready_ms = float(page.evaluate("performance.now()"))
+        page.wait_for_function(
+            "(since) => window.edgesight.readies.some(r => r.at_ms > since)",
+            arg=ready_ms,
+            timeout=30_000,
+        )
+        back_ms = float(
+            page.evaluate(
+                "(since) => window.edgesight.readies.find(r => r.at_ms > since).at_ms", ready_ms
+            )
+        )
+    assert back_ms - ready_ms <= SWITCH_BACK_GOAL_MS + SWITCH_BACK_SLACK_MS
