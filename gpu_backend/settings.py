@@ -52,6 +52,7 @@ class NodeSettings:
     max_messages_per_s: float = 100.0  # per connection, beyond a one-second burst: closed
     max_connections_per_address: int = 128  # open TCP connections per client address
     header_timeout_s: float = 10.0  # HTTP request headers must arrive within this
+    close_timeout_s: float = 5.0  # a closed client's answer is awaited this long, then cut
     score_threshold: float = 0.35
     iou_threshold: float = 0.6
     max_detections: int = 100
@@ -107,6 +108,7 @@ class NodeSettings:
         "max_messages_per_s": "EDGESIGHT_MAX_MESSAGES_PER_S",
         "max_connections_per_address": "EDGESIGHT_MAX_CONNECTIONS_PER_ADDRESS",
         "header_timeout_s": "EDGESIGHT_HEADER_TIMEOUT_S",
+        "close_timeout_s": "EDGESIGHT_CLOSE_TIMEOUT_S",
         "score_threshold": "EDGESIGHT_SCORE_THRESHOLD",
         "iou_threshold": "EDGESIGHT_IOU_THRESHOLD",
         "max_detections": "EDGESIGHT_MAX_DETECTIONS",
@@ -153,7 +155,12 @@ class NodeSettings:
             self.max_messages_per_s,
             "1..100000",
         )
-        for name in ("handshake_timeout_s", "idle_timeout_s", "header_timeout_s"):
+        for name in (
+            "handshake_timeout_s",
+            "idle_timeout_s",
+            "header_timeout_s",
+            "close_timeout_s",
+        ):
             _check(0 < getattr(self, name) <= 3600, name, getattr(self, name), "(0, 3600] s")
         _check(
             self.max_refused_messages >= 0,

@@ -16,6 +16,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from edgesight.serving import ServerThread
 from gpu_backend.app import create_app
+from gpu_backend.endpoint import LogSampler
 from gpu_backend.engine import file_sha256
 from gpu_backend.settings import NodeSettings
 from pyodide_client.protocol import (
@@ -251,3 +252,10 @@ def test_an_idle_node_already_reports_an_inference_time(node_server: ServerThrea
     # what the registry shows before any frame came: clients score nodes with it
     with urllib.request.urlopen(f"{node_server.http_url}/readyz", timeout=10) as response:
         assert json.load(response)["last_inference_ms"] > 0
+
+
+def test_refusal_logs_are_sampled() -> None:
+    sampler = LogSampler(per_s=2.0)
+    allowed = [sampler.allow(t / 100) for t in range(100)]  # 100 events in one second
+    assert sum(allowed) == 2
+    assert sampler.suppressed == 98
