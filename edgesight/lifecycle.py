@@ -88,6 +88,15 @@ class Server(uvicorn.Server):
             self.failed_to_start = True
             self.should_exit = True
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets=sockets)
+        # A second signal (force_exit) skips waiting for clients, and in uvicorn the app's
+        # own shutdown too, whose task then dies with a logged CancelledError traceback.
+        # The app's shutdown (deregistering from the registry) is quick: run it anyway.
+        done = getattr(self.lifespan, "shutdown_event", None)
+        if self.force_exit and done is not None and not done.is_set():
+            await self.lifespan.shutdown()
+
     @property
     def startup_error(self) -> str | None:
         if not self.failed_to_start:

@@ -218,9 +218,13 @@ def test_serve_lets_its_web_app_pages_use_its_node() -> None:
     assert not node.origin_policy.allows("http://kiosk.lan:8200")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    ("sig", "times"), [(signal.SIGINT, 1), (signal.SIGTERM, 1), (signal.SIGINT, 2)]
+)
 @pytest.mark.parametrize("command", ["node", "webapp"])
-def test_a_signal_stops_a_server_cleanly(command: str, sig: signal.Signals) -> None:
+def test_a_signal_stops_a_server_cleanly(command: str, sig: signal.Signals, times: int) -> None:
+    """Once: a graceful stop; twice (an impatient Ctrl+C): no waiting for clients, but
+    still the app's own shutdown and no traceback."""
     args = ["--log-level", "info", command, "--port", str(_free_port())]
     popen = subprocess.Popen(
         [sys.executable, "-m", "edgesight", *args],
@@ -234,7 +238,8 @@ def test_a_signal_stops_a_server_cleanly(command: str, sig: signal.Signals) -> N
         for line in popen.stderr:
             if "listening on" in line:  # printed once the server serves
                 break
-        popen.send_signal(sig)
+        for _ in range(times):
+            popen.send_signal(sig)
         assert popen.wait(timeout=30) == 0
         rest = popen.stderr.read()
     assert "Application shutdown complete" in rest
