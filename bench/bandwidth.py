@@ -10,10 +10,15 @@ frame) sending as the page does (tests/cluster/frame_sender.py, 2 frames in flig
 few seconds after a short warm-up; the result is frames answered per second per stream and
 the round trip (send -> RESULT) p50/p95. Runs are short and interleaved, so read ratios.
 
-Then, without the proxy: one stream, one frame in flight, raw vs JPEG vs WebP round trips
-in alternating blocks, against bare ``session.run`` on the same tensor in this process.
+The link runs twice: against the real model (``model``), and against a node whose engine
+answers at once (``null``, bench/null_node.py), which shows what the link and the frame
+path allow where inference is fast (a GPU) rather than this shared CPU's 30-80 ms.
 
-    .venv/bin/python bench/bandwidth.py [--seconds 4] [--roundtrip-frames 150]
+Then, without the proxy: one stream, one frame in flight, raw vs JPEG vs WebP round trips
+in alternating blocks, against bare ``session.run`` on the same tensor in this process
+(one onnxruntime thread on both sides).
+
+    .venv/bin/python bench/bandwidth.py [--seconds 4] [--roundtrip-frames 100]
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness import (  # noqa: E402
     RESULTS,
+    ServerProcess,
     edgesight_node,
     free_port,
     machine,
@@ -111,7 +117,9 @@ def describe(results: list[list[Sent]], seconds: float) -> dict[str, Any]:
     }
 
 
-def bandwidth_runs(node_port: int, seconds: float, warmup_s: float) -> list[dict[str, Any]]:
+def bandwidth_runs(
+    node_port: int, seconds: float, warmup_s: float, engine: str
+) -> list[dict[str, Any]]:
     rows = []
     with LatencyProxy(node_port, delay_ms=ONE_WAY_DELAY_MS) as proxy:
         for rate in RATES_MBIT:
@@ -119,7 +127,7 @@ def bandwidth_runs(node_port: int, seconds: float, warmup_s: float) -> list[dict
                 for mode in MODES:
                     proxy.rate_mbit = rate
                     results = run_streams(proxy.ws_url, streams, mode, seconds, warmup_s)
-                    row = {"rate_mbit": rate, "streams": streams, "mode": mode}
+                    row = {"engine": engine, "rate_mbit": rate, "streams": streams, "mode": mode}
                     row.update(describe(results, seconds))
                     rows.append(row)
                     log.info("%s", row)
@@ -132,7 +140,7 @@ def roundtrip_runs(node_port: int, frames: int, block: int = 25) -> dict[str, An
     from gpu_backend.engine import OnnxEngine
 
     rgba, width, height = webcam_rgba(PHOTO)
-    engine = OnnxEngine(MODEL, intra_op_threads=0)
+    engine = OnnxEngine(MODEL, intra_op_threads=1)  # as the node (threads=1)
     letterbox = Letterbox.for_frame(width, height, 416)
     tensor = np.frombuffer(bytes(letterbox.fill(rgba)), np.uint8).reshape(1, 3, 416, 416)
     url = f"ws://127.0.0.1:{node_port}/ws"
@@ -187,7 +195,11 @@ def main() -> None:
     with edgesight_node(port, threads=1):
         roundtrip = roundtrip_runs(port, args.roundtrip_frames)
         log.info("%s", roundtrip)
-        rows = bandwidth_runs(port, args.seconds, args.warmup)
+        rows = bandwidth_runs(port, args.seconds, args.warmup, "model")
+    null_port = free_port()
+    null_argv = [sys.executable, str(ROOT / "bench" / "null_node.py"), "--port", str(null_port)]
+    with ServerProcess(null_argv, null_port, name="null node"):
+        rows += bandwidth_runs(null_port, args.seconds, args.warmup, "null")
     result = {
         "machine": machine(),
         "command": "bench/bandwidth.py " + " ".join(sys.argv[1:]),
@@ -201,9 +213,20 @@ def main() -> None:
     write_result(args.out, result)
     print(
         table(
-            ["Mbit/s", "streams", "mode", "fps/stream", "min", "rt p50", "rt p95", "B/frame"],
+            [
+                "engine",
+                "Mbit/s",
+                "streams",
+                "mode",
+                "fps/stream",
+                "min",
+                "rt p50",
+                "rt p95",
+                "B/frame",
+            ],
             [
                 [
+                    r["engine"],
                     r["rate_mbit"],
                     r["streams"],
                     r["mode"],
@@ -226,25 +249,34 @@ def plot(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    engines = ("model", "null")
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharey="row")
     colors = {"raw": "#d62728", "jpeg": "#1f77b4", "auto": "#2ca02c"}
-    for axis, streams in zip(axes, STREAMS, strict=True):
-        for offset, mode in enumerate(MODES):
-            points = [r for r in result["runs"] if r["streams"] == streams and r["mode"] == mode]
-            x = [i + (offset - 1) * 0.25 for i in range(len(points))]
-            axis.bar(
-                x,
-                [r["fps_per_stream_mean"] for r in points],
-                width=0.25,
-                color=colors[mode],
-                label=mode,
-            )
-        axis.set_xticks(range(len(RATES_MBIT)), [f"{r:g} Mbit/s" for r in RATES_MBIT])
-        axis.axhline(25, color="grey", lw=0.8, ls=":")
-        axis.set(title=f"{streams} stream{'s' if streams > 1 else ''}, +20 ms RTT")
-        axis.grid(alpha=0.3, axis="y")
-    axes[0].set_ylabel("delivered fps per stream (30 fps camera)")
-    axes[0].legend()
+    titles = {"model": "real model on this CPU", "null": "no-op engine (link-bound)"}
+    for row, engine in enumerate(engines):
+        for col, streams in enumerate(STREAMS):
+            axis = axes[row][col]
+            for offset, mode in enumerate(MODES):
+                points = [
+                    r
+                    for r in result["runs"]
+                    if r["engine"] == engine and r["streams"] == streams and r["mode"] == mode
+                ]
+                x = [i + (offset - 1) * 0.25 for i in range(len(points))]
+                axis.bar(
+                    x,
+                    [r["fps_per_stream_mean"] for r in points],
+                    width=0.25,
+                    color=colors[mode],
+                    label=mode,
+                )
+            axis.set_xticks(range(len(RATES_MBIT)), [f"{r:g} Mbit/s" for r in RATES_MBIT])
+            axis.axhline(25, color="grey", lw=0.8, ls=":")
+            plural = "s" if streams > 1 else ""
+            axis.set(title=f"{titles[engine]}: {streams} stream{plural}, +20 ms RTT")
+            axis.grid(alpha=0.3, axis="y")
+        axes[row][0].set_ylabel("delivered fps per stream")
+    axes[0][0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     log.info("wrote %s", path.relative_to(ROOT))

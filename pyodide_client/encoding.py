@@ -17,7 +17,9 @@ a thirtieth of that. ``EncodingPolicy`` picks per frame, sans-I/O (every call ta
   raw would use at most ``raw_share`` of the link, and leaves raw when raw would need more
   than ``leave_raw_share`` of it. The gap between the two is the hysteresis. While
   compressed it sends one raw frame as a probe every ``probe_interval_ms``, doubling the
-  interval after each probe that finds the link too slow (up to ``max_probe_interval_ms``).
+  interval after each probe that finds the link too slow (up to ``max_probe_interval_ms``),
+  and skips probes while its compressed frames already measure the link at under a quarter
+  of what raw would need (a raw probe would stall a 10 Mbit/s link for 0.4 s).
 - Compressed, it keeps each frame within ``frame_share`` of what the link carries in one
   frame interval: quality steps down while frames are over that budget and back up (never
   above the default, where parity with raw was measured) while they are well under it.
@@ -42,6 +44,7 @@ __all__ = ["MODES", "EncodingPlan", "EncodingPolicy", "EncodingSettings"]
 MODES = ("auto", "raw", "jpeg", "webp")
 _PINNED = {"raw": FrameEncoding.RAW, "jpeg": FrameEncoding.JPEG, "webp": FrameEncoding.WEBP}
 _NOISE_FLOOR_MS = 0.5  # a transfer faster than this is measured as this (timer noise)
+HOPELESS_SHARE = 0.25  # no probe while compressed frames measure under this share of need
 
 
 @dataclass(frozen=True)
@@ -151,16 +154,32 @@ class EncodingPolicy:
         return FrameEncoding.RAW if self._is_raw or self._lossy is None else self._lossy
 
     # -- the decision ------------------------------------------------------------------------
-    def plan(self, now_ms: float) -> EncodingPlan:
+    def plan(self, now_ms: float, raw_bytes: int | None = None) -> EncodingPlan:
+        """The next frame's encoding; ``raw_bytes``, the size a raw frame would have,
+        lets a slow link skip probes that could not succeed."""
         if self._lossy is None or self._is_raw:
             return EncodingPlan(FrameEncoding.RAW, self.quality)
         if self.is_adaptive and not self._probe_in_flight:
             if self._next_probe_ms is None:
                 self._next_probe_ms = now_ms + self._probe_interval_ms
             elif now_ms >= self._next_probe_ms:
-                self._probe_in_flight = True
-                return EncodingPlan(FrameEncoding.RAW, self.quality, is_probe=True)
+                if self._is_hopeless(raw_bytes):
+                    self._next_probe_ms = now_ms + self._probe_interval_ms
+                else:
+                    self._probe_in_flight = True
+                    return EncodingPlan(FrameEncoding.RAW, self.quality, is_probe=True)
         return EncodingPlan(self._lossy, self.quality)
+
+    def _is_hopeless(self, raw_bytes: int | None) -> bool:
+        """Whether the compressed frames already show the link far too slow for raw: a
+        probe there would only stall it (a raw frame takes 0.4 s at 10 Mbit/s). Small
+        frames measure a fast link poorly (their transfer is within the timer's noise,
+        which caps their samples near 250 Mbit/s), so only a clear shortfall counts."""
+        rate = self.throughput_bytes_per_ms()
+        if raw_bytes is None or rate is None:
+            return False
+        need = self.raw_need_bytes_per_ms(raw_bytes) / self.settings.raw_share
+        return rate < need * HOPELESS_SHARE
 
     def throughput_bytes_per_ms(self) -> float | None:
         """The link's estimated rate (median of recent samples), None before any sample."""

@@ -316,7 +316,8 @@ class NodeStream:
                 f"cannot plan a frame in state {self.state.value} with "
                 f"{len(self._in_flight)} of {self._max_window()} frames in flight"
             )
-        plan = self._plan = self.encoding.plan(now_ms)
+        raw_bytes = 3 * self._input_size()[0] * self._input_size()[1]
+        plan = self._plan = self.encoding.plan(now_ms, raw_bytes)
         g = letterbox_geometry(width_px, height_px, *self._input_size())
         return FramePlan(plan.name, plan.quality, g.scaled_width_px, g.scaled_height_px)
 

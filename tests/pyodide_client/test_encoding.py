@@ -29,11 +29,12 @@ class Link:
         self.rate_mbit = rate_mbit
         self.now_ms = now_ms
         self.sent: list[EncodingPlan] = []
+        self.tells_raw_size = True  # as NodeStream does
 
     def frame(self, lossy_bytes: int = SMALL_BYTES) -> EncodingPlan:
         if self.policy.ping_due(self.now_ms):
             self.policy.on_pong(BASE_MS)
-        plan = self.policy.plan(self.now_ms)
+        plan = self.policy.plan(self.now_ms, RAW_BYTES if self.tells_raw_size else None)
         size = RAW_BYTES if plan.encoding is FrameEncoding.RAW else lossy_bytes
         round_trip = BASE_MS + size / mbit(self.rate_mbit) + NODE_MS
         self.now_ms += max(round_trip, self.policy.min_interval_ms)
@@ -77,7 +78,7 @@ def test_a_fast_link_goes_raw_after_the_first_probe_and_stays() -> None:
 
 def test_a_slow_link_stays_compressed_and_probes_less_and_less() -> None:
     policy = auto()
-    link = Link(policy, rate_mbit=10)
+    link = Link(policy, rate_mbit=100)  # raw needs 125 at 30 fps, 250 to go raw
     plans = link.run_for(60_000)
     probes = [i for i, p in enumerate(plans) if p.is_probe]
     assert policy.encoding is FrameEncoding.JPEG
@@ -86,6 +87,25 @@ def test_a_slow_link_stays_compressed_and_probes_less_and_less() -> None:
     gaps = [b - a for a, b in itertools.pairwise(probes)]
     assert gaps == sorted(gaps)
     assert all(not p.is_probe or p.encoding is FrameEncoding.RAW for p in plans)
+
+
+def test_a_link_far_too_slow_for_raw_is_not_probed_at_all() -> None:
+    # 10 Mbit/s: a raw probe would stall the link 0.4 s for nothing
+    policy = auto()
+    link = Link(policy, rate_mbit=10)
+    plans = link.run_for(60_000)
+    assert [p for p in plans if p.is_probe] == [p for p in plans[:1] if p.is_probe]
+    assert policy.encoding is FrameEncoding.JPEG
+    link.rate_mbit = 1000  # and when it gets fast, the probes find it
+    link.run_for(5000)
+    assert policy.encoding is FrameEncoding.RAW
+
+
+def test_without_the_raw_size_probes_go_on_regardless() -> None:
+    policy = auto()
+    link = Link(policy, rate_mbit=10)
+    link.tells_raw_size = False
+    assert any(p.is_probe for p in link.run_for(10_000))
 
 
 def test_raw_leaves_when_the_link_slows_and_comes_back_when_it_recovers() -> None:
