@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BrowserPage, NodeProcess, Stack, free_port, start_webapp
+from conftest import BrowserPage, NodeProcess, Stack, free_port, start_node, start_webapp
 from fake_camera import photo
 from PIL import Image
 from playwright.sync_api import Page, expect
+
+from tests.cluster.latency_proxy import LatencyProxy
 
 pytestmark = pytest.mark.e2e
 
@@ -154,3 +156,40 @@ def test_a_restarted_node_is_used_again_within_the_goal(
             )
         )
     assert back_ms - ready_ms <= SWITCH_BACK_GOAL_MS + SWITCH_BACK_SLACK_MS
+
+
+def test_a_planned_move_keeps_boxes_coming_and_ends_on_the_better_node(
+    open_page: Callable[..., BrowserPage],
+) -> None:
+    # node-a is near at first, node-b far; then they trade places: the page moves to
+    # node-b make-before-break (a second socket, promoted on its HELLO, A left after).
+    with (
+        start_node("node-a") as node_a,
+        start_node("node-b") as node_b,
+        LatencyProxy(node_a.port, delay_ms=0) as near,
+        LatencyProxy(node_b.port, delay_ms=150) as far,
+        start_webapp((near.ws_url, far.ws_url)) as web,
+    ):
+        view = open_page(f"{web.http_url}/", camera="astronaut")
+        page = view.page
+        wait_for_labels(page, "node")
+        expect(page.locator("#badge")).to_have_text("Detecting on server node-a")
+        page.evaluate(
+            """() => {
+                const py = window.edgesight.pyodide;
+                py.globals.set("client", window.edgesight.client);
+                py.runPython(`from dataclasses import replace
+s = client.router.settings
+client.router.settings = replace(s, dwell_ms=500.0, min_switch_interval_ms=500.0)`);
+            }"""
+        )
+        near.delay_ms, far.delay_ms = 150, 0
+        expect(page.locator("#badge")).to_have_text("Detecting on server node-b", timeout=60_000)
+        mark = float(page.evaluate("performance.now()"))
+        page.wait_for_function(
+            "(mark) => window.edgesight.timings.some(t => t.mode === 'node' && t.drawn_ms > mark)",
+            arg=mark,
+            timeout=30_000,
+        )
+        assert page.evaluate("window.edgesight.client.node_url") == far.ws_url
+        assert not view.console.errors

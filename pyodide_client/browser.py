@@ -22,7 +22,7 @@ import hashlib
 import json
 import logging
 import struct
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from .dashboard import Dashboard
@@ -117,6 +117,15 @@ def _boxes(boxes: tuple[FrameBox, ...]) -> list[dict[str, Any]]:
     return [asdict(box) for box in boxes]
 
 
+@dataclass
+class _Joining:
+    """The node a planned move goes to, connecting while the current one streams on."""
+
+    url: str
+    stream: NodeStream
+    outbox: list[bytes] = field(default_factory=list)
+
+
 class BrowserClient:
     """One page's detection logic: node choice and connection, local fallback, what to
     draw, and the numbers shown in the status line and stats panel."""
@@ -171,6 +180,11 @@ class BrowserClient:
         # and refreshed while streaming; none without a token_url (anonymous streams).
         self.tokens = TokenKeeper(config.get("token_url"))
         self._outbox: list[bytes] = []  # AUTH messages for the current link
+        # Planned moves are make-before-break (issue 10): the page keeps streaming to its
+        # node while the one it moves to connects, and lets the old one answer the frames
+        # it holds before leaving it.
+        self._joining: _Joining | None = None
+        self._draining: dict[str, NodeStream] = {}  # old nodes answering their last frames
 
     # -- node choice -------------------------------------------------------------------------
     def update_nodes(self, nodes_json: str, now_ms: float) -> None:
@@ -246,6 +260,7 @@ class BrowserClient:
                 actions.append({"do": "probe", "url": url})
         if self.stream is not None and self.stream.ping_due(now_ms) and not is_pinging:
             actions.append({"do": "ping"})  # the encoding policy's base round trip
+        actions.extend(self._handover_actions(now_ms))  # after probes_due() expired pings
         if self.node_url is not None and self.node_url not in (
             self.router.current,
             self.router.pending,
@@ -267,8 +282,13 @@ class BrowserClient:
             self._open_stream(decision.url, now_ms)
             self.route_note = decision.reason
             actions.append({"do": "connect", "url": decision.url})
-        elif isinstance(decision, Switch):
-            self._open_stream(decision.to_url, now_ms)  # the old stream is dropped without blame
+        elif isinstance(decision, Switch) and self.is_node_ready():
+            # Make before break: the current link keeps streaming until the new HELLO.
+            self._joining = _Joining(decision.to_url, self._new_stream(now_ms))
+            self.route_note = decision.reason
+            actions.append({"do": "join", "url": decision.to_url})
+        elif isinstance(decision, Switch):  # nothing to keep: the current link is not ready
+            self._open_stream(decision.to_url, now_ms)
             self.route_note = decision.reason
             actions.append({"do": "switch", "url": decision.to_url})
         elif isinstance(decision, Fallback):
@@ -281,9 +301,12 @@ class BrowserClient:
         self.node_url = url
         self.node_name = self.node_model = None
         self._outbox.clear()
+        self.stream = self._new_stream(now_ms)
+
+    def _new_stream(self, now_ms: float) -> NodeStream:
         # A node serving another model than the page's is refused at its HELLO: its class
         # list and boxes would not mean what the page shows (and the local fallback runs).
-        self.stream = NodeStream(
+        return NodeStream(
             max_in_flight=self.max_in_flight,
             expected_sha256=self.card.sha256,
             encoding=self.encoding,
@@ -304,8 +327,103 @@ class BrowserClient:
         self.node_url = None
         self.node_name = self.node_model = None
 
+    # -- planned moves: make before break ----------------------------------------------------
+    def _handover_actions(self, now_ms: float) -> list[dict[str, str]]:
+        """Leave a joining node the router gave up on (no HELLO in time), and old nodes
+        whose last frames are answered or overdue."""
+        actions = []
+        joining = self._joining
+        if joining is not None and joining.url != self.router.pending:
+            self._joining = None
+            actions.append({"do": "leave", "url": joining.url})
+        deadline_ms = stall_deadline_ms(self.dashboard.recent_round_trip_p95_ms(now_ms))
+        for url, stream in list(self._draining.items()):
+            oldest = stream.oldest_in_flight_ms()
+            if oldest is None or now_ms - oldest > deadline_ms:
+                del self._draining[url]
+                stream.connection_lost()
+                actions.append({"do": "leave", "url": url})
+        return actions
+
+    def _on_joining_message(self, joining: _Joining, raw: Buffer, now_ms: float) -> str:
+        """A message from the node the page is moving to; its HELLO makes it current."""
+        data = _as_bytes(raw)
+        refusal = _overload_refusal(data) if joining.stream.state is not StreamState.READY else None
+        try:
+            if refusal is not None:
+                raise StreamError(refusal)
+            events = joining.stream.receive(data, now_ms)
+        except StreamError:
+            self._joining = None
+            self.router.record_failure(joining.url, now_ms, overloaded=refusal is not None)
+            return json.dumps([{"type": "leave", "url": joining.url}])
+        joining.outbox.extend(joining.stream.data_to_send())
+        out: list[dict[str, Any]] = []
+        if joining.outbox:
+            out.append({"type": "send", "url": joining.url})
+        if joining.stream.state is not StreamState.READY:
+            if any(isinstance(event, AccessRefused) for event in events):
+                self._joining = None
+                self.router.record_failure(joining.url, now_ms)
+                out = [{"type": "leave", "url": joining.url}]
+            return json.dumps(out)
+        # Ready: the new node becomes current; the old one answers what it holds, then goes.
+        old_url, old_stream = self.node_url, self.stream
+        self._joining = None
+        self.stream, self.node_url, self._outbox = joining.stream, joining.url, joining.outbox
+        out.insert(0, {"type": "promote", "url": joining.url})
+        if old_url is not None and old_stream is not None:
+            if old_stream.in_flight:
+                self._draining[old_url] = old_stream
+            else:
+                old_stream.connection_lost()
+                out.append({"type": "leave", "url": old_url})
+        converted = [self._to_js(joining.url, event, now_ms) for event in events]
+        out.extend(item for item in converted if item is not None)
+        return json.dumps(out)
+
+    def _on_draining_message(self, url: str, raw: Buffer, now_ms: float) -> str:
+        """A message from a node the page moved away from: its last results still count."""
+        stream = self._draining[url]
+        try:
+            events = stream.receive(_as_bytes(raw), now_ms)
+        except StreamError:
+            events = []
+            stream.connection_lost()
+        out: list[dict[str, Any]] = []
+        for event in events:
+            if isinstance(event, Detections):
+                self.dashboard.node_result(
+                    now_ms, event.round_trip_ms, event.queue_ms, event.inference_ms, event.post_ms
+                )
+                drawn = self._detections(
+                    "node",
+                    event.frame_id,
+                    event.boxes,
+                    event.capture_ms,
+                    round_trip_ms=event.round_trip_ms,
+                    queue_ms=event.queue_ms,
+                    inference_ms=event.inference_ms,
+                    post_ms=event.post_ms,
+                    batch_size=event.batch_size,
+                )
+                if drawn is not None:
+                    out.append(drawn)
+        if not stream.in_flight or stream.state is StreamState.CLOSED:
+            del self._draining[url]
+            stream.connection_lost()
+            out.append({"type": "leave", "url": url})
+        return json.dumps(out)
+
     def on_close(self, url: str, code: int, now_ms: float) -> None:
         """The page's node socket for ``url`` closed or failed to open."""
+        if self._joining is not None and url == self._joining.url:
+            self._joining = None  # the move failed; the page stays where it is
+            self.router.record_failure(url, now_ms, overloaded=code == CLOSE_TRY_AGAIN_LATER)
+            return
+        if url in self._draining:
+            self._draining.pop(url).connection_lost()
+            return
         if url != self.node_url:
             return  # a socket the page already left (a switch, a stall)
         overloaded = code == CLOSE_TRY_AGAIN_LATER
@@ -345,9 +463,12 @@ class BrowserClient:
             self._outbox.extend(self.stream.data_to_send())
         return [*events, {"type": "send"}] if self._outbox else events
 
-    def take_outgoing(self) -> bytes:
-        """The next message for the current node link, b"" when there is none."""
-        return self._outbox.pop(0) if self._outbox else b""
+    def take_outgoing(self, url: str = "") -> bytes:
+        """The next message for the node link of ``url`` (default: the current one), b""
+        when there is none."""
+        joining = self._joining
+        outbox = joining.outbox if joining is not None and url == joining.url else self._outbox
+        return outbox.pop(0) if outbox else b""
 
     def _is_stalled(self, now_ms: float) -> bool:
         if self.stream is None or not self.is_node_ready():
@@ -486,6 +607,10 @@ class BrowserClient:
 
     def on_message(self, url: str, data: Buffer, now_ms: float) -> str:
         """Feed one message from the node at ``url``; returns a JSON list of events."""
+        if self._joining is not None and url == self._joining.url:
+            return self._on_joining_message(self._joining, data, now_ms)
+        if url in self._draining:
+            return self._on_draining_message(url, data, now_ms)
         if self.stream is None or url != self.node_url:
             return "[]"
         raw = _as_bytes(data)

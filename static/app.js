@@ -87,7 +87,12 @@ async function main() {
       }
       else if (event.type === "refused") console.warn(`node refused the stream: ${event.message}`);
       else if (event.type === "error") console.warn(`node refused a message: ${event.message}`);
-      else if (event.type === "send") flushLink();
+      else if (event.type === "send") flushLink(event.url);
+      else if (event.type === "promote") {
+        if (link) draining.set(link.url, link);
+        link = joining;
+        joining = null;
+      } else if (event.type === "leave") leave(event.url);
       else if (event.type === "access_refused") view.problem("node", `The node refused this page's stream token: ${event.message}`);
       else if (event.type === "token_problem") view.problem("token", event.needs_sign_in ? "Sign in again to use the inference nodes (reload this page)." : `No stream token: ${event.message}`);
       else if (event.type === "fatal") {
@@ -99,17 +104,31 @@ async function main() {
   }
 
   // -- nodes: Python's tick says when to connect, switch, drop, ping or probe -------------
+  // `link` carries the frames. A planned move opens `joining` beside it (make before
+  // break); on the new node's HELLO Python says "promote", and the old link drains its
+  // last answers until Python says "leave".
   let link = null;
+  let joining = null;
+  const draining = new Map(); // url -> NodeLink
+  const isLive = (opened) => opened === link || opened === joining || draining.get(opened.url) === opened;
+  function leave(url) {
+    for (const candidate of [joining, draining.get(url)]) {
+      if (candidate && candidate.url === url) candidate.abandon();
+    }
+    if (joining && joining.url === url) joining = null;
+    draining.delete(url);
+  }
   function pyBytes(proxy) { // a Python bytes object -> a Uint8Array copy
     const buffer = proxy.getBuffer("u8");
     try { return buffer.data.slice(); } finally { buffer.release(); proxy.destroy(); }
   }
   // Messages Python wants on the node link (its AUTH, and a fresh one at each token refresh).
-  function flushLink() {
+  function flushLink(url) {
+    const target = url && joining && joining.url === url ? joining : link;
     for (;;) {
-      const message = pyBytes(client.take_outgoing());
+      const message = pyBytes(client.take_outgoing(url || ""));
       if (!message.length) return;
-      if (link && link.isOpen) link.send(message);
+      if (target && target.isOpen) target.send(message);
     }
   }
   // Stream tokens: Python says when (first, then at 2/3 of each token's life); JS only asks.
@@ -128,25 +147,35 @@ async function main() {
   function openLink(url) {
     const opened = new NodeLink(nodeUrl(url), {
       onmessage: (bytes) => {
-        if (link !== opened) return;
+        if (!isLive(opened)) return;
         handle(client.on_message(url, bytes, performance.now()));
         pump();
       },
       onclose: (code) => {
-        if (link !== opened) return;
-        link = null;
+        if (!isLive(opened)) return;
+        if (link === opened) link = null;
+        if (joining === opened) joining = null;
+        if (draining.get(url) === opened) draining.delete(url);
         client.on_close(url, code, performance.now());
         act(client.tick(performance.now())); // fail over now, not at the next tick
         pump();
       },
     });
-    link = opened;
+    opened.url = url;
+    return opened;
   }
   function act(actions) {
     for (const action of JSON.parse(actions)) {
       if (action.do === "connect" || action.do === "switch") {
         if (link) link.abandon();
-        openLink(action.url);
+        if (joining) joining.abandon();
+        joining = null;
+        link = openLink(action.url);
+      } else if (action.do === "join") {
+        if (joining) joining.abandon();
+        joining = openLink(action.url);
+      } else if (action.do === "leave") {
+        leave(action.url);
       } else if (action.do === "abandon") {
         if (link) link.abandon();
         link = null;

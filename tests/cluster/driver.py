@@ -1,6 +1,7 @@
 """A CPython stand-in for the page: drives ``BrowserClient`` the way static/app.js does.
 
-Every 100 ms it runs ``tick`` and carries out its actions (connect, switch, abandon, ping,
+Every 100 ms it runs ``tick`` and carries out its actions (connect, switch, join and leave
+for make-before-break moves, abandon, ping,
 probe); probes are short-lived sockets as in static/node-link.js; with a ``registry_url``
 it fetches the node list at once and every 2 s (``refreshNodes``); a camera delivers
 frames at ``fps`` and a frame goes to the node only when ``next_action()`` says "node" (one
@@ -111,6 +112,8 @@ class Driver:
         self.events: list[tuple[float, str, dict[str, Any]]] = []  # refused, fatal, error
         self.probe_failures: list[tuple[float, str]] = []
         self.link: _Link | None = None
+        self.joining: _Link | None = None  # a planned move's new node (make before break)
+        self.draining: dict[str, _Link] = {}  # old nodes answering their last frames
         self._has_new_frame = False
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -175,8 +178,18 @@ class Driver:
                 self._abandon(self.link)
                 self.link = None
             if action["do"] in ("connect", "switch"):
+                if self.joining is not None:
+                    self._abandon(self.joining)
+                    self.joining = None
                 self.link = _Link(action["url"])
                 self.link.task = self._spawn(self._run_link(self.link))
+            elif action["do"] == "join":
+                if self.joining is not None:
+                    self._abandon(self.joining)
+                self.joining = _Link(action["url"])
+                self.joining.task = self._spawn(self._run_link(self.joining))
+            elif action["do"] == "leave":
+                self._leave(action["url"])
             elif action["do"] == "abandon":
                 self._pump()
             elif action["do"] == "ping" and self.link is not None and self.link.is_open:
@@ -200,11 +213,24 @@ class Driver:
         self._pump()
         self._changed.set()
 
-    def _flush_link(self) -> None:
-        """app.js flushLink(): what Python wants on the node link (its AUTH)."""
-        while message := self.client.take_outgoing():
-            if self.link is not None and self.link.is_open:
-                self.link.outbox.put_nowait(message)
+    def _flush_link(self, url: str = "") -> None:
+        """app.js flushLink(): what Python wants on a node link (its AUTH)."""
+        joining = self.joining
+        target = joining if url and joining is not None and joining.url == url else self.link
+        while message := self.client.take_outgoing(url):
+            if target is not None and target.is_open:
+                target.outbox.put_nowait(message)
+
+    def _is_live(self, link: _Link) -> bool:
+        return link in (self.link, self.joining) or self.draining.get(link.url) is link
+
+    def _leave(self, url: str) -> None:
+        """app.js leave(): close a joining or draining socket without reporting it."""
+        for link in (self.joining, self.draining.pop(url, None)):
+            if link is not None and link.url == url:
+                self._abandon(link)
+        if self.joining is not None and self.joining.url == url:
+            self.joining = None
 
     # -- node-link.js: NodeLink and probe() -----------------------------------------------
     async def _run_link(self, link: _Link) -> None:
@@ -229,8 +255,13 @@ class Driver:
             pass
         code = (link.ws.close_code if link.ws else None) or CLOSE_ABNORMAL
         self._forget(link)
-        if not link.is_abandoned and self.link is link:
-            self.link = None
+        if not link.is_abandoned and self._is_live(link):
+            if self.link is link:
+                self.link = None
+            if self.joining is link:
+                self.joining = None
+            if self.draining.get(link.url) is link:
+                del self.draining[link.url]
             self.closes.append((now_ms(), link.url, code))
             self.client.on_close(link.url, code, now_ms())
             self._act(json.loads(self.client.tick(now_ms())))  # as app.js: fail over now
@@ -274,7 +305,7 @@ class Driver:
 
     # -- app.js: handle() and pump() ------------------------------------------------------
     def _on_message(self, link: _Link, data: bytes) -> None:
-        if link.is_abandoned or self.link is not link:
+        if link.is_abandoned or not self._is_live(link):
             return
         self._handle_events(link, json.loads(self.client.on_message(link.url, data, now_ms())))
         self._pump()
@@ -286,7 +317,15 @@ class Driver:
         for event in events:
             kind = event["type"]
             if kind == "send":
-                self._flush_link()
+                self._flush_link(event.get("url", ""))
+                continue
+            if kind == "promote":
+                if self.link is not None:
+                    self.draining[self.link.url] = self.link
+                self.link, self.joining = self.joining, None
+                continue
+            if kind == "leave":
+                self._leave(event["url"])
                 continue
             if link is None:
                 self.events.append((now, "", event))

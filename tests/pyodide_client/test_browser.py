@@ -122,6 +122,16 @@ def handshake(
     return receive(client, url, welcome.serialize(), now_ms)
 
 
+def join_handshake(client: BrowserClient, url: str, now_ms: float, node_hello: bytes) -> Events:
+    """As ``handshake``, for the node a planned move connects to while the current one
+    streams on: its AUTH goes out on its own link (``take_outgoing(url)``)."""
+    assert receive(client, url, node_hello, now_ms) == [{"type": "send", "url": url}]
+    auth = parse(client.take_outgoing(url))
+    assert isinstance(auth, Auth)
+    assert client.take_outgoing(url) == b""
+    return receive(client, url, WELCOME.serialize(), now_ms)
+
+
 def tick(client: BrowserClient, now_ms: float) -> Actions:
     actions: Actions = json.loads(client.tick(now_ms))
     return actions
@@ -790,7 +800,7 @@ def test_a_much_faster_node_is_switched_to_and_the_old_result_ignored(
     for step in range(2, 200):
         now_ms = 100.0 * step
         actions = tick(client, now_ms)
-        if {"do": "switch", "url": B} in actions:
+        if {"do": "join", "url": B} in actions:
             switched_at = now_ms
             break
         assert all(a["do"] in ("probe", "ping") for a in actions), (now_ms, actions)
@@ -801,17 +811,25 @@ def test_a_much_faster_node_is_switched_to_and_the_old_result_ignored(
         in_flight = (send_frame(client, now_ms - 50.0, now_ms), now_ms - 50.0)
 
     assert switched_at == switch_ms
-    assert actions == [{"do": "switch", "url": B}]
-    assert client.node_url == B
+    assert actions == [{"do": "join", "url": B}]  # make before break: A streams on
+    assert client.node_url == A
     assert status(client, switch_ms)["route"] == f"{B} (45 ms) beats {A} (100 ms)"
-    # A's answer to the last frame comes late, from the socket the page left: ignored.
+    # A answers the frame it holds and is still drawn; the next frame goes to A too.
     assert in_flight is not None
-    assert receive(client, A, result(*in_flight), switch_ms + 50) == []
-    client.on_close(A, 1000, switch_ms + 60)  # leaving A is no failure
+    assert receive(client, A, result(*in_flight), switch_ms + 50)[0]["type"] == "detections"
+    held = (send_frame(client, switch_ms + 55.0, switch_ms + 60.0), switch_ms + 55.0)
+    # B's HELLO: B becomes current; A keeps its socket until it answered its last frame.
+    events = join_handshake(client, B, switch_ms + 80, hello(name="node-b"))
+    assert [e["type"] for e in events] == ["promote", "ready"]
+    assert events[0] == {"type": "promote", "url": B}
     assert client.node_url == B
-    assert handshake(client, B, switch_ms + 80, hello(name="node-b"))[0]["type"] == "ready"
     assert client.mode == "node"
     assert client.router.current == B
+    last = receive(client, A, result(*held), switch_ms + 120)
+    assert [e["type"] for e in last] == ["detections", "leave"]
+    assert last[-1] == {"type": "leave", "url": A}
+    client.on_close(A, 1000, switch_ms + 130)  # leaving A is no failure
+    assert client.node_url == B
 
 
 def test_a_slightly_faster_node_is_not_switched_to() -> None:
@@ -833,7 +851,7 @@ def switched_to_b(client: BrowserClient) -> float:
     for step in range(2, 200):
         now_ms = 100.0 * step
         actions = tick(client, now_ms)
-        if {"do": "switch", "url": B} in actions:
+        if {"do": "join", "url": B} in actions:
             return now_ms
         serve(client, actions, now_ms, {A: 60.0, B: 90.0 if now_ms < 2000 else 5.0})
         frame_id = send_frame(client, now_ms - 50.0, now_ms)
@@ -842,31 +860,40 @@ def switched_to_b(client: BrowserClient) -> float:
     raise AssertionError("no switch")
 
 
-def test_a_switch_whose_new_node_fails_goes_back_to_the_old_one() -> None:
-    # The page leaves the old node's socket at once on a switch, while the router keeps it
-    # as the current node until the new one says HELLO.
+def test_a_move_whose_new_node_fails_stays_on_the_old_one() -> None:
+    # Make before break: the page never left A, so a failed move costs nothing.
     client = make_client(A, B)
     switch_ms = switched_to_b(client)
 
     client.on_close(B, 1006, switch_ms + 50.0)
 
-    assert client.mode == "none"
-    actions = tick(client, switch_ms + 100.0)
-    assert {"do": "connect", "url": A} in actions
-    assert status(client, switch_ms + 100.0)["route"].startswith(f"back to {A}")
-    assert handshake(client, A, switch_ms + 150.0)[0]["type"] == "ready"
     assert client.mode == "node"
+    assert client.node_url == A
     assert client.router.current == A
+    actions = tick(client, switch_ms + 100.0)
+    assert not [a for a in actions if a["do"] in ("connect", "switch", "abandon", "join")]
 
 
-def test_a_switch_whose_new_node_breaks_the_protocol_goes_back_to_the_old_one() -> None:
+def test_a_move_whose_new_node_breaks_the_protocol_stays_on_the_old_one() -> None:
     client = make_client(A, B)
     switch_ms = switched_to_b(client)
 
     events = receive(client, B, b"nonsense", switch_ms + 50.0)
 
-    assert [e["type"] for e in events] == ["fatal"]
-    assert {"do": "connect", "url": A} in tick(client, switch_ms + 100.0)
+    assert events == [{"type": "leave", "url": B}]
+    assert client.mode == "node"
+    assert client.node_url == A
+
+
+def test_a_move_whose_new_node_never_says_hello_is_left_after_the_connect_timeout() -> None:
+    client = make_client(A, B)
+    switch_ms = switched_to_b(client)
+    timeout_ms = client.router.settings.connect_timeout_ms
+
+    actions = tick(client, switch_ms + timeout_ms + 1.0)
+
+    assert {"do": "leave", "url": B} in actions
+    assert client.node_url == A
 
 
 def test_an_unanswered_ping_on_the_link_drops_the_node() -> None:
