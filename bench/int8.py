@@ -89,8 +89,8 @@ SETUP = """async ([code, threads, urls]) => {
   for (const [name, url] of Object.entries(urls)) {
     models[name] = await (await fetch(url)).arrayBuffer();
   }
-  const blob = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
-  const worker = new Worker(blob, { type: "module" });
+  // a same-origin URL (served by Playwright): the page's CSP allows no blob: workers
+  const worker = new Worker(code, { type: "module" });
   const ready = await new Promise((resolve, reject) => {
     worker.onmessage = ({ data }) => data.type === "ready" ? resolve(data.threads)
       : reject(new Error(data.message));
@@ -153,7 +153,8 @@ def wasm(driver: Any, tensor: np.ndarray, threads: int, blocks: int, runs: int) 
             page.route(f"**{urls[name]}", _fulfil_with(body))
         page.goto(f"{web.http_url}/healthz")
         page.evaluate(READ_CONFIG)
-        setup = page.evaluate(SETUP, [WORKER, threads, urls])
+        page.route("**/bench/worker.js", _fulfil_with(WORKER.encode(), "text/javascript"))
+        setup = page.evaluate(SETUP, ["/bench/worker.js", threads, urls])
         times: dict[str, list[float]] = {"float": [], "int8": []}
         for _ in range(blocks):
             for name in ("float", "int8"):
@@ -210,8 +211,15 @@ def _float_only_dir(tmp: Path) -> Path:
     return folder
 
 
-def _fulfil_with(body: bytes) -> Any:
-    return lambda route, _request: route.fulfill(body=body)
+def _fulfil_with(body: bytes, content_type: str = "application/octet-stream") -> Any:
+    # a worker of a cross-origin-isolated page must itself say require-corp
+    headers = {
+        "Cross-Origin-Embedder-Policy": "require-corp",
+        "Cross-Origin-Resource-Policy": "same-origin",
+    }
+    return lambda route, _request: route.fulfill(
+        body=body, content_type=content_type, headers=headers
+    )
 
 
 def _float_path() -> Path:
