@@ -96,12 +96,15 @@ def test_node_killed_mid_stream_then_restarted(
         _wait_for_boxes(page, "local", "person", after=drawn_before)
         expect(page.locator("#badge")).to_have_text("Detecting in this browser")
 
-        # Parity: the same frame gives the same detections on both paths.
+        # Parity: the same frame gives the same confident detections on both paths. The
+        # browser runs the model's INT8 variant (docs/models.md), which agrees with the
+        # float model on detections scoring >= 0.5; weaker ones flicker between any two runs.
         local_boxes = page.evaluate("window.edgesight.lastBoxes.local")
-        assert {b["label"] for b in local_boxes} == {b["label"] for b in node_boxes}
-        for box in node_boxes:
-            same = [b for b in local_boxes if b["label"] == box["label"]]
-            assert max(_iou(box, other) for other in same) >= 0.9, (box, local_boxes)
+        for boxes, others in ((node_boxes, local_boxes), (local_boxes, node_boxes)):
+            for box in (b for b in boxes if b["score"] >= 0.5):
+                same = [b for b in others if b["label"] == box["label"]]
+                assert same, (box, others)
+                assert max(_iou(box, other) for other in same) >= 0.9, (box, others)
 
         node.start()  # same port: the page must come back to it by itself
         drawn_from_node = _drawn_count(page, "node")
