@@ -61,7 +61,7 @@ self.onmessage = async ({ data }) => {
 
 SETUP_BARE = """async ([code, threads]) => {
   const e = window.edgesight;
-  const model = await (await fetch(e.config.model.url)).arrayBuffer();
+  const model = await (await fetch(e.config.model.local.url)).arrayBuffer();  // what the app runs
   const url = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
   const worker = new Worker(url, { type: "module" });
   await new Promise((resolve, reject) => {
