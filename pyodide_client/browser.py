@@ -1,7 +1,9 @@
 """The page's Python side: what JavaScript calls inside Pyodide.
 
-JavaScript only moves bytes and pixels. Every 100 ms it asks ``tick`` what to do (connect,
-switch or drop a node, probe a candidate); for each camera frame it asks ``next_action``
+JavaScript only moves bytes and pixels. It asks ``tick`` what to do (connect, join or leave a
+node, drop one, probe a candidate) when ``next_tick_ms`` says and whenever something happens
+(a socket closes, a probe answers, a node list or token arrives) — no fixed-rate polling;
+for each camera frame it asks ``next_action``
 whether the frame goes to the node, to the local engine, or nowhere; it hands over pixels,
 sends or posts the bytes it gets back, feeds in what nodes, probes and the local worker
 return, and draws what it is told to draw. Every value crossing to JavaScript is ``bytes``
@@ -69,6 +71,7 @@ _FRAME_ID = struct.Struct("<I")  # right after the header in FRAME and IMAGE
 STALL_MIN_MS = 750.0
 STALL_MAX_MS = 3000.0
 STALL_FACTOR = 4.0
+MAX_TICK_GAP_MS = 1000.0  # tick at least this often (next_tick_ms)
 BOXES_EXPIRE_MS = 1000.0  # boxes not replaced by a newer result within this are cleared
 
 
@@ -294,6 +297,21 @@ class BrowserClient:
         elif isinstance(decision, Fallback):
             self.route_note = decision.reason
         return json.dumps(actions)
+
+    def next_tick_ms(self, now_ms: float) -> float:
+        """When the page should call ``tick`` next if nothing else happens: the router's
+        next deadline, the current frame's stall deadline, the draining nodes' ones, and
+        at least every ``MAX_TICK_GAP_MS`` for what keeps no deadline of its own (token
+        refresh, the encoding policy's pings). Events (a message, a close, a probe's
+        answer, a node list) call ``tick`` at once as well; there is no fixed 100 ms tick
+        any more (issue 10: that polling was the largest part of the failover gap)."""
+        times = [self.router.next_due_ms(now_ms), now_ms + MAX_TICK_GAP_MS]
+        stall_ms = stall_deadline_ms(self.dashboard.recent_round_trip_p95_ms(now_ms))
+        for stream in (self.stream, *self._draining.values()):
+            oldest = stream.oldest_in_flight_ms() if stream is not None else None
+            if oldest is not None:
+                times.append(oldest + stall_ms + 1.0)  # _is_stalled: strictly later
+        return max(now_ms, min(times))
 
     def _open_stream(self, url: str, now_ms: float) -> None:
         if self.stream is not None:

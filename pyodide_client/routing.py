@@ -443,6 +443,47 @@ class Router:
             self._nodes[url].probe_sent_ms = self._nodes[url].last_probe_ms = now_ms
         return chosen
 
+    def next_due_ms(self, now_ms: float) -> float:
+        """The earliest time at which ``probes_due`` or ``decide`` may have something new
+        to say without any new report: a ping or connection timing out, a backoff or
+        cool-down ending, a node due for its next ping, the start-up wait, a dwell or the
+        switch interval ending. ``math.inf`` when only a report can change anything. The
+        page's driver calls them then, not on a fixed tick (issue 10)."""
+        s = self.settings
+        times: list[float] = []
+        in_flight = sum(
+            1
+            for url, node in self._nodes.items()
+            if node.probe_sent_ms is not None and url != self._current
+        )
+        for url, node in self._nodes.items():
+            if node.probe_sent_ms is not None:
+                times.append(node.probe_sent_ms + s.probe_timeout_ms)
+                continue
+            if not ((node.is_listed and not node.info.is_full) or url == self._current):
+                continue
+            if now_ms < node.blocked_until_ms:
+                times.append(node.blocked_until_ms)
+            elif node.rtts_ms and node.last_probe_ms is not None:
+                times.append(node.last_probe_ms + s.probe_interval_ms)
+            elif url == self._current or in_flight < s.max_probes_in_flight:
+                times.append(now_ms)  # due now; a full probe budget waits for an answer
+        if self._pending is not None:
+            times.append(self._pending[1] + s.connect_timeout_ms)
+        waits: list[float] = []  # these matter only while still ahead
+        is_starting = self._pending is None and self._current is None and self._lost is None
+        if is_starting and self._first_listed_ms is not None:
+            waits.append(self._first_listed_ms + s.first_probe_wait_ms)
+        if self._better_since_ms is not None:
+            waits.append(
+                max(
+                    self._better_since_ms + s.dwell_ms,
+                    self._last_switch_ms + s.min_switch_interval_ms,
+                )
+            )
+        times += [t for t in waits if t > now_ms]
+        return min(times, default=math.inf)
+
     def decide(self, now_ms: float) -> Decision:
         self._expire(now_ms)
         if self._pending is not None:

@@ -77,8 +77,10 @@ async function main() {
     for (const key of pending.keys()) if (key < event.capture_ms) pending.delete(key);
   }
 
+  const WAKING = new Set(["ready", "promote", "leave", "fatal", "refused", "access_refused"]);
   function handle(eventsJson) {
     for (const event of JSON.parse(eventsJson)) {
+      if (WAKING.has(event.type)) wake(); // the page's node changed: decide again now
       if (event.type === "detections") draw(event);
       else if (event.type === "ready") {
         view.problem("node", "");
@@ -142,6 +144,7 @@ async function main() {
       status = 0; // offline, or the web app is down: Python retries with backoff
     }
     handle(client.on_token(status, body, performance.now()));
+    wake();
     pump();
   }
   function openLink(url) {
@@ -157,7 +160,7 @@ async function main() {
         if (joining === opened) joining = null;
         if (draining.get(url) === opened) draining.delete(url);
         client.on_close(url, code, performance.now());
-        act(client.tick(performance.now())); // fail over now, not at the next tick
+        tickNow(); // fail over now
         pump();
       },
     });
@@ -186,8 +189,12 @@ async function main() {
         if (link && link.isOpen) link.send(pyBytes(client.ping(performance.now())));
       } else if (action.do === "probe") {
         probe(nodeUrl(action.url), {
-          onmessage: (bytes) => pyBytes(client.on_probe_message(action.url, bytes, performance.now())),
-          onfail: () => client.on_probe_failed(action.url, performance.now()),
+          onmessage: (bytes) => {
+            const reply = pyBytes(client.on_probe_message(action.url, bytes, performance.now()));
+            if (!reply.length) wake(); // a probe answered (or failed): decide again now
+            return reply;
+          },
+          onfail: () => { client.on_probe_failed(action.url, performance.now()); wake(); },
         });
       }
     }
@@ -203,11 +210,25 @@ async function main() {
     }
     try {
       client.update_nodes(listing, performance.now());
+      wake();
     } catch (err) {
       console.warn(`the node list could not be used: ${err.message}`);
     }
   }
-  setInterval(() => act(client.tick(performance.now())), 100);
+  // No fixed tick: Python says when it next needs one (client.next_tick_ms), and what
+  // happens (a socket closing, a probe answering, a node list, a token) wakes it at once.
+  let tickTimer = null;
+  function tickNow() {
+    clearTimeout(tickTimer);
+    act(client.tick(performance.now()));
+    const now = performance.now();
+    tickTimer = setTimeout(tickNow, Math.max(0, client.next_tick_ms(now) - now));
+  }
+  function wake() {
+    clearTimeout(tickTimer);
+    tickTimer = setTimeout(tickNow, 0);
+  }
+  tickNow();
   if (config.registry_url) { refreshNodes(); setInterval(refreshNodes, 2000); }
   if (config.report_url) {
     // What this page's user sees, for the operator's dashboards (issue 12); losing one is fine.

@@ -1,6 +1,7 @@
 """A CPython stand-in for the page: drives ``BrowserClient`` the way static/app.js does.
 
-Every 100 ms it runs ``tick`` and carries out its actions (connect, switch, join and leave
+It runs ``tick`` when ``next_tick_ms`` says and whenever something happens (app.js
+``tickNow``/``wake``), and carries out its actions (connect, switch, join and leave
 for make-before-break moves, abandon, ping,
 probe); probes are short-lived sockets as in static/node-link.js; with a ``registry_url``
 it fetches the node list at once and every 2 s (``refreshNodes``); a camera delivers
@@ -36,9 +37,9 @@ from tests.media import rgba_photo
 __all__ = ["Driver", "FrameRecord", "now_ms"]
 
 MODEL_CARD = Path(__file__).resolve().parents[2] / "models" / "nanodet-g-416" / "model.json"
-TICK_S = 0.1  # app.js: setInterval(tick, 100)
 REGISTRY_POLL_S = 2.0  # app.js: setInterval(refreshNodes, 2000)
 PROBE_GUARD_S = 10.0  # node-link.js: the probe's leak guard
+WAKING = {"ready", "promote", "leave", "fatal", "refused", "access_refused"}  # app.js WAKING
 CLOSE_ABNORMAL = 1006  # what a browser reports for a socket that failed or died
 FRAME_ID = struct.Struct("<I")  # right after the 4-byte header (protocol.py: FRAME)
 SOCKET_ERRORS = (OSError, TimeoutError, WebSocketException)
@@ -116,6 +117,7 @@ class Driver:
         self.draining: dict[str, _Link] = {}  # old nodes answering their last frames
         self._has_new_frame = False
         self._changed = asyncio.Event()
+        self._wake = asyncio.Event()  # app.js wake(): tick now, not at the next deadline
         self._tasks: list[asyncio.Task[None]] = []
 
     def answered(self, node: str | None = None) -> list[FrameRecord]:
@@ -148,10 +150,15 @@ class Driver:
 
     # -- app.js: the clocks ---------------------------------------------------------------
     async def _ticks(self) -> None:
-        while True:  # setInterval: the first tick comes one interval after the start
-            await asyncio.sleep(TICK_S)
+        """app.js tickNow(): tick, then sleep until ``next_tick_ms`` or a wake-up."""
+        while True:
+            self._wake.clear()
             self._act(json.loads(self.client.tick(now_ms())))
             self._changed.set()
+            now = now_ms()
+            delay_s = max(0.0, self.client.next_tick_ms(now) - now) / 1000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay_s)
 
     async def _camera(self) -> None:
         while True:
@@ -169,6 +176,7 @@ class Driver:
                     response = await http.get(self.registry_url)
                     if response.is_success:
                         self.client.update_nodes(response.text, now_ms())
+                        self._wake.set()
                 await asyncio.sleep(REGISTRY_POLL_S)
 
     def _act(self, actions: list[dict[str, str]]) -> None:
@@ -210,6 +218,7 @@ class Driver:
                     )
                     status, body = response.status_code, response.text
         self._handle_events(None, json.loads(self.client.on_token(status, body, now_ms())))
+        self._wake.set()
         self._pump()
         self._changed.set()
 
@@ -265,6 +274,7 @@ class Driver:
             self.closes.append((now_ms(), link.url, code))
             self.client.on_close(link.url, code, now_ms())
             self._act(json.loads(self.client.tick(now_ms())))  # as app.js: fail over now
+            self._wake.set()
             self._pump()
         self._changed.set()
 
@@ -295,12 +305,14 @@ class Driver:
                     assert isinstance(message, bytes), "nodes send binary messages only"
                     reply = self.client.on_probe_message(url, message, now_ms())
                     if not reply:
+                        self._wake.set()  # as app.js: a probe answered, decide again now
                         is_done = True
                         break
                     await ws.send(reply)
         if not is_done:
             self.probe_failures.append((now_ms(), url))
             self.client.on_probe_failed(url, now_ms())
+            self._wake.set()
         self._changed.set()
 
     # -- app.js: handle() and pump() ------------------------------------------------------
@@ -316,6 +328,8 @@ class Driver:
         link = link or self.link
         for event in events:
             kind = event["type"]
+            if kind in WAKING:
+                self._wake.set()  # as app.js: the page's node changed, decide again now
             if kind == "send":
                 self._flush_link(event.get("url", ""))
                 continue

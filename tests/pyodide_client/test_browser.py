@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -1690,3 +1691,27 @@ def test_no_trace_to_a_node_that_does_not_take_them_nor_without_a_collector() ->
         send_frame(client, capture_ms=now, now_ms=now + 1.0)
         assert client.take_outgoing() == b""
         assert client.take_trace_report(1.7e12) == ""
+
+
+def test_the_page_ticks_when_python_says_not_every_100_ms() -> None:
+    client = make_client(A)
+    tick(client, 0.0)  # probes A
+    # the probe is out: next, the end of the 500 ms start-up wait for answers
+    assert client.next_tick_ms(10.0) == 500.0
+    client = make_client(A)
+    connected(client, {A: 10.0}, A)
+    send_frame(client, capture_ms=1000.0, now_ms=1000.0)
+    due = client.next_tick_ms(1001.0)
+    assert 1001.0 <= due <= 1001.0 + browser_module.MAX_TICK_GAP_MS
+
+
+def test_a_frame_in_flight_brings_the_next_tick_to_its_stall_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(browser_module, "MAX_TICK_GAP_MS", 1e9)
+    client = make_client(A)
+    connected(client, {A: 10.0}, A)
+    client.router.settings = replace(client.router.settings, probe_interval_ms=1e9)
+    send_frame(client, capture_ms=1000.0, now_ms=1000.0)
+    # no round trip measured yet: the longest stall deadline
+    assert client.next_tick_ms(1001.0) == 1000.0 + browser_module.STALL_MAX_MS + 1.0

@@ -802,3 +802,40 @@ def test_a_page_keeps_at_most_max_candidates_of_a_huge_list() -> None:
     assert problems == [
         f"{5000 - routing.MAX_CANDIDATES} listed nodes ignored: a page keeps at most 64"
     ]
+
+
+# -- when the driver must call again (no fixed tick) -------------------------------------------
+def test_next_due_is_now_for_a_node_never_pinged_then_its_ping_timeout() -> None:
+    router = make_router([A], probe_timeout_ms=2000.0)
+    assert router.next_due_ms(0.0) == 0.0
+    assert router.probes_due(0.0) == [A]
+    assert router.next_due_ms(10.0) == 2000.0  # the ping times out then
+
+
+def test_next_due_follows_the_probe_interval_and_the_backoff() -> None:
+    router = make_router([A], probe_interval_ms=2000.0, backoff_initial_ms=500.0)
+    answer_pings(router, {A: 10.0}, 0.0)
+    assert router.next_due_ms(5.0) == 2000.0
+    router.record_failure(A, 100.0)
+    assert router.next_due_ms(150.0) == 600.0  # backoff without jitter: 500 ms
+
+
+def test_next_due_covers_the_connect_timeout_and_the_dwell() -> None:
+    router = make_router([A, B], connect_timeout_ms=5000.0, probe_interval_ms=60_000.0)
+    answer_pings(router, {A: 10.0, B: 50.0}, 0.0)
+    assert isinstance(router.decide(0.0), Connect)
+    assert router.next_due_ms(1.0) == 5000.0  # no HELLO by then: the connect failed
+    router.record_connected(A, 100.0)
+    assert router.next_due_ms(200.0) == 60_000.0  # nothing but the next pings
+
+
+def test_with_nothing_to_wait_for_only_a_report_can_change_anything() -> None:
+    router = make_router([])
+    assert router.next_due_ms(0.0) == float("inf")
+
+
+def test_a_full_probe_budget_waits_for_an_answer_not_a_busy_loop() -> None:
+    urls = [f"ws://n{i}:8001/ws" for i in range(6)]
+    router = make_router(urls, max_probes_in_flight=4, probe_timeout_ms=2000.0)
+    assert len(router.probes_due(0.0)) == 4
+    assert router.next_due_ms(1.0) == 2000.0  # not "now" for the two still waiting
