@@ -33,14 +33,12 @@ from .local import LocalEngine, LocalError
 from .model_card import ModelCard
 from .page_origin import PageOrigin
 from .postprocess import FrameBox, PostprocessSettings
+from .probes import Probes
 from .protocol import (
     CLOSE_TRY_AGAIN_LATER,
     Error,
     ErrorCode,
     FrameEncoding,
-    Hello,
-    Ping,
-    Pong,
     ProtocolError,
     parse,
 )
@@ -177,8 +175,7 @@ class BrowserClient:
         self._newest_drawn_capture_ms = float("-inf")
         self._source_since_ms = float("-inf")  # frames grabbed before it are another source's
         self._local_tensor = bytearray()
-        self._probes: dict[str, int] = {}  # url -> nonce of the ping sent to it
-        self._probe_nonce = 0
+        self.probes = Probes()  # short-lived sockets measuring candidates
         # Stream tokens (issue 8): fetched from the web app's token_url, presented in AUTH
         # and refreshed while streaming; none without a token_url (anonymous streams).
         self.tokens = TokenKeeper(config.get("token_url"))
@@ -499,30 +496,13 @@ class BrowserClient:
 
     # -- probes: short-lived sockets to candidates ------------------------------------------
     def on_probe_message(self, url: str, data: Buffer, now_ms: float) -> bytes:
-        """A message on a probe socket. After the HELLO, returns the PING to send; after
-        the PONG, records the round trip and returns b"" (close the probe)."""
-        try:
-            message = parse(_as_bytes(data))
-        except ProtocolError:
-            self.router.record_failure(url, now_ms)
-            return b""
-        if isinstance(message, Hello):
-            self._probe_nonce += 1
-            self._probes[url] = self._probe_nonce
-            return Ping(self._probe_nonce, now_ms).serialize()
-        if isinstance(message, Pong) and self._probes.get(url) == message.nonce:
-            del self._probes[url]
-            self.router.record_rtt(url, now_ms - message.sent_ms, now_ms)
-            return b""
-        overloaded = getattr(message, "code", None) is ErrorCode.OVERLOADED
-        self._probes.pop(url, None)
-        self.router.record_failure(url, now_ms, overloaded=overloaded)
-        return b""
+        """A message on a probe socket (``probes.py``): after the HELLO, the PING to send;
+        after the PONG, b"" (close the probe)."""
+        return self.probes.on_message(self.router, url, _as_bytes(data), now_ms)
 
     def on_probe_failed(self, url: str, now_ms: float) -> None:
         """The probe socket failed or closed before its PONG."""
-        self._probes.pop(url, None)
-        self.router.record_failure(url, now_ms)
+        self.probes.on_failed(self.router, url, now_ms)
 
     # -- which path the next frame takes ----------------------------------------------------
     @property
