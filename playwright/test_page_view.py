@@ -193,3 +193,20 @@ client.router.settings = replace(s, dwell_ms=500.0, min_switch_interval_ms=500.0
         )
         assert page.evaluate("window.edgesight.client.node_url") == far.ws_url
         assert not view.console.errors
+
+
+def test_a_kiosk_without_its_camera_loops_its_configured_source_and_keeps_trying(
+    stack: Stack, tmp_path: Path, open_page: Callable[..., BrowserPage]
+) -> None:
+    loop = tmp_path / "loop.png"
+    Image.fromarray(photo("chelsea")).save(loop)
+    assert stack.node is not None
+    with start_webapp((stack.node.ws_url,), kiosk_source=loop) as web:
+        page = open_page(f"{web.http_url}/kiosk", camera="astronaut", allow_camera=False).page
+        expect(page.locator("#message")).to_contain_text("retrying", timeout=BOOT_TIMEOUT_MS)
+        expect(page.locator("#message")).to_contain_text("configured loop")
+        page.wait_for_function(
+            "() => window.edgesight?.overlay.lastDrawn.labels.some(l => l.label === 'cat')",
+            timeout=BOOT_TIMEOUT_MS,
+        )
+        expect(page.locator("#badge")).to_have_text("Detecting on server e2e-node")
