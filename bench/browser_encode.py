@@ -153,7 +153,7 @@ def main() -> None:
         browser = driver.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page()
         page.goto(f"{web.http_url}/")
-        page.wait_for_function("window.edgesight?.pyodide", timeout=60_000)
+        page.wait_for_function("() => window.edgesight?.pyodide", timeout=60_000)
         page.evaluate("window.edgesight.paused = true")
         page.evaluate("(code) => window.edgesight.pyodide.runPython(code)", PYTHON_SETUP)
         js = page.evaluate(JS_TIMING, {"frames": args.frames, "photo": photo_data_url(args.photo)})

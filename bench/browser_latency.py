@@ -80,7 +80,7 @@ def measure_page(
             page.on("pageerror", lambda exc: log.warning("page error: %s", exc))
             page.on("console", log_console)
             page.goto(url)
-            page.wait_for_function("window.edgesight?.timings", timeout=120_000)
+            page.wait_for_function("() => window.edgesight?.timings", timeout=120_000)
             wait_for_timings(page, args.warmup, args.timeout_s)
             page.evaluate("() => { window.edgesight.timings.length = 0; }")
             t0 = time.monotonic()

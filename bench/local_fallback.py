@@ -59,10 +59,10 @@ self.onmessage = async ({ data }) => {
 };
 """
 
-SETUP_BARE = """async ([code, threads]) => {
+SETUP_BARE = """async ([url, threads]) => {
   const e = window.edgesight;
   const model = await (await fetch(e.config.model.local.url)).arrayBuffer();  // what the app runs
-  const url = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
+  // a same-origin URL served by Playwright: the page's CSP allows no blob: workers
   const worker = new Worker(url, { type: "module" });
   await new Promise((resolve, reject) => {
     worker.onmessage = ({ data }) => data.type === "ready" && resolve();
@@ -90,6 +90,18 @@ RUN_BARE = """async (runs) => {
 }"""
 
 
+def _serve_worker(route: Any, _request: Any) -> None:
+    # a worker of a cross-origin-isolated page must itself say require-corp
+    route.fulfill(
+        body=BARE_WORKER.encode(),
+        content_type="text/javascript",
+        headers={
+            "Cross-Origin-Embedder-Policy": "require-corp",
+            "Cross-Origin-Resource-Policy": "same-origin",
+        },
+    )
+
+
 def stats(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     return {
@@ -101,7 +113,8 @@ def stats(samples: list[float]) -> dict[str, float]:
 
 def local_frames(page: Page, count: int) -> list[dict[str, Any]]:
     """Wait for ``count`` more locally drawn frames and return their timings."""
-    page.wait_for_function("window.edgesight?.timings", timeout=TIMEOUT_MS)
+    # functions, not expression strings: the page's CSP refuses the eval a string needs
+    page.wait_for_function("() => window.edgesight?.timings", timeout=TIMEOUT_MS)
     start = page.evaluate("window.edgesight.timings.filter(t => t.mode === 'local').length")
     page.wait_for_function(
         "(n) => window.edgesight.timings.filter(t => t.mode === 'local').length >= n",
@@ -124,7 +137,8 @@ def compare_threads(driver: Any, camera: Path, threads: int, blocks: int) -> dic
         page = browser.new_page()
         page.goto(f"{web.http_url}/")
         local_frames(page, 5)  # warm
-        page.evaluate(SETUP_BARE, [BARE_WORKER, threads])
+        page.route("**/bench/bare-worker.js", _serve_worker)
+        page.evaluate(SETUP_BARE, ["/bench/bare-worker.js", threads])
         app_total, app_worker, app_inference, bare = [], [], [], []
         for _ in range(blocks):
             for frame in local_frames(page, 15):
@@ -159,7 +173,7 @@ def failover(driver: Any, camera: Path, kills: int) -> dict[str, Any]:
             page = browser.new_page()
             page.goto(f"{web.http_url}/")
             page.wait_for_function(
-                "window.edgesight?.client.local.is_ready && "
+                "() => window.edgesight?.client.local.is_ready && "
                 "window.edgesight.timings.some(t => t.mode === 'node')",
                 timeout=TIMEOUT_MS,
             )

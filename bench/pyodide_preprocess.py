@@ -99,7 +99,7 @@ def main() -> None:
         browser = driver.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page()
         page.goto(f"{web.http_url}/")
-        page.wait_for_function("window.edgesight?.pyodide", timeout=60_000)
+        page.wait_for_function("() => window.edgesight?.pyodide", timeout=60_000)
         version = page.evaluate("window.edgesight.pyodide.runPython('import sys; sys.version')")
         page.evaluate(
             "(code) => window.edgesight.pyodide.runPython(code)",
