@@ -24,11 +24,12 @@ import hashlib
 import json
 import logging
 import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any, Protocol
 
 from .dashboard import Dashboard
 from .encoding import EncodingSettings
+from .handover import Failed, Handover, Waiting
 from .local import LocalEngine, LocalError
 from .model_card import ModelCard
 from .page_origin import PageOrigin
@@ -118,15 +119,6 @@ def _boxes(boxes: tuple[FrameBox, ...]) -> list[dict[str, Any]]:
     return [asdict(box) for box in boxes]
 
 
-@dataclass
-class _Joining:
-    """The node a planned move goes to, connecting while the current one streams on."""
-
-    url: str
-    stream: NodeStream
-    outbox: list[bytes] = field(default_factory=list)
-
-
 class BrowserClient:
     """One page's detection logic: node choice and connection, local fallback, what to
     draw, and the numbers shown in the status line and stats panel."""
@@ -183,8 +175,7 @@ class BrowserClient:
         # Planned moves are make-before-break (issue 10): the page keeps streaming to its
         # node while the one it moves to connects, and lets the old one answer the frames
         # it holds before leaving it.
-        self._joining: _Joining | None = None
-        self._draining: dict[str, NodeStream] = {}  # old nodes answering their last frames
+        self.handover = Handover()
 
     # -- node choice -------------------------------------------------------------------------
     def update_nodes(self, nodes_json: str, now_ms: float) -> None:
@@ -284,7 +275,7 @@ class BrowserClient:
             actions.append({"do": "connect", "url": decision.url})
         elif isinstance(decision, Switch) and self.is_node_ready():
             # Make before break: the current link keeps streaming until the new HELLO.
-            self._joining = _Joining(decision.to_url, self._new_stream(now_ms))
+            self.handover.begin(decision.to_url, self._new_stream(now_ms))
             self.route_note = decision.reason
             actions.append({"do": "join", "url": decision.to_url})
         elif isinstance(decision, Switch):  # nothing to keep: the current link is not ready
@@ -304,7 +295,7 @@ class BrowserClient:
         any more (issue 10: that polling was the largest part of the failover gap)."""
         times = [self.router.next_due_ms(now_ms), now_ms + MAX_TICK_GAP_MS]
         stall_ms = stall_deadline_ms(self.dashboard.recent_round_trip_p95_ms(now_ms))
-        for stream in (self.stream, *self._draining.values()):
+        for stream in (self.stream, *self.handover.streams()):
             oldest = stream.oldest_in_flight_ms() if stream is not None else None
             if oldest is not None:
                 times.append(oldest + stall_ms + 1.0)  # _is_stalled: strictly later
@@ -345,99 +336,66 @@ class BrowserClient:
     # -- planned moves: make before break ----------------------------------------------------
     def _handover_actions(self, now_ms: float) -> list[dict[str, str]]:
         """Leave a joining node the router gave up on (no HELLO in time), and old nodes
-        whose last frames are answered or overdue."""
-        actions = []
-        joining = self._joining
-        if joining is not None and joining.url != self.router.pending:
-            self._joining = None
-            actions.append({"do": "leave", "url": joining.url})
-        deadline_ms = stall_deadline_ms(self.dashboard.recent_round_trip_p95_ms(now_ms))
-        for url, stream in list(self._draining.items()):
-            oldest = stream.oldest_in_flight_ms()
-            if oldest is None or now_ms - oldest > deadline_ms:
-                del self._draining[url]
-                stream.connection_lost()
-                actions.append({"do": "leave", "url": url})
-        return actions
+        whose last frames are answered or overdue (``handover.py``)."""
+        stall_ms = stall_deadline_ms(self.dashboard.recent_round_trip_p95_ms(now_ms))
+        leave = self.handover.expire(self.router.pending, now_ms, stall_ms)
+        return [{"do": "leave", "url": url} for url in leave]
 
-    def _on_joining_message(self, joining: _Joining, raw: Buffer, now_ms: float) -> str:
+    def _on_joining_message(self, url: str, raw: Buffer, now_ms: float) -> str:
         """A message from the node the page is moving to; its HELLO makes it current."""
-        data = _as_bytes(raw)
-        refusal = _overload_refusal(data) if joining.stream.state is not StreamState.READY else None
-        try:
-            if refusal is not None:
-                raise StreamError(refusal)
-            events = joining.stream.receive(data, now_ms)
-        except StreamError:
-            self._joining = None
-            self.router.record_failure(joining.url, now_ms, overloaded=refusal is not None)
-            return json.dumps([{"type": "leave", "url": joining.url}])
-        joining.outbox.extend(joining.stream.data_to_send())
-        out: list[dict[str, Any]] = []
+        outcome = self.handover.on_joining_data(_as_bytes(raw), now_ms)
+        if isinstance(outcome, Failed):
+            self.router.record_failure(url, now_ms, overloaded=outcome.is_overloaded)
+            return json.dumps([{"type": "leave", "url": url}])
+        if isinstance(outcome, Waiting):
+            return json.dumps([{"type": "send", "url": url}] if outcome.has_outgoing else [])
+        # Joined: the new node becomes current; the old one answers what it holds, then goes.
+        joining = outcome.joining
+        out: list[dict[str, Any]] = [{"type": "promote", "url": url}]
         if joining.outbox:
-            out.append({"type": "send", "url": joining.url})
-        if joining.stream.state is not StreamState.READY:
-            if any(isinstance(event, AccessRefused) for event in events):
-                self._joining = None
-                self.router.record_failure(joining.url, now_ms)
-                out = [{"type": "leave", "url": joining.url}]
-            return json.dumps(out)
-        # Ready: the new node becomes current; the old one answers what it holds, then goes.
+            out.append({"type": "send", "url": url})
         old_url, old_stream = self.node_url, self.stream
-        self._joining = None
-        self.stream, self.node_url, self._outbox = joining.stream, joining.url, joining.outbox
-        out.insert(0, {"type": "promote", "url": joining.url})
-        if old_url is not None and old_stream is not None:
-            if old_stream.in_flight:
-                self._draining[old_url] = old_stream
-            else:
-                old_stream.connection_lost()
-                out.append({"type": "leave", "url": old_url})
-        converted = [self._to_js(joining.url, event, now_ms) for event in events]
+        self.stream, self.node_url, self._outbox = joining.stream, url, joining.outbox
+        is_kept = old_stream is None or old_url is None or self.handover.drain(old_url, old_stream)
+        if not is_kept:
+            out.append({"type": "leave", "url": old_url})
+        converted = [self._to_js(url, event, now_ms) for event in outcome.events]
         out.extend(item for item in converted if item is not None)
         return json.dumps(out)
 
     def _on_draining_message(self, url: str, raw: Buffer, now_ms: float) -> str:
         """A message from a node the page moved away from: its last results still count."""
-        stream = self._draining[url]
-        try:
-            events = stream.receive(_as_bytes(raw), now_ms)
-        except StreamError:
-            events = []
-            stream.connection_lost()
         out: list[dict[str, Any]] = []
-        for event in events:
-            if isinstance(event, Detections):
-                self.dashboard.node_result(
-                    now_ms, event.round_trip_ms, event.queue_ms, event.inference_ms, event.post_ms
-                )
-                drawn = self._detections(
-                    "node",
-                    event.frame_id,
-                    event.boxes,
-                    event.capture_ms,
-                    round_trip_ms=event.round_trip_ms,
-                    queue_ms=event.queue_ms,
-                    inference_ms=event.inference_ms,
-                    post_ms=event.post_ms,
-                    batch_size=event.batch_size,
-                )
-                if drawn is not None:
-                    out.append(drawn)
-        if not stream.in_flight or stream.state is StreamState.CLOSED:
-            del self._draining[url]
-            stream.connection_lost()
+
+        def drawn(event: Detections) -> None:
+            self.dashboard.node_result(
+                now_ms, event.round_trip_ms, event.queue_ms, event.inference_ms, event.post_ms
+            )
+            shown = self._detections(
+                "node",
+                event.frame_id,
+                event.boxes,
+                event.capture_ms,
+                round_trip_ms=event.round_trip_ms,
+                queue_ms=event.queue_ms,
+                inference_ms=event.inference_ms,
+                post_ms=event.post_ms,
+                batch_size=event.batch_size,
+            )
+            if shown is not None:
+                out.append(shown)
+
+        if self.handover.on_draining_data(url, _as_bytes(raw), now_ms, drawn):
             out.append({"type": "leave", "url": url})
         return json.dumps(out)
 
     def on_close(self, url: str, code: int, now_ms: float) -> None:
         """The page's node socket for ``url`` closed or failed to open."""
-        if self._joining is not None and url == self._joining.url:
-            self._joining = None  # the move failed; the page stays where it is
+        left = self.handover.closed(url)
+        if left == "joining":  # the move failed; the page stays where it is
             self.router.record_failure(url, now_ms, overloaded=code == CLOSE_TRY_AGAIN_LATER)
             return
-        if url in self._draining:
-            self._draining.pop(url).connection_lost()
+        if left == "draining":
             return
         if url != self.node_url:
             return  # a socket the page already left (a switch, a stall)
@@ -481,8 +439,9 @@ class BrowserClient:
     def take_outgoing(self, url: str = "") -> bytes:
         """The next message for the node link of ``url`` (default: the current one), b""
         when there is none."""
-        joining = self._joining
-        outbox = joining.outbox if joining is not None and url == joining.url else self._outbox
+        outbox = self.handover.outbox(url)
+        if outbox is None:
+            outbox = self._outbox
         return outbox.pop(0) if outbox else b""
 
     def _is_stalled(self, now_ms: float) -> bool:
@@ -605,9 +564,9 @@ class BrowserClient:
 
     def on_message(self, url: str, data: Buffer, now_ms: float) -> str:
         """Feed one message from the node at ``url``; returns a JSON list of events."""
-        if self._joining is not None and url == self._joining.url:
-            return self._on_joining_message(self._joining, data, now_ms)
-        if url in self._draining:
+        if self.handover.is_joining(url):
+            return self._on_joining_message(url, data, now_ms)
+        if url in self.handover.draining:
             return self._on_draining_message(url, data, now_ms)
         if self.stream is None or url != self.node_url:
             return "[]"
