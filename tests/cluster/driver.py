@@ -1,12 +1,12 @@
 """A CPython stand-in for the page: drives ``BrowserClient`` the way static/app.js does.
 
 It runs ``tick`` when ``next_tick_ms`` says and whenever something happens (app.js
-``tickNow``/``wake``), and carries out its actions (connect, switch, join and leave
-for make-before-break moves, abandon, ping,
-probe); probes are short-lived sockets as in static/node-link.js; with a ``registry_url``
-it fetches the node list at once and every 2 s (``refreshNodes``); a camera delivers
-frames at ``fps`` and a frame goes to the node only when ``next_action()`` says "node" (one
-that finds no free slot waits for the next message, as ``pump()`` does). No local engine
+``tickNow``/``wake``), and carries out its actions (connect, switch, join and leave for
+make-before-break moves, abandon, ping, probe); probes are short-lived sockets as in
+static/node-link.js; with a ``registry_url`` it fetches the node list at once and every
+2 s (``refreshNodes``); a camera delivers frames at ``fps`` and a frame goes to the node
+only when ``next_action()`` says "node" (one that finds no free slot waits for the next
+message, as ``pump()`` does). No local engine
 is loaded, so the mode is "node" or "none". What it sees is recorded: one ``FrameRecord``
 per frame sent, the HELLOs, the sockets that closed, the actions and the node's refusals,
 timed with ``time.monotonic()`` in ms, the client's clock.
