@@ -66,7 +66,8 @@ def round_trips(urls: dict[str, str], frames: int, block: int) -> dict[str, list
     """Round trips per node over one connection each, alternating blocks of frames."""
     from websockets.sync.client import connect
 
-    from pyodide_client.stream import Detections, NodeStream, Ready
+    from pyodide_client.stream import Detections, NodeStream
+    from tests.handshake import handshake
     from tests.media import rgba_photo
 
     rgba, w, h = rgba_photo("astronaut")
@@ -75,10 +76,7 @@ def round_trips(urls: dict[str, str], frames: int, block: int) -> dict[str, list
     for name, url in urls.items():
         socket = connect(url, compression=None, max_size=None, open_timeout=30)
         stream = NodeStream(max_in_flight=1)
-        (event,) = stream.receive(socket.recv(timeout=30), 0.0)
-        assert isinstance(event, Ready), event
-        socket.send(stream.auth(""))
-        stream.receive(socket.recv(timeout=30), 0.0)  # WELCOME (an older node: an ERROR)
+        handshake(socket, stream, 30.0)
         sockets[name], streams[name] = socket, stream
 
     def one(name: str) -> float:

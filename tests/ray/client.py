@@ -7,8 +7,8 @@ import time
 
 from websockets.sync.client import connect
 
-from pyodide_client.protocol import ErrorCode
-from pyodide_client.stream import Detections, NodeError, NodeStream, Ready, Welcomed
+from pyodide_client.stream import Detections, NodeStream
+from tests.handshake import handshake
 
 __all__ = ["detect_once"]
 
@@ -23,21 +23,14 @@ def detect_once(
     """Labels detected in one frame, and the frame's round trip in ms."""
     stream = NodeStream()
     with connect(url, compression=None, max_size=None, open_timeout=timeout_s) as socket:
+        handshake(socket, stream, timeout_s)
+        now = _now_ms()
+        socket.send(stream.encode_frame(rgba, width_px, height_px, now, now))
         deadline = time.monotonic() + timeout_s
-        sent = False
         while time.monotonic() < deadline:
             data = socket.recv(timeout=max(0.01, deadline - time.monotonic()))
             assert isinstance(data, bytes), f"expected a binary message, got {data!r}"
             for event in stream.receive(data, _now_ms()):
-                if isinstance(event, Ready):
-                    socket.send(stream.auth(""))
-                elif isinstance(event, Welcomed | NodeError) and not sent:
-                    # NodeError: a node from before AUTH refuses it and serves frames anyway
-                    if isinstance(event, NodeError) and event.code != ErrorCode.UNEXPECTED_MESSAGE:
-                        raise AssertionError(f"node refused the stream: {event.message}")
-                    now = _now_ms()
-                    socket.send(stream.encode_frame(rgba, width_px, height_px, now, now))
-                    sent = True
-                elif isinstance(event, Detections):
+                if isinstance(event, Detections):
                     return [box.label for box in event.boxes], event.round_trip_ms
         raise TimeoutError(f"no result from {url} within {timeout_s} s")
