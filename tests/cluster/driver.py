@@ -157,8 +157,11 @@ class Driver:
             self._changed.set()
             now = now_ms()
             delay_s = max(0.0, self.client.next_tick_ms(now) - now) / 1000
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+            # lands as the wake-up fires, and this loop would then never end
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay_s)
+                async with asyncio.timeout(delay_s):
+                    await self._wake.wait()
 
     async def _camera(self) -> None:
         while True:

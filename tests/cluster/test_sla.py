@@ -108,12 +108,15 @@ def test_a_node_past_its_objective_is_degraded_the_page_moves_and_it_recovers(
             engines["node-a"].delay_s = SLOW_S
             await driver.wait_for(lambda: driver.client.node_name == "node-b", timeout_s=25)
             await driver.wait_for(lambda: len(driver.answered("node-b")) >= 3, timeout_s=10)
-        # A voluntary switch (make before break), not a stall or failure and a reconnect:
-        # with this dwell only the registry's verdict (routing.py) can make one.
-        moves = [a for _, a in driver.actions if a["do"] in ("connect", "switch", "abandon")]
+        # A voluntary, make-before-break move ("join": the old link streams until the new
+        # node's HELLO), not a stall or failure and a reconnect: with this dwell only the
+        # registry's verdict (routing.py) can make one.
+        moves = [
+            a for _, a in driver.actions if a["do"] in ("connect", "switch", "join", "abandon")
+        ]
         assert moves == [
             {"do": "connect", "url": c.nodes["node-a"].url},
-            {"do": "switch", "url": c.nodes["node-b"].url},
+            {"do": "join", "url": c.nodes["node-b"].url},
         ]
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
