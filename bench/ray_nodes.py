@@ -115,6 +115,7 @@ def main() -> None:
     import httpx
     import ray
     from ray.cluster_utils import Cluster
+    from websockets.exceptions import WebSocketException
 
     from edgesight import ray_nodes
     from edgesight.serving import ServerThread
@@ -168,7 +169,7 @@ def main() -> None:
                 while True:  # the client's view: reconnect until boxes come back
                     try:
                         labels, _ = detect_once(ray_url, rgba, w, h, timeout_s=5)
-                    except (OSError, TimeoutError, EOFError, AssertionError) as exc:
+                    except (OSError, TimeoutError, AssertionError, WebSocketException) as exc:
                         log.debug("not back yet: %s", exc)
                         time.sleep(0.05)
                         continue
