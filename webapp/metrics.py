@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -27,6 +26,8 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gpu_backend.metrics import is_authorised  # one bearer check for both servers' /metrics
+
 from .registry import NodeRegistry, StoreUnavailable
 
 __all__ = ["CONTENT_TYPE_LATEST", "MetricsMiddleware", "WebappMetrics", "is_authorised"]
@@ -38,16 +39,6 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 CLIENT_LATENCY_BUCKETS_S = (0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 FPS_BUCKETS = (1, 2, 5, 8, 10, 15, 20, 25, 30, 45, 60)
 CLIENT_MODES = ("node", "local", "none")
-
-
-def is_authorised(authorization: str, token: str) -> bool:
-    """True when no token is configured, or the header is ``Bearer <token>``."""
-    if not token:
-        return True
-    scheme, _, given = authorization.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(
-        given.strip().encode(), token.encode()
-    )
 
 
 class WebappMetrics:

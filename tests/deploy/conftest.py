@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
-import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.daemons import free_port, logged_process
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -28,14 +28,6 @@ def tool(name: str) -> str:
     if found is None:
         pytest.fail(f"{name} not found on PATH: install Debian's prometheus (scripts/test.sh does)")
     return found
-
-
-def free_port() -> int:
-    # Prometheus cannot be handed a bound socket; a port free a moment ago is near enough
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -72,37 +64,12 @@ def start_prometheus(tmp_path: Path, targets: dict[str, str]) -> Iterator[Promet
     }
     (tmp_path / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
     port = free_port()
-    process = subprocess.Popen(
-        [
-            tool("prometheus"),
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=info",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    ready = threading.Event()
-    output: list[str] = []
-
-    def watch() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:  # also drains the pipe for the server's whole life
-            output.append(line)
-            if READY_LINE in line:
-                ready.set()
-
-    threading.Thread(target=watch, name="prometheus-log", daemon=True).start()
-    try:
-        if not ready.wait(timeout=30):
-            pytest.fail(f"prometheus did not become ready:\n{''.join(output)}")
+    argv = [
+        tool("prometheus"),
+        f"--config.file={tmp_path / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=info",
+    ]
+    with logged_process(argv, READY_LINE, "prometheus", timeout_s=30) as (process, output):
         yield Prometheus(f"http://127.0.0.1:{port}", process, output)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

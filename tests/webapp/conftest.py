@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.daemons import free_port, logged_process
 from webapp.registry import MemoryStore, RegistryStore
 from webapp.registry_redis import RedisStore
 
@@ -28,14 +27,6 @@ class RedisServer:
     process: subprocess.Popen[str]
 
 
-def free_port() -> int:
-    # redis-server cannot be handed a bound socket; a port free a moment ago is near enough
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A throw-away redis-server on 127.0.0.1, no persistence. Missing binary: a failure,
@@ -47,34 +38,13 @@ def redis_server() -> Iterator[RedisServer]:
             "is tested against a real server; install it (apt-get install redis-server)"
         )
     port = free_port()
-    process = subprocess.Popen(
-        [
-            str(binary),
-            *("--port", str(port), "--bind", "127.0.0.1"),
-            *("--save", "", "--appendonly", "no", "--loglevel", "notice"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    ready = threading.Event()
-    output: list[str] = []
-
-    def watch() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:  # also drains the pipe for the server's whole life
-            output.append(line)
-            if READY_LINE in line:
-                ready.set()
-
-    threading.Thread(target=watch, name="redis-server-log", daemon=True).start()
-    try:
-        if not ready.wait(timeout=20):
-            pytest.fail(f"redis-server did not become ready:\n{''.join(output)}")
+    argv = [
+        str(binary),
+        *("--port", str(port), "--bind", "127.0.0.1"),
+        *("--save", "", "--appendonly", "no", "--loglevel", "notice"),
+    ]
+    with logged_process(argv, READY_LINE, "redis-server", timeout_s=20) as (process, _):
         yield RedisServer(f"redis://127.0.0.1:{port}/0", process)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @dataclass
