@@ -1,4 +1,4 @@
-"""The page's Python side: what JavaScript calls inside Pyodide.
+"""The page's Python side: the class JavaScript calls inside Pyodide, a thin facade.
 
 JavaScript only moves bytes and pixels. It asks ``tick`` what to do (connect, join or leave a
 node, drop one, probe a candidate) when ``next_tick_ms`` says and whenever something happens
@@ -15,6 +15,12 @@ move, is ``routing.Router``'s decision: a node that closes, refuses or stalls (n
 within a deadline derived from recent round trips) is replaced by the next best at once,
 the next frame runs locally meanwhile, and a recovered node is found again by probing.
 
+This module glues the jobs together; each job has its module: the current node link
+(``node_link.py``), planned moves (``handover.py``), probes (``probes.py``), frame
+planning and encoding (``frames.py``), the in-browser engine (``local_path.py``), which
+results are drawn (``overlay.py``), stream tokens (``token_refresh.py``) and what the page
+shows (``page_status.py``, worded by ``view.py``).
+
 Runs unchanged under CPython in tests: JS buffers are accepted through ``to_bytes()``.
 """
 
@@ -23,26 +29,28 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import struct
-from dataclasses import asdict
 from typing import Any, Protocol
 
 from .dashboard import Dashboard
 from .encoding import EncodingSettings
+from .frames import Frames
 from .handover import Failed, Handover, Waiting
-from .local import LocalEngine, LocalError
+from .local import LocalEngine
+from .local_path import LocalPath
 from .model_card import ModelCard
-from .page_origin import PageOrigin
-from .postprocess import FrameBox, PostprocessSettings
-from .probes import Probes
-from .protocol import (
-    CLOSE_TRY_AGAIN_LATER,
-    Error,
-    ErrorCode,
-    FrameEncoding,
-    ProtocolError,
-    parse,
+from .node_link import (
+    STALL_FACTOR,
+    STALL_MAX_MS,
+    STALL_MIN_MS,
+    NodeLink,
+    overload_refusal,
+    stall_deadline_ms,
 )
+from .overlay import BOXES_EXPIRE_MS, Overlay
+from .page_origin import PageOrigin
+from .page_status import report_json, stats_json, status_json, view_json
+from .probes import Probes
+from .protocol import CLOSE_TRY_AGAIN_LATER, ErrorCode, FrameEncoding
 from .routing import Connect, Fallback, NodeInfo, Router, Switch, usable_nodes
 from .stream import (
     AccessRefused,
@@ -54,24 +62,25 @@ from .stream import (
     PongReceived,
     Ready,
     StreamError,
-    StreamState,
     Welcomed,
 )
-from .token_refresh import TokenKeeper
+from .token_refresh import TokenKeeper, apply_token_response
 from .tracing import PageTraces
-from .view import Snapshot, badge, details, in_view, status_line, timing_rows
 
-__all__ = ["BrowserClient", "stall_deadline_ms"]
+__all__ = [
+    "BOXES_EXPIRE_MS",
+    "MAX_TICK_GAP_MS",
+    "STALL_FACTOR",
+    "STALL_MAX_MS",
+    "STALL_MIN_MS",
+    "BrowserClient",
+    "stall_deadline_ms",
+]
 
 # In Pyodide, stderr (where an unconfigured logger's warnings go) is the console's warning.
 log = logging.getLogger(__name__)
-_FRAME_ID = struct.Struct("<I")  # right after the header in FRAME and IMAGE
 
-STALL_MIN_MS = 750.0
-STALL_MAX_MS = 3000.0
-STALL_FACTOR = 4.0
 MAX_TICK_GAP_MS = 1000.0  # tick at least this often (next_tick_ms)
-BOXES_EXPIRE_MS = 1000.0  # boxes not replaced by a newer result within this are cleared
 
 
 class _JsBuffer(Protocol):
@@ -85,38 +94,6 @@ def _as_bytes(data: Buffer) -> bytes | bytearray | memoryview:
     if isinstance(data, bytes | bytearray | memoryview):
         return data
     return data.to_bytes()  # a Pyodide JsBuffer (Uint8Array, ...): one copy
-
-
-def stall_deadline_ms(recent_round_trip_p95_ms: float | None) -> float:
-    """How long a frame may wait for its result before the node counts as stalled."""
-    if recent_round_trip_p95_ms is None or recent_round_trip_p95_ms <= 0:
-        return STALL_MAX_MS
-    return min(STALL_MAX_MS, max(STALL_MIN_MS, STALL_FACTOR * recent_round_trip_p95_ms))
-
-
-def _overload_refusal(data: bytes | bytearray | memoryview) -> str | None:
-    """The message of an ERROR OVERLOADED, else None."""
-    try:
-        message = parse(data)
-    except ProtocolError:
-        return None
-    if isinstance(message, Error) and message.code is ErrorCode.OVERLOADED:
-        return message.message
-    return None
-
-
-def _postprocess_settings(given: object) -> PostprocessSettings:
-    """The page config's ``postprocess`` object; missing keys keep their defaults."""
-    if given is None:
-        return PostprocessSettings()
-    if not isinstance(given, dict):
-        raise ValueError(f"config postprocess: expected an object, got {given!r}")
-    known = {"score_threshold", "iou_threshold", "max_detections", "multi_label"}
-    return PostprocessSettings(**{key: value for key, value in given.items() if key in known})
-
-
-def _boxes(boxes: tuple[FrameBox, ...]) -> list[dict[str, Any]]:
-    return [asdict(box) for box in boxes]
 
 
 class BrowserClient:
@@ -135,47 +112,57 @@ class BrowserClient:
         self._warned: set[str] = set()  # each skipped entry is reported once, not every 2 s
         self._warn(problems)
         self.max_in_flight = int(config.get("max_in_flight", 2))
-        self.local_threads = int(config.get("local_threads", 0))  # 0: decide from the page
-        # How frames travel (issue 9): EDGESIGHT_FRAME_ENCODING, decided per link by
-        # encoding.EncodingPolicy; what this browser can encode is set_encoders()'s to say.
-        self.encoding = EncodingSettings(
-            mode=str(config.get("frame_encoding", "auto")),
-            target_fps=float(config.get("target_fps", 30.0)),
-        )
-        self.can_encode: tuple[FrameEncoding, ...] = (FrameEncoding.JPEG,)
-        self._last_frame_sent_ms = float("-inf")
         self.card = ModelCard.from_json(model_card_json)
-        # An INT8 variant the web app offers for local detection: (its sha256, the sha256 of
-        # the model it was quantised from); webapp/model_files.py decides.
-        local = config.get("model", {}).get("local") or {}
-        self.local_variant: tuple[str, str] | None = (
-            (str(local["sha256"]), str(local["variant_of"])) if local.get("variant_of") else None
-        )
-        # The operator's thresholds (EDGESIGHT_SCORE_THRESHOLD, ...), so that the boxes
-        # drawn do not depend on where detection runs.
-        self.local = LocalEngine(self.card, _postprocess_settings(config.get("postprocess")))
+        self.local_path = LocalPath(self.card, config)
         self.router = Router()
         self.dashboard = Dashboard()
-        self.traces = PageTraces.from_config(config.get("trace"))  # issue 12; None: off
-        self.stream: NodeStream | None = None
-        self.node_url: str | None = None
-        self.node_name: str | None = None
-        self.node_model: str | None = None  # the model name the current node announced
+        self.frames = Frames(config, self.dashboard)
+        self.overlay = Overlay()
+        self.link = NodeLink()
         self.route_note = ""  # why the page is where it is, in words
         self._registry: list[NodeInfo] = []
         self._is_started = False
-        self._newest_drawn_capture_ms = float("-inf")
-        self._source_since_ms = float("-inf")  # frames grabbed before it are another source's
-        self._local_tensor = bytearray()
         self.probes = Probes()  # short-lived sockets measuring candidates
         # Stream tokens (issue 8): fetched from the web app's token_url, presented in AUTH
         # and refreshed while streaming; none without a token_url (anonymous streams).
         self.tokens = TokenKeeper(config.get("token_url"))
-        self._outbox: list[bytes] = []  # AUTH messages for the current link
         # Planned moves are make-before-break (issue 10): the page keeps streaming to its
         # node while the one it moves to connects, and lets the old one answer the frames
         # it holds before leaving it.
         self.handover = Handover()
+
+    # -- what other modules hold, under the names tests and benches use ----------------------
+    @property
+    def stream(self) -> NodeStream | None:
+        return self.link.stream
+
+    @property
+    def node_url(self) -> str | None:
+        return self.link.url
+
+    @property
+    def node_name(self) -> str | None:
+        return self.link.name
+
+    @property
+    def node_model(self) -> str | None:
+        return self.link.model
+
+    @property
+    def local(self) -> LocalEngine:
+        return self.local_path.engine
+
+    @property
+    def encoding(self) -> EncodingSettings:
+        return self.frames.settings
+
+    @property
+    def can_encode(self) -> tuple[FrameEncoding, ...]:
+        return self.frames.can_encode
+
+    @property
+    def traces(self) -> PageTraces | None:
+        return self.frames.traces
 
     # -- node choice -------------------------------------------------------------------------
     def update_nodes(self, nodes_json: str, now_ms: float) -> None:
@@ -302,12 +289,7 @@ class BrowserClient:
         return max(now_ms, min(times))
 
     def _open_stream(self, url: str, now_ms: float) -> None:
-        if self.stream is not None:
-            self.stream.connection_lost()
-        self.node_url = url
-        self.node_name = self.node_model = None
-        self._outbox.clear()
-        self.stream = self._new_stream(now_ms)
+        self.link.open(url, self._new_stream(now_ms))
 
     def _new_stream(self, now_ms: float) -> NodeStream:
         # A node serving another model than the page's is refused at its HELLO: its class
@@ -315,8 +297,8 @@ class BrowserClient:
         return NodeStream(
             max_in_flight=self.max_in_flight,
             expected_sha256=self.card.sha256,
-            encoding=self.encoding,
-            can_encode=self.can_encode,
+            encoding=self.frames.settings,
+            can_encode=self.frames.can_encode,
             token=self.tokens.token_for_auth(now_ms),  # None: AUTH waits for the token
         )
 
@@ -326,12 +308,7 @@ class BrowserClient:
         self._drop_stream()
 
     def _drop_stream(self) -> None:
-        if self.stream is not None:
-            self.stream.connection_lost()
-        self._outbox.clear()
-        self.stream = None
-        self.node_url = None
-        self.node_name = self.node_model = None
+        self.link.drop()
 
     # -- planned moves: make before break ----------------------------------------------------
     def _handover_actions(self, now_ms: float) -> list[dict[str, str]]:
@@ -355,7 +332,7 @@ class BrowserClient:
         if joining.outbox:
             out.append({"type": "send", "url": url})
         old_url, old_stream = self.node_url, self.stream
-        self.stream, self.node_url, self._outbox = joining.stream, url, joining.outbox
+        self.link.adopt(url, joining.stream, joining.outbox)
         is_kept = old_stream is None or old_url is None or self.handover.drain(old_url, old_stream)
         if not is_kept:
             out.append({"type": "leave", "url": old_url})
@@ -371,7 +348,7 @@ class BrowserClient:
             self.dashboard.node_result(
                 now_ms, event.round_trip_ms, event.queue_ms, event.inference_ms, event.post_ms
             )
-            shown = self._detections(
+            shown = self.overlay.detections(
                 "node",
                 event.frame_id,
                 event.boxes,
@@ -403,55 +380,26 @@ class BrowserClient:
         self._lose_node(now_ms, overloaded=overloaded)
 
     def is_node_ready(self) -> bool:
-        return self.stream is not None and self.stream.state is StreamState.READY
+        return self.link.is_ready
 
     # -- stream tokens (issue 8) ---------------------------------------------------------------
     def on_token(self, status: int, body: str, now_ms: float) -> str:
         """The answer to a ``fetch_token`` action (status 0: the request failed); returns
         a JSON list of events like ``on_message``."""
-        events: list[dict[str, Any]] = []
-        if self.tokens.on_response(status, body, now_ms):
-            if self.stream is not None:
-                self.stream.set_token(self.tokens.token)  # a refresh while streaming, too
-        else:
-            problem = self.tokens.problem
-            if self.stream is not None and self.stream.state is StreamState.AUTHENTICATING:
-                fallback = self.tokens.token_for_auth(now_ms)
-                if fallback is not None:  # no token to be had: try without one
-                    self.stream.set_token(fallback)
-            if problem is not None:
-                events.append(
-                    {
-                        "type": "token_problem",
-                        "message": problem.message,
-                        "needs_sign_in": problem.needs_sign_in,
-                    }
-                )
-        return json.dumps(self._with_send(events))
-
-    def _with_send(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Adds {"type": "send"} when the stream has messages for the link (AUTH): the page
-        then sends what ``take_outgoing`` returns until it returns b""."""
-        if self.stream is not None:
-            self._outbox.extend(self.stream.data_to_send())
-        return [*events, {"type": "send"}] if self._outbox else events
+        events = apply_token_response(self.tokens, self.stream, status, body, now_ms)
+        return json.dumps(self.link.with_send(events))
 
     def take_outgoing(self, url: str = "") -> bytes:
         """The next message for the node link of ``url`` (default: the current one), b""
         when there is none."""
         outbox = self.handover.outbox(url)
         if outbox is None:
-            outbox = self._outbox
+            outbox = self.link.outbox
         return outbox.pop(0) if outbox else b""
 
     def _is_stalled(self, now_ms: float) -> bool:
-        if self.stream is None or not self.is_node_ready():
-            return False
-        oldest = self.stream.oldest_in_flight_ms()
-        if oldest is None:
-            return False
         deadline = stall_deadline_ms(self.dashboard.recent_round_trip_p95_ms(now_ms))
-        return now_ms - oldest > deadline
+        return self.link.is_stalled(now_ms, deadline)
 
     # -- probes: short-lived sockets to candidates ------------------------------------------
     def on_probe_message(self, url: str, data: Buffer, now_ms: float) -> bytes:
@@ -478,59 +426,49 @@ class BrowserClient:
         mode = self.mode
         if mode == "node":
             assert self.stream is not None
-            pace_ms = self.stream.encoding.min_interval_ms
-            if now_ms is not None and now_ms - self._last_frame_sent_ms < pace_ms:
+            if self.frames.is_paced(self.stream, now_ms):
                 return "wait"
             return "node" if self.stream.can_send() else "wait"
         if mode == "local" and self.local.can_run():
             return "local"
         return "wait"
 
-    # -- node frames -------------------------------------------------------------------------
+    # -- node frames (compressed ones: issue 9; Python decides, the browser's encoder does
+    # the pixels)
+    def _link_stream(self) -> NodeStream:
+        if self.stream is None:
+            raise StreamError("no node connection: wait for next_action() to say 'node'")
+        return self.stream
+
     def encode_frame(
         self, rgba: Buffer, width_px: int, height_px: int, capture_ms: float, now_ms: float
     ) -> bytes:
-        if self.stream is None:
-            raise StreamError("no node connection: wait for next_action() to say 'node'")
-        message = self.stream.encode_frame(_as_bytes(rgba), width_px, height_px, capture_ms, now_ms)
-        self._frame_sent("raw", len(message), now_ms)
-        self._trace(message, capture_ms, now_ms)
+        stream = self._link_stream()
+        message = stream.encode_frame(_as_bytes(rgba), width_px, height_px, capture_ms, now_ms)
+        self.frames.sent(stream, message, "raw", capture_ms, now_ms, self.link.outbox)
         return message
 
-    # -- compressed frames (issue 9): Python decides, the browser's encoder does the pixels
     def set_encoders(self, names: str) -> None:
         """What this browser's canvas can encode: a comma-separated list of 'jpeg' and
         'webp'. Streams opened from now on offer them to their nodes."""
-        known = {"jpeg": FrameEncoding.JPEG, "webp": FrameEncoding.WEBP}
-        self.can_encode = tuple(known[n] for n in names.split(",") if n.strip() in known)
+        self.frames.set_encoders(names)
 
     def plan_frame(self, width_px: int, height_px: int, now_ms: float) -> str:
         """How the next frame goes, as JSON ``{"encoding": "raw" | "jpeg" | "webp",
         "quality", "width", "height"}``. For raw, call ``encode_frame`` with its pixels;
         otherwise draw the frame at width x height, encode it at quality (0..1) and call
         ``encode_image`` with the bytes."""
-        if self.stream is None:
-            raise StreamError("no node connection: wait for next_action() to say 'node'")
-        plan = self.stream.plan_frame(width_px, height_px, now_ms)
-        return json.dumps(
-            {
-                "encoding": plan.encoding,
-                "quality": plan.quality,
-                "width": plan.width_px,
-                "height": plan.height_px,
-            }
-        )
+        return self.frames.plan(self._link_stream(), width_px, height_px, now_ms)
 
     def encode_image(
         self, data: Buffer, width_px: int, height_px: int, capture_ms: float, now_ms: float
     ) -> bytes:
         """The IMAGE message for a picture encoded as ``plan_frame`` said; ``width_px`` and
         ``height_px`` are the camera frame's size."""
-        if self.stream is None:
-            raise StreamError("no node connection: wait for next_action() to say 'node'")
-        message = self.stream.encode_image(_as_bytes(data), width_px, height_px, capture_ms, now_ms)
-        self._frame_sent(self.stream.encoding.encoding.name.lower(), len(message), now_ms)
-        self._trace(message, capture_ms, now_ms)
+        stream = self._link_stream()
+        message = stream.encode_image(_as_bytes(data), width_px, height_px, capture_ms, now_ms)
+        encoding = stream.encoding.encoding.name.lower()
+        self.frames.sent(stream, message, encoding, capture_ms, now_ms, self.link.outbox)
         return message
 
     def frame_sent(self, now_ms: float) -> None:
@@ -539,23 +477,9 @@ class BrowserClient:
         if self.stream is not None:
             self.stream.mark_sent(now_ms)
 
-    def _trace(self, message: bytes, capture_ms: float, now_ms: float) -> None:
-        """A sampled frame's TRACE goes to the outbox, which the page sends before the frame
-        (issue 12); only to a node whose WELCOME says it takes traces."""
-        welcome = self.stream.welcome if self.stream is not None else None
-        if self.traces is None or welcome is None or not welcome.takes_traces:
-            return
-        trace = self.traces.frame_sent(_FRAME_ID.unpack_from(message, 4)[0], capture_ms, now_ms)
-        if trace is not None:
-            self._outbox.append(trace)
-
     def take_trace_report(self, time_origin_ms: float) -> str:
         """A drawn sampled frame's report for the config's ``trace.url`` (JSON), or ""."""
         return self.traces.take_report(time_origin_ms) if self.traces is not None else ""
-
-    def _frame_sent(self, encoding: str, size_bytes: int, now_ms: float) -> None:
-        self._last_frame_sent_ms = now_ms
-        self.dashboard.frame_sent(now_ms, encoding, size_bytes)
 
     def ping(self, now_ms: float) -> bytes:
         if self.stream is None:
@@ -574,7 +498,7 @@ class BrowserClient:
         if not self.is_node_ready():
             # A node at capacity sends ERROR OVERLOADED in place of its HELLO, then closes
             # with 1013 (gpu_backend/endpoint.py); NodeStream would call that a breach.
-            refusal = _overload_refusal(raw)
+            refusal = overload_refusal(raw)
             if refusal is not None:
                 self._lose_node(now_ms, overloaded=True)
                 return json.dumps([{"type": "refused", "message": refusal}])
@@ -584,15 +508,15 @@ class BrowserClient:
             self._lose_node(now_ms, overloaded=False)
             return json.dumps([{"type": "fatal", "message": str(exc)}])
         out = [self._to_js(url, event, now_ms) for event in events]
-        return json.dumps(self._with_send([item for item in out if item is not None]))
+        return json.dumps(self.link.with_send([item for item in out if item is not None]))
 
     def _to_js(self, url: str, event: Event, now_ms: float) -> dict[str, Any] | None:
         if isinstance(event, Ready):
             hello = event.hello
             self.router.record_connected(url, now_ms)
             self.router.pipeline_depth = min(self.max_in_flight, hello.max_in_flight)
-            self.node_name = hello.node_name
-            self.node_model = hello.model_name
+            self.link.name = hello.node_name
+            self.link.model = hello.model_name
             self.route_note = ""
             return {
                 "type": "ready",
@@ -626,7 +550,7 @@ class BrowserClient:
                 server_ms=server_ms,
                 inference_ms=event.inference_ms + event.post_ms,
             )
-            return self._detections(
+            return self.overlay.detections(
                 "node",
                 event.frame_id,
                 event.boxes,
@@ -655,48 +579,14 @@ class BrowserClient:
             return None
         raise AssertionError(f"unhandled event {event!r}")
 
-    def _detections(
-        self,
-        source: str,
-        frame_id: int,
-        boxes: tuple[FrameBox, ...],
-        capture_ms: float,
-        **timings: float | str,
-    ) -> dict[str, Any] | None:
-        # Draw only over the frame a result belongs to or a newer one, whichever path it
-        # came from: a late answer never moves the overlay back in time.
-        if capture_ms < max(self._newest_drawn_capture_ms, self._source_since_ms):
-            return None
-        self._newest_drawn_capture_ms = capture_ms
-        return {
-            "type": "detections",
-            "source": source,
-            # Boxes are cleared if no newer result replaces them by then (issue 10: a bad
-            # file or a stalled node left boxes frozen over the picture).
-            "expires_ms": BOXES_EXPIRE_MS,
-            "in_view": in_view(boxes),
-            "frame_id": frame_id,
-            "capture_ms": capture_ms,
-            "boxes": _boxes(boxes),
-            **timings,
-        }
-
-    # -- local frames ------------------------------------------------------------------------
+    # -- local frames (local_path.py) ----------------------------------------------------------
     def local_start(self, is_cross_origin_isolated: bool, hardware_concurrency: int) -> int:
         """The page starts loading the local engine; returns the Wasm thread count."""
-        threads = self.local.start_loading(is_cross_origin_isolated, hardware_concurrency)
-        if self.local_threads and (is_cross_origin_isolated or self.local_threads == 1):
-            threads = self.local.threads = self.local_threads
-        return threads
+        return self.local_path.start(is_cross_origin_isolated, hardware_concurrency)
 
     def local_check_model(self, actual_sha256: str) -> str:
-        """'' when the downloaded model may run, else a message for the page. The model
-        must be the one the web app describes (nodes must serve it too)."""
-        try:
-            self.local.check_model(actual_sha256, self.card.sha256, self.local_variant)
-        except LocalError as exc:
-            return str(exc)
-        return ""
+        """'' when the downloaded model may run, else a message for the page."""
+        return self.local_path.check_model(actual_sha256)
 
     def local_loaded(self) -> None:
         self.local.loaded()
@@ -708,14 +598,11 @@ class BrowserClient:
         self, rgba: Buffer, width_px: int, height_px: int, capture_ms: float, now_ms: float
     ) -> int:
         """Letterbox a frame for the worker; returns its id. ``local_tensor()`` holds it."""
-        frame_id, self._local_tensor = self.local.encode(
-            _as_bytes(rgba), width_px, height_px, capture_ms, now_ms
-        )
-        return frame_id
+        return self.local_path.encode(_as_bytes(rgba), width_px, height_px, capture_ms, now_ms)
 
     def local_tensor(self) -> bytearray:
         """The tensor of the last ``local_encode`` (reused by the next one: copy it out)."""
-        return self._local_tensor
+        return self.local_path.tensor
 
     def local_forget(self, frame_id: int) -> None:
         self.local.forget(frame_id)
@@ -723,13 +610,13 @@ class BrowserClient:
     def on_local_output(
         self, frame_id: int, boxes: Buffer, scores: Buffer, inference_ms: float, now_ms: float
     ) -> str:
-        result = self.local.on_output(
+        result = self.local_path.on_output(
             frame_id, _as_bytes(boxes), _as_bytes(scores), inference_ms, now_ms
         )
         if result is None:
             return "[]"
         self.dashboard.local_result(now_ms, result.inference_ms)
-        event = self._detections(
+        event = self.overlay.detections(
             "local",
             frame_id,
             result.boxes,
@@ -742,7 +629,7 @@ class BrowserClient:
         )
         return json.dumps([event] if event else [])
 
-    # -- what the page shows -----------------------------------------------------------------
+    # -- what the page shows (page_status.py) --------------------------------------------------
     def note_preprocess(self, duration_ms: float, now_ms: float) -> None:
         self.dashboard.preprocessed(now_ms, duration_ms)
         if self.traces is not None:
@@ -756,74 +643,20 @@ class BrowserClient:
     def source_changed(self, now_ms: float) -> None:
         """The page switched camera/file: results for frames of the old source, still on
         their way, are never drawn over the new one."""
-        self._source_since_ms = now_ms
-
-    def _snapshot(self, now_ms: float) -> Snapshot:
-        mode = self.mode
-        summary = self.dashboard.summary(now_ms)
-        return Snapshot(
-            mode=mode,
-            node=self.node_name if mode == "node" else None,
-            node_url=self.node_url,
-            model=(self.node_model if mode == "node" else None) or self.card.name,
-            threads=self.local.threads,
-            local_state=self.local.state.value,
-            route=self.route_note,
-            fps=summary["fps"],
-            latency_ms=summary["latency_ms"],
-            round_trip_ms=summary["round_trip_ms"],
-            wire=self._wire(now_ms),
-        )
+        self.overlay.source_changed(now_ms)
 
     def view(self, now_ms: float) -> str:
-        """Everything the page shows in words (``view.py``), as JSON: the badge, the
-        status line, the details lines and the Timings rows of the current mode."""
-        snapshot = self._snapshot(now_ms)
-        return json.dumps(
-            {
-                "mode": snapshot.mode,
-                "badge": badge(snapshot),
-                "line": status_line(snapshot),
-                "details": details(snapshot),
-                "timings": timing_rows(snapshot.mode, self.dashboard.stage_table(now_ms)),
-                "security": self.security_problem(),
-            }
-        )
+        """Everything the page shows in words, as JSON (``page_status.view_json``)."""
+        return view_json(self, now_ms)
 
     def status(self, now_ms: float) -> str:
         """The raw facts behind ``view`` (tests and benchmarks read them)."""
-        mode = self.mode
-        return json.dumps(
-            {
-                "mode": mode,
-                "node": self.node_name if mode == "node" else None,
-                "node_url": self.node_url,
-                "model": (self.node_model if mode == "node" else None) or self.card.name,
-                "threads": self.local.threads,
-                "local_state": self.local.state.value,
-                "local_problem": self.local.problem,
-                "route": self.route_note,
-                "security": self.security_problem(),
-                "identity": self.tokens.identity or None,
-                "token_problem": self.tokens.problem.message if self.tokens.problem else None,
-                **self.dashboard.summary(now_ms),
-                "wire": self._wire(now_ms),
-            }
-        )
-
-    def _wire(self, now_ms: float) -> dict[str, object]:
-        """Frames on the wire: the link's current encoding (not a probe's), bytes per frame,
-        Mbit/s and why (issue 9)."""
-        wire: dict[str, object] = {**self.dashboard.wire(now_ms), "note": ""}
-        if self.stream is not None and self.is_node_ready():
-            wire["encoding"] = self.stream.encoding.encoding.name.lower()
-            wire["note"] = self.stream.encoding.note
-        return wire
+        return status_json(self, now_ms)
 
     def report(self, now_ms: float) -> str:
         """The summary the page POSTs to the web app's report_url (JSON)."""
-        return json.dumps(self.dashboard.report(now_ms, self.mode, self.node_url))
+        return report_json(self, now_ms)
 
     def stats(self, now_ms: float) -> str:
         """p50/p95 per stage over the last seconds, for the stats panel."""
-        return json.dumps(self.dashboard.stage_table(now_ms))
+        return stats_json(self, now_ms)

@@ -7,6 +7,10 @@ the old one lapses; after a failed fetch, again with backoff. It also says which
 connection's AUTH carries: the current one; "" (try anonymous) when no token can be had (the
 web app issues none, or cannot be reached); None while the first fetch is under way.
 
+``apply_token_response`` is the page's glue: a fetch's answer handed to the current node
+stream (a refresh while streaming; anonymous AUTH when no token can be had) and the page's
+events about it.
+
 All times are the page's clock in milliseconds (``performance.now()``).
 """
 
@@ -15,10 +19,18 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from .backoff import Backoff
+from .stream import NodeStream, StreamState
 
-__all__ = ["REFRESH_FRACTION", "TokenKeeper", "TokenProblem", "TokenState"]
+__all__ = [
+    "REFRESH_FRACTION",
+    "TokenKeeper",
+    "TokenProblem",
+    "TokenState",
+    "apply_token_response",
+]
 
 REFRESH_FRACTION = 2 / 3
 FETCH_TIMEOUT_MS = 10_000.0  # a fetch not answered by then counts as failed
@@ -147,3 +159,29 @@ class TokenKeeper:
         if state is TokenState.DISABLED or self._failures:
             return ""
         return None
+
+
+def apply_token_response(
+    tokens: TokenKeeper, stream: NodeStream | None, status: int, body: str, now_ms: float
+) -> list[dict[str, Any]]:
+    """The answer to a token fetch (status 0: the request failed), given to ``tokens`` and
+    the page's current ``stream``; returns the page's events ("token_problem")."""
+    events: list[dict[str, Any]] = []
+    if tokens.on_response(status, body, now_ms):
+        if stream is not None:
+            stream.set_token(tokens.token)  # a refresh while streaming, too
+        return events
+    problem = tokens.problem
+    if stream is not None and stream.state is StreamState.AUTHENTICATING:
+        fallback = tokens.token_for_auth(now_ms)
+        if fallback is not None:  # no token to be had: try without one
+            stream.set_token(fallback)
+    if problem is not None:
+        events.append(
+            {
+                "type": "token_problem",
+                "message": problem.message,
+                "needs_sign_in": problem.needs_sign_in,
+            }
+        )
+    return events

@@ -1,0 +1,85 @@
+"""The page's in-browser engine glue, sans-I/O: what JavaScript's onnxruntime-web worker
+is told and what its answers become.
+
+``LocalPath`` wraps ``local.LocalEngine`` (the letterbox, the in-flight frames and the
+post-processing) with what comes from the page's config: the operator's thresholds, a
+fixed Wasm thread count, and the INT8 variant the web app may offer in place of the
+node's model. ``BrowserClient`` (``browser.py``) delegates its ``local_*`` methods here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .local import LocalEngine, LocalError, LocalResult
+from .model_card import ModelCard
+from .postprocess import PostprocessSettings
+
+__all__ = ["LocalPath", "postprocess_settings"]
+
+
+def postprocess_settings(given: object) -> PostprocessSettings:
+    """The page config's ``postprocess`` object; missing keys keep their defaults."""
+    if given is None:
+        return PostprocessSettings()
+    if not isinstance(given, dict):
+        raise ValueError(f"config postprocess: expected an object, got {given!r}")
+    known = {"score_threshold", "iou_threshold", "max_detections", "multi_label"}
+    return PostprocessSettings(**{key: value for key, value in given.items() if key in known})
+
+
+class LocalPath:
+    """The local engine as the page config describes it."""
+
+    def __init__(self, card: ModelCard, config: dict[str, Any]) -> None:
+        self.card = card
+        self.threads = int(config.get("local_threads", 0))  # 0: decide from the page
+        # An INT8 variant the web app offers for local detection: (its sha256, the sha256 of
+        # the model it was quantised from); webapp/model_files.py decides.
+        local = config.get("model", {}).get("local") or {}
+        self.variant: tuple[str, str] | None = (
+            (str(local["sha256"]), str(local["variant_of"])) if local.get("variant_of") else None
+        )
+        # The operator's thresholds (EDGESIGHT_SCORE_THRESHOLD, ...), so that the boxes
+        # drawn do not depend on where detection runs.
+        self.engine = LocalEngine(card, postprocess_settings(config.get("postprocess")))
+        self.tensor = bytearray()  # the last encode()'s; reused by the next one
+
+    def start(self, is_cross_origin_isolated: bool, hardware_concurrency: int) -> int:
+        """The page starts loading the local engine; returns the Wasm thread count."""
+        threads = self.engine.start_loading(is_cross_origin_isolated, hardware_concurrency)
+        if self.threads and (is_cross_origin_isolated or self.threads == 1):
+            threads = self.engine.threads = self.threads
+        return threads
+
+    def check_model(self, actual_sha256: str) -> str:
+        """'' when the downloaded model may run, else a message for the page. The model
+        must be the one the web app describes (nodes must serve it too)."""
+        try:
+            self.engine.check_model(actual_sha256, self.card.sha256, self.variant)
+        except LocalError as exc:
+            return str(exc)
+        return ""
+
+    def encode(
+        self,
+        rgba: bytes | bytearray | memoryview,
+        width_px: int,
+        height_px: int,
+        capture_ms: float,
+        now_ms: float,
+    ) -> int:
+        """Letterbox a frame for the worker; returns its id. ``tensor`` holds it."""
+        frame_id, self.tensor = self.engine.encode(rgba, width_px, height_px, capture_ms, now_ms)
+        return frame_id
+
+    def on_output(
+        self,
+        frame_id: int,
+        boxes: bytes | bytearray | memoryview,
+        scores: bytes | bytearray | memoryview,
+        inference_ms: float,
+        now_ms: float,
+    ) -> LocalResult | None:
+        """The worker's answer for ``frame_id``; None for a frame the page forgot."""
+        return self.engine.on_output(frame_id, boxes, scores, inference_ms, now_ms)

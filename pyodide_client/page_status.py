@@ -1,0 +1,120 @@
+"""What the page shows about itself, sans-I/O: the facts behind the status line, badge,
+details and Timings rows (worded by ``view.py``), the raw ``status`` tests and benchmarks
+read, and the report the page POSTs to the web app.
+
+Functions of a ``PageFacts`` (``browser.BrowserClient`` is one); nothing here changes it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+from .dashboard import Dashboard
+from .local import LocalEngine
+from .model_card import ModelCard
+from .node_link import NodeLink
+from .token_refresh import TokenKeeper
+from .view import Snapshot, badge, details, status_line, timing_rows
+
+__all__ = ["PageFacts", "report_json", "stats_json", "status_json", "view_json", "wire"]
+
+
+class PageFacts(Protocol):
+    @property
+    def mode(self) -> str: ...
+    @property
+    def link(self) -> NodeLink: ...
+    @property
+    def card(self) -> ModelCard: ...
+    @property
+    def local(self) -> LocalEngine: ...
+    @property
+    def dashboard(self) -> Dashboard: ...
+    @property
+    def tokens(self) -> TokenKeeper: ...
+    @property
+    def route_note(self) -> str: ...
+    def security_problem(self) -> str: ...
+
+
+def wire(page: PageFacts, now_ms: float) -> dict[str, object]:
+    """Frames on the wire: the link's current encoding (not a probe's), bytes per frame,
+    Mbit/s and why (issue 9)."""
+    shown: dict[str, object] = {**page.dashboard.wire(now_ms), "note": ""}
+    stream = page.link.stream
+    if stream is not None and page.link.is_ready:
+        shown["encoding"] = stream.encoding.encoding.name.lower()
+        shown["note"] = stream.encoding.note
+    return shown
+
+
+def _model(page: PageFacts, mode: str) -> str:
+    return (page.link.model if mode == "node" else None) or page.card.name
+
+
+def snapshot(page: PageFacts, now_ms: float) -> Snapshot:
+    mode = page.mode
+    summary = page.dashboard.summary(now_ms)
+    return Snapshot(
+        mode=mode,
+        node=page.link.name if mode == "node" else None,
+        node_url=page.link.url,
+        model=_model(page, mode),
+        threads=page.local.threads,
+        local_state=page.local.state.value,
+        route=page.route_note,
+        fps=summary["fps"],
+        latency_ms=summary["latency_ms"],
+        round_trip_ms=summary["round_trip_ms"],
+        wire=wire(page, now_ms),
+    )
+
+
+def view_json(page: PageFacts, now_ms: float) -> str:
+    """Everything the page shows in words (``view.py``), as JSON: the badge, the status
+    line, the details lines and the Timings rows of the current mode."""
+    shown = snapshot(page, now_ms)
+    return json.dumps(
+        {
+            "mode": shown.mode,
+            "badge": badge(shown),
+            "line": status_line(shown),
+            "details": details(shown),
+            "timings": timing_rows(shown.mode, page.dashboard.stage_table(now_ms)),
+            "security": page.security_problem(),
+        }
+    )
+
+
+def status_json(page: PageFacts, now_ms: float) -> str:
+    """The raw facts behind ``view_json`` (tests and benchmarks read them)."""
+    mode = page.mode
+    tokens = page.tokens
+    return json.dumps(
+        {
+            "mode": mode,
+            "node": page.link.name if mode == "node" else None,
+            "node_url": page.link.url,
+            "model": _model(page, mode),
+            "threads": page.local.threads,
+            "local_state": page.local.state.value,
+            "local_problem": page.local.problem,
+            "route": page.route_note,
+            "security": page.security_problem(),
+            "identity": tokens.identity or None,
+            "token_problem": tokens.problem.message if tokens.problem else None,
+            **page.dashboard.summary(now_ms),
+            "wire": wire(page, now_ms),
+        }
+    )
+
+
+def report_json(page: PageFacts, now_ms: float) -> str:
+    """The summary the page POSTs to the web app's report_url (JSON)."""
+    return json.dumps(page.dashboard.report(now_ms, page.mode, page.link.url))
+
+
+def stats_json(page: PageFacts, now_ms: float) -> str:
+    """p50/p95 per stage over the last seconds, for the stats panel."""
+    return json.dumps(page.dashboard.stage_table(now_ms))
