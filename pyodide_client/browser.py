@@ -255,6 +255,7 @@ class BrowserClient:
             self.route_note = f"back to {url}: the node switched to did not answer"
             actions.append({"do": "connect", "url": url})
             return json.dumps(actions)
+        self.router.local_ready = self.local.is_ready
         decision = self.router.decide(now_ms)
         if isinstance(decision, Connect):
             self._open_stream(decision.url, now_ms)
@@ -271,6 +272,9 @@ class BrowserClient:
             actions.append({"do": "switch", "url": decision.to_url})
         elif isinstance(decision, Fallback):
             self.route_note = decision.reason
+            if self.node_url is not None:  # the router left a degraded node: the browser is faster
+                actions.append({"do": "abandon", "reason": "the browser is faster"})
+                self._drop_stream()
         return json.dumps(actions)
 
     def next_tick_ms(self, now_ms: float) -> float:
@@ -588,8 +592,12 @@ class BrowserClient:
         """'' when the downloaded model may run, else a message for the page."""
         return self.local_path.check_model(actual_sha256)
 
-    def local_loaded(self) -> None:
+    def local_loaded(self, warmup_ms: float | None = None) -> None:
+        """The worker's session is ready; ``warmup_ms``: its timed warm-up run, the
+        browser's time per frame until real frames measure it (routing.py)."""
         self.local.loaded()
+        if warmup_ms is not None:
+            self.router.record_local(warmup_ms, 0.0)
 
     def local_failed(self, reason: str) -> None:
         self.local.failed(reason)
@@ -616,6 +624,7 @@ class BrowserClient:
         if result is None:
             return "[]"
         self.dashboard.local_result(now_ms, result.inference_ms)
+        self.router.record_local(result.round_trip_ms, now_ms)
         event = self.overlay.detections(
             "local",
             frame_id,

@@ -1,4 +1,5 @@
-"""In-browser inference (the fallback when no node answers), sans-I/O.
+"""In-browser inference (the fallback when no node answers, or every node misses its
+latency objective and the browser is faster: routing.py), sans-I/O.
 
 The page runs the same model file with onnxruntime-web in a Web Worker. This object makes
 the decisions around it: whether the downloaded model is the one the node announced (its

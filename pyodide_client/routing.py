@@ -9,6 +9,7 @@ never opens a socket nor reads a clock (every call takes ``now_ms``):
     record_connected(url, now)      a connection's HELLO arrived: this is the current node
     record_result(url, rt_ms, now)  a RESULT from the current node (round trip, server time)
     record_failure(url, now)        a connection or probe failed, or was refused OVERLOADED
+    record_local(frame_ms, now)     the in-browser engine's time for a frame (``local_ready``)
     decide(now) -> Stay | Connect | Switch | Fallback
 
 A node's score is its expected time to a result: network RTT (median of recent pings)
@@ -28,8 +29,16 @@ OVERLOADED is skipped for ``overload_cooldown_ms``.
 A node the registry marks ``degraded`` (it missed its latency objective for a window,
 issue 12) ranks after every other usable node; a page on it moves at once to one that is
 not, without dwell, and never moves from a healthy node to a degraded one. With every node
-degraded the page stays on the best of them: a node over a 30 ms objective is still faster
-than detection in the browser (75-125 ms a frame, docs/benchmarks.md).
+degraded the page stays on the best of them unless the browser is faster: a node over a
+30 ms objective is usually still faster than detection in the browser (75-125 ms a frame,
+docs/benchmarks.md), but not always (a throttled GPU, a far node). The in-browser engine's
+time per frame (the median of its recent frames, ``record_local``; never a guess: without
+one the page stays on its node) must beat the best node's expected time by the same margins
+as a switch (``hysteresis_ratio`` and ``min_gain_ms``) for ``dwell_ms``; then ``Fallback``
+says why and the page leaves its node (a page without a node goes to the browser at once).
+Degraded nodes are still probed; the page goes back as soon as one is no longer degraded,
+or when the best one's expected time is lower than the browser's again, but no sooner
+than ``min_switch_interval_ms`` after it went to the browser, so it cannot flap.
 """
 
 from __future__ import annotations
@@ -263,6 +272,12 @@ class Router:
         self._first_listed_ms: float | None = None
         self._lost: str | None = None  # why the last current node went away
         self._is_fallback = False
+        # The in-browser engine (issue 12: "fallback only when that is faster"): the driver
+        # says whether it can take frames, and how long its frames take.
+        self.local_ready = False
+        self._local_ms: deque[float] = deque(maxlen=self.settings.rtt_window)
+        self._local_better_since_ms: float | None = None  # the browser beats every node
+        self._prefers_local = False  # in the fallback by choice, not for want of a node
 
     # -- what the page shows ---------------------------------------------------------------
     @property
@@ -276,6 +291,11 @@ class Router:
     @property
     def is_fallback(self) -> bool:
         return self._is_fallback
+
+    @property
+    def local_ms(self) -> float | None:
+        """The in-browser engine's time per frame; None when it never ran."""
+        return statistics.median(self._local_ms) if self._local_ms else None
 
     def expected_ms(self, url: str) -> float | None:
         """Expected ms from sending a frame to its result; None when never measured."""
@@ -359,8 +379,8 @@ class Router:
             self._nodes[self._current].round_trips_ms.clear()
         self._current, self._pending = url, None
         self._last_switch_ms = now_ms
-        self._better_since_ms = None
-        self._lost, self._is_fallback = None, False
+        self._better_since_ms = self._local_better_since_ms = None
+        self._lost, self._is_fallback, self._prefers_local = None, False, False
         node.backoff.reset()
         node.needs_probe = False
 
@@ -387,6 +407,13 @@ class Router:
         if server_ms is not None and node.rtts_ms:
             extra_ms = round_trip_ms - server_ms - statistics.median(node.rtts_ms)
             self._transfer_ms.append(max(0.0, extra_ms))
+
+    def record_local(self, frame_ms: float, now_ms: float) -> None:
+        """The in-browser engine took ``frame_ms`` for a frame (handed to it -> boxes back),
+        or for a timed warm-up run before its first frame."""
+        if not (math.isfinite(frame_ms) and frame_ms >= 0):
+            raise ValueError(f"local frame_ms: expected a finite number >= 0, got {frame_ms!r}")
+        self._local_ms.append(frame_ms)
 
     def record_failure(self, url: str, now_ms: float, overloaded: bool = False) -> None:
         """A connection or probe to ``url`` failed, or the node refused as OVERLOADED."""
@@ -474,6 +501,10 @@ class Router:
         is_starting = self._pending is None and self._current is None and self._lost is None
         if is_starting and self._first_listed_ms is not None:
             waits.append(self._first_listed_ms + s.first_probe_wait_ms)
+        if self._local_better_since_ms is not None:
+            waits.append(self._local_better_since_ms + s.dwell_ms)
+        if self._prefers_local:
+            waits.append(self._last_switch_ms + s.min_switch_interval_ms)
         if self._better_since_ms is not None:
             waits.append(
                 max(
@@ -500,6 +531,10 @@ class Router:
             return Fallback(self._fallback_reason(now_ms))
         best = ranked[0]
         best_ms = self.expected_ms(best)
+        if self._nodes[best].info.degraded:  # every usable node misses its objective
+            local = self._stay_local(best, best_ms, now_ms)
+            if local is not None:
+                return local
         started = self._first_listed_ms if self._first_listed_ms is not None else now_ms
         # Not "and not fallback": a tick before the first node list arrives falls back,
         # and the first connect must still wait for the first pings.
@@ -508,7 +543,11 @@ class Router:
             return STAY  # give the first pings a moment before connecting blind
         measured = "not measured yet" if best_ms is None else f"{best_ms:.0f} ms expected"
         what = f"{self._nodes[best].info.label} ({measured})"
-        if self._is_fallback:
+        if self._prefers_local:
+            why = "a node holds" if not self._nodes[best].info.degraded else "the browser is slower"
+            reason = f"leaving the in-browser fallback ({why}) for {what}"
+            self._prefers_local = False
+        elif self._is_fallback:
             reason = f"leaving the in-browser fallback for {what}"
         elif self._lost is not None:
             reason = f"{self._lost}; connecting to {what}"
@@ -532,6 +571,10 @@ class Router:
             to = self._nodes[ranked[0]].info.label
             reason = f"{label} misses its latency objective; moving to {to}"
             return self._switch(current, ranked[0], reason, now_ms)
+        if is_degraded:  # and so is every other usable node
+            local = self._leave_for_local(current, ranked, now_ms)
+            if local is not None:
+                return local
         current_ms = self.expected_ms(current)
         best = ranked[0] if ranked else current  # unmeasured candidates never win a switch
         best_ms = self.expected_ms(best)
@@ -553,6 +596,62 @@ class Router:
         best_label = self._nodes[best].info.label
         reason = f"{best_label} ({best_ms:.0f} ms) beats {label} ({current_ms:.0f} ms)"
         return self._switch(current, best, reason, now_ms)
+
+    def _local_beats(self, node_ms: float) -> bool:
+        """The in-browser engine is faster than ``node_ms`` by a switch's margins."""
+        local_ms, s = self.local_ms, self.settings
+        return (
+            self.local_ready
+            and local_ms is not None
+            and local_ms < node_ms * (1 - s.hysteresis_ratio)
+            and local_ms < node_ms - s.min_gain_ms
+        )
+
+    def _leave_for_local(self, current: str, ranked: list[str], now_ms: float) -> Fallback | None:
+        """On a degraded node with every other one degraded too: ``Fallback`` once the
+        browser has beaten the best of them by the margins for ``dwell_ms``."""
+        measured = [
+            (ms, url) for url in [current, *ranked[:1]] if (ms := self.expected_ms(url)) is not None
+        ]
+        if not measured or not self._local_beats(min(measured)[0]):
+            self._local_better_since_ms = None
+            return None
+        if self._local_better_since_ms is None:
+            self._local_better_since_ms = now_ms
+        if now_ms - self._local_better_since_ms < self.settings.dwell_ms:
+            return None
+        node_ms, url = min(measured)
+        self._nodes[current].round_trips_ms.clear()
+        self._current, self._last_switch_ms = None, now_ms
+        self._better_since_ms = self._local_better_since_ms = None
+        self._prefers_local = self._is_fallback = True
+        return Fallback(self._local_reason(url, node_ms))
+
+    def _stay_local(self, best: str, best_ms: float | None, now_ms: float) -> Fallback | None:
+        """With no current node and every usable one degraded: ``Fallback`` while the
+        browser is faster than the best (by the margins to go there; at all, and for
+        ``min_switch_interval_ms`` after going, to stay there), else None (connect)."""
+        local_ms = self.local_ms
+        if not self.local_ready or local_ms is None:
+            return None
+        if not self._prefers_local:
+            if best_ms is None or not self._local_beats(best_ms):
+                return None
+            self._prefers_local, self._last_switch_ms = True, now_ms
+        is_settled = now_ms - self._last_switch_ms >= self.settings.min_switch_interval_ms
+        if is_settled and best_ms is not None and best_ms < local_ms:
+            return None
+        self._is_fallback = True
+        return Fallback(self._local_reason(best, best_ms))
+
+    def _local_reason(self, best: str, best_ms: float | None) -> str:
+        label = self._nodes[best].info.label
+        node = f"{label}, {best_ms:.0f} ms" if best_ms is not None else f"{label}, not measured"
+        local_ms = self.local_ms or 0.0
+        return (
+            f"every node misses its latency objective and this browser is faster "
+            f"({local_ms:.0f} ms a frame; best node {node}); running in the browser"
+        )
 
     def _switch(self, current: str, to: str, reason: str, now_ms: float) -> Switch:
         self._pending = (to, now_ms)

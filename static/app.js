@@ -252,12 +252,12 @@ async function main() {
   async function startLocal() {
     const threads = client.local_start(self.crossOriginIsolated === true, navigator.hardwareConcurrency || 1);
     try {
-      await local.start({
+      const { warmupMs } = await local.start({
         ortUrl: config.ort_url, modelUrl: config.model.local.url, threads,
         io: config.model.local.io, checkSha256: (hex) => client.local_check_model(hex),
         sha256: (bytes) => client.sha256_hex(bytes), // where crypto.subtle is missing (http)
       });
-      client.local_loaded();
+      client.local_loaded(warmupMs);
     } catch (err) {
       if (!err.refused) client.local_failed(err.message);
       view.problem("local", err.refused ? err.message : `Local detection could not start: ${err.message}`);

@@ -7,7 +7,8 @@ export class LocalEngine {
     this.handlers = { onoutput, onerror };
   }
 
-  // Resolves with the thread count once the worker's session is ready.
+  // Resolves with { threads, warmupMs } once the worker's session is ready (warmupMs: a
+  // timed run of a blank frame).
   // io: the model card's input/output names and input size (config.model.local.io).
   // sha256(Uint8Array) -> hex: used where crypto.subtle is missing (insecure contexts).
   async start({ ortUrl, modelUrl, threads, io, checkSha256, sha256 }) {
@@ -30,19 +31,19 @@ export class LocalEngine {
     this.worker = new Worker(new URL("./local-worker.js", import.meta.url), { type: "module" });
     const ready = new Promise((resolve, reject) => {
       this.worker.onmessage = ({ data }) => {
-        if (data.type === "ready") resolve(data.threads);
+        if (data.type === "ready") resolve({ threads: data.threads, warmupMs: data.warmupMs });
         else if (data.type === "failed") reject(new Error(data.message));
       };
       this.worker.onerror = (event) => reject(new Error(event.message || "the worker failed"));
     });
     this.worker.postMessage({ type: "init", ortUrl, model, threads, io }, [model]);
-    const actualThreads = await ready;
+    const loaded = await ready;
     this.worker.onmessage = ({ data }) => {
       if (data.type === "output") this.handlers.onoutput(data);
       else if (data.type === "error") this.handlers.onerror(data);
     };
     this.worker.onerror = (event) => this.handlers.onerror({ id: null, message: event.message });
-    return actualThreads;
+    return loaded;
   }
 
   run(id, tensor) {

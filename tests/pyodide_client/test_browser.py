@@ -1715,3 +1715,52 @@ def test_a_frame_in_flight_brings_the_next_tick_to_its_stall_deadline(
     send_frame(client, capture_ms=1000.0, now_ms=1000.0)
     # no round trip measured yet: the longest stall deadline
     assert client.next_tick_ms(1001.0) == 1000.0 + browser_module.STALL_MAX_MS + 1.0
+
+
+# -- every node misses its objective: the browser only when faster (issue 12) -------------------
+def test_every_node_degraded_and_a_faster_browser_leave_the_node_for_the_browser() -> None:
+    client = make_client()
+    entry = registry_entry("gpu-a", A, streams=0, max_streams=4)
+    client.update_nodes(json.dumps({"nodes": [entry]}), 0.0)
+    serve(client, tick(client, 0.0), 0.0, {A: 10.0})
+    assert tick(client, 100.0) == [{"do": "connect", "url": A}]
+    handshake(client, A, 120.0)
+    make_local_ready(client)
+    client.local_loaded(warmup_ms=40.0)  # the worker's timed warm-up run
+    client.update_nodes(json.dumps({"nodes": [{**entry, "degraded": True}]}), 150.0)
+    now, left = 200.0, None
+    while now < 10_000 and left is None:
+        frame_id = send_frame(client, now, now)
+        receive(client, A, result(frame_id, now), now + 200.0)  # 200 ms round trips
+        now += 250.0
+        actions = tick(client, now)
+        serve(client, actions, now, {A: 10.0})
+        left = next((a for a in actions if a["do"] == "abandon"), None)
+
+    assert left == {"do": "abandon", "reason": "the browser is faster"}
+    assert now >= 3000.0  # after the dwell
+    assert client.mode == "local"
+    assert client.next_action(now) == "local"
+    assert (
+        "this browser is faster (40 ms a frame; best node gpu-a, 200 ms)"
+        in (status(client, now)["route"])
+    )
+
+
+def test_a_degraded_node_stays_while_the_browser_never_ran() -> None:
+    client = make_client()
+    entry = registry_entry("gpu-a", A, streams=0, max_streams=4, degraded=True)
+    client.update_nodes(json.dumps({"nodes": [entry]}), 0.0)
+    serve(client, tick(client, 0.0), 0.0, {A: 10.0})
+    assert tick(client, 100.0) == [{"do": "connect", "url": A}]
+    handshake(client, A, 120.0)
+    make_local_ready(client)  # loaded, but no timed run and no frame: nothing to compare
+    now = 200.0
+    while now < 20_000:
+        frame_id = send_frame(client, now, now)
+        receive(client, A, result(frame_id, now), now + 200.0)
+        now += 250.0
+        actions = tick(client, now)
+        serve(client, actions, now, {A: 10.0})
+        assert all(a["do"] != "abandon" for a in actions)
+    assert client.mode == "node"

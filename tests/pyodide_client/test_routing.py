@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -839,3 +840,200 @@ def test_a_full_probe_budget_waits_for_an_answer_not_a_busy_loop() -> None:
     router = make_router(urls, max_probes_in_flight=4, probe_timeout_ms=2000.0)
     assert len(router.probes_due(0.0)) == 4
     assert router.next_due_ms(1.0) == 2000.0  # not "now" for the two still waiting
+
+
+# -- every node degraded: the in-browser fallback only when faster (issue 12) -----------------
+def _all_degraded(
+    local_ms: float | None, a_ms: float = 100.0, b_ms: float = 120.0, **overrides: Any
+) -> Router:
+    """On A; A and B both degraded and measured by ping; the browser's frames take
+    ``local_ms`` (None: it never ran)."""
+    router = make_router([NodeInfo(A, name="a"), NodeInfo(B, name="b")], **overrides)
+    answer_pings(router, {A: a_ms, B: b_ms}, 0.0)
+    connect_to(router, A, 1.0)
+    router.update_candidates(
+        [NodeInfo(A, name="a", degraded=True), NodeInfo(B, name="b", degraded=True)], 2.0
+    )
+    router.local_ready = True
+    if local_ms is not None:
+        router.record_local(local_ms, 2.0)
+    return router
+
+
+def test_every_node_degraded_and_the_browser_faster_falls_back_after_the_dwell() -> None:
+    router = _all_degraded(local_ms=40.0)  # A: 100 ms expected
+
+    assert router.decide(3.0) == Stay()  # the dwell starts
+    assert router.next_due_ms(3.0) <= 3.0 + SETTINGS.dwell_ms
+    assert router.decide(3.0 + SETTINGS.dwell_ms - 1) == Stay()
+    decision = router.decide(3.0 + SETTINGS.dwell_ms)
+
+    assert decision == Fallback(
+        "every node misses its latency objective and this browser is faster "
+        "(40 ms a frame; best node a, 100 ms); running in the browser"
+    )
+    assert router.current is None
+    assert router.is_fallback
+    assert isinstance(router.decide(3.0 + SETTINGS.dwell_ms + 1), Fallback)  # it holds
+
+
+def test_every_node_degraded_and_the_browser_slower_stays_on_the_node() -> None:
+    router = _all_degraded(local_ms=110.0)
+
+    decisions = [router.decide(now) for now in range(3, 60_000, 250)]
+
+    assert set(decisions) == {Stay()}
+    assert router.current == A
+
+
+def test_the_browser_within_the_margin_is_not_enough() -> None:
+    router = _all_degraded(local_ms=85.0)  # 15 % faster: inside the 20 % margin
+
+    assert {router.decide(now) for now in range(3, 60_000, 250)} == {Stay()}
+
+
+def test_the_best_degraded_node_counts_not_only_the_current_one() -> None:
+    router = _all_degraded(local_ms=40.0, rtt_window=1)
+    decisions = []
+    for now in range(3, 60_000, 250):
+        answer_pings(router, {A: 100.0, B: 45.0}, now)  # B: too close to the browser's 40
+        decisions.append(decision := router.decide(now))
+        if isinstance(decision, Switch):
+            router.record_connected(decision.to_url, now)
+
+    assert not any(isinstance(decision, Fallback) for decision in decisions)
+    assert router.current == B  # an ordinary switch, after its dwell
+
+
+def test_one_node_holding_its_objective_is_used_not_the_browser() -> None:
+    router = make_router([NodeInfo(A, name="a"), NodeInfo(B, name="b")])
+    answer_pings(router, {A: 100.0, B: 150.0}, 0.0)
+    connect_to(router, A, 1.0)
+    router.update_candidates([NodeInfo(A, name="a", degraded=True), NodeInfo(B, name="b")], 2.0)
+    router.local_ready = True
+    router.record_local(10.0, 2.0)
+
+    assert router.decide(3.0) == Switch(A, B, "a misses its latency objective; moving to b")
+
+
+def test_without_a_measurement_of_the_browser_the_page_stays() -> None:
+    router = _all_degraded(local_ms=None)
+
+    assert {router.decide(now) for now in range(3, 60_000, 250)} == {Stay()}
+    assert router.local_ms is None
+
+
+def test_a_browser_engine_not_ready_is_never_chosen() -> None:
+    router = _all_degraded(local_ms=10.0)
+    router.local_ready = False
+
+    assert {router.decide(now) for now in range(3, 60_000, 250)} == {Stay()}
+
+
+def test_a_dip_shorter_than_the_dwell_does_not_fall_back() -> None:
+    router = _all_degraded(local_ms=40.0)
+    assert router.decide(3.0) == Stay()
+    for _ in range(5):  # the browser slows (a busy tab): the dwell starts over
+        router.record_local(200.0, 1000.0)
+    assert router.decide(1000.0) == Stay()
+    for _ in range(5):
+        router.record_local(40.0, 2000.0)
+
+    assert router.decide(2000.0) == Stay()
+    assert router.decide(2000.0 + SETTINGS.dwell_ms - 1) == Stay()
+    assert isinstance(router.decide(2000.0 + SETTINGS.dwell_ms), Fallback)
+
+
+def _in_the_browser(local_ms: float = 40.0, **overrides: Any) -> tuple[Router, float]:
+    router = _all_degraded(local_ms=local_ms, **overrides)
+    router.decide(3.0)
+    left_ms = 3.0 + SETTINGS.dwell_ms
+    assert isinstance(router.decide(left_ms), Fallback)
+    return router, left_ms
+
+
+def test_in_the_browser_a_node_holding_its_objective_again_is_used_at_once() -> None:
+    router, left_ms = _in_the_browser()
+    router.update_candidates(
+        [NodeInfo(A, name="a", degraded=True), NodeInfo(B, name="b")], left_ms + 1
+    )
+
+    decision = router.decide(left_ms + 2)
+
+    assert isinstance(decision, Connect)
+    assert decision.url == B
+    assert decision.reason.startswith("leaving the in-browser fallback (a node holds) for b")
+
+
+def test_degraded_nodes_are_still_probed_from_the_browser() -> None:
+    router, left_ms = _in_the_browser()
+
+    due = router.probes_due(left_ms + SETTINGS.probe_interval_ms)
+
+    assert set(due) == {A, B}
+
+
+def test_in_the_browser_a_degraded_node_faster_again_is_used_after_the_interval() -> None:
+    router, left_ms = _in_the_browser(rtt_window=1)
+    answer_pings(router, {A: 30.0, B: 120.0}, left_ms + SETTINGS.probe_interval_ms)
+    assert router.expected_ms(A) == pytest.approx(30.0)  # now faster than the browser's 40
+
+    assert isinstance(router.decide(left_ms + SETTINGS.probe_interval_ms), Fallback)
+    back_ms = left_ms + SETTINGS.min_switch_interval_ms
+    assert router.next_due_ms(left_ms + SETTINGS.probe_interval_ms) <= back_ms
+    decision = router.decide(back_ms)
+
+    assert isinstance(decision, Connect)
+    assert decision.url == A
+    assert "the browser is slower" in decision.reason
+
+
+def test_in_the_browser_a_node_only_as_fast_as_before_is_not_used() -> None:
+    router, left_ms = _in_the_browser()
+    now = left_ms
+    while now < left_ms + 60_000:
+        answer_pings(router, {A: 100.0, B: 120.0}, now)
+        assert isinstance(router.decide(now), Fallback)
+        now += 250.0
+
+
+def test_a_page_without_a_node_goes_to_a_faster_browser_at_once() -> None:
+    router = make_router([NodeInfo(A, name="a", degraded=True)])
+    router.local_ready = True
+    router.record_local(40.0, 0.0)
+    answer_pings(router, {A: 100.0}, 0.0)
+
+    assert isinstance(router.decide(1.0), Fallback)
+
+
+def test_no_flapping_between_a_node_and_the_browser() -> None:
+    """The best node's time crosses the browser's back and forth every 5 s: the page
+    goes to the browser only after a full dwell, and back no sooner than
+    ``min_switch_interval_ms`` after."""
+    router = _all_degraded(local_ms=40.0, rtt_window=1)
+    moves: list[tuple[float, str]] = []
+    now = 3.0
+    while now < 120_000:
+        node_ms = 30.0 if int(now // 5000) % 2 else 100.0
+        answer_pings(router, {A: node_ms, B: 120.0}, now)
+        if router.current is not None:
+            router.record_result(router.current, node_ms, now)
+        decision = router.decide(now)
+        if isinstance(decision, Connect):
+            router.record_connected(decision.url, now)
+            moves.append((now, "node"))
+        elif isinstance(decision, Fallback) and (not moves or moves[-1][1] == "node"):
+            moves.append((now, "browser"))
+        now += 250.0
+
+    assert moves, "the page never went to the browser"
+    for (before, _), (after, where) in itertools.pairwise(moves):
+        assert after - before >= (
+            SETTINGS.min_switch_interval_ms if where == "node" else SETTINGS.dwell_ms
+        )
+
+
+def test_a_local_time_must_be_a_finite_number() -> None:
+    router = make_router([A])
+    with pytest.raises(ValueError, match="local frame_ms"):
+        router.record_local(math.nan, 0.0)
