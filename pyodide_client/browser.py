@@ -273,6 +273,7 @@ class BrowserClient:
         elif isinstance(decision, Fallback):
             self.route_note = decision.reason
             if self.node_url is not None:  # the router left a degraded node: the browser is faster
+                actions = [a for a in actions if a["do"] != "ping"]  # no link left to ping on
                 actions.append({"do": "abandon", "reason": "the browser is faster"})
                 self._drop_stream()
         return json.dumps(actions)

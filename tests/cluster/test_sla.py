@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -50,8 +51,9 @@ class DelayedEngine:
         return self.inner.infer(images)
 
 
-@pytest.fixture
-def cluster() -> Iterator[tuple[Cluster, dict[str, DelayedEngine]]]:
+@contextmanager
+def _cluster(nodes: dict[str, float]) -> Iterator[tuple[Cluster, dict[str, DelayedEngine]]]:
+    """A web app and ``nodes`` (name: added network latency in ms), each with a delay."""
     stoppable: list[ServerThread | LatencyProxy] = []
     web_settings = WebappSettings(
         port=0,
@@ -65,8 +67,7 @@ def cluster() -> Iterator[tuple[Cluster, dict[str, DelayedEngine]]]:
     cluster.webapp_proxy = LatencyProxy(cluster.webapp.port).start()
     stoppable += [cluster.webapp, cluster.webapp_proxy]
     engines: dict[str, DelayedEngine] = {}
-    # node-a is nearer (no added latency), so the page starts there
-    for name, delay_ms in (("node-a", 0.0), ("node-b", 20.0)):
+    for name, delay_ms in nodes.items():
         proxy = LatencyProxy(0, delay_ms).start()
         settings = NodeSettings(
             port=0,
@@ -89,10 +90,19 @@ def cluster() -> Iterator[tuple[Cluster, dict[str, DelayedEngine]]]:
         proxy.target_port = server.port
         stoppable += [proxy, server]
         cluster.nodes[name] = ClusterNode(name, proxy, server)
-    cluster.wait_listed(lambda listed: {"node-a", "node-b"} <= set(listed))
-    yield cluster, engines
-    for item in reversed(stoppable):
-        item.stop()
+    cluster.wait_listed(lambda listed: set(nodes) <= set(listed))
+    try:
+        yield cluster, engines
+    finally:
+        for item in reversed(stoppable):
+            item.stop()
+
+
+@pytest.fixture
+def cluster() -> Iterator[tuple[Cluster, dict[str, DelayedEngine]]]:
+    # node-a is nearer (no added latency), so the page starts there
+    with _cluster({"node-a": 0.0, "node-b": 20.0}) as started:
+        yield started
 
 
 def test_a_node_past_its_objective_is_degraded_the_page_moves_and_it_recovers(
@@ -126,3 +136,32 @@ def test_a_node_past_its_objective_is_degraded_the_page_moves_and_it_recovers(
     engines["node-a"].delay_s = 0.0
     # Idle now, node-a reports no breach; a window later the registry clears it.
     c.wait_listed(lambda listed: listed["node-a"]["degraded"] is False)
+
+
+def test_with_every_node_degraded_a_faster_browser_takes_over_and_the_node_is_used_again() -> None:
+    """One node, slowed past its objective: the page, whose browser did a frame in 40 ms
+    (its worker's timed warm-up), leaves it for the browser; once the node holds its
+    objective again the page goes back to it."""
+    routing = RoutingSettings(dwell_ms=500.0)
+
+    async def scenario(c: Cluster, engine: DelayedEngine) -> None:
+        async with Driver(registry_url=c.registry_url, routing=routing) as driver:
+            client = driver.client
+            client.local_start(is_cross_origin_isolated=False, hardware_concurrency=1)
+            assert client.local_check_model(client.card.sha256) == ""
+            client.local_loaded(warmup_ms=40.0)  # no frame runs locally here: the Driver
+            await driver.wait_for(lambda: len(driver.answered("node-a")) >= 5, timeout_s=20)
+            engine.delay_s = SLOW_S
+            await driver.wait_for(lambda: client.mode == "local", timeout_s=25)
+            assert {"do": "abandon", "reason": "the browser is faster"} in [
+                a for _, a in driver.actions
+            ]
+            assert "this browser is faster (40 ms a frame" in client.route_note
+            engine.delay_s = 0.0
+            # Idle now, the node reports no breach; a window later the registry clears it
+            # and the page returns at once.
+            await driver.wait_for(lambda: client.mode == "node", timeout_s=25)
+            assert client.node_name == "node-a"
+
+    with _cluster({"node-a": 0.0}) as (c, engines):
+        asyncio.run(asyncio.wait_for(scenario(c, engines["node-a"]), 90))
