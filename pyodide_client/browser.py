@@ -7,7 +7,9 @@ for each camera frame it asks ``next_action``
 whether the frame goes to the node, to the local engine, or nowhere; it hands over pixels,
 sends or posts the bytes it gets back, feeds in what nodes, probes and the local worker
 return, and draws what it is told to draw. Every value crossing to JavaScript is ``bytes``
-or a JSON string, so no Python object leaks into the page.
+or a JSON string, so no Python object leaks into the page. ``handle`` takes the same
+reports as typed events (``page_events.py``) and returns commands plus the next deadline;
+the per-event methods go through its dispatcher, so both ways in share one core.
 
 Modes: ``node`` while a node connection is ready; ``local`` (onnxruntime-web in a worker)
 while none is and the local engine is ready; ``none`` otherwise. Which node, and when to
@@ -29,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 from .dashboard import Dashboard
 from .encoding import EncodingSettings
@@ -47,6 +49,22 @@ from .node_link import (
     stall_deadline_ms,
 )
 from .overlay import BOXES_EXPIRE_MS, Overlay
+from .page_events import (
+    Buffer,
+    FrameGrabbed,
+    NodeList,
+    PageEvent,
+    ProbeFailed,
+    ProbeMessage,
+    Reply,
+    SocketClosed,
+    SocketMessage,
+    SocketOpened,
+    TimerFired,
+    TokenFetched,
+    WorkerResult,
+    as_bytes,
+)
 from .page_origin import PageOrigin
 from .page_status import report_json, stats_json, status_json, view_json
 from .probes import Probes
@@ -81,19 +99,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_TICK_GAP_MS = 1000.0  # tick at least this often (next_tick_ms)
-
-
-class _JsBuffer(Protocol):
-    def to_bytes(self) -> bytes: ...
-
-
-Buffer = bytes | bytearray | memoryview | _JsBuffer
-
-
-def _as_bytes(data: Buffer) -> bytes | bytearray | memoryview:
-    if isinstance(data, bytes | bytearray | memoryview):
-        return data
-    return data.to_bytes()  # a Pyodide JsBuffer (Uint8Array, ...): one copy
 
 
 class BrowserClient:
@@ -164,9 +169,53 @@ class BrowserClient:
     def traces(self) -> PageTraces | None:
         return self.frames.traces
 
+    # -- the event-driven core (page_events.py) ---------------------------------------------
+    def handle(self, event: PageEvent, now_ms: float) -> Reply:
+        """One event from the page -> the commands it calls for, in order, and when the page
+        should next send ``TimerFired``. As app.js does with the per-event methods, the
+        events after which the situation may have changed (a socket closed, a node list, a
+        token, a probe done, the timer) also run the routing decision (``tick``)."""
+        commands = self._dispatch(event, now_ms)
+        decide = isinstance(event, SocketClosed | NodeList | TokenFetched | ProbeFailed) or (
+            isinstance(event, ProbeMessage) and commands[0]["do"] == "probe_close"
+        )
+        if decide:
+            commands.extend(self._on_timer(now_ms))
+        return Reply(tuple(commands), self.next_tick_ms(now_ms))
+
+    def _dispatch(self, event: PageEvent, now_ms: float) -> list[dict[str, Any]]:
+        """The one place each event goes in; every per-event method comes through here."""
+        match event:
+            case SocketOpened():
+                return []  # the node speaks first: its HELLO (or a refusal) comes next
+            case SocketClosed(url, code):
+                return self._on_socket_closed(url, code, now_ms)
+            case SocketMessage(url, data):
+                return self._on_socket_message(url, data, now_ms)
+            case ProbeMessage(url, data):
+                return self._on_probe_message(url, data, now_ms)
+            case ProbeFailed(url):
+                self.probes.on_failed(self.router, url, now_ms)
+                return []
+            case FrameGrabbed():
+                return [{"do": "frame", "to": self.next_action(now_ms)}]
+            case WorkerResult():
+                return self._on_worker_result(event, now_ms)
+            case TimerFired():
+                return self._on_timer(now_ms)
+            case TokenFetched(status, body):
+                events = apply_token_response(self.tokens, self.stream, status, body, now_ms)
+                return self.link.with_send(events)
+            case NodeList(nodes_json):
+                return self._on_node_list(nodes_json, now_ms)
+        raise AssertionError(f"unhandled page event {event!r}")
+
     # -- node choice -------------------------------------------------------------------------
     def update_nodes(self, nodes_json: str, now_ms: float) -> None:
         """The registry's list (``GET /api/nodes``); static URLs always stay candidates."""
+        self._dispatch(NodeList(nodes_json), now_ms)
+
+    def _on_node_list(self, nodes_json: str, now_ms: float) -> list[dict[str, Any]]:
         entries = json.loads(nodes_json)
         nodes = entries.get("nodes", entries) if isinstance(entries, dict) else entries
         if not isinstance(nodes, list):
@@ -175,6 +224,7 @@ class BrowserClient:
         self._registry, self._registry_refusals = self._reachable(registry)
         self._warn(problems)
         self._update_candidates(now_ms)
+        return []
 
     def _reachable(self, nodes: list[NodeInfo]) -> tuple[list[NodeInfo], list[str]]:
         """The nodes this page's origin may open, and why each other one is not used."""
@@ -200,7 +250,7 @@ class BrowserClient:
     def sha256_hex(self, data: Buffer) -> str:
         """SHA-256 of the downloaded model, for pages where ``crypto.subtle`` is missing
         (any insecure context): the local engine still checks what it runs."""
-        return hashlib.sha256(_as_bytes(data)).hexdigest()
+        return hashlib.sha256(as_bytes(data)).hexdigest()
 
     def _warn(self, problems: list[str]) -> None:
         for problem in problems:
@@ -219,10 +269,13 @@ class BrowserClient:
         ``{"do": "probe", "url"}`` (open a probe socket), ``{"do": "ping"}`` (on the
         current link), ``{"do": "fetch_token", "url"}`` (POST there, hand the answer to
         ``on_token``)."""
+        return json.dumps(self._dispatch(TimerFired(), now_ms))
+
+    def _on_timer(self, now_ms: float) -> list[dict[str, Any]]:
         if not self._is_started:
             self._is_started = True
             self._update_candidates(now_ms)
-        actions: list[dict[str, str]] = []
+        actions: list[dict[str, Any]] = []
         if self.tokens.fetch_due(now_ms) and self.tokens.token_url:
             self.tokens.fetching(now_ms)
             actions.append({"do": "fetch_token", "url": self.tokens.token_url})
@@ -254,7 +307,7 @@ class BrowserClient:
             self._open_stream(url, now_ms)
             self.route_note = f"back to {url}: the node switched to did not answer"
             actions.append({"do": "connect", "url": url})
-            return json.dumps(actions)
+            return actions
         self.router.local_ready = self.local.is_ready
         decision = self.router.decide(now_ms)
         if isinstance(decision, Connect):
@@ -276,7 +329,7 @@ class BrowserClient:
                 actions = [a for a in actions if a["do"] != "ping"]  # no link left to ping on
                 actions.append({"do": "abandon", "reason": "the browser is faster"})
                 self._drop_stream()
-        return json.dumps(actions)
+        return actions
 
     def next_tick_ms(self, now_ms: float) -> float:
         """When the page should call ``tick`` next if nothing else happens: the router's
@@ -323,14 +376,14 @@ class BrowserClient:
         leave = self.handover.expire(self.router.pending, now_ms, stall_ms)
         return [{"do": "leave", "url": url} for url in leave]
 
-    def _on_joining_message(self, url: str, raw: Buffer, now_ms: float) -> str:
+    def _on_joining_message(self, url: str, raw: Buffer, now_ms: float) -> list[dict[str, Any]]:
         """A message from the node the page is moving to; its HELLO makes it current."""
-        outcome = self.handover.on_joining_data(_as_bytes(raw), now_ms)
+        outcome = self.handover.on_joining_data(as_bytes(raw), now_ms)
         if isinstance(outcome, Failed):
             self.router.record_failure(url, now_ms, overloaded=outcome.is_overloaded)
-            return json.dumps([{"type": "leave", "url": url}])
+            return [{"type": "leave", "url": url}]
         if isinstance(outcome, Waiting):
-            return json.dumps([{"type": "send", "url": url}] if outcome.has_outgoing else [])
+            return [{"type": "send", "url": url}] if outcome.has_outgoing else []
         # Joined: the new node becomes current; the old one answers what it holds, then goes.
         joining = outcome.joining
         out: list[dict[str, Any]] = [{"type": "promote", "url": url}]
@@ -343,9 +396,9 @@ class BrowserClient:
             out.append({"type": "leave", "url": old_url})
         converted = [self._to_js(url, event, now_ms) for event in outcome.events]
         out.extend(item for item in converted if item is not None)
-        return json.dumps(out)
+        return out
 
-    def _on_draining_message(self, url: str, raw: Buffer, now_ms: float) -> str:
+    def _on_draining_message(self, url: str, raw: Buffer, now_ms: float) -> list[dict[str, Any]]:
         """A message from a node the page moved away from: its last results still count."""
         out: list[dict[str, Any]] = []
 
@@ -367,22 +420,26 @@ class BrowserClient:
             if shown is not None:
                 out.append(shown)
 
-        if self.handover.on_draining_data(url, _as_bytes(raw), now_ms, drawn):
+        if self.handover.on_draining_data(url, as_bytes(raw), now_ms, drawn):
             out.append({"type": "leave", "url": url})
-        return json.dumps(out)
+        return out
 
     def on_close(self, url: str, code: int, now_ms: float) -> None:
         """The page's node socket for ``url`` closed or failed to open."""
+        self._dispatch(SocketClosed(url, code), now_ms)
+
+    def _on_socket_closed(self, url: str, code: int, now_ms: float) -> list[dict[str, Any]]:
         left = self.handover.closed(url)
         if left == "joining":  # the move failed; the page stays where it is
             self.router.record_failure(url, now_ms, overloaded=code == CLOSE_TRY_AGAIN_LATER)
-            return
+            return []
         if left == "draining":
-            return
+            return []
         if url != self.node_url:
-            return  # a socket the page already left (a switch, a stall)
+            return []  # a socket the page already left (a switch, a stall)
         overloaded = code == CLOSE_TRY_AGAIN_LATER
         self._lose_node(now_ms, overloaded=overloaded)
+        return []
 
     def is_node_ready(self) -> bool:
         return self.link.is_ready
@@ -391,8 +448,7 @@ class BrowserClient:
     def on_token(self, status: int, body: str, now_ms: float) -> str:
         """The answer to a ``fetch_token`` action (status 0: the request failed); returns
         a JSON list of events like ``on_message``."""
-        events = apply_token_response(self.tokens, self.stream, status, body, now_ms)
-        return json.dumps(self.link.with_send(events))
+        return json.dumps(self._dispatch(TokenFetched(status, body), now_ms))
 
     def take_outgoing(self, url: str = "") -> bytes:
         """The next message for the node link of ``url`` (default: the current one), b""
@@ -410,11 +466,19 @@ class BrowserClient:
     def on_probe_message(self, url: str, data: Buffer, now_ms: float) -> bytes:
         """A message on a probe socket (``probes.py``): after the HELLO, the PING to send;
         after the PONG, b"" (close the probe)."""
-        return self.probes.on_message(self.router, url, _as_bytes(data), now_ms)
+        (command,) = self._dispatch(ProbeMessage(url, data), now_ms)
+        reply: bytes = command.get("data", b"")
+        return reply
+
+    def _on_probe_message(self, url: str, data: Buffer, now_ms: float) -> list[dict[str, Any]]:
+        reply = self.probes.on_message(self.router, url, as_bytes(data), now_ms)
+        if reply:
+            return [{"do": "probe_send", "url": url, "data": reply}]
+        return [{"do": "probe_close", "url": url}]
 
     def on_probe_failed(self, url: str, now_ms: float) -> None:
         """The probe socket failed or closed before its PONG."""
-        self.probes.on_failed(self.router, url, now_ms)
+        self._dispatch(ProbeFailed(url), now_ms)
 
     # -- which path the next frame takes ----------------------------------------------------
     @property
@@ -449,7 +513,7 @@ class BrowserClient:
         self, rgba: Buffer, width_px: int, height_px: int, capture_ms: float, now_ms: float
     ) -> bytes:
         stream = self._link_stream()
-        message = stream.encode_frame(_as_bytes(rgba), width_px, height_px, capture_ms, now_ms)
+        message = stream.encode_frame(as_bytes(rgba), width_px, height_px, capture_ms, now_ms)
         self.frames.sent(stream, message, "raw", capture_ms, now_ms, self.link.outbox)
         return message
 
@@ -471,7 +535,7 @@ class BrowserClient:
         """The IMAGE message for a picture encoded as ``plan_frame`` said; ``width_px`` and
         ``height_px`` are the camera frame's size."""
         stream = self._link_stream()
-        message = stream.encode_image(_as_bytes(data), width_px, height_px, capture_ms, now_ms)
+        message = stream.encode_image(as_bytes(data), width_px, height_px, capture_ms, now_ms)
         encoding = stream.encoding.encoding.name.lower()
         self.frames.sent(stream, message, encoding, capture_ms, now_ms, self.link.outbox)
         return message
@@ -493,27 +557,30 @@ class BrowserClient:
 
     def on_message(self, url: str, data: Buffer, now_ms: float) -> str:
         """Feed one message from the node at ``url``; returns a JSON list of events."""
+        return json.dumps(self._dispatch(SocketMessage(url, data), now_ms))
+
+    def _on_socket_message(self, url: str, data: Buffer, now_ms: float) -> list[dict[str, Any]]:
         if self.handover.is_joining(url):
             return self._on_joining_message(url, data, now_ms)
         if url in self.handover.draining:
             return self._on_draining_message(url, data, now_ms)
         if self.stream is None or url != self.node_url:
-            return "[]"
-        raw = _as_bytes(data)
+            return []
+        raw = as_bytes(data)
         if not self.is_node_ready():
             # A node at capacity sends ERROR OVERLOADED in place of its HELLO, then closes
             # with 1013 (gpu_backend/endpoint.py); NodeStream would call that a breach.
             refusal = overload_refusal(raw)
             if refusal is not None:
                 self._lose_node(now_ms, overloaded=True)
-                return json.dumps([{"type": "refused", "message": refusal}])
+                return [{"type": "refused", "message": refusal}]
         try:
             events = self.stream.receive(raw, now_ms)
         except StreamError as exc:
             self._lose_node(now_ms, overloaded=False)
-            return json.dumps([{"type": "fatal", "message": str(exc)}])
+            return [{"type": "fatal", "message": str(exc)}]
         out = [self._to_js(url, event, now_ms) for event in events]
-        return json.dumps(self.link.with_send([item for item in out if item is not None]))
+        return self.link.with_send([item for item in out if item is not None])
 
     def _to_js(self, url: str, event: Event, now_ms: float) -> dict[str, Any] | None:
         if isinstance(event, Ready):
@@ -607,7 +674,7 @@ class BrowserClient:
         self, rgba: Buffer, width_px: int, height_px: int, capture_ms: float, now_ms: float
     ) -> int:
         """Letterbox a frame for the worker; returns its id. ``local_tensor()`` holds it."""
-        return self.local_path.encode(_as_bytes(rgba), width_px, height_px, capture_ms, now_ms)
+        return self.local_path.encode(as_bytes(rgba), width_px, height_px, capture_ms, now_ms)
 
     def local_tensor(self) -> bytearray:
         """The tensor of the last ``local_encode`` (reused by the next one: copy it out)."""
@@ -619,11 +686,17 @@ class BrowserClient:
     def on_local_output(
         self, frame_id: int, boxes: Buffer, scores: Buffer, inference_ms: float, now_ms: float
     ) -> str:
+        """The worker's output; returns a JSON list of events like ``on_message``."""
+        output = WorkerResult(frame_id, boxes, scores, inference_ms)
+        return json.dumps(self._dispatch(output, now_ms))
+
+    def _on_worker_result(self, output: WorkerResult, now_ms: float) -> list[dict[str, Any]]:
+        frame_id = output.frame_id
         result = self.local_path.on_output(
-            frame_id, _as_bytes(boxes), _as_bytes(scores), inference_ms, now_ms
+            frame_id, as_bytes(output.boxes), as_bytes(output.scores), output.inference_ms, now_ms
         )
         if result is None:
-            return "[]"
+            return []
         self.dashboard.local_result(now_ms, result.inference_ms)
         self.router.record_local(result.round_trip_ms, now_ms)
         event = self.overlay.detections(
@@ -637,7 +710,7 @@ class BrowserClient:
             post_ms=0.0,
             batch_size=1,
         )
-        return json.dumps([event] if event else [])
+        return [event] if event else []
 
     # -- what the page shows (page_status.py) --------------------------------------------------
     def note_preprocess(self, duration_ms: float, now_ms: float) -> None:
