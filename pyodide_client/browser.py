@@ -18,10 +18,11 @@ within a deadline derived from recent round trips) is replaced by the next best 
 the next frame runs locally meanwhile, and a recovered node is found again by probing.
 
 This module glues the jobs together; each job has its module: the current node link
-(``node_link.py``), planned moves (``handover.py``), probes (``probes.py``), frame
-planning and encoding (``frames.py``), the in-browser engine (``local_path.py``), which
-results are drawn (``overlay.py``), stream tokens (``token_refresh.py``) and what the page
-shows (``page_status.py``, worded by ``view.py``).
+(``node_link.py``) and what its messages mean (``node_events.py``), planned moves
+(``handover.py``), probes (``probes.py``), frame planning and encoding (``frames.py``),
+the in-browser engine (``local_path.py``), which results are drawn (``overlay.py``),
+stream tokens (``token_refresh.py``) and what the page shows (``page_status.py``, worded
+by ``view.py``).
 
 Runs unchanged under CPython in tests: JS buffers are accepted through ``to_bytes()``.
 """
@@ -36,16 +37,16 @@ from typing import Any
 from .dashboard import Dashboard
 from .encoding import EncodingSettings
 from .frames import Frames
-from .handover import Failed, Handover, Waiting
+from .handover import Handover
 from .local import LocalEngine
 from .local_path import LocalPath
 from .model_card import ModelCard
+from .node_events import on_node_message
 from .node_link import (
     STALL_FACTOR,
     STALL_MAX_MS,
     STALL_MIN_MS,
     NodeLink,
-    overload_refusal,
     stall_deadline_ms,
 )
 from .overlay import BOXES_EXPIRE_MS, Overlay
@@ -68,19 +69,11 @@ from .page_events import (
 from .page_origin import PageOrigin
 from .page_status import report_json, stats_json, status_json, view_json
 from .probes import Probes
-from .protocol import CLOSE_TRY_AGAIN_LATER, ErrorCode, FrameEncoding
+from .protocol import CLOSE_TRY_AGAIN_LATER, FrameEncoding
 from .routing import Connect, Fallback, NodeInfo, Router, Switch, usable_nodes
 from .stream import (
-    AccessRefused,
-    Detections,
-    Event,
-    FrameDropped,
-    NodeError,
     NodeStream,
-    PongReceived,
-    Ready,
     StreamError,
-    Welcomed,
 )
 from .token_refresh import TokenKeeper, apply_token_response
 from .tracing import PageTraces
@@ -191,7 +184,7 @@ class BrowserClient:
             case SocketClosed(url, code):
                 return self._on_socket_closed(url, code, now_ms)
             case SocketMessage(url, data):
-                return self._on_socket_message(url, data, now_ms)
+                return on_node_message(self, url, data, now_ms)
             case ProbeMessage(url, data):
                 return self._on_probe_message(url, data, now_ms)
             case ProbeFailed(url):
@@ -281,7 +274,7 @@ class BrowserClient:
             actions.append({"do": "fetch_token", "url": self.tokens.token_url})
         if self.node_url is not None and self._is_stalled(now_ms):
             actions.append({"do": "abandon", "reason": "stalled"})
-            self._lose_node(now_ms, overloaded=False)
+            self.lose_node(now_ms, overloaded=False)
         is_pinging = False
         for url in self.router.probes_due(now_ms):
             if url == self.node_url and self.is_node_ready():
@@ -299,7 +292,7 @@ class BrowserClient:
             # The router counts this node as failed (a ping or the connection timed out, a
             # probe failed): leave it too, rather than stream to it until a reconnect.
             actions.append({"do": "abandon", "reason": "timed out"})
-            self._drop_stream()
+            self.drop_stream()
         if self.node_url is None and self.router.current is not None:
             # A switch failed before its HELLO. The page left the old node's socket at once
             # (no make-before-break), but the router still counts it as current: go back.
@@ -328,7 +321,7 @@ class BrowserClient:
             if self.node_url is not None:  # the router left a degraded node: the browser is faster
                 actions = [a for a in actions if a["do"] != "ping"]  # no link left to ping on
                 actions.append({"do": "abandon", "reason": "the browser is faster"})
-                self._drop_stream()
+                self.drop_stream()
         return actions
 
     def next_tick_ms(self, now_ms: float) -> float:
@@ -360,12 +353,12 @@ class BrowserClient:
             token=self.tokens.token_for_auth(now_ms),  # None: AUTH waits for the token
         )
 
-    def _lose_node(self, now_ms: float, overloaded: bool) -> None:
+    def lose_node(self, now_ms: float, overloaded: bool) -> None:
         if self.node_url is not None:
             self.router.record_failure(self.node_url, now_ms, overloaded=overloaded)
-        self._drop_stream()
+        self.drop_stream()
 
-    def _drop_stream(self) -> None:
+    def drop_stream(self) -> None:
         self.link.drop()
 
     # -- planned moves: make before break ----------------------------------------------------
@@ -375,54 +368,6 @@ class BrowserClient:
         stall_ms = stall_deadline_ms(self.dashboard.recent_round_trip_p95_ms(now_ms))
         leave = self.handover.expire(self.router.pending, now_ms, stall_ms)
         return [{"do": "leave", "url": url} for url in leave]
-
-    def _on_joining_message(self, url: str, raw: Buffer, now_ms: float) -> list[dict[str, Any]]:
-        """A message from the node the page is moving to; its HELLO makes it current."""
-        outcome = self.handover.on_joining_data(as_bytes(raw), now_ms)
-        if isinstance(outcome, Failed):
-            self.router.record_failure(url, now_ms, overloaded=outcome.is_overloaded)
-            return [{"type": "leave", "url": url}]
-        if isinstance(outcome, Waiting):
-            return [{"type": "send", "url": url}] if outcome.has_outgoing else []
-        # Joined: the new node becomes current; the old one answers what it holds, then goes.
-        joining = outcome.joining
-        out: list[dict[str, Any]] = [{"type": "promote", "url": url}]
-        if joining.outbox:
-            out.append({"type": "send", "url": url})
-        old_url, old_stream = self.node_url, self.stream
-        self.link.adopt(url, joining.stream, joining.outbox)
-        is_kept = old_stream is None or old_url is None or self.handover.drain(old_url, old_stream)
-        if not is_kept:
-            out.append({"type": "leave", "url": old_url})
-        converted = [self._to_js(url, event, now_ms) for event in outcome.events]
-        out.extend(item for item in converted if item is not None)
-        return out
-
-    def _on_draining_message(self, url: str, raw: Buffer, now_ms: float) -> list[dict[str, Any]]:
-        """A message from a node the page moved away from: its last results still count."""
-        out: list[dict[str, Any]] = []
-
-        def drawn(event: Detections) -> None:
-            self.dashboard.node_result(
-                now_ms, event.round_trip_ms, event.queue_ms, event.inference_ms, event.post_ms
-            )
-            shown = self.overlay.detections(
-                "node",
-                event.frame_id,
-                event.boxes,
-                event.capture_ms,
-                round_trip_ms=event.round_trip_ms,
-                queue_ms=event.queue_ms,
-                inference_ms=event.inference_ms,
-                post_ms=event.post_ms,
-                batch_size=event.batch_size,
-            )
-            if shown is not None:
-                out.append(shown)
-
-        if self.handover.on_draining_data(url, as_bytes(raw), now_ms, drawn):
-            out.append({"type": "leave", "url": url})
-        return out
 
     def on_close(self, url: str, code: int, now_ms: float) -> None:
         """The page's node socket for ``url`` closed or failed to open."""
@@ -438,7 +383,7 @@ class BrowserClient:
         if url != self.node_url:
             return []  # a socket the page already left (a switch, a stall)
         overloaded = code == CLOSE_TRY_AGAIN_LATER
-        self._lose_node(now_ms, overloaded=overloaded)
+        self.lose_node(now_ms, overloaded=overloaded)
         return []
 
     def is_node_ready(self) -> bool:
@@ -558,98 +503,6 @@ class BrowserClient:
     def on_message(self, url: str, data: Buffer, now_ms: float) -> str:
         """Feed one message from the node at ``url``; returns a JSON list of events."""
         return json.dumps(self._dispatch(SocketMessage(url, data), now_ms))
-
-    def _on_socket_message(self, url: str, data: Buffer, now_ms: float) -> list[dict[str, Any]]:
-        if self.handover.is_joining(url):
-            return self._on_joining_message(url, data, now_ms)
-        if url in self.handover.draining:
-            return self._on_draining_message(url, data, now_ms)
-        if self.stream is None or url != self.node_url:
-            return []
-        raw = as_bytes(data)
-        if not self.is_node_ready():
-            # A node at capacity sends ERROR OVERLOADED in place of its HELLO, then closes
-            # with 1013 (gpu_backend/endpoint.py); NodeStream would call that a breach.
-            refusal = overload_refusal(raw)
-            if refusal is not None:
-                self._lose_node(now_ms, overloaded=True)
-                return [{"type": "refused", "message": refusal}]
-        try:
-            events = self.stream.receive(raw, now_ms)
-        except StreamError as exc:
-            self._lose_node(now_ms, overloaded=False)
-            return [{"type": "fatal", "message": str(exc)}]
-        out = [self._to_js(url, event, now_ms) for event in events]
-        return self.link.with_send([item for item in out if item is not None])
-
-    def _to_js(self, url: str, event: Event, now_ms: float) -> dict[str, Any] | None:
-        if isinstance(event, Ready):
-            hello = event.hello
-            self.router.record_connected(url, now_ms)
-            self.router.pipeline_depth = min(self.max_in_flight, hello.max_in_flight)
-            self.link.name = hello.node_name
-            self.link.model = hello.model_name
-            self.route_note = ""
-            return {
-                "type": "ready",
-                "node": hello.node_name,
-                "model": hello.model_name,
-                "identity": event.welcome.identity if event.welcome else None,
-            }
-        if isinstance(event, AccessRefused):
-            # The node closes the connection after this. An expired token is the page's
-            # lapse, not the node's: fetch a new one and come back without blame.
-            self.tokens.expire(now_ms)
-            if event.is_expired:
-                self._drop_stream()
-            else:
-                self._lose_node(now_ms, overloaded=False)
-            return {"type": "access_refused", "code": event.code, "message": event.message}
-        if isinstance(event, Detections):
-            self.dashboard.node_result(
-                now_ms,
-                event.round_trip_ms,
-                event.queue_ms,
-                event.inference_ms,
-                event.post_ms,
-                decode_ms=event.decode_ms,
-            )
-            server_ms = event.decode_ms + event.queue_ms + event.inference_ms + event.post_ms
-            self.router.record_result(
-                url,
-                event.round_trip_ms,
-                now_ms,
-                server_ms=server_ms,
-                inference_ms=event.inference_ms + event.post_ms,
-            )
-            return self.overlay.detections(
-                "node",
-                event.frame_id,
-                event.boxes,
-                event.capture_ms,
-                round_trip_ms=event.round_trip_ms,
-                queue_ms=event.queue_ms,
-                inference_ms=event.inference_ms,
-                post_ms=event.post_ms,
-                batch_size=event.batch_size,
-                decode_ms=event.decode_ms,
-                encoding=event.encoding,
-                frame_bytes=event.size_bytes,
-            )
-        if isinstance(event, Welcomed):
-            return {"type": "welcome", "encodings": event.welcome.encodings}
-        if isinstance(event, NodeError):
-            if event.code == ErrorCode.OVERLOADED:
-                self._lose_node(now_ms, overloaded=True)
-                return {"type": "refused", "message": event.message}
-            return {"type": "error", "code": event.code, "message": event.message}
-        if isinstance(event, FrameDropped):
-            self.dashboard.dropped_frame()
-            return {"type": "dropped", "frame_id": event.frame_id, "reason": event.reason}
-        if isinstance(event, PongReceived):
-            self.router.record_rtt(url, event.round_trip_ms, now_ms)
-            return None
-        raise AssertionError(f"unhandled event {event!r}")
 
     # -- local frames (local_path.py) ----------------------------------------------------------
     def local_start(self, is_cross_origin_isolated: bool, hardware_concurrency: int) -> int:

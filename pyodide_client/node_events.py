@@ -1,0 +1,184 @@
+"""What the node links' messages mean for the page, sans-I/O.
+
+``on_node_message`` takes one message from a node socket — the current link, the node a
+planned move joins (its HELLO makes it current, ``handover.py``), or one the page moved
+away from and lets answer its last frames — and returns the page's events (ready, welcome,
+detections, dropped, refused, access_refused, error, fatal, send, promote, leave) while
+telling the router, the dashboard, the token keeper and the overlay what happened.
+``browser.BrowserClient`` owns the state; this module is its node stream glue.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .handover import Failed, Waiting
+from .node_link import overload_refusal
+from .page_events import Buffer, as_bytes
+from .protocol import ErrorCode
+from .stream import (
+    AccessRefused,
+    Detections,
+    Event,
+    FrameDropped,
+    NodeError,
+    PongReceived,
+    Ready,
+    StreamError,
+    Welcomed,
+)
+
+if TYPE_CHECKING:
+    from .browser import BrowserClient
+
+__all__ = ["on_node_message"]
+
+
+def on_node_message(
+    page: BrowserClient, url: str, data: Buffer, now_ms: float
+) -> list[dict[str, Any]]:
+    if page.handover.is_joining(url):
+        return _on_joining_message(page, url, data, now_ms)
+    if url in page.handover.draining:
+        return _on_draining_message(page, url, data, now_ms)
+    if page.stream is None or url != page.node_url:
+        return []
+    raw = as_bytes(data)
+    if not page.is_node_ready():
+        # A node at capacity sends ERROR OVERLOADED in place of its HELLO, then closes
+        # with 1013 (gpu_backend/endpoint.py); NodeStream would call that a breach.
+        refusal = overload_refusal(raw)
+        if refusal is not None:
+            page.lose_node(now_ms, overloaded=True)
+            return [{"type": "refused", "message": refusal}]
+    try:
+        events = page.stream.receive(raw, now_ms)
+    except StreamError as exc:
+        page.lose_node(now_ms, overloaded=False)
+        return [{"type": "fatal", "message": str(exc)}]
+    out = [_to_page(page, url, event, now_ms) for event in events]
+    return page.link.with_send([item for item in out if item is not None])
+
+
+def _to_page(page: BrowserClient, url: str, event: Event, now_ms: float) -> dict[str, Any] | None:
+    if isinstance(event, Ready):
+        hello = event.hello
+        page.router.record_connected(url, now_ms)
+        page.router.pipeline_depth = min(page.max_in_flight, hello.max_in_flight)
+        page.link.name = hello.node_name
+        page.link.model = hello.model_name
+        page.route_note = ""
+        return {
+            "type": "ready",
+            "node": hello.node_name,
+            "model": hello.model_name,
+            "identity": event.welcome.identity if event.welcome else None,
+        }
+    if isinstance(event, AccessRefused):
+        # The node closes the connection after this. An expired token is the page's
+        # lapse, not the node's: fetch a new one and come back without blame.
+        page.tokens.expire(now_ms)
+        if event.is_expired:
+            page.drop_stream()
+        else:
+            page.lose_node(now_ms, overloaded=False)
+        return {"type": "access_refused", "code": event.code, "message": event.message}
+    if isinstance(event, Detections):
+        page.dashboard.node_result(
+            now_ms,
+            event.round_trip_ms,
+            event.queue_ms,
+            event.inference_ms,
+            event.post_ms,
+            decode_ms=event.decode_ms,
+        )
+        server_ms = event.decode_ms + event.queue_ms + event.inference_ms + event.post_ms
+        page.router.record_result(
+            url,
+            event.round_trip_ms,
+            now_ms,
+            server_ms=server_ms,
+            inference_ms=event.inference_ms + event.post_ms,
+        )
+        return page.overlay.detections(
+            "node",
+            event.frame_id,
+            event.boxes,
+            event.capture_ms,
+            round_trip_ms=event.round_trip_ms,
+            queue_ms=event.queue_ms,
+            inference_ms=event.inference_ms,
+            post_ms=event.post_ms,
+            batch_size=event.batch_size,
+            decode_ms=event.decode_ms,
+            encoding=event.encoding,
+            frame_bytes=event.size_bytes,
+        )
+    if isinstance(event, Welcomed):
+        return {"type": "welcome", "encodings": event.welcome.encodings}
+    if isinstance(event, NodeError):
+        if event.code == ErrorCode.OVERLOADED:
+            page.lose_node(now_ms, overloaded=True)
+            return {"type": "refused", "message": event.message}
+        return {"type": "error", "code": event.code, "message": event.message}
+    if isinstance(event, FrameDropped):
+        page.dashboard.dropped_frame()
+        return {"type": "dropped", "frame_id": event.frame_id, "reason": event.reason}
+    if isinstance(event, PongReceived):
+        page.router.record_rtt(url, event.round_trip_ms, now_ms)
+        return None
+    raise AssertionError(f"unhandled event {event!r}")
+
+
+def _on_joining_message(
+    page: BrowserClient, url: str, raw: Buffer, now_ms: float
+) -> list[dict[str, Any]]:
+    """A message from the node the page is moving to; its HELLO makes it current."""
+    outcome = page.handover.on_joining_data(as_bytes(raw), now_ms)
+    if isinstance(outcome, Failed):
+        page.router.record_failure(url, now_ms, overloaded=outcome.is_overloaded)
+        return [{"type": "leave", "url": url}]
+    if isinstance(outcome, Waiting):
+        return [{"type": "send", "url": url}] if outcome.has_outgoing else []
+    # Joined: the new node becomes current; the old one answers what it holds, then goes.
+    joining = outcome.joining
+    out: list[dict[str, Any]] = [{"type": "promote", "url": url}]
+    if joining.outbox:
+        out.append({"type": "send", "url": url})
+    old_url, old_stream = page.node_url, page.stream
+    page.link.adopt(url, joining.stream, joining.outbox)
+    is_kept = old_stream is None or old_url is None or page.handover.drain(old_url, old_stream)
+    if not is_kept:
+        out.append({"type": "leave", "url": old_url})
+    converted = [_to_page(page, url, event, now_ms) for event in outcome.events]
+    out.extend(item for item in converted if item is not None)
+    return out
+
+
+def _on_draining_message(
+    page: BrowserClient, url: str, raw: Buffer, now_ms: float
+) -> list[dict[str, Any]]:
+    """A message from a node the page moved away from: its last results still count."""
+    out: list[dict[str, Any]] = []
+
+    def drawn(event: Detections) -> None:
+        page.dashboard.node_result(
+            now_ms, event.round_trip_ms, event.queue_ms, event.inference_ms, event.post_ms
+        )
+        shown = page.overlay.detections(
+            "node",
+            event.frame_id,
+            event.boxes,
+            event.capture_ms,
+            round_trip_ms=event.round_trip_ms,
+            queue_ms=event.queue_ms,
+            inference_ms=event.inference_ms,
+            post_ms=event.post_ms,
+            batch_size=event.batch_size,
+        )
+        if shown is not None:
+            out.append(shown)
+
+    if page.handover.on_draining_data(url, as_bytes(raw), now_ms, drawn):
+        out.append({"type": "leave", "url": url})
+    return out
