@@ -88,7 +88,7 @@ class WebappMetrics:
             buckets=FPS_BUCKETS, registry=r,
         )  # fmt: skip
         self.client_latency = Histogram(
-            "edgesight_client_glass_to_glass_seconds",
+            "edgesight_client_grab_to_drawn_seconds",
             "Capture-to-drawn time pages report, by the page's own percentile (p50, p95).",
             ["mode", "percentile"],
             buckets=CLIENT_LATENCY_BUCKETS_S,

@@ -166,7 +166,7 @@ def test_a_pages_report_becomes_metrics_labelled_by_the_registrys_node_id(
     )
     assert got[("edgesight_client_frames_total", (("mode", "node"), ("node", "other")))] == 290
     p95 = (("mode", "node"), ("percentile", "p95"))
-    assert got[("edgesight_client_glass_to_glass_seconds_sum", p95)] == pytest.approx(0.122)
+    assert got[("edgesight_client_grab_to_drawn_seconds_sum", p95)] == pytest.approx(0.122)
     assert got[("edgesight_client_fps_count", (("mode", "node"),))] == 2
     assert got[("edgesight_client_reports_total", (("result", "accepted"),))] == 2
 
