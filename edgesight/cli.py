@@ -297,7 +297,7 @@ async def _say_when_up(servers: Sequence[Served]) -> None:
             path = "/ws" if is_node else ""
             log.info("%s is listening on %s://%s:%d%s", what, scheme, host, port, path)
             waiting.remove(served)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # uvicorn offers a `started` flag, no event, to wait on
 
 
 async def _run(servers: Sequence[Served]) -> None:

@@ -159,19 +159,11 @@ class NodeTracer:
         kind: SpanKind = SpanKind.INTERNAL,
     ) -> None:
         self._processor.on_end(
-            ReadableSpan(
-                name,
-                context=context,
-                parent=parent,
-                resource=self._resource,
-                attributes=attributes or {},
-                links=links,
-                kind=kind,
-                start_time=start_ns,
-                end_time=max(start_ns, end_ns),
-                instrumentation_scope=SCOPE,
+            finished_span(
+                name, context, parent, self._resource, SCOPE, start_ns, end_ns,
+                attributes, links, kind,
             )
-        )
+        )  # fmt: skip
 
     def _new_id(self) -> int:
         return self._random.getrandbits(64) or 1
@@ -183,3 +175,31 @@ class NodeTracer:
     def _context(trace_id: bytes | int, span_id: int) -> SpanContext:
         tid = trace_id if isinstance(trace_id, int) else int.from_bytes(trace_id, "big")
         return SpanContext(tid, span_id, False, TraceFlags(TraceFlags.SAMPLED))
+
+
+def finished_span(
+    name: str,
+    context: SpanContext,
+    parent: SpanContext | None,
+    resource: Resource,
+    scope: InstrumentationScope,
+    start_ns: int,
+    end_ns: int,
+    attributes: Mapping[str, str | int | float] | None = None,
+    links: Sequence[Link] = (),
+    kind: SpanKind = SpanKind.INTERNAL,
+) -> ReadableSpan:
+    """A span recorded after the fact (its times come from RESULT timings or a page's
+    report), as the node and the web app both export them."""
+    return ReadableSpan(
+        name,
+        context=context,
+        parent=parent,
+        resource=resource,
+        attributes=attributes or {},
+        links=links,
+        kind=kind,
+        start_time=start_ns,
+        end_time=max(start_ns, end_ns),
+        instrumentation_scope=scope,
+    )

@@ -27,13 +27,14 @@ from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from gpu_backend.tracing import finished_span  # one span builder for both servers
 
 from .report import ReportLimiter
 
@@ -120,18 +121,11 @@ class PageTracer:
         kind: SpanKind = SpanKind.INTERNAL,
     ) -> None:
         self._processor.on_end(
-            ReadableSpan(
-                name,
-                context=context,
-                parent=parent,
-                resource=self._resource,
-                attributes=attributes or {},
+            finished_span(
+                name, context, parent, self._resource, SCOPE, start_ns, end_ns, attributes,
                 kind=kind,
-                start_time=start_ns,
-                end_time=end_ns,
-                instrumentation_scope=SCOPE,
             )
-        )
+        )  # fmt: skip
 
 
 def _is_number(value: object) -> bool:
