@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +88,10 @@ def run_model_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
         except (ModelImportError, OSError) as exc:
             parser.exit(2, f"edgesight: error: {exc}\n")
         card = result.card
-        print(
+        sys.stdout.write(
             f"{result.onnx_path}: {card.family}, {len(card.class_names)} classes, input "
             f"{card.input_width_px}x{card.input_height_px}, batch "
-            f"{'any' if result.is_batch_free else '1'}; serve with --model {result.onnx_path}"
+            f"{'any' if result.is_batch_free else '1'}; serve with --model {result.onnx_path}\n"
         )
         return 0
     from .quantize import QuantizeError, quantize_model
@@ -102,5 +103,5 @@ def run_model_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
         parser.exit(2, f"edgesight: error: {exc}\n")
     if args.report is not None:
         args.report.write_text(report.markdown(), encoding="utf-8")
-    print(report.summary())
+    sys.stdout.write(report.summary().rstrip("\n") + "\n")
     return 0
