@@ -25,16 +25,14 @@ from typing import Any
 
 from pyodide_client.model_card import ModelCard
 
+from .model_check import self_check
+from .model_errors import ModelImportError
 from .model_ops import unsupported_ops
 
 __all__ = ["ImportedModel", "ModelImportError", "SourceModel", "import_model", "read_names"]
 
 log = logging.getLogger(__name__)
 MIN_OPSET = 11
-
-
-class ModelImportError(ValueError):
-    """A model file that cannot be made into a product model; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -306,7 +304,6 @@ def import_model(
     licence: str | None = None,
 ) -> ImportedModel:
     onnx = _onnx()  # first: a one-line error when the extra is missing
-    from .model_check import self_check
     from .model_graph import FAMILY_DECODERS, wrap
 
     if not path.is_file():
