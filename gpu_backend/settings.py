@@ -11,6 +11,7 @@ from pyodide_client.node_url import node_url_problem
 
 from . import NodeError
 from .origins import OriginPolicy, default_origins, is_loopback_host, is_origin_pattern
+from .setting_values import BOOLEAN_EXPECTED, parse_boolean
 
 __all__ = ["DEFAULT_MODEL_PATH", "NodeSettings", "SettingsError"]
 
@@ -238,9 +239,9 @@ def _convert(cls: type[NodeSettings], name: str, raw: str, key: str) -> Any:
     if name in cls.OPTIONAL_PATHS:
         return Path(raw).expanduser() if raw else None
     default = getattr(cls, name)
+    if isinstance(default, bool) or name == "allow_anonymous":
+        return _boolean(key, raw)
     try:
-        if isinstance(default, bool) or name == "allow_anonymous":
-            return raw.strip().lower() in ("1", "true", "yes", "on")
         if isinstance(default, tuple):
             return tuple(item.strip() for item in raw.split(",") if item.strip())
         if isinstance(default, int):
@@ -253,6 +254,13 @@ def _convert(cls: type[NodeSettings], name: str, raw: str, key: str) -> Any:
         kind = {int: "an integer", float: "a number"}.get(type(default), "a value")
         raise SettingsError(f"{key}: expected {kind}, got {raw!r}") from None
     return raw
+
+
+def _boolean(key: str, raw: str) -> bool:
+    try:
+        return parse_boolean(raw)
+    except ValueError:
+        raise SettingsError(f"{key}: expected {BOOLEAN_EXPECTED}, got {raw!r}") from None
 
 
 def _check(ok: bool, name: str, value: object, expected: str) -> None:

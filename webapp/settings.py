@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from gpu_backend.setting_values import BOOLEAN_EXPECTED, parse_boolean
 from pyodide_client.encoding import MODES as FRAME_ENCODINGS
 from pyodide_client.node_url import node_url_problem
 
@@ -232,12 +233,10 @@ _INTEGERS = (
 
 
 def _boolean(key: str, raw: str) -> bool:
-    text = raw.strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("", "0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{key}: expected true or false (1/0, yes/no), got {raw!r}")
+    try:
+        return parse_boolean(raw)
+    except ValueError:
+        raise SettingsError(f"{key}: expected {BOOLEAN_EXPECTED}, got {raw!r}") from None
 
 
 MIN_SECRET_CHARS = 16
