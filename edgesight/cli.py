@@ -378,7 +378,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 close_timeout_s=node.close_timeout_s,
             )
             server = make_server(app, node.host, node.port, node.max_message_bytes, context, limits)
-            flag = "--node-port or EDGESIGHT_NODE_PORT" if args.command == "serve" else "--port"
+            flag = "--node-port or EDGESIGHT_NODE_PORT"
+            if args.command == "node":
+                flag = "--port or EDGESIGHT_NODE_PORT"
             node_socket = bind_listener(node.host, node.port, "the node", flag)
             servers.append((server, reloader, node_socket, "the node"))
         if args.command in ("serve", "webapp"):

@@ -3,7 +3,7 @@
 onnxruntime.quantization, static, QDQ format, per-channel weights, calibrated (MinMax) on the
 user's photos letterboxed exactly as the page does (pyodide_client.preprocess). Only ``Conv``
 is quantised: quantising every operator, the in-graph normalisation and box decode included,
-destroyed the output (every image gave the same top class; /work/shared/NOTES.md).
+destroyed the output (every image gave the same top class; measured, docs/models.md).
 
 The report compares the INT8 model with the float one on held-out photos, through the same
 post-processing as the node and the page (pyodide_client.postprocess.select):

@@ -44,6 +44,23 @@ def test_serve_exits_with_that_line_and_no_traceback(capsys: pytest.CaptureFixtu
     assert len(err.strip().splitlines()) == 1
 
 
+def test_a_node_on_a_port_in_use_names_its_flag_and_variable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as info:
+            main(["node", "--port", str(port)], environ={})
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"edgesight: error: the node cannot listen on 127.0.0.1:{port}: the port is already in "
+        "use (choose another with --port or EDGESIGHT_NODE_PORT, or stop what is using it)\n"
+    )
+
+
 def test_a_free_port_is_bound_and_listenable() -> None:
     sock = bind_listener("127.0.0.1", 0, "the node", "--node-port")
     try:
