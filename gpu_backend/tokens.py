@@ -198,6 +198,11 @@ class TokenVerifier:
                 f"token is not valid for another {nbf - now_s:.0f} s "
                 "(are the web app's and this node's clocks set right?)"
             )
+        if iat > now_s + self._leeway_s:  # a token from the future would outlive its lifetime
+            raise _deny(
+                f"token is issued {iat - now_s:.0f} s in the future "
+                "(are the web app's and this node's clocks set right?)"
+            )
         if exp - iat > MAX_LIFETIME_S:
             raise _deny(
                 f"token lives {exp - iat:.0f} s; this node accepts at most {MAX_LIFETIME_S:.0f} s"

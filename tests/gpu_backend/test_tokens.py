@@ -379,3 +379,18 @@ def test_without_a_refresh_the_stream_closes_when_its_token_lapses(
             events = _detect(conn, stream, 0.0)
             refused = [e for e in events if isinstance(e, AccessRefused)]
         assert refused[0].is_expired
+
+
+def test_a_token_issued_in_the_future_is_refused_beyond_the_leeway(clock: Clock) -> None:
+    # issue 17: "a token with a future iat is accepted". Its nbf and exp are fine, so only
+    # the iat check can refuse it; a few seconds of clock skew still pass.
+    key = Ed25519PrivateKey.generate()
+    verifier = TokenVerifier(key.public_key(), ["lab"], clock=clock)
+    now = int(clock.now_s)
+
+    def token(iat: int) -> str:
+        claims = {"iss": "edgesight", "sub": "x", "aud": "lab", "iat": iat, "nbf": now}
+        return jwt.encode({**claims, "exp": now + 300}, key, algorithm="EdDSA")
+
+    assert "issued 200 s in the future" in refusal(verifier, token(now + 200)).message
+    assert verifier.authenticate(token(now + 3), None).identity == "x"
