@@ -11,6 +11,14 @@ only so many connections, a WebSocket close frame goes out even to a client that
 read, and a too-large message's 1009 close frame reaches the client instead of being lost
 to a TCP reset.
 
+Client addresses: uvicorn's ``proxy_headers`` is off. It believed ``X-Forwarded-For`` and
+``X-Forwarded-Proto`` from 127.0.0.1 by default, so any local process could claim another
+address (issue 17, item 7). The web app reads forwarding headers itself, from its
+configured proxies only (``webapp/forwarded.py``); the node counts real peers.
+
+Access log: query parameters that carry secrets (``key``, ``token``) are written as
+``[redacted]`` (``RedactSecrets``), so a kiosk link's key never reaches a log file.
+
 TLS: given an ``ssl.SSLContext`` (``edgesight.tls.server_context``), a server speaks HTTPS
 and WSS. ``serve()`` runs a server together with its ``CertificateReloader``, so renewed
 certificate files are picked up by new connections without a restart.
@@ -20,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
 import socket
 import ssl
 import threading
@@ -33,7 +43,28 @@ from .guard import ServerLimits, protocol_classes
 from .lifecycle import QuietStartup, Server
 from .tls import CertificateReloader
 
-__all__ = ["ServerLimits", "ServerThread", "make_server", "serve"]
+__all__ = ["RedactSecrets", "ServerLimits", "ServerThread", "make_server", "serve"]
+
+SECRET_QUERY_PARAMS = ("key", "token")
+_SECRET_IN_QUERY = re.compile(rf"([?&](?:{'|'.join(SECRET_QUERY_PARAMS)})=)[^&#\s]*", re.I)
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites uvicorn access-log records: ``/kiosk?key=abc`` -> ``/kiosk?key=[redacted]``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                _SECRET_IN_QUERY.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
+
+
+def _redact_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactSecrets) for f in access.filters):
+        access.addFilter(RedactSecrets())
 
 
 def make_server(
@@ -45,6 +76,7 @@ def make_server(
     limits: ServerLimits | None = None,
 ) -> Server:
     http, ws = protocol_classes(limits or ServerLimits())
+    _redact_access_log()
     quiet = QuietStartup(app)
     config = uvicorn.Config(
         quiet,
@@ -57,6 +89,7 @@ def make_server(
         ws_max_size=max_message_bytes,  # larger messages close the connection with 1009
         log_config=None,
         lifespan="on",
+        proxy_headers=False,  # see the module docstring: never believed from anyone here
     )
     if ssl_context is not None:
         # uvicorn builds its own context from file names at load(); load now and put ours

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(chromium redis-server prometheus iproute2)
+# nginx: the trusted reverse proxy the web app is tested behind (tests/webapp/test_forwarded.py)
+apt_packages=(chromium redis-server prometheus iproute2 nginx)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -36,8 +36,34 @@ async function fromVersion(request) {
   return cached || fetch(request);
 }
 
+// A navigation asks the web app first (issue 18): a signed-out or expired browser gets its
+// redirect to the sign-in form (or its 401), never the kept page, and a signed-in one the
+// page as it is now. Only when the web app cannot be reached is the kept page served (an
+// offline kiosk), or when it has not answered within NAVIGATION_WAIT_MS (a network that
+// drops packets rather than refusing). Scripts and runtimes still come from the kept version.
+const NAVIGATION_WAIT_MS = 5000;
+
+async function navigation(request) {
+  const kept = () => caches.match(request, { cacheName: CACHE, ignoreSearch: true });
+  const answer = fetch(request);
+  let timer;
+  const late = new Promise((resolve) => { timer = setTimeout(resolve, NAVIGATION_WAIT_MS, null); });
+  try {
+    const response = await Promise.race([answer, late]);
+    if (response) return response;
+    return (await kept()) || (await answer);
+  } catch (err) {
+    const cached = await kept();
+    if (cached) return cached;
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
   if (event.request.method !== "GET" || url.origin !== self.location.origin) return;
-  if (KEPT.has(url.pathname)) event.respondWith(fromVersion(event.request));
+  if (!KEPT.has(url.pathname)) return;
+  event.respondWith(event.request.mode === "navigate" ? navigation(event.request) : fromVersion(event.request));
 });

@@ -29,6 +29,8 @@ from .assets import (
     VendorFiles,
     client_package_zip,
 )
+from .attempts import KioskKeyLimiter, LoginLimiter
+from .forwarded import ForwardedClient, parse_networks
 from .headers import NO_CACHE, SecurityHeaders
 from .metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, WebappMetrics, is_authorised
 from .model_files import choose_local_model
@@ -36,8 +38,9 @@ from .offline import OfflineManifest, service_worker_script
 from .registry import NodeRegistry, RegistryStore
 from .registry_routes import registry_routes
 from .report import report_route
+from .sessions import MemorySessions, RedisSessions, SessionStore
 from .settings import WebappSettings
-from .signin import AuthMode, Door, LoginLimiter, SessionCodec, parse_networks
+from .signin import AuthMode, Door, SessionCodec
 from .signin_routes import SignInGate, signin_routes
 from .tokens import TokenSigner
 from .tracing import PageTracer, trace_route
@@ -98,7 +101,13 @@ def _warn_if_open(settings: WebappSettings) -> None:
     )
 
 
-def _door(settings: WebappSettings, signer: TokenSigner) -> Door:
+def _session_store(settings: WebappSettings) -> SessionStore:
+    if settings.redis_url:
+        return RedisSessions.from_url(settings.redis_url)
+    return MemorySessions()
+
+
+def _door(settings: WebappSettings, signer: TokenSigner, store: SessionStore) -> Door:
     users = Users.load(settings.users_file) if settings.users_file is not None else Users()
     modes = [AuthMode(mode) for mode in settings.auth_modes]
     if AuthMode.USERS in modes and not users.users:
@@ -111,20 +120,27 @@ def _door(settings: WebappSettings, signer: TokenSigner) -> Door:
         modes,
         users,
         SessionCodec(signer.session_secret(), settings.session_lifetime_s),
+        store,
         proxy_header=settings.proxy_user_header,
         trusted_proxies=parse_networks(settings.trusted_proxies),
     )
 
 
-def create_app(settings: WebappSettings, registry_store: RegistryStore | None = None) -> Starlette:
-    """``registry_store``: where node heartbeats go (default: from the settings); the app's
-    lifespan opens and closes it."""
+def create_app(
+    settings: WebappSettings,
+    registry_store: RegistryStore | None = None,
+    session_store: SessionStore | None = None,
+) -> Starlette:
+    """``registry_store``: where node heartbeats go, ``session_store``: the live sessions
+    (defaults: from the settings, Redis when EDGESIGHT_REDIS_URL is set); the app's lifespan
+    opens and closes both."""
     registry = NodeRegistry.from_settings(settings, registry_store)
     metrics = WebappMetrics(registry)
     signer = TokenSigner.from_file(
         settings.token_key_path, settings.cluster_name, settings.token_lifetime_s
     )
-    door = _door(settings, signer)
+    sessions = session_store if session_store is not None else _session_store(settings)
+    door = _door(settings, signer, sessions)
     _warn_if_open(settings)
     runtimes = BrowserRuntimes.locate(settings.vendor_dir)
     card_path = settings.model_dir / "model.json"
@@ -206,10 +222,17 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
     )
 
     async def index(request: Request) -> HTMLResponse:
+        # The gate has checked the session; a person signed in with a password gets the
+        # sign-out control (a proxy's user signs out at the proxy, a kiosk never does).
+        session = await door.session(request) if door.has(AuthMode.USERS) else None
         return templates.TemplateResponse(
             request,
             "index.html",
-            {"config_json": config_json, "model": card},
+            {
+                "config_json": config_json,
+                "model": card,
+                "signed_in_as": session.identity if session and session.kind == "user" else "",
+            },
             headers={"Cache-Control": NO_CACHE},
         )
 
@@ -217,7 +240,7 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
         return templates.TemplateResponse(
             request,
             "index.html",
-            {"config_json": kiosk_json, "model": card},
+            {"config_json": kiosk_json, "model": card, "signed_in_as": ""},
             headers={"Cache-Control": NO_CACHE},
         )
 
@@ -273,9 +296,11 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with registry.lifespan(app):
+            await sessions.open()
             try:
                 yield
             finally:
+                await sessions.close()
                 if tracer is not None:
                     await asyncio.to_thread(tracer.shutdown)  # sends the spans still queued
 
@@ -306,9 +331,16 @@ def create_app(settings: WebappSettings, registry_store: RegistryStore | None = 
             Mount(ort_url.rstrip("/"), VendorFiles(runtimes.ort_dir, ORT_FILES)),
         ],
         middleware=[
+            # first: every later layer sees the client as the trusted proxies vouch for it
+            Middleware(ForwardedClient, trusted_proxies=parse_networks(settings.trusted_proxies)),
             Middleware(SecurityHeaders),
             Middleware(MetricsMiddleware, metrics),
-            Middleware(SignInGate, door=door, session_max_age_s=int(settings.session_lifetime_s)),
+            Middleware(
+                SignInGate,
+                door=door,
+                session_max_age_s=int(settings.session_lifetime_s),
+                kiosk_limiter=KioskKeyLimiter(),
+            ),
         ],
         lifespan=lifespan,
     )

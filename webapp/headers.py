@@ -15,6 +15,9 @@
   otherwise where it helps: vendor files ``immutable`` (their URL carries the npm version),
   the page, its scripts and the model ``no-cache`` (revalidated, so a deploy is seen at once).
 
+- ``Strict-Transport-Security`` on responses served over https (directly, or through a
+  trusted TLS-terminating proxy: ``forwarded.py``), so a browser never tries http again.
+
 A header a route sets itself is kept (``setdefault``).
 """
 
@@ -25,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
+    "HSTS",
     "ISOLATION_HEADERS",
     "NO_CACHE",
     "NO_STORE",
@@ -68,6 +72,10 @@ SECURITY_HEADERS = {
 }
 
 
+# Two years, the value hstspreload.org asks for; subdomains are not this app's to decide.
+HSTS = "max-age=63072000"
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -82,6 +90,8 @@ class SecurityHeaders:
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
+                if scope.get("scheme") == "https":
+                    headers.setdefault("Strict-Transport-Security", HSTS)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -11,8 +11,9 @@ Modes (``EDGESIGHT_AUTH``, several may be combined with commas):
                   from the configured proxy addresses
 
 A signed-in browser carries a session cookie: ``<payload>.<HMAC-SHA256>``, HttpOnly,
-SameSite=Strict, Secure on https. Failed sign-ins are rate-limited per address and per
-user name in tables of bounded size.
+SameSite=Strict, Secure on https. The cookie names a session on record in the session
+store (``sessions.py``): signing out ends it on every web app instance sharing the store.
+Failed sign-ins and wrong kiosk keys are rate-limited (``attempts.py``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ import base64
 import enum
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
+import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -33,13 +33,15 @@ from starlette.requests import HTTPConnection
 
 from gpu_backend.access import ANONYMOUS
 
+from .forwarded import Network, is_in, parse_networks, peer_address
+from .sessions import SessionStore
 from .users import Users
 
 __all__ = [
     "SESSION_COOKIE",
     "AuthMode",
     "Door",
-    "LoginLimiter",
+    "Session",
     "SessionCodec",
     "parse_networks",
 ]
@@ -57,79 +59,15 @@ class AuthMode(enum.Enum):
     PROXY_HEADER = "proxy-header"
 
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(items: Iterable[str]) -> tuple[Network, ...]:
-    """Addresses or CIDR blocks; raises ValueError naming the bad item."""
-    networks = []
-    for item in items:
-        try:
-            networks.append(ipaddress.ip_network(item.strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"expected an IP address or CIDR block, got {item!r}") from None
-    return tuple(networks)
-
-
-class LoginLimiter:
-    """Failed sign-ins allowed per user name and per client address within a window.
-
-    Each key counts failures in a fixed window that starts at its first failure. At most
-    ``max_entries`` keys are kept (least recently failed dropped first), so a flood of
-    made-up names cannot grow memory; a dropped key only forgets its count."""
-
-    def __init__(
-        self,
-        *,
-        per_user: int = 5,
-        per_address: int = 20,
-        window_s: float = 300.0,
-        max_entries: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.per_user, self.per_address = per_user, per_address
-        self.window_s, self.max_entries = window_s, max_entries
-        self._clock = clock
-        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
-
-    def _count(self, key: str, now_s: float) -> tuple[int, float]:
-        count, since_s = self._failures.get(key, (0, now_s))
-        if now_s - since_s >= self.window_s:
-            self._failures.pop(key, None)
-            return 0, now_s
-        return count, since_s
-
-    def retry_after_s(self, address: str, user: str) -> float:
-        """0 when a sign-in may be tried now; else the seconds until it may."""
-        now_s = self._clock()
-        wait_s = 0.0
-        for key, limit in ((f"u:{user}", self.per_user), (f"a:{address}", self.per_address)):
-            count, since_s = self._count(key, now_s)
-            if count >= limit:
-                wait_s = max(wait_s, since_s + self.window_s - now_s)
-        return wait_s
-
-    def failed(self, address: str, user: str) -> None:
-        now_s = self._clock()
-        for key in (f"u:{user}", f"a:{address}"):
-            count, since_s = self._count(key, now_s)
-            self._failures[key] = (count + 1, since_s)
-            self._failures.move_to_end(key)
-        while len(self._failures) > self.max_entries:
-            self._failures.popitem(last=False)
-
-    def succeeded(self, user: str) -> None:
-        self._failures.pop(f"u:{user}", None)
-
-    def __len__(self) -> int:
-        return len(self._failures)
-
-
 @dataclass(frozen=True)
 class Session:
     identity: str
     kind: str  # "user" | "kiosk"
     expires_s: float
+    sid: str  # its id in the session store
+
+
+SID_BYTES = 16
 
 
 class SessionCodec:
@@ -145,14 +83,21 @@ class SessionCodec:
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._secret, payload, hashlib.sha256).digest()
 
-    def encode(self, identity: str, kind: str) -> str:
+    def encode(self, identity: str, kind: str) -> tuple[str, Session]:
+        """A new session (with a fresh random id) and its cookie value."""
+        session = Session(
+            identity,
+            kind,
+            float(int(self._clock() + self.lifetime_s)),
+            secrets.token_urlsafe(SID_BYTES),
+        )
         body = json.dumps(
-            {"sub": identity, "kind": kind, "exp": int(self._clock() + self.lifetime_s)},
+            {"sub": identity, "kind": kind, "exp": int(session.expires_s), "sid": session.sid},
             separators=(",", ":"),
         ).encode()
         payload = base64.urlsafe_b64encode(body).rstrip(b"=")
         mac = base64.urlsafe_b64encode(self._mac(payload)).rstrip(b"=")
-        return (payload + b"." + mac).decode("ascii")
+        return (payload + b"." + mac).decode("ascii"), session
 
     def decode(self, value: str) -> Session | None:
         """The session in a cookie value, or None for a forged, expired or garbled one."""
@@ -162,20 +107,25 @@ class SessionCodec:
             if not hmac.compare_digest(given, self._mac(payload)):
                 return None
             data = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
-            session = Session(str(data["sub"]), str(data["kind"]), float(data["exp"]))
+            session = Session(
+                str(data["sub"]), str(data["kind"]), float(data["exp"]), str(data["sid"])
+            )
         except (ValueError, KeyError, TypeError):
             return None
         return session if session.expires_s > self._clock() else None
 
 
 class Door:
-    """Decides who a request comes from (None: nobody the web app knows)."""
+    """Decides who a request comes from (None: nobody the web app knows).
+
+    Raises ``SessionStoreUnavailable`` when a session cookie cannot be checked."""
 
     def __init__(
         self,
         modes: Iterable[AuthMode],
         users: Users,
         sessions: SessionCodec,
+        store: SessionStore,
         *,
         proxy_header: str = "X-Forwarded-User",
         trusted_proxies: tuple[Network, ...] = (),
@@ -183,6 +133,7 @@ class Door:
         self.modes = frozenset(modes) - {AuthMode.NONE}
         self.users = users
         self.sessions = sessions
+        self.store = store
         self.proxy_header = proxy_header.lower()
         self.trusted_proxies = trusted_proxies
 
@@ -193,7 +144,7 @@ class Door:
     def has(self, mode: AuthMode) -> bool:
         return mode in self.modes
 
-    def identity(self, conn: HTTPConnection) -> str | None:
+    async def identity(self, conn: HTTPConnection) -> str | None:
         if not self.is_required:
             return ANONYMOUS
         if self.has(AuthMode.PROXY_HEADER):
@@ -206,12 +157,32 @@ class Door:
                 kiosk = self.users.kiosk_for_key(key)
                 if kiosk:
                     return f"kiosk:{kiosk}"
+        session = await self.session(conn)
+        return session.identity if session is not None else None
+
+    async def session(self, conn: HTTPConnection) -> Session | None:
+        """The live session the request's cookie names, if any."""
         cookie = conn.cookies.get(SESSION_COOKIE)
-        if cookie:
-            session = self.sessions.decode(cookie)
-            if session is not None and self._session_allowed(session):
-                return session.identity
-        return None
+        if not cookie:
+            return None
+        session = self.sessions.decode(cookie)
+        if session is None or not self._session_allowed(session):
+            return None
+        return session if await self.store.is_live(session.sid) else None
+
+    async def start_session(self, identity: str, kind: str) -> str:
+        """A new session on record; returns its cookie value."""
+        value, session = self.sessions.encode(identity, kind)
+        await self.store.add(session.sid, self.sessions.lifetime_s)
+        return value
+
+    async def end_session(self, conn: HTTPConnection) -> Session | None:
+        """Ends the request's session everywhere; the session that ended, if any."""
+        cookie = conn.cookies.get(SESSION_COOKIE)
+        session = self.sessions.decode(cookie) if cookie else None
+        if session is None or not await self.store.end(session.sid):
+            return None
+        return session
 
     def _session_allowed(self, session: Session) -> bool:
         # A session outlives neither its mode nor its account: a user removed from the
@@ -227,8 +198,9 @@ class Door:
         value = conn.headers.get(self.proxy_header)
         if not value:
             return None
-        address = conn.client.host if conn.client else ""
-        if not self.is_trusted_proxy(address):
+        # The TCP peer, not a forwarded address: X-Forwarded-For is the client's to write.
+        address = peer_address(conn)
+        if not is_in(address, self.trusted_proxies):
             log.warning(
                 "ignored %s from %s: not a trusted proxy (EDGESIGHT_TRUSTED_PROXIES)",
                 self.proxy_header,
@@ -237,19 +209,8 @@ class Door:
             return None
         return value.strip()[:128] or None
 
-    def is_trusted_proxy(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.trusted_proxies)
-
-    def kiosk_session(self, key: str) -> tuple[str, str] | None:
-        """(identity, cookie value) for a valid kiosk key, else None."""
+    def kiosk_name(self, key: str) -> str | None:
+        """The kiosk a key belongs to, or None (also when kiosk keys are off)."""
         if not self.has(AuthMode.KIOSK_KEY):
             return None
-        kiosk = self.users.kiosk_for_key(key)
-        if kiosk is None:
-            return None
-        identity = f"kiosk:{kiosk}"
-        return identity, self.sessions.encode(identity, "kiosk")
+        return self.users.kiosk_for_key(key)

@@ -3,14 +3,18 @@
     GET  /login           the sign-in form (EDGESIGHT_AUTH=users)
     POST /login           user + password -> session cookie, 303 to ``next``; 429 when
                           rate-limited
-    POST /logout          clears the session cookie
+    GET  /logout          a one-button page that signs out (POST), for a typed-in URL
+    POST /logout          ends the session on record (every instance sharing the store)
+                          and clears the cookie; 303 to the sign-in form
     POST /api/token       a stream token for the signed-in page (401 without sign-in)
     GET  /api/token-key   the public key nodes verify tokens with (PEM)
 
 ``SignInGate`` guards the page, its config and the node list: without sign-in a page
 request is redirected to /login (or told to use its kiosk link), an API request gets 401.
 A page opened with ``?key=<kiosk key>`` gets a session cookie and is redirected to the
-same URL without the key, so the key does not stay in the address bar or history.
+same URL without the key, so the key does not stay in the address bar or history; the
+access log never shows it (``AccessLogRedaction``). Wrong keys are limited per address
+(``KioskKeyLimiter``) and logged at most twice per address and window.
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .signin import SESSION_COOKIE, AuthMode, Door, LoginLimiter
+from .attempts import KioskKeyLimiter, Limited, LoginLimiter, Reservation
+from .forwarded import client_address
+from .sessions import SessionStoreUnavailable
+from .signin import SESSION_COOKIE, AuthMode, Door
 from .tokens import TokenSigner
 
 __all__ = ["PROTECTED_PATHS", "SignInGate", "signin_routes"]
@@ -41,15 +48,16 @@ log = logging.getLogger(__name__)
 
 PROTECTED_PAGES = ("/", "/kiosk")
 PROTECTED_API = ("/api/token", "/api/nodes")
-PROTECTED_PATHS = PROTECTED_PAGES + PROTECTED_API
+# The kiosk's own picture or video (EDGESIGHT_KIOSK_SOURCE) is for signed-in kiosks only.
+PROTECTED_FILES = ("/kiosk/source",)
+PROTECTED_PATHS = PROTECTED_PAGES + PROTECTED_API + PROTECTED_FILES
 NO_STORE = {"Cache-Control": "no-store"}
 MAX_FORM_FIELD_CHARS = 1024
 MAX_FORM_BYTES = 8 * 1024
 FORM_TYPE = "application/x-www-form-urlencoded"
 
 
-def _address(conn: HTTPConnection) -> str:
-    return conn.client.host if conn.client else "unknown"
+_address = client_address
 
 
 def _is_https(conn: HTTPConnection) -> bool:
@@ -85,10 +93,17 @@ def _without_key(request: Request) -> str:
 class SignInGate:
     """ASGI middleware: lets requests for protected paths through only with an identity."""
 
-    def __init__(self, app: ASGIApp, door: Door, session_max_age_s: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        door: Door,
+        session_max_age_s: int,
+        kiosk_limiter: KioskKeyLimiter | None = None,
+    ) -> None:
         self.app = app
         self.door = door
         self.session_max_age_s = session_max_age_s
+        self.kiosk_limiter = kiosk_limiter or KioskKeyLimiter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -96,21 +111,33 @@ class SignInGate:
             scope["type"] != "http"
             or not self.door.is_required
             or path not in PROTECTED_PATHS
-            # node heartbeats carry the registry secret; only the listing is guarded
-            or (path == "/api/nodes" and scope.get("method") != "GET")
+            # node heartbeats carry the registry secret; only the listing (GET, and HEAD,
+            # which answers like GET without the body) is guarded
+            or (path == "/api/nodes" and scope.get("method") not in ("GET", "HEAD"))
         ):
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
         key = request.query_params.get("key")
-        if key and path in PROTECTED_PAGES and self.door.has(AuthMode.KIOSK_KEY):
-            response = self._kiosk_sign_in(request, key)
+        try:
+            if key and path in PROTECTED_PAGES and self.door.has(AuthMode.KIOSK_KEY):
+                response = await self._kiosk_sign_in(request, key)
+                await response(scope, receive, send)
+                return
+            identity = await self.door.identity(request)
+        except SessionStoreUnavailable:
+            response = PlainTextResponse(
+                "Sign-in cannot be checked right now (the session store does not answer); "
+                "try again shortly.",
+                status_code=503,
+                headers={**NO_STORE, "Retry-After": "5"},
+            )
             await response(scope, receive, send)
             return
-        if self.door.identity(request) is not None:
+        if identity is not None:
             await self.app(scope, receive, send)
             return
-        if path in PROTECTED_API:
+        if path in PROTECTED_API or path in PROTECTED_FILES:
             response = JSONResponse(
                 {"error": "sign in first: this web app requires sign-in (EDGESIGHT_AUTH)"},
                 status_code=401,
@@ -130,20 +157,45 @@ class SignInGate:
             )
         await response(scope, receive, send)
 
-    def _kiosk_sign_in(self, request: Request, key: str) -> Response:
-        found = self.door.kiosk_session(key)
-        if found is None:
-            log.warning("refused a kiosk key from %s: unknown key", _address(request))
+    async def _kiosk_sign_in(self, request: Request, key: str) -> Response:
+        address = _address(request)
+        try:
+            reservation = self.kiosk_limiter.reserve_key(address)
+        except Limited as limited:
+            return PlainTextResponse(
+                "Too many wrong kiosk keys from this address; try again later.",
+                status_code=429,
+                headers={**NO_STORE, "Retry-After": str(int(limited.retry_after_s) + 1)},
+            )
+        kiosk = self.door.kiosk_name(key)
+        if kiosk is None:
+            self._log_wrong_key(address, reservation)
             return PlainTextResponse(
                 "This kiosk key is not known to the web app (replaced, or mistyped).",
                 status_code=401,
                 headers=NO_STORE,
             )
-        identity, cookie = found
-        log.info("%s signed in from %s with its kiosk key", identity, _address(request))
+        self.kiosk_limiter.give_back(reservation)
+        identity = f"kiosk:{kiosk}"
+        cookie = await self.door.start_session(identity, "kiosk")
+        log.info("%s signed in from %s with its kiosk key", identity, address)
         response = RedirectResponse(_without_key(request), status_code=303, headers=NO_STORE)
         set_session_cookie(response, request, cookie, self.session_max_age_s)
         return response
+
+    def _log_wrong_key(self, address: str, reservation: Reservation) -> None:
+        # Sampled: the first wrong key from an address in a window, and the one that
+        # reaches the limit; the refusals in between and after are not logged one by one.
+        count, limit = reservation.counts[0], self.kiosk_limiter.per_address
+        if count == 1:
+            log.warning("refused a kiosk key from %s: unknown key", address)
+        elif count == limit:
+            log.warning(
+                "refused %d unknown kiosk keys from %s; it is refused for %.0f s",
+                count,
+                address,
+                self.kiosk_limiter.window_s,
+            )
 
 
 async def _small_form(request: Request) -> dict[str, str] | None:
@@ -210,38 +262,69 @@ def signin_routes(
         password = form.get("password", "")[:MAX_FORM_FIELD_CHARS]
         target = _safe_next(form.get("next", "/"))
         address = _address(request)
-        wait_s = limiter.retry_after_s(address, user)
-        if wait_s > 0:
+        try:
+            # Reserved before the hash: parallel guesses cannot all pass a check that
+            # counts only the failures already finished (attempts.py).
+            reservation = limiter.reserve_sign_in(address, user)
+        except Limited as limited:
             log.warning("sign-in for %r from %s: rate-limited", user, address)
             response = _form(
                 request,
-                f"Too many failed sign-ins. Try again in {wait_s:.0f} s.",
+                f"Too many failed sign-ins. Try again in {limited.retry_after_s:.0f} s.",
                 status_code=429,
                 user=user,
             )
-            response.headers["Retry-After"] = str(int(wait_s) + 1)
+            response.headers["Retry-After"] = str(int(limited.retry_after_s) + 1)
             return response
         # scrypt takes tens of milliseconds by design: not on the event loop
         is_known = bool(user) and await asyncio.to_thread(door.users.check_password, user, password)
         if not is_known:
-            limiter.failed(address, user)
             log.warning("sign-in for %r from %s: wrong user name or password", user, address)
             return _form(request, "Wrong user name or password.", status_code=401, user=user)
-        limiter.succeeded(user)
+        limiter.signed_in(reservation)
+        try:
+            cookie = await door.start_session(user, "user")
+        except SessionStoreUnavailable:
+            return _form(
+                request,
+                "Signing in is not possible right now (the session store does not answer).",
+                status_code=503,
+                user=user,
+            )
         log.info("%s signed in from %s", user, address)
         redirect = RedirectResponse(target, status_code=303, headers=NO_STORE)
-        set_session_cookie(redirect, request, door.sessions.encode(user, "user"), session_max_age_s)
+        set_session_cookie(redirect, request, cookie, session_max_age_s)
         return redirect
 
+    async def logout_form(request: Request) -> Response:
+        # A typed-in or bookmarked /logout: a GET must not change state (a link or an
+        # <img> on another site could sign people out), so it shows a button that POSTs.
+        return templates.TemplateResponse(request, "logout.html", {}, headers=NO_STORE)
+
     async def logout(request: Request) -> Response:
-        response = RedirectResponse("/login" if door.has(AuthMode.USERS) else "/", 303)
+        try:
+            ended = await door.end_session(request)
+        except SessionStoreUnavailable:
+            return PlainTextResponse(
+                "Signing out is not possible right now (the session store does not answer); "
+                "try again shortly.",
+                status_code=503,
+                headers={**NO_STORE, "Retry-After": "5"},
+            )
+        if ended is not None:
+            log.info("%s signed out from %s", ended.identity, _address(request))
+        target = "/login" if door.has(AuthMode.USERS) else "/"
+        response = RedirectResponse(target, 303, headers=NO_STORE)
         response.delete_cookie(
             SESSION_COOKIE, path="/", httponly=True, secure=_is_https(request), samesite="strict"
         )
         return response
 
     async def token(request: Request) -> Response:
-        identity = door.identity(request)  # the gate let only known identities through
+        try:
+            identity = await door.identity(request)  # the gate let only known ones through
+        except SessionStoreUnavailable:
+            identity = None
         if identity is None:
             return JSONResponse({"error": "sign in first"}, status_code=401, headers=NO_STORE)
         origin = _page_origin(request)
@@ -269,6 +352,7 @@ def signin_routes(
     return [
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
+        Route("/logout", logout_form, methods=["GET"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/api/token", token, methods=["POST"]),
         Route("/api/token-key", token_key, methods=["GET"]),

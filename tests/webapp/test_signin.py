@@ -10,8 +10,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from webapp.app import create_app
+from webapp.attempts import Limited, LoginLimiter
 from webapp.settings import SettingsError, WebappSettings
-from webapp.signin import SESSION_COOKIE, LoginLimiter, SessionCodec
+from webapp.signin import SESSION_COOKIE, SessionCodec
 from webapp.users import Users, UsersFileError, hash_password, verify_password
 
 BASE = "https://edge.example"
@@ -127,7 +128,7 @@ def test_a_wrong_password_says_so_and_never_redirects_off_site(
 
 def test_a_forged_or_tampered_cookie_is_not_a_session(tmp_path: Path, users_file: Path) -> None:
     client = _app(tmp_path, users_file, auth_modes=("users",))
-    other_key = SessionCodec(b"another web app's secret", 3600).encode("alice", "user")
+    other_key, _ = SessionCodec(b"another web app's secret", 3600).encode("alice", "user")
     client.cookies.set(SESSION_COOKIE, other_key)
     assert client.get("/").status_code == 303
     client.cookies.set(SESSION_COOKIE, "garbage.garbage")
@@ -137,8 +138,8 @@ def test_a_forged_or_tampered_cookie_is_not_a_session(tmp_path: Path, users_file
 def test_sessions_expire() -> None:
     clock = Clock()
     codec = SessionCodec(b"k" * 32, lifetime_s=60, clock=clock)
-    value = codec.encode("alice", "user")
-    assert codec.decode(value) is not None
+    value, session = codec.encode("alice", "user")
+    assert codec.decode(value) == session
     clock.now_s += 61
     assert codec.decode(value) is None
 
@@ -157,17 +158,45 @@ def test_the_rate_limit_kicks_in_per_user_and_then_lets_go(
 
 def test_the_limiter_counts_per_address_and_per_user_in_bounded_memory() -> None:
     clock = Clock()
-    limiter = LoginLimiter(per_user=3, per_address=5, window_s=60, max_entries=100, clock=clock)
+    limiter = LoginLimiter(
+        per_user_address=3, per_address=5, per_user=8, window_s=60, max_entries=100, clock=clock
+    )
     for i in range(5):  # five names from one address
-        assert limiter.retry_after_s("10.0.0.1", f"user{i}") == 0
-        limiter.failed("10.0.0.1", f"user{i}")
-    assert limiter.retry_after_s("10.0.0.1", "someone-else") == 60
-    assert limiter.retry_after_s("10.0.0.2", "user0") == 0  # that user failed once only
+        limiter.reserve_sign_in("10.0.0.1", f"user{i}")
+    with pytest.raises(Limited) as limited:
+        limiter.reserve_sign_in("10.0.0.1", "someone-else")
+    assert limited.value.retry_after_s == 60
+    limiter.reserve_sign_in("10.0.0.2", "user0")  # that user failed once only
     clock.now_s += 61
-    assert limiter.retry_after_s("10.0.0.1", "someone-else") == 0
+    limiter.reserve_sign_in("10.0.0.1", "someone-else")
     for i in range(10_000):  # a flood of made-up names and addresses
-        limiter.failed(f"10.1.{i // 256}.{i % 256}", f"made-up-{i}")
+        limiter.reserve_sign_in(f"10.1.{i // 256}.{i % 256}", f"made-up-{i}")
     assert len(limiter) <= 100
+
+
+def test_the_limiter_reserves_before_the_check_and_a_success_gives_back() -> None:
+    limiter = LoginLimiter(per_user_address=3, per_address=20, per_user=100, clock=Clock())
+    held = [limiter.reserve_sign_in("10.0.0.1", "alice") for _ in range(3)]  # in flight
+    with pytest.raises(Limited):  # nothing has failed yet: the reservations count
+        limiter.reserve_sign_in("10.0.0.1", "alice")
+    limiter.signed_in(held[0])  # one of them was right: alice starts afresh there
+    limiter.reserve_sign_in("10.0.0.1", "alice")
+
+
+def test_one_address_cannot_lock_a_user_out_of_another_but_many_addresses_can() -> None:
+    limiter = LoginLimiter(per_user_address=5, per_address=20, per_user=12, clock=Clock())
+    for _ in range(5):
+        limiter.reserve_sign_in("10.6.6.6", "alice")
+    with pytest.raises(Limited):
+        limiter.reserve_sign_in("10.6.6.6", "alice")
+    limiter.reserve_sign_in("10.0.0.1", "alice")  # the real alice, elsewhere
+    for host in range(2, 9):  # a botnet: the looser per-user limit stops it
+        try:
+            limiter.reserve_sign_in(f"10.7.7.{host}", "alice")
+        except Limited:
+            break
+    else:
+        pytest.fail("the per-user limit never applied")
 
 
 def test_a_kiosk_key_signs_the_kiosk_in_once_and_leaves_the_address_bar(
