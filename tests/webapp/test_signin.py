@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from edgesight.serving import ServerThread
 from webapp.app import create_app
 from webapp.attempts import Limited, LoginLimiter
 from webapp.settings import SettingsError, WebappSettings
@@ -281,3 +283,93 @@ def test_a_stray_key_parameter_is_no_kiosk_sign_in_where_kiosk_keys_are_off(
     page = client.get("/?key=whatever")
     assert page.status_code == 303
     assert page.headers["location"].startswith("/login?next=")
+
+
+# -- kiosk keys: out of logs, wrong ones limited (issue 17, item 6) -------------------------
+def test_a_kiosk_key_never_reaches_the_access_log(
+    tmp_path: Path, users_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    users = Users.load(users_file)
+    key = users.add_kiosk("lobby")
+    users.save(users_file)
+    settings = WebappSettings(
+        node_urls=("ws://127.0.0.1:9999/ws",),
+        token_key_path=tmp_path / "key.pem",
+        users_file=users_file,
+        auth_modes=("kiosk-key",),
+    )
+    with (
+        caplog.at_level(logging.INFO, logger="uvicorn.access"),
+        ServerThread(create_app(settings)) as server,
+    ):
+        with httpx.Client(base_url=server.http_url, follow_redirects=True) as browser:
+            entered = browser.get(f"/kiosk?camera=2&key={key}")
+        wrong = httpx.get(f"{server.http_url}/kiosk?key=not-{key[:10]}")
+    assert entered.status_code == 200  # followed the redirect to the clean URL, signed in
+    assert entered.url.query == b"camera=2"
+    assert wrong.status_code == 401
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "/kiosk?camera=2&key=[redacted]" in logged
+    assert key not in logged
+    assert key[:10] not in logged
+
+
+def test_wrong_kiosk_keys_are_limited_per_address_with_sampled_log_lines(
+    tmp_path: Path, users_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    users = Users.load(users_file)
+    key = users.add_kiosk("lobby")
+    users.save(users_file)
+    settings = WebappSettings(
+        node_urls=("ws://127.0.0.1:9999/ws",),
+        token_key_path=tmp_path / "key.pem",
+        users_file=users_file,
+        auth_modes=("kiosk-key",),
+    )
+    app = create_app(settings)
+    flood = TestClient(app, base_url=BASE, client=("10.6.6.6", 4000), follow_redirects=False)
+    kiosk = TestClient(app, base_url=BASE, client=("10.0.0.7", 4000), follow_redirects=False)
+    with caplog.at_level(logging.WARNING, logger="webapp.signin_routes"):
+        statuses = [flood.get(f"/kiosk?key=guess{i}").status_code for i in range(500)]
+    assert statuses[:10] == [401] * 10
+    assert set(statuses[10:]) == {429}
+    refusals = [r for r in caplog.records if "kiosk key" in r.getMessage()]
+    assert len(refusals) == 2  # the first, and the one that reached the limit
+    assert kiosk.get(f"/kiosk?key={key}").status_code == 303  # another address: fine
+
+
+def test_the_kiosk_source_and_head_requests_need_sign_in(tmp_path: Path, users_file: Path) -> None:
+    source = tmp_path / "loop.png"
+    source.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    client = _app(tmp_path, users_file, auth_modes=("users",), kiosk_source=source)
+    assert client.get("/kiosk/source").status_code == 401
+    assert client.head("/kiosk/source").status_code == 401
+    assert client.head("/api/nodes").status_code == 401
+    assert client.head("/").status_code == 303
+    _sign_in(client, "alice", "correct horse battery")
+    assert client.get("/kiosk/source").status_code == 200
+    assert client.head("/api/nodes").status_code == 200
+
+
+def test_hsts_is_sent_over_https_only(tmp_path: Path) -> None:
+    https = _app(tmp_path, None)  # base_url https://edge.example
+    assert https.get("/healthz").headers["strict-transport-security"] == "max-age=63072000"
+    plain = TestClient(https.app, base_url="http://127.0.0.1:8000")
+    assert "strict-transport-security" not in plain.get("/healthz").headers
+
+
+def test_the_page_offers_sign_out_only_to_a_signed_in_person(
+    tmp_path: Path, users_file: Path
+) -> None:
+    client = _app(tmp_path, users_file, auth_modes=("users",))
+    _sign_in(client, "alice", "correct horse battery")
+    page = client.get("/")
+    assert 'action="/logout"' in page.text
+    assert "Signed in as alice" in page.text
+    assert 'action="/logout"' not in _app(tmp_path, None).get("/").text  # sign-in is off
+    confirm = client.get("/logout")  # typed in: a button, and still signed in
+    assert confirm.status_code == 200
+    assert 'method="post" action="/logout"' in confirm.text
+    assert client.get("/").status_code == 200
+    client.post("/logout")
+    assert client.get("/").status_code == 303
