@@ -4,10 +4,13 @@ comes back and detects even when the web app (and every node) is unreachable."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from conftest import BrowserPage, NodeProcess, start_webapp
 from playwright.sync_api import expect
+
+from webapp.users import Users
 
 pytestmark = pytest.mark.e2e
 
@@ -17,6 +20,13 @@ LOCAL_CAT_DRAWN = """(after) => {
     const e = window.edgesight;
     return e && e.timings.filter(t => t.mode === "local").length > after
         && (e.lastBoxes.local || []).some(b => b.label === "cat");
+}"""
+
+SW_READY = """async () => {
+    const reg = await navigator.serviceWorker.ready;
+    if (!reg.active || navigator.serviceWorker.controller === null) return false;
+    const names = await caches.keys();
+    return names.some(n => n.startsWith("edgesight-"));
 }"""
 
 
@@ -32,18 +42,43 @@ def test_kiosk_reboots_offline_and_still_detects(open_page: Callable[..., Browse
         expect(page.locator("#badge")).to_have_text("Detecting in this browser")
         assert page.locator("header").is_hidden()
         # The service worker has kept everything the page needs.
-        page.wait_for_function(
-            """async () => {
-                const reg = await navigator.serviceWorker.ready;
-                if (!reg.active || navigator.serviceWorker.controller === null) return false;
-                const names = await caches.keys();
-                return names.some(n => n.startsWith("edgesight-"));
-            }""",
-            timeout=BOOT_TIMEOUT_MS,
-        )
+        page.wait_for_function(SW_READY, timeout=BOOT_TIMEOUT_MS)
     finally:
         web.stop()
 
     page.reload()  # the web app is gone
+    page.wait_for_function(LOCAL_CAT_DRAWN, arg=0, timeout=BOOT_TIMEOUT_MS)
+    assert page.evaluate("document.body.classList.contains('kiosk')")
+
+
+def test_a_kiosk_signed_in_by_its_key_drops_it_from_the_url_and_still_boots_offline(
+    tmp_path: Path, open_page: Callable[..., BrowserPage]
+) -> None:
+    # issue 17, item 6: the key is exchanged once for a session cookie and the kiosk is
+    # sent on to the clean URL; issue 18: navigations ask the web app first, and the kept
+    # page is served only when the web app cannot be reached.
+    users_file = tmp_path / "users.json"
+    users = Users()
+    key = users.add_kiosk("lobby")
+    users.save(users_file)
+    node_url = f"ws://127.0.0.1:{NodeProcess().port}/ws"
+    web = start_webapp(
+        (node_url,),
+        auth_modes=("kiosk-key",),
+        users_file=users_file,
+        token_key_path=tmp_path / "token-key.pem",
+    ).start()
+    try:
+        view = open_page(f"{web.http_url}/kiosk?key={key}", camera="chelsea")
+        page = view.page
+        page.wait_for_function(LOCAL_CAT_DRAWN, arg=0, timeout=BOOT_TIMEOUT_MS)
+        assert page.url == f"{web.http_url}/kiosk"  # no key in the address bar or history
+        page.wait_for_function(SW_READY, timeout=BOOT_TIMEOUT_MS)
+        page.reload()  # signed in by its cookie now
+        page.wait_for_function(LOCAL_CAT_DRAWN, arg=0, timeout=BOOT_TIMEOUT_MS)
+    finally:
+        web.stop()
+
+    page.reload()  # the web app is gone: the kept page
     page.wait_for_function(LOCAL_CAT_DRAWN, arg=0, timeout=BOOT_TIMEOUT_MS)
     assert page.evaluate("document.body.classList.contains('kiosk')")
