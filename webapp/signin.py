@@ -136,6 +136,8 @@ class Door:
         self.store = store
         self.proxy_header = proxy_header.lower()
         self.trusted_proxies = trusted_proxies
+        self._next_warning_s = 0.0
+        self._suppressed = 0
 
     @property
     def is_required(self) -> bool:
@@ -201,13 +203,24 @@ class Door:
         # The TCP peer, not a forwarded address: X-Forwarded-For is the client's to write.
         address = peer_address(conn)
         if not is_in(address, self.trusted_proxies):
-            log.warning(
-                "ignored %s from %s: not a trusted proxy (EDGESIGHT_TRUSTED_PROXIES)",
-                self.proxy_header,
-                address or "an unknown address",
-            )
+            self._warn_untrusted(address)
             return None
         return value.strip()[:128] or None
+
+    def _warn_untrusted(self, address: str) -> None:
+        # At most one line a second: a flood of spoofed headers must not flood the log.
+        now_s = time.monotonic()
+        if now_s < self._next_warning_s:
+            self._suppressed += 1
+            return
+        self._next_warning_s = now_s + 1.0
+        suppressed, self._suppressed = self._suppressed, 0
+        log.warning(
+            "ignored %s from %s: not a trusted proxy (EDGESIGHT_TRUSTED_PROXIES)%s",
+            self.proxy_header,
+            address or "an unknown address",
+            f" ({suppressed} similar lines suppressed)" if suppressed else "",
+        )
 
     def kiosk_name(self, key: str) -> str | None:
         """The kiosk a key belongs to, or None (also when kiosk keys are off)."""

@@ -225,6 +225,29 @@ def _page_origin(request: Request) -> str | None:
     return origin
 
 
+def _log_failure(limiter: LoginLimiter, reservation: Reservation, user: str, address: str) -> None:
+    """One line per wrong password (each counts against a limit, so an address gets at most
+    ``per_address`` of them a window), and one more when a limit is reached."""
+    shown = user[:64]
+    log.warning("sign-in for %r from %s: wrong user name or password", shown, address)
+    limits = (limiter.per_user_address, limiter.per_address, limiter.per_user)
+    reached = [
+        what
+        for what, count, limit in zip(
+            ("user and address", "address", "user"), reservation.counts, limits, strict=True
+        )
+        if count == limit
+    ]
+    if reached:
+        log.warning(
+            "sign-in for %r from %s: limit per %s reached; refused for %.0f s",
+            shown,
+            address,
+            " and per ".join(reached),
+            limiter.window_s,
+        )
+
+
 def signin_routes(
     door: Door,
     signer: TokenSigner,
@@ -267,7 +290,7 @@ def signin_routes(
             # counts only the failures already finished (attempts.py).
             reservation = limiter.reserve_sign_in(address, user)
         except Limited as limited:
-            log.warning("sign-in for %r from %s: rate-limited", user, address)
+            # not logged one by one: the line when the limit was reached said it
             response = _form(
                 request,
                 f"Too many failed sign-ins. Try again in {limited.retry_after_s:.0f} s.",
@@ -279,10 +302,11 @@ def signin_routes(
         # scrypt takes tens of milliseconds by design: not on the event loop
         is_known = bool(user) and await asyncio.to_thread(door.users.check_password, user, password)
         if not is_known:
-            log.warning("sign-in for %r from %s: wrong user name or password", user, address)
+            _log_failure(limiter, reservation, user, address)
             return _form(request, "Wrong user name or password.", status_code=401, user=user)
         limiter.signed_in(reservation)
         try:
+            await door.end_session(request)  # a session this browser held before is over
             cookie = await door.start_session(user, "user")
         except SessionStoreUnavailable:
             return _form(

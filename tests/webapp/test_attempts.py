@@ -4,6 +4,7 @@ out of another address."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -95,3 +96,19 @@ def test_a_right_password_clears_the_users_own_failures_there(tmp_path: Path, co
         assert client.post("/login", data={"user": "alice", "password": "nope"}).status_code == (
             401
         )
+
+
+def test_a_guessing_flood_costs_a_bounded_number_of_log_lines(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(_settings(tmp_path, 2**10))
+    attacker = TestClient(app, base_url="https://edge.example", client=("10.6.6.6", 4000))
+    with caplog.at_level(logging.WARNING, logger="webapp.signin_routes"):
+        statuses = [
+            attacker.post("/login", data={"user": "alice", "password": f"g{i}"}).status_code
+            for i in range(200)
+        ]
+    assert statuses.count(401) == 5
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 6, lines  # five wrong passwords, and the limit reached
+    assert "limit per user and address reached" in lines[-1]
