@@ -10,6 +10,9 @@ import pytest
 from conftest import BrowserPage, NodeProcess, start_webapp
 from playwright.sync_api import expect
 
+from edgesight.serving import ServerThread
+from webapp.app import create_app as create_webapp
+from webapp.settings import WebappSettings
 from webapp.users import Users
 
 pytestmark = pytest.mark.e2e
@@ -62,12 +65,14 @@ def test_a_kiosk_signed_in_by_its_key_drops_it_from_the_url_and_still_boots_offl
     key = users.add_kiosk("lobby")
     users.save(users_file)
     node_url = f"ws://127.0.0.1:{NodeProcess().port}/ws"
-    web = start_webapp(
-        (node_url,),
+    settings = WebappSettings(
+        port=0,
+        node_urls=(node_url,),
         auth_modes=("kiosk-key",),
         users_file=users_file,
         token_key_path=tmp_path / "token-key.pem",
-    ).start()
+    )
+    web = ServerThread(create_webapp(settings)).start()
     try:
         view = open_page(f"{web.http_url}/kiosk?key={key}", camera="chelsea")
         page = view.page
@@ -76,6 +81,15 @@ def test_a_kiosk_signed_in_by_its_key_drops_it_from_the_url_and_still_boots_offl
         page.wait_for_function(SW_READY, timeout=BOOT_TIMEOUT_MS)
         page.reload()  # signed in by its cookie now
         page.wait_for_function(LOCAL_CAT_DRAWN, arg=0, timeout=BOOT_TIMEOUT_MS)
+    finally:
+        web.stop()
+    # The web app restarts with an in-memory session store: the kiosk's session is gone
+    # (401), and the unattended kiosk keeps its kept page and detects by itself.
+    web = ServerThread(create_webapp(settings), port=web.port).start()
+    try:
+        page.reload()
+        page.wait_for_function(LOCAL_CAT_DRAWN, arg=0, timeout=BOOT_TIMEOUT_MS)
+        assert page.evaluate("document.body.classList.contains('kiosk')")
     finally:
         web.stop()
 

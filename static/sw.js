@@ -42,6 +42,7 @@ async function fromVersion(request) {
 // offline kiosk), or when it has not answered within NAVIGATION_WAIT_MS (a network that
 // drops packets rather than refusing). Scripts and runtimes still come from the kept version.
 const NAVIGATION_WAIT_MS = 5000;
+const KIOSK_PAGES = new Set(["/kiosk"]);
 
 async function navigation(request) {
   const kept = () => caches.match(request, { cacheName: CACHE, ignoreSearch: true });
@@ -50,6 +51,12 @@ async function navigation(request) {
   const late = new Promise((resolve) => { timer = setTimeout(resolve, NAVIGATION_WAIT_MS, null); });
   try {
     const response = await Promise.race([answer, late]);
+    if (response && response.status === 401 && KIOSK_PAGES.has(new URL(request.url).pathname)) {
+      // An unattended kiosk whose session ended (an in-memory session store restarted):
+      // it has no sign-in form to show and nobody to read one, so it keeps its kept page
+      // and detects in the browser (no tokens) until its start URL signs it in again.
+      return (await kept()) || response;
+    }
     if (response) return response;
     return (await kept()) || (await answer);
   } catch (err) {

@@ -65,6 +65,7 @@ class Session:
     kind: str  # "user" | "kiosk"
     expires_s: float
     sid: str  # its id in the session store
+    key_tag: str = ""  # a kiosk's: which of its keys signed it in (replaced key: out)
 
 
 SID_BYTES = 16
@@ -83,18 +84,19 @@ class SessionCodec:
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._secret, payload, hashlib.sha256).digest()
 
-    def encode(self, identity: str, kind: str) -> tuple[str, Session]:
+    def encode(self, identity: str, kind: str, key_tag: str = "") -> tuple[str, Session]:
         """A new session (with a fresh random id) and its cookie value."""
         session = Session(
             identity,
             kind,
             float(int(self._clock() + self.lifetime_s)),
             secrets.token_urlsafe(SID_BYTES),
+            key_tag,
         )
-        body = json.dumps(
-            {"sub": identity, "kind": kind, "exp": int(session.expires_s), "sid": session.sid},
-            separators=(",", ":"),
-        ).encode()
+        claims = {"sub": identity, "kind": kind, "exp": int(session.expires_s), "sid": session.sid}
+        if key_tag:
+            claims["kt"] = key_tag
+        body = json.dumps(claims, separators=(",", ":")).encode()
         payload = base64.urlsafe_b64encode(body).rstrip(b"=")
         mac = base64.urlsafe_b64encode(self._mac(payload)).rstrip(b"=")
         return (payload + b"." + mac).decode("ascii"), session
@@ -108,7 +110,11 @@ class SessionCodec:
                 return None
             data = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
             session = Session(
-                str(data["sub"]), str(data["kind"]), float(data["exp"]), str(data["sid"])
+                str(data["sub"]),
+                str(data["kind"]),
+                float(data["exp"]),
+                str(data["sid"]),
+                str(data.get("kt", "")),
             )
         except (ValueError, KeyError, TypeError):
             return None
@@ -174,7 +180,8 @@ class Door:
 
     async def start_session(self, identity: str, kind: str) -> str:
         """A new session on record; returns its cookie value."""
-        value, session = self.sessions.encode(identity, kind)
+        key_tag = self._key_tag(identity.removeprefix("kiosk:")) if kind == "kiosk" else ""
+        value, session = self.sessions.encode(identity, kind, key_tag)
         await self.store.add(session.sid, self.sessions.lifetime_s)
         return value
 
@@ -193,7 +200,11 @@ class Door:
             return self.has(AuthMode.USERS) and session.identity in self.users.users
         if session.kind == "kiosk":
             name = session.identity.removeprefix("kiosk:")
-            return self.has(AuthMode.KIOSK_KEY) and name in self.users.kiosks
+            return (
+                self.has(AuthMode.KIOSK_KEY)
+                and name in self.users.kiosks
+                and hmac.compare_digest(session.key_tag, self._key_tag(name))
+            )
         return False  # no other kind is issued: the proxy names its user on every request
 
     def proxy_user(self, conn: HTTPConnection) -> str | None:
@@ -206,6 +217,11 @@ class Door:
             self._warn_untrusted(address)
             return None
         return value.strip()[:128] or None
+
+    def _key_tag(self, kiosk: str) -> str:
+        """Names the kiosk's current key without revealing anything usable about it."""
+        stored = self.users.kiosks.get(kiosk, "")
+        return hashlib.sha256(b"kiosk key tag\0" + stored.encode()).hexdigest()[:16]
 
     def _warn_untrusted(self, address: str) -> None:
         # At most one line a second: a flood of spoofed headers must not flood the log.

@@ -153,3 +153,29 @@ def test_an_unreachable_session_store_is_a_503_not_a_way_in(
     assert page.status_code == 503
     assert "session store" in page.text
     assert client.post("/api/token", headers={"Origin": BASE}).status_code == 503
+
+
+def test_a_kiosk_session_ends_when_its_key_is_replaced(tmp_path: Path) -> None:
+    # With a store that outlives restarts (Redis), the record alone would keep a kiosk in
+    # that was signed in with a key since replaced (`edgesight users kiosk NAME` again).
+    users_file = tmp_path / "users.json"
+    users = Users()
+    key = users.add_kiosk("lobby")
+    users.save(users_file)
+    settings = WebappSettings(
+        node_urls=("ws://127.0.0.1:9999/ws",),
+        token_key_path=tmp_path / "key.pem",
+        users_file=users_file,
+        auth_modes=("kiosk-key",),
+    )
+    store = MemorySessions()  # shared, as Redis would be across a restart
+    with _client(settings, store) as before:
+        assert before.get(f"/kiosk?key={key}").status_code == 303
+        cookie = before.cookies.get(SESSION_COOKIE)
+        assert cookie
+        assert before.get("/kiosk").status_code == 200
+    users.add_kiosk("lobby")  # a new key; the web app restarts to read it
+    users.save(users_file)
+    with _client(settings, store) as after:
+        after.cookies.set(SESSION_COOKIE, cookie)
+        assert after.get("/kiosk").status_code == 401
