@@ -71,7 +71,8 @@ class WebappSettings:
     auth_modes: tuple[str, ...] = ("none",)
     users_file: Path | None = None  # users and kiosk keys (edgesight users ...)
     proxy_user_header: str = "X-Forwarded-User"
-    trusted_proxies: tuple[str, ...] = ()  # addresses/CIDRs whose user header is believed
+    # addresses/CIDRs whose X-Forwarded-For/-Proto (any mode) and user header are believed
+    trusted_proxies: tuple[str, ...] = ()
     session_lifetime_s: float = 12 * 3600.0
     # Stream tokens: the Ed25519 signing key (created 0600 when missing; None: a key in
     # memory for this process only), their lifetime, and their audience (the cluster).
@@ -339,21 +340,21 @@ def _check_signin(settings: WebappSettings) -> None:
             "EDGESIGHT_USERS_FILE (users_file): required with EDGESIGHT_AUTH=users or "
             "kiosk-key; create it with `edgesight users add NAME`"
         )
-    if "proxy-header" in modes:
-        if not settings.trusted_proxies:
+    if "proxy-header" in modes and not settings.trusted_proxies:
+        raise SettingsError(
+            "EDGESIGHT_TRUSTED_PROXIES (trusted_proxies): required with "
+            "EDGESIGHT_AUTH=proxy-header: the addresses of the proxies whose "
+            f"{settings.proxy_user_header} header is believed"
+        )
+    # believed in every mode: X-Forwarded-For/-Proto from these peers (webapp/forwarded.py)
+    for item in settings.trusted_proxies:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
             raise SettingsError(
-                "EDGESIGHT_TRUSTED_PROXIES (trusted_proxies): required with "
-                "EDGESIGHT_AUTH=proxy-header: the addresses of the proxies whose "
-                f"{settings.proxy_user_header} header is believed"
-            )
-        for item in settings.trusted_proxies:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise SettingsError(
-                    "EDGESIGHT_TRUSTED_PROXIES (trusted_proxies): expected IP addresses or "
-                    f"CIDR blocks, got {item!r}"
-                ) from None
+                "EDGESIGHT_TRUSTED_PROXIES (trusted_proxies): expected IP addresses or "
+                f"CIDR blocks, got {item!r}"
+            ) from None
     if not 1 <= settings.token_lifetime_s <= 3600:
         raise SettingsError(
             "EDGESIGHT_TOKEN_LIFETIME_S (token_lifetime_s): expected 1..3600 s, "

@@ -19,7 +19,7 @@ from tests.daemons import free_port
 from webapp.app import create_app
 from webapp.forwarded import _forwarded_client as forwarded_client
 from webapp.forwarded import parse_networks
-from webapp.settings import WebappSettings
+from webapp.settings import SettingsError, WebappSettings
 
 NGINX = Path("/usr/sbin/nginx")
 # A browser on another machine, as the web app sees it: another loopback address.
@@ -188,3 +188,8 @@ def test_behind_nginx_the_proxys_user_is_believed_and_nobody_elses(
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+def test_trusted_proxies_are_checked_in_every_mode() -> None:
+    with pytest.raises(SettingsError, match="EDGESIGHT_TRUSTED_PROXIES"):
+        WebappSettings.from_env({"EDGESIGHT_TRUSTED_PROXIES": "10.0.0.0/33"})
