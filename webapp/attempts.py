@@ -31,6 +31,9 @@ from . import WebappError
 __all__ = ["AttemptLimiter", "KioskKeyLimiter", "Limited", "LoginLimiter", "Reservation"]
 
 
+MAX_KEY_NAME_CHARS = 128
+
+
 class Limited(WebappError):
     """Too many attempts: ``retry_after_s`` until one may be tried again."""
 
@@ -125,6 +128,7 @@ class LoginLimiter(AttemptLimiter):
         )
 
     def reserve_sign_in(self, address: str, user: str) -> Reservation:
+        user = user[:MAX_KEY_NAME_CHARS]  # made-up names cost bounded memory per key
         return self.reserve(
             (
                 (f"ua:{user}\0{address}", self.per_user_address),
