@@ -126,7 +126,18 @@ http {{
 """
     )
     process = subprocess.Popen(
-        [str(NGINX), "-p", str(folder), "-c", str(folder / "nginx.conf"), "-g", "daemon off;"],
+        # -e: the start-up error log too, which would otherwise be /var/log/nginx's
+        [
+            str(NGINX),
+            "-p",
+            str(folder),
+            "-c",
+            str(folder / "nginx.conf"),
+            "-e",
+            str(folder / "error.log"),
+            "-g",
+            "daemon off;",
+        ],
         stderr=subprocess.PIPE,
     )
     return process
