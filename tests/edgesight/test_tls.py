@@ -29,6 +29,7 @@ from edgesight.tls import (
     TlsError,
     insecure_bind_warning,
     is_loopback_host,
+    key_exposure_warning,
     server_context,
 )
 
@@ -53,6 +54,7 @@ def _write_pair(cert: trustme.LeafCert, directory: Path) -> tuple[Path, Path]:
     for path, pem in ((key_path, cert.private_key_pem), (cert_path, cert.cert_chain_pems[0])):
         tmp = path.with_suffix(".tmp")
         pem.write_to_path(str(tmp))
+        tmp.chmod(0o600)  # as an ACME client writes a key (a readable one is warned about)
         os.replace(tmp, path)
     return cert_path, key_path
 
@@ -161,6 +163,79 @@ def test_a_half_written_pair_keeps_the_old_certificate(
     new.private_key_pem.write_to_path(str(pair[1]))
     assert reloader.check() is True
     assert reloader.reloads == 1
+
+
+def test_while_only_the_certificate_is_new_handshakes_get_the_old_pair_whole(
+    ca: trustme.CA, pair: tuple[Path, Path], client_context: ssl.SSLContext
+) -> None:
+    """Issue 17: the certificate written before its key made every new handshake fail
+    (SSLEOFError) until the key came. Given a serving pair A, when B's certificate is
+    written, then handshakes still succeed with A; when B's key follows, they get B."""
+    old_der = ssl.PEM_cert_to_DER_cert(pair[0].read_text())
+    context = server_context(*pair)
+    reloader = CertificateReloader(context, *pair)
+    new = ca.issue_cert("127.0.0.1")
+    with ServerThread(APP, ssl_context=context, reloader=None) as server:
+        new.cert_chain_pems[0].write_to_path(str(pair[0]))  # the certificate, not its key
+        assert reloader.check() is False
+        assert _peer_der(server.port, ca) == old_der
+        response = httpx.get(server.http_url, verify=client_context, timeout=60)
+        assert response.text == "hello over https"
+
+        new.private_key_pem.write_to_path(str(pair[1]))
+        assert reloader.check() is True
+        new_der = _peer_der(server.port, ca)
+        assert asyncio.run(_echo_once(server.ws_url, client_context, b"frame")) == b"frame"
+    assert new_der == ssl.PEM_cert_to_DER_cert(pair[0].read_text()) != old_der
+
+
+def test_tls_12_offers_aead_suites_only(pair: tuple[Path, Path], ca: trustme.CA) -> None:
+    """Issue 17: TLS 1.2 offered two CBC suites. A TLS 1.2 client that offers only CBC
+    suites is refused; every TLS 1.2 suite the server may pick is an AEAD one."""
+    context = server_context(*pair)
+    tls12 = [c for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"]
+    assert tls12
+    assert all(c["aead"] for c in tls12), [c["name"] for c in tls12 if not c["aead"]]
+
+    cbc_only = ssl.create_default_context()
+    ca.configure_trust(cbc_only)
+    cbc_only.maximum_version = ssl.TLSVersion.TLSv1_2
+    cbc_only.set_ciphers("ECDHE+AES+SHA256:ECDHE+AES+SHA384:ECDHE+AES+SHA1")
+    aead = ssl.create_default_context()
+    ca.configure_trust(aead)
+    aead.maximum_version = ssl.TLSVersion.TLSv1_2
+    with ServerThread(APP, ssl_context=context) as server:
+        with (
+            pytest.raises(ssl.SSLError),
+            socket.create_connection(("127.0.0.1", server.port)) as raw,
+        ):
+            cbc_only.wrap_socket(raw, server_hostname="127.0.0.1")
+        with (
+            socket.create_connection(("127.0.0.1", server.port)) as raw,
+            aead.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            chosen = tls.cipher()
+    assert chosen is not None and chosen[1] == "TLSv1.2"
+    assert "GCM" in chosen[0] or "CHACHA20" in chosen[0]
+
+
+def test_a_key_other_users_can_read_is_warned_about_at_start_and_reload(
+    ca: trustme.CA, pair: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    pair[1].chmod(0o600)
+    assert key_exposure_warning(pair[1]) is None
+    pair[1].chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="edgesight.tls"):
+        context = server_context(*pair)
+    assert "can be read by other users (mode 644)" in caplog.text
+    assert "chmod 600" in caplog.text
+    caplog.clear()
+    reloader = CertificateReloader(context, *pair)
+    _write_pair(ca.issue_cert("127.0.0.1"), pair[0].parent)
+    pair[1].chmod(0o640)
+    with caplog.at_level(logging.WARNING, logger="edgesight.tls"):
+        assert reloader.check() is True
+    assert "can be read by other users (mode 640)" in caplog.text
 
 
 def test_bad_files_are_named_at_start(pair: tuple[Path, Path], tmp_path: Path) -> None:
