@@ -215,7 +215,8 @@ def test_tls_12_offers_aead_suites_only(pair: tuple[Path, Path], ca: trustme.CA)
             aead.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
         ):
             chosen = tls.cipher()
-    assert chosen is not None and chosen[1] == "TLSv1.2"
+    assert chosen is not None
+    assert chosen[1] == "TLSv1.2"
     assert "GCM" in chosen[0] or "CHACHA20" in chosen[0]
 
 
