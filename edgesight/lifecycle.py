@@ -7,9 +7,11 @@ never retrieved" behind a multi-line traceback).
   startup failure kept as a value instead of a ``SystemExit`` thrown out of a task.
 - ``QuietStartup`` wraps an ASGI app so that an exception in its lifespan startup is
   remembered and reported as its one-line message, not as uvicorn's logged traceback.
-- ``run_servers`` runs several servers, stops them all on SIGINT/SIGTERM (a second signal
-  forces the exit) or when any one stops, and raises ``StartupFailed`` with the first
-  startup error.
+- ``run_servers`` runs several servers, stops them all on SIGINT, SIGTERM or SIGHUP (a
+  second signal forces the exit) or when any one stops, and raises ``StartupFailed`` with
+  the first startup error. SIGHUP (a closed terminal, an SSH session that ends) used to kill
+  a node outright, leaving its registry entry to expire (issue 17): it now stops the
+  servers like SIGTERM, so a node deregisters and exits 0.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["QuietStartup", "Server", "StartupFailed", "run_servers"]
+__all__ = ["STOP_SIGNALS", "QuietStartup", "Server", "StartupFailed", "run_servers"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+# Each stops the servers gracefully (the app's shutdown runs: a node deregisters).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class StartupFailed(Exception):
@@ -115,7 +120,7 @@ async def run_servers(runs: Sequence[tuple[Server, Coroutine[Any, Any, None]]]) 
                 server.force_exit = True  # a second Ctrl+C: do not wait for connections
             server.should_exit = True
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop)
     try:
         tasks = [asyncio.create_task(run) for _, run in runs]
@@ -125,7 +130,7 @@ async def run_servers(runs: Sequence[tuple[Server, Coroutine[Any, Any, None]]]) 
             server.should_exit = True
         await asyncio.gather(*tasks)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
     for server in servers:
         if server.startup_error is not None:

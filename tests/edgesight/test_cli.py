@@ -11,6 +11,7 @@ import ssl
 import stat
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,10 @@ import pytest
 
 from edgesight.certs import issue
 from edgesight.cli import main
+from edgesight.serving import ServerThread
 from gpu_backend.tokens import TokenVerifier, load_public_key
+from webapp.app import create_app as create_webapp
+from webapp.registry import MemoryStore, NodeEntry
 from webapp.settings import WebappSettings
 from webapp.tokens import TokenSigner
 from webapp.users import Users
@@ -219,7 +223,8 @@ def test_serve_lets_its_web_app_pages_use_its_node() -> None:
 
 
 @pytest.mark.parametrize(
-    ("sig", "times"), [(signal.SIGINT, 1), (signal.SIGTERM, 1), (signal.SIGINT, 2)]
+    ("sig", "times"),
+    [(signal.SIGINT, 1), (signal.SIGTERM, 1), (signal.SIGHUP, 1), (signal.SIGINT, 2)],
 )
 @pytest.mark.parametrize("command", ["node", "webapp"])
 def test_a_signal_stops_a_server_cleanly(command: str, sig: signal.Signals, times: int) -> None:
@@ -244,6 +249,57 @@ def test_a_signal_stops_a_server_cleanly(command: str, sig: signal.Signals, time
         rest = popen.stderr.read()
     assert "Application shutdown complete" in rest
     assert "Traceback" not in rest
+
+
+class _SignallingStore(MemoryStore):
+    """The web app's store, telling the test thread when a node came and went."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.registered = threading.Event()
+        self.removed = threading.Event()
+
+    async def put(self, entry: NodeEntry, ttl_s: float, max_entries: int) -> bool:
+        is_new = await super().put(entry, ttl_s, max_entries)
+        self.registered.set()
+        return is_new
+
+    async def remove(self, node_id: str) -> bool:
+        removed = await super().remove(node_id)
+        self.removed.set()
+        return removed
+
+
+def test_sighup_deregisters_a_node_before_it_exits() -> None:
+    """Issue 17: SIGHUP (a closed terminal) killed a node, whose entry then lingered until
+    it expired. Now it stops like SIGTERM: deregistered, exit 0."""
+    secret = "0123456789abcdef0123"
+    store = _SignallingStore()
+    settings = WebappSettings(node_urls=(), registry_secret=secret, missed_heartbeats=100)
+    with ServerThread(create_webapp(settings, registry_store=store)) as web:
+        args = ["node", "--port", str(_free_port()), "--registry-url", web.http_url]
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "edgesight", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "EDGESIGHT_REGISTRY_SECRET": secret},
+        )
+        assert popen.stderr is not None
+        with popen.stderr:
+            assert store.registered.wait(timeout=60)
+            popen.send_signal(signal.SIGHUP)
+            assert popen.wait(timeout=30) == 0
+            rest = popen.stderr.read()
+        assert store.removed.is_set()
+        assert web_nodes(web) == []
+    assert "Traceback" not in rest
+
+
+def web_nodes(web: ServerThread) -> list[object]:
+    with urllib.request.urlopen(web.http_url + "/api/nodes", timeout=30) as response:
+        nodes: list[object] = json.load(response)["nodes"]
+    return nodes
 
 
 def test_a_web_app_without_its_redis_stops_with_one_line() -> None:
