@@ -3,6 +3,7 @@ failures, expiries, and pages' reports that cannot add series."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ from starlette.testclient import TestClient
 
 from webapp.app import create_app
 from webapp.metrics import WebappMetrics
-from webapp.registry import MemoryStore, NodeRegistry
+from webapp.registry import MemoryStore, NodeEntry, NodeRegistry
 from webapp.registry_redis import RedisStore
 from webapp.report import MAX_REPORT_BYTES, ReportLimiter, parse_report
 from webapp.settings import WebappSettings
@@ -245,3 +246,45 @@ def test_the_pages_own_report_is_what_the_route_accepts() -> None:
     for mode, url in (("node", "ws://gpu-1.example:8001/ws"), ("local", None), ("none", None)):
         checked = parse_report(board.report(200.0, mode, url))
         assert checked["mode"] == mode
+
+
+def test_a_departed_nodes_series_leave_the_scrape(clock: Clock) -> None:
+    """Issue 17: every node id that came and went left its labelled series behind (736
+    lines grew to 2,884 after 1,000 ids). Given 40 nodes that pages reported about, when
+    half deregister and half expire, then the scrape is back to its size before them."""
+    registry = NodeRegistry(MemoryStore(clock), heartbeat_interval_s=2.0, missed_heartbeats=3)
+    metrics = WebappMetrics(registry)
+
+    def page_reports(node_id: str, mode: str) -> None:  # what POST /api/report does
+        node = metrics.node_labels[f"ws://{node_id}.example:8001/ws"]
+        metrics.client_frames.labels(mode, node).inc(290)
+        metrics.client_dropped.labels(mode, node).inc(3)
+
+    def scraped() -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+        asyncio.run(metrics.refresh())
+        return set(samples(metrics.render().decode()))
+
+    keep = NodeEntry.parse(heartbeat("gpu-keep"))
+    asyncio.run(registry.heartbeat(keep))
+    scraped()
+    page_reports("gpu-keep", "node")
+    baseline = scraped()
+    ids = [f"gpu-{n}" for n in range(40)]
+    for node_id in ids:
+        asyncio.run(registry.heartbeat(NodeEntry.parse(heartbeat(node_id))))
+    scraped()  # the ids are learnt at scrapes
+    for node_id in ids:
+        page_reports(node_id, "node")
+        page_reports(node_id, "local")
+    # 2 counters x 2 modes x (_total, _created)
+    assert sum(1 for _, labels in scraped() if ("node", "gpu-7") in labels) == 8
+
+    for node_id in ids[:20]:
+        assert asyncio.run(registry.deregister(node_id))
+    clock.now_s += 5  # within gpu-keep's expiry (6 s): refresh it, let the others lapse
+    asyncio.run(registry.heartbeat(keep))
+    clock.now_s += 4
+    after = scraped()
+
+    assert {labels for _, labels in after if any(v in ids for _, v in labels)} == set()
+    assert after == baseline
