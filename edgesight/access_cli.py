@@ -4,6 +4,7 @@
     edgesight users kiosk NAME                     a kiosk's access key, shown once
     edgesight users remove NAME | list
     edgesight token --identity NAME                a token signed with the web app's key
+    edgesight enrol NODE_ID                        a node's credential (issue 17)
 
 The users file and the token key live in the state dir unless EDGESIGHT_USERS_FILE and
 EDGESIGHT_TOKEN_KEY name other files (``with_state_defaults``).
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from webapp import WebappError
+from webapp.node_identity import NodeCredentials
 from webapp.settings import WebappSettings
 from webapp.tokens import TokenSigner
 from webapp.users import Users
@@ -33,6 +35,7 @@ def _say(text: str) -> None:
 
 def add_access_commands(commands: Any) -> None:
     _add_user_commands(commands)
+    _add_enrol_command(commands)
     token = commands.add_parser(
         "token", help="print a stream token for a tool, signed with the web app's key"
     )
@@ -44,6 +47,15 @@ def add_access_commands(commands: Any) -> None:
     token.add_argument(
         "--origin", help="bind the token to pages of this origin (default: not bound)"
     )
+
+
+def _add_enrol_command(commands: Any) -> None:
+    enrol = commands.add_parser(
+        "enrol",
+        help="print the credential a node registers with (EDGESIGHT_NODE_CREDENTIAL), "
+        "made with the web app's token key",
+    )
+    enrol.add_argument("node_id", help="the node's id (EDGESIGHT_NODE_ID), e.g. lab2-gpu0")
 
 
 def _add_user_commands(commands: Any) -> None:
@@ -122,7 +134,29 @@ def _token_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
+def _enrol_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    web = WebappSettings.from_env(with_state_defaults(environ))
+    signer = TokenSigner.from_file(web.token_key_path, web.cluster_name, web.token_lifetime_s)
+    if args.node_id == web.cluster_name:
+        raise WebappError(
+            f"node id {args.node_id!r} is the cluster name (EDGESIGHT_CLUSTER): pick another"
+        )
+    try:
+        credential = NodeCredentials(signer.enrolment_key()).issue(args.node_id)
+    except ValueError as exc:
+        raise WebappError(f"node id: {exc}") from None
+    _say(credential)
+    sys.stderr.write(
+        f"node {args.node_id} enrolled with {web.token_key_path}. On that node, keep the line "
+        "above secret (mode 0600) as EDGESIGHT_NODE_CREDENTIAL in its environment file; "
+        "it registers as that id only.\n"
+    )
+    return 0
+
+
 def run_access_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.command == "users":
         return _users_command(args, environ)
+    if args.command == "enrol":
+        return _enrol_command(args, environ)
     return _token_command(args, environ)

@@ -32,12 +32,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gpu_backend import NodeError
 from gpu_backend.app import create_app as create_node_app
-from gpu_backend.heartbeat import registry_ssl_context
+from gpu_backend.heartbeat import node_id, registry_ssl_context
 from gpu_backend.origins import LOOPBACK_NAMES, is_loopback_host
 from gpu_backend.settings import NodeSettings
 from gpu_backend.tokens import load_public_key
 from webapp import WebappError
 from webapp.app import create_app as create_webapp
+from webapp.node_identity import NodeCredentials
 from webapp.settings import WebappSettings
 from webapp.tokens import TokenSigner
 
@@ -256,8 +257,9 @@ def _with_own_registry(
     node: NodeSettings, args: argparse.Namespace, environ: Mapping[str, str]
 ) -> NodeSettings:
     """``serve``: the local node accepts the pages of its own web app; with a registry
-    secret configured it heartbeats to that web app, so the page sees its load; without
-    one, the static node URL lists it."""
+    secret configured it heartbeats to that web app, so the page sees its load (enrolled
+    with its own credential, made here from the web app's key); without one, the static
+    node URL lists it."""
     web = WebappSettings.from_env(
         environ, host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key
     )
@@ -271,10 +273,11 @@ def _with_own_registry(
     # Over TLS the node checks the web app's certificate for 127.0.0.1: `edgesight certs`
     # always includes it; with another certificate, set EDGESIGHT_REGISTRY_URL.
     scheme = "https" if web.is_tls else "http"
+    signer = TokenSigner.from_file(web.token_key_path, web.cluster_name, web.token_lifetime_s)
     return replace(
         node,
         registry_url=f"{scheme}://{host}:{web.port}",
-        registry_secret=web.registry_secret,
+        node_credential=NodeCredentials(signer.enrolment_key()).issue(node_id(node)),
         public_url=_local_node_url(node),  # the same URL as the static entry it replaces
     )
 
@@ -357,7 +360,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         if args.command == "certs":
             return _certs(args, env)
-        if args.command in ("users", "token"):
+        if args.command in ("users", "token", "enrol"):
             return run_access_command(args, env)
         servers: list[Served] = []
         if args.command in ("serve", "webapp"):

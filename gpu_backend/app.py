@@ -121,7 +121,13 @@ async def _authenticator(
     elif public_key is None and settings.registry_url:
         public_key = await _fetch_key(settings)
         source = settings.registry_url
-    audiences = (settings.cluster_name, node_id(settings))
+    # An enrolled node accepts tokens for itself only (issue 17): a cluster-wide token
+    # collected by any node would otherwise be good here too. Others (static, legacy
+    # shared-secret nodes) accept the cluster's tokens as well.
+    if settings.node_credential:
+        audiences: tuple[str, ...] = (node_id(settings),)
+    else:
+        audiences = (settings.cluster_name, node_id(settings))
     authenticator = node_authenticator(
         public_key, audiences, allow_anonymous=settings.is_anonymous_allowed
     )

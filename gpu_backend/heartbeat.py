@@ -1,5 +1,7 @@
 """The node's side of the registry (issue 4): a background task that POSTs this node's
 address and load to the web app every heartbeat interval, and DELETEs it on shutdown.
+Both carry the node's own credential (``EDGESIGHT_NODE_CREDENTIAL``, issue 17; the legacy
+shared secret without one), and the id registered is the one it was enrolled as.
 
 The web app's answer names the interval it expects, and the node follows it, so the two
 cannot disagree about when a node counts as gone. Failures are logged (once per kind of
@@ -29,6 +31,7 @@ from urllib.parse import quote
 import httpx
 
 from .node import Node
+from .node_credential import credential_node_id
 from .settings import NodeSettings, SettingsError
 
 __all__ = [
@@ -64,8 +67,12 @@ def advertised_url(settings: NodeSettings) -> str:
 
 
 def node_id(settings: NodeSettings) -> str:
-    """``node_id`` if set, else ``{hostname}-{port}``: stable across restarts, so a node
-    that crashed and came back replaces its own stale entry."""
+    """The id the node's credential was enrolled for; else ``node_id`` if set, else
+    ``{hostname}-{port}``: stable across restarts, so a node that crashed and came back
+    replaces its own stale entry."""
+    enrolled_as = credential_node_id(settings.node_credential)
+    if enrolled_as is not None:
+        return enrolled_as
     if settings.node_id:
         return settings.node_id
     derived = re.sub(r"[^A-Za-z0-9._:@-]", "-", f"{socket.gethostname()}-{settings.port}")
@@ -228,12 +235,14 @@ class HeartbeatSender:
 def _refusal(response: httpx.Response) -> str:
     status = response.status_code
     if status == 401:
-        return "the registry refused the secret (401): check EDGESIGHT_REGISTRY_SECRET"
-    if status == 403:
-        return "the web app has registration disabled (403): it has no secret configured"
+        return (
+            "the registry refused the credential (401): check EDGESIGHT_NODE_CREDENTIAL "
+            "(`edgesight enrol NODE_ID` with the web app's current token key) or the legacy "
+            "EDGESIGHT_REGISTRY_SECRET"
+        )
     if status == 422:
         return f"the registry rejected the heartbeat (422): {response.text[:500]}"
-    try:  # the registry says why in "error": full (503), too large (413), ...
+    try:  # the registry says why in "error": full (503), too large (413), not yours (403)
         error = response.json().get("error")
     except (ValueError, AttributeError):
         error = None
@@ -260,12 +269,14 @@ def start_heartbeat(
 ) -> HeartbeatSender | None:
     """Start heartbeating when a registry is configured; None when it is not."""
     s = node.settings
-    if not (s.registry_url and s.registry_secret):
+    # the node's own credential; the legacy shared secret only without one
+    bearer = s.node_credential or s.registry_secret
+    if not (s.registry_url and bearer):
         return None
     memory_bytes = device_memory_bytes(node.engine.device_name)
     sender = HeartbeatSender(
         s.registry_url,
-        s.registry_secret,
+        bearer,
         lambda: heartbeat_body(node, memory_bytes),
         node_id(s),
         transport=transport,

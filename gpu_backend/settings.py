@@ -10,6 +10,7 @@ from typing import Any
 from pyodide_client.node_url import node_url_problem
 
 from . import NodeError
+from .node_credential import credential_node_id
 from .origins import OriginPolicy, default_origins, is_loopback_host, is_origin_pattern
 from .setting_values import BOOLEAN_EXPECTED, parse_boolean
 
@@ -58,8 +59,13 @@ class NodeSettings:
     iou_threshold: float = 0.6
     max_detections: int = 100
     # Node registry (issue 4): with registry_url (the web app, http[s]://host:port) and the
-    # shared secret set, the node heartbeats its address and load there, see heartbeat.py.
+    # node's credential set, the node heartbeats its address and load there, see
+    # heartbeat.py. node_credential (issue 17): the line `edgesight enrol NODE_ID` printed;
+    # the node registers as that id only, and accepts only tokens for that id.
+    # registry_secret: legacy, the one secret every node shared (any node could write any
+    # entry); used only without a credential.
     registry_url: str = ""
+    node_credential: str = field(default="", repr=False)
     registry_secret: str = field(default="", repr=False)
     public_url: str = ""  # the ws[s]:// URL browsers use; empty: ws://{host}:{port}/ws
     site: str = ""  # a location label shown to users ("lab-2", "eu-west")
@@ -114,6 +120,7 @@ class NodeSettings:
         "iou_threshold": "EDGESIGHT_IOU_THRESHOLD",
         "max_detections": "EDGESIGHT_MAX_DETECTIONS",
         "registry_url": "EDGESIGHT_REGISTRY_URL",
+        "node_credential": "EDGESIGHT_NODE_CREDENTIAL",
         "registry_secret": "EDGESIGHT_REGISTRY_SECRET",
         "public_url": "EDGESIGHT_PUBLIC_URL",
         "site": "EDGESIGHT_SITE",
@@ -269,7 +276,24 @@ def _check(ok: bool, name: str, value: object, expected: str) -> None:
         raise SettingsError(f"{key} ({name}): expected {expected}, got {value!r}")
 
 
+def _check_credential(s: NodeSettings) -> None:
+    if not s.node_credential:
+        return
+    enrolled_as = credential_node_id(s.node_credential)
+    if enrolled_as is None:  # the value itself is never put in a message
+        raise SettingsError(
+            "EDGESIGHT_NODE_CREDENTIAL (node_credential): expected the esn1.<node id>.<mac> "
+            "line `edgesight enrol NODE_ID` printed"
+        )
+    if s.node_id and s.node_id != enrolled_as:
+        raise SettingsError(
+            f"EDGESIGHT_NODE_ID (node_id): expected {enrolled_as!r}, the id the credential "
+            f"(EDGESIGHT_NODE_CREDENTIAL) was enrolled for, got {s.node_id!r}"
+        )
+
+
 def _check_registry(s: NodeSettings) -> None:
+    _check_credential(s)
     if s.registry_url:
         _check(
             s.registry_url.startswith(("http://", "https://")),
@@ -277,10 +301,12 @@ def _check_registry(s: NodeSettings) -> None:
             s.registry_url,
             "the web app's http:// or https:// base URL",
         )
-        if not s.registry_secret:  # the value itself is never put in a message
+        if not (s.node_credential or s.registry_secret):  # values are never put in messages
             raise SettingsError(
-                "EDGESIGHT_REGISTRY_SECRET (registry_secret): required when "
-                "EDGESIGHT_REGISTRY_URL is set; use the web app's secret"
+                "EDGESIGHT_NODE_CREDENTIAL (node_credential): required when "
+                "EDGESIGHT_REGISTRY_URL is set; run `edgesight enrol NODE_ID` where the web "
+                "app's token key is and put the line it prints there (legacy: the web app's "
+                "EDGESIGHT_REGISTRY_SECRET)"
             )
         _check(
             s.port != 0 or bool(s.public_url),

@@ -34,6 +34,8 @@ from .forwarded import ForwardedClient, parse_networks
 from .headers import NO_CACHE, SecurityHeaders
 from .metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, WebappMetrics, is_authorised
 from .model_files import choose_local_model
+from .node_identity import NodeCredentials
+from .node_tokens import NodeTokens
 from .offline import OfflineManifest, service_worker_script
 from .registry import NodeRegistry, RegistryStore
 from .registry_routes import registry_routes
@@ -313,10 +315,20 @@ def create_app(
             Route("/sw.js", service_worker),
             Route("/healthz", healthz),
             Route("/metrics", metrics_page),
-            *registry_routes(registry, settings.registry_secret),
+            *registry_routes(
+                registry,
+                settings.registry_secret,
+                NodeCredentials(signer.enrolment_key()),  # enrolled nodes (issue 17)
+                settings.cluster_name,
+            ),
             report_route(metrics),
             *signin_routes(
-                door, signer, LoginLimiter(), templates, int(settings.session_lifetime_s)
+                door,
+                signer,
+                LoginLimiter(),
+                templates,
+                int(settings.session_lifetime_s),
+                NodeTokens(registry, signer),  # a token per listed node (issue 17)
             ),
             Route("/py/pyodide_client.zip", client_package),
             Route("/models/model.json", model_card),

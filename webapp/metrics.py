@@ -34,7 +34,7 @@ from .registry import NodeRegistry, StoreUnavailable
 __all__ = ["CONTENT_TYPE_LATEST", "MetricsMiddleware", "WebappMetrics", "is_authorised"]
 
 MAX_SITES = 50  # more distinct site labels than this are counted as "other"
-HEARTBEAT_ANSWERS = {200: "refreshed", 201: "registered", 401: "unauthorized", 403: "disabled",
+HEARTBEAT_ANSWERS = {200: "refreshed", 201: "registered", 401: "unauthorized", 403: "forbidden",
                      413: "too_large", 422: "invalid", 503: "unavailable"}  # fmt: skip
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CLIENT_LATENCY_BUCKETS_S = (0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)

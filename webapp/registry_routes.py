@@ -5,8 +5,13 @@
     GET    /api/nodes            the best live nodes for a page to choose from (at most
                                  EDGESIGHT_LIST_NODES_MAX; ?site= puts that site first); public
 
-Writes need ``Authorization: Bearer <EDGESIGHT_REGISTRY_SECRET>``. Without a configured
-secret, registration is off (403) and only the static nodes are listed.
+Writes need ``Authorization: Bearer <credential>``: the node's own credential
+(``node_identity.py``, issued by ``edgesight enrol NODE_ID``), which lets it write only the
+entry of the id it was enrolled as (another id: 403), or, legacy, the shared
+``EDGESIGHT_REGISTRY_SECRET``, which lets its holder write any entry. Without a configured
+secret, only enrolled nodes can register (a bearer that is no credential: 403).
+A node id equal to the cluster name is refused: pages' tokens for that node would be
+tokens for the whole cluster (issue 17).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .node_identity import CredentialError, NodeCredentials
 from .registry import (
     MAX_TEXT_CHARS,
     NODE_ID_PATTERN,
@@ -94,21 +100,10 @@ def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _unauthorised(request: Request, secret: str) -> Response | None:
-    """None when the request carries the secret; else the response to send. The log names
-    the source and what was wrong, never what was sent."""
-    if not secret:
-        return JSONResponse(
-            {
-                "error": "node registration is disabled: this web app has no "
-                "EDGESIGHT_REGISTRY_SECRET configured"
-            },
-            status_code=403,
-        )
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), secret.encode()):
-        return None
-    reason = "no bearer token" if scheme.lower() != "bearer" else "wrong secret"
+ANY_NODE = ""  # the caller holds the legacy shared secret: it may write any entry
+
+
+def _refused(request: Request, reason: str) -> JSONResponse:
     log.warning(
         "registry: refused %s %s from %s: %s",
         request.method,
@@ -118,6 +113,51 @@ def _unauthorised(request: Request, secret: str) -> Response | None:
     )
     return JSONResponse(
         {"error": "unauthorized"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def _caller(request: Request, secret: str, credentials: NodeCredentials | None) -> str | Response:
+    """The node id the request's credential was issued for (``ANY_NODE`` for the legacy
+    shared secret), or the response to send. The log names the source and what was
+    wrong, never what was sent."""
+    scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+    bearer = bearer.strip()
+    if scheme.lower() != "bearer":
+        return _refused(request, "no bearer token")
+    if credentials is not None and credentials.looks_like_one(bearer):
+        try:
+            return credentials.node_id(bearer)
+        except CredentialError as exc:
+            return _refused(request, str(exc))
+    if not secret:
+        return JSONResponse(
+            {
+                "error": "this web app registers enrolled nodes only (no legacy "
+                "EDGESIGHT_REGISTRY_SECRET is configured): give the node the credential "
+                "`edgesight enrol NODE_ID` prints, in EDGESIGHT_NODE_CREDENTIAL"
+            },
+            status_code=403,
+        )
+    if hmac.compare_digest(bearer.encode(), secret.encode()):
+        return ANY_NODE
+    return _refused(request, "wrong secret")
+
+
+def _not_yours(request: Request, caller: str, node_id: str) -> Response | None:
+    """None when ``caller`` may write ``node_id``'s entry; else the 403 to send."""
+    if caller in (ANY_NODE, node_id):
+        return None
+    log.warning(
+        "registry: refused %s %s from %s: node %s's credential used for node %.128s",
+        request.method,
+        request.url.path,
+        _client_address(request),
+        caller,
+        node_id,
+    )
+    return JSONResponse(
+        {"error": f"this credential is node {caller}'s; it cannot write another node's entry"},
+        status_code=403,
     )
 
 
@@ -161,13 +201,21 @@ class _RefusalLog:
             self._since.clear()
 
 
-def registry_routes(registry: NodeRegistry, secret: str) -> list[Route]:
+def registry_routes(
+    registry: NodeRegistry,
+    secret: str,
+    credentials: NodeCredentials | None = None,
+    cluster_name: str = "",
+) -> list[Route]:
+    """``secret``: the legacy shared secret ("" : none); ``credentials``: how enrolled
+    nodes' credentials are checked (None: not at all); ``cluster_name``: the one id no
+    node may take."""
     refusals = _RefusalLog()
 
     async def register(request: Request) -> Response:
-        refused = _unauthorised(request, secret)
-        if refused is not None:
-            return refused
+        caller = _caller(request, secret, credentials)
+        if isinstance(caller, Response):
+            return caller
         try:
             data = _decode(await _read_body(request))
         except _BodyTooLarge:
@@ -180,6 +228,12 @@ def registry_routes(registry: NodeRegistry, secret: str) -> list[Route]:
             return _invalid([{"field": "body", "detail": str(exc)}])
         try:
             entry = NodeEntry.parse(data)
+            refused = _not_yours(request, caller, entry.node_id)
+            if refused is not None:
+                return refused
+            if cluster_name and entry.node_id == cluster_name:
+                detail = "expected an id other than the cluster name (EDGESIGHT_CLUSTER)"
+                return _invalid([{"field": "node_id", "detail": detail}])
             is_new = await registry.heartbeat(entry)
         except HeartbeatError as exc:
             return _invalid([{"field": e.field, "detail": e.detail} for e in exc.errors])
@@ -202,12 +256,15 @@ def registry_routes(registry: NodeRegistry, secret: str) -> list[Route]:
         )
 
     async def deregister(request: Request) -> Response:
-        refused = _unauthorised(request, secret)
-        if refused is not None:
-            return refused
+        caller = _caller(request, secret, credentials)
+        if isinstance(caller, Response):
+            return caller
         node_id = request.path_params["node_id"]
         if not NODE_ID_PATTERN.fullmatch(node_id):
             return JSONResponse({"error": "no such node"}, status_code=404)
+        refused = _not_yours(request, caller, node_id)
+        if refused is not None:
+            return refused
         try:
             removed = await registry.deregister(node_id)
         except StoreUnavailable:

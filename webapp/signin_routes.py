@@ -6,7 +6,8 @@
     GET  /logout          a one-button page that signs out (POST), for a typed-in URL
     POST /logout          ends the session on record (every instance sharing the store)
                           and clears the cookie; 303 to the sign-in form
-    POST /api/token       a stream token for the signed-in page (401 without sign-in)
+    POST /api/token       a stream token for the signed-in page (401 without sign-in),
+                          and one per registered node it names (?nodes=, node_tokens.py)
     GET  /api/token-key   the public key nodes verify tokens with (PEM)
 
 ``SignInGate`` guards the page, its config and the node list: without sign-in a page
@@ -38,6 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .attempts import KioskKeyLimiter, Limited, LoginLimiter, Reservation
 from .forwarded import client_address
+from .node_tokens import NodeTokens
 from .sessions import SessionStoreUnavailable
 from .signin import SESSION_COOKIE, AuthMode, Door
 from .tokens import TokenSigner
@@ -254,6 +256,7 @@ def signin_routes(
     limiter: LoginLimiter,
     templates: Jinja2Templates,
     session_max_age_s: int,
+    node_tokens: NodeTokens | None = None,
 ) -> list[Route]:
     async def login_form(request: Request) -> Response:
         if not door.has(AuthMode.USERS):
@@ -364,7 +367,11 @@ def signin_routes(
                 headers=NO_STORE,
             )
         issued = signer.issue(identity, origin)
-        return JSONResponse(issued.as_json(), headers=NO_STORE)
+        answer: dict[str, Any] = {**issued.as_json()}
+        if node_tokens is not None:  # issue 17: a token per node, each good there only
+            wanted = request.query_params.get("nodes")
+            answer["node_tokens"] = await node_tokens.issue(identity, origin, wanted)
+        return JSONResponse(answer, headers=NO_STORE)
 
     async def token_key(request: Request) -> Response:
         return Response(

@@ -143,15 +143,23 @@ class TokenSigner:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
-    def session_secret(self) -> bytes:
-        """A key for signing session cookies, derived from the private key so that
-        sessions live as long as the key file does and need no second secret."""
+    def _derived(self, purpose: bytes) -> bytes:
         raw = self._key.private_bytes(
             serialization.Encoding.Raw,
             serialization.PrivateFormat.Raw,
             serialization.NoEncryption(),
         )
-        return hashlib.sha256(b"edgesight session cookie v1\0" + raw).digest()
+        return hashlib.sha256(purpose + b"\0" + raw).digest()
+
+    def session_secret(self) -> bytes:
+        """A key for signing session cookies, derived from the private key so that
+        sessions live as long as the key file does and need no second secret."""
+        return self._derived(b"edgesight session cookie v1")
+
+    def enrolment_key(self) -> bytes:
+        """The key node credentials are made with (``node_identity.py``): derived like
+        the session secret, for another purpose, so neither reveals the other."""
+        return self._derived(b"edgesight node credential v1")
 
     def issue(
         self,

@@ -217,7 +217,7 @@ def test_the_loop_survives_a_refusal_and_never_logs_the_secret(
     with caplog.at_level(logging.INFO, logger="gpu_backend.heartbeat"):
         asyncio.run(scenario())
 
-    assert "refused the secret (401)" in caplog.text
+    assert "refused the credential (401)" in caplog.text
     assert "could not deregister" in caplog.text
     assert SECRET not in caplog.text
 
