@@ -119,6 +119,7 @@ class BrowserClient:
         self.link = NodeLink()
         self.route_note = ""  # why the page is where it is, in words
         self._registry: list[NodeInfo] = []
+        self._node_ids: dict[str, str] = {}  # URL -> registry id, for its own token
         self._is_started = False
         self.probes = Probes()  # short-lived sockets measuring candidates
         # Stream tokens (issue 8): fetched from the web app's token_url, presented in AUTH
@@ -197,7 +198,9 @@ class BrowserClient:
             case TimerFired():
                 return self._on_timer(now_ms)
             case TokenFetched(status, body):
-                events = apply_token_response(self.tokens, self.stream, status, body, now_ms)
+                events = apply_token_response(
+                    self.tokens, self._streams_with_ids(), status, body, now_ms
+                )
                 return self.link.with_send(events)
             case NodeList(nodes_json):
                 return self._on_node_list(nodes_json, now_ms)
@@ -215,6 +218,8 @@ class BrowserClient:
             raise ValueError(f"expected a list of nodes, got {type(nodes).__name__}")
         registry, problems = usable_nodes(nodes)
         self._registry, self._registry_refusals = self._reachable(registry)
+        self._node_ids = {info.url: info.id for info in self._registry if info.id}
+        self.tokens.want(list(self._node_ids.values()))  # their tokens before a failover
         self._warn(problems)
         self._update_candidates(now_ms)
         return []
@@ -270,8 +275,9 @@ class BrowserClient:
             self._update_candidates(now_ms)
         actions: list[dict[str, Any]] = []
         if self.tokens.fetch_due(now_ms) and self.tokens.token_url:
+            url = self.tokens.fetch_url()  # before fetching(): which nodes it asks for
             self.tokens.fetching(now_ms)
-            actions.append({"do": "fetch_token", "url": self.tokens.token_url})
+            actions.append({"do": "fetch_token", "url": url})
         if self.node_url is not None and self._is_stalled(now_ms):
             actions.append({"do": "abandon", "reason": "stalled"})
             self.lose_node(now_ms, overloaded=False)
@@ -309,7 +315,7 @@ class BrowserClient:
             actions.append({"do": "connect", "url": decision.url})
         elif isinstance(decision, Switch) and self.is_node_ready():
             # Make before break: the current link keeps streaming until the new HELLO.
-            self.handover.begin(decision.to_url, self._new_stream(now_ms))
+            self.handover.begin(decision.to_url, self._new_stream(decision.to_url, now_ms))
             self.route_note = decision.reason
             actions.append({"do": "join", "url": decision.to_url})
         elif isinstance(decision, Switch):  # nothing to keep: the current link is not ready
@@ -340,9 +346,20 @@ class BrowserClient:
         return max(now_ms, min(times))
 
     def _open_stream(self, url: str, now_ms: float) -> None:
-        self.link.open(url, self._new_stream(now_ms))
+        self.link.open(url, self._new_stream(url, now_ms))
 
-    def _new_stream(self, now_ms: float) -> NodeStream:
+    def _streams_with_ids(self) -> list[tuple[NodeStream, str]]:
+        """The streams a token answer may be for: the current one and one joining, each
+        with its node's registry id ("" for a static node)."""
+        streams = []
+        if self.stream is not None and self.node_url is not None:
+            streams.append((self.stream, self._node_ids.get(self.node_url, "")))
+        joining = self.handover.joining
+        if joining is not None:
+            streams.append((joining.stream, self._node_ids.get(joining.url, "")))
+        return streams
+
+    def _new_stream(self, url: str, now_ms: float) -> NodeStream:
         # A node serving another model than the page's is refused at its HELLO: its class
         # list and boxes would not mean what the page shows (and the local fallback runs).
         return NodeStream(
@@ -350,7 +367,8 @@ class BrowserClient:
             expected_sha256=self.card.sha256,
             encoding=self.frames.settings,
             can_encode=self.frames.can_encode,
-            token=self.tokens.token_for_auth(now_ms),  # None: AUTH waits for the token
+            # a registered node's own token (issue 17); None: AUTH waits for the token
+            token=self.tokens.token_for_auth(now_ms, self._node_ids.get(url, "")),
         )
 
     def lose_node(self, now_ms: float, overloaded: bool) -> None:

@@ -137,6 +137,9 @@ class NodeInfo:
     site: str = ""
     age_s: float = math.inf  # since its last heartbeat, as the registry saw it; inf: unknown
     degraded: bool = False  # misses its latency objective (issue 12): used only as a last resort
+    # the registry's id of a registered node: its stream tokens are for it (issue 17);
+    # "" for a configured (static) URL, which has no id of its own
+    id: str = ""
 
     def __post_init__(self) -> None:
         if not self.url:
@@ -159,6 +162,8 @@ class NodeInfo:
                     raise ValueError(
                         f"NodeInfo.{f.name}: expected {f.type}, got {data[f.name]!r}"
                     ) from None
+        if data.get("static") is True:
+            values.pop("id", None)  # "static:<url>": a label, not a node's identity
         return cls(**values)
 
     @property

@@ -285,6 +285,14 @@ class NodeStream:
         out, self._outbox = self._outbox, []
         return out
 
+    @property
+    def is_waiting_for_token(self) -> bool:
+        """Its AUTH waits for a token (it was made with ``token=None``)."""
+        return self._token is None and self.state in (
+            StreamState.CONNECTING,
+            StreamState.AUTHENTICATING,
+        )
+
     def set_token(self, token: str) -> None:
         """A (new) token: sent at once when the node's HELLO came, else with the AUTH that
         follows it. While streaming this is the refresh: frames go on meanwhile."""
