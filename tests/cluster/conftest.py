@@ -9,6 +9,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,9 @@ from gpu_backend.settings import NodeSettings
 from tests.cluster.latency_proxy import LatencyProxy
 from tests.conftest import MODEL_PATH
 from webapp.app import create_app as create_webapp
+from webapp.node_identity import NodeCredentials
 from webapp.settings import WebappSettings
+from webapp.tokens import TokenSigner
 
 SECRET = "cluster-test-secret-0123456789"
 HEARTBEAT_INTERVAL_S = 0.5  # fresh load figures in the list; the page still polls every 2 s
@@ -75,11 +78,13 @@ StartCluster = Callable[..., Cluster]
 
 
 @pytest.fixture
-def start_cluster() -> Iterator[StartCluster]:
+def start_cluster(tmp_path: Path) -> Iterator[StartCluster]:
     """``start_cluster({"node-a": 0, "node-b": 50}, registry=True, max_streams={},
-    static_urls=(), webapp_delay_ms=0)``: nodes behind proxies adding that many ms each way,
-    listed fastest first, registering with a web app (which also lists ``static_urls``, and
-    which pages reach through a proxy of its own) if ``registry``.
+    static_urls=(), webapp_delay_ms=0, require_tokens=False)``: nodes behind proxies adding
+    that many ms each way, listed fastest first, registering with a web app (which also
+    lists ``static_urls``, and which pages reach through a proxy of its own) if
+    ``registry``, each enrolled with a credential of its own (issue 17). With
+    ``require_tokens`` the nodes take only stream tokens for their own id.
     The fastest gets the URL that sorts last, so a client that ignored latency (unmeasured
     nodes rank by URL) would pick the wrong node and fail the test."""
     stoppable: list[ServerThread | LatencyProxy] = []
@@ -90,14 +95,18 @@ def start_cluster() -> Iterator[StartCluster]:
         max_streams: dict[str, int] | None = None,
         static_urls: tuple[str, ...] = (),
         webapp_delay_ms: float = 0.0,
+        require_tokens: bool = False,
     ) -> Cluster:
         cluster = Cluster()
+        key_path = tmp_path / "token-key.pem"
+        # the web app reads this key file too: the credentials are its own
+        enrol = NodeCredentials(TokenSigner.from_file(key_path, "edgesight", 300).enrolment_key())
         if registry:
             web_settings = WebappSettings(
                 port=0,
                 node_urls=static_urls,  # listed beside the registered nodes
-                registry_secret=SECRET,
                 heartbeat_interval_s=HEARTBEAT_INTERVAL_S,
+                token_key_path=key_path,
             )
             cluster.webapp = ServerThread(create_webapp(web_settings)).start()
             cluster.webapp_proxy = LatencyProxy(cluster.webapp.port, webapp_delay_ms).start()
@@ -116,7 +125,8 @@ def start_cluster() -> Iterator[StartCluster]:
                 public_url=proxy.ws_url,
                 node_id=name,
                 registry_url=cluster.webapp.http_url if cluster.webapp else "",
-                registry_secret=SECRET if cluster.webapp else "",
+                node_credential=enrol.issue(name) if cluster.webapp else "",
+                allow_anonymous=False if require_tokens else None,
             )
             server = ServerThread(create_node_app(settings)).start()
             stoppable.append(server)

@@ -16,7 +16,7 @@ from edgesight.serving import ServerThread
 from gpu_backend.app import create_app as create_node_app
 from gpu_backend.settings import NodeSettings
 from gpu_backend.tokens import TokenVerifier
-from tests.cluster.conftest import HEARTBEAT_INTERVAL_S, SECRET
+from tests.cluster.conftest import HEARTBEAT_INTERVAL_S, SECRET, StartCluster
 from tests.cluster.driver import Driver, now_ms
 from tests.cluster.latency_proxy import LatencyProxy
 from tests.conftest import MODEL_PATH
@@ -109,3 +109,42 @@ def test_a_page_without_a_token_is_refused_with_a_clear_message(
     refusal = next(e for _, _, e in driver.events if e["type"] == "access_refused")
     assert "requires a stream token" in refusal["message"]
     assert driver.answered() == []
+
+
+# -- issue 17: enrolled nodes, tokens scoped to one node each ---------------------------------
+def test_a_failover_between_enrolled_nodes_uses_a_token_already_held(
+    start_cluster: StartCluster,
+) -> None:
+    """Given two enrolled nodes that take only tokens for their own id, and a page that
+    lists them and streams to the nearer one, when that node dies, then the page streams
+    to the other with the token it already held: no token fetch between the kill and the
+    first answer from the other node, no refusal."""
+    cluster = start_cluster({"node-a": 0.0, "node-b": 40.0}, require_tokens=True)
+    assert cluster.webapp is not None
+    web_url = cluster.webapp.http_url
+    killed_ms: list[float] = []
+
+    async def scenario() -> Driver:
+        registry_url = cluster.registry_url
+        async with Driver(registry_url=registry_url, web_url=web_url, max_in_flight=1) as d:
+            await d.wait_for(lambda: len(d.answered("node-a")) >= 3, timeout_s=20)
+            # b's token comes with the list's tokens; wait until the page holds it
+            await d.wait_for(lambda: "node-b" in d.client.tokens.node_tokens, timeout_s=10)
+            killed_ms.append(now_ms())
+            await asyncio.to_thread(cluster.nodes["node-a"].kill)
+            await d.wait_for(lambda: len(d.answered("node-b")) >= 2, timeout_s=15)
+        return d
+
+    driver = asyncio.run(asyncio.wait_for(scenario(), 60))
+    first_b_ms = min(r.result_ms or 0 for r in driver.answered("node-b"))
+    fetched_between = [
+        action
+        for at_ms, action in driver.actions
+        if action["do"] == "fetch_token" and killed_ms[0] <= at_ms <= first_b_ms
+    ]
+    assert fetched_between == []
+    assert [e for _, _, e in driver.events if e["type"] == "access_refused"] == []
+    assert [name for _, _, name in driver.readies] == ["node-a", "node-b"]
+    assert driver.client.stream is not None
+    assert driver.client.stream.welcome is not None
+    assert driver.client.stream.welcome.identity == "anonymous"  # sign-in is off here
