@@ -23,6 +23,7 @@ from edgesight.cli import main
 from edgesight.serving import ServerThread
 from gpu_backend.tokens import TokenVerifier, load_public_key
 from webapp.app import create_app as create_webapp
+from webapp.node_identity import NodeCredentials
 from webapp.registry import MemoryStore, NodeEntry
 from webapp.settings import WebappSettings
 from webapp.tokens import TokenSigner
@@ -211,6 +212,25 @@ def test_token_prints_a_token_signed_with_the_web_apps_key(tmp_path: Path) -> No
     signer = TokenSigner.from_file(tmp_path / "token-key.pem", "lab", 300)
     verifier = TokenVerifier(load_public_key(signer.public_key_pem(), "test"), ["lab"])
     assert verifier.authenticate(result.stdout.strip(), None).identity == "bench"
+
+
+def test_enrol_prints_a_credential_the_web_app_accepts_for_that_node_only(
+    tmp_path: Path,
+) -> None:
+    env = {"EDGESIGHT_STATE_DIR": str(tmp_path), "EDGESIGHT_CLUSTER": "lab"}
+    result = _run("enrol", "lab2-gpu0", env=env)
+    assert result.returncode == 0, result.stderr
+    credential = result.stdout.strip()
+    assert credential.startswith("esn1.lab2-gpu0.")
+    assert "EDGESIGHT_NODE_CREDENTIAL" in result.stderr
+    signer = TokenSigner.from_file(tmp_path / "token-key.pem", "lab", 300)
+    assert NodeCredentials(signer.enrolment_key()).node_id(credential) == "lab2-gpu0"
+
+    for bad, expected in (("lab", "cluster name"), ("bad id", "node id")):
+        refused = _run("enrol", bad, env=env)
+        assert refused.returncode == 2
+        assert expected in refused.stderr
+        assert "Traceback" not in refused.stderr
 
 
 def test_serve_lets_its_web_app_pages_use_its_node() -> None:
