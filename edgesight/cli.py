@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument(
         "--registry-url",
         help="web app to register with, https://HOST:PORT or http://HOST:PORT "
-        "(EDGESIGHT_REGISTRY_URL); needs EDGESIGHT_REGISTRY_SECRET",
+        "(EDGESIGHT_REGISTRY_URL); needs EDGESIGHT_NODE_CREDENTIAL (edgesight enrol)",
     )
 
     web = commands.add_parser("webapp", help="the web app alone")
