@@ -4,10 +4,14 @@ status line shows the move."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from conftest import BrowserPage, NodeProcess, start_webapp
 from playwright.sync_api import expect
+
+from webapp.node_identity import NodeCredentials
+from webapp.tokens import TokenSigner
 
 pytestmark = pytest.mark.e2e
 
@@ -52,14 +56,18 @@ def test_killed_node_is_replaced_by_the_other_node(
 
 
 def test_a_node_known_only_from_the_registry_is_used(
-    open_page: Callable[..., BrowserPage],
+    open_page: Callable[..., BrowserPage], tmp_path: Path
 ) -> None:
-    secret = "e2e-registry-secret-0123456789"
-    with start_webapp((), registry_secret=secret) as web:
+    """An enrolled node (issue 17): it registers with its own credential and accepts only
+    tokens for its own id, so the page must present the per-node token it got."""
+    key_path = tmp_path / "token-key.pem"
+    signer = TokenSigner.from_file(key_path, "edgesight", 300)  # the web app's key file
+    credential = NodeCredentials(signer.enrolment_key()).issue("registered-node")
+    with start_webapp((), token_key_path=key_path) as web:
         node = NodeProcess(
             "registered-node",
             args=("--registry-url", web.http_url),
-            env={"EDGESIGHT_REGISTRY_SECRET": secret},
+            env={"EDGESIGHT_NODE_CREDENTIAL": credential},
         ).start()
         try:
             page = open_page(f"{web.http_url}/", camera="astronaut").page
@@ -67,5 +75,7 @@ def test_a_node_known_only_from_the_registry_is_used(
                 "() => window.edgesight?.timings.some(t => t.mode === 'node')", timeout=TIMEOUT_MS
             )
             expect(page.locator("#badge")).to_have_text("Detecting on server registered-node")
+            held = page.evaluate("[...window.edgesight.client.tokens.node_tokens.keys()]")
+            assert held == ["registered-node"]
         finally:
             node.stop()
