@@ -59,12 +59,14 @@ class NodeTokens:
         when the registry cannot be read (the page keeps the tokens it holds and asks
         again at its next refresh)."""
         wanted = wanted_node_ids(query, self.max_nodes)
+        if wanted == []:
+            return {}  # a page that lists no registered node: no registry read
         try:
             if wanted is None:
                 listing = await self.registry.listing()
                 ids = [str(node["id"]) for node in listing if not node["static"]]
             else:
-                registered = {listed.entry.node_id for listed in await self.registry.store.listed()}
+                registered = await self.registry.store.live_ids(wanted)
                 ids = [node_id for node_id in wanted if node_id in registered]
         except StoreUnavailable:
             log.warning("no per-node tokens issued: the registry store is unavailable")

@@ -248,6 +248,11 @@ class RegistryStore(Protocol):
 
     async def listed(self) -> list[Listed]: ...
 
+    async def live_ids(self, node_ids: list[str]) -> set[str]:
+        """Which of ``node_ids`` are listed now: a cost in the ids asked, not in the
+        registry's size (a page's token request names at most its list's 16)."""
+        ...
+
 
 @dataclass
 class _Held:
@@ -301,6 +306,10 @@ class MemoryStore:
         was_live = self._live(node_id, now_s)
         self._held.pop(node_id, None)
         return was_live
+
+    async def live_ids(self, node_ids: list[str]) -> set[str]:
+        now_s = self._clock()
+        return {node_id for node_id in node_ids if self._live(node_id, now_s)}
 
     async def listed(self) -> list[Listed]:
         now_s = self._clock()

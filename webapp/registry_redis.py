@@ -144,6 +144,18 @@ class RedisStore:
             raise self._unavailable(exc) from None
         return bool(deleted)
 
+    async def live_ids(self, node_ids: list[str]) -> set[str]:
+        if not node_ids:
+            return set()
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for node_id in node_ids:
+                    pipe.exists(self.node_key(node_id))
+                found = await pipe.execute()
+        except RedisError as exc:
+            raise self._unavailable(exc) from None
+        return {node_id for node_id, exists in zip(node_ids, found, strict=True) if exists}
+
     async def listed(self) -> list[Listed]:
         try:
             found, expired = await self._list(keys=[self._index], args=[self.node_key("")])

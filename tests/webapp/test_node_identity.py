@@ -3,6 +3,7 @@ tokens scoped to one node each."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,11 @@ from gpu_backend.tokens import TokenVerifier, load_public_key
 from webapp.app import create_app
 from webapp.node_identity import CredentialError, NodeCredentials
 from webapp.node_tokens import wanted_node_ids
-from webapp.registry import MemoryStore
+from webapp.registry import MemoryStore, NodeEntry
 from webapp.settings import WebappSettings
 from webapp.tokens import TokenSigner
+
+from .conftest import Backend
 
 BASE = "http://testserver"
 LEGACY_SECRET = "legacy-secret-0123456789"
@@ -197,6 +200,31 @@ def test_the_token_answer_carries_a_token_per_asked_registered_node(
 
     default = client.post("/api/token", headers={"Origin": BASE}).json()["node_tokens"]
     assert set(default) == {"node-a", "node-b"}  # what GET /api/nodes lists
+
+
+def test_live_ids_answers_for_the_ids_asked_on_both_stores(backend: Backend) -> None:
+    """The token route checks a page's ids with ``live_ids`` (a cost in the ids asked,
+    not in the registry's size); expired ids are not live."""
+    store = backend.store()
+
+    async def scenario() -> tuple[set[str], set[str], set[str]]:
+        await store.open()
+        try:
+            for node_id in ("node-a", "node-b"):
+                entry = NodeEntry.parse(heartbeat(node_id, f"ws://{node_id}:8001/ws"))
+                await store.put(entry, ttl_s=5.0, max_entries=10)
+            before = await store.live_ids(["node-a", "node-x", "node-b"])
+            nothing = await store.live_ids([])
+            backend.advance(6.0)
+            after = await store.live_ids(["node-a", "node-b"])
+        finally:
+            await store.close()
+        return before, nothing, after
+
+    before, nothing, after = asyncio.run(scenario())
+    assert before == {"node-a", "node-b"}
+    assert nothing == set()
+    assert after == set()
 
 
 def test_wanted_node_ids_are_bounded_and_well_formed() -> None:
