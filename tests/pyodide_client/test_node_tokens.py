@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pyodide_client.backoff import Backoff
 from pyodide_client.page_events import SocketClosed
 from pyodide_client.protocol import Auth, Welcome
+from pyodide_client.token_refresh import MAX_NODE_TOKENS, TokenKeeper
 
 from .test_browser import (
     TOKEN_URL,
@@ -141,3 +143,25 @@ def test_the_answers_node_tokens_are_kept_only_when_well_formed() -> None:
     body["node_tokens"] = ["not", "a", "map"]
     client.on_token(200, json.dumps(body), 20.0)
     assert client.tokens.node_tokens == {}
+
+
+def test_the_keeper_asks_for_the_listed_ids_and_waits_only_for_a_token_coming() -> None:
+    keeper = TokenKeeper(TOKEN_URL, backoff=Backoff(initial_ms=1000, max_ms=8000, jitter=0))
+    assert keeper.fetch_url() == TOKEN_URL  # nothing listed yet: the web app's default list
+    keeper.want(["node-a", "node-b", "node-a"])
+    assert keeper.fetch_url() == f"{TOKEN_URL}?nodes=node-a,node-b"
+    keeper.fetching(0.0)
+    assert keeper.token_for_auth(1.0, "node-a") is None  # its token is on its way
+    keeper.on_response(200, answer({"node-a": "t-a"}), 2.0)
+    assert keeper.token_for_auth(3.0, "node-a") == "t-a"
+    assert keeper.token_for_auth(3.0, "node-b") == ""  # asked for, not given: no wait
+    assert keeper.token_for_auth(3.0, "node-c") is None  # not asked yet: a fetch is due
+    keeper.want(["node-a", "node-c"])
+    assert keeper.fetch_due(4.0)
+    assert keeper.token_for_auth(3.0) == "t-cluster"  # a static node
+
+
+def test_a_keeper_never_lists_more_ids_than_a_page_keeps() -> None:
+    keeper = TokenKeeper(TOKEN_URL)
+    keeper.want([f"n{i}" for i in range(500)])
+    assert keeper.fetch_url().count(",") == MAX_NODE_TOKENS - 1
