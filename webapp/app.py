@@ -320,6 +320,7 @@ def create_app(
                 settings.registry_secret,
                 NodeCredentials(signer.enrolment_key()),  # enrolled nodes (issue 17)
                 settings.cluster_name,
+                frozenset(settings.revoked_nodes),
             ),
             report_route(metrics),
             *signin_routes(
@@ -328,7 +329,8 @@ def create_app(
                 LoginLimiter(),
                 templates,
                 int(settings.session_lifetime_s),
-                NodeTokens(registry, signer),  # a token per listed node (issue 17)
+                # a token per listed node (issue 17)
+                NodeTokens(registry, signer, frozenset(settings.revoked_nodes)),
             ),
             Route("/py/pyodide_client.zip", client_package),
             Route("/models/model.json", model_card),

@@ -14,7 +14,8 @@ credentials. A node presents its credential as ``Authorization: Bearer`` on each
 and on its DELETE; the registry accepts an entry only for the id its credential names.
 A node knows its credential, never the key: it cannot make one for another id.
 
-Replacing the token key (``EDGESIGHT_TOKEN_KEY``) revokes every credential at once. The
+``EDGESIGHT_REVOKED_NODES`` revokes single credentials (by node id; the registry routes
+refuse them); replacing the token key (``EDGESIGHT_TOKEN_KEY``) revokes all at once. The
 credential is a bearer secret: it travels only over https (or loopback http), and lives in
 the node's environment (``EDGESIGHT_NODE_CREDENTIAL``), not on its command line.
 """

@@ -46,9 +46,12 @@ def wanted_node_ids(query: str | None, max_nodes: int) -> list[str] | None:
 class NodeTokens:
     """Signs one token per registered node a page asks for."""
 
-    def __init__(self, registry: NodeRegistry, signer: TokenSigner) -> None:
+    def __init__(
+        self, registry: NodeRegistry, signer: TokenSigner, revoked: frozenset[str] = frozenset()
+    ) -> None:
         self.registry = registry
         self.signer = signer
+        self.revoked = revoked  # EDGESIGHT_REVOKED_NODES: listed until they expire, no tokens
 
     @property
     def max_nodes(self) -> int:
@@ -74,5 +77,6 @@ class NodeTokens:
         return {
             node_id: self.signer.issue(identity, origin, audience=node_id).token
             for node_id in ids[: self.max_nodes]
-            if node_id != self.signer.audience  # a "node" token for the cluster is none
+            # a "node" token for the cluster is none
+            if node_id != self.signer.audience and node_id not in self.revoked
         }

@@ -116,7 +116,12 @@ def _refused(request: Request, reason: str) -> JSONResponse:
     )
 
 
-def _caller(request: Request, secret: str, credentials: NodeCredentials | None) -> str | Response:
+def _caller(
+    request: Request,
+    secret: str,
+    credentials: NodeCredentials | None,
+    revoked: frozenset[str] = frozenset(),
+) -> str | Response:
     """The node id the request's credential was issued for (``ANY_NODE`` for the legacy
     shared secret), or the response to send. The log names the source and what was
     wrong, never what was sent."""
@@ -126,9 +131,12 @@ def _caller(request: Request, secret: str, credentials: NodeCredentials | None) 
         return _refused(request, "no bearer token")
     if credentials is not None and credentials.looks_like_one(bearer):
         try:
-            return credentials.node_id(bearer)
+            node_id = credentials.node_id(bearer)
         except CredentialError as exc:
             return _refused(request, str(exc))
+        if node_id in revoked:
+            return _refused(request, f"node {node_id}'s credential is revoked")
+        return node_id
     if not secret:
         return JSONResponse(
             {
@@ -206,14 +214,15 @@ def registry_routes(
     secret: str,
     credentials: NodeCredentials | None = None,
     cluster_name: str = "",
+    revoked: frozenset[str] = frozenset(),
 ) -> list[Route]:
     """``secret``: the legacy shared secret ("" : none); ``credentials``: how enrolled
     nodes' credentials are checked (None: not at all); ``cluster_name``: the one id no
-    node may take."""
+    node may take; ``revoked``: ids whose credentials are refused (401)."""
     refusals = _RefusalLog()
 
     async def register(request: Request) -> Response:
-        caller = _caller(request, secret, credentials)
+        caller = _caller(request, secret, credentials, revoked)
         if isinstance(caller, Response):
             return caller
         try:
@@ -256,7 +265,7 @@ def registry_routes(
         )
 
     async def deregister(request: Request) -> Response:
-        caller = _caller(request, secret, credentials)
+        caller = _caller(request, secret, credentials, revoked)
         if isinstance(caller, Response):
             return caller
         node_id = request.path_params["node_id"]

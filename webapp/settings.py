@@ -45,7 +45,11 @@ class WebappSettings:
     # environment gives the same boxes whether a node or the browser detects.
     score_threshold: float = 0.35
     iou_threshold: float = 0.6
-    # Node registry (issue 4). Nodes register with this shared secret; empty: registration off.
+    # Node registry (issue 4). Nodes register with their own credentials (issue 17,
+    # `edgesight enrol`); revoked_nodes: ids whose credentials are refused from now on (a
+    # lost or retired node; re-enrol a machine under a new id). registry_secret: legacy,
+    # one secret any node may register any id with; empty: none accepted.
+    revoked_nodes: tuple[str, ...] = ()
     registry_secret: str = field(default="", repr=False)
     redis_url: str = field(default="", repr=False)  # empty: in-memory; may carry a password
     heartbeat_interval_s: float = 2.0
@@ -96,6 +100,7 @@ class WebappSettings:
         "target_fps": "EDGESIGHT_TARGET_FPS",
         "score_threshold": "EDGESIGHT_SCORE_THRESHOLD",
         "iou_threshold": "EDGESIGHT_IOU_THRESHOLD",
+        "revoked_nodes": "EDGESIGHT_REVOKED_NODES",
         "registry_secret": "EDGESIGHT_REGISTRY_SECRET",
         "redis_url": "EDGESIGHT_REDIS_URL",
         "heartbeat_interval_s": "EDGESIGHT_HEARTBEAT_INTERVAL_S",
@@ -203,7 +208,7 @@ class WebappSettings:
                     values[name] = float(raw)
                 except ValueError:
                     raise SettingsError(f"{key}: expected a number, got {raw!r}") from None
-            elif name in ("node_urls", "auth_modes", "trusted_proxies"):
+            elif name in ("node_urls", "auth_modes", "trusted_proxies", "revoked_nodes"):
                 values[name] = tuple(u.strip() for u in raw.split(",") if u.strip())
             elif name.endswith(("_dir", "_file", "_path")):
                 values[name] = Path(raw).expanduser()

@@ -162,6 +162,32 @@ def test_the_legacy_shared_secret_still_registers_any_id(
         assert client.post("/api/nodes/register", json=body, headers=enrolled).status_code == 200
 
 
+def test_a_revoked_nodes_credential_is_refused_and_gets_no_tokens(
+    key_path: Path, credentials: NodeCredentials, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = WebappSettings.from_env(
+        {"EDGESIGHT_REVOKED_NODES": "node-lost, node-old"},
+        node_urls=(),
+        token_key_path=key_path,
+        cluster_name="lab",
+    )
+    assert settings.revoked_nodes == ("node-lost", "node-old")
+    store = MemoryStore()
+    with TestClient(create_app(settings, registry_store=store), base_url=BASE) as client:
+        lost = bearer(credentials.issue("node-lost"))
+        body = heartbeat("node-lost", "ws://lost:8001/ws")
+        assert client.post("/api/nodes/register", json=body, headers=lost).status_code == 401
+        assert "node node-lost's credential is revoked" in caplog.text
+        kept = bearer(credentials.issue("node-kept"))
+        body = heartbeat("node-kept", "ws://kept:8001/ws")
+        assert client.post("/api/nodes/register", json=body, headers=kept).status_code == 201
+        # an entry from before the revocation (shared Redis, another instance) stays listed
+        # until it expires, but pages get no token for it meanwhile
+        asyncio.run(store.put(NodeEntry.parse(heartbeat("node-lost", "ws://l/ws")), 60.0, 10))
+        answer = client.post("/api/token?nodes=node-lost,node-kept", headers={"Origin": BASE})
+        assert set(answer.json()["node_tokens"]) == {"node-kept"}
+
+
 def test_no_node_may_take_the_cluster_name_as_its_id(
     client: TestClient, credentials: NodeCredentials
 ) -> None:
