@@ -379,6 +379,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 header_timeout_s=node.header_timeout_s,
                 max_connections_per_address=node.max_connections_per_address,
                 close_timeout_s=node.close_timeout_s,
+                body_timeout_s=node.body_timeout_s,
+                min_body_rate_bytes_per_s=node.min_body_rate_bytes_per_s,
             )
             server = make_server(app, node.host, node.port, node.max_message_bytes, context, limits)
             flag = "--node-port or EDGESIGHT_NODE_PORT"

@@ -4,6 +4,16 @@ sockets hostage (issue 8, each reproduced on the unguarded server):
 - **Slowloris.** 2000 half-sent HTTP requests stayed open for ever. A connection's request
   headers must now be complete within ``header_timeout_s`` (answered 408 and closed
   otherwise); uvicorn only times out idle keep-alive connections.
+- **Slow request bodies** (issue 17). A body trickled a byte at a time was held for ever
+  (1,100 such connections from 11 addresses locked every client out). Once its headers are
+  in, a request's body must be complete within ``body_timeout_s`` and arrive at
+  ``min_body_rate_bytes_per_s`` or more in every second the server is reading it; else 408
+  (or, once the app has answered, just a close), and the app handling it is stopped.
+- **One malformed request, one log line** (issue 17). h11 answers a malformed body (a bad
+  chunk) with 400, but uvicorn let the app run on; its next send failed and logged "Exception
+  in ASGI application" with ~45 lines of traceback, 105 MB per 30 s from one client. Here the
+  400 ends the request: the app is stopped (cancelled, or never started), its sends and
+  receives see a disconnected client, and one sampled line is logged instead of uvicorn's.
 - **Per-address caps.** One client address may hold at most
   ``max_connections_per_address`` connections (HTTP and WebSocket alike); more are
   dropped at once.
@@ -37,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import h11
-from uvicorn._types import ASGISendEvent
+from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
@@ -46,6 +56,10 @@ __all__ = ["ServerLimits", "protocol_classes"]
 log = logging.getLogger(__name__)
 
 _REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+# What uvicorn logs (a WARNING) for every request h11 cannot parse; the guard logs a
+# sampled line of its own instead (``_MalformedRequestLines``).
+_UVICORN_INVALID_REQUEST = "Invalid HTTP request received."
+BODY_RATE_WINDOW_S = 1.0  # a body's rate is judged over windows this long
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,17 @@ class ServerLimits:
     max_connections_per_address: int = 128
     close_timeout_s: float = 5.0
     after_close_messages: int = 64
+    # A request body, from the end of its headers: whole within this, and never slower
+    # than the rate over a window of BODY_RATE_WINDOW_S while the server reads.
+    body_timeout_s: float = 10.0
+    min_body_rate_bytes_per_s: float = 512.0
+
+
+class _MalformedRequestLines(logging.Filter):
+    """Drops uvicorn's own line for a request h11 refused: the guard logs a sampled one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != _UVICORN_INVALID_REQUEST
 
 
 PARSE_SLICE_BYTES = 16 * 1024  # bytes handed to the WebSocket parser at once
@@ -114,6 +139,14 @@ class GuardedH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._body_deadline_s = 0.0
+        self._window_bytes = 0  # body bytes received in the current rate window
+        # The request the guard ended (400, 408): its app is stopped, or never starts.
+        self._is_request_ended = False
+        self._app_task: asyncio.Task[None] | None = None
+        self._inner_app = self.app
+        self.app = self._run_app
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -124,8 +157,22 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()
+        self._disarm_body_timer()
         self.guard.release(self.transport)
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._window_bytes += len(data)
+        super().data_received(data)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        # A request whose headers are in and whose body is still coming: time the body.
+        sending_body = self.conn.their_state is h11.SEND_BODY
+        if sending_body and self._body_timer is None and not self.transport.is_closing():
+            self._body_deadline_s = self.loop.time() + self.guard.limits.body_timeout_s
+            self._window_bytes = 0
+            self._arm_body_timer()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -134,6 +181,45 @@ class GuardedH11Protocol(H11Protocol):
     def handle_websocket_upgrade(self, event: h11.Request) -> None:
         self._disarm_header_timer()
         super().handle_websocket_upgrade(event)
+
+    def send_400_response(self, msg: str) -> None:
+        """h11 could not parse the request (a malformed chunk, a bad header): answer 400
+        if no answer has started, end the request and log one sampled line."""
+        client = self.client[0] if self.client else "unknown"
+        self.guard.log(f"refused a malformed request from {client} with 400")
+        self._end_request()
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            super().send_400_response(msg)
+        else:  # the app's answer is under way: a 400 cannot follow it
+            self.transport.close()
+
+    async def _run_app(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        """The app, stopped when the guard ends its request (see ``_end_request``)."""
+        if self._is_request_ended:
+            return
+        task = asyncio.current_task()
+        self._app_task = task
+        try:
+            await self._inner_app(scope, receive, send)
+        except asyncio.CancelledError:
+            if not self._is_request_ended or task is None:
+                raise  # a shutdown's cancel, not ours
+            task.uncancel()
+        finally:
+            self._app_task = None
+
+    def _end_request(self) -> None:
+        """The connection closes after this answer: the app's sends become no-ops, its
+        receives say the client left, and an app still running is cancelled."""
+        self._is_request_ended = True
+        self._disarm_body_timer()
+        if self.cycle is not None:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        if self._app_task is not None and not self._app_task.done():
+            self._app_task.cancel()
 
     def _arm_header_timer(self) -> None:
         self._disarm_header_timer()
@@ -156,6 +242,49 @@ class GuardedH11Protocol(H11Protocol):
             self.guard.log(f"closed a connection from {client}: no complete request headers")
             self.transport.write(_REQUEST_TIMEOUT)
             self.transport.close()
+
+    def _arm_body_timer(self) -> None:
+        at_s = min(self.loop.time() + BODY_RATE_WINDOW_S, self._body_deadline_s)
+        self._body_timer = self.loop.call_at(at_s, self._check_body)
+
+    def _disarm_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _check_body(self) -> None:
+        self._body_timer = None
+        if self.conn.their_state is not h11.SEND_BODY or self.transport.is_closing():
+            return  # the body is in (or the connection is going): nothing to time
+        limits = self.guard.limits
+        now_s = self.loop.time()
+        window_bytes, self._window_bytes = self._window_bytes, 0
+        # While the server does not read (the app has not asked for more, or waits to
+        # answer Expect: 100-continue) a slow body is the server's doing, not the client's.
+        cycle = self.cycle
+        is_reading = not self.flow.read_paused and not (
+            cycle is not None and cycle.waiting_for_100_continue
+        )
+        too_slow = (
+            is_reading and window_bytes < limits.min_body_rate_bytes_per_s * BODY_RATE_WINDOW_S
+        )
+        if now_s < self._body_deadline_s and not too_slow:
+            self._arm_body_timer()
+            return
+        client = self.client[0] if self.client else "unknown"
+        why = (
+            "too slowly"
+            if now_s < self._body_deadline_s
+            else f"not within {limits.body_timeout_s:g} s"
+        )
+        self.guard.log(f"closed a connection from {client}: its request body came {why}")
+        is_unanswered = self.conn.our_state is h11.SEND_RESPONSE and not (
+            cycle is not None and cycle.response_started
+        )
+        self._end_request()
+        if is_unanswered:
+            self.transport.write(_REQUEST_TIMEOUT)
+        self.transport.close()
 
 
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -278,6 +407,9 @@ def protocol_classes(
     limits: ServerLimits,
 ) -> tuple[type[GuardedH11Protocol], type[GuardedWebSocketProtocol]]:
     guard = _Guard(limits)
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _MalformedRequestLines) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(_MalformedRequestLines())
     http = type("ServerH11Protocol", (GuardedH11Protocol,), {"guard": guard})
     ws = type("ServerWebSocketProtocol", (GuardedWebSocketProtocol,), {"guard": guard})
     return http, ws

@@ -51,10 +51,17 @@ class NodeSettings:
     max_outbox_bytes: int = 1024 * 1024  # unsent bytes per connection before SLOW_READER
     # Threads decoding compressed (IMAGE) frames, beside the one inference thread (issue 9)
     decode_threads: int = 2
+    # A JPEG of more scans is refused before decoding (issue 17: 170,000 tiny progressive
+    # scans cost 3.6 s of CPU); baseline JPEGs have 1 (or 3), libjpeg's progressive 10.
+    max_jpeg_scans: int = 32
     max_messages_per_s: float = 100.0  # per connection, beyond a one-second burst: closed
     max_connections_per_address: int = 128  # open TCP connections per client address
     header_timeout_s: float = 10.0  # HTTP request headers must arrive within this
     close_timeout_s: float = 5.0  # a closed client's answer is awaited this long, then cut
+    # An HTTP request body must be whole within this (from its headers) and never come
+    # slower than this rate, judged over each second the server reads (issue 17).
+    body_timeout_s: float = 10.0
+    min_body_rate_bytes_per_s: float = 512.0
     score_threshold: float = 0.35
     iou_threshold: float = 0.6
     max_detections: int = 100
@@ -112,10 +119,13 @@ class NodeSettings:
         "max_refused_messages": "EDGESIGHT_MAX_REFUSED_MESSAGES",
         "max_outbox_bytes": "EDGESIGHT_MAX_OUTBOX_BYTES",
         "decode_threads": "EDGESIGHT_DECODE_THREADS",
+        "max_jpeg_scans": "EDGESIGHT_MAX_JPEG_SCANS",
         "max_messages_per_s": "EDGESIGHT_MAX_MESSAGES_PER_S",
         "max_connections_per_address": "EDGESIGHT_MAX_CONNECTIONS_PER_ADDRESS",
         "header_timeout_s": "EDGESIGHT_HEADER_TIMEOUT_S",
         "close_timeout_s": "EDGESIGHT_CLOSE_TIMEOUT_S",
+        "body_timeout_s": "EDGESIGHT_BODY_TIMEOUT_S",
+        "min_body_rate_bytes_per_s": "EDGESIGHT_MIN_BODY_RATE_BYTES_PER_S",
         "score_threshold": "EDGESIGHT_SCORE_THRESHOLD",
         "iou_threshold": "EDGESIGHT_IOU_THRESHOLD",
         "max_detections": "EDGESIGHT_MAX_DETECTIONS",
@@ -168,6 +178,7 @@ class NodeSettings:
             "idle_timeout_s",
             "header_timeout_s",
             "close_timeout_s",
+            "body_timeout_s",
         ):
             _check(0 < getattr(self, name) <= 3600, name, getattr(self, name), "(0, 3600] s")
         _check(
@@ -178,6 +189,13 @@ class NodeSettings:
         )
         _check(self.max_outbox_bytes >= 4096, "max_outbox_bytes", self.max_outbox_bytes, ">= 4096")
         _check(1 <= self.decode_threads <= 64, "decode_threads", self.decode_threads, "1..64")
+        _check(1 <= self.max_jpeg_scans <= 1000, "max_jpeg_scans", self.max_jpeg_scans, "1..1000")
+        _check(
+            self.min_body_rate_bytes_per_s >= 0,
+            "min_body_rate_bytes_per_s",
+            self.min_body_rate_bytes_per_s,
+            ">= 0 (0: no minimum)",
+        )
         _check(
             self.max_connections_per_address >= 1,
             "max_connections_per_address",

@@ -1,0 +1,180 @@
+"""The HTTP guard of both servers (``edgesight/guard.py``) against issue 17's request-body
+attacks, each on a real uvicorn on 127.0.0.1 port 0 serving the real node app and the
+real web app: a malformed chunked body costs one 400 and at most one log line (no
+traceback), and a body trickled byte by byte is cut off while other clients are served."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+from starlette.applications import Starlette
+
+from edgesight.serving import ServerLimits, ServerThread
+from gpu_backend.app import create_app as create_node_app
+from gpu_backend.settings import NodeSettings
+from webapp.app import create_app as create_webapp
+from webapp.settings import WebappSettings
+
+# Small, so that the tests finish in about a second; production defaults are 10 s, 512 B/s.
+LIMITS = ServerLimits(header_timeout_s=5.0, body_timeout_s=1.0, min_body_rate_bytes_per_s=50.0)
+BODY_PATHS = {"node": ("GET", "/readyz"), "webapp": ("POST", "/api/report")}
+
+
+@pytest.fixture(scope="module", params=["node", "webapp"])
+def served(
+    request: pytest.FixtureRequest, node_settings: NodeSettings
+) -> Iterator[tuple[str, ServerThread]]:
+    app: Starlette
+    if request.param == "node":
+        app = create_node_app(replace(node_settings, max_streams=1))
+    else:
+        app = create_webapp(WebappSettings(node_urls=("ws://127.0.0.1:9999/ws",)))
+    with ServerThread(app, limits=LIMITS) as server:
+        yield request.param, server
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self._lock_records = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._lock_records:
+            self.records.append(record)
+
+    def lines(self) -> list[str]:
+        with self._lock_records:
+            return [r.getMessage() for r in self.records]
+
+    def tracebacks(self) -> list[logging.LogRecord]:
+        with self._lock_records:
+            return [r for r in self.records if r.exc_info is not None]
+
+
+@pytest.fixture
+def logs() -> Iterator[Records]:
+    handler = Records()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (the socket's timeout bounds it)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def get_ok(server: ServerThread) -> bool:
+    with urllib.request.urlopen(f"{server.http_url}/healthz", timeout=10) as response:
+        return bool(response.status == 200)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_malformed_chunked_body_gets_a_400_and_no_traceback(
+    served: tuple[str, ServerThread], logs: Records, method: str
+) -> None:
+    kind, server = served
+    _, path = BODY_PATHS[kind]
+    requests = 20
+    for _ in range(requests):
+        with socket.create_connection((server.host, server.port), timeout=10) as sock:
+            sock.sendall(
+                f"{method} {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "zz\r\nnot a chunk\r\n".encode()
+            )
+            answer = read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:80]
+    assert get_ok(server)  # the app's next request is served as usual
+    lines = logs.lines()
+    assert not logs.tracebacks(), lines
+    assert not [line for line in lines if "Exception in ASGI application" in line], lines
+    assert not [line for line in lines if "Invalid HTTP request" in line], lines
+    # sampled: at most a line a second per server (the previous test may have used it)
+    refused = [line for line in lines if "malformed request" in line]
+    assert len(refused) <= 1, lines
+
+
+def trickle(
+    server: ServerThread, path: str, method: str, every_s: float, step_bytes: int
+) -> tuple[bytes, int]:
+    """Headers at once, then a body of 10,000 bytes, ``step_bytes`` per ``every_s`` (the
+    read timeout is the pace), until the server closes; returns what it answered and how
+    many body bytes went."""
+    sent = 0
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(
+            f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: 10000\r\n\r\n".encode()
+        )
+        sock.settimeout(every_s)
+        answer = b""
+        while sent < 10_000:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                chunk = None
+            if chunk == b"":
+                return answer, sent  # closed by the server
+            if chunk:
+                answer += chunk
+            try:
+                sock.sendall(b" " * step_bytes)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += step_bytes
+        sock.settimeout(10)
+        with_rest = answer
+        with contextlib.suppress(ConnectionResetError):
+            with_rest += read_all(sock)
+        return with_rest, sent
+
+
+@pytest.mark.parametrize(
+    ("every_s", "step_bytes"),
+    [
+        (0.1, 1),  # 10 B/s at most: under the minimum rate, cut after its first window
+        (0.01, 8),  # up to 800 B/s: over the minimum, cut at the body's deadline
+    ],
+)
+def test_a_trickled_body_is_cut_off_and_others_are_served(
+    served: tuple[str, ServerThread], logs: Records, every_s: float, step_bytes: int
+) -> None:
+    kind, server = served
+    method, path = BODY_PATHS[kind]
+    answers: list[tuple[bytes, int]] = []
+    trickler = threading.Thread(
+        target=lambda: answers.append(trickle(server, path, method, every_s, step_bytes)),
+        daemon=True,
+    )
+    trickler.start()
+    assert get_ok(server)  # served while the body trickles
+    trickler.join(timeout=30)
+    assert not trickler.is_alive(), "the server never cut the trickled body off"
+    answer, sent = answers[0]
+    assert sent < 10_000, "the whole body went through"
+    # An app that had not answered yet: 408; one that had (the node's /readyz answers
+    # without reading the body): its answer, then the close.
+    if kind == "webapp":
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+    else:
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:80]
+    lines = logs.lines()
+    assert not logs.tracebacks(), lines
+    assert get_ok(server)
