@@ -144,6 +144,7 @@ class GuardedH11Protocol(H11Protocol):
         self._window_bytes = 0  # body bytes received in the current rate window
         # The request the guard ended (400, 408): its app is stopped, or never starts.
         self._is_request_ended = False
+        self._is_upgraded = False  # the socket went to the WebSocket protocol
         self._app_task: asyncio.Task[None] | None = None
         self._inner_app = self.app
         self.app = self._run_app
@@ -168,7 +169,7 @@ class GuardedH11Protocol(H11Protocol):
     def handle_events(self) -> None:
         super().handle_events()
         # A request whose headers are in and whose body is still coming: time the body.
-        sending_body = self.conn.their_state is h11.SEND_BODY
+        sending_body = self.conn.their_state is h11.SEND_BODY and not self._is_upgraded
         if sending_body and self._body_timer is None and not self.transport.is_closing():
             self._body_deadline_s = self.loop.time() + self.guard.limits.body_timeout_s
             self._window_bytes = 0
@@ -179,7 +180,9 @@ class GuardedH11Protocol(H11Protocol):
         self._arm_header_timer()  # the next request on this connection gets the same deadline
 
     def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        self._is_upgraded = True  # h11 still says SEND_BODY: the socket is not ours now
         self._disarm_header_timer()
+        self._disarm_body_timer()
         super().handle_websocket_upgrade(event)
 
     def send_400_response(self, msg: str) -> None:
