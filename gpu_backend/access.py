@@ -35,10 +35,17 @@ class AccessDenied(NodeError):
 @dataclass(frozen=True)
 class Grant:
     """What an accepted token allows: who the client is (streams are capped per identity)
-    and for how long, in seconds from now (None: no expiry, as for anonymous use)."""
+    and for how long, in seconds from now (None: no expiry, as for anonymous use).
+    ``is_anonymous`` marks a client without a token: its identity is only a name
+    (ANONYMOUS) and a user of that name is someone else (issue 17)."""
 
     identity: str
     expires_in_s: float | None = None
+    is_anonymous: bool = False
+
+    @classmethod
+    def anonymous(cls) -> Grant:
+        return cls(ANONYMOUS, is_anonymous=True)
 
 
 class Authenticator(Protocol):
@@ -53,4 +60,4 @@ class AnonymousAccess:
     """Everyone may stream; a token, if one comes, is not checked."""
 
     def authenticate(self, token: str, origin: str | None) -> Grant:
-        return Grant(ANONYMOUS)
+        return Grant.anonymous()

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from .access import ANONYMOUS, AccessDenied, Authenticator
+from .access import AccessDenied, Authenticator
 from .endpoint import inference_endpoint
 from .engine import Engine, LoadedModel, OnnxEngine, load_model
 from .heartbeat import node_id, registry_ssl_context, start_heartbeat
@@ -55,7 +55,7 @@ def _may_see_private(request: Request, node: Node) -> bool:
     if scheme.lower() != "bearer" or not token:
         return False
     try:
-        return node.authenticator.authenticate(token, None).identity != ANONYMOUS
+        return not node.authenticator.authenticate(token, None).is_anonymous
     except AccessDenied:
         return False
 

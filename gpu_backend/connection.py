@@ -194,6 +194,7 @@ class Connection(Generic[ImageT]):
         self.address = address
         self.origin = origin
         self.identity: str | None = None
+        self.is_anonymous = False  # streaming without a token (identity is only a name)
         self.in_flight = 0
         self.refused = 0
         self.first_refusal: str | None = None
@@ -381,12 +382,13 @@ class Connection(Generic[ImageT]):
                 Error(denied.code, denied.message), CLOSE_POLICY, "access denied"
             )
         if self.state is ConnectionState.STREAMING:
-            if grant.identity != self.identity:
+            if (grant.identity, grant.is_anonymous) != (self.identity, self.is_anonymous):
                 return self._close_with(
                     Error(
                         ErrorCode.AUTH_FAILED,
                         f"a refreshed token must be for the stream's identity: expected "
-                        f"{self.identity}, got {grant.identity}",
+                        f"{_who(self.identity, self.is_anonymous)}, "
+                        f"got {_who(grant.identity, grant.is_anonymous)}",
                     ),
                     CLOSE_POLICY,
                     "access denied",
@@ -399,13 +401,14 @@ class Connection(Generic[ImageT]):
         return actions
 
     def _admit(self, grant: Grant, now_s: float) -> list[Action[ImageT]]:
-        slot = self._admission.acquire(grant.identity, self.address)
+        slot = self._admission.acquire(grant.identity, self.address, grant.is_anonymous)
         if isinstance(slot, Error):
             self._observer.stream_refused(slot.code)
             return self._close_with(slot, CLOSE_TRY_AGAIN_LATER, "at capacity")
         self._slot = slot
         self._observer.stream_opened()
         self.identity = grant.identity
+        self.is_anonymous = grant.is_anonymous
         self.state = ConnectionState.STREAMING
         self._last_active_s = now_s
         self._set_expiry(grant, now_s)
@@ -490,3 +493,7 @@ class Connection(Generic[ImageT]):
             self._admission.release(self._slot)
             self._slot = None
             self._observer.stream_closed()
+
+
+def _who(identity: str | None, is_anonymous: bool) -> str:
+    return "a client without a token" if is_anonymous else f"user {identity}"

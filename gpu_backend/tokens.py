@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pyodide_client.protocol import ErrorCode
 
 from . import NodeError
-from .access import ANONYMOUS, AccessDenied, AnonymousAccess, Authenticator, Grant
+from .access import AccessDenied, AnonymousAccess, Authenticator, Grant
 
 __all__ = [
     "ALGORITHM",
@@ -136,7 +136,7 @@ class TokenVerifier:
     def authenticate(self, token: str, origin: str | None) -> Grant:
         if not token:
             if self.allow_anonymous:
-                return Grant(ANONYMOUS)
+                return Grant.anonymous()
             raise _deny(
                 "this node requires a stream token: fetch one from the web app "
                 "(POST /api/token) and send it in AUTH",

@@ -81,7 +81,7 @@ class Tokens:
         if token in self.grants:
             return self.grants[token]
         if not token and self.anonymous:
-            return Grant(ANONYMOUS)
+            return Grant.anonymous()
         if not token:
             raise AccessDenied(ErrorCode.AUTH_REQUIRED, "a token is required")
         raise AccessDenied(ErrorCode.AUTH_FAILED, "forged token")
@@ -507,3 +507,30 @@ def test_a_message_flood_closes_the_connection() -> None:
     actions = conn.receive(ping, 2.0)
     assert error_of(actions).code is ErrorCode.TOO_MANY_ERRORS
     assert actions[-1] == Close(CLOSE_POLICY, "too many messages", ErrorCode.TOO_MANY_ERRORS)
+
+
+def test_anonymous_streams_are_capped_per_address_like_an_identity() -> None:
+    # issue 17: anonymous clients skipped the per-identity cap; 2 addresses filled a node
+    slots = admission(max_streams=10, per_identity=2, per_address=5)
+    for _ in range(2):
+        streaming(slots=slots, address="10.0.0.1")
+    conn, _ = connect(slots=slots, address="10.0.0.1")
+    error = error_of(conn.receive(Auth("").serialize(), 0.0))
+    assert error.code is ErrorCode.OVERLOADED
+    assert "anonymous clients of your address" in error.message
+    streaming(slots=slots, address="10.0.0.2")  # another address has a cap of its own
+    assert slots.streams_open == 3
+
+
+def test_a_user_named_anonymous_neither_shares_nor_refreshes_the_anonymous_stream() -> None:
+    slots = admission(max_streams=10, per_identity=1, per_address=5)
+    tokens = Tokens({"t": Grant(ANONYMOUS, 10.0)}, anonymous=True)
+    anonymous = streaming(tokens, slots=slots, address="10.0.0.1")
+    assert anonymous.is_anonymous
+    user = streaming(tokens, "t", slots=slots, address="10.0.0.1")  # not the pool's slot
+    assert not user.is_anonymous
+    assert user.identity == ANONYMOUS
+    # the anonymous stream cannot turn into the user's with a refresh
+    error = error_of(anonymous.receive(Auth("t").serialize(), 1.0))
+    assert error.code is ErrorCode.AUTH_FAILED
+    assert "without a token" in error.message

@@ -19,7 +19,7 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 
 from edgesight.serving import ServerThread
-from gpu_backend.access import ANONYMOUS, AccessDenied, AnonymousAccess, Grant
+from gpu_backend.access import AccessDenied, AnonymousAccess, Grant
 from gpu_backend.app import create_app as create_node_app
 from gpu_backend.settings import NodeSettings
 from gpu_backend.tokens import (
@@ -163,7 +163,7 @@ def test_an_empty_token_is_auth_required_unless_anonymous_use_is_allowed(
     strict = TokenVerifier(key, ["lab"], clock=clock)
     assert refusal(strict, "").code is ErrorCode.AUTH_REQUIRED
     lenient = TokenVerifier(key, ["lab"], allow_anonymous=True, clock=clock)
-    assert lenient.authenticate("", None) == Grant(ANONYMOUS)
+    assert lenient.authenticate("", None) == Grant.anonymous()
     # a presented token is still checked
     assert refusal(lenient, "garbage").code is ErrorCode.AUTH_FAILED
 
