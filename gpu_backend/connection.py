@@ -150,6 +150,7 @@ class ConnectionObserver(Protocol):
     def stream_refused(self, code: int) -> None: ...
     def frame_received(self) -> None: ...
     def refused(self, code: int) -> None: ...
+    def outcome(self, outcome: Outcome) -> None: ...
 
 
 class _Unobserved:
@@ -166,6 +167,9 @@ class _Unobserved:
         pass
 
     def refused(self, code: int) -> None:
+        pass
+
+    def outcome(self, outcome: Outcome) -> None:
         pass
 
 
@@ -264,7 +268,9 @@ class Connection(Generic[ImageT]):
         )
 
     def outcome(self, outcome: Outcome, now_s: float) -> list[Action[ImageT]]:
-        """A submitted frame's one outcome (RESULT, DROPPED or ERROR) from the batcher."""
+        """A submitted frame's one outcome (RESULT, DROPPED or ERROR) from the batcher,
+        or the ERROR of a picture that did not decode; reported to the observer."""
+        self._observer.outcome(outcome)
         if self.state is ConnectionState.CLOSED:
             return []
         self.in_flight = max(0, self.in_flight - 1)

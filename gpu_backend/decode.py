@@ -1,10 +1,17 @@
 """Compressed frames (IMAGE messages, issue 9) -> the letterboxed uint8 CHW model input.
 
-JPEG goes through simplejpeg (libjpeg-turbo; about half Pillow's time at 416 on this
-project's CPUs, see docs/benchmarks.md), WebP through Pillow. The
-picture's size is read from the image header and checked before a single pixel is decoded,
-so a small message that claims 60000 x 60000 pixels (a decompression bomb) costs microseconds
-and an IMAGE_TOO_LARGE, never a gigabyte allocation.
+JPEG goes through simplejpeg (libjpeg-turbo; about half Pillow's time at 416, see
+docs/benchmarks.md), WebP through Pillow. The picture's size is read from the image header
+and checked before a single pixel is decoded, so a small message that claims 60000 x 60000
+pixels (a decompression bomb) costs microseconds and an IMAGE_TOO_LARGE, never a gigabyte
+allocation.
+
+A JPEG's cost also grows with its number of scans: libjpeg-turbo makes a pass over the
+whole picture for each, so a valid progressive JPEG of 170,000 twelve-byte scans cost 3.6 s
+of CPU (issue 17). Before decoding, the SOS markers are counted (a search over the payload,
+no copy: every scan starts with the bytes FF DA, which entropy-coded data never holds,
+so the count is an upper bound) and a frame of more than ``max_jpeg_scans`` is refused
+with IMAGE_INVALID. Sharing decode time fairly between connections is ``decode_queue``'s.
 
 ``Decoder.decode`` is blocking: the node calls it on a worker thread of its own (both
 decoders release the GIL while they work), not on the event loop and not on the inference
@@ -16,6 +23,7 @@ connection stays open.
 from __future__ import annotations
 
 import io
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -28,7 +36,14 @@ from PIL import Image as PILImage
 from pyodide_client.preprocess import PAD_VALUE
 from pyodide_client.protocol import ErrorCode, FrameEncoding, Image, ProtocolError
 
-__all__ = ["DecodedImage", "Decoder"]
+__all__ = ["MAX_JPEG_SCANS", "DecodedImage", "Decoder"]
+
+# A baseline JPEG has 1 scan (3 when not interleaved), libjpeg's progressive script 10.
+MAX_JPEG_SCANS = 32
+_SOS = re.compile(b"\xff\xda")
+# What a decoder's message may say of Python objects ("<_io.BytesIO object at 0x7f...>"):
+# nothing a client should read (issue 17: a WebP error showed an object's address).
+_OBJECT_REPR = re.compile(r"<[^<>]*\bat 0x[0-9a-fA-F]+>")
 
 UInt8Array = npt.NDArray[np.uint8]
 
@@ -48,14 +63,21 @@ class Decoder:
     height defaults to the width (a square input)."""
 
     def __init__(
-        self, input_width_px: int, input_height_px: int | None = None, pad_value: int = PAD_VALUE
+        self,
+        input_width_px: int,
+        input_height_px: int | None = None,
+        pad_value: int = PAD_VALUE,
+        max_jpeg_scans: int = MAX_JPEG_SCANS,
     ) -> None:
         height = input_width_px if input_height_px is None else input_height_px
         if input_width_px <= 0 or height <= 0:
             raise ValueError(f"input size must be positive, got {input_width_px}x{height}")
+        if max_jpeg_scans < 1:
+            raise ValueError(f"max_jpeg_scans must be at least 1, got {max_jpeg_scans}")
         self.input_width_px = input_width_px
         self.input_height_px = height
         self.pad_value = pad_value
+        self.max_jpeg_scans = max_jpeg_scans
 
     def decode(self, image: Image) -> DecodedImage:
         """The frame's model input; raises ProtocolError (IMAGE_INVALID, IMAGE_TOO_LARGE)."""
@@ -107,11 +129,24 @@ class Decoder:
         except ValueError as exc:
             raise _invalid(image, "JPEG", exc) from exc
         self._check_size(image, "JPEG", int(width), int(height))
+        self._check_scans(image, payload)
         try:
             pixels: UInt8Array = simplejpeg.decode_jpeg(payload, colorspace="RGB")
         except ValueError as exc:
             raise _invalid(image, "JPEG", exc) from exc
         return pixels
+
+    def _check_scans(self, image: Image, payload: bytes | bytearray | memoryview) -> None:
+        scans = 0
+        for scans, _ in enumerate(_SOS.finditer(payload), start=1):  # no copy of a view
+            if scans > self.max_jpeg_scans:
+                raise ProtocolError(
+                    ErrorCode.IMAGE_INVALID,
+                    f"frame {image.frame_id}: the JPEG has more than {self.max_jpeg_scans} "
+                    "scans (SOS markers), the most this node decodes (a baseline JPEG has "
+                    "1, a progressive one about 10)",
+                    image.frame_id,
+                )
 
     def _webp(self, image: Image, payload: bytes | bytearray | memoryview) -> UInt8Array:
         try:
@@ -141,7 +176,8 @@ class Decoder:
 def _invalid(image: Image, kind: str, exc: Exception) -> ProtocolError:
     # The decoder's own words say what is wrong (truncated, not a JPEG); they name no path
     # or internal state, so they may go to the client, cut short.
-    reason = str(exc).strip().rstrip(".")[:120] or type(exc).__name__
+    reason = _OBJECT_REPR.sub("the payload", str(exc)).strip().rstrip(".")[:120]
+    reason = reason or type(exc).__name__
     return ProtocolError(
         ErrorCode.IMAGE_INVALID,
         f"frame {image.frame_id}: the payload is not a valid {kind} picture ({reason})",

@@ -1,15 +1,17 @@
-"""The inference WebSocket endpoint: glue between a socket and a ``connection.Connection``.
+"""The inference WebSocket endpoint: the thin driver between a socket and a node's
+sans-I/O policy objects.
 
-All policy (HELLO first, AUTH, stream slots, in-flight window, error budget, deadlines,
-bounded outbox) is in the sans-I/O ``Connection``; this module only checks the page's
-Origin at the handshake, moves bytes in and out, runs the connection's actions (send,
-submit a frame to the batcher, close) and tells it the time at its deadlines. A compressed
-frame (IMAGE, issue 9) is decoded on the node's decode threads first, so neither the event
-loop nor the inference thread waits on it; a connection's frames still reach the batcher
-in the order they came. One sender
-task writes everything, so results, drops, errors and pongs never interleave. Messages
-larger than the configured limit close the connection with 1009 (the server's WebSocket
-layer enforces it, see ``edgesight.serving``).
+Every decision is made elsewhere, without a socket: who may open a socket (the page's
+Origin) and the policy each accepted socket gets are ``connections.Connections``'s; HELLO
+first, AUTH, stream slots, in-flight window, error budget, deadlines and the bounded outbox
+are the per-connection ``connection.Connection``'s; the frame-shape check is
+``frame_input``'s; the order and fairness of IMAGE decodes are ``decode_queue``'s; metrics
+are reported by the connection to its observer. This module moves bytes in and out, runs
+the connection's actions (send, submit a frame to the batcher or to the decode queue,
+close) and tells it the time at its deadlines. One sender task writes everything, so
+results, drops, errors and pongs never interleave. Messages larger than the configured
+limit close the connection with 1009 (the server's WebSocket layer enforces it, see
+``edgesight.serving``).
 """
 
 from __future__ import annotations
@@ -17,113 +19,56 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import itertools
-import logging
 from collections import deque
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from pyodide_client.protocol import TRACE_FEATURE, Dtype, ErrorCode, Frame, Image, ProtocolError
+from pyodide_client.protocol import ErrorCode, Frame, Image, ProtocolError
 
-from .connection import CLOSE_POLICY, Action, Close, Connection, Send, Submit, TraceNext
+from .connection import CLOSE_POLICY, Action, Close, Send, Submit, TraceNext
+from .connections import NodeConnection
 from .decode import DecodedImage
+from .frame_input import frame_input
+from .log_sampler import LogSampler
 
 if TYPE_CHECKING:
     from .batcher import Outcome
     from .engine import UInt8Array
     from .node import Node
 
+# frame_image and LogSampler: their old home, kept importable
 __all__ = ["LogSampler", "frame_image", "inference_endpoint"]
 
-log = logging.getLogger(__name__)
+frame_image = frame_input
 
-_stream_ids = itertools.count(1)
 # How long a closing connection may take to write what it still has queued (its last
 # ERROR) before the close frame goes out regardless.
 FLUSH_BEFORE_CLOSE_S = 1.0
 _SEND_ERRORS = (WebSocketDisconnect, RuntimeError, OSError)
 
 
-def frame_image(frame: Frame | Image, shape: tuple[int, int, int]) -> UInt8Array | Image:
-    """The model input a FRAME carries, checked against the model's shape (no copy). The
-    one place that turns a frame message into pixels. An IMAGE's geometry is checked here
-    and the IMAGE itself returned: its pixels are decoded later, off the event loop
-    (``_Link._decode_then_submit``)."""
-    if isinstance(frame, Image):
-        frame.check(shape[2], shape[1])
-        return frame
-    frame.check(Dtype.UINT8, shape)
-    return np.frombuffer(frame.payload, dtype=np.uint8).reshape(shape)
-
-
-class LogSampler:
-    """At most ``per_s`` lines a second from one call site; the rest are counted and the
-    count is reported with the next line that gets through (a flood of bad clients must
-    not become a flood of logs: issue 8 saw 248 MB in 30 s)."""
-
-    def __init__(self, per_s: float = 5.0) -> None:
-        self._interval_s = 1.0 / per_s
-        self._next_s = 0.0
-        self.suppressed = 0
-
-    def allow(self, now_s: float) -> bool:
-        if now_s < self._next_s:
-            self.suppressed += 1
-            return False
-        self._next_s = now_s + self._interval_s
-        return True
-
-    def log(self, now_s: float, level: int, msg: str, *args: object) -> None:
-        if self.allow(now_s):
-            if self.suppressed:
-                msg += " (%d similar lines suppressed)"
-                args = (*args, self.suppressed)
-                self.suppressed = 0
-            log.log(level, msg, *args)
-
-
-_refused_origins = LogSampler()
-_policy_closes = LogSampler()
-
-
 async def inference_endpoint(websocket: WebSocket) -> None:
     node: Node = websocket.app.state.node
-    loop = asyncio.get_running_loop()
-    origin = websocket.headers.get("origin")
     address = websocket.client.host if websocket.client else "unknown"
-    if not node.origins.allows(origin):
-        _refused_origins.log(
-            loop.time(), logging.INFO, "refused a WebSocket from %s: origin %r", address, origin
-        )
+    now_s = asyncio.get_running_loop().time()
+    connection = node.connections.open(websocket.headers.get("origin"), address, now_s)
+    if connection is None:
         await websocket.close(CLOSE_POLICY)  # before accept(): the handshake answers 403
         return
     await websocket.accept()
-    connection: Connection[UInt8Array | Image] = Connection(
-        hello=node.hello_bytes,
-        limits=node.limits,
-        admission=node.admission,
-        authenticator=node.authenticator,
-        decode=functools.partial(frame_image, shape=node.frame_shape),
-        address=address,
-        origin=origin,
-        encodings=node.encodings,
-        features=TRACE_FEATURE if node.tracer is not None else 0,
-        observer=node.metrics,
-    )
     await _Link(websocket, node, connection).run()
 
 
 class _Link:
     """One accepted socket and its connection: runs until either side closes."""
 
-    def __init__(self, websocket: WebSocket, node: Node, connection: Connection[Any]) -> None:
+    def __init__(self, websocket: WebSocket, node: Node, connection: NodeConnection) -> None:
         self.websocket = websocket
         self.node = node
         self.conn = connection
-        self.stream = next(_stream_ids)
+        self.stream = node.connections.next_stream_id()
         self.loop = asyncio.get_running_loop()
         self.outbox: deque[bytes] = deque()
         # Started when there is something to send and gone when the outbox is empty: an
@@ -131,7 +76,6 @@ class _Link:
         self.sender: asyncio.Task[None] | None = None
         self.close: Close | None = None
         self.is_stream_open = False  # known to the batcher
-        self._decoding: asyncio.Task[None] | None = None  # the newest IMAGE being decoded
         # The connection's clock is the loop's (time.monotonic): its deadlines are too.
         self._receive_wait: asyncio.Timeout | None = None
 
@@ -143,30 +87,25 @@ class _Link:
             if self.close is not None:
                 await self._close_socket(self.close)
         finally:
-            self.conn.connection_lost()
-            self.node.connections.discard(self.conn)
+            self.node.decode_queue.forget(self.stream)
             if self.is_stream_open:
                 self.node.batcher.close_stream(self.stream)
             if self.node.tracer is not None:
                 self.node.tracer.forget(self.stream)
-            if self._decoding is not None:
-                self._decoding.cancel()
             await self._stop_sender()
-            self._log_summary()
+            self.node.connections.closed(self.conn, self.stream, self.loop.time())
 
     # -- actions -------------------------------------------------------------------------
     def execute(self, actions: list[Action[Any]]) -> None:
         for action in actions:
             if isinstance(action, Send):
                 self.outbox.append(action.data)
-                self.node.peak_outbox_bytes = max(
-                    self.node.peak_outbox_bytes, self.conn.queued_bytes
-                )
                 if self.sender is None and self.close is None:
                     self.sender = self.loop.create_task(self._send_all())
             elif isinstance(action, Submit):
                 if isinstance(action.image, Image):
-                    self._decode_then_submit(action.image)
+                    decoded = functools.partial(self._decoded, action.image)
+                    self.node.decode_queue.submit(self.stream, action.image, decoded)
                 else:
                     self._submit(action.frame, action.image)
             elif isinstance(action, TraceNext):
@@ -187,36 +126,18 @@ class _Link:
         future = self.node.batcher.submit(self.stream, frame, image, decode_ms)
         future.add_done_callback(self._deliver)
 
-    def _decode_then_submit(self, image: Image) -> None:
-        # Decodes of one connection may run side by side on the pool; each waits for the
-        # previous one's submit before its own, so frames reach the batcher in order
-        # (the batcher's latest-frame-wins needs that).
-        self._decoding = self.loop.create_task(self._decode(image, self._decoding))
-
-    async def _decode(self, image: Image, previous: asyncio.Task[None] | None) -> None:
-        decoded: DecodedImage | ProtocolError
-        try:
-            decoded = await self.loop.run_in_executor(
-                self.node.decode_pool, self.node.decoder.decode, image
-            )
-        except ProtocolError as exc:  # corrupt, a wrong size, a bomb: this frame only
-            decoded = exc
-        if previous is not None:
-            await asyncio.wait([previous])
+    def _decoded(self, image: Image, decoded: DecodedImage | ProtocolError) -> None:
+        """An IMAGE's decode is done (the queue calls back in the connection's order)."""
         if self.close is not None:
             return
-        if isinstance(decoded, ProtocolError):
-            error = decoded.to_error()
-            self.node.metrics.outcome(error)
-            self.execute(self.conn.outcome(error, self.loop.time()))
+        if isinstance(decoded, ProtocolError):  # corrupt, a wrong size, a bomb: this frame
+            self.execute(self.conn.outcome(decoded.to_error(), self.loop.time()))
             return
         self._submit(image, decoded.tensor, decoded.decode_ms)
 
     def _deliver(self, future: asyncio.Future[Outcome]) -> None:
         if not future.cancelled():
-            outcome = future.result()
-            self.node.metrics.outcome(outcome)
-            self.execute(self.conn.outcome(outcome, self.loop.time()))
+            self.execute(self.conn.outcome(future.result(), self.loop.time()))
 
     # -- bytes in ------------------------------------------------------------------------
     async def _receive_until_closed(self) -> None:
@@ -273,21 +194,3 @@ class _Link:
         await self._stop_sender()
         with contextlib.suppress(*_SEND_ERRORS):
             await self.websocket.close(close.code, close.reason)
-
-    def _log_summary(self) -> None:
-        close = self.conn.closed_by
-        why = close.why.name if close is not None and close.why is not None else "client left"
-        if close is not None:
-            self.node.policy_closes[why] += 1
-        if close is None and not self.conn.refused:
-            return
-        _policy_closes.log(
-            self.loop.time(),
-            logging.INFO,
-            "connection %d from %s closed (%s) after %d refused messages%s",
-            self.stream,
-            self.conn.address,
-            why,
-            self.conn.refused,
-            f"; the first: {self.conn.first_refusal}" if self.conn.first_refusal else "",
-        )

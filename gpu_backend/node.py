@@ -9,13 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pyodide_client.postprocess import PostprocessSettings
-from pyodide_client.protocol import Dtype, FrameEncoding, Hello, encodings_mask
+from pyodide_client.protocol import TRACE_FEATURE, Dtype, FrameEncoding, Hello, encodings_mask
 
 from .access import AnonymousAccess, Authenticator
 from .admission import Admission
 from .batcher import Batcher
-from .connection import Connection, ConnectionLimits
+from .connection import ConnectionLimits
+from .connections import Connections
 from .decode import Decoder
+from .decode_queue import DecodeQueue
 from .engine import Engine, LoadedModel
 from .metrics import NodeMetrics
 from .origins import OriginPolicy
@@ -38,19 +40,18 @@ class Node:
     tracer: NodeTracer | None = field(init=False, default=None)  # None: not tracing
     hello_bytes: bytes = field(init=False)
     # Compressed frames (issue 9): what WELCOME offers, and who decodes them, off the
-    # event loop and beside (not behind) the inference thread.
+    # event loop and beside (not behind) the inference thread, fairly between
+    # connections (issue 17).
     encodings: int = field(init=False)
     decoder: Decoder = field(init=False)
     decode_pool: ThreadPoolExecutor = field(init=False)
+    decode_queue: DecodeQueue = field(init=False)
     admission: Admission = field(init=False)
     limits: ConnectionLimits = field(init=False)
     origins: OriginPolicy = field(init=False)
-    # Live connections (streams, probes, sockets still in their handshake): what the node
-    # holds for clients right now, e.g. their unsent bytes.
-    connections: set[Connection[object]] = field(init=False, default_factory=set)
-    peak_outbox_bytes: int = 0  # the most unsent bytes one connection ever held
-    # Connections the node closed, by the policy that closed them (ErrorCode names).
-    policy_closes: Counter[str] = field(init=False, default_factory=Counter)
+    # Live connections (streams, probes, sockets still in their handshake): who may open
+    # one, and what the node holds for clients right now, e.g. their unsent bytes.
+    connections: Connections = field(init=False)
 
     def __post_init__(self) -> None:
         card = self.model.card
@@ -107,8 +108,9 @@ class Node:
             self.batcher.on_batch_done = self.tracer.finished_batch
         self.encodings = encodings_mask(list(FrameEncoding))
         _, height, width = self.frame_shape
-        self.decoder = Decoder(width, height)
+        self.decoder = Decoder(width, height, max_jpeg_scans=s.max_jpeg_scans)
         self.decode_pool = ThreadPoolExecutor(s.decode_threads, thread_name_prefix="decode")
+        self.decode_queue = DecodeQueue(self.decoder, self.decode_pool, s.decode_threads)
         self.hello_bytes = Hello(
             node_name=s.node_name,
             model_name=card.name,
@@ -118,6 +120,17 @@ class Node:
             class_names=card.class_names,
             max_in_flight=s.max_in_flight,
         ).serialize()
+        self.connections = Connections(
+            origins=self.origins,
+            hello=self.hello_bytes,
+            limits=self.limits,
+            admission=self.admission,
+            authenticator=self.authenticator,
+            frame_shape=self.frame_shape,
+            encodings=self.encodings,
+            features=TRACE_FEATURE if self.tracer is not None else 0,
+            observer=self.metrics,
+        )
 
     @property
     def frame_shape(self) -> tuple[int, int, int]:
@@ -130,7 +143,17 @@ class Node:
     @property
     def outbox_bytes(self) -> int:
         """Bytes queued for clients and not yet written to their sockets."""
-        return sum(conn.queued_bytes for conn in self.connections)
+        return self.connections.outbox_bytes
+
+    @property
+    def peak_outbox_bytes(self) -> int:
+        """The most unsent bytes one connection ever held."""
+        return self.connections.peak_outbox_bytes
+
+    @property
+    def policy_closes(self) -> Counter[str]:
+        """Connections the node closed, by the policy that closed them (ErrorCode names)."""
+        return self.connections.policy_closes
 
     def describe(self, include_private: bool = False) -> dict[str, object]:
         """What /readyz reports: enough for a person or a registry to judge the node.

@@ -16,8 +16,8 @@ from websockets.sync.client import ClientConnection, connect
 
 from edgesight.serving import ServerThread
 from gpu_backend.app import create_app
-from gpu_backend.endpoint import LogSampler
 from gpu_backend.engine import file_sha256
+from gpu_backend.log_sampler import LogSampler
 from gpu_backend.settings import NodeSettings
 from pyodide_client.protocol import (
     Auth,

@@ -23,6 +23,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from edgesight.serving import ServerLimits, ServerThread
 from gpu_backend.app import create_app
+from gpu_backend.decode import DecodedImage, Decoder
 from gpu_backend.node import Node
 from gpu_backend.settings import NodeSettings
 from pyodide_client.protocol import (
@@ -31,7 +32,9 @@ from pyodide_client.protocol import (
     Error,
     ErrorCode,
     Frame,
+    FrameEncoding,
     Hello,
+    Image,
     Ping,
     Result,
     Welcome,
@@ -39,6 +42,7 @@ from pyodide_client.protocol import (
 )
 from tests import raw_ws
 from tests.gpu_backend.fake_engine import FakeEngine
+from tests.jpeg_scans import progressive_jpeg
 from webapp.tokens import TokenSigner
 
 MAX_MESSAGE_BYTES = 1024 * 1024  # a 416x416 frame (519 KB) fits
@@ -389,3 +393,72 @@ def test_readyz_names_the_host_only_to_this_machine_or_a_token(
 def test_readyz_names_the_host_to_a_loopback_client(server: ServerThread) -> None:
     with urllib.request.urlopen(f"{server.http_url}/readyz", timeout=10) as response:
         assert json.load(response)["host"] == platform.node()
+
+
+# -- decode time (issue 17) ----------------------------------------------------------------
+class HeldDecoder(Decoder):
+    """The node's real decoder, recording the order it decodes frames in; one frame is
+    held on an event, so that every other frame queues behind the one decode thread."""
+
+    def __init__(self, decoder: Decoder, held_frame_id: int) -> None:
+        super().__init__(decoder.input_width_px, decoder.input_height_px)
+        self.held_frame_id = held_frame_id
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self.order: list[int] = []
+
+    def decode(self, image: Image) -> DecodedImage:
+        self.order.append(image.frame_id)
+        if image.frame_id == self.held_frame_id:
+            self.holding.set()
+            assert self.release.wait(timeout=30)
+        return super().decode(image)
+
+
+@pytest.fixture(scope="module")
+def one_decode_thread(node_settings: NodeSettings) -> Iterator[tuple[ServerThread, Node]]:
+    settings = replace(
+        node_settings, decode_threads=1, max_in_flight=2, max_message_bytes=MAX_MESSAGE_BYTES
+    )
+    app = create_app(settings)
+    with ServerThread(app, max_message_bytes=MAX_MESSAGE_BYTES, limits=LIMITS) as server:
+        yield server, node_of(app)
+
+
+def jpeg_frame(frame_id: int) -> bytes:
+    payload = progressive_jpeg()
+    return Image(frame_id, 0.0, FrameEncoding.JPEG, 416, 416, 0, 0, payload).serialize()
+
+
+def test_one_connection_s_costly_frames_delay_only_itself(
+    one_decode_thread: tuple[ServerThread, Node],
+) -> None:
+    # issue 17: 4 streams x 2 costly frames from one address pushed a normal client from
+    # 25 ms to a 15 s median through one first-in, first-out decode pool
+    server, node = one_decode_thread
+    held = HeldDecoder(node.decoder, held_frame_id=1000)
+    node.decode_queue.decoder = held
+    try:
+        with contextlib.ExitStack() as stack:
+            attackers = [stack.enter_context(user(server, "127.0.0.2")) for _ in range(3)]
+            victim = stack.enter_context(user(server))
+            attackers[0].send(jpeg_frame(1000))
+            assert held.holding.wait(timeout=10)  # the one decode thread is busy
+            for i, conn in enumerate(attackers):
+                for k in (1, 2) if i else (1,):
+                    conn.send(jpeg_frame(1000 + 10 * i + k))
+            wait_until(lambda: node.decode_queue.waiting == 5, "the attackers' frames to queue")
+            victim.send(jpeg_frame(1))
+            wait_until(lambda: node.decode_queue.waiting == 6, "the victim's frame to queue")
+            held.release.set()
+            result = parse(victim.recv(timeout=30))
+            assert isinstance(result, Result), result
+            for conn in attackers:  # every attacker frame is answered too, in its order
+                ids = [getattr(parse(conn.recv(timeout=30)), "frame_id", None) for _ in (1, 2)]
+                assert ids == sorted(ids)
+    finally:
+        node.decode_queue.decoder = node.decoder
+    # first in, first out would have decoded all 6 attacker frames first; round-robin
+    # decodes at most one frame of each other connection before the victim's
+    assert held.order.index(1) <= 3, held.order
+    assert sorted(held.order) == [1, 1000, 1001, 1011, 1012, 1021, 1022]

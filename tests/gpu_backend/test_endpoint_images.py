@@ -26,6 +26,7 @@ from pyodide_client.protocol import (
 from pyodide_client.stream import Detections, NodeStream
 from tests.gpu_backend.test_decode import jpeg_bomb, webp_bomb
 from tests.handshake import handshake
+from tests.jpeg_scans import scan_bomb
 from tests.parity import encode_picture, raw_input
 
 ALL = encodings_mask([FrameEncoding.RAW, FrameEncoding.JPEG, FrameEncoding.WEBP])
@@ -122,8 +123,13 @@ def bad(image: Image, **changes: object) -> bytes:
             ErrorCode.IMAGE_TOO_LARGE,
             "the WebP says it is 5000x5000 pixels",
         ),
+        (  # issue 17: a valid progressive JPEG of 20,000 tiny scans (263 KB)
+            {"payload": scan_bomb(20_000), "width_px": 416, "height_px": 416, "top_px": 0},
+            ErrorCode.IMAGE_INVALID,
+            "the JPEG has more than 32 scans (SOS markers)",
+        ),
     ],
-    ids=["corrupt", "wrong-size", "outside-the-input", "jpeg-bomb", "webp-bomb"],
+    ids=["corrupt", "wrong-size", "outside-the-input", "jpeg-bomb", "webp-bomb", "scan-bomb"],
 )
 def test_bad_pictures_get_a_precise_error_and_the_node_keeps_serving(
     ws: tuple[ClientConnection, NodeStream],
