@@ -404,7 +404,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 overrides["model_dir"] = node.model_path.parent
             web = WebappSettings.from_env(env, **overrides)
             context, reloader = _tls("the web app", web.host, web.port, web.tls_cert, web.tls_key)
-            server = make_server(create_webapp(web), web.host, web.port, 64 * 1024, context)
+            web_limits = ServerLimits(
+                body_timeout_s=web.body_timeout_s,
+                min_body_rate_bytes_per_s=web.min_body_rate_bytes_per_s,
+            )
+            server = make_server(
+                create_webapp(web), web.host, web.port, 64 * 1024, context, web_limits
+            )
             port_flag = "--port or EDGESIGHT_PORT"
             web_socket = bind_listener(web.host, web.port, "the web app", port_flag)
             servers.append((server, reloader, web_socket, "the web app"))

@@ -87,6 +87,10 @@ class WebappSettings:
     # denied (it keeps retrying the camera), and the "In view" summary over the picture.
     kiosk_source: Path | None = None
     kiosk_in_view: bool = False
+    # HTTP request bodies (issue 17, edgesight/guard.py): whole within this from their
+    # headers, and never slower than this rate over a second the server reads them.
+    body_timeout_s: float = 10.0
+    min_body_rate_bytes_per_s: float = 512.0
 
     ENV: ClassVar[dict[str, str]] = {
         "host": "EDGESIGHT_HOST",
@@ -124,6 +128,8 @@ class WebappSettings:
         "cluster_name": "EDGESIGHT_CLUSTER",
         "kiosk_source": "EDGESIGHT_KIOSK_SOURCE",
         "kiosk_in_view": "EDGESIGHT_KIOSK_IN_VIEW",
+        "body_timeout_s": "EDGESIGHT_BODY_TIMEOUT_S",
+        "min_body_rate_bytes_per_s": "EDGESIGHT_MIN_BODY_RATE_BYTES_PER_S",
     }
 
     def __post_init__(self) -> None:
@@ -164,6 +170,16 @@ class WebappSettings:
                 raise SettingsError(
                     f"{self.ENV[name]} ({name}): expected a number in (0, 1], got {value!r}"
                 )
+        if not 0 < self.body_timeout_s <= 3600:
+            raise SettingsError(
+                "EDGESIGHT_BODY_TIMEOUT_S (body_timeout_s): expected (0, 3600] s, "
+                f"got {self.body_timeout_s!r}"
+            )
+        if self.min_body_rate_bytes_per_s < 0:
+            raise SettingsError(
+                "EDGESIGHT_MIN_BODY_RATE_BYTES_PER_S (min_body_rate_bytes_per_s): expected "
+                f">= 0 (0: no minimum), got {self.min_body_rate_bytes_per_s!r}"
+            )
         _check_registry(self)
         _check_tracing(self)
         _check_tls(self.tls_cert, self.tls_key)
@@ -203,6 +219,8 @@ class WebappSettings:
                 "session_lifetime_s",
                 "token_lifetime_s",
                 "target_fps",
+                "body_timeout_s",
+                "min_body_rate_bytes_per_s",
             ):
                 try:
                     values[name] = float(raw)

@@ -189,3 +189,17 @@ def test_a_trickled_body_is_cut_off_and_others_are_served(
             ws.sendall(raw_ws.message(Ping(5, 1.0).serialize()))
             assert isinstance(parse(raw_ws.read_message(ws)[1]), Hello)
             assert parse(raw_ws.read_message(ws)[1]) == Pong(5, 1.0)
+
+
+def test_both_servers_read_the_body_limits_from_their_settings() -> None:
+    environ = {"EDGESIGHT_BODY_TIMEOUT_S": "2.5", "EDGESIGHT_MIN_BODY_RATE_BYTES_PER_S": "64"}
+    node = NodeSettings.from_env(environ)
+    web = WebappSettings.from_env(environ)
+    assert (node.body_timeout_s, node.min_body_rate_bytes_per_s) == (2.5, 64.0)
+    assert (web.body_timeout_s, web.min_body_rate_bytes_per_s) == (2.5, 64.0)
+    assert NodeSettings.from_env({"EDGESIGHT_MAX_JPEG_SCANS": "12"}).max_jpeg_scans == 12
+    for settings in (NodeSettings, WebappSettings):
+        with pytest.raises(ValueError, match="body_timeout_s"):
+            settings.from_env({"EDGESIGHT_BODY_TIMEOUT_S": "0"})
+        with pytest.raises(ValueError, match="min_body_rate_bytes_per_s"):
+            settings.from_env({"EDGESIGHT_MIN_BODY_RATE_BYTES_PER_S": "-1"})
