@@ -10,7 +10,9 @@ per connection also keeps its frames in order: each reaches the batcher in the o
 came (its latest-frame-wins needs that).
 
 ``FairQueue`` is the policy, sans-I/O (keys, jobs, no threads, no clock); ``DecodeQueue``
-runs it on the node's decode pool from the event loop, with a callback per frame.
+runs it on the node's decode pool from the event loop, with a callback per frame. Both are
+bounded by the connections' own windows: a connection has at most ``max_in_flight``
+frames unanswered (``connection.py``), so at most that many wait here for it.
 """
 
 from __future__ import annotations
@@ -138,8 +140,12 @@ class DecodeQueue:
         loop = asyncio.get_running_loop()
         while (taken := self._queue.take()) is not None:
             key, job = taken
+            try:
+                future = loop.run_in_executor(self._pool, self._decode, job.image)
+            except RuntimeError:  # the pool is shut down: the node is stopping
+                self._queue.done(key)
+                return
             self._running[key] = job
-            future = loop.run_in_executor(self._pool, self._decode, job.image)
             future.add_done_callback(functools.partial(self._finished, key, job))
 
     def _decode(self, image: Image) -> Decoded:

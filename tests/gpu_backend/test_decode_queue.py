@@ -153,3 +153,17 @@ def test_a_forgotten_connection_hears_nothing_more() -> None:
     asyncio.run(scenario())
     assert answered == []
     assert decoder.order == [1, 3]
+
+
+def test_a_node_that_is_stopping_takes_frames_without_raising() -> None:
+    answered: list[int] = []
+
+    async def scenario() -> None:
+        pool = ThreadPoolExecutor(1)
+        pool.shutdown()
+        queue = DecodeQueue(GatedDecoder(), pool, workers=1)
+        queue.submit("late", picture(1), lambda d: answered.append(1))
+        assert queue.running == 0
+
+    asyncio.run(scenario())
+    assert answered == []
