@@ -52,8 +52,10 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         name: str = "server",
         startup_timeout_s: float = 120.0,
+        output: Path | None = None,
     ) -> None:
         self.argv = list(argv)
+        self.output = output  # its stdout and stderr go there (to measure its log); None: ours
         self.port = port
         # This environment (a venv, CUDA library paths) minus stray EDGESIGHT_* settings,
         # then the bench's own.
@@ -69,7 +71,13 @@ class ServerProcess:
         return self.proc.pid
 
     def start(self) -> ServerProcess:
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env)
+        if self.output is None:
+            self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env)
+        else:
+            with self.output.open("wb") as out:  # the child keeps its own descriptor
+                self.proc = subprocess.Popen(
+                    self.argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
+                )
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             try:
