@@ -137,6 +137,12 @@ class Close:
     reason: str
     why: ErrorCode | None = None
 
+    @property
+    def is_flush_first(self) -> bool:
+        """Write what is queued (the last ERROR) before the close frame; not for a client
+        that does not read (SLOW_READER): waiting on it would be waiting for ever."""
+        return self.why is not ErrorCode.SLOW_READER
+
 
 Action = Send | Submit[ImageT] | TraceNext | Close
 Outcome = Result | Dropped | Error

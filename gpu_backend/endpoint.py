@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from pyodide_client.protocol import ErrorCode, Frame, Image, ProtocolError
+from pyodide_client.protocol import Frame, Image, ProtocolError
 
 from .connection import CLOSE_POLICY, Action, Close, Send, Submit, TraceNext
 from .connections import NodeConnection
@@ -185,9 +185,8 @@ class _Link:
                 await sender
 
     async def _close_socket(self, close: Close) -> None:
-        # Let the last ERROR go out first, but never wait on a client that does not read.
         sender = self.sender
-        if sender is not None and close.why is not ErrorCode.SLOW_READER:
+        if sender is not None and close.is_flush_first:  # bounded: never wait for ever
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(FLUSH_BEFORE_CLOSE_S):
                     await asyncio.shield(sender)

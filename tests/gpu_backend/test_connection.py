@@ -534,3 +534,8 @@ def test_a_user_named_anonymous_neither_shares_nor_refreshes_the_anonymous_strea
     error = error_of(anonymous.receive(Auth("t").serialize(), 1.0))
     assert error.code is ErrorCode.AUTH_FAILED
     assert "without a token" in error.message
+
+
+def test_a_close_flushes_its_error_first_except_to_a_client_that_does_not_read() -> None:
+    assert Close(CLOSE_POLICY, "idle", ErrorCode.IDLE_TIMEOUT).is_flush_first
+    assert not Close(CLOSE_POLICY, "slow reader", ErrorCode.SLOW_READER).is_flush_first
