@@ -198,6 +198,7 @@ class Connection(Generic[ImageT]):
         encodings: int = encodings_mask([FrameEncoding.RAW]),
         features: int = 0,
         observer: ConnectionObserver | None = None,
+        is_reporting_outcomes: bool = False,
     ) -> None:
         self.state = ConnectionState.HANDSHAKE
         self.limits = limits
@@ -218,6 +219,9 @@ class Connection(Generic[ImageT]):
         self._encodings = encodings
         self._features = features  # WELCOME's features bits (TRACE_FEATURE)
         self._observer: ConnectionObserver = observer or _Unobserved()
+        # Each frame's outcome to the observer too (the node's metrics): a driver then
+        # reports nothing itself. Off by default for drivers that still do.
+        self._is_reporting_outcomes = is_reporting_outcomes
         self._slot: Slot | None = None
         self._opened_s = 0.0
         self._last_active_s = 0.0
@@ -275,8 +279,10 @@ class Connection(Generic[ImageT]):
 
     def outcome(self, outcome: Outcome, now_s: float) -> list[Action[ImageT]]:
         """A submitted frame's one outcome (RESULT, DROPPED or ERROR) from the batcher,
-        or the ERROR of a picture that did not decode; reported to the observer."""
-        self._observer.outcome(outcome)
+        or the ERROR of a picture that did not decode; reported to the observer when the
+        connection was made ``is_reporting_outcomes``."""
+        if self._is_reporting_outcomes:
+            self._observer.outcome(outcome)
         if self.state is ConnectionState.CLOSED:
             return []
         self.in_flight = max(0, self.in_flight - 1)

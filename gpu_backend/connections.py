@@ -86,6 +86,7 @@ class Connections:
             encodings=self._encodings,
             features=self._features,
             observer=self._observer,
+            is_reporting_outcomes=True,
         )
 
     def next_stream_id(self) -> int:
@@ -93,6 +94,15 @@ class Connections:
 
     def add(self, conn: NodeConnection) -> None:
         self._live.add(conn)
+
+    def discard(self, conn: NodeConnection) -> None:
+        """Forget ``conn`` without ``closed``'s accounting (what a plain set offered)."""
+        self._live.discard(conn)
+        self._closed_peak_bytes = max(self._closed_peak_bytes, conn.peak_queued_bytes)
+
+    def note_outbox(self, queued_bytes: int) -> None:
+        """A driver's own report of a connection's outbox (``closed`` reads it itself)."""
+        self._closed_peak_bytes = max(self._closed_peak_bytes, queued_bytes)
 
     def closed(self, conn: NodeConnection, stream_id: int, now_s: float) -> None:
         """The socket of ``conn`` is gone: its slot goes back, and what it cost is kept."""

@@ -150,6 +150,11 @@ class Node:
         """The most unsent bytes one connection ever held."""
         return self.connections.peak_outbox_bytes
 
+    @peak_outbox_bytes.setter
+    def peak_outbox_bytes(self, queued_bytes: int) -> None:
+        # A driver written when this was a plain field (node.peak_outbox_bytes = max(...))
+        self.connections.note_outbox(queued_bytes)
+
     @property
     def policy_closes(self) -> Counter[str]:
         """Connections the node closed, by the policy that closed them (ErrorCode names)."""

@@ -9,7 +9,7 @@ import pytest
 
 from gpu_backend.access import AnonymousAccess
 from gpu_backend.admission import Admission
-from gpu_backend.connection import ConnectionLimits, Send, Submit
+from gpu_backend.connection import Connection, ConnectionLimits, Send, Submit
 from gpu_backend.connections import Connections
 from gpu_backend.origins import OriginPolicy
 from pyodide_client.protocol import (
@@ -136,3 +136,34 @@ def test_a_closed_connection_leaves_its_counts_behind(caplog: pytest.LogCaptureF
     assert node.peak_outbox_bytes >= len(HELLO)
     (line,) = [r.getMessage() for r in caplog.records]
     assert line.startswith("connection 1 from 10.0.0.7 closed (TOO_MANY_ERRORS)")
+
+
+def test_a_connection_built_without_reporting_leaves_outcomes_to_its_driver() -> None:
+    # drivers written before connections.py count outcomes themselves: no double count
+    observer = Outcomes()
+    conn: Connection[object] = Connection(
+        hello=HELLO,
+        limits=ConnectionLimits(),
+        admission=Admission("n", 4, 4, 4),
+        authenticator=AnonymousAccess(),
+        decode=lambda frame: frame,
+        address="10.0.0.1",
+        observer=observer,
+    )
+    conn.open(0.0)
+    conn.receive(Auth("").serialize(), 0.0)
+    conn.receive(FRAME, 0.0)
+    conn.outcome(Dropped(1, DropReason.SUPERSEDED), 1.0)
+    assert observer.outcomes == []
+
+
+def test_a_set_s_add_and_discard_still_work() -> None:
+    node = connections()
+    conn = node.open("https://app.example", "10.0.0.1", 0.0)
+    assert conn is not None
+    conn.open(0.0)
+    node.add(conn)
+    assert conn in node
+    node.discard(conn)
+    assert conn not in node
+    assert node.peak_outbox_bytes == len(HELLO)
