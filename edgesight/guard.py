@@ -141,6 +141,7 @@ class GuardedH11Protocol(H11Protocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_deadline_s = 0.0
+        self._timed_cycle: object | None = None  # the request whose body is being timed
         self._window_bytes = 0  # body bytes received in the current rate window
         # The request the guard ended (400, 408): its app is stopped, or never starts.
         self._is_request_ended = False
@@ -170,7 +171,10 @@ class GuardedH11Protocol(H11Protocol):
         super().handle_events()
         # A request whose headers are in and whose body is still coming: time the body.
         sending_body = self.conn.their_state is h11.SEND_BODY and not self._is_upgraded
-        if sending_body and self._body_timer is None and not self.transport.is_closing():
+        is_new = self._body_timer is None or self._timed_cycle is not self.cycle
+        if sending_body and is_new and not self.transport.is_closing():
+            self._disarm_body_timer()  # a keep-alive's next request: a deadline of its own
+            self._timed_cycle = self.cycle
             self._body_deadline_s = self.loop.time() + self.guard.limits.body_timeout_s
             self._window_bytes = 0
             self._arm_body_timer()

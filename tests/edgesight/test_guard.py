@@ -6,6 +6,7 @@ traceback), and a body trickled byte by byte is cut off while other clients are 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
 import socket
 import threading
@@ -205,3 +206,20 @@ def test_both_servers_read_the_body_limits_from_their_settings() -> None:
             settings.from_env({"EDGESIGHT_BODY_TIMEOUT_S": "0"})
         with pytest.raises(ValueError, match="min_body_rate_bytes_per_s"):
             settings.from_env({"EDGESIGHT_MIN_BODY_RATE_BYTES_PER_S": "-1"})
+
+
+def test_bodies_that_come_in_time_are_served_on_a_kept_alive_connection(
+    served: tuple[str, ServerThread], logs: Records
+) -> None:
+    kind, server = served
+    method, path = BODY_PATHS[kind]
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        for _ in range(3):  # one connection, several requests with bodies
+            connection.request(method, path, body=b"{}" * 2000)
+            response = connection.getresponse()
+            response.read()
+            assert response.status != 408
+    finally:
+        connection.close()
+    assert not [line for line in logs.lines() if "request body came" in line]
