@@ -16,7 +16,10 @@ sockets hostage (issue 8, each reproduced on the unguarded server):
   receives see a disconnected client, and one sampled line is logged instead of uvicorn's.
 - **Per-address caps.** One client address may hold at most
   ``max_connections_per_address`` connections (HTTP and WebSocket alike); more are
-  dropped at once.
+  dropped at once. So is every new connection from an address whose request bodies were
+  cut for slowness ``max_slow_requests_per_address`` times within
+  ``slow_request_window_s``: reconnecting at once would otherwise turn each cut into a
+  fresh request to serve.
 - **Closing a client that does not read.** uvicorn waits until the socket is writable
   before it sends a close frame, which for a client that never reads is never. Here the
   close frame is written at once and the socket aborted if the client has not answered
@@ -42,7 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -72,6 +75,13 @@ class ServerLimits:
     # than the rate over a window of BODY_RATE_WINDOW_S while the server reads.
     body_timeout_s: float = 10.0
     min_body_rate_bytes_per_s: float = 512.0
+    # An address whose request bodies were cut for coming too slowly this many times within
+    # slow_request_window_s gets no new connection until the oldest of those cuts is that
+    # old: a client that reconnects at once made every cut a fresh request to parse and
+    # answer (issue 17's trickled bodies). Header timeouts do not count: a browser's unused
+    # preconnected socket ends that way. 0: no such penalty.
+    max_slow_requests_per_address: int = 16
+    slow_request_window_s: float = 30.0
 
 
 class _MalformedRequestLines(logging.Filter):
@@ -82,6 +92,7 @@ class _MalformedRequestLines(logging.Filter):
 
 
 PARSE_SLICE_BYTES = 16 * 1024  # bytes handed to the WebSocket parser at once
+MAX_TRACKED_SLOW_ADDRESSES = 4096  # addresses whose slow requests are remembered, newest
 QUEUED_MESSAGES = 2  # parse on only while the app has fewer messages waiting
 
 
@@ -94,15 +105,21 @@ class _Guard:
         self._address_of: dict[int, str] = {}  # id(transport) -> address
         self._next_log_s = 0.0
         self._suppressed = 0
+        # address -> when its last requests were cut for slowness (at most the maximum)
+        self._slow_cuts: OrderedDict[str, deque[float]] = OrderedDict()
 
     def admit(self, transport: asyncio.BaseTransport) -> bool:
-        """Count a new connection; False when its address already holds the maximum. A
-        transport already counted (an HTTP connection upgraded to WebSocket) is let be."""
+        """Count a new connection; False when its address already holds the maximum, or
+        was cut for slow requests too often lately. A transport already counted (an HTTP
+        connection upgraded to WebSocket) is let be."""
         key = id(transport)
         if key in self._address_of:
             return True
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        if self._is_penalized(address):
+            self.log(f"dropped a connection from {address}: too many slow requests lately")
+            return False
         if self._by_address[address] >= self.limits.max_connections_per_address:
             self.log(f"dropped a connection from {address}: it already holds the maximum")
             return False
@@ -119,6 +136,27 @@ class _Guard:
 
     def open_connections(self, address: str) -> int:
         return self._by_address[address]
+
+    def slow_request(self, address: str) -> None:
+        """A request body from ``address`` was cut for coming too slowly."""
+        most = self.limits.max_slow_requests_per_address
+        if most <= 0:
+            return
+        cuts = self._slow_cuts.get(address)
+        if cuts is None:
+            cuts = self._slow_cuts[address] = deque(maxlen=most)
+            while len(self._slow_cuts) > MAX_TRACKED_SLOW_ADDRESSES:
+                self._slow_cuts.popitem(last=False)
+        else:
+            self._slow_cuts.move_to_end(address)
+        cuts.append(asyncio.get_running_loop().time())
+
+    def _is_penalized(self, address: str) -> bool:
+        cuts = self._slow_cuts.get(address)
+        if cuts is None or len(cuts) < self.limits.max_slow_requests_per_address:
+            return False
+        age_s = asyncio.get_running_loop().time() - cuts[0]
+        return age_s < self.limits.slow_request_window_s
 
     def log(self, message: str) -> None:
         """At most one line a second: an attack must not become a flood of logs."""
@@ -285,6 +323,7 @@ class GuardedH11Protocol(H11Protocol):
             else f"not within {limits.body_timeout_s:g} s"
         )
         self.guard.log(f"closed a connection from {client}: its request body came {why}")
+        self.guard.slow_request(client)
         is_unanswered = self.conn.our_state is h11.SEND_RESPONSE and not (
             cycle is not None and cycle.response_started
         )
