@@ -41,6 +41,7 @@ import uvicorn
 
 from .guard import ServerLimits, protocol_classes
 from .lifecycle import QuietStartup, Server
+from .startup import bind_listener
 from .tls import CertificateReloader
 
 __all__ = ["RedactSecrets", "ServerLimits", "ServerThread", "make_server", "serve"]
@@ -131,9 +132,8 @@ class ServerThread:
         reloader: CertificateReloader | None = None,
         limits: ServerLimits | None = None,
     ) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
+        # the CLI's listener: IPPROTO_TCP, so that connections get TCP_NODELAY (issue 16)
+        self.sock = bind_listener(host, port, "the server", "ServerThread(port=...)")
         self.host, self.port = self.sock.getsockname()[:2]
         self.server = make_server(app, self.host, self.port, max_message_bytes, ssl_context, limits)
         self.is_tls = ssl_context is not None
