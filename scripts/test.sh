@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # nginx: the trusted reverse proxy the web app is tested behind (tests/webapp/test_forwarded.py)
-apt_packages=(chromium redis-server prometheus iproute2 nginx)
+# iptables and ethtool: the network lab in tests/netlab (loss in transit, offloads off; issue 16)
+apt_packages=(chromium redis-server prometheus iproute2 nginx iptables ethtool)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
