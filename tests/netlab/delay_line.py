@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import fcntl
 import os
 import select
@@ -66,10 +67,8 @@ def run(tun_name: str, device: str, peer_mac: bytes, delay_s: float, max_packets
         now = time.monotonic()
         while queue and queue[0][0] <= now:
             _, packet = queue.popleft()
-            try:
-                out.sendto(packet, address)
-            except OSError:
-                pass  # the device's queue is full (tbf): dropped, as on a real link
+            with contextlib.suppress(OSError):  # the device's queue is full (tbf): dropped,
+                out.sendto(packet, address)  # as on a real link
         timeout = max(0.0, queue[0][0] - now) if queue else None
         try:
             readable, _, _ = select.select([tun, stdin], [], [], timeout)

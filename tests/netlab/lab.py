@@ -19,6 +19,7 @@ while the lab runs (``lab.shape(...)``).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -112,8 +113,25 @@ class Lab:
         _run("ip", "netns", "add", self.a)
         _run("ip", "netns", "add", self.b)
         # made straight inside the namespaces: no interface of the lab is ever in the host's
-        _run("ip", "link", "add", DEVICE, "netns", self.a, "mtu", str(MTU_BYTES),
-             "type", "veth", "peer", "name", DEVICE, "netns", self.b, "mtu", str(MTU_BYTES))  # fmt: skip
+        _run(
+            "ip",
+            "link",
+            "add",
+            DEVICE,
+            "netns",
+            self.a,
+            "mtu",
+            str(MTU_BYTES),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            DEVICE,
+            "netns",
+            self.b,
+            "mtu",
+            str(MTU_BYTES),
+        )
         for namespace, address in ((self.a, ADDRESS_A), (self.b, ADDRESS_B)):
             self.ns(namespace, "ip", "link", "set", "lo", "up")
             self.ns(namespace, "ip", "addr", "add", f"{address}/24", "dev", DEVICE)
@@ -124,8 +142,9 @@ class Lab:
                 self.ns(namespace, "sysctl", "-qw", f"net.ipv4.conf.{conf}.rp_filter=0")
             if shutil.which("ethtool"):
                 # one MTU-sized segment per packet, as on a real link: loss hits segments
-                self.ns(namespace, "ethtool", "-K", DEVICE, "tso", "off", "gso", "off",
-                        "gro", "off")  # fmt: skip
+                self.ns(
+                    namespace, "ethtool", "-K", DEVICE, "tso", "off", "gso", "off", "gro", "off"
+                )
 
     def close(self) -> None:
         for line in self._delay_lines:
@@ -138,10 +157,8 @@ class Lab:
                 ["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False
             ).stdout.split()
             for pid in pids:  # whatever a test started in there and left
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
 
     # -- the link ------------------------------------------------------------------------------
@@ -150,17 +167,46 @@ class Lab:
         for namespace in (self.a, self.b):
             self.ns(namespace, "iptables", "-F", "INPUT")
             if shape.loss > 0:
-                self.ns(namespace, "iptables", "-A", "INPUT", "-i", DEVICE, "-m", "statistic",
-                        "--mode", "random", "--probability", f"{shape.loss:.6f}", "-j", "DROP")  # fmt: skip
+                self.ns(
+                    namespace,
+                    "iptables",
+                    "-A",
+                    "INPUT",
+                    "-i",
+                    DEVICE,
+                    "-m",
+                    "statistic",
+                    "--mode",
+                    "random",
+                    "--probability",
+                    f"{shape.loss:.6f}",
+                    "-j",
+                    "DROP",
+                )
         self._set_delay_and_rate(shape)
         self.current = shape
 
     def _kernel_has_netem(self) -> bool:
         if self._is_netem is None:
             probe = subprocess.run(
-                ["ip", "netns", "exec", self.a, "tc", "qdisc", "add", "dev", DEVICE,
-                 "root", "netem", "delay", "1ms"],  # fmt: skip
-                capture_output=True, text=True, check=False,  # fmt: skip
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.a,
+                    "tc",
+                    "qdisc",
+                    "add",
+                    "dev",
+                    DEVICE,
+                    "root",
+                    "netem",
+                    "delay",
+                    "1ms",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             self._is_netem = probe.returncode == 0
             if self._is_netem:
@@ -172,22 +218,64 @@ class Lab:
             _stop(line)
         self._delay_lines.clear()
         for namespace in (self.a, self.b):
-            subprocess.run(["ip", "netns", "exec", namespace, "tc", "qdisc", "del", "dev",
-                            DEVICE, "root"], capture_output=True, check=False)  # fmt: skip
-            subprocess.run(["ip", "netns", "exec", namespace, "ip", "route", "del",
-                            _peer(namespace == self.a)], capture_output=True, check=False)  # fmt: skip
+            subprocess.run(
+                ["ip", "netns", "exec", namespace, "tc", "qdisc", "del", "dev", DEVICE, "root"],
+                capture_output=True,
+                check=False,
+            )
+            subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    namespace,
+                    "ip",
+                    "route",
+                    "del",
+                    _peer(namespace == self.a),
+                ],
+                capture_output=True,
+                check=False,
+            )
         one_way_ms = shape.round_trip_ms / 2
         use_netem = one_way_ms > 0 and self._kernel_has_netem()
         for namespace in (self.a, self.b):
             parent = ["root"]
             if use_netem:
-                self.ns(namespace, "tc", "qdisc", "add", "dev", DEVICE, "root", "handle", "1:",
-                        "netem", "delay", f"{one_way_ms}ms", "limit", "10000")  # fmt: skip
+                self.ns(
+                    namespace,
+                    "tc",
+                    "qdisc",
+                    "add",
+                    "dev",
+                    DEVICE,
+                    "root",
+                    "handle",
+                    "1:",
+                    "netem",
+                    "delay",
+                    f"{one_way_ms}ms",
+                    "limit",
+                    "10000",
+                )
                 parent = ["parent", "1:1"]
             if shape.rate_mbit is not None:
-                self.ns(namespace, "tc", "qdisc", "add", "dev", DEVICE, *parent, "tbf",
-                        "rate", f"{shape.rate_mbit}mbit", "burst", "32kbit",
-                        "latency", "100ms")  # fmt: skip
+                self.ns(
+                    namespace,
+                    "tc",
+                    "qdisc",
+                    "add",
+                    "dev",
+                    DEVICE,
+                    *parent,
+                    "tbf",
+                    "rate",
+                    f"{shape.rate_mbit}mbit",
+                    "burst",
+                    "32kbit",
+                    "latency",
+                    "100ms",
+                )
         if one_way_ms > 0 and not use_netem:
             self._start_delay_line(self.a, True, one_way_ms)
             self._start_delay_line(self.b, False, one_way_ms)
@@ -197,10 +285,27 @@ class Lab:
         peer_namespace = self.b if is_a else self.a
         mac = self.ns(peer_namespace, "cat", f"/sys/class/net/{DEVICE}/address").strip()
         line = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, sys.executable, "-m", "tests.netlab.delay_line",
-             "--tun", TUN, "--device", DEVICE, "--peer-mac", mac,
-             "--delay-ms", str(one_way_ms)],  # fmt: skip
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,  # fmt: skip
+            [
+                "ip",
+                "netns",
+                "exec",
+                namespace,
+                sys.executable,
+                "-m",
+                "tests.netlab.delay_line",
+                "--tun",
+                TUN,
+                "--device",
+                DEVICE,
+                "--peer-mac",
+                mac,
+                "--delay-ms",
+                str(one_way_ms),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
         )
         self._delay_lines.append(line)
         assert line.stdout is not None
