@@ -24,6 +24,10 @@ a thirtieth of that. ``EncodingPolicy`` picks per frame, sans-I/O (every call ta
   frame interval: quality steps down while frames are over that budget and back up (never
   above the default, where parity with raw was measured) while they are well under it.
   At the quality floor it lowers the frame rate instead (``min_interval_ms``).
+- On a lossy link (``set_frame_cap``, from ``inflight.InFlightPolicy``; issue 16) frames
+  should fit a few TCP segments: the quality steps down until they do (never the frame
+  rate: the cap is about loss, not the link's rate), raw frames are left for compressed
+  ones and no raw probe goes out while the cap holds.
 - ``raw``, ``jpeg`` and ``webp`` pin the encoding at its default quality (an operator's
   ``EDGESIGHT_FRAME_ENCODING``); a node that does not accept the pinned one gets raw frames.
 
@@ -131,6 +135,7 @@ class EncodingPolicy:
         self._probe_in_flight = False
         self._ping_sent_ms: float | None = None
         self._ping_is_out = False
+        self.frame_cap_bytes: int | None = None  # a lossy link's frame size; None: no cap
 
     @staticmethod
     def _pick_lossy(mode: str, accepted: tuple[FrameEncoding, ...]) -> FrameEncoding | None:
@@ -159,7 +164,7 @@ class EncodingPolicy:
         lets a slow link skip probes that could not succeed."""
         if self._lossy is None or self._is_raw:
             return EncodingPlan(FrameEncoding.RAW, self.quality)
-        if self.is_adaptive and not self._probe_in_flight:
+        if self.is_adaptive and not self._probe_in_flight and self.frame_cap_bytes is None:
             if self._next_probe_ms is None:
                 self._next_probe_ms = now_ms + self._probe_interval_ms
             elif now_ms >= self._next_probe_ms:
@@ -187,6 +192,18 @@ class EncodingPolicy:
 
     def raw_need_bytes_per_ms(self, raw_bytes: int) -> float:
         return raw_bytes * self.settings.target_fps / 1000.0
+
+    def set_frame_cap(self, cap_bytes: int | None) -> None:
+        """Frames should have at most ``cap_bytes`` (a lossy link), or no cap (None)."""
+        if cap_bytes == self.frame_cap_bytes:
+            return
+        self.frame_cap_bytes = cap_bytes
+        if cap_bytes is not None and self.is_adaptive and self._is_raw:
+            self._is_raw = False
+            self.quality = self._top_quality
+            self._next_probe_ms = None
+            self._probe_interval_ms = self.settings.probe_interval_ms
+            self.note = "lossy link: compressed frames, fewer segments each"
 
     # -- what the link did -------------------------------------------------------------------
     def ping_due(self, now_ms: float) -> bool:
@@ -272,13 +289,18 @@ class EncodingPolicy:
         if rate is None:
             return
         interval_ms = 1000.0 / s.target_fps
-        budget = rate * interval_ms * s.frame_share
+        rate_budget = rate * interval_ms * s.frame_share
+        cap = self.frame_cap_bytes
+        budget = rate_budget if cap is None else min(rate_budget, cap)
         if size_bytes > budget:
             if self.quality - s.quality_step >= s.min_quality - 1e-9:
                 self.quality = round(self.quality - s.quality_step, 3)
-            else:  # at the floor: fewer frames, each within the link's share
-                self.min_interval_ms = size_bytes / (rate * s.frame_share)
-            self.note = f"link carries {_mbit(rate)} Mbit/s"
+            elif size_bytes > rate_budget:  # at the floor: fewer frames, each within the
+                self.min_interval_ms = size_bytes / (rate * s.frame_share)  # link's share
+            if size_bytes > rate_budget:
+                self.note = f"link carries {_mbit(rate)} Mbit/s"
+            else:
+                self.note = f"lossy link: frames of at most {cap} bytes"
         elif size_bytes < budget / 2:
             if self.min_interval_ms > 0:
                 self.min_interval_ms = 0.0

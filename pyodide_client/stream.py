@@ -17,7 +17,10 @@ new AUTH; frames keep flowing while the node checks it (the refresh's WELCOME is
 ``Welcomed`` event).
 
 It keeps at most ``max_in_flight`` frames unanswered, and reports results only over the
-frame they belong to or a newer one (a late result for an older frame is discarded).
+frame they belong to or a newer one (a late result for an older frame is discarded). Given
+``in_flight`` settings, ``max_in_flight`` is only the bound: how many go at once follows the
+link's network time (``inflight.InFlightPolicy``, issue 16), within the node's HELLO limit,
+and on a lossy link the encoding policy is asked for smaller frames.
 
 Compressed frames (issue 9): a node that answers AUTH with a WELCOME names the encodings
 it accepts; from then on ``plan_frame`` says how the next frame travels (an
@@ -33,6 +36,7 @@ import enum
 from dataclasses import dataclass, replace
 
 from .encoding import EncodingPlan, EncodingPolicy, EncodingSettings
+from .inflight import InFlightPolicy, InFlightSettings
 from .postprocess import FrameBox, to_frame
 from .preprocess import Geometry, Letterbox, letterbox_geometry
 from .protocol import (
@@ -185,6 +189,7 @@ class NodeStream:
         encoding: EncodingSettings | None = None,
         can_encode: tuple[FrameEncoding, ...] = (FrameEncoding.JPEG, FrameEncoding.WEBP),
         token: str | None = "",
+        in_flight: InFlightSettings | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -209,6 +214,10 @@ class NodeStream:
         self._token = token
         self._is_auth_sent = False
         self._outbox: list[bytes] = []
+        # None: max_in_flight is K itself (fixed); else K adapts up to it (issue 16)
+        self.in_flight_policy = (
+            InFlightPolicy(in_flight, max_in_flight) if in_flight is not None else None
+        )
 
     @property
     def in_flight(self) -> int:
@@ -226,7 +235,15 @@ class NodeStream:
 
     def _max_window(self) -> int:
         node_limit = self.hello.max_in_flight if self.hello else 1
-        return max(1, min(self._max_in_flight, node_limit))
+        bound = max(1, min(self._max_in_flight, node_limit))
+        if self.in_flight_policy is None:
+            return bound
+        return min(bound, self.in_flight_policy.window)
+
+    @property
+    def window(self) -> int:
+        """Frames this stream may keep unanswered now (K)."""
+        return self._max_window()
 
     def _input_size(self) -> tuple[int, int]:
         """The node's model input as (width, height); its HELLO shape is [3, H, W]."""
@@ -427,6 +444,8 @@ class NodeStream:
         if isinstance(message, Pong):
             round_trip_ms = now_ms - message.sent_ms
             self.encoding.on_pong(round_trip_ms)
+            if self.in_flight_policy is not None:
+                self.in_flight_policy.on_pong(round_trip_ms, now_ms)
             return [PongReceived(round_trip_ms)]
         if isinstance(message, Welcome):
             return self._on_welcome(message)
@@ -455,6 +474,8 @@ class NodeStream:
                 f"expected {self._expected_sha256}"
             )
         self.hello = hello
+        if self.in_flight_policy is not None:
+            self.in_flight_policy.set_limit(min(self._max_in_flight, hello.max_in_flight))
         self.state = StreamState.AUTHENTICATING
         if self._token is not None:
             self._send_auth()
@@ -490,6 +511,9 @@ class NodeStream:
             now_ms,
             is_probe=sent.is_probe,
         )
+        if self.in_flight_policy is not None:
+            self.in_flight_policy.on_result(now_ms - sent.sent_ms, node_ms, now_ms)
+            self.encoding.set_frame_cap(self.in_flight_policy.frame_cap_bytes)
         if self._is_older(result.frame_id):
             return []  # a newer frame is already on screen; never draw backwards in time
         self._newest_shown_id = result.frame_id

@@ -1,0 +1,161 @@
+"""How many frames a page keeps in flight on one node link, and how large they may be on a
+lossy link: sans-I/O, every call takes ``now_ms`` (issue 16).
+
+One frame in flight caps a camera at one frame per round trip: 10 fps for a node 100 ms
+away. More frames in flight hide the network, but on a near node they only queue behind
+each other (on loopback K = 2 gave a few % more fps for twice the latency; docs/benchmarks.md).
+So K follows the link:
+
+- The link's **network time** is the fastest recent round trip less the node's own time
+  (queue, decode, inference, post-processing), or a PONG's round trip: the minimum over
+  ``window_ms`` (and K grows only on ``min_samples`` of them), so a retransmission's
+  200 ms stall never raises K, and frames queued behind each other cannot make K feed
+  itself.
+- A frame holds its slot for the network time plus the node's time; ``K / that`` frames a
+  second must reach the target rate: K = ceil((network x margin + node) / period), where
+  the period is the frame interval, or the node's time when the node is slower than the
+  camera (then it is the limit itself, and more frames queued there would add only
+  latency). Within a tenth of a frame the smaller K is kept. It grows at once when
+  ``grow_margin`` headroom needs more frames, and shrinks only when ``shrink_margin``
+  headroom fits in fewer (the gap is the hysteresis). At 30 fps with a node taking 2 ms:
+  K = 1 up to about 30 ms of network time, 2 up to about 60 ms, 4 at 100 ms.
+- K never exceeds ``limit``: the node's ``max_in_flight`` (its HELLO) and the page's own.
+
+**Lossy links.** A frame is *late* when its network time is more than a round trip beyond
+the fastest (a retransmission timeout, or a frame that took extra round trips because the
+congestion window shrank after a loss). With ``lossy_late_frames`` late frames among the
+last ``loss_window`` the link counts as lossy until that window is clean again, and frames
+should fit ``lossy_frame_bytes``: a few segments fewer than a 17 KB JPEG's 13, so that a
+frame fits the congestion window a lossy link leaves (6-11 segments at 50 ms and 1 %;
+issue 16) and each frame risks fewer losses. ``frame_cap_bytes`` says it; the encoding
+policy lowers the JPEG quality to meet it (``EncodingPolicy.set_frame_cap``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+__all__ = ["InFlightPolicy", "InFlightSettings"]
+
+_SEGMENT_BYTES = 1448  # TCP payload per segment at MTU 1500 with timestamps
+_MAX_SAMPLES = 512
+_SLACK_FRAMES = 0.1
+
+
+@dataclass(frozen=True)
+class InFlightSettings:
+    target_fps: float = 30.0
+    window_ms: float = 1500.0  # network times the estimate is the minimum of
+    min_samples: int = 3  # K grows only on this many round trips (one slow start is not a link)
+    grow_margin: float = 1.1  # network-time headroom K must cover
+    shrink_margin: float = 1.3  # fewer frames only when they would cover this much
+    loss_window: int = 60  # recent frames the late ones are counted among
+    lossy_late_frames: int = 2  # this many late frames there: the link is lossy
+    late_floor_ms: float = 40.0  # "a round trip beyond the fastest", at least this
+    lossy_frame_bytes: int = 8 * _SEGMENT_BYTES  # a frame's size on a lossy link
+
+    def __post_init__(self) -> None:
+        if self.target_fps <= 0:
+            raise ValueError(f"target_fps: expected a positive number, got {self.target_fps}")
+        if not 1.0 <= self.grow_margin <= self.shrink_margin:
+            raise ValueError(
+                "margins: expected 1 <= grow_margin <= shrink_margin, got "
+                f"{self.grow_margin} and {self.shrink_margin}"
+            )
+        if not 1 <= self.lossy_late_frames <= self.loss_window:
+            raise ValueError(
+                "loss: expected 1 <= lossy_late_frames <= loss_window, got "
+                f"{self.lossy_late_frames} and {self.loss_window}"
+            )
+
+    @property
+    def interval_ms(self) -> float:
+        return 1000.0 / self.target_fps
+
+
+class InFlightPolicy:
+    """K for one node link; see the module docstring."""
+
+    def __init__(self, settings: InFlightSettings, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"limit: expected at least 1 frame in flight, got {limit}")
+        self.settings = settings
+        self.limit = limit
+        self.window = 1  # K: frames the page may keep unanswered now
+        self.is_lossy = False
+        # (when, network ms) within window_ms; the maxlen bounds it whatever the rate
+        self._network: deque[tuple[float, float]] = deque(maxlen=_MAX_SAMPLES)
+        self._node_ms = 0.0  # the node's time for the latest frame
+        self._late: deque[bool] = deque(maxlen=settings.loss_window)
+
+    def set_limit(self, limit: int) -> None:
+        """The node's and the page's bound (a HELLO came): K stays within it."""
+        self.limit = max(1, limit)
+        self.window = min(self.window, self.limit)
+
+    def network_ms(self, now_ms: float) -> float | None:
+        """The link's network round trip (fastest recent), None before any sample."""
+        self._forget(now_ms)
+        return min((ms for _, ms in self._network), default=None)
+
+    @property
+    def frame_cap_bytes(self) -> int | None:
+        """The most bytes a frame should have now: a cap on a lossy link, else None."""
+        return self.settings.lossy_frame_bytes if self.is_lossy else None
+
+    # -- what the link did -------------------------------------------------------------------
+    def on_pong(self, round_trip_ms: float, now_ms: float) -> None:
+        """A PONG: a round trip with no frame and no node work in it."""
+        self._add(max(0.0, round_trip_ms), now_ms)
+        self._decide(now_ms)
+
+    def on_result(self, round_trip_ms: float, node_ms: float, now_ms: float) -> None:
+        """A frame's RESULT after ``round_trip_ms``, ``node_ms`` of it on the node."""
+        network_ms = max(0.0, round_trip_ms - node_ms)
+        fastest = self.network_ms(now_ms)
+        if fastest is not None:
+            late_after_ms = fastest + max(fastest, self.settings.late_floor_ms)
+            self._late.append(network_ms > late_after_ms)
+            late = sum(self._late)
+            if late >= self.settings.lossy_late_frames:
+                self.is_lossy = True
+            elif late == 0 and len(self._late) == self._late.maxlen:
+                self.is_lossy = False
+        self._node_ms = max(0.0, node_ms)
+        self._add(network_ms, now_ms)
+        self._decide(now_ms)
+
+    # -- the rule ------------------------------------------------------------------------------
+    def frames_needed(self, network_ms: float, margin: float) -> int:
+        """Frames in flight that carry the target rate over ``network_ms`` with ``margin``."""
+        # a node slower than the camera sets the rate itself: frames come at its pace
+        period_ms = max(self.settings.interval_ms, self._node_ms)
+        held_ms = network_ms * margin + self._node_ms
+        # a frame's slot is held for held_ms, and one leaves every period_ms; within a
+        # tenth of a frame of a whole number the smaller K is kept (0.5 ms of network time
+        # is not worth a second frame queued at a slow node)
+        return max(1, math.ceil(held_ms / period_ms - _SLACK_FRAMES))
+
+    def _decide(self, now_ms: float) -> None:
+        network_ms = self.network_ms(now_ms)
+        if network_ms is None:
+            return
+        grow_to = self.frames_needed(network_ms, self.settings.grow_margin)
+        if grow_to > self.window and len(self._network) >= self.settings.min_samples:
+            self.window = min(self.limit, grow_to)
+            return
+        shrink_to = self.frames_needed(network_ms, self.settings.shrink_margin)
+        if shrink_to < self.window:
+            self.window = shrink_to
+
+    def _add(self, network_ms: float, now_ms: float) -> None:
+        self._network.append((now_ms, network_ms))
+        self._forget(now_ms)
+
+    def _forget(self, now_ms: float) -> None:
+        # the newest sample always stays: a link answering less often than the window
+        # still has an estimate
+        while len(self._network) > 1 and now_ms - self._network[0][0] > self.settings.window_ms:
+            self._network.popleft()

@@ -1,0 +1,185 @@
+"""Frames in flight adapted to the link (issue 16), driven by a fake clock: K grows with the
+network round trip, shrinks back when it falls, stays within the node's limit, and a lossy
+link asks for frames of fewer segments."""
+
+from __future__ import annotations
+
+import pytest
+
+from pyodide_client.encoding import EncodingPolicy, EncodingSettings
+from pyodide_client.inflight import InFlightPolicy, InFlightSettings
+from pyodide_client.protocol import Frame, FrameEncoding, Result, Welcome, parse
+from pyodide_client.stream import NodeStream
+
+from .test_stream import WIDTH, HEIGHT, hello, rgba
+
+NODE_MS = 2.0  # a fast node
+
+
+class Link:
+    """A fake link: frames come back after ``network_ms`` + the node's time, one per
+    camera tick (33.3 ms at 30 fps) on a fake clock."""
+
+    def __init__(self, policy: InFlightPolicy) -> None:
+        self.policy = policy
+        self.now_ms = 0.0
+
+    def run(self, network_ms: float, seconds: float, node_ms: float = NODE_MS) -> list[int]:
+        windows = []
+        for _ in range(round(seconds * 30)):
+            self.now_ms += 1000 / 30
+            self.policy.on_result(network_ms + node_ms, node_ms, self.now_ms)
+            windows.append(self.policy.window)
+        return windows
+
+
+def policy(limit: int = 8) -> InFlightPolicy:
+    return InFlightPolicy(InFlightSettings(target_fps=30.0), limit)
+
+
+def test_one_frame_in_flight_before_anything_is_measured() -> None:
+    assert policy().window == 1
+
+
+@pytest.mark.parametrize(
+    ("network_ms", "k"),
+    [(0.5, 1), (20.0, 1), (50.0, 2), (100.0, 4), (200.0, 7)],
+)
+def test_k_carries_the_target_rate_over_the_network_time(network_ms: float, k: int) -> None:
+    link = Link(policy())
+    assert link.run(network_ms, 2.0)[-1] == k
+    # and K frames per (network + node) time is at least the target rate
+    assert k / ((network_ms + NODE_MS) / 1000) >= 30.0
+
+
+def test_k_grows_with_the_round_trip_and_shrinks_back() -> None:
+    link = Link(policy())
+    assert set(link.run(0.5, 2.0)) == {1}
+    assert link.run(100.0, 2.0)[-1] == 4
+    assert link.run(0.5, 2.0)[-1] == 1
+
+
+def test_k_never_exceeds_the_limit_the_node_announced() -> None:
+    p = policy(limit=8)
+    p.set_limit(3)
+    assert max(Link(p).run(300.0, 2.0)) == 3
+
+
+def test_a_slow_node_alone_does_not_raise_k() -> None:
+    """A node slower than the camera is the bottleneck: frames queued there add latency."""
+    assert set(Link(policy()).run(0.5, 2.0, node_ms=80.0)) == {1}
+
+
+def test_retransmission_stalls_do_not_raise_k() -> None:
+    """A 200 ms timeout now and then is not the link's round trip: the minimum is."""
+    p = policy()
+    link = Link(p)
+    for i in range(120):
+        link.now_ms += 1000 / 30
+        stall = 200.0 if i % 10 == 0 else 0.0
+        p.on_result(0.5 + stall + NODE_MS, NODE_MS, link.now_ms)
+        assert p.window == 1
+
+
+def test_between_the_margins_k_holds() -> None:
+    """Hysteresis: at 28 ms, 1.1 x 28 + 2 ms fits one interval but 1.3 x 28 + 2 does not:
+    K = 1 stays 1 there, and K = 2 stays 2."""
+    link = Link(policy())
+    assert set(link.run(28.0, 1.0)) == {1}
+    assert link.run(40.0, 2.0)[-1] == 2
+    assert link.run(28.0, 2.0)[-1] == 2
+    assert link.run(20.0, 2.0)[-1] == 1
+
+
+def test_pongs_count_as_network_round_trips() -> None:
+    p = policy()
+    for n in range(3):
+        p.on_pong(100.0, now_ms=10.0 + n)
+    assert p.window == 4
+
+
+def test_late_frames_make_the_link_lossy_and_a_clean_window_undoes_it() -> None:
+    p = policy()
+    link = Link(p)
+    link.run(50.0, 1.0)
+    assert p.frame_cap_bytes is None
+    for _ in range(2):  # two frames a timeout late among the last 60
+        link.now_ms += 1000 / 30
+        p.on_result(50.0 + 250.0 + NODE_MS, NODE_MS, link.now_ms)
+    assert p.is_lossy
+    assert p.frame_cap_bytes == InFlightSettings().lossy_frame_bytes
+    link.run(50.0, 1.0)  # 30 clean frames: the late ones are still in the window
+    assert p.is_lossy
+    link.run(50.0, 1.0)  # 60 clean frames
+    assert not p.is_lossy
+    assert p.frame_cap_bytes is None
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"target_fps": 0.0}, {"grow_margin": 1.5, "shrink_margin": 1.2}, {"lossy_late_frames": 0}],
+)
+def test_bad_settings_say_what_was_expected(changes: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        InFlightSettings(**changes)  # type: ignore[arg-type]
+
+
+# --- in the stream ------------------------------------------------------------------------
+
+
+def adaptive_stream(page_limit: int = 8, node_limit: int = 3) -> NodeStream:
+    stream = NodeStream(max_in_flight=page_limit, in_flight=InFlightSettings())
+    stream.receive(hello(node_limit).serialize(), now_ms=0.0)
+    stream.data_to_send()
+    stream.receive(Welcome(0b001, 0, "anonymous").serialize(), now_ms=0.0)
+    return stream
+
+
+def test_a_stream_opens_up_as_round_trips_come_back_slow_within_the_node_limit() -> None:
+    stream = adaptive_stream(node_limit=3)
+    now = 0.0
+    sent: list[tuple[int, float]] = []
+    for _tick in range(60):  # 2 s of camera ticks; every answer takes 100 ms
+        now += 1000 / 30
+        while sent and now - sent[0][1] >= 100.0:
+            frame_id, _ = sent.pop(0)
+            reply = Result(frame_id, 0.0, 0.5, 1.0, 0.5, 1, ()).serialize()
+            stream.receive(reply, now_ms=now)
+        if stream.can_send():
+            frame = parse(stream.encode_frame(rgba(), WIDTH, HEIGHT, now, now))
+            assert isinstance(frame, Frame)
+            sent.append((frame.frame_id, now))
+        assert stream.in_flight <= 3
+    assert stream.window == 3  # 4 wanted, the node allows 3
+
+
+def test_a_fixed_stream_keeps_its_k() -> None:
+    stream = NodeStream(max_in_flight=2)
+    stream.receive(hello(4).serialize(), now_ms=0.0)
+    assert stream.in_flight_policy is None
+    assert stream.window == 2
+
+
+# --- smaller frames on a lossy link -------------------------------------------------------
+
+
+def test_a_frame_cap_lowers_quality_not_the_frame_rate() -> None:
+    enc = EncodingPolicy(EncodingSettings(), (FrameEncoding.RAW, FrameEncoding.JPEG))
+    enc.set_frame_cap(11_000)
+    now = 0.0
+    for _ in range(20):  # a fast link: the rate budget is far above the cap
+        now += 33.3
+        enc.on_result(FrameEncoding.JPEG, 17_000, 5.0, 2.0, now)
+    assert enc.quality == pytest.approx(EncodingSettings().min_quality)
+    assert enc.min_interval_ms == 0.0
+    assert enc.plan(now).encoding is FrameEncoding.JPEG
+
+
+def test_a_frame_cap_leaves_raw_and_stops_raw_probes() -> None:
+    enc = EncodingPolicy(EncodingSettings(), (FrameEncoding.RAW, FrameEncoding.JPEG))
+    enc._is_raw = True  # a LAN where raw frames fit
+    enc.set_frame_cap(11_000)
+    assert enc.encoding is FrameEncoding.JPEG
+    assert all(not enc.plan(t * 1000.0).is_probe for t in range(60))
+    enc.set_frame_cap(None)
+    assert any(enc.plan(t * 1000.0).is_probe for t in range(60, 120))
