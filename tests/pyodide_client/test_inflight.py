@@ -11,7 +11,7 @@ from pyodide_client.inflight import InFlightPolicy, InFlightSettings
 from pyodide_client.protocol import Frame, FrameEncoding, Result, Welcome, parse
 from pyodide_client.stream import NodeStream
 
-from .test_stream import WIDTH, HEIGHT, hello, rgba
+from .test_stream import HEIGHT, WIDTH, hello, rgba
 
 NODE_MS = 2.0  # a fast node
 
