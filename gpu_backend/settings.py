@@ -38,7 +38,9 @@ class NodeSettings:
     intra_op_threads: int = 0  # 0: onnxruntime's default (one per core)
     max_batch_size: int = 8
     max_batch_wait_ms: float = 2.0
-    max_in_flight: int = 2  # frames a client may have unanswered on one connection
+    # frames a client may have unanswered on one connection: a page 100 ms away needs 4 at
+    # 30 fps (issue 16; pyodide_client/inflight.py), a near one keeps 1
+    max_in_flight: int = 4
     max_streams: int = 32  # open streams; more are refused with OVERLOADED
     max_message_bytes: int = 4 * 1024 * 1024  # larger WebSocket messages close with 1009
     # Who may use the node and what one client may cost it (issue 8), see connection.py.

@@ -362,8 +362,10 @@ class BrowserClient:
     def _new_stream(self, url: str, now_ms: float) -> NodeStream:
         # A node serving another model than the page's is refused at its HELLO: its class
         # list and boxes would not mean what the page shows (and the local fallback runs).
+        max_in_flight, in_flight = self.frames.in_flight_for(self.max_in_flight)
         return NodeStream(
-            max_in_flight=self.max_in_flight,
+            max_in_flight=max_in_flight,
+            in_flight=in_flight,  # None: K pinned; else adapted to the link (issue 16)
             expected_sha256=self.card.sha256,
             encoding=self.frames.settings,
             can_encode=self.frames.can_encode,

@@ -6,6 +6,10 @@ target frame rate) and what this browser's canvas can encode; the per-link choic
 ``plan_frame`` in the JSON the page reads, paces frames on a link at its lowest quality
 (issue 9), and records each frame sent: the dashboard's bytes on the wire and, for a
 sampled frame, the TRACE message (issue 12) queued ahead of it.
+
+Frames in flight (issue 16): a page configured with ``max_in_flight`` 0 (the web app's
+``EDGESIGHT_FRAMES_IN_FLIGHT`` default) lets each link's ``NodeStream`` adapt K to its
+network time (``inflight.InFlightPolicy``), up to the node's HELLO limit; 1..64 pin K.
 """
 
 from __future__ import annotations
@@ -16,11 +20,16 @@ from typing import Any
 
 from .dashboard import Dashboard
 from .encoding import EncodingSettings
+from .inflight import InFlightSettings
 from .protocol import FrameEncoding
 from .stream import NodeStream
 from .tracing import PageTraces
 
-__all__ = ["Frames"]
+__all__ = ["ADAPTIVE_MAX_IN_FLIGHT", "Frames"]
+
+# The page's own bound on an adaptive K (the node's HELLO bounds it too): 8 carries 30 fps
+# over about 250 ms of network time.
+ADAPTIVE_MAX_IN_FLIGHT = 8
 
 _FRAME_ID = struct.Struct("<I")  # right after the header in FRAME and IMAGE
 
@@ -39,6 +48,13 @@ class Frames:
         self.dashboard = dashboard
         self.traces = PageTraces.from_config(config.get("trace"))  # issue 12; None: off
         self.last_sent_ms = float("-inf")
+
+    def in_flight_for(self, max_in_flight: int) -> tuple[int, InFlightSettings | None]:
+        """A new stream's ``max_in_flight`` and ``in_flight`` for the page's setting: 0
+        adapts K to the link (issue 16), a positive number pins it."""
+        if max_in_flight == 0:
+            return ADAPTIVE_MAX_IN_FLIGHT, InFlightSettings(target_fps=self.settings.target_fps)
+        return max_in_flight, None
 
     def set_encoders(self, names: str) -> None:
         """What this browser's canvas can encode: a comma-separated list of 'jpeg' and

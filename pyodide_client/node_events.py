@@ -64,7 +64,8 @@ def _to_page(page: BrowserClient, url: str, event: Event, now_ms: float) -> dict
     if isinstance(event, Ready):
         hello = event.hello
         page.router.record_connected(url, now_ms)
-        page.router.pipeline_depth = min(page.max_in_flight, hello.max_in_flight)
+        # an adaptive K (0) starts at 1, and stays 1 on a near node (issue 16)
+        page.router.pipeline_depth = min(page.max_in_flight or 1, hello.max_in_flight)
         page.link.name = hello.node_name
         page.link.model = hello.model_name
         page.route_note = ""

@@ -40,12 +40,13 @@ class PageFacts(Protocol):
 
 def wire(page: PageFacts, now_ms: float) -> dict[str, object]:
     """Frames on the wire: the link's current encoding (not a probe's), bytes per frame,
-    Mbit/s and why (issue 9)."""
+    Mbit/s and why (issue 9), and how many may be in flight (issue 16)."""
     shown: dict[str, object] = {**page.dashboard.wire(now_ms), "note": ""}
     stream = page.link.stream
     if stream is not None and page.link.is_ready:
         shown["encoding"] = stream.encoding.encoding.name.lower()
         shown["note"] = stream.encoding.note
+        shown["in_flight"] = stream.window  # K, adapted to the link (issue 16)
     return shown
 
 

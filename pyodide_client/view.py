@@ -73,7 +73,8 @@ class Snapshot:
     fps: float | None
     latency_ms: float | None
     round_trip_ms: float | None
-    # how frames travel (issue 9): {"encoding", "frame_bytes", "mbit_s", "note"}
+    # how frames travel (issue 9): {"encoding", "frame_bytes", "mbit_s", "note"}, and K
+    # ("in_flight", issue 16) once a node link is ready
     wire: Mapping[str, object] | None = None
 
 
@@ -141,6 +142,8 @@ def wire_text(wire: Mapping[str, object]) -> str:
     kb = float(str(wire.get("frame_bytes", 0))) / 1000
     mbit_s = float(str(wire.get("mbit_s", 0.0)))
     text = f"Frames sent as {wire.get('encoding', 'raw')}: {kb:.1f} KB each, {mbit_s:.1f} Mbit/s"
+    if "in_flight" in wire:
+        text += f", up to {wire['in_flight']} in flight"
     note = wire.get("note")
     return f"{text} ({note})" if note else text
 

@@ -33,9 +33,10 @@ class WebappSettings:
     model_dir: Path = PROJECT_ROOT / "models" / "nanodet-g-416"
     static_dir: Path = PROJECT_ROOT / "static"
     vendor_dir: Path = PROJECT_ROOT / "node_modules"
-    # Frames a page keeps unanswered on its node (K). 1 measured best on loopback and LAN:
-    # K=2 gave a few % more fps for twice the grab-to-drawn latency (docs/benchmarks.md).
-    max_in_flight: int = 1
+    # Frames a page keeps unanswered on its node (K). 0: adapted to each link (issue 16,
+    # pyodide_client/inflight.py): 1 on loopback and LAN, where K=2 gave a few % more fps for
+    # twice the grab-to-drawn latency, more for a distant node (docs/benchmarks.md). 1..64 pin it.
+    max_in_flight: int = 0
     local_threads: int = 0  # Wasm threads for in-browser detection; 0: the page decides
     # How pages send frames (issue 9): auto picks raw or JPEG/WebP per node link from its
     # measured throughput (pyodide_client/encoding.py); raw, jpeg or webp pin it.
@@ -144,9 +145,9 @@ class WebappSettings:
             problem = node_url_problem(url, allow_template=True)
             if problem:
                 raise SettingsError(f"EDGESIGHT_NODE_URLS (node_urls): {problem}")
-        if not 1 <= self.max_in_flight <= 64:
+        if not 0 <= self.max_in_flight <= 64:
             raise SettingsError(
-                "EDGESIGHT_FRAMES_IN_FLIGHT (max_in_flight): expected 1..64, "
+                "EDGESIGHT_FRAMES_IN_FLIGHT (max_in_flight): expected 0 (adapt) or 1..64, "
                 f"got {self.max_in_flight!r}"
             )
         if not 0 <= self.local_threads <= 16:

@@ -125,3 +125,9 @@ def test_in_view_breaks_ties_by_best_score() -> None:
     boxes = [box("cat", 0.4), box("dog", 0.9)]
     assert [group["label"] for group in in_view(boxes)] == ["dog", "cat"]
     assert in_view([]) == []
+
+
+def test_details_say_how_many_frames_may_be_in_flight() -> None:
+    wire = {"encoding": "jpeg", "frame_bytes": 14200, "mbit_s": 3.42, "note": "", "in_flight": 3}
+    shown = "Frames sent as jpeg: 14.2 KB each, 3.4 Mbit/s, up to 3 in flight"
+    assert shown in details(replace(NODE, wire=wire))
