@@ -6,14 +6,18 @@ the browser's encoder), AUTH goes after the HELLO and PINGs when the policy asks
 ``FrameSender(url, rgba, width, height, encoding=...)`` is a context manager around one
 WebSocket; ``send_one()`` sends a frame and waits for its answer (one frame in flight, the
 page's default) and returns a ``Sent`` record; ``run_for(seconds, fps)`` streams as a
-camera at ``fps`` would, keeping up to ``max_in_flight`` frames unanswered. Used by
-tests/cluster/test_bandwidth.py and bench/bandwidth.py.
+camera at ``fps`` would, keeping up to ``max_in_flight`` frames unanswered (given
+``in_flight`` settings, as many as the link needs, up to that: issue 16). ``sock``, a
+connected socket, is used instead of opening one (the network lab connects from inside a
+namespace). Used by tests/cluster/test_bandwidth.py, tests/netlab, bench/bandwidth.py and
+bench/lossy_link.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import socket
 import time
 from dataclasses import dataclass
 from types import TracebackType
@@ -22,6 +26,7 @@ import numpy as np
 from websockets.sync.client import ClientConnection, connect
 
 from pyodide_client.encoding import EncodingSettings
+from pyodide_client.inflight import InFlightSettings
 from pyodide_client.preprocess import Letterbox
 from pyodide_client.stream import (
     Detections,
@@ -62,15 +67,21 @@ class FrameSender:
         encoding: EncodingSettings | None = None,
         timeout_s: float = 30.0,
         max_in_flight: int = 1,
+        in_flight: InFlightSettings | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
         self.url = url
+        self.sock = sock
         self.rgba = rgba
         self.width_px = width_px
         self.height_px = height_px
         self.timeout_s = timeout_s
         self.stream = NodeStream(
-            max_in_flight=max_in_flight, encoding=encoding or EncodingSettings()
+            max_in_flight=max_in_flight,
+            encoding=encoding or EncodingSettings(),
+            in_flight=in_flight,
         )
+        self.max_window = 0  # the largest K a frame was sent under
         self.welcome_encodings: int | None = None
         self._conn: ClientConnection | None = None
         self._exits = contextlib.ExitStack()
@@ -79,7 +90,7 @@ class FrameSender:
 
     def __enter__(self) -> FrameSender:
         self._conn = self._exits.enter_context(
-            connect(self.url, compression=None, max_size=None, open_timeout=10)
+            connect(self.url, compression=None, max_size=None, open_timeout=10, sock=self.sock)
         )
         ready = handshake(self._conn, self.stream, self.timeout_s)
         if ready.welcome is not None:
@@ -127,6 +138,7 @@ class FrameSender:
                 self._picture(plan), self.width_px, self.height_px, start, start
             )
         self._sent[start] = (plan.quality, len(message))
+        self.max_window = max(self.max_window, self.stream.window)
         self._conn.send(message)
 
     def _answers(self, timeout_s: float) -> list[Sent]:
@@ -160,6 +172,16 @@ class FrameSender:
             done = self._answers(self.timeout_s)
             if done:
                 return done[0]
+
+    def send_burst(self, count: int) -> list[Sent]:
+        """``count`` frames back to back (within ``max_in_flight``), then their answers in
+        the order they came."""
+        for _ in range(count):
+            self._send(now_ms())
+        done: list[Sent] = []
+        while len(done) < count:
+            done.extend(self._answers(self.timeout_s))
+        return done
 
     def run_for(self, duration_s: float, fps: float = 30.0) -> list[Sent]:
         """Stream as a camera at ``fps`` for ``duration_s``: a frame goes out at each camera

@@ -186,6 +186,17 @@ class Lab:
         self._set_delay_and_rate(shape)
         self.current = shape
 
+    def dropped_packets(self) -> int:
+        """Packets the loss rules dropped so far, both directions."""
+        total = 0
+        for namespace in (self.a, self.b):
+            listing = self.ns(namespace, "iptables", "-L", "INPUT", "-v", "-x", "-n")
+            for line in listing.splitlines():
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == "DROP":
+                    total += int(fields[0])
+        return total
+
     def _kernel_has_netem(self) -> bool:
         if self._is_netem is None:
             probe = subprocess.run(
