@@ -1,0 +1,202 @@
+"""One camera over a lossy, distant link (issue 16): fps, round-trip percentiles, frames
+over 200 ms and node CPU per frame, at each loss rate and added round trip, with one
+frame in flight (K = 1) and with K adapted to the link (pyodide_client/inflight.py).
+
+The link is the tests' network lab (tests/netlab/lab.py): two network namespaces joined by
+a veth pair (MTU 1500, offloads off), loss in transit by iptables ``statistic`` in each
+namespace's INPUT chain, delay by netem or, on a kernel without it, the lab's per-packet
+TUN delay line (half the round trip each way). The node is bench/null_node.py (an engine
+that answers at once: the link is what is measured) in namespace B; the client streams
+from namespace A as the page does (tests/cluster/frame_sender.py: Nagle off, the page's
+NodeStream and encoding policy), 30 fps, the astronaut photo in a 640x480 frame as JPEG
+(about 17 KB, 13 segments). Encoding ``auto`` with raw probes off, so both K modes send
+JPEG, and the adaptive mode's smaller frames on a lossy link come from its frame cap.
+
+Each point opens a new connection (fresh congestion state), warms up for ``--warmup-s``,
+then streams ``--seconds``. Needs root (network namespaces), ip, tc and iptables.
+
+``--transport ws`` is the WebSocket data plane. ``wt`` (WebTransport over QUIC) is the
+seam for the QUIC node (issue 16, part B): a ``Sender`` with ``run_for`` and the stream's
+``window``, opened by ``open_sender``; until the node speaks it, ``wt`` exits saying so.
+
+    sudo .venv/bin/python bench/lossy_link.py [--seconds 10] [--loss 0 0.5 1 2 5]
+        [--rtt-ms 0 20 50 100] [--k 1 auto] [--transport ws]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from harness import RESULTS, camera_frames, cpu_seconds, machine, table, write_result  # noqa: E402
+
+from pyodide_client.encoding import EncodingSettings  # noqa: E402
+from pyodide_client.inflight import InFlightSettings  # noqa: E402
+from tests.cluster.frame_sender import FrameSender, Sent  # noqa: E402
+from tests.netlab.lab import ADDRESS_B, Lab, LinkShape, missing_tools  # noqa: E402
+from tests.netlab.netns import inside  # noqa: E402
+
+log = logging.getLogger("bench.lossy_link")
+
+FPS = 30.0
+SLOW_MS = 200.0  # "frames over 200 ms": a retransmission timeout's worth
+ADAPTIVE_MAX_IN_FLIGHT = 8
+# auto, but no raw probe within a run: both modes send JPEG at the policy's quality
+JPEG_ONLY_AUTO = EncodingSettings(mode="auto", probe_interval_ms=1e9, max_probe_interval_ms=1e9)
+
+
+class Sender(Protocol):
+    """What a transport's client gives the bench (FrameSender for ws)."""
+
+    max_window: int
+
+    def __enter__(self) -> Sender: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def run_for(self, duration_s: float, fps: float = 30.0) -> list[Sent]: ...
+
+
+class Node:
+    """bench/null_node.py inside namespace B; ``port`` once it listens."""
+
+    def __init__(self, lab: Lab) -> None:
+        argv = [sys.executable, str(ROOT / "bench" / "null_node.py")]
+        self.process = subprocess.Popen(
+            ["ip", "netns", "exec", lab.b, *argv, "--host", ADDRESS_B, "--port", "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()  # blocks until it listens (or dies)
+        if not line.startswith("ready "):
+            self.process.kill()
+            raise SystemExit(f"the null node did not start: {line!r}")
+        self.port = int(line.split()[1])
+
+    def cpu_s(self) -> float:
+        return cpu_seconds(self.process.pid)  # ip netns exec execs: the same pid
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def open_sender(transport: str, lab: Lab, node: Node, k: str) -> Sender:
+    """A client in namespace A streaming to ``node`` over ``transport``."""
+    if transport != "ws":
+        raise SystemExit(
+            f"--transport {transport}: this bench's node speaks only WebSocket so far; the "
+            "WebTransport sender goes here (open_sender) once the node has its QUIC endpoint"
+        )
+    rgba, width, height = camera_frames()[0]
+    with inside(lab.a):
+        sock = socket.create_connection((ADDRESS_B, node.port), timeout=10)
+    adaptive = k == "auto"
+    return FrameSender(
+        f"ws://{ADDRESS_B}:{node.port}/ws",
+        rgba,
+        width,
+        height,
+        encoding=JPEG_ONLY_AUTO,
+        max_in_flight=ADAPTIVE_MAX_IN_FLIGHT if adaptive else int(k),
+        in_flight=InFlightSettings(target_fps=FPS) if adaptive else None,
+        sock=sock,
+    )
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def point(
+    lab: Lab, node: Node, transport: str, shape: LinkShape, k: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    lab.shape(shape)
+    with open_sender(transport, lab, node, k) as sender:
+        sender.run_for(args.warmup_s, FPS)
+        dropped0, cpu0 = lab.dropped_packets(), node.cpu_s()
+        start = time.monotonic()
+        done = sender.run_for(args.seconds, FPS)
+        wall_s = time.monotonic() - start
+        cpu_s = node.cpu_s() - cpu0
+        dropped = lab.dropped_packets() - dropped0
+        window = sender.max_window
+    answered = [s for s in done if s.encoding != "lost"]
+    ordered = sorted(s.round_trip_ms for s in answered)
+    n = len(answered)
+    return {
+        "transport": transport,
+        "k": k,
+        "max_k": window,
+        "loss_percent": round(shape.loss * 100, 2),
+        "added_rtt_ms": shape.round_trip_ms,
+        "delay": lab.delay,
+        "frames": n,
+        "fps": round(n / wall_s, 1),
+        "p50_ms": round(percentile(ordered, 0.5), 1),
+        "p95_ms": round(percentile(ordered, 0.95), 1),
+        "p99_ms": round(percentile(ordered, 0.99), 1),
+        "max_ms": round(ordered[-1], 1) if ordered else 0.0,
+        "over_200ms": sum(1 for ms in ordered if ms > SLOW_MS),
+        "frame_kb": round(sum(s.size_bytes for s in answered) / max(1, n) / 1000, 1),
+        "node_cpu_ms_per_frame": round(1000 * cpu_s / max(1, n), 2),
+        "packets_dropped": dropped,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transport", choices=("ws", "wt"), nargs="+", default=["ws"])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup-s", type=float, default=1.0)
+    parser.add_argument("--loss", type=float, nargs="+", default=[0, 0.5, 1, 2, 5])
+    parser.add_argument("--rtt-ms", type=float, nargs="+", default=[0, 20, 50, 100])
+    parser.add_argument("--k", nargs="+", default=["1", "auto"], help="1..8 or auto")
+    parser.add_argument("--out", type=Path, default=RESULTS / "lossy_link.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    reason = missing_tools()
+    if reason is not None:
+        raise SystemExit(reason)
+    rows: list[dict[str, Any]] = []
+    load_before = os.getloadavg()
+    with Lab() as lab:
+        node = Node(lab)
+        try:
+            for rtt_ms in args.rtt_ms:
+                for loss in args.loss:
+                    for transport in args.transport:
+                        for k in args.k:
+                            shape = LinkShape(loss=loss / 100, round_trip_ms=rtt_ms)
+                            row = point(lab, node, transport, shape, k, args)
+                            log.info("%s", row)
+                            rows.append(row)
+        finally:
+            node.stop()
+    result = {
+        "machine": machine(),
+        "command": "bench/lossy_link.py " + " ".join(sys.argv[1:]),
+        "load_average_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
+        "camera_fps": FPS,
+        "seconds_per_point": args.seconds,
+        "points": rows,
+    }
+    write_result(args.out, result)
+    keys = ["transport", "k", "added_rtt_ms", "loss_percent", "fps", "p50_ms", "p95_ms"]
+    keys += ["p99_ms", "max_ms", "over_200ms", "max_k", "frame_kb", "node_cpu_ms_per_frame"]
+    sys.stdout.write(table(keys, [[row[key] for key in keys] for row in rows]) + "\n")
+
+
+if __name__ == "__main__":
+    main()
