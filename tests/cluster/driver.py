@@ -89,7 +89,7 @@ class Driver:
         *,
         registry_url: str = "",
         fps: float = 10.0,
-        max_in_flight: int = 1,  # the page default (WebappSettings.max_in_flight)
+        max_in_flight: int = 1,  # K pinned at 1 (the web app default, 0, adapts K per link)
         routing: RoutingSettings | None = None,
         web_url: str = "",
     ) -> None:
