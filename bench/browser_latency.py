@@ -118,7 +118,9 @@ def main() -> None:
         for k in args.in_flight:
             log.info("node with max_in_flight K=%d", k)
             node = edgesight_node(free_port(), max_in_flight=k)
-            with node, start_webapp((f"ws://127.0.0.1:{node.port}/ws",)) as web:
+            # the page pins K too (its default, 0, adapts K to the link: issue 16)
+            urls = (f"ws://127.0.0.1:{node.port}/ws",)
+            with node, start_webapp(urls, max_in_flight=k) as web:
                 timings, elapsed_s, chromium = measure_page(f"{web.http_url}/", camera, args)
             runs[f"K={k}"] = analyse(timings, elapsed_s)
 
