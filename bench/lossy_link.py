@@ -15,12 +15,15 @@ JPEG, and the adaptive mode's smaller frames on a lossy link come from its frame
 Each point opens a new connection (fresh congestion state), warms up for ``--warmup-s``,
 then streams ``--seconds``. Needs root (network namespaces), ip, tc and iptables.
 
-``--transport ws`` is the WebSocket data plane. ``wt`` (WebTransport over QUIC) is the
-seam for the QUIC node (issue 16, part B): a ``Sender`` with ``run_for`` and the stream's
-``window``, opened by ``open_sender``; until the node speaks it, ``wt`` exits saying so.
+``--transport``: ``ws`` is the WebSocket data plane in the clear, ``wss`` the same over TLS
+(a certificate from ``edgesight certs`` for B's address, a fresh CA per run: what a page
+uses, and what WebTransport, always TLS 1.3, compares with). ``wt`` (WebTransport over
+QUIC) is the seam for the QUIC node (issue 16, part B): a ``Sender`` with ``run_for`` and
+``max_window``, opened by ``open_sender``; until the node speaks it, ``wt`` exits saying so.
+Several transports run point by point, side by side.
 
     sudo .venv/bin/python bench/lossy_link.py [--seconds 10] [--loss 0 0.5 1 2 5]
-        [--rtt-ms 0 20 50 100] [--k 1 auto] [--transport ws]
+        [--rtt-ms 0 20 50 100] [--k 1 auto] [--transport ws wss]
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ import argparse
 import logging
 import os
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,6 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from harness import RESULTS, camera_frames, cpu_seconds, machine, table, write_result  # noqa: E402
 
+from edgesight.certs import issue  # noqa: E402
 from pyodide_client.encoding import EncodingSettings  # noqa: E402
 from pyodide_client.inflight import InFlightSettings  # noqa: E402
 from tests.cluster.frame_sender import FrameSender, Sent  # noqa: E402
@@ -56,6 +62,12 @@ ADAPTIVE_MAX_IN_FLIGHT = 8
 JPEG_ONLY_AUTO = EncodingSettings(mode="auto", probe_interval_ms=1e9, max_probe_interval_ms=1e9)
 
 
+WT_NOT_YET = (
+    "this bench's node speaks only WebSocket so far; the WebTransport sender goes in "
+    "open_sender (and its node in Node) once the node has its QUIC endpoint"
+)
+
+
 class Sender(Protocol):
     """What a transport's client gives the bench (FrameSender for ws)."""
 
@@ -67,12 +79,19 @@ class Sender(Protocol):
 
 
 class Node:
-    """bench/null_node.py inside namespace B; ``port`` once it listens."""
+    """bench/null_node.py inside namespace B; ``port`` once it listens. Given a
+    certificate and key, it serves wss:// and ``client_context`` trusts its CA."""
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, tls: tuple[Path, Path, Path] | None = None) -> None:
         argv = [sys.executable, str(ROOT / "bench" / "null_node.py")]
+        argv += ["--host", ADDRESS_B, "--port", "0"]
+        self.client_context: ssl.SSLContext | None = None
+        if tls is not None:
+            cert, key, ca = tls
+            argv += ["--tls-cert", str(cert), "--tls-key", str(key)]
+            self.client_context = ssl.create_default_context(cafile=ca)
         self.process = subprocess.Popen(
-            ["ip", "netns", "exec", lab.b, *argv, "--host", ADDRESS_B, "--port", "0"],
+            ["ip", "netns", "exec", lab.b, *argv],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
@@ -93,18 +112,15 @@ class Node:
 
 
 def open_sender(transport: str, lab: Lab, node: Node, k: str) -> Sender:
-    """A client in namespace A streaming to ``node`` over ``transport``."""
-    if transport != "ws":
-        raise SystemExit(
-            f"--transport {transport}: this bench's node speaks only WebSocket so far; the "
-            "WebTransport sender goes here (open_sender) once the node has its QUIC endpoint"
-        )
+    """A client in namespace A streaming to ``node`` (the transport's) over ``transport``."""
+    if transport not in ("ws", "wss"):
+        raise SystemExit(f"--transport {transport}: {WT_NOT_YET}")
     rgba, width, height = camera_frames()[0]
     with inside(lab.a):
         sock = socket.create_connection((ADDRESS_B, node.port), timeout=10)
     adaptive = k == "auto"
     return FrameSender(
-        f"ws://{ADDRESS_B}:{node.port}/ws",
+        f"{transport}://{ADDRESS_B}:{node.port}/ws",
         rgba,
         width,
         height,
@@ -112,6 +128,7 @@ def open_sender(transport: str, lab: Lab, node: Node, k: str) -> Sender:
         max_in_flight=ADAPTIVE_MAX_IN_FLIGHT if adaptive else int(k),
         in_flight=InFlightSettings(target_fps=FPS) if adaptive else None,
         sock=sock,
+        ssl_context=node.client_context,
     )
 
 
@@ -157,7 +174,7 @@ def point(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transport", choices=("ws", "wt"), nargs="+", default=["ws"])
+    parser.add_argument("--transport", choices=("ws", "wss", "wt"), nargs="+", default=["wss"])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup-s", type=float, default=1.0)
     parser.add_argument("--loss", type=float, nargs="+", default=[0, 0.5, 1, 2, 5])
@@ -166,24 +183,35 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "lossy_link.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if "wt" in args.transport:
+        parser.error(f"--transport wt: {WT_NOT_YET}")
     reason = missing_tools()
     if reason is not None:
         raise SystemExit(reason)
     rows: list[dict[str, Any]] = []
     load_before = os.getloadavg()
-    with Lab() as lab:
-        node = Node(lab)
+    with Lab() as lab, tempfile.TemporaryDirectory(prefix="lossy-link-") as tmp:
+        nodes: dict[str, Node] = {}
         try:
+            for transport in args.transport:
+                if transport == "wss":
+                    issued = issue(Path(tmp) / "tls", [ADDRESS_B])
+                    tls = (issued.cert, issued.key, issued.ca_cert)
+                    nodes[transport] = Node(lab, tls)
+                elif transport == "ws":
+                    nodes[transport] = Node(lab)
             for rtt_ms in args.rtt_ms:
                 for loss in args.loss:
                     for transport in args.transport:
                         for k in args.k:
                             shape = LinkShape(loss=loss / 100, round_trip_ms=rtt_ms)
+                            node = nodes[transport]
                             row = point(lab, node, transport, shape, k, args)
                             log.info("%s", row)
                             rows.append(row)
         finally:
-            node.stop()
+            for node in nodes.values():
+                node.stop()
     result = {
         "machine": machine(),
         "command": "bench/lossy_link.py " + " ".join(sys.argv[1:]),

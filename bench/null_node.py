@@ -5,6 +5,7 @@ connection policy and protocol are the product's own (the engine: tests/null_eng
 Never a product server.
 
     .venv/bin/python bench/null_node.py --port 8011 [--host 10.78.0.2]
+        [--tls-cert cert.pem --tls-key key.pem]
 
 Prints ``ready <port>`` once it listens (port 0: the one chosen).
 """
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgesight.serving import ServerThread  # noqa: E402
+from edgesight.tls import server_context  # noqa: E402
 from gpu_backend.app import create_app  # noqa: E402
 from gpu_backend.settings import NodeSettings  # noqa: E402
 from tests.null_engine import null_engine  # noqa: E402
@@ -31,13 +33,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--tls-cert", type=Path, help="PEM chain: serve wss:// (with --tls-key)")
+    parser.add_argument("--tls-key", type=Path)
     args = parser.parse_args()
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key: expected both or neither")
+    context = server_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     settings = NodeSettings(port=args.port, model_path=MODEL, node_name="null-node")
     with ServerThread(
         create_app(settings, engine_factory=null_engine),
         host=args.host,
         port=args.port,
         max_message_bytes=settings.max_message_bytes,
+        ssl_context=context,
     ) as server:
         sys.stdout.write(f"ready {server.port}\n")
         sys.stdout.flush()

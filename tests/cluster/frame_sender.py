@@ -4,12 +4,13 @@ JPEG/WebP pictures are encoded with Pillow at the planned size and quality (the 
 the browser's encoder), AUTH goes after the HELLO and PINGs when the policy asks.
 
 ``FrameSender(url, rgba, width, height, encoding=...)`` is a context manager around one
-WebSocket; ``send_one()`` sends a frame and waits for its answer (one frame in flight, the
-page's default) and returns a ``Sent`` record; ``run_for(seconds, fps)`` streams as a
-camera at ``fps`` would, keeping up to ``max_in_flight`` frames unanswered (given
-``in_flight`` settings, as many as the link needs, up to that: issue 16). ``sock``, a
-connected socket, is used instead of opening one (the network lab connects from inside a
-namespace). Used by tests/cluster/test_bandwidth.py, tests/netlab, bench/bandwidth.py and
+WebSocket; ``send_one()`` sends a frame and waits for its answer (one frame in flight, what
+the page keeps on a near node) and returns a ``Sent`` record; ``send_burst(n)`` sends n
+back to back; ``run_for(seconds, fps)`` streams as a camera at ``fps`` would, keeping up
+to ``max_in_flight`` frames unanswered (given ``in_flight`` settings, as many as the link
+needs, up to that: issue 16). ``sock``, a connected socket, is used instead of opening one
+(the network lab connects from inside a namespace); ``ssl_context`` verifies a wss://
+node. Used by tests/cluster/test_bandwidth.py, tests/netlab, bench/bandwidth.py and
 bench/lossy_link.py.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from types import TracebackType
@@ -69,9 +71,11 @@ class FrameSender:
         max_in_flight: int = 1,
         in_flight: InFlightSettings | None = None,
         sock: socket.socket | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url
         self.sock = sock
+        self.ssl_context = ssl_context  # for a wss:// url
         self.rgba = rgba
         self.width_px = width_px
         self.height_px = height_px
@@ -90,7 +94,14 @@ class FrameSender:
 
     def __enter__(self) -> FrameSender:
         self._conn = self._exits.enter_context(
-            connect(self.url, compression=None, max_size=None, open_timeout=10, sock=self.sock)
+            connect(
+                self.url,
+                compression=None,
+                max_size=None,
+                open_timeout=10,
+                sock=self.sock,
+                ssl=self.ssl_context,
+            )
         )
         ready = handshake(self._conn, self.stream, self.timeout_s)
         if ready.welcome is not None:
