@@ -8,16 +8,17 @@ So K follows the link:
 
 - The link's **network time** is the fastest recent round trip less the node's own time
   (queue, decode, inference, post-processing), or a PONG's round trip: the minimum over
-  ``window_ms`` (and K grows only on ``min_samples`` of them), so a retransmission's
-  200 ms stall never raises K, and frames queued behind each other cannot make K feed
-  itself.
+  ``window_ms``, so a retransmission's 200 ms stall never raises K, and frames queued
+  behind each other cannot make K feed itself.
 - A frame holds its slot for the network time plus the node's time; ``K / that`` frames a
   second must reach the target rate: K = ceil((network x margin + node) / period), where
   the period is the frame interval, or the node's time when the node is slower than the
   camera (then it is the limit itself, and more frames queued there would add only
-  latency). Within a tenth of a frame the smaller K is kept. It grows at once when
-  ``grow_margin`` headroom needs more frames, and shrinks only when ``shrink_margin``
-  headroom fits in fewer (the gap is the hysteresis). At 30 fps with a node taking 2 ms:
+  latency). Within a tenth of a frame the smaller K is kept. It grows when
+  ``grow_margin`` headroom has needed more frames for ``grow_after_ms`` (after
+  ``min_samples`` round trips: a connection's slow start, or a machine stalling for a
+  moment, is not a far link), and shrinks as soon as ``shrink_margin`` headroom fits in
+  fewer (the gap is the hysteresis). At 30 fps with a node taking 2 ms:
   K = 1 up to about 30 ms of network time, 2 up to about 60 ms, 4 at 100 ms.
 - K never exceeds ``limit``: the node's ``max_in_flight`` (its HELLO) and the page's own.
 
@@ -48,7 +49,10 @@ _SLACK_FRAMES = 0.1
 class InFlightSettings:
     target_fps: float = 30.0
     window_ms: float = 1500.0  # network times the estimate is the minimum of
-    min_samples: int = 3  # K grows only on this many round trips (one slow start is not a link)
+    min_samples: int = 3  # K grows only after this many round trips on the link
+    # ... and only when it has wanted to for this long: a connection's slow start, or a
+    # machine that stalls for a moment, is not a far link
+    grow_after_ms: float = 1000.0
     grow_margin: float = 1.1  # network-time headroom K must cover
     shrink_margin: float = 1.3  # fewer frames only when they would cover this much
     loss_window: int = 60  # recent frames the late ones are counted among
@@ -89,6 +93,8 @@ class InFlightPolicy:
         self._network: deque[tuple[float, float]] = deque(maxlen=_MAX_SAMPLES)
         self._node_ms = 0.0  # the node's time for the latest frame
         self._late: deque[bool] = deque(maxlen=settings.loss_window)
+        self._seen = 0  # round trips measured on this link
+        self._wants_more_since_ms: float | None = None
 
     def set_limit(self, limit: int) -> None:
         """The node's and the page's bound (a HELLO came): K stays within it."""
@@ -143,14 +149,21 @@ class InFlightPolicy:
         if network_ms is None:
             return
         grow_to = self.frames_needed(network_ms, self.settings.grow_margin)
-        if grow_to > self.window and len(self._network) >= self.settings.min_samples:
-            self.window = min(self.limit, grow_to)
+        if grow_to > self.window:
+            if self._wants_more_since_ms is None:
+                self._wants_more_since_ms = now_ms
+            waited_ms = now_ms - self._wants_more_since_ms
+            if self._seen >= self.settings.min_samples and waited_ms >= self.settings.grow_after_ms:
+                self.window = min(self.limit, grow_to)
+                self._wants_more_since_ms = None
             return
+        self._wants_more_since_ms = None
         shrink_to = self.frames_needed(network_ms, self.settings.shrink_margin)
         if shrink_to < self.window:
             self.window = shrink_to
 
     def _add(self, network_ms: float, now_ms: float) -> None:
+        self._seen += 1
         self._network.append((now_ms, network_ms))
         self._forget(now_ms)
 

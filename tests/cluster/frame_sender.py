@@ -150,6 +150,8 @@ class FrameSender:
             )
         self._sent[start] = (plan.quality, len(message))
         self.max_window = max(self.max_window, self.stream.window)
+        # as the page does: the round trip counts from the send, not from the encoding
+        self.stream.mark_sent(now_ms())
         self._conn.send(message)
 
     def _answers(self, timeout_s: float) -> list[Sent]:

@@ -61,10 +61,11 @@ def test_k_grows_with_the_round_trip_and_shrinks_back(lab: Lab, lab_node: Server
         client.run_for(1.5, fps=30.0)
         assert client.max_window == 1  # a near node: one frame in flight
         lab.shape(LinkShape(round_trip_ms=RTT_MS))
-        far = client.run_for(3.0, fps=30.0)
+        client.run_for(3.0, fps=30.0)  # the near round trips age out; K grows after 1 s
         assert client.stream.window >= 3
+        far = client.run_for(2.0, fps=30.0)
         # more answers than one frame per round trip allows: frames overlapped
-        assert len(far) > 3.0 * 1000 / RTT_MS, f"{len(far)} frames answered in 3 s"
+        assert len(far) > 2.0 * 1000 / RTT_MS, f"{len(far)} frames answered in 2 s"
         lab.shape(LinkShape())
         client.run_for(2.0, fps=30.0)
         assert client.stream.window == 1
