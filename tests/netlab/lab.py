@@ -139,7 +139,9 @@ class Lab:
             # packets from the peer arrive on the veth while the route to it may go through
             # the delay line's TUN: reverse-path filtering would drop them
             for conf in ("all", "default", DEVICE):
-                self.ns(namespace, "sysctl", "-qw", f"net.ipv4.conf.{conf}.rp_filter=0")
+                # (written, not sysctl(8): procps is not on every machine the tests run on)
+                knob = f"/proc/sys/net/ipv4/conf/{conf}/rp_filter"
+                self.ns(namespace, "sh", "-c", f"echo 0 > {knob}")
             if shutil.which("ethtool"):
                 # one MTU-sized segment per packet, as on a real link: loss hits segments
                 self.ns(
