@@ -77,6 +77,7 @@ class Node:
             postprocess=PostprocessSettings(
                 score_threshold=s.score_threshold,
                 iou_threshold=s.iou_threshold,
+                cross_class_iou_threshold=s.cross_class_iou_threshold,
                 max_detections=s.max_detections,
             ),
             max_batch_size=s.max_batch_size,

@@ -66,6 +66,8 @@ class NodeSettings:
     min_body_rate_bytes_per_s: float = 512.0
     score_threshold: float = 0.35
     iou_threshold: float = 0.6
+    # Another class's box overlapping a better one by more than this is dropped (issue 18)
+    cross_class_iou_threshold: float = 0.7
     max_detections: int = 100
     # Node registry (issue 4): with registry_url (the web app, http[s]://host:port) and the
     # node's credential set, the node heartbeats its address and load there, see
@@ -130,6 +132,7 @@ class NodeSettings:
         "min_body_rate_bytes_per_s": "EDGESIGHT_MIN_BODY_RATE_BYTES_PER_S",
         "score_threshold": "EDGESIGHT_SCORE_THRESHOLD",
         "iou_threshold": "EDGESIGHT_IOU_THRESHOLD",
+        "cross_class_iou_threshold": "EDGESIGHT_CROSS_CLASS_IOU_THRESHOLD",
         "max_detections": "EDGESIGHT_MAX_DETECTIONS",
         "registry_url": "EDGESIGHT_REGISTRY_URL",
         "node_credential": "EDGESIGHT_NODE_CREDENTIAL",
@@ -213,6 +216,12 @@ class NodeSettings:
             )
         _check(0 < self.score_threshold <= 1, "score_threshold", self.score_threshold, "(0, 1]")
         _check(0 < self.iou_threshold <= 1, "iou_threshold", self.iou_threshold, "(0, 1]")
+        _check(
+            0 < self.cross_class_iou_threshold <= 1,
+            "cross_class_iou_threshold",
+            self.cross_class_iou_threshold,
+            "(0, 1]",
+        )
         _check(self.max_detections >= 1, "max_detections", self.max_detections, ">= 1")
         _check(bool(self.node_name.strip()), "node_name", self.node_name, "a non-empty name")
         _check(0 < self.sla_p95_ms <= 60_000, "sla_p95_ms", self.sla_p95_ms, "0 < ms <= 60000")

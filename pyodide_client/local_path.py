@@ -24,7 +24,13 @@ def postprocess_settings(given: object) -> PostprocessSettings:
         return PostprocessSettings()
     if not isinstance(given, dict):
         raise ValueError(f"config postprocess: expected an object, got {given!r}")
-    known = {"score_threshold", "iou_threshold", "max_detections", "multi_label"}
+    known = {
+        "score_threshold",
+        "iou_threshold",
+        "cross_class_iou_threshold",
+        "max_detections",
+        "multi_label",
+    }
     return PostprocessSettings(**{key: value for key, value in given.items() if key in known})
 
 

@@ -10,6 +10,13 @@ One box is one object: each anchor keeps only its best class (argmax per anchor,
 NanoDet's and YOLO's reference post-processing do), then class-aware NMS runs. Otherwise a
 box whose anchor scores "dog 0.59" and "cow 0.39" is reported twice, with two labels on the
 same rectangle (issue 10). ``multi_label=True`` keeps every class above the threshold.
+
+Different anchors can still put two classes on one object (car + truck on one pickup at IoU
+0.82, giraffe + zebra at 0.96, issue 18): after class-aware NMS at ``iou_threshold``, a box
+is also suppressed by any higher-scoring box of another class it overlaps by more than
+``cross_class_iou_threshold`` (0.7 by default). Two different objects rarely overlap that
+much (a person on a horse, a cup on a table overlap far less), one object seen twice almost
+always does. ``multi_label=True`` turns this off too: it asks for every label.
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ class PostprocessSettings:
     iou_threshold: float = 0.6
     max_candidates: int = 1000
     max_detections: int = 100
+    # A box overlapping a better box of another class by more than this is the same object
+    # labelled twice and is dropped (issue 18); 1.0 keeps every class-distinct box.
+    cross_class_iou_threshold: float = 0.7
     multi_label: bool = False  # keep every class above the threshold, not only the best
 
     def __post_init__(self) -> None:
@@ -49,6 +59,10 @@ class PostprocessSettings:
             raise ValueError(f"score_threshold must be in (0, 1], got {self.score_threshold}")
         if not 0.0 < self.iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in (0, 1], got {self.iou_threshold}")
+        if not 0.0 < self.cross_class_iou_threshold <= 1.0:
+            raise ValueError(
+                f"cross_class_iou_threshold must be in (0, 1], got {self.cross_class_iou_threshold}"
+            )
         if self.max_candidates < 1 or self.max_detections < 1:
             raise ValueError("max_candidates and max_detections must be at least 1")
 
@@ -117,18 +131,30 @@ def iou(a: Detection, b: Detection) -> float:
 
 
 def non_max_suppression(
-    candidates: Iterable[Detection], iou_threshold: float, max_detections: int
+    candidates: Iterable[Detection],
+    iou_threshold: float,
+    max_detections: int,
+    cross_class_iou_threshold: float = 1.0,
 ) -> list[Detection]:
-    """Class-aware greedy NMS: a box is suppressed only by a higher-scoring box of its class."""
+    """Greedy NMS, best score first: a box is suppressed by a kept box of its class that it
+    overlaps by more than ``iou_threshold``, or by a kept box of another class that it
+    overlaps by more than ``cross_class_iou_threshold`` (1.0, the default: class-aware only)."""
     kept: list[Detection] = []
     by_class: dict[int, list[Detection]] = {}
     for det in sorted(candidates, key=lambda d: d.score, reverse=True):
         same_class = by_class.setdefault(det.class_id, [])
-        if all(iou(det, other) <= iou_threshold for other in same_class):
-            same_class.append(det)
-            kept.append(det)
-            if len(kept) >= max_detections:
-                break
+        if any(iou(det, other) > iou_threshold for other in same_class):
+            continue
+        if cross_class_iou_threshold < 1.0 and any(
+            iou(det, other) > cross_class_iou_threshold
+            for other in kept
+            if other.class_id != det.class_id
+        ):
+            continue
+        same_class.append(det)
+        kept.append(det)
+        if len(kept) >= max_detections:
+            break
     return kept
 
 
@@ -157,7 +183,10 @@ def select(
         anchor, class_id = divmod(flat, num_classes)
         x1, y1, x2, y2 = _BOX.unpack_from(boxes, anchor * 16)
         candidates.append(Detection(class_id, score, x1, y1, x2, y2))
-    return non_max_suppression(candidates, settings.iou_threshold, settings.max_detections)
+    cross_class = 1.0 if settings.multi_label else settings.cross_class_iou_threshold
+    return non_max_suppression(
+        candidates, settings.iou_threshold, settings.max_detections, cross_class
+    )
 
 
 def to_frame(

@@ -165,6 +165,7 @@ def create_app(
         "postprocess": {
             "score_threshold": settings.score_threshold,
             "iou_threshold": settings.iou_threshold,
+            "cross_class_iou_threshold": settings.cross_class_iou_threshold,
         },
         "pyodide_url": pyodide_url,
         "ort_url": ort_url,

@@ -46,6 +46,7 @@ class WebappSettings:
     # environment gives the same boxes whether a node or the browser detects.
     score_threshold: float = 0.35
     iou_threshold: float = 0.6
+    cross_class_iou_threshold: float = 0.7  # one label per object (issue 18)
     # Node registry (issue 4). Nodes register with their own credentials (issue 17,
     # `edgesight enrol`); revoked_nodes: ids whose credentials are refused from now on (a
     # lost or retired node; re-enrol a machine under a new id). registry_secret: legacy,
@@ -105,6 +106,7 @@ class WebappSettings:
         "target_fps": "EDGESIGHT_TARGET_FPS",
         "score_threshold": "EDGESIGHT_SCORE_THRESHOLD",
         "iou_threshold": "EDGESIGHT_IOU_THRESHOLD",
+        "cross_class_iou_threshold": "EDGESIGHT_CROSS_CLASS_IOU_THRESHOLD",
         "revoked_nodes": "EDGESIGHT_REVOKED_NODES",
         "registry_secret": "EDGESIGHT_REGISTRY_SECRET",
         "redis_url": "EDGESIGHT_REDIS_URL",
@@ -165,7 +167,7 @@ class WebappSettings:
                 f"EDGESIGHT_TARGET_FPS (target_fps): expected a number in (0, 240], "
                 f"got {self.target_fps!r}"
             )
-        for name in ("score_threshold", "iou_threshold"):
+        for name in ("score_threshold", "iou_threshold", "cross_class_iou_threshold"):
             value = getattr(self, name)
             if not 0 < value <= 1:
                 raise SettingsError(
@@ -215,6 +217,7 @@ class WebappSettings:
                 "heartbeat_interval_s",
                 "score_threshold",
                 "iou_threshold",
+                "cross_class_iou_threshold",
                 "sla_window_s",
                 "trace_sample_rate",
                 "session_lifetime_s",

@@ -14,6 +14,8 @@ def test_postprocess_settings_keep_defaults_and_ignore_unknown_keys() -> None:
     assert postprocess_settings(None) == PostprocessSettings()
     given = postprocess_settings({"score_threshold": 0.8, "colour": "red"})
     assert given.score_threshold == 0.8
+    assert given.cross_class_iou_threshold == PostprocessSettings().cross_class_iou_threshold
+    assert postprocess_settings({"cross_class_iou_threshold": 0.9}).cross_class_iou_threshold == 0.9
     with pytest.raises(ValueError, match="expected an object"):
         postprocess_settings([1])
 

@@ -127,6 +127,41 @@ def test_nms_keeps_an_overlapping_box_of_another_class() -> None:
     assert non_max_suppression([dog, cat], 0.5, 100) == [cat, dog]
 
 
+def test_nms_drops_a_weaker_label_on_the_same_object() -> None:
+    # given a pickup scored car 0.6 by one anchor and truck 0.5 by another, IoU 0.82 (issue 18)
+    car = box(0, 0, 100, 100, cls=2, score=0.6)
+    truck = box(0, 0, 100, 82, cls=7, score=0.5)
+    # when NMS suppresses across classes above 0.7, then the object has one label
+    assert non_max_suppression([truck, car], 0.6, 100, 0.7) == [car]
+    # and class-aware only (the default), both labels stay
+    assert non_max_suppression([truck, car], 0.6, 100) == [car, truck]
+
+
+def test_nms_keeps_overlapping_objects_of_other_classes_below_the_cross_class_threshold() -> None:
+    # given a person on a horse: boxes overlapping by IoU 0.5
+    horse = box(0, 0, 100, 100, cls=17, score=0.8)
+    person = box(0, 0, 100, 50, cls=0, score=0.7)
+    assert non_max_suppression([person, horse], 0.6, 100, 0.7) == [horse, person]
+
+
+def test_nms_cross_class_threshold_is_exclusive() -> None:
+    a = box(0, 0, 2, 2, cls=1, score=0.9)
+    b = box(1, 1, 3, 3, cls=2, score=0.8)  # iou exactly 1/7
+    assert non_max_suppression([a, b], 0.5, 100, 1 / 7) == [a, b]
+    assert non_max_suppression([a, b], 0.5, 100, 1 / 8) == [a]
+
+
+def test_select_gives_one_object_one_label_across_anchors() -> None:
+    # given two anchors on one object: giraffe 0.5 and zebra 0.45, IoU 0.98 (issue 18)
+    boxes = np.array([[10, 10, 110, 210], [10, 10, 110, 206]], dtype=np.float32)
+    scores = np.array([[0.5, 0.0], [0.0, 0.45]], dtype=np.float32)
+    got = select(boxes.tobytes(), scores.tobytes(), 2, PostprocessSettings())
+    assert [d.class_id for d in got] == [0]
+    # multi_label asks for every label, so it keeps both
+    got = select(boxes.tobytes(), scores.tobytes(), 2, PostprocessSettings(multi_label=True))
+    assert [d.class_id for d in got] == [0, 1]
+
+
 def test_nms_keeps_a_box_whose_iou_equals_the_threshold() -> None:
     a = box(0, 0, 2, 2, score=0.9)
     b = box(1, 1, 3, 3, score=0.8)  # iou exactly 1/7
@@ -175,10 +210,10 @@ def reference_select(
         anchor, cls = divmod(int(flat_index), num_classes)
         x1, y1, x2, y2 = wide[anchor]
         suppressed = False
+        cross_class = 1.0 if settings.multi_label else settings.cross_class_iou_threshold
         for other in kept:
             other_anchor, other_cls = divmod(other, num_classes)
-            if other_cls != cls:
-                continue
+            limit = settings.iou_threshold if other_cls == cls else cross_class
             ox1, oy1, ox2, oy2 = wide[other_anchor]
             iw = min(x2, ox2) - max(x1, ox1)
             ih = min(y2, oy2) - max(y1, oy1)
@@ -186,7 +221,7 @@ def reference_select(
                 continue
             inter = iw * ih
             union = (x2 - x1) * (y2 - y1) + (ox2 - ox1) * (oy2 - oy1) - inter
-            if inter / union > settings.iou_threshold:
+            if inter / union > limit:
                 suppressed = True
                 break
         if not suppressed:
@@ -221,6 +256,8 @@ SELECT_CASES = [
     (5, PostprocessSettings(score_threshold=0.9, iou_threshold=1.0)),  # nothing suppressed
     (6, PostprocessSettings(multi_label=True)),
     (7, PostprocessSettings(score_threshold=0.1, multi_label=True, max_candidates=50)),
+    (8, PostprocessSettings(score_threshold=0.1, cross_class_iou_threshold=0.4)),
+    (9, PostprocessSettings(score_threshold=0.1, cross_class_iou_threshold=1.0)),
 ]
 
 
@@ -367,6 +404,10 @@ def test_settings_accept_the_inclusive_upper_bounds() -> None:
         ({"score_threshold": -0.1}, "score_threshold must be in (0, 1], got -0.1"),
         ({"iou_threshold": 0.0}, "iou_threshold must be in (0, 1], got 0.0"),
         ({"iou_threshold": 2.0}, "iou_threshold must be in (0, 1], got 2.0"),
+        (
+            {"cross_class_iou_threshold": 0.0},
+            "cross_class_iou_threshold must be in (0, 1], got 0.0",
+        ),
         ({"max_candidates": 0}, "max_candidates and max_detections must be at least 1"),
         ({"max_detections": 0}, "max_candidates and max_detections must be at least 1"),
     ],

@@ -97,10 +97,20 @@ def test_missing_npm_runtimes_say_how_to_install(settings: WebappSettings, tmp_p
 
 def test_page_gets_the_operator_s_thresholds() -> None:
     settings = WebappSettings.from_env(
-        {"EDGESIGHT_SCORE_THRESHOLD": "0.5", "EDGESIGHT_IOU_THRESHOLD": "0.45"}
+        {
+            "EDGESIGHT_SCORE_THRESHOLD": "0.5",
+            "EDGESIGHT_IOU_THRESHOLD": "0.45",
+            "EDGESIGHT_CROSS_CLASS_IOU_THRESHOLD": "0.8",
+        }
     )
     config = _page_config(TestClient(create_app(settings)))
-    assert config["postprocess"] == {"score_threshold": 0.5, "iou_threshold": 0.45}
+    assert config["postprocess"] == {
+        "score_threshold": 0.5,
+        "iou_threshold": 0.45,
+        "cross_class_iou_threshold": 0.8,
+    }
+    with pytest.raises(SettingsError, match="EDGESIGHT_CROSS_CLASS_IOU_THRESHOLD"):
+        WebappSettings.from_env({"EDGESIGHT_CROSS_CLASS_IOU_THRESHOLD": "0"})
     with pytest.raises(SettingsError, match="EDGESIGHT_SCORE_THRESHOLD"):
         WebappSettings.from_env({"EDGESIGHT_SCORE_THRESHOLD": "1.5"})
     with pytest.raises(SettingsError, match="EDGESIGHT_IOU_THRESHOLD"):
