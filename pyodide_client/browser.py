@@ -67,16 +67,18 @@ from .page_events import (
     as_bytes,
 )
 from .page_origin import PageOrigin
+from .page_source import PageSource
 from .page_status import report_json, stats_json, status_json, view_json
 from .probes import Probes
 from .protocol import CLOSE_TRY_AGAIN_LATER, FrameEncoding
-from .routing import Connect, Fallback, NodeInfo, Router, Switch, usable_nodes
+from .routing import Connect, Failure, Fallback, NodeInfo, Router, Switch, usable_nodes
 from .stream import (
     NodeStream,
     StreamError,
 )
 from .token_refresh import TokenKeeper, apply_token_response
 from .tracing import PageTraces
+from .view import refusal_text
 
 __all__ = [
     "BOXES_EXPIRE_MS",
@@ -121,7 +123,12 @@ class BrowserClient:
         self._registry: list[NodeInfo] = []
         self._node_ids: dict[str, str] = {}  # URL -> registry id, for its own token
         self._is_started = False
-        self.probes = Probes()  # short-lived sockets measuring candidates
+        self.probes = Probes(self.card.sha256)  # short-lived sockets measuring candidates
+        # What the page shows must be true (issue 18): whether frames come at all, and the
+        # last refusal by a node (who and why), until a node accepts the page.
+        self.source = PageSource(self.origin.is_secure_context)
+        self.is_kiosk = bool(config.get("kiosk"))
+        self.refusal = ""
         # Stream tokens (issue 8): fetched from the web app's token_url, presented in AUTH
         # and refreshed while streaming; none without a token_url (anonymous streams).
         self.tokens = TokenKeeper(config.get("token_url"))
@@ -373,10 +380,18 @@ class BrowserClient:
             token=self.tokens.token_for_auth(now_ms, self._node_ids.get(url, "")),
         )
 
-    def lose_node(self, now_ms: float, overloaded: bool) -> None:
+    def lose_node(
+        self, now_ms: float, overloaded: bool, kind: Failure = Failure.UNREACHABLE
+    ) -> None:
         if self.node_url is not None:
-            self.router.record_failure(self.node_url, now_ms, overloaded=overloaded)
+            self.router.record_failure(self.node_url, now_ms, overloaded=overloaded, kind=kind)
         self.drop_stream()
+
+    def node_label(self, url: str) -> str:
+        """The name the page knows a node by: its HELLO's, the registry's, or its URL."""
+        if url == self.link.url and self.link.name:
+            return self.link.name
+        return self.router.label(url)
 
     def drop_stream(self) -> None:
         self.link.drop()
@@ -403,6 +418,10 @@ class BrowserClient:
         if url != self.node_url:
             return []  # a socket the page already left (a switch, a stall)
         overloaded = code == CLOSE_TRY_AGAIN_LATER
+        if not self.is_node_ready() and not overloaded and self.router.is_heartbeating(url):
+            # Closed before any HELLO while its heartbeats say it runs: a browser hides a
+            # handshake's 403, and a refused origin is by far the likeliest cause.
+            self.refusal = refusal_text(self.node_label(url), "origin", origin=self.origin.origin)
         self.lose_node(now_ms, overloaded=overloaded)
         return []
 
@@ -595,6 +614,11 @@ class BrowserClient:
         self.dashboard.drawn_frame(now_ms, capture_ms, draw_ms)
         if self.traces is not None:
             self.traces.drawn(capture_ms, draw_ms, now_ms, self.node_url)
+
+    def source_update(self, event: str, kind: str, error_name: str = "") -> None:
+        """What the frame source did: ``event`` "starting" | "live" | "failed" | "ended",
+        ``kind`` "camera" | "file" | "url", ``error_name`` the browser error's name."""
+        self.source.update(event, kind, error_name)
 
     def source_changed(self, now_ms: float) -> None:
         """The page switched camera/file: results for frames of the old source, still on

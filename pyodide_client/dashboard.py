@@ -110,6 +110,10 @@ class Dashboard:
             "latency_ms": _median(grab_to_drawn, now_ms),
         }
 
+    def is_drawing(self, now_ms: float) -> bool:
+        """Whether boxes were drawn in the last seconds: detection runs only while they are."""
+        return self.drawn.count(now_ms) > 0
+
     def stage_table(self, now_ms: float) -> dict[str, dict[str, float | None]]:
         """p50 and p95 of each stage; None for a stage with no sample in the window."""
         table: dict[str, dict[str, float | None]] = {}

@@ -43,6 +43,8 @@ class LocalPath:
         # An INT8 variant the web app offers for local detection: (its sha256, the sha256 of
         # the model it was quantised from); webapp/model_files.py decides.
         local = config.get("model", {}).get("local") or {}
+        # The name of the file the browser runs (the INT8 variant's, when offered).
+        self.model_name = str(local.get("name") or card.name)
         self.variant: tuple[str, str] | None = (
             (str(local["sha256"]), str(local["variant_of"])) if local.get("variant_of") else None
         )

@@ -16,17 +16,20 @@ from .handover import Failed, Waiting
 from .node_link import overload_refusal
 from .page_events import Buffer, as_bytes
 from .protocol import ErrorCode
+from .routing import Failure
 from .stream import (
     AccessRefused,
     Detections,
     Event,
     FrameDropped,
+    ModelMismatch,
     NodeError,
     PongReceived,
     Ready,
     StreamError,
     Welcomed,
 )
+from .view import refusal_text
 
 if TYPE_CHECKING:
     from .browser import BrowserClient
@@ -49,12 +52,20 @@ def on_node_message(
         # with 1013 (gpu_backend/endpoint.py); NodeStream would call that a breach.
         refusal = overload_refusal(raw)
         if refusal is not None:
+            page.refusal = refusal_text(page.node_label(url), "overloaded")
             page.lose_node(now_ms, overloaded=True)
             return [{"type": "refused", "message": refusal}]
     try:
         events = page.stream.receive(raw, now_ms)
+    except ModelMismatch as exc:
+        page.refusal = refusal_text(
+            page.node_label(url), "model", model=exc.model_name, page_model=page.card.name
+        )
+        page.lose_node(now_ms, overloaded=False, kind=Failure.REFUSED)
+        return [{"type": "fatal", "message": str(exc)}]
     except StreamError as exc:
-        page.lose_node(now_ms, overloaded=False)
+        page.refusal = refusal_text(page.node_label(url), "broken", detail=str(exc))
+        page.lose_node(now_ms, overloaded=False, kind=Failure.BROKEN)
         return [{"type": "fatal", "message": str(exc)}]
     out = [_to_page(page, url, event, now_ms) for event in events]
     return page.link.with_send([item for item in out if item is not None])
@@ -69,6 +80,7 @@ def _to_page(page: BrowserClient, url: str, event: Event, now_ms: float) -> dict
         page.link.name = hello.node_name
         page.link.model = hello.model_name
         page.route_note = ""
+        page.refusal = ""
         return {
             "type": "ready",
             "node": hello.node_name,
@@ -82,7 +94,9 @@ def _to_page(page: BrowserClient, url: str, event: Event, now_ms: float) -> dict
         if event.is_expired:
             page.drop_stream()
         else:
-            page.lose_node(now_ms, overloaded=False)
+            why = "sign_in" if event.code == ErrorCode.AUTH_REQUIRED else "token"
+            page.refusal = refusal_text(page.node_label(url), why, detail=event.message)
+            page.lose_node(now_ms, overloaded=False, kind=Failure.REFUSED)
         return {"type": "access_refused", "code": event.code, "message": event.message}
     if isinstance(event, Detections):
         page.dashboard.node_result(
@@ -119,6 +133,7 @@ def _to_page(page: BrowserClient, url: str, event: Event, now_ms: float) -> dict
         return {"type": "welcome", "encodings": event.welcome.encodings}
     if isinstance(event, NodeError):
         if event.code == ErrorCode.OVERLOADED:
+            page.refusal = refusal_text(page.node_label(url), "overloaded")
             page.lose_node(now_ms, overloaded=True)
             return {"type": "refused", "message": event.message}
         return {"type": "error", "code": event.code, "message": event.message}

@@ -51,6 +51,11 @@ class PageOrigin:
         return self.protocol == "https:"
 
     @property
+    def origin(self) -> str:
+        """``https://host:port`` as the browser sends it in an Origin header."""
+        return f"{self.protocol}//{self._host_port}"
+
+    @property
     def _host_port(self) -> str:
         host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
         return f"{host}:{self.port}" if self.port else host

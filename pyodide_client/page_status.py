@@ -12,10 +12,21 @@ from typing import Protocol
 
 from .dashboard import Dashboard
 from .local import LocalEngine
+from .local_path import LocalPath
 from .model_card import ModelCard
 from .node_link import NodeLink
+from .page_origin import PageOrigin
+from .page_source import PageSource
 from .token_refresh import TokenKeeper
-from .view import Snapshot, badge, details, status_line, timing_rows
+from .view import (
+    Snapshot,
+    badge,
+    details,
+    source_problem,
+    status_line,
+    timing_rows,
+    timings_note,
+)
 
 __all__ = ["PageFacts", "report_json", "stats_json", "status_json", "view_json", "wire"]
 
@@ -35,6 +46,16 @@ class PageFacts(Protocol):
     def tokens(self) -> TokenKeeper: ...
     @property
     def route_note(self) -> str: ...
+    @property
+    def local_path(self) -> LocalPath: ...
+    @property
+    def origin(self) -> PageOrigin: ...
+    @property
+    def source(self) -> PageSource: ...
+    @property
+    def is_kiosk(self) -> bool: ...
+    @property
+    def refusal(self) -> str: ...
     def security_problem(self) -> str: ...
 
 
@@ -51,7 +72,18 @@ def wire(page: PageFacts, now_ms: float) -> dict[str, object]:
 
 
 def _model(page: PageFacts, mode: str) -> str:
-    return (page.link.model if mode == "node" else None) or page.card.name
+    """The model actually running: the node's, or the browser's (its INT8 variant when the
+    web app offers one), not the page's nominal one."""
+    if mode == "node":
+        return page.link.model or page.card.name
+    if mode == "local":
+        return page.local_path.model_name
+    return page.card.name
+
+
+def _shown_url(page: PageFacts, url: str | None) -> str | None:
+    """A node URL as the page opens it: ``{hostname}`` filled in (app.js does the same)."""
+    return url.replace("{hostname}", page.origin.hostname) if url is not None else None
 
 
 def snapshot(page: PageFacts, now_ms: float) -> Snapshot:
@@ -60,7 +92,7 @@ def snapshot(page: PageFacts, now_ms: float) -> Snapshot:
     return Snapshot(
         mode=mode,
         node=page.link.name if mode == "node" else None,
-        node_url=page.link.url,
+        node_url=_shown_url(page, page.link.url),
         model=_model(page, mode),
         threads=page.local.threads,
         local_state=page.local.state.value,
@@ -69,6 +101,10 @@ def snapshot(page: PageFacts, now_ms: float) -> Snapshot:
         latency_ms=summary["latency_ms"],
         round_trip_ms=summary["round_trip_ms"],
         wire=wire(page, now_ms),
+        source=page.source.state.value,
+        frames_flow=page.dashboard.is_drawing(now_ms),
+        is_kiosk=page.is_kiosk,
+        refusal=page.refusal,
     )
 
 
@@ -84,6 +120,9 @@ def view_json(page: PageFacts, now_ms: float) -> str:
             "details": details(shown),
             "timings": timing_rows(shown.mode, page.dashboard.stage_table(now_ms)),
             "security": page.security_problem(),
+            "timings_note": timings_note(shown),
+            "source_problem": source_problem(shown),
+            "refusal": shown.refusal,
         }
     )
 
@@ -102,6 +141,8 @@ def status_json(page: PageFacts, now_ms: float) -> str:
             "local_state": page.local.state.value,
             "local_problem": page.local.problem,
             "route": page.route_note,
+            "source": page.source.state.value,
+            "refusal": page.refusal,
             "security": page.security_problem(),
             "identity": tokens.identity or None,
             "token_problem": tokens.problem.message if tokens.problem else None,

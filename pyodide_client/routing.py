@@ -8,7 +8,8 @@ never opens a socket nor reads a clock (every call takes ``now_ms``):
     record_rtt(url, rtt_ms, now)    a PONG came back
     record_connected(url, now)      a connection's HELLO arrived: this is the current node
     record_result(url, rt_ms, now)  a RESULT from the current node (round trip, server time)
-    record_failure(url, now)        a connection or probe failed, or was refused OVERLOADED
+    record_failure(url, now, kind)  a connection or probe failed (``Failure``), or was
+                                    refused OVERLOADED
     record_local(frame_ms, now)     the in-browser engine's time for a frame (``local_ready``)
     decide(now) -> Stay | Connect | Switch | Fallback
 
@@ -22,10 +23,19 @@ Rules: with no node, connect to the best usable one at once (a lost node is repl
 no dwell); with none usable, ``Fallback`` (run locally) until a probe answers. Move off a
 healthy node only when a candidate is better by both ``hysteresis_ratio`` and
 ``min_gain_ms``, for ``dwell_ms`` on end, and ``min_switch_interval_ms`` after the last move.
-A failed node waits out an exponential backoff (capped at 1.5 s, randomly jittered per
-page) and must answer a probe before it is used again; when the registry shows it has
-heartbeated since it failed (``age_s``), it is probed at once. A node that refused as
-OVERLOADED is skipped for ``overload_cooldown_ms``.
+A failed node waits out an exponential backoff, randomly jittered per page and kept per
+node and per kind of failure (issue 18: bad registry entries were probed 0.7 times a
+second forever by every page), and must answer a probe before it is used again. A node
+that does not answer (``Failure.UNREACHABLE``) is retried within 1.5 s for
+``fast_retry_window_ms`` after its first failure (a restarted node is used again within
+~2 s, issue 10), then ever more rarely, up to ``backoff_slow_max_ms``; while in that fast
+window, a registry listing showing it heartbeated since it failed (``age_s``) gets it
+probed at once. A node that answered with something the page cannot use
+(``Failure.BROKEN``: garbage, a broken HELLO) or refused the page (``Failure.REFUSED``:
+another model, a refused token or origin) will not change by itself: it starts at
+``backoff_refused_initial_ms`` and grows to ``backoff_slow_max_ms``, and is probed at once
+only when the registry lists it with another model (``model_sha256``: it was redeployed).
+A node that refused as OVERLOADED is skipped for ``overload_cooldown_ms``.
 A node the registry marks ``degraded`` (it missed its latency objective for a window,
 issue 12) ranks after every other usable node; a page on it moves at once to one that is
 not, without dwell, and never moves from a healthy node to a degraded one. With every node
@@ -43,6 +53,7 @@ than ``min_switch_interval_ms`` after it went to the browser, so it cannot flap.
 
 from __future__ import annotations
 
+import enum
 import math
 import statistics
 from collections import deque
@@ -57,6 +68,7 @@ __all__ = [
     "MAX_CANDIDATES",
     "Connect",
     "Decision",
+    "Failure",
     "Fallback",
     "NodeInfo",
     "Router",
@@ -85,6 +97,11 @@ class RoutingSettings:
     backoff_initial_ms: float = 500.0
     backoff_max_ms: float = 1500.0
     backoff_jitter: float = 0.2
+    # ... but only for so long: a node that fails for a minute on end is not restarting
+    # (a registry entry nobody can reach), and is then tried ever more rarely (issue 18).
+    fast_retry_window_ms: float = 60_000.0
+    backoff_slow_max_ms: float = 300_000.0  # every kind of failure grows to this
+    backoff_refused_initial_ms: float = 5000.0  # garbage, another model, a refusal
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -104,6 +121,14 @@ class RoutingSettings:
                 _fail(name, value, "an integer >= 1")
         if not 0 < self.backoff_initial_ms <= self.backoff_max_ms:
             _fail("backoff_initial_ms", self.backoff_initial_ms, "0 < ms <= backoff_max_ms")
+        if not self.backoff_max_ms <= self.backoff_slow_max_ms:
+            _fail("backoff_slow_max_ms", self.backoff_slow_max_ms, "ms >= backoff_max_ms")
+        if not 0 < self.backoff_refused_initial_ms <= self.backoff_slow_max_ms:
+            _fail(
+                "backoff_refused_initial_ms",
+                self.backoff_refused_initial_ms,
+                "0 < ms <= backoff_slow_max_ms",
+            )
 
 
 def _fail(name: str, value: object, expected: str) -> None:
@@ -140,6 +165,7 @@ class NodeInfo:
     # the registry's id of a registered node: its stream tokens are for it (issue 17);
     # "" for a configured (static) URL, which has no id of its own
     id: str = ""
+    model_sha256: str = ""  # what it announced; "" unknown (a static URL)
 
     def __post_init__(self) -> None:
         if not self.url:
@@ -175,6 +201,7 @@ class NodeInfo:
         return 0 < self.max_streams <= self.streams
 
 
+HEARTBEAT_FRESH_S = 10.0  # a node listed with a heartbeat this recent is running
 MAX_CANDIDATES = 64  # listed nodes a page keeps; the registry lists its best 16 first
 
 
@@ -247,10 +274,18 @@ Decision = Stay | Connect | Switch | Fallback
 STAY = Stay()
 
 
+class Failure(enum.Enum):
+    """Why a node failed the page; each kind has its own backoff per node."""
+
+    UNREACHABLE = "unreachable"  # no socket, no answer in time, or closed before HELLO
+    BROKEN = "broken"  # it sent something this page cannot use
+    REFUSED = "refused"  # another model, a refused token or origin
+
+
 @dataclass
 class _Node:
     info: NodeInfo
-    backoff: Backoff
+    backoffs: dict[Failure, Backoff]
     rtts_ms: deque[float]
     round_trips_ms: deque[float]  # results while this is the current node
     is_listed: bool = True
@@ -258,6 +293,9 @@ class _Node:
     blocked_why: str = ""
     needs_probe: bool = False  # failed: must answer a ping before it is used again
     failed_ms: float = -math.inf  # when it last failed
+    streak_ms: float = math.inf  # when its current run of failures began
+    failed_kind: Failure | None = None  # its last failure's kind
+    failed_model: str = ""  # the model_sha256 listed when it last failed
     probe_sent_ms: float | None = None  # an unanswered ping
     last_probe_ms: float | None = None
 
@@ -301,6 +339,16 @@ class Router:
     def local_ms(self) -> float | None:
         """The in-browser engine's time per frame; None when it never ran."""
         return statistics.median(self._local_ms) if self._local_ms else None
+
+    def label(self, url: str) -> str:
+        """The registry's name for ``url``, else the URL."""
+        node = self._nodes.get(url)
+        return node.info.label if node is not None else url
+
+    def is_heartbeating(self, url: str) -> bool:
+        """Whether the registry lists ``url`` with a heartbeat in the last 10 s."""
+        node = self._nodes.get(url)
+        return node is not None and node.is_listed and node.info.age_s < HEARTBEAT_FRESH_S
 
     def expected_ms(self, url: str) -> float | None:
         """Expected ms from sending a frame to its result; None when never measured."""
@@ -354,14 +402,7 @@ class Router:
         for info in listed.values():
             node = self._node(info)
             node.is_listed = True
-            # A failed node that has heartbeated since it failed is back (restarted):
-            # probe it now rather than at the end of its backoff.
-            heartbeat_ms = now_ms - info.age_s * 1000.0
-            if (
-                node.needs_probe
-                and heartbeat_ms > node.failed_ms
-                and now_ms < node.blocked_until_ms
-            ):
+            if node.needs_probe and now_ms < node.blocked_until_ms and self._is_back(node, now_ms):
                 node.blocked_until_ms = now_ms
         if listed and self._first_listed_ms is None:
             self._first_listed_ms = now_ms
@@ -373,7 +414,33 @@ class Router:
         if node is None:  # removed from the list while the ping was out
             return
         node.rtts_ms.append(rtt_ms)
-        node.probe_sent_ms, node.needs_probe = None, False
+        node.probe_sent_ms = None
+        node.needs_probe = False
+        # An answer proves it reachable, not that it will accept the page: a refusal's
+        # backoff goes on growing until a connection gets results.
+        self._recovered(node, (Failure.UNREACHABLE,))
+
+    def _recovered(self, node: _Node, kinds: tuple[Failure, ...]) -> None:
+        for kind in kinds:
+            node.backoffs[kind].reset()
+        if Failure.UNREACHABLE in kinds:
+            unreachable = node.backoffs[Failure.UNREACHABLE]
+            unreachable.initial_ms = self.settings.backoff_initial_ms
+            unreachable.max_ms = self.settings.backoff_max_ms
+            node.streak_ms = math.inf
+        if node.failed_kind in kinds:
+            node.failed_kind = None
+
+    def _is_back(self, node: _Node, now_ms: float) -> bool:
+        """Whether the registry shows a failed node has come back: a heartbeat since an
+        UNREACHABLE failure early in its streak (a restart), or another model than the
+        one it refused the page with (a redeploy)."""
+        if node.failed_kind is Failure.UNREACHABLE:
+            heartbeat_ms = now_ms - node.info.age_s * 1000.0
+            is_early = now_ms - node.streak_ms < self.settings.fast_retry_window_ms
+            return heartbeat_ms > node.failed_ms and is_early
+        model = node.info.model_sha256
+        return bool(model) and model != node.failed_model
 
     def record_connected(self, url: str, now_ms: float) -> None:
         node = self._nodes.get(url)
@@ -386,8 +453,9 @@ class Router:
         self._last_switch_ms = now_ms
         self._better_since_ms = self._local_better_since_ms = None
         self._lost, self._is_fallback, self._prefers_local = None, False, False
-        node.backoff.reset()
         node.needs_probe = False
+        # A token or origin refusal comes after the HELLO: only results lift REFUSED.
+        self._recovered(node, (Failure.UNREACHABLE, Failure.BROKEN))
 
     def record_result(
         self,
@@ -404,6 +472,8 @@ class Router:
         node = self._nodes.get(url)
         if node is None or url != self._current:
             return  # a late result from a node left behind
+        if node.failed_kind is not None or node.backoffs[Failure.REFUSED].attempts:
+            self._recovered(node, tuple(Failure))
         node.round_trips_ms.append(round_trip_ms)
         if inference_ms is not None:
             self._inference_ms.append(inference_ms)
@@ -420,8 +490,15 @@ class Router:
             raise ValueError(f"local frame_ms: expected a finite number >= 0, got {frame_ms!r}")
         self._local_ms.append(frame_ms)
 
-    def record_failure(self, url: str, now_ms: float, overloaded: bool = False) -> None:
-        """A connection or probe to ``url`` failed, or the node refused as OVERLOADED."""
+    def record_failure(
+        self,
+        url: str,
+        now_ms: float,
+        overloaded: bool = False,
+        kind: Failure = Failure.UNREACHABLE,
+    ) -> None:
+        """A connection or probe to ``url`` failed (``kind`` says how), or the node
+        refused as OVERLOADED."""
         node = self._nodes.get(url)
         if node is None:
             return
@@ -429,10 +506,24 @@ class Router:
             node.blocked_until_ms = now_ms + self.settings.overload_cooldown_ms
             node.blocked_why = "is at capacity"
         else:
-            node.blocked_until_ms = now_ms + node.backoff.next_delay_ms()
-            node.blocked_why = "failed"
+            node.streak_ms = min(node.streak_ms, now_ms)
+            backoff = node.backoffs[kind]
+            is_slow = backoff.max_ms == self.settings.backoff_slow_max_ms
+            if (
+                kind is Failure.UNREACHABLE
+                and not is_slow
+                and now_ms - node.streak_ms >= (self.settings.fast_retry_window_ms)
+            ):
+                # Not restarting: grow from the fast cap to minutes.
+                backoff.initial_ms = self.settings.backoff_max_ms
+                backoff.max_ms = self.settings.backoff_slow_max_ms
+                backoff.reset()
+            node.blocked_until_ms = now_ms + backoff.next_delay_ms()
+            node.blocked_why = "failed" if kind is Failure.UNREACHABLE else f"is {kind.value}"
             node.needs_probe = True
             node.failed_ms = now_ms
+            node.failed_kind = kind
+            node.failed_model = node.info.model_sha256
             node.rtts_ms.clear()
         node.probe_sent_ms = None
         node.round_trips_ms.clear()
@@ -705,14 +796,24 @@ class Router:
             node.info = info
             return node
         s = self.settings
+        # seed None: truly random per page, so pages do not retry a node in lockstep
         node = _Node(
             info=info,
-            backoff=Backoff(
-                initial_ms=s.backoff_initial_ms,
-                max_ms=s.backoff_max_ms,
-                jitter=s.backoff_jitter,
-                seed=None,  # truly random per page: pages must not retry a node in lockstep
-            ),
+            backoffs={
+                Failure.UNREACHABLE: Backoff(
+                    initial_ms=s.backoff_initial_ms,
+                    max_ms=s.backoff_max_ms,
+                    jitter=s.backoff_jitter,
+                ),
+                **{
+                    kind: Backoff(
+                        initial_ms=s.backoff_refused_initial_ms,
+                        max_ms=s.backoff_slow_max_ms,
+                        jitter=s.backoff_jitter,
+                    )
+                    for kind in (Failure.BROKEN, Failure.REFUSED)
+                },
+            },
             rtts_ms=deque(maxlen=s.rtt_window),
             round_trips_ms=deque(maxlen=s.rtt_window),
         )

@@ -86,6 +86,16 @@ class StreamError(Exception):
     """Misuse of a NodeStream (sending before the hello, a node breaking the protocol)."""
 
 
+class ModelMismatch(StreamError):
+    """The node serves another model than the page's (its HELLO's sha256 differs)."""
+
+    def __init__(self, model_name: str, model_sha256: str, expected_sha256: str) -> None:
+        super().__init__(
+            f"node serves model {model_name} with sha256 {model_sha256}, expected {expected_sha256}"
+        )
+        self.model_name = model_name
+
+
 class StreamState(enum.Enum):
     CONNECTING = "connecting"
     AUTHENTICATING = "authenticating"
@@ -469,10 +479,7 @@ class NodeStream:
                 f"most {MAX_INPUT_SIZE_PX}x{MAX_INPUT_SIZE_PX}"
             )
         if self._expected_sha256 and hello.model_sha256 != self._expected_sha256:
-            raise StreamError(
-                f"node serves model {hello.model_name} with sha256 {hello.model_sha256}, "
-                f"expected {self._expected_sha256}"
-            )
+            raise ModelMismatch(hello.model_name, hello.model_sha256, self._expected_sha256)
         self.hello = hello
         if self.in_flight_policy is not None:
             self.in_flight_policy.set_limit(min(self._max_in_flight, hello.max_in_flight))

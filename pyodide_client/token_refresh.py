@@ -32,6 +32,7 @@ from typing import Any
 
 from .backoff import Backoff
 from .stream import NodeStream, StreamState
+from .view import token_problem_text
 
 __all__ = [
     "REFRESH_FRACTION",
@@ -241,6 +242,8 @@ def apply_token_response(
                 "type": "token_problem",
                 "message": problem.message,
                 "needs_sign_in": problem.needs_sign_in,
+                # what the page shows: nothing when offline, never an HTTP status (issue 18)
+                "text": token_problem_text(status, problem.needs_sign_in),
             }
         )
     return events

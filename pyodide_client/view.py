@@ -6,6 +6,12 @@ Wording rules (issue 10): say where detection runs in words a visitor understand
 its own colour for "in this browser"; no number before there is a measurement ("—"
 instead of "0.0 fps"); URLs, thread counts and retry countdowns go to the details, not the
 main line; the Timings panel lists only the stages the current mode has.
+
+What is shown is true now (issue 18): the badge says detection runs only while frames flow
+and boxes come back; otherwise it says why not ("Not detecting: camera access denied"), or
+"Starting…" in its neutral colour while nothing has gone wrong yet. Problems are said once,
+plainly, with who and what to change, and never with an HTTP status or a browser's
+internal error text.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from .page_source import SourceState
 from .postprocess import FrameBox
 
 __all__ = [
@@ -24,8 +31,12 @@ __all__ = [
     "badge",
     "details",
     "in_view",
+    "refusal_text",
+    "source_problem",
     "status_line",
     "timing_rows",
+    "timings_note",
+    "token_problem_text",
     "wire_short",
     "wire_text",
 ]
@@ -76,6 +87,10 @@ class Snapshot:
     # how frames travel (issue 9): {"encoding", "frame_bytes", "mbit_s", "note"}, and K
     # ("in_flight", issue 16) once a node link is ready
     wire: Mapping[str, object] | None = None
+    source: str = SourceState.LIVE.value  # page_source.SourceState
+    frames_flow: bool = True  # boxes were drawn in the last seconds
+    is_kiosk: bool = False
+    refusal: str = ""  # the last node refusal, until a node accepts the page
 
 
 def _number(value: float | None, digits: int = 0) -> str:
@@ -84,19 +99,100 @@ def _number(value: float | None, digits: int = 0) -> str:
     return f"{value:.{digits}f}"
 
 
+STARTING = "Starting…"
+_NOT_DETECTING = {
+    SourceState.DENIED: "camera access denied",
+    SourceState.NO_CAMERA: "no camera",
+    SourceState.NEEDS_HTTPS: "the camera needs https",
+    SourceState.CAMERA_FAILED: "the camera could not start",
+    SourceState.BAD_FILE: "that file cannot be played",
+    SourceState.ENDED: "the camera stopped",
+}
+_SOURCE_PROBLEMS = {
+    SourceState.DENIED: "Camera access was denied. Allow the camera for this site in the "
+    "browser's settings and reload, or choose a video or image file.",
+    SourceState.NO_CAMERA: "No camera was found. Connect a camera (detection starts when one "
+    "appears) or choose a video or image file.",
+    # the page's security problem (page_origin.py) already says what to do
+    SourceState.NEEDS_HTTPS: "",
+    SourceState.CAMERA_FAILED: "The camera is in use by another program or could not start. "
+    "Trying again every few seconds.",
+    SourceState.BAD_FILE: "That file cannot be played here. Choose a video or image file.",
+    SourceState.ENDED: "The camera stopped. Reconnect it; detection resumes by itself.",
+}
+_KIOSK_SOURCE_PROBLEMS = {
+    SourceState.DENIED: "Camera access is denied for this kiosk. Allow the camera for this "
+    "site in the browser's settings (or start it with the camera allowed); retrying every "
+    "few seconds.",
+    SourceState.NO_CAMERA: "No camera is connected; detection starts by itself when one is "
+    "plugged in.",
+}
+
+
 def badge(s: Snapshot) -> dict[str, str]:
-    """Where detection runs, for the badge over the picture: ``kind`` picks its colour."""
+    """Where detection runs, for the badge over the picture: ``kind`` picks its colour.
+    It says "Detecting" only while frames flow and boxes come back."""
+    source = SourceState(s.source)
+    if source in _NOT_DETECTING:
+        return {"kind": "none", "text": f"Not detecting: {_NOT_DETECTING[source]}"}
+    if s.mode == "none" and s.local_state in ("failed", "refused"):
+        return {"kind": "none", "text": "Not detecting: no server answers, and this browser cannot"}
+    if source is SourceState.STARTING or not s.frames_flow or s.mode == "none":
+        return {"kind": "starting", "text": STARTING}
     if s.mode == "node":
         return {"kind": "node", "text": f"Detecting on server {s.node or ''}".strip()}
-    if s.mode == "local":
-        return {"kind": "local", "text": "Detecting in this browser"}
-    if s.local_state == "loading":
-        return {"kind": "none", "text": "Starting detection…"}
-    return {"kind": "none", "text": "Not detecting"}
+    return {"kind": "local", "text": "Detecting in this browser"}
+
+
+def source_problem(s: Snapshot) -> str:
+    """What is wrong with the picture source, and what to do, for the message area; ''
+    while it works."""
+    source = SourceState(s.source)
+    if s.is_kiosk and source in _KIOSK_SOURCE_PROBLEMS:
+        return _KIOSK_SOURCE_PROBLEMS[source]
+    return _SOURCE_PROBLEMS.get(source, "")
+
+
+def refusal_text(node: str, why: str, **facts: str) -> str:
+    """A node's refusal in words, saying who refused and why, and where to fix it
+    (issue 18); ``why`` is one of ``REFUSALS``' keys."""
+    return f"Server {node} " + REFUSALS[why].format(**facts)
+
+
+REFUSALS = {
+    "origin": "did not let this page connect, although the web app lists it as running: "
+    "it most likely does not accept pages from {origin} (see EDGESIGHT_ALLOWED_ORIGINS on "
+    "the server).",
+    "overloaded": "is at capacity and refused this page; trying another server, "
+    "detecting in this browser meanwhile.",
+    "model": "runs another model ({model}) than this page ({page_model}), so it is not used "
+    "(see EDGESIGHT_MODEL on the server).",
+    "broken": "sent something this page cannot use ({detail}); it is not used for a while.",
+    "token": "refused this page's stream token ({detail}). If this goes on, the server may "
+    "not have the web app's key (see EDGESIGHT_TOKEN_PUBLIC_KEY on the server).",
+    "sign_in": "needs a stream token, and this page has none: sign in, then reload.",
+}
+
+
+def token_problem_text(status: int, needs_sign_in: bool) -> str:
+    """The message for a failed stream-token request. Offline (status 0) says nothing:
+    the page detects in this browser, and the badge says so; no HTTP codes either way."""
+    if needs_sign_in:
+        return "Sign in again to use the detection servers (reload this page)."
+    if status == 0:
+        return ""
+    return (
+        "The web app did not give this page a stream token; detecting in this browser "
+        "until it does."
+    )
 
 
 def status_line(s: Snapshot) -> str:
     """The one line under the picture."""
+    if SourceState(s.source) in _NOT_DETECTING:
+        return "Detection starts when there is a picture: see the message below."
+    if SourceState(s.source) is SourceState.STARTING:
+        return "Starting the camera…"
     if s.mode == "none":
         if s.local_state == "loading":
             return "Looking for a detection server; getting this browser ready meanwhile…"
@@ -108,6 +204,18 @@ def status_line(s: Snapshot) -> str:
     if s.mode == "node" and s.wire and s.wire.get("frame_bytes"):
         line += f" · {wire_short(s.wire)}"
     return line
+
+
+def timings_note(s: Snapshot) -> str:
+    """Under the Timings table: the speed measured here and now, never a constant."""
+    if s.fps is None or not s.frames_flow:
+        return ""
+    if s.mode == "local":
+        threads = f"{s.threads} thread{'' if s.threads == 1 else 's'}"
+        return f"This browser detects {s.fps:.0f} frames a second here ({threads}, {s.model})."
+    if s.mode == "node":
+        return f"Server {s.node} answers {s.fps:.0f} frames a second to this page."
+    return ""
 
 
 def wire_short(wire: Mapping[str, object]) -> str:

@@ -4,7 +4,7 @@
 // made by the Python BrowserClient; this file wires browser APIs to it.
 
 import { bootPython } from "./python.js";
-import { FrameSource, cameraErrorText } from "./sources.js";
+import { FrameSource } from "./sources.js";
 import { Overlay, KIOSK_LABEL_CSS_PX, LABEL_CSS_PX } from "./overlay.js";
 import { NodeLink, probe } from "./node-link.js";
 import { LocalEngine } from "./local-engine.js";
@@ -16,7 +16,7 @@ const $ = (id) => document.getElementById(id);
 const view = new StatusView({
   loading: $("loading"), progress: $("progress"), progressText: $("progress-text"),
   status: $("status"), message: $("message"), stats: $("stats-body"), badge: $("badge"),
-  details: $("details-body"),
+  details: $("details-body"), timingsNote: $("timings-note"),
 });
 const TIMINGS_KEPT = 300;
 
@@ -95,10 +95,10 @@ async function main() {
         link = joining;
         joining = null;
       } else if (event.type === "leave") leave(event.url);
-      else if (event.type === "access_refused") view.problem("node", `The node refused this page's stream token: ${event.message}`);
-      else if (event.type === "token_problem") view.problem("token", event.needs_sign_in ? "Sign in again to use the inference nodes (reload this page)." : `No stream token: ${event.message}`);
-      else if (event.type === "fatal") {
-        view.problem("node", `The node sent something this page cannot use: ${event.message}`);
+      else if (event.type === "access_refused") console.warn(`node refused the stream token: ${event.message}`);
+      else if (event.type === "token_problem") view.problem("token", event.text); // worded by Python
+      else if (event.type === "fatal") { // who refused and why: the view's refusal line
+        console.warn(`node sent something this page cannot use: ${event.message}`);
         if (link) link.abandon();
         link = null;
       }
@@ -342,25 +342,27 @@ async function main() {
     overlay.clear();
     client.source_changed(performance.now());
   }
+  // What the source does goes to Python, which words the badge and the message (view.py).
+  const reportSource = (event, kind, err) => { client.source_update(event, kind, (err && err.name) || ""); render(); };
   async function startCamera() {
     clearTimeout(cameraRetry);
     if (!wantCamera) return;
+    if (source.kind === "none") reportSource("starting", "camera"); // a kiosk loop keeps playing
     try {
       await source.useCamera();
       if (!wantCamera) return; // a file was chosen meanwhile
       sourceChanged();
-      view.problem("camera", "");
+      reportSource("live", "camera");
       useCameraButton.hidden = true;
     } catch (err) {
       if (!wantCamera) return;
       const isRefusal = err && (err.name === "NotAllowedError" || err.name === "SecurityError");
+      if (source.kind === "none") reportSource("failed", "camera", err);
       if (config.kiosk) {
-        view.problem("camera", `${cameraErrorText(err, { kiosk: true })}${config.kiosk_source_url ? " Showing the configured loop meanwhile." : ""}`);
         if (config.kiosk_source_url && source.kind === "none") await loopKioskSource();
         cameraRetry = setTimeout(startCamera, KIOSK_CAMERA_RETRY_MS);
-      } else {
-        view.problem("camera", cameraErrorText(err));
-        if (!isRefusal) cameraRetry = setTimeout(startCamera, CAMERA_RETRY_MS);
+      } else if (!isRefusal) {
+        cameraRetry = setTimeout(startCamera, CAMERA_RETRY_MS);
       }
     }
   }
@@ -368,12 +370,13 @@ async function main() {
     try {
       await source.useUrl(config.kiosk_source_url);
       sourceChanged();
+      reportSource("live", "url");
     } catch (err) {
       console.warn(`kiosk: the configured source cannot be played: ${err.message}`);
     }
   }
   source.onended = () => {
-    view.problem("camera", "The camera stopped. Reconnect it; detection resumes by itself.");
+    reportSource("ended", "camera");
     cameraRetry = setTimeout(startCamera, 1000);
   };
   async function useFile(file) {
@@ -381,11 +384,13 @@ async function main() {
     wantCamera = false;
     clearTimeout(cameraRetry);
     sourceChanged();
+    reportSource("starting", "file");
     try {
       await source.useFile(file);
-      view.problem("camera", "");
+      reportSource("live", "file");
     } catch (err) {
-      view.problem("camera", `That file cannot be played here (${err.message}). Choose a video or image file.`);
+      console.warn(`the chosen file cannot be played: ${err.message}`);
+      reportSource("failed", "file", err);
     }
     sourceChanged(); // drop boxes of frames grabbed while the file was loading
     useCameraButton.hidden = false;
@@ -396,11 +401,13 @@ async function main() {
   });
   wireFilePicking(useFile);
 
-  const render = () => {
+  function render() {
     const shown = JSON.parse(client.view(performance.now()));
     view.render(shown);
     view.problem("security", shown.security); // needs https; ws:// nodes an https page cannot use
-  };
+    view.problem("camera", shown.source_problem); // denied, no camera, a file that cannot play
+    view.problem("node", shown.refusal); // which server refused this page, and why
+  }
   render();
   setInterval(render, 500);
 

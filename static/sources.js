@@ -1,28 +1,8 @@
 // Where frames come from: the camera, or a video or image file the user picked or dropped
 // (looping). Pixels only, no decisions.
 
-const CAMERA_ERRORS = {
-  NotAllowedError: "Camera access was denied. Allow the camera for this site in the browser's settings and reload, or choose a video or image file.",
-  SecurityError: "The browser blocked the camera on this page. Open it over https or from localhost.",
-  NotFoundError: "No camera was found. Connect a camera (detection starts when one appears) or choose a video or image file.",
-  OverconstrainedError: "The camera cannot deliver a usable picture size.",
-  NotReadableError: "The camera is in use by another program or could not start. We will keep trying.",
-  AbortError: "The camera stopped while starting. We will keep trying.",
-};
-
-const KIOSK_CAMERA_ERRORS = {
-  NotAllowedError: "Camera access is denied for this kiosk. Allow the camera for this site in the browser's settings (or start it with the camera allowed); retrying every few seconds.",
-  SecurityError: "The browser blocks the camera on this page (it needs https or localhost); retrying every few seconds.",
-  NotFoundError: "No camera is connected; detection starts by itself when one is plugged in.",
-};
-
-export function cameraErrorText(err, { kiosk = false } = {}) {
-  if (kiosk && err && KIOSK_CAMERA_ERRORS[err.name]) return KIOSK_CAMERA_ERRORS[err.name];
-  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    return "This browser cannot use a camera here (it needs https or localhost). Choose a video or image file instead.";
-  }
-  return CAMERA_ERRORS[err && err.name] || `The camera could not start (${err && err.message}).`;
-}
+// What a failure means, and its words, are Python's (pyodide_client/page_source.py, view.py):
+// the page hands it the error's name.
 
 export class FrameSource {
   constructor(video, still) {

@@ -31,6 +31,7 @@ export class StatusView {
     this.el.status.dataset.mode = view.mode;
     this.el.badge.textContent = view.badge.text;
     this.el.badge.dataset.kind = view.badge.kind;
+    if (this.el.timingsNote) this.el.timingsNote.textContent = view.timings_note || "";
     if (this.el.details) {
       this.el.details.replaceChildren(...view.details.map((text) => Object.assign(document.createElement("li"), { textContent: text })));
     }

@@ -42,6 +42,7 @@ class LocalModel:
         """What the page needs to fetch, check and run the file (config.model.local)."""
         return {
             "url": f"/models/{self.card.file}",
+            "name": self.card.name,  # shown in the page's details while it runs
             "sha256": self.card.sha256,
             "variant_of": self.variant_of,
             "io": {

@@ -243,6 +243,8 @@ def test_a_new_page_shows_nothing_running() -> None:
         "local_state": "not loaded",
         "local_problem": "",
         "route": "",
+        "source": "starting",
+        "refusal": "",
         "security": "",
         "identity": None,
         "token_problem": None,
@@ -377,11 +379,16 @@ def test_results_of_frames_from_before_a_source_change_are_not_drawn() -> None:
 def test_the_view_speaks_plainly_per_mode() -> None:
     client = make_client(A)
     shown = json.loads(client.view(0.0))
-    assert shown["badge"] == {"kind": "none", "text": "Not detecting"}
+    assert shown["badge"] == {"kind": "starting", "text": "Starting…"}  # not a red "Not"
     assert shown["timings"] == []
+    client.source_update("live", "camera")
     connected(client, {A: 10.0}, A)
     shown = json.loads(client.view(600.0))
     assert shown["mode"] == "node"
+    # connected, but no box drawn yet: detection does not run yet
+    assert shown["badge"] == {"kind": "starting", "text": "Starting…"}
+    client.note_drawn(590.0, draw_ms=1.0, now_ms=600.0)
+    shown = json.loads(client.view(600.0))
     assert shown["badge"] == {"kind": "node", "text": "Detecting on server node-a"}
     assert shown["line"].startswith("— frames a second")
     assert [row["stage"] for row in shown["timings"]][:4] == [

@@ -248,7 +248,8 @@ def test_output_boxes_of_one_class_are_suppressed_and_of_two_kept() -> None:
     boxes, scores = outputs(
         (100, CAT, 0.8, CAT_BOX_INPUT),
         (101, CAT, 0.7, shifted),
-        (102, dog, 0.6, shifted),
+        (102, dog, 0.6, (150.0, 200.0, 215.0, 265.0)),
+        (103, dog, 0.5, shifted),  # the cat again, labelled dog: one object, one label
     )
 
     result = engine.on_output(frame_id, boxes, scores, inference_ms=40.0, now_ms=50.0)

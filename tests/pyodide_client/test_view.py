@@ -17,8 +17,12 @@ from pyodide_client.view import (
     badge,
     details,
     in_view,
+    refusal_text,
+    source_problem,
     status_line,
     timing_rows,
+    timings_note,
+    token_problem_text,
 )
 
 NODE = Snapshot(
@@ -45,8 +49,79 @@ def test_all_names_exported_exist() -> None:
 def test_the_badge_says_where_detection_runs_with_its_own_kind() -> None:
     assert badge(NODE) == {"kind": "node", "text": "Detecting on server gpu0"}
     assert badge(LOCAL) == {"kind": "local", "text": "Detecting in this browser"}
-    assert badge(NONE) == {"kind": "none", "text": "Not detecting"}
-    assert badge(replace(NONE, local_state="loading"))["text"] == "Starting detection…"
+    assert badge(NONE) == {"kind": "starting", "text": "Starting…"}
+    assert badge(replace(NONE, local_state="loading"))["text"] == "Starting…"
+
+
+@pytest.mark.parametrize(
+    ("source", "text"),
+    [
+        ("denied", "Not detecting: camera access denied"),
+        ("no camera", "Not detecting: no camera"),
+        ("needs https", "Not detecting: the camera needs https"),
+        ("bad file", "Not detecting: that file cannot be played"),
+        ("ended", "Not detecting: the camera stopped"),
+        ("camera failed", "Not detecting: the camera could not start"),
+    ],
+)
+def test_the_badge_never_says_detecting_without_a_picture(source: str, text: str) -> None:
+    # given a node connected and ready, but no picture (issue 18)
+    for snapshot in (NODE, LOCAL):
+        assert badge(replace(snapshot, source=source)) == {"kind": "none", "text": text}
+        assert "Detecting" not in status_line(replace(snapshot, source=source))
+
+
+def test_a_normal_start_says_starting_in_a_neutral_colour_not_red() -> None:
+    for snapshot in (
+        replace(NONE, source="starting"),
+        replace(NONE, local_state="loading"),
+        replace(NODE, frames_flow=False),  # connected, no boxes yet
+        replace(LOCAL, source="starting"),
+    ):
+        assert badge(snapshot) == {"kind": "starting", "text": "Starting…"}
+
+
+def test_not_detecting_is_said_with_its_reason_when_nothing_can_detect() -> None:
+    shown = badge(replace(NONE, local_state="failed"))
+    assert shown["kind"] == "none"
+    assert shown["text"] == "Not detecting: no server answers, and this browser cannot"
+
+
+def test_source_problems_are_said_once_plainly_and_for_kiosks_their_way() -> None:
+    bad_file = source_problem(replace(NODE, source="bad file"))
+    assert bad_file == "That file cannot be played here. Choose a video or image file."
+    assert source_problem(NODE) == ""
+    assert source_problem(replace(NODE, source="needs https")) == ""  # the security line says it
+    kiosk = source_problem(replace(NODE, source="denied", is_kiosk=True))
+    assert "kiosk" in kiosk and "retrying" in kiosk
+    assert "reload" in source_problem(replace(NODE, source="denied"))
+
+
+def test_token_problems_show_no_http_codes_and_nothing_offline() -> None:
+    assert token_problem_text(0, needs_sign_in=False) == ""
+    for status in (500, 503, 404):
+        text = token_problem_text(status, needs_sign_in=False)
+        assert str(status) not in text and "detecting in this browser" in text
+    assert "Sign in again" in token_problem_text(401, needs_sign_in=True)
+
+
+def test_refusals_say_who_refused_and_why() -> None:
+    origin = refusal_text("gpu0", "origin", origin="https://x:8443")
+    assert origin.startswith("Server gpu0 ")
+    assert "does not accept pages from https://x:8443" in origin
+    assert "EDGESIGHT_ALLOWED_ORIGINS" in origin
+    model = refusal_text("gpu1", "model", model="yolo", page_model="nanodet-g-416")
+    assert model.startswith("Server gpu1 runs another model (yolo) than this page")
+    assert "at capacity" in refusal_text("gpu2", "overloaded")
+    assert "stream token (expired)" in refusal_text("gpu3", "token", detail="expired")
+
+
+def test_the_timings_note_shows_what_was_measured_not_a_constant() -> None:
+    assert timings_note(replace(LOCAL, fps=21.4, threads=2, model="nanodet-g-416-int8")) == (
+        "This browser detects 21 frames a second here (2 threads, nanodet-g-416-int8)."
+    )
+    assert timings_note(NODE) == "Server gpu0 answers 10 frames a second to this page."
+    assert timings_note(replace(LOCAL, fps=None)) == ""
 
 
 def test_the_status_line_has_no_zeros_before_measurements() -> None:
