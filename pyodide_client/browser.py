@@ -389,8 +389,9 @@ class BrowserClient:
 
     def node_label(self, url: str) -> str:
         """The name the page knows a node by: its HELLO's, the registry's, or its URL."""
-        if url == self.link.url and self.link.name:
-            return self.link.name
+        stream = self.link.stream
+        if url == self.link.url and stream is not None and stream.hello is not None:
+            return stream.hello.node_name
         return self.router.label(url)
 
     def drop_stream(self) -> None:

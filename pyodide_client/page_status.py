@@ -81,9 +81,9 @@ def _model(page: PageFacts, mode: str) -> str:
     return page.card.name
 
 
-def _shown_url(page: PageFacts, url: str | None) -> str | None:
-    """A node URL as the page opens it: ``{hostname}`` filled in (app.js does the same)."""
-    return url.replace("{hostname}", page.origin.hostname) if url is not None else None
+def _shown_url(page: PageFacts, text: str | None) -> str | None:
+    """Node URLs as the page opens them: ``{hostname}`` filled in (app.js does the same)."""
+    return text.replace("{hostname}", page.origin.hostname) if text is not None else None
 
 
 def snapshot(page: PageFacts, now_ms: float) -> Snapshot:
@@ -96,7 +96,7 @@ def snapshot(page: PageFacts, now_ms: float) -> Snapshot:
         model=_model(page, mode),
         threads=page.local.threads,
         local_state=page.local.state.value,
-        route=page.route_note,
+        route=_shown_url(page, page.route_note) or "",
         fps=summary["fps"],
         latency_ms=summary["latency_ms"],
         round_trip_ms=summary["round_trip_ms"],

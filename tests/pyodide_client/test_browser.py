@@ -1771,3 +1771,137 @@ def test_a_degraded_node_stays_while_the_browser_never_ran() -> None:
         serve(client, actions, now, {A: 10.0})
         assert all(a["do"] != "abandon" for a in actions)
     assert client.mode == "node"
+
+
+# -- what the page shows is true (issue 18) ------------------------------------------------------
+def refusal(client: BrowserClient, now_ms: float) -> str:
+    shown: dict[str, Any] = json.loads(client.view(now_ms))
+    return str(shown["refusal"])
+
+
+def test_a_node_with_another_model_is_named_with_both_models() -> None:
+    client = make_client(A)
+    tick(client, 0.0)
+    tick(client, 500.0)
+    receive(client, A, hello(sha256=OTHER_SHA), 550.0)
+    assert refusal(client, 560.0) == (
+        f"Server {A} runs another model ({CARD.name}) than this page ({CARD.name}), so it is "
+        "not used (see EDGESIGHT_MODEL on the server)."
+    )
+
+
+def test_a_refused_token_says_which_server_refused_it_and_why() -> None:
+    client = make_client(A, token_url=TOKEN_URL)
+    tick(client, 0.0)
+    client.on_token(200, token_answer("forged"), 10.0)
+    answer_probe(client, A, 0.0, rtt_ms=10.0)
+    tick(client, 100.0)
+    receive(client, A, hello(), 120.0)
+    sent(client)
+    receive(
+        client,
+        A,
+        Error(ErrorCode.AUTH_FAILED, "token signature does not verify").serialize(),
+        130.0,
+    )
+    text = refusal(client, 140.0)
+    assert text.startswith("Server node-a refused this page's stream token")
+    assert "(token signature does not verify)" in text
+
+
+def test_an_overloaded_node_is_named_and_the_refusal_clears_on_the_next_hello() -> None:
+    client = make_client(A, B)
+    tick(client, 0.0)
+    answer_probe(client, A, 0.0, rtt_ms=10.0)
+    answer_probe(client, B, 0.0, rtt_ms=30.0)
+    tick(client, 100.0)
+    busy = Error(ErrorCode.OVERLOADED, "node node-a is at capacity (32 streams); try another")
+    receive(client, A, busy.serialize(), 150.0)
+    client.on_close(A, CLOSE_TRY_AGAIN_LATER, 151.0)
+    assert refusal(client, 160.0).startswith(f"Server {A} is at capacity")
+    assert tick(client, 200.0) == [{"do": "connect", "url": B}]
+    handshake(client, B, 220.0)
+    assert refusal(client, 230.0) == ""
+
+
+def test_a_listed_running_node_that_closes_before_its_hello_is_said_to_refuse_the_origin() -> None:
+    # given an https page, and a node the registry lists with a fresh heartbeat
+    wss = "wss://gpu0.example:8444/ws"
+    page = {"protocol": "https:", "hostname": "x", "port": "8443", "is_secure_context": True}
+    client = make_client(page=page)
+    client.update_nodes(json.dumps([{"url": wss, "name": "gpu0", "age_s": 0.5}]), 0.0)
+    tick(client, 0.0)
+    answer_probe(client, wss, 0.0, rtt_ms=10.0)
+    assert tick(client, 600.0) == [{"do": "connect", "url": wss}]
+    # when its socket fails before any HELLO (a browser hides the handshake's 403)
+    client.on_close(wss, 1006, 620.0)
+    # then the page says who and the likely why, and where to fix it
+    assert refusal(client, 630.0) == (
+        "Server gpu0 did not let this page connect, although the web app lists it as "
+        "running: it most likely does not accept pages from https://x:8443 (see "
+        "EDGESIGHT_ALLOWED_ORIGINS on the server)."
+    )
+
+
+def test_a_static_node_that_cannot_be_reached_is_not_called_a_refusal() -> None:
+    client = make_client(A)
+    tick(client, 0.0)
+    answer_probe(client, A, 0.0, rtt_ms=10.0)
+    tick(client, 600.0)
+    client.on_close(A, 1006, 620.0)
+    assert refusal(client, 630.0) == ""
+
+
+def test_details_fill_the_hostname_and_name_the_model_running_in_the_browser() -> None:
+    page = {"protocol": "https:", "hostname": "box.lan", "port": "8443"}
+    local = {"name": "nanodet-g-416-int8", "sha256": OTHER_SHA, "variant_of": CARD.sha256}
+    client = make_client("wss://{hostname}:28444/ws", page=page, model={"local": local})
+    tick(client, 0.0)
+    tick(client, 600.0)
+    details = json.loads(client.view(600.0))["details"]
+    assert "Connecting to: wss://box.lan:28444/ws" in details
+    assert not any("{hostname}" in line for line in details)
+    make_local_ready(client)
+    client.on_close("wss://{hostname}:28444/ws", 1006, 700.0)
+    shown = json.loads(client.view(800.0))
+    assert shown["mode"] == "local"
+    assert "Model: nanodet-g-416-int8" in shown["details"]
+
+
+def test_the_source_decides_whether_the_badge_may_say_detecting() -> None:
+    client = make_client(A)
+    connected(client, {A: 10.0}, A)
+    client.source_update("live", "camera")
+    client.note_drawn(150.0, draw_ms=1.0, now_ms=160.0)
+    assert json.loads(client.view(160.0))["badge"]["text"] == "Detecting on server node-a"
+    client.source_update("failed", "camera", "NotAllowedError")
+    shown = json.loads(client.view(170.0))
+    assert shown["badge"] == {"kind": "none", "text": "Not detecting: camera access denied"}
+    assert shown["source_problem"].startswith("Camera access was denied.")
+    client.source_update("failed", "file", "EncodingError")
+    assert json.loads(client.view(180.0))["source_problem"] == (
+        "That file cannot be played here. Choose a video or image file."
+    )
+    with pytest.raises(ValueError, match="expected camera, file or url"):
+        client.source_update("live", "microphone")
+
+
+def test_an_insecure_page_without_a_camera_needs_https() -> None:
+    page = {"protocol": "http:", "hostname": "box.lan", "port": "8000", "is_secure_context": False}
+    client = make_client(A, page=page)
+    client.source_update("failed", "camera", "SecurityError")
+    shown = json.loads(client.view(0.0))
+    assert shown["badge"] == {"kind": "none", "text": "Not detecting: the camera needs https"}
+    assert shown["source_problem"] == ""  # the security line says what to do, once
+    assert "needs https" in shown["security"]
+
+
+def test_an_offline_token_failure_shows_nothing_and_no_status_code() -> None:
+    client = make_client(A, token_url=TOKEN_URL)
+    tick(client, 0.0)
+    [event] = json.loads(client.on_token(0, "", 10.0))
+    assert event["type"] == "token_problem"
+    assert event["text"] == ""
+    tick(client, 10_000.0)
+    [event] = json.loads(client.on_token(503, "", 10_010.0))
+    assert "503" not in event["text"]

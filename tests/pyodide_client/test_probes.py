@@ -49,3 +49,20 @@ def test_garbage_and_a_closed_socket_are_failures() -> None:
     assert routes.probes_due(20.0) == []
     probes.on_failed(routes, A, 30.0)  # idempotent for the router: still backing off
     assert routes.probes_due(40.0) == []
+
+
+def test_a_node_with_another_model_is_refused_at_the_probe_and_backs_off_slowly() -> None:
+    # given a page expecting one model and a node whose HELLO announces another (issue 18)
+    probes, routes = Probes(expected_sha256="cd" * 32), router()
+    # when its probe gets the HELLO, then no PING is sent: it is refused, not measured
+    assert probes.on_message(routes, A, HELLO.serialize(), 10.0) == b""
+    refused_ms = routes.settings.backoff_refused_initial_ms
+    assert routes.probes_due(10.0 + refused_ms - 1) == []
+    assert routes.probes_due(10.0 + refused_ms) == [A]
+
+
+def test_garbage_backs_off_on_its_own_slower_schedule() -> None:
+    probes, routes = Probes(), router()
+    assert probes.on_message(routes, A, b"nonsense", 10.0) == b""
+    assert routes.probes_due(10.0 + routes.settings.backoff_max_ms) == []  # not the fast one
+    assert routes.probes_due(10.0 + routes.settings.backoff_refused_initial_ms) == [A]

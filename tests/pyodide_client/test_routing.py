@@ -12,6 +12,7 @@ import pytest
 import pyodide_client.routing as routing
 from pyodide_client.routing import (
     Connect,
+    Failure,
     Fallback,
     NodeInfo,
     Router,
@@ -1037,3 +1038,79 @@ def test_a_local_time_must_be_a_finite_number() -> None:
     router = make_router([A])
     with pytest.raises(ValueError, match="local frame_ms"):
         router.record_local(math.nan, 0.0)
+
+
+# -- bad registry entries back off per node and per kind of failure (issue 18) ------------------
+def probe_forever(
+    router: Router, url: str, until_ms: float, kind: Failure, step_ms: float = 100.0, **listing: Any
+) -> list[float]:
+    """Drive the router on a fake clock as a page does: whenever ``url`` is due, probe it,
+    and it fails; with ``listing``, the registry relists it every 2 s (it heartbeats)."""
+    probed: list[float] = []
+    now_ms = 0.0
+    while now_ms < until_ms:
+        if listing and now_ms % 2000.0 == 0.0:
+            router.update_candidates([NodeInfo(url, **listing)], now_ms)
+        if url in router.probes_due(now_ms):
+            probed.append(now_ms)
+            router.record_failure(url, now_ms, kind=kind)
+        now_ms += step_ms
+    return probed
+
+
+@pytest.mark.parametrize("kind", list(Failure))
+def test_a_node_that_keeps_failing_is_probed_ever_more_rarely_up_to_minutes(
+    kind: Failure,
+) -> None:
+    router = make_router([A])
+    hour_ms = 3_600_000.0
+    probed = probe_forever(router, A, hour_ms, kind)
+    # was: every 1.5 s, forever (2400 an hour); now ~40 in the fast first minute, then rarer
+    assert len(probed) <= 60, f"{kind}: {len(probed)} probes in an hour"  # ~40 in the first minute
+    gaps = [b - a for a, b in itertools.pairwise(probed)]
+    assert gaps[-1] >= SETTINGS.backoff_slow_max_ms - 100.0  # minutes between the last ones
+
+
+def test_a_never_answering_node_that_heartbeats_is_not_probed_at_every_heartbeat() -> None:
+    # given a listed node that heartbeats every 2 s but never answers this page
+    router = make_router([A])
+    probed = probe_forever(router, A, 600_000.0, Failure.UNREACHABLE, age_s=0.1)
+    # then after the fast window its heartbeats no longer buy it probes
+    late = [t for t in probed if t > SETTINGS.fast_retry_window_ms + 10_000.0]
+    assert len(late) <= 6, late
+
+
+def test_a_restarted_node_is_still_retried_within_two_seconds_at_first() -> None:
+    router = make_router([A])
+    probed = probe_forever(router, A, 20_000.0, Failure.UNREACHABLE)
+    gaps = [b - a for a, b in itertools.pairwise(probed)]
+    assert max(gaps) <= SETTINGS.backoff_max_ms + 100.0
+
+
+def test_each_kind_of_failure_has_its_own_backoff() -> None:
+    router = make_router([A])
+    for t in (0.0, 5000.0, 15_000.0):  # three refusals: 5 s, 10 s, then 20 s
+        router.record_failure(A, t, kind=Failure.REFUSED)
+    assert router.probes_due(15_000.0 + 19_999.0) == []
+    assert router.probes_due(35_000.0) == [A]
+    router.record_failure(A, 35_000.0)  # now unreachable: its own schedule starts afresh
+    assert router.probes_due(35_500.0) == [A]
+
+
+def test_a_refused_node_is_probed_at_once_when_the_registry_lists_another_model() -> None:
+    router = make_router([NodeInfo(A, model_sha256="aa" * 32, age_s=0.1)])
+    router.record_failure(A, 1000.0, kind=Failure.REFUSED)
+    router.update_candidates([NodeInfo(A, model_sha256="aa" * 32, age_s=0.1)], 2000.0)
+    assert router.probes_due(2000.0) == []  # a newer heartbeat of the same refusing node
+    router.update_candidates([NodeInfo(A, model_sha256="bb" * 32, age_s=0.1)], 4000.0)
+    assert router.probes_due(4000.0) == [A]  # redeployed with another model: try it now
+
+
+def test_an_answered_probe_does_not_lift_a_refusal_only_results_do() -> None:
+    router = make_router([A])
+    router.record_failure(A, 0.0, kind=Failure.REFUSED)
+    router.record_rtt(A, 5.0, 5000.0)  # it answers pings; it may still refuse the stream
+    connect_to(router, A, 5000.0)
+    router.record_failure(A, 5100.0, kind=Failure.REFUSED)  # refused again: 10 s now
+    assert router.probes_due(5100.0 + 9999.0) == []
+    assert router.probes_due(15_100.0) == [A]

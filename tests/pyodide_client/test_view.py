@@ -93,7 +93,8 @@ def test_source_problems_are_said_once_plainly_and_for_kiosks_their_way() -> Non
     assert source_problem(NODE) == ""
     assert source_problem(replace(NODE, source="needs https")) == ""  # the security line says it
     kiosk = source_problem(replace(NODE, source="denied", is_kiosk=True))
-    assert "kiosk" in kiosk and "retrying" in kiosk
+    assert "kiosk" in kiosk
+    assert "retrying" in kiosk
     assert "reload" in source_problem(replace(NODE, source="denied"))
 
 
@@ -101,7 +102,8 @@ def test_token_problems_show_no_http_codes_and_nothing_offline() -> None:
     assert token_problem_text(0, needs_sign_in=False) == ""
     for status in (500, 503, 404):
         text = token_problem_text(status, needs_sign_in=False)
-        assert str(status) not in text and "detecting in this browser" in text
+        assert str(status) not in text
+        assert "detecting in this browser" in text
     assert "Sign in again" in token_problem_text(401, needs_sign_in=True)
 
 
