@@ -197,6 +197,7 @@ class BrowserClient:
                 return self._on_probe_message(url, data, now_ms)
             case ProbeFailed(url):
                 self.probes.on_failed(self.router, url, now_ms)
+                self._note_unreachable(url)
                 return []
             case FrameGrabbed():
                 return [{"do": "frame", "to": self.next_action(now_ms)}]
@@ -419,12 +420,20 @@ class BrowserClient:
         if url != self.node_url:
             return []  # a socket the page already left (a switch, a stall)
         overloaded = code == CLOSE_TRY_AGAIN_LATER
-        if not self.is_node_ready() and not overloaded and self.router.is_heartbeating(url):
-            # Closed before any HELLO while its heartbeats say it runs: a browser hides a
-            # handshake's 403, and a refused origin is by far the likeliest cause.
-            self.refusal = refusal_text(self.node_label(url), "origin", origin=self.origin.origin)
+        if not self.is_node_ready() and not overloaded:
+            self._note_unreachable(url)
         self.lose_node(now_ms, overloaded=overloaded)
         return []
+
+    def _note_unreachable(self, url: str) -> None:
+        """A socket to ``url`` failed before any HELLO. While its heartbeats say it runs,
+        and the page has no node, say so: a browser hides a handshake's 403, and a refused
+        origin is the likeliest cause (issue 18)."""
+        if self.is_node_ready() or not self.router.is_heartbeating(url):
+            return
+        self.refusal = refusal_text(
+            self.node_label(url), "origin", origin=self.origin.origin, url=url
+        )
 
     def is_node_ready(self) -> bool:
         return self.link.is_ready
@@ -457,6 +466,12 @@ class BrowserClient:
 
     def _on_probe_message(self, url: str, data: Buffer, now_ms: float) -> list[dict[str, Any]]:
         reply = self.probes.on_message(self.router, url, as_bytes(data), now_ms)
+        refused, self.probes.refusal = self.probes.refusal, None
+        if refused is not None and not self.is_node_ready():  # say it while it matters
+            _, why, model = refused
+            self.refusal = refusal_text(
+                self.node_label(url), why, model=model, page_model=self.card.name
+            )
         if reply:
             return [{"do": "probe_send", "url": url, "data": reply}]
         return [{"do": "probe_close", "url": url}]

@@ -24,6 +24,9 @@ class Probes:
         self._nonces: dict[str, int] = {}  # url -> nonce of the ping sent to it
         self._next_nonce = 0
         self._expected_sha256 = expected_sha256  # "": any model
+        # The last refusal a probe learned, for the page to show (issue 18): (url, why,
+        # the model the node serves); why is "model" or "overloaded".
+        self.refusal: tuple[str, str, str] | None = None
 
     def on_message(
         self, router: Router, url: str, data: bytes | bytearray | memoryview, now_ms: float
@@ -37,6 +40,7 @@ class Probes:
         if isinstance(message, Hello) and self._expected_sha256 not in ("", message.model_sha256):
             self._nonces.pop(url, None)
             router.record_failure(url, now_ms, kind=Failure.REFUSED)  # another model
+            self.refusal = (url, "model", message.model_name)
             return b""
         if isinstance(message, Hello):
             self._next_nonce += 1
@@ -50,6 +54,8 @@ class Probes:
         self._nonces.pop(url, None)
         kind = Failure.REFUSED if isinstance(message, Error) else Failure.BROKEN
         router.record_failure(url, now_ms, overloaded=overloaded, kind=kind)
+        if overloaded:
+            self.refusal = (url, "overloaded", "")
         return b""
 
     def on_failed(self, router: Router, url: str, now_ms: float) -> None:

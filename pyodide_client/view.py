@@ -162,7 +162,7 @@ def refusal_text(node: str, why: str, **facts: str) -> str:
 REFUSALS = {
     "origin": "did not let this page connect, although the web app lists it as running: "
     "it most likely does not accept pages from {origin} (see EDGESIGHT_ALLOWED_ORIGINS on "
-    "the server).",
+    "the server), or this browser cannot reach {url}.",
     "overloaded": "is at capacity and refused this page; trying another server, "
     "detecting in this browser meanwhile.",
     "model": "runs another model ({model}) than this page ({page_model}), so it is not used "

@@ -1839,8 +1839,25 @@ def test_a_listed_running_node_that_closes_before_its_hello_is_said_to_refuse_th
     assert refusal(client, 630.0) == (
         "Server gpu0 did not let this page connect, although the web app lists it as "
         "running: it most likely does not accept pages from https://x:8443 (see "
-        "EDGESIGHT_ALLOWED_ORIGINS on the server)."
+        "EDGESIGHT_ALLOWED_ORIGINS on the server), or this browser cannot reach "
+        "wss://gpu0.example:8444/ws."
     )
+
+
+def test_a_listed_running_node_whose_probes_fail_is_said_to_refuse_the_origin() -> None:
+    wss = "wss://gpu0.example:8444/ws"
+    page = {"protocol": "https:", "hostname": "x", "port": "8443", "is_secure_context": True}
+    client = make_client(page=page)
+    client.update_nodes(json.dumps([{"url": wss, "name": "gpu0", "age_s": 0.5}]), 0.0)
+    assert {"do": "probe", "url": wss} in tick(client, 0.0)
+    client.on_probe_failed(wss, 50.0)
+    assert refusal(client, 60.0).startswith("Server gpu0 did not let this page connect")
+    # a node that stopped heartbeating is not running: nothing to say about refusals
+    client = make_client(page=page)
+    client.update_nodes(json.dumps([{"url": wss, "name": "gpu0", "age_s": 30.0}]), 0.0)
+    tick(client, 0.0)
+    client.on_probe_failed(wss, 50.0)
+    assert refusal(client, 60.0) == ""
 
 
 def test_a_static_node_that_cannot_be_reached_is_not_called_a_refusal() -> None:
@@ -1905,3 +1922,11 @@ def test_an_offline_token_failure_shows_nothing_and_no_status_code() -> None:
     tick(client, 10_000.0)
     [event] = json.loads(client.on_token(503, "", 10_010.0))
     assert "503" not in event["text"]
+
+
+def test_a_probe_that_meets_another_model_names_the_server_and_both_models() -> None:
+    client = make_client(A)
+    assert {"do": "probe", "url": A} in tick(client, 0.0)
+    assert client.on_probe_message(A, hello(sha256=OTHER_SHA), 20.0) == b""  # no PING
+    assert refusal(client, 30.0).startswith(f"Server {A} runs another model ({CARD.name})")
+    assert {"do": "connect", "url": A} not in tick(client, 600.0)

@@ -108,7 +108,7 @@ def test_token_problems_show_no_http_codes_and_nothing_offline() -> None:
 
 
 def test_refusals_say_who_refused_and_why() -> None:
-    origin = refusal_text("gpu0", "origin", origin="https://x:8443")
+    origin = refusal_text("gpu0", "origin", origin="https://x:8443", url="wss://g:1/ws")
     assert origin.startswith("Server gpu0 ")
     assert "does not accept pages from https://x:8443" in origin
     assert "EDGESIGHT_ALLOWED_ORIGINS" in origin
