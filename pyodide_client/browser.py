@@ -468,9 +468,9 @@ class BrowserClient:
         reply = self.probes.on_message(self.router, url, as_bytes(data), now_ms)
         refused, self.probes.refusal = self.probes.refusal, None
         if refused is not None and not self.is_node_ready():  # say it while it matters
-            _, why, model = refused
+            why, name, model = refused
             self.refusal = refusal_text(
-                self.node_label(url), why, model=model, page_model=self.card.name
+                name or self.node_label(url), why, model=model, page_model=self.card.name
             )
         if reply:
             return [{"do": "probe_send", "url": url, "data": reply}]

@@ -24,8 +24,9 @@ class Probes:
         self._nonces: dict[str, int] = {}  # url -> nonce of the ping sent to it
         self._next_nonce = 0
         self._expected_sha256 = expected_sha256  # "": any model
-        # The last refusal a probe learned, for the page to show (issue 18): (url, why,
-        # the model the node serves); why is "model" or "overloaded".
+        # The last refusal a probe learned, for the page to show (issue 18): (why, the
+        # node's name from its HELLO or "", the model it serves); why is "model" or
+        # "overloaded".
         self.refusal: tuple[str, str, str] | None = None
 
     def on_message(
@@ -40,7 +41,7 @@ class Probes:
         if isinstance(message, Hello) and self._expected_sha256 not in ("", message.model_sha256):
             self._nonces.pop(url, None)
             router.record_failure(url, now_ms, kind=Failure.REFUSED)  # another model
-            self.refusal = (url, "model", message.model_name)
+            self.refusal = ("model", message.node_name, message.model_name)
             return b""
         if isinstance(message, Hello):
             self._next_nonce += 1
@@ -55,7 +56,7 @@ class Probes:
         kind = Failure.REFUSED if isinstance(message, Error) else Failure.BROKEN
         router.record_failure(url, now_ms, overloaded=overloaded, kind=kind)
         if overloaded:
-            self.refusal = (url, "overloaded", "")
+            self.refusal = ("overloaded", "", "")
         return b""
 
     def on_failed(self, router: Router, url: str, now_ms: float) -> None:

@@ -1928,5 +1928,5 @@ def test_a_probe_that_meets_another_model_names_the_server_and_both_models() -> 
     client = make_client(A)
     assert {"do": "probe", "url": A} in tick(client, 0.0)
     assert client.on_probe_message(A, hello(sha256=OTHER_SHA), 20.0) == b""  # no PING
-    assert refusal(client, 30.0).startswith(f"Server {A} runs another model ({CARD.name})")
+    assert refusal(client, 30.0).startswith(f"Server node-a runs another model ({CARD.name})")
     assert {"do": "connect", "url": A} not in tick(client, 600.0)
