@@ -29,6 +29,13 @@ from tests.parity import (
 
 Detect = Callable[[npt.NDArray[np.uint8]], list[Detection]]
 
+# Parity asks whether compression loses a detection, not which of two near-tied labels of
+# one object the page shows: so no cross-class suppression here (issue 18 added it for
+# what is shown). With it, chelsea framed as a webcam shows "dog 0.42" on the WebP frame
+# where the raw frame shows "cat 0.59": the WebP frame scores cat 0.40 and dog 0.42 on the
+# same box, and before issue 18 the page drew both labels.
+PARITY_POSTPROCESS = PostprocessSettings(cross_class_iou_threshold=1.0)
+
 
 @pytest.fixture(scope="module")
 def detect() -> Detect:
@@ -41,7 +48,7 @@ def detect() -> Detect:
             memoryview(boxes[0]).cast("B"),
             memoryview(scores[0]).cast("B"),
             classes,
-            PostprocessSettings(),
+            PARITY_POSTPROCESS,
         )
 
     return run
