@@ -55,6 +55,9 @@ def source_state(event: str, kind: str, error_name: str, *, is_secure_context: b
     return _CAMERA_ERRORS.get(error_name, SourceState.CAMERA_FAILED)
 
 
+_UNDECIDED = (SourceState.STARTING, SourceState.LIVE)
+
+
 @dataclass
 class PageSource:
     """The page's frame source as it last reported."""
@@ -66,5 +69,7 @@ class PageSource:
     def update(self, event: str, kind: str, error_name: str) -> None:
         if kind not in ("camera", "file", "url"):
             raise ValueError(f"source kind: expected camera, file or url, got {kind!r}")
+        if event == "starting" and kind == self.kind and self.state not in _UNDECIDED:
+            return  # a retry of a failed camera says nothing new: no flicker every few s
         self.state = source_state(event, kind, error_name, is_secure_context=self.is_secure_context)
         self.kind = kind

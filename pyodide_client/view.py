@@ -192,7 +192,7 @@ def status_line(s: Snapshot) -> str:
     if SourceState(s.source) in _NOT_DETECTING:
         return "Detection starts when there is a picture: see the message below."
     if SourceState(s.source) is SourceState.STARTING:
-        return "Starting the camera…"
+        return "Waiting for the first picture…"
     if s.mode == "none":
         if s.local_state == "loading":
             return "Looking for a detection server; getting this browser ready meanwhile…"
