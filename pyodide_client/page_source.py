@@ -65,11 +65,23 @@ class PageSource:
     is_secure_context: bool = True
     state: SourceState = SourceState.STARTING
     kind: str = "camera"
+    # Why the camera is not used while a kiosk loops its configured source instead; None
+    # when it is, or when nothing stands in for it.
+    camera_failure: SourceState | None = None
 
     def update(self, event: str, kind: str, error_name: str) -> None:
         if kind not in ("camera", "file", "url"):
             raise ValueError(f"source kind: expected camera, file or url, got {kind!r}")
         if event == "starting" and kind == self.kind and self.state not in _UNDECIDED:
             return  # a retry of a failed camera says nothing new: no flicker every few s
-        self.state = source_state(event, kind, error_name, is_secure_context=self.is_secure_context)
-        self.kind = kind
+        state = source_state(event, kind, error_name, is_secure_context=self.is_secure_context)
+        if kind == "url" and state is SourceState.LIVE and self.kind == "camera":
+            self.camera_failure = None if self.state in _UNDECIDED else self.state
+        elif kind == "camera" and self.kind == "url" and self.state is SourceState.LIVE:
+            if state is not SourceState.LIVE:
+                self.camera_failure = state  # still failing: the loop plays on
+                return
+            self.camera_failure = None
+        elif kind != "url":
+            self.camera_failure = None
+        self.state, self.kind = state, kind

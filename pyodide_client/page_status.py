@@ -105,6 +105,7 @@ def snapshot(page: PageFacts, now_ms: float) -> Snapshot:
         frames_flow=page.dashboard.is_drawing(now_ms),
         is_kiosk=page.is_kiosk,
         refusal=page.refusal,
+        camera_failure=page.source.camera_failure.value if page.source.camera_failure else "",
     )
 
 

@@ -91,6 +91,7 @@ class Snapshot:
     frames_flow: bool = True  # boxes were drawn in the last seconds
     is_kiosk: bool = False
     refusal: str = ""  # the last node refusal, until a node accepts the page
+    camera_failure: str = ""  # why a kiosk loops its configured source instead of the camera
 
 
 def _number(value: float | None, digits: int = 0) -> str:
@@ -147,6 +148,10 @@ def badge(s: Snapshot) -> dict[str, str]:
 def source_problem(s: Snapshot) -> str:
     """What is wrong with the picture source, and what to do, for the message area; ''
     while it works."""
+    if s.camera_failure:  # a kiosk's loop plays: say why not the camera, and that it retries
+        failure = SourceState(s.camera_failure)
+        text = _KIOSK_SOURCE_PROBLEMS.get(failure) or _SOURCE_PROBLEMS.get(failure, "")
+        return f"{text} Showing the configured loop meanwhile.".strip()
     source = SourceState(s.source)
     if s.is_kiosk and source in _KIOSK_SOURCE_PROBLEMS:
         return _KIOSK_SOURCE_PROBLEMS[source]

@@ -56,3 +56,19 @@ def test_unknown_events_and_kinds_are_refused_with_what_was_expected() -> None:
         PageSource().update("gone", "camera", "")
     with pytest.raises(ValueError, match="expected camera, file or url, got 'screen'"):
         PageSource().update("live", "screen", "")
+
+
+def test_a_kiosk_loop_standing_in_for_the_camera_keeps_the_camera_s_failure() -> None:
+    # given a kiosk whose camera is denied, looping its configured source instead
+    source = PageSource()
+    source.update("failed", "camera", "NotAllowedError")
+    source.update("live", "url", "")
+    assert source.state is SourceState.LIVE  # frames flow: detection runs on the loop
+    assert source.camera_failure is SourceState.DENIED
+    # when the camera is retried and fails again, the loop plays on
+    source.update("failed", "camera", "NotFoundError")
+    assert (source.state, source.kind) == (SourceState.LIVE, "url")
+    assert source.camera_failure is SourceState.NO_CAMERA
+    # when the camera works, the failure is gone
+    source.update("live", "camera", "")
+    assert (source.state, source.camera_failure) == (SourceState.LIVE, None)

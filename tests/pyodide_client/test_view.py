@@ -208,3 +208,11 @@ def test_details_say_how_many_frames_may_be_in_flight() -> None:
     wire = {"encoding": "jpeg", "frame_bytes": 14200, "mbit_s": 3.42, "note": "", "in_flight": 3}
     shown = "Frames sent as jpeg: 14.2 KB each, 3.4 Mbit/s, up to 3 in flight"
     assert shown in details(replace(NODE, wire=wire))
+
+
+def test_a_kiosk_loop_says_why_not_the_camera_and_that_it_retries() -> None:
+    shown = replace(NODE, is_kiosk=True, camera_failure="denied")
+    assert badge(shown) == {"kind": "node", "text": "Detecting on server gpu0"}
+    text = source_problem(shown)
+    assert "retrying" in text
+    assert text.endswith("Showing the configured loop meanwhile.")
