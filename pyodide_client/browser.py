@@ -68,7 +68,7 @@ from .page_events import (
 )
 from .page_origin import PageOrigin
 from .page_source import PageSource
-from .page_status import report_json, stats_json, status_json, view_json
+from .page_status import api_state_json, report_json, stats_json, status_json, view_json
 from .probes import Probes
 from .protocol import CLOSE_TRY_AGAIN_LATER, FrameEncoding
 from .routing import Connect, Failure, Fallback, NodeInfo, Router, Switch, usable_nodes
@@ -644,6 +644,10 @@ class BrowserClient:
     def view(self, now_ms: float) -> str:
         """Everything the page shows in words, as JSON (``page_status.view_json``)."""
         return view_json(self, now_ms)
+
+    def api_state(self, now_ms: float) -> str:
+        """The public page API's state snapshot, as JSON (docs/page-api.md)."""
+        return api_state_json(self, now_ms)
 
     def status(self, now_ms: float) -> str:
         """The raw facts behind ``view`` (tests and benchmarks read them)."""

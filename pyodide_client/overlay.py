@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from .page_api import public_detections
 from .postprocess import FrameBox
 from .view import in_view
 
@@ -36,12 +37,15 @@ class Overlay:
         frame_id: int,
         boxes: tuple[FrameBox, ...],
         capture_ms: float,
+        server: str | None = None,
         **timings: float | str,
     ) -> dict[str, Any] | None:
-        """The page's "detections" event for a result, or None when it is not drawn."""
+        """The page's "detections" event for a result, or None when it is not drawn; its
+        ``api`` entry is the public shape (page_api.public_detections) JS hands out."""
         if capture_ms < max(self.newest_drawn_capture_ms, self.source_since_ms):
             return None
         self.newest_drawn_capture_ms = capture_ms
+        drawn = [asdict(box) for box in boxes]
         return {
             "type": "detections",
             "source": source,
@@ -49,6 +53,7 @@ class Overlay:
             "in_view": in_view(boxes),
             "frame_id": frame_id,
             "capture_ms": capture_ms,
-            "boxes": [asdict(box) for box in boxes],
+            "boxes": drawn,
+            "api": public_detections(source, server, frame_id, capture_ms, drawn),
             **timings,
         }

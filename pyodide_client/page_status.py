@@ -15,6 +15,7 @@ from .local import LocalEngine
 from .local_path import LocalPath
 from .model_card import ModelCard
 from .node_link import NodeLink
+from .page_api import page_state
 from .page_origin import PageOrigin
 from .page_source import PageSource
 from .token_refresh import TokenKeeper
@@ -28,7 +29,15 @@ from .view import (
     timings_note,
 )
 
-__all__ = ["PageFacts", "report_json", "stats_json", "status_json", "view_json", "wire"]
+__all__ = [
+    "PageFacts",
+    "api_state_json",
+    "report_json",
+    "stats_json",
+    "status_json",
+    "view_json",
+    "wire",
+]
 
 
 class PageFacts(Protocol):
@@ -107,6 +116,11 @@ def snapshot(page: PageFacts, now_ms: float) -> Snapshot:
         refusal=page.refusal,
         camera_failure=page.source.camera_failure.value if page.source.camera_failure else "",
     )
+
+
+def api_state_json(page: PageFacts, now_ms: float) -> str:
+    """The page API's state snapshot (``page_api.page_state``, docs/page-api.md)."""
+    return json.dumps(page_state(snapshot(page, now_ms)))
 
 
 def view_json(page: PageFacts, now_ms: float) -> str:

@@ -10,6 +10,7 @@ import { NodeLink, probe } from "./node-link.js";
 import { LocalEngine } from "./local-engine.js";
 import { StatusView } from "./status-view.js";
 import { FrameEncoder, supportedEncoders } from "./encoder.js";
+import { PageApi } from "./page-api.js";
 
 const config = JSON.parse(document.getElementById("edgesight-config").textContent);
 const $ = (id) => document.getElementById(id);
@@ -52,7 +53,9 @@ async function main() {
   });
   const source = new FrameSource($("video"), $("still"));
   const readies = []; // when each node connection became ready
-  window.edgesight = { pyodide: python.pyodide, client, config, timings, lastBoxes, overlay, readies, paused: false };
+  const api = new PageApi(client); // the documented API (docs/page-api.md); the rest is internal
+  window.edgesight = { api, pyodide: python.pyodide, client, config, timings, lastBoxes, overlay, readies, paused: false };
+  window.dispatchEvent(new CustomEvent("edgesight:ready", { detail: { version: api.version } }));
   let haveNewFrame = false;
 
   function draw(event) {
@@ -60,6 +63,7 @@ async function main() {
     const sent = pending.get(event.capture_ms) || {};
     overlay.draw(event.boxes, sent.frame || { width: source.width, height: source.height }, event.in_view, event.expires_ms);
     lastBoxes[event.source] = event.boxes;
+    api.published(event.api);
     const drawnMs = performance.now();
     client.note_drawn(event.capture_ms, drawnMs - resultMs, drawnMs);
     if (config.trace) { // a sampled frame's own stages, for its trace (issue 12)

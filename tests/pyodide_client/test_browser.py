@@ -349,6 +349,14 @@ def test_a_result_is_drawn_in_frame_pixels_with_labels_and_timings() -> None:
             "boxes": [
                 {"label": "cat", "class_id": CAT, "score": 0.875, **CAT_FRAME},
             ],
+            "api": {  # the public shape (docs/page-api.md), named by the node's HELLO
+                "version": 1,
+                "where": "server",
+                "server": "node-a",
+                "frame_id": frame_id,
+                "capture_ms": 1000.0,
+                "objects": [{"label": "cat", "score": 0.875, "box": [10.0, 10.0, 20.0, 20.0]}],
+            },
             "round_trip_ms": 40.0,
             "queue_ms": 2.0,
             "inference_ms": 8.0,
@@ -1240,6 +1248,9 @@ def test_local_output_is_drawn_in_frame_pixels() -> None:
     (event,) = events
     (box,) = event.pop("boxes")
     assert [group["text"] for group in event.pop("in_view")] == ["cat"]
+    public = event.pop("api")
+    assert (public["where"], public["server"], public["frame_id"]) == ("browser", None, frame_id)
+    assert [o["label"] for o in public["objects"]] == ["cat"]
     assert event == {
         "type": "detections",
         "source": "local",
