@@ -38,11 +38,14 @@ __all__ = [
     "SERVER_DAYS",
     "CertsError",
     "Issued",
+    "IssuedForWebTransport",
     "default_directory",
     "issue",
+    "issue_webtransport",
     "spki_sha256",
     "split_hosts",
     "trust_instructions",
+    "webtransport_instructions",
 ]
 
 CA_DAYS = 3650
@@ -269,6 +272,55 @@ def issue(directory: Path, hosts: Iterable[str], name: str = "server") -> Issued
     return Issued(
         directory, ca_cert_path, ca_key_path, cert_path, key_path, names, addresses, is_new_ca
     )
+
+
+@dataclass(frozen=True)
+class IssuedForWebTransport:
+    cert: Path
+    key: Path
+    sha256_hex: str  # what a page pins: serverCertificateHashes
+    days: float
+
+
+def issue_webtransport(
+    directory: Path, hosts: Iterable[str], name: str = "webtransport", days: float = 10.0
+) -> IssuedForWebTransport:
+    """A self-signed ECDSA P-256 certificate valid ``days`` (at most 14: browsers pin such
+    a certificate by its SHA-256 with serverCertificateHashes, issue 16), for a node's
+    WebTransport endpoint (EDGESIGHT_WT_CERT / EDGESIGHT_WT_KEY). No CA is involved."""
+    from gpu_backend.quic_cert import make_hashed_certificate
+
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise CertsError(f"expected a file name of letters, digits, '-' or '_', got {name!r}")
+    if not 0 < days < 14:
+        raise CertsError(
+            f"expected --days above 0 and under 14 (browsers pin certificates valid at most "
+            f"14 days), got {days:g}"
+        )
+    names, addresses = split_hosts(hosts)
+    hashed = make_hashed_certificate([*names, *(str(a) for a in addresses)], days * 86400.0)
+    _private_dir(directory)
+    cert_pem, key_pem = hashed.pem()
+    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}-key.pem"
+    _write(key_path, key_pem, 0o600)
+    _write(cert_path, cert_pem, 0o644)
+    return IssuedForWebTransport(cert_path, key_path, hashed.sha256_hex, days)
+
+
+def webtransport_instructions(issued: IssuedForWebTransport) -> str:
+    return f"""\
+edgesight certs --webtransport: a self-signed ECDSA P-256 certificate valid {issued.days:g} days
+  certificate   {issued.cert}
+  key           {issued.key}
+  sha-256       {issued.sha256_hex}
+
+Serve WebTransport with it (the node announces the hash to pages, which pin it):
+
+   EDGESIGHT_WT_CERT={issued.cert} EDGESIGHT_WT_KEY={issued.key} edgesight node ...
+
+Make a new one before it expires (the node picks it up when restarted). A node given no
+certificate for WebTransport makes its own in memory and renews it by itself.
+"""
 
 
 def spki_sha256(cert_pem: bytes) -> str:

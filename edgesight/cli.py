@@ -161,8 +161,21 @@ def _add_certs_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     command.add_argument(
         "--name",
         dest="cert_name",
-        default="server",
-        help="file name of the server certificate: NAME.pem, NAME-key.pem (default server)",
+        default=None,
+        help="file name of the server certificate: NAME.pem, NAME-key.pem (default server, "
+        "or webtransport with --webtransport)",
+    )
+    command.add_argument(
+        "--webtransport",
+        action="store_true",
+        help="instead: a self-signed ECDSA P-256 certificate valid under 14 days that "
+        "browsers pin by its SHA-256 for WebTransport (EDGESIGHT_WT_CERT/EDGESIGHT_WT_KEY)",
+    )
+    command.add_argument(
+        "--days",
+        type=float,
+        default=10.0,
+        help="validity of the --webtransport certificate, under 14 (default 10)",
     )
 
 
@@ -337,8 +350,13 @@ def _tls(
 
 
 def _certs(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    directory = args.certs_dir or certs.default_directory(dict(environ))
-    issued = certs.issue(directory.expanduser(), args.hosts, name=args.cert_name)
+    directory = (args.certs_dir or certs.default_directory(dict(environ))).expanduser()
+    if args.webtransport:
+        name = args.cert_name or "webtransport"
+        pinned = certs.issue_webtransport(directory, args.hosts, name=name, days=args.days)
+        sys.stdout.write(certs.webtransport_instructions(pinned))
+        return 0
+    issued = certs.issue(directory, args.hosts, name=args.cert_name or "server")
     sys.stdout.write(certs.trust_instructions(issued))
     return 0
 

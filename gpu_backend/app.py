@@ -26,6 +26,7 @@ from .node import Node
 from .origins import is_loopback_host
 from .settings import LOOPBACK_HOSTS, NodeSettings
 from .tokens import TokenKeyError, fetch_public_key, node_authenticator, read_public_key
+from .wt_server import start_webtransport
 
 __all__ = ["EngineFactory", "create_app"]
 
@@ -181,6 +182,7 @@ def create_app(
         node.batcher.last_inference_ms = (time.perf_counter() - started_s) * 1000.0
         batch_loop = asyncio.create_task(node.batcher.run(), name="batcher")
         app.state.node = node
+        node.webtransport = await start_webtransport(node)  # None: off, or no UDP port
         heartbeat = start_heartbeat(node)  # None unless a registry is configured
         log.info(
             "node %s ready: model %s on %s", settings.node_name, model.card.name, engine.provider
@@ -190,6 +192,8 @@ def create_app(
         finally:
             if heartbeat is not None:
                 await heartbeat.stop()  # deregister first, so no new user picks this node
+            if node.webtransport is not None:
+                await node.webtransport.stop()
             batch_loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await batch_loop

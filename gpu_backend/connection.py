@@ -199,6 +199,7 @@ class Connection(Generic[ImageT]):
         features: int = 0,
         observer: ConnectionObserver | None = None,
         is_reporting_outcomes: bool = False,
+        wt_offer: tuple[int, str] = (0, ""),
     ) -> None:
         self.state = ConnectionState.HANDSHAKE
         self.limits = limits
@@ -218,6 +219,7 @@ class Connection(Generic[ImageT]):
         self._decode = decode
         self._encodings = encodings
         self._features = features  # WELCOME's features bits (TRACE_FEATURE)
+        self._wt_offer = wt_offer  # WELCOME's WebTransport port and certificate hash
         self._observer: ConnectionObserver = observer or _Unobserved()
         # Each frame's outcome to the observer too (the node's metrics): a driver then
         # reports nothing itself. Off by default for drivers that still do.
@@ -439,7 +441,15 @@ class Connection(Generic[ImageT]):
         expires_in_ms = 0
         if grant.expires_in_s is not None:  # 0 means 'never' on the wire: at least 1 ms
             expires_in_ms = max(1, min(0xFFFFFFFF, int(grant.expires_in_s * 1000.0)))
-        return Welcome(self._encodings, expires_in_ms, grant.identity, self._features).serialize()
+        wt_port, wt_cert_sha256 = self._wt_offer
+        return Welcome(
+            self._encodings,
+            expires_in_ms,
+            grant.identity,
+            self._features,
+            wt_port,
+            wt_cert_sha256,
+        ).serialize()
 
     def _take_token(self, now_s: float) -> bool:
         rate = self.limits.max_messages_per_s

@@ -17,7 +17,7 @@ import functools
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from pyodide_client.protocol import Image
 
@@ -49,6 +49,7 @@ class Connections:
         encodings: int,
         features: int,
         observer: ConnectionObserver,
+        wt_offer: Callable[[], tuple[int, str]] = lambda: (0, ""),
     ) -> None:
         self.origins = origins
         self._hello = hello
@@ -59,6 +60,7 @@ class Connections:
         self._encodings = encodings
         self._features = features
         self._observer = observer
+        self._wt_offer = wt_offer  # WELCOME's WebTransport port and hash (issue 16)
         self._live: set[NodeConnection] = set()
         self._stream_ids = itertools.count(1)
         self._refused_origins = LogSampler(logger=log)
@@ -87,6 +89,7 @@ class Connections:
             features=self._features,
             observer=self._observer,
             is_reporting_outcomes=True,
+            wt_offer=self._wt_offer(),
         )
 
     def next_stream_id(self) -> int:

@@ -112,6 +112,9 @@ def heartbeat_body(node: Node, memory_bytes: int = 0) -> dict[str, Any]:
         # a window degraded, see webapp/sla.py; 0: no frame in the window
         "recent_p95_ms": round(node.latency.p95_ms() or 0.0, 3),
         "sla_p95_ms": s.sla_p95_ms,
+        # WebTransport (issue 16): where and with which certificate hash (it rotates)
+        "wt_port": node.wt_offer[0],
+        "wt_cert_sha256": node.wt_offer[1],
     }
 
 

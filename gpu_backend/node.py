@@ -7,6 +7,7 @@ import platform
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pyodide_client.postprocess import PostprocessSettings
 from pyodide_client.protocol import TRACE_FEATURE, Dtype, FrameEncoding, Hello, encodings_mask
@@ -24,6 +25,9 @@ from .origins import OriginPolicy
 from .settings import NodeSettings
 from .sla import LatencyWindow
 from .tracing import NodeTracer
+
+if TYPE_CHECKING:
+    from .wt_server import WtServer
 
 __all__ = ["Node"]
 
@@ -52,6 +56,8 @@ class Node:
     # Live connections (streams, probes, sockets still in their handshake): who may open
     # one, and what the node holds for clients right now, e.g. their unsent bytes.
     connections: Connections = field(init=False)
+    # The WebTransport endpoint (issue 16), started by the lifespan; None when off.
+    webtransport: WtServer | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         card = self.model.card
@@ -131,6 +137,7 @@ class Node:
             encodings=self.encodings,
             features=TRACE_FEATURE if self.tracer is not None else 0,
             observer=self.metrics,
+            wt_offer=lambda: self.wt_offer,  # read per connection: the hash rotates
         )
 
     @property
@@ -178,4 +185,29 @@ class Node:
             "max_streams": self.settings.max_streams,
             "queue_depth": self.batcher.queue_depth,
             "last_inference_ms": round(self.batcher.last_inference_ms, 3),
+            **self.describe_webtransport(),
         }
+
+    @property
+    def wt_offer(self) -> tuple[int, str]:
+        """What WELCOME announces: the WebTransport UDP port (0: none) and the hex SHA-256
+        of a self-signed certificate ("" for a CA-signed one), as of now (it rotates)."""
+        wt = self.webtransport
+        if wt is None:
+            return (0, "")
+        return (wt.port, wt.cert_sha256_hex or "")
+
+    def describe_webtransport(self) -> dict[str, object]:
+        """Where a page finds this node's WebTransport endpoint: its UDP port and, for a
+        self-signed certificate, the SHA-256 a page passes as serverCertificateHashes."""
+        wt = self.webtransport
+        if wt is None:
+            return {}
+        info: dict[str, object] = {
+            "wt_port": wt.port,
+            "wt_sessions": len(wt.protocols),
+            "wt_frames_abandoned": wt.frames_abandoned,
+        }
+        if wt.cert_sha256_hex is not None:
+            info["wt_cert_sha256"] = wt.cert_sha256_hex
+        return info

@@ -101,6 +101,21 @@ class NodeSettings:
     token_public_key: str = ""
     cluster_name: str = "edgesight"
     allow_anonymous: bool | None = None
+    # WebTransport (QUIC, HTTP/3) beside /ws (issue 16, wt_server.py): on a UDP port of its
+    # own, bound to ``host`` like the node. wt_port 0: the node's port number when that is
+    # fixed, else any free one. Without tls_cert/tls_key the node makes a self-signed
+    # ECDSA certificate valid wt_cert_validity_days (at most 14, the browsers' limit for
+    # serverCertificateHashes) and makes a new one halfway through.
+    is_webtransport_enabled: bool = True
+    wt_port: int = 0
+    wt_max_sessions: int = 256  # QUIC connections at once; more are closed at once
+    wt_max_frame_streams: int = 4  # frames uploading at once per session; more stop the oldest
+    wt_cert_validity_days: float = 10.0
+    # A certificate for WebTransport alone (PEM, both or neither), e.g. one from
+    # `edgesight certs --webtransport`: its hash is announced when browsers may pin it.
+    # Default: tls_cert/tls_key when given, else the node's own rotating one.
+    wt_cert: Path | None = None
+    wt_key: Path | None = None
 
     ENV = {
         "host": "EDGESIGHT_NODE_HOST",
@@ -143,6 +158,13 @@ class NodeSettings:
         "metrics_token": "EDGESIGHT_METRICS_TOKEN",
         "sla_p95_ms": "EDGESIGHT_SLA_P95_MS",
         "sla_window_s": "EDGESIGHT_SLA_WINDOW_S",
+        "is_webtransport_enabled": "EDGESIGHT_WEBTRANSPORT",
+        "wt_port": "EDGESIGHT_WT_PORT",
+        "wt_max_sessions": "EDGESIGHT_WT_MAX_SESSIONS",
+        "wt_max_frame_streams": "EDGESIGHT_WT_MAX_FRAME_STREAMS",
+        "wt_cert_validity_days": "EDGESIGHT_WT_CERT_VALIDITY_DAYS",
+        "wt_cert": "EDGESIGHT_WT_CERT",
+        "wt_key": "EDGESIGHT_WT_KEY",
         "otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",  # the OpenTelemetry SDK's own name
         "tls_cert": "EDGESIGHT_TLS_CERT",
         "tls_key": "EDGESIGHT_TLS_KEY",
@@ -151,7 +173,7 @@ class NodeSettings:
         "cluster_name": "EDGESIGHT_CLUSTER",
         "allow_anonymous": "EDGESIGHT_ALLOW_ANONYMOUS",
     }
-    OPTIONAL_PATHS = ("tls_cert", "tls_key", "ca_file")
+    OPTIONAL_PATHS = ("tls_cert", "tls_key", "ca_file", "wt_cert", "wt_key")
 
     def __post_init__(self) -> None:
         _check(0 <= self.port <= 65535, "port", self.port, "an integer from 0 to 65535")
@@ -233,6 +255,25 @@ class NodeSettings:
             "an http:// or https:// collector URL",
         )
         _check(bool(self.cluster_name.strip()), "cluster_name", self.cluster_name, "a name")
+        _check(0 <= self.wt_port <= 65535, "wt_port", self.wt_port, "a UDP port 0..65535")
+        _check(
+            1 <= self.wt_max_sessions <= 100_000,
+            "wt_max_sessions",
+            self.wt_max_sessions,
+            "1..100000",
+        )
+        _check(
+            1 <= self.wt_max_frame_streams <= 64,
+            "wt_max_frame_streams",
+            self.wt_max_frame_streams,
+            "1..64",
+        )
+        _check(
+            0 < self.wt_cert_validity_days <= 13.9,
+            "wt_cert_validity_days",
+            self.wt_cert_validity_days,
+            "(0, 13.9] days (browsers take hashed certificates valid at most 14 days)",
+        )
         _check_registry(self)
         _check_tls(self)
 
@@ -351,12 +392,13 @@ def _check_registry(s: NodeSettings) -> None:
 
 
 def _check_tls(s: NodeSettings) -> None:
-    if (s.tls_cert is None) != (s.tls_key is None):
-        given, missing = ("tls_cert", "tls_key") if s.tls_key is None else ("tls_key", "tls_cert")
-        raise SettingsError(
-            f"{NodeSettings.ENV[missing]} ({missing}): expected it together with "
-            f"{NodeSettings.ENV[given]}, got none"
-        )
+    for cert, key in (("tls_cert", "tls_key"), ("wt_cert", "wt_key")):
+        if (getattr(s, cert) is None) != (getattr(s, key) is None):
+            given, missing = (cert, key) if getattr(s, key) is None else (key, cert)
+            raise SettingsError(
+                f"{NodeSettings.ENV[missing]} ({missing}): expected it together with "
+                f"{NodeSettings.ENV[given]}, got none"
+            )
     for name in NodeSettings.OPTIONAL_PATHS:
         path = getattr(s, name)
         _check(path is None or path.is_file(), name, str(path), "an existing PEM file")

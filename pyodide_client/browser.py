@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import replace
 from typing import Any
 
 from .dashboard import Dashboard
@@ -78,6 +79,15 @@ from .stream import (
 )
 from .token_refresh import TokenKeeper, apply_token_response
 from .tracing import PageTraces
+from .transport import (
+    QUIC,
+    WEBSOCKET,
+    WT_READY_DEADLINE_MS,
+    TransportChoice,
+    WtOffer,
+    js_constants,
+)
+from .upgrade import RETIRED_SUFFIX, Upgrade
 from .view import refusal_text
 
 __all__ = [
@@ -94,6 +104,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_TICK_GAP_MS = 1000.0  # tick at least this often (next_tick_ms)
+
+
+_LINK_CHANGES = ("connect", "switch", "join", "abandon")
 
 
 class BrowserClient:
@@ -136,6 +149,14 @@ class BrowserClient:
         # node while the one it moves to connects, and lets the old one answer the frames
         # it holds before leaving it.
         self.handover = Handover()
+        # WebTransport (issue 16): per link, where the browser has it and the node offers
+        # it; a QUIC link that fails before its HELLO reopens the node over WebSocket.
+        self.transport = TransportChoice()
+        self._ws_again: str | None = None  # a node to reopen over WebSocket at once
+        self._join_ws_again: str | None = None  # a move to go on with over WebSocket
+        # A live WebSocket link moving to QUIC on the same node, make before break: the
+        # QUIC link connects beside it and takes over at its WELCOME (upgrade.py).
+        self.upgrade = Upgrade()
 
     # -- what other modules hold, under the names tests and benches use ----------------------
     @property
@@ -228,6 +249,8 @@ class BrowserClient:
         self._registry, self._registry_refusals = self._reachable(registry)
         self._node_ids = {info.url: info.id for info in self._registry if info.id}
         self.tokens.want(list(self._node_ids.values()))  # their tokens before a failover
+        for info in self._registry:
+            self.transport.learn(info.url, info.wt_port, info.wt_cert_sha256)
         self._warn(problems)
         self._update_candidates(now_ms)
         return []
@@ -286,6 +309,7 @@ class BrowserClient:
             url = self.tokens.fetch_url()  # before fetching(): which nodes it asks for
             self.tokens.fetching(now_ms)
             actions.append({"do": "fetch_token", "url": url})
+        actions.extend(self._quic_fallback(now_ms))
         if self.node_url is not None and self._is_stalled(now_ms):
             actions.append({"do": "abandon", "reason": "stalled"})
             self.lose_node(now_ms, overloaded=False)
@@ -311,32 +335,93 @@ class BrowserClient:
             # A switch failed before its HELLO. The page left the old node's socket at once
             # (no make-before-break), but the router still counts it as current: go back.
             url = self.router.current
-            self._open_stream(url, now_ms)
             self.route_note = f"back to {url}: the node switched to did not answer"
-            actions.append({"do": "connect", "url": url})
+            actions.append(self._open_link("connect", url, now_ms))
             return actions
         self.router.local_ready = self.local.is_ready
         decision = self.router.decide(now_ms)
         if isinstance(decision, Connect):
-            self._open_stream(decision.url, now_ms)
             self.route_note = decision.reason
-            actions.append({"do": "connect", "url": decision.url})
+            actions.append(self._open_link("connect", decision.url, now_ms))
         elif isinstance(decision, Switch) and self.is_node_ready():
             # Make before break: the current link keeps streaming until the new HELLO.
-            self.handover.begin(decision.to_url, self._new_stream(decision.to_url, now_ms))
+            offer = self._offer(decision.to_url, now_ms)
+            transport = WEBSOCKET if offer is None else QUIC
+            stream = self._new_stream(decision.to_url, now_ms, transport)
+            self.handover.begin(decision.to_url, stream, transport)
             self.route_note = decision.reason
-            actions.append({"do": "join", "url": decision.to_url})
+            join: dict[str, Any] = {"do": "join", "url": decision.to_url}
+            actions.append(join if offer is None else {**join, **offer.action_fields()})
         elif isinstance(decision, Switch):  # nothing to keep: the current link is not ready
-            self._open_stream(decision.to_url, now_ms)
             self.route_note = decision.reason
-            actions.append({"do": "switch", "url": decision.to_url})
+            actions.append(self._open_link("switch", decision.to_url, now_ms))
         elif isinstance(decision, Fallback):
             self.route_note = decision.reason
             if self.node_url is not None:  # the router left a degraded node: the browser is faster
                 actions = [a for a in actions if a["do"] != "ping"]  # no link left to ping on
                 actions.append({"do": "abandon", "reason": "the browser is faster"})
                 self.drop_stream()
+        if not any(a["do"] in _LINK_CHANGES for a in actions):
+            actions.extend(self._upgrade_actions(now_ms))
         return actions
+
+    # -- moving a live link to QUIC (issue 16) ----------------------------------------------
+    def _upgrade_actions(self, now_ms: float) -> list[dict[str, Any]]:
+        url = self.node_url
+        if self.upgrade.upgrading is not None:
+            if now_ms < self.upgrade.upgrading.opened_ms + WT_READY_DEADLINE_MS:
+                return []
+            self.transport.failed(self.upgrade.upgrading.url, now_ms)  # silent: UDP blocked
+            self.upgrade.give_up()
+            return [{"do": "leave_upgrade"}]
+        if (
+            url is None
+            or not self.is_node_ready()
+            or self.link.transport != WEBSOCKET
+            or self.handover.joining is not None
+        ):
+            return []
+        offer = self._offer(url, now_ms)
+        if offer is None:
+            return []
+        self.upgrade.begin(url, self._new_stream(url, now_ms, QUIC), now_ms)
+        return [{"do": "upgrade", "url": url, **offer.action_fields()}]
+
+    def on_upgrade_message(self, url: str, data: Buffer, now_ms: float) -> str:
+        """A message on the QUIC link a live WebSocket link is moving to; a JSON list of
+        events: ``send_upgrade`` (take_upgrade_outgoing until b""), ``upgraded`` (it is
+        the page's link now; the old one drains under ``retired_key`` or is left),
+        ``leave_upgrade`` (it failed: the WebSocket link stays)."""
+        up = self.upgrade.upgrading
+        if up is None or up.url != url or url != self.node_url:
+            return "[]"
+        outcome = self.upgrade.on_data(as_bytes(data), now_ms)
+        if outcome == "failed":
+            self.transport.failed(url, now_ms)
+            return json.dumps([{"type": "leave_upgrade"}])
+        if outcome == "waiting":
+            return json.dumps([{"type": "send_upgrade"}] if up.outbox else [])
+        old = self.link.stream
+        self.link.adopt(url, up.stream, up.outbox, QUIC)
+        key = url + RETIRED_SUFFIX
+        is_draining = old is not None and self.handover.drain(key, old)
+        events: list[dict[str, Any]] = [
+            {"type": "upgraded", "url": url, "retired_key": key, "drain": is_draining}
+        ]
+        if up.outbox:
+            events.append({"type": "send", "url": url})
+        return json.dumps(events)
+
+    def on_upgrade_close(self, url: str, code: int, now_ms: float) -> None:
+        """The QUIC link an upgrade opened closed before it took over."""
+        up = self.upgrade.upgrading
+        if up is not None and up.url == url:
+            self.transport.failed(url, now_ms)
+            self.upgrade.give_up()
+
+    def take_upgrade_outgoing(self) -> bytes:
+        up = self.upgrade.upgrading
+        return up.outbox.pop(0) if up is not None and up.outbox else b""
 
     def next_tick_ms(self, now_ms: float) -> float:
         """When the page should call ``tick`` next if nothing else happens: the router's
@@ -351,10 +436,11 @@ class BrowserClient:
             oldest = stream.oldest_in_flight_ms() if stream is not None else None
             if oldest is not None:
                 times.append(oldest + stall_ms + 1.0)  # _is_stalled: strictly later
+        if self.link.transport == QUIC and self.node_url is not None and not self.is_node_ready():
+            times.append(self.link.opened_ms + WT_READY_DEADLINE_MS)
+        if self.upgrade.upgrading is not None:
+            times.append(self.upgrade.upgrading.opened_ms + WT_READY_DEADLINE_MS)
         return max(now_ms, min(times))
-
-    def _open_stream(self, url: str, now_ms: float) -> None:
-        self.link.open(url, self._new_stream(url, now_ms))
 
     def _streams_with_ids(self) -> list[tuple[NodeStream, str]]:
         """The streams a token answer may be for: the current one and one joining, each
@@ -367,15 +453,92 @@ class BrowserClient:
             streams.append((joining.stream, self._node_ids.get(joining.url, "")))
         return streams
 
-    def _new_stream(self, url: str, now_ms: float) -> NodeStream:
+    def _open_link(self, do: str, url: str, now_ms: float) -> dict[str, Any]:
+        """Open the page's link to ``url`` (a connect or a switch), over QUIC when the
+        browser has WebTransport and the node offers it: the action for the JS."""
+        offer = self._offer(url, now_ms)
+        transport = WEBSOCKET if offer is None else QUIC
+        self.upgrade.give_up()  # an upgrade belongs to the link this one replaces
+        self.link.open(url, self._new_stream(url, now_ms, transport), transport, now_ms)
+        action: dict[str, Any] = {"do": do, "url": url}
+        return action if offer is None else {**action, **offer.action_fields()}
+
+    def _offer(self, url: str, now_ms: float) -> WtOffer | None:
+        """QUIC for a link to ``url``, unless this page sends raw frames only (pinned raw,
+        or a browser with no encoder): those stay on the WebSocket."""
+        if self.frames.settings.mode == "raw" or not self.frames.can_encode:
+            return None
+        return self.transport.choose(url, now_ms)
+
+    def _quic_fallback(self, now_ms: float) -> list[dict[str, Any]]:
+        """A QUIC link without its HELLO in time is left, and a node whose QUIC link
+        failed is reopened over its WebSocket, now; neither counts against the node."""
+        url = self.node_url
+        actions: list[dict[str, Any]] = []
+        if (
+            url is not None
+            and self.link.transport == QUIC
+            and not self.is_node_ready()
+            and now_ms >= self.link.opened_ms + WT_READY_DEADLINE_MS
+        ):
+            actions.append({"do": "abandon", "reason": "QUIC did not answer"})
+            self.transport.failed(url, now_ms)
+            self.drop_stream()
+            self._ws_again = url
+        again, self._ws_again = self._ws_again, None
+        if again is not None and self.node_url is None:
+            self.route_note = f"{again} over WebSocket: QUIC did not get through"
+            actions.append(self._open_link("connect", again, now_ms))
+        join, self._join_ws_again = self._join_ws_again, None
+        if join is not None and self.router.pending == join and self.handover.joining is None:
+            self.handover.begin(join, self._new_stream(join, now_ms), WEBSOCKET)
+            actions.append({"do": "join", "url": join})
+        return actions
+
+    def quic_opening(self, url: str, now_ms: float) -> bytes:
+        """The first message on a new QUIC link to ``url``, b"" for none: the page speaks
+        first there (the node answers with its HELLO, then this PING's PONG, which
+        measures the link's round trip), see quic_framing.py."""
+        up = self.upgrade.upgrading
+        if up is not None and up.url == url:
+            return up.stream.ping(now_ms)
+        joining = self.handover.joining
+        if joining is not None and joining.url == url:
+            return joining.stream.ping(now_ms)
+        if url == self.node_url and self.stream is not None:
+            return self.stream.ping(now_ms)
+        return b""
+
+    def wt_constants(self) -> str:
+        """The framing constants static/wt-link.js moves bytes by, as JSON."""
+        return json.dumps(js_constants())
+
+    def set_webtransport(self, is_available: bool) -> None:
+        """Whether this browser has ``WebTransport`` (the JS says so once, at start)."""
+        self.transport.is_available = bool(is_available)
+
+    def frame_abandoned(self, url: str, head: Buffer, now_ms: float) -> None:
+        """The JS reset a frame's QUIC stream: a newer frame superseded it while it was
+        still uploading (latest frame wins across the wire). ``head``: the frame
+        message's first bytes; the frame will never be answered."""
+        stream = self.stream if url == self.node_url else None
+        if stream is not None:
+            stream.abandon(as_bytes(head), now_ms)
+
+    def _new_stream(self, url: str, now_ms: float, transport: str = WEBSOCKET) -> NodeStream:
         # A node serving another model than the page's is refused at its HELLO: its class
         # list and boxes would not mean what the page shows (and the local fallback runs).
         max_in_flight, in_flight = self.frames.in_flight_for(self.max_in_flight)
+        encoding = self.frames.settings
+        if transport == QUIC and encoding.mode == "auto":
+            # Raw frames stay on WebSockets (docs/benchmarks.md (r): a node's QUIC stack
+            # costs more per 519 KB frame than its inference): compressed on QUIC.
+            encoding = replace(encoding, mode=self.frames.can_encode[0].name.lower())
         return NodeStream(
             max_in_flight=max_in_flight,
             in_flight=in_flight,  # None: K pinned; else adapted to the link (issue 16)
             expected_sha256=self.card.sha256,
-            encoding=self.frames.settings,
+            encoding=encoding,
             can_encode=self.frames.can_encode,
             # a registered node's own token (issue 17); None: AUTH waits for the token
             token=self.tokens.token_for_auth(now_ms, self._node_ids.get(url, "")),
@@ -397,6 +560,7 @@ class BrowserClient:
 
     def drop_stream(self) -> None:
         self.link.drop()
+        self.upgrade.give_up()  # an upgrade belongs to the link
 
     # -- planned moves: make before break ----------------------------------------------------
     def _handover_actions(self, now_ms: float) -> list[dict[str, str]]:
@@ -411,6 +575,17 @@ class BrowserClient:
         self._dispatch(SocketClosed(url, code), now_ms)
 
     def _on_socket_closed(self, url: str, code: int, now_ms: float) -> list[dict[str, Any]]:
+        joining = self.handover.joining
+        if joining is not None and joining.url == url and joining.transport == QUIC:
+            self.handover.closed(url)  # QUIC did not get through: the node is not to blame
+            self.transport.failed(url, now_ms)
+            self._join_ws_again = url  # the move goes on over its WebSocket
+            return []
+        if url == self.node_url and self.link.transport == QUIC and not self.is_node_ready():
+            self.transport.failed(url, now_ms)
+            self.drop_stream()
+            self._ws_again = url  # the next tick (the JS ticks at once) reopens it
+            return []
         left = self.handover.closed(url)
         if left == "joining":  # the move failed; the page stays where it is
             self.router.record_failure(url, now_ms, overloaded=code == CLOSE_TRY_AGAIN_LATER)

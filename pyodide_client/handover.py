@@ -26,6 +26,7 @@ class Joining:
     url: str
     stream: NodeStream
     outbox: list[bytes] = field(default_factory=list)  # its AUTH, for its own link
+    transport: str = "WebSocket"  # transport.QUIC or WEBSOCKET (issue 16)
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,8 @@ class Handover:
         self.joining: Joining | None = None
         self.draining: dict[str, NodeStream] = {}  # old nodes answering their last frames
 
-    def begin(self, url: str, stream: NodeStream) -> None:
-        self.joining = Joining(url, stream)
+    def begin(self, url: str, stream: NodeStream, transport: str = "WebSocket") -> None:
+        self.joining = Joining(url, stream, transport=transport)
 
     def is_joining(self, url: str) -> bool:
         return self.joining is not None and self.joining.url == url

@@ -74,6 +74,8 @@ def on_node_message(
 def _to_page(page: BrowserClient, url: str, event: Event, now_ms: float) -> dict[str, Any] | None:
     if isinstance(event, Ready):
         hello = event.hello
+        if event.welcome is not None:  # where this node serves WebTransport (issue 16)
+            page.transport.learn(url, event.welcome.wt_port, event.welcome.wt_cert_sha256)
         page.router.record_connected(url, now_ms)
         # an adaptive K (0) starts at 1, and stays 1 on a near node (issue 16)
         page.router.pipeline_depth = min(page.max_in_flight or 1, hello.max_in_flight)
@@ -131,6 +133,7 @@ def _to_page(page: BrowserClient, url: str, event: Event, now_ms: float) -> dict
             frame_bytes=event.size_bytes,
         )
     if isinstance(event, Welcomed):
+        page.transport.learn(url, event.welcome.wt_port, event.welcome.wt_cert_sha256)
         return {"type": "welcome", "encodings": event.welcome.encodings}
     if isinstance(event, NodeError):
         if event.code == ErrorCode.OVERLOADED:
@@ -163,7 +166,7 @@ def _on_joining_message(
     if joining.outbox:
         out.append({"type": "send", "url": url})
     old_url, old_stream = page.node_url, page.stream
-    page.link.adopt(url, joining.stream, joining.outbox)
+    page.link.adopt(url, joining.stream, joining.outbox, joining.transport)
     is_kept = old_stream is None or old_url is None or page.handover.drain(old_url, old_stream)
     if not is_kept:
         out.append({"type": "leave", "url": old_url})

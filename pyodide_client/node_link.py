@@ -16,6 +16,7 @@ from typing import Any
 
 from .protocol import Error, ErrorCode, ProtocolError, parse
 from .stream import NodeStream, StreamState
+from .transport import WEBSOCKET
 
 __all__ = [
     "STALL_FACTOR",
@@ -58,24 +59,33 @@ class NodeLink:
         self.name: str | None = None
         self.model: str | None = None  # the model name the node announced
         self.outbox: list[bytes] = []  # AUTH and TRACE messages for this link
+        self.transport = WEBSOCKET  # or transport.QUIC (issue 16)
+        self.opened_ms = 0.0
 
     @property
     def is_ready(self) -> bool:
         return self.stream is not None and self.stream.state is StreamState.READY
 
-    def open(self, url: str, stream: NodeStream) -> None:
-        """A new connection to ``url``; the old one, if any, is lost."""
+    def open(
+        self, url: str, stream: NodeStream, transport: str = WEBSOCKET, now_ms: float = 0.0
+    ) -> None:
+        """A new connection to ``url`` over ``transport``; the old one, if any, is lost."""
         if self.stream is not None:
             self.stream.connection_lost()
         self.url = url
+        self.transport = transport
+        self.opened_ms = now_ms
         self.name = self.model = None
         self.outbox.clear()
         self.stream = stream
 
-    def adopt(self, url: str, stream: NodeStream, outbox: list[bytes]) -> None:
+    def adopt(
+        self, url: str, stream: NodeStream, outbox: list[bytes], transport: str = WEBSOCKET
+    ) -> None:
         """A joined node becomes the link (make-before-break); the old stream is the
         caller's to drain or leave."""
         self.stream, self.url, self.outbox = stream, url, outbox
+        self.transport = transport
 
     def drop(self) -> None:
         if self.stream is not None:

@@ -115,6 +115,7 @@ def snapshot(page: PageFacts, now_ms: float) -> Snapshot:
         is_kiosk=page.is_kiosk,
         refusal=page.refusal,
         camera_failure=page.source.camera_failure.value if page.source.camera_failure else "",
+        transport=page.link.transport if page.link.url else None,
     )
 
 

@@ -63,9 +63,12 @@ short deadline and never takes a stream slot.
 Evolution. AUTH, WELCOME and TRACE may gain fields at their end in later
 revisions: a reader ignores bytes after the fields it knows. WELCOME's first such field is
 ``u32 features`` (issue 12; bit 0: the node takes TRACE), written only when non-zero,
-so a WELCOME without features keeps its first revision's bytes. A reader also keeps error
-codes and drop reasons it does not know as plain integers rather than refusing the
-message, so a node can add one without breaking older pages.
+so a WELCOME without features keeps its first revision's bytes. The second (issue 16) is
+the node's WebTransport offer, ``u16 wt_port | u8 size | size bytes`` (size 0, or 32 for
+the SHA-256 of a self-signed certificate a page pins with serverCertificateHashes),
+written only when the node serves WebTransport (``features`` then always precedes it).
+A reader also keeps error codes and drop reasons it does not know as plain integers
+rather than refusing the message, so a node can add one without breaking older pages.
 
 This module does no I/O and uses the standard library only: the browser (Pyodide) and both
 servers import it. ``parse`` turns bytes into a message or raises ``ProtocolError`` whose
@@ -136,6 +139,7 @@ _ERROR_HEAD = struct.Struct("<HBI")
 _PING = struct.Struct("<Id")
 _DROPPED = struct.Struct("<IB")
 _WELCOME_HEAD = struct.Struct("<II")
+_WT_OFFER = struct.Struct("<HB")  # WELCOME: u16 wt_port | u8 hash size (0 or 32)
 _TRACE = struct.Struct("<B16s8sBI")
 TRACE_FEATURE = 1  # WELCOME features bit: the node records spans for TRACE
 _IMAGE_HEAD = struct.Struct("<BBHHHH")
@@ -634,26 +638,53 @@ class Welcome:
     token_expires_in_ms: int  # 0: the stream needs no token refresh
     identity: str
     features: int = 0  # bitmask: TRACE_FEATURE; written only when non-zero
+    # The node's WebTransport endpoint (issue 16): its UDP port (0: none) and, for a
+    # self-signed certificate, the SHA-256 (hex) a page passes as serverCertificateHashes
+    # ("": a CA-signed one). Written only with a port, after ``features``.
+    wt_port: int = 0
+    wt_cert_sha256: str = ""
 
     @property
     def accepted_encodings(self) -> tuple[FrameEncoding, ...]:
         return mask_encodings(self.encodings)
 
     def serialize(self) -> bytes:
+        tail = b""
+        if self.wt_port:
+            digest = bytes.fromhex(self.wt_cert_sha256)
+            if len(digest) not in (0, SHA256_SIZE):
+                raise ValueError(
+                    f"wt_cert_sha256 must be 64 hex digits or empty, got {self.wt_cert_sha256!r}"
+                )
+            tail = _U32.pack(self.features) + _WT_OFFER.pack(self.wt_port, len(digest)) + digest
+        elif self.features:
+            tail = _U32.pack(self.features)
         return (
             _header(MessageType.WELCOME)
             + _WELCOME_HEAD.pack(self.encodings, self.token_expires_in_ms)
             + _pack_str(self.identity)
-            + (_U32.pack(self.features) if self.features else b"")
+            + tail
         )
 
     @classmethod
     def _parse(cls, r: _Reader) -> Welcome:
         encodings, expires_in_ms = r.unpack(_WELCOME_HEAD, "welcome header")
         identity = r.string("identity")
-        # a later field, read when present; shorter trailing bytes are ignored as ever
+        # later fields, read when present; shorter trailing bytes are ignored as ever
         features = r.unpack(_U32, "features")[0] if len(r.data) - r.pos >= _U32.size else 0
-        return cls(int(encodings), int(expires_in_ms), identity, int(features))
+        wt_port, wt_cert_sha256 = 0, ""
+        if len(r.data) - r.pos >= _WT_OFFER.size:
+            wt_port, digest_size = r.unpack(_WT_OFFER, "webtransport offer")
+            if digest_size not in (0, SHA256_SIZE):
+                raise ProtocolError(
+                    ErrorCode.MALFORMED,
+                    f"WELCOME certificate hash: expected 0 or {SHA256_SIZE} bytes, "
+                    f"got {digest_size}",
+                )
+            wt_cert_sha256 = bytes(r.raw(digest_size, "certificate hash")).hex()
+        return cls(
+            int(encodings), int(expires_in_ms), identity, int(features), wt_port, wt_cert_sha256
+        )
 
     @property
     def takes_traces(self) -> bool:

@@ -166,6 +166,8 @@ class NodeInfo:
     # "" for a configured (static) URL, which has no id of its own
     id: str = ""
     model_sha256: str = ""  # what it announced; "" unknown (a static URL)
+    wt_port: int = 0  # WebTransport on the url's host (issue 16); 0: none
+    wt_cert_sha256: str = ""  # the hash a page pins for it; "": CA-signed
 
     def __post_init__(self) -> None:
         if not self.url:

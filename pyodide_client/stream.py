@@ -33,6 +33,7 @@ picture (``plan.width_px`` x ``plan.height_px``, the browser with its native enc
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass, replace
 
 from .encoding import EncodingPlan, EncodingPolicy, EncodingSettings
@@ -40,6 +41,7 @@ from .inflight import InFlightPolicy, InFlightSettings
 from .postprocess import FrameBox, to_frame
 from .preprocess import Geometry, Letterbox, letterbox_geometry
 from .protocol import (
+    HEADER_SIZE,
     Auth,
     Dropped,
     DropReason,
@@ -51,6 +53,7 @@ from .protocol import (
     Hello,
     Image,
     Message,
+    MessageType,
     Ping,
     Pong,
     ProtocolError,
@@ -58,6 +61,7 @@ from .protocol import (
     Welcome,
     encodings_mask,
     parse,
+    peek_type,
 )
 
 __all__ = [
@@ -77,6 +81,7 @@ __all__ = [
 ]
 
 FRAME_ID_LIMIT = 0xFFFFFFFF
+_FRAME_ID = struct.Struct("<I")  # FRAME and IMAGE start with it, after the header
 # The largest model input a page letterboxes to (pixels a side). A HELLO asking for more is
 # refused before anything is allocated: 3 x 65535^2 bytes would be 12 GB (issue 10).
 MAX_INPUT_SIZE_PX = 2048
@@ -406,6 +411,21 @@ class NodeStream:
         nonce = self._next_nonce
         self._next_nonce = nonce % FRAME_ID_LIMIT + 1
         return Ping(nonce, now_ms).serialize()
+
+    def abandon(self, head: bytes | bytearray | memoryview, now_ms: float) -> int | None:
+        """The page gave up on a frame before the node had all of it (its QUIC stream was
+        reset: a newer frame superseded it, issue 16); ``head`` is the frame message's
+        start. It will never be answered: it leaves the window now. Its id, or None."""
+        try:
+            is_frame = peek_type(head) in (MessageType.FRAME, MessageType.IMAGE)
+        except ProtocolError:
+            return None
+        if not is_frame or len(head) < HEADER_SIZE + _FRAME_ID.size:
+            return None
+        (frame_id,) = _FRAME_ID.unpack_from(head, HEADER_SIZE)
+        frame = self._in_flight.pop(frame_id, None)
+        self._lost(frame, now_ms)
+        return None if frame is None else int(frame_id)
 
     def connection_lost(self) -> list[int]:
         """The socket closed: forget in-flight frames and return their ids."""

@@ -92,6 +92,7 @@ class Snapshot:
     is_kiosk: bool = False
     refusal: str = ""  # the last node refusal, until a node accepts the page
     camera_failure: str = ""  # why a kiosk loops its configured source instead of the camera
+    transport: str | None = None  # "QUIC" | "WebSocket" (issue 16); None: no link
 
 
 def _number(value: float | None, digits: int = 0) -> str:
@@ -235,6 +236,8 @@ def details(s: Snapshot) -> list[str]:
     lines = []
     if s.mode == "node":
         lines.append(f"Server: {s.node} at {s.node_url}")
+        if s.transport:
+            lines.append(f"Transport: {s.transport}")
         lines.append(f"Round trip to the server: {_number(s.round_trip_ms)} ms")
         if s.wire and s.wire.get("frame_bytes"):
             lines.append(wire_text(s.wire))
@@ -243,6 +246,8 @@ def details(s: Snapshot) -> list[str]:
         lines.append(f"In this browser: onnxruntime-web (WebAssembly, {threads})")
     if s.node_url and s.mode != "node":
         lines.append(f"Connecting to: {s.node_url}")
+        if s.transport:
+            lines.append(f"Transport: {s.transport}")
     lines.append(f"Model: {s.model}")
     lines.append(f"In-browser detection: {s.local_state}")
     if s.route:

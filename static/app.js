@@ -7,6 +7,7 @@ import { bootPython } from "./python.js";
 import { FrameSource } from "./sources.js";
 import { Overlay, KIOSK_LABEL_CSS_PX, LABEL_CSS_PX } from "./overlay.js";
 import { NodeLink, probe } from "./node-link.js";
+import { WtLink } from "./wt-link.js";
 import { LocalEngine } from "./local-engine.js";
 import { StatusView } from "./status-view.js";
 import { FrameEncoder, supportedEncoders } from "./encoder.js";
@@ -94,6 +95,14 @@ async function main() {
       else if (event.type === "refused") console.warn(`node refused the stream: ${event.message}`);
       else if (event.type === "error") console.warn(`node refused a message: ${event.message}`);
       else if (event.type === "send") flushLink(event.url);
+      else if (event.type === "send_upgrade") flushUpgrade();
+      else if (event.type === "upgraded") { // QUIC took over this node's link (issue 16)
+        const old = link;
+        old.key = event.retired_key; // it answers what it holds under a key of its own
+        if (event.drain) draining.set(old.key, old); else old.abandon();
+        link = upgrading;
+        upgrading = null;
+      } else if (event.type === "leave_upgrade") leaveUpgrade();
       else if (event.type === "promote") {
         if (link) draining.set(link.url, link);
         link = joining;
@@ -115,11 +124,23 @@ async function main() {
   // last answers until Python says "leave".
   let link = null;
   let joining = null;
-  const draining = new Map(); // url -> NodeLink
-  const isLive = (opened) => opened === link || opened === joining || draining.get(opened.url) === opened;
+  let upgrading = null; // the same node over QUIC, connecting beside `link` (issue 16)
+  const draining = new Map(); // key (url, or a retired WebSocket's) -> NodeLink
+  const isLive = (opened) => opened === link || opened === joining || draining.get(opened.key) === opened;
+  function leaveUpgrade() {
+    if (upgrading) upgrading.abandon();
+    upgrading = null;
+  }
+  function flushUpgrade() {
+    for (;;) {
+      const message = pyBytes(client.take_upgrade_outgoing());
+      if (!message.length) return;
+      if (upgrading && upgrading.isOpen) upgrading.send(message);
+    }
+  }
   function leave(url) {
     for (const candidate of [joining, draining.get(url)]) {
-      if (candidate && candidate.url === url) candidate.abandon();
+      if (candidate && candidate.key === url) candidate.abandon();
     }
     if (joining && joining.url === url) joining = null;
     draining.delete(url);
@@ -151,41 +172,77 @@ async function main() {
     wake();
     pump();
   }
-  function openLink(url) {
-    const opened = new NodeLink(nodeUrl(url), {
+  // Python picks the transport per link (issue 16): QUIC when this browser has WebTransport
+  // and the node offers it, else the WebSocket; the action says which.
+  client.set_webtransport(typeof WebTransport === "function");
+  const wtConstants = JSON.parse(client.wt_constants());
+  function openLink(url, action) {
+    const callbacks = {
       onmessage: (bytes) => {
+        if (opened === upgrading) {
+          handle(client.on_upgrade_message(url, bytes, performance.now()));
+          pump();
+          return;
+        }
         if (!isLive(opened)) return;
-        handle(client.on_message(url, bytes, performance.now()));
+        handle(client.on_message(opened.key, bytes, performance.now()));
         pump();
       },
       onclose: (code) => {
+        if (opened === upgrading) {
+          upgrading = null;
+          client.on_upgrade_close(url, code, performance.now());
+          wake();
+          return;
+        }
         if (!isLive(opened)) return;
         if (link === opened) link = null;
         if (joining === opened) joining = null;
-        if (draining.get(url) === opened) draining.delete(url);
-        client.on_close(url, code, performance.now());
+        if (draining.get(opened.key) === opened) draining.delete(opened.key);
+        client.on_close(opened.key, code, performance.now());
         tickNow(); // fail over now
         pump();
       },
-    });
+    };
+    const opened = action.transport === "QUIC"
+      ? new WtLink(action.wt_url, {
+        ...callbacks,
+        hashes: action.wt_hashes,
+        constants: wtConstants,
+        onopen: () => { // the page speaks first on QUIC
+          if (!isLive(opened) && opened !== upgrading) return;
+          const first = pyBytes(client.quic_opening(url, performance.now()));
+          if (first.length) opened.send(first);
+        },
+        onabandon: (head) => { if (opened === link) client.frame_abandoned(url, head, performance.now()); },
+      })
+      : new NodeLink(nodeUrl(url), callbacks);
     opened.url = url;
+    opened.key = url; // a retired WebSocket link gets a key of its own (issue 16)
     return opened;
   }
   function act(actions) {
     for (const action of JSON.parse(actions)) {
       if (action.do === "connect" || action.do === "switch") {
+        leaveUpgrade();
         if (link) link.abandon();
         if (joining) joining.abandon();
         joining = null;
-        link = openLink(action.url);
+        link = openLink(action.url, action);
       } else if (action.do === "join") {
         if (joining) joining.abandon();
-        joining = openLink(action.url);
+        joining = openLink(action.url, action);
       } else if (action.do === "leave") {
         leave(action.url);
+      } else if (action.do === "upgrade") {
+        leaveUpgrade();
+        upgrading = openLink(action.url, action);
+      } else if (action.do === "leave_upgrade") {
+        leaveUpgrade();
       } else if (action.do === "abandon") {
         if (link) link.abandon();
         link = null;
+        leaveUpgrade(); // an upgrade belongs to the link
         pump();
       } else if (action.do === "fetch_token") {
         fetchToken(action.url);

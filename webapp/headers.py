@@ -7,7 +7,9 @@
   (``'wasm-unsafe-eval'``, not ``'unsafe-eval'``), no inline script, no plugins, no framing.
   ``connect-src`` allows ``ws:``/``wss:`` anywhere: the page streams to inference nodes on
   other hosts and ports, and which ones is the registry's live list, not something a header
-  fixed at start-up could name. Plain http(s) fetches stay same-origin.
+  fixed at start-up could name. ``https:`` too, for the same reason: WebTransport to a
+  node (issue 16) is an https:// URL under ``connect-src``; this gives a page script no
+  reach that ``wss:`` anywhere did not already give it.
 - ``X-Content-Type-Options: nosniff`` (every file is served with its real type),
   ``X-Frame-Options: DENY`` for browsers without ``frame-ancestors``, ``Referrer-Policy:
   no-referrer``, and a Permissions-Policy that gives the camera to this origin only.
@@ -50,7 +52,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "default-src 'self'",
         "script-src 'self' 'wasm-unsafe-eval'",
         "worker-src 'self'",
-        "connect-src 'self' ws: wss:",
+        "connect-src 'self' ws: wss: https:",
         "img-src 'self' data: blob:",  # data: the empty favicon; blob: a chosen picture
         "media-src 'self' blob:",  # a chosen video file
         "style-src 'self'",

@@ -169,6 +169,10 @@ _FIELDS: dict[str, tuple[Callable[[object], str | None], object]] = {
     # came) and the objective it is held to (0: none; nodes that predate objectives)
     "recent_p95_ms": (_ms, 0.0),
     "sla_p95_ms": (_ms, 0.0),
+    # WebTransport (issue 16): the node's UDP port on the url's host (0: none) and the
+    # SHA-256 of its self-signed certificate, which a page pins ("": a CA-signed one)
+    "wt_port": (lambda v: _count(v, maximum=65535), 0),
+    "wt_cert_sha256": (lambda v: None if v == "" else _sha256(v), ""),
 }
 
 
@@ -191,6 +195,8 @@ class NodeEntry:
     inference_ms: float  # the most recent batch's inference time
     recent_p95_ms: float = 0.0  # node time p95 over the node's SLA window; 0: no frame
     sla_p95_ms: float = 0.0  # the objective for it; 0: none
+    wt_port: int = 0  # WebTransport UDP port on the url's host; 0: none
+    wt_cert_sha256: str = ""  # hex SHA-256 of its self-signed certificate; "": CA-signed
 
     @classmethod
     def parse(cls, data: object) -> NodeEntry:

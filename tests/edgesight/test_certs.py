@@ -149,3 +149,53 @@ def test_the_command_writes_the_files_and_prints_the_instructions(
         main(["certs", "--dir", str(tmp_path / "tls"), "bad name"], environ={})
     assert exit_info.value.code == 2
     assert "expected a host name" in capsys.readouterr().err
+
+
+# -- certificates browsers pin by hash, for WebTransport (issue 16) ----------------------------
+
+
+def test_a_webtransport_certificate_is_short_lived_p256_and_pinnable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from gpu_backend.quic_cert import pinnable_sha256
+
+    directory = tmp_path / "tls"
+    argv = ["certs", "--webtransport", "--days", "7", "--dir", str(directory), "node.lan"]
+    assert main(argv, environ={}) == 0
+    out = capsys.readouterr().out
+    cert = x509.load_pem_x509_certificate((directory / "webtransport.pem").read_bytes())
+    der = cert.public_bytes(serialization.Encoding.DER)
+    assert hashlib.sha256(der).hexdigest() in out  # the hash pages pin
+    assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
+    validity_days = (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds() / 86400
+    assert validity_days == pytest.approx(7.0, abs=0.01)
+    assert pinnable_sha256(cert) == hashlib.sha256(der).digest()
+    assert stat.S_IMODE(os.stat(directory / "webtransport-key.pem").st_mode) == 0o600
+    assert not (directory / "ca.pem").exists()  # no CA involved
+
+
+@pytest.mark.parametrize("days", ["14", "0", "30"])
+def test_a_webtransport_certificate_over_14_days_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], days: str
+) -> None:
+    argv = ["certs", "--webtransport", "--days", days, "--dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv, environ={})
+    assert exit_info.value.code == 2
+    assert "under 14" in capsys.readouterr().err
+
+
+def test_ca_signed_certificates_are_not_pinnable(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    from gpu_backend.quic_cert import pinnable_sha256
+
+    issued = issue(tmp_path, ["kiosk.lan"])
+    server = x509.load_pem_x509_certificate(issued.cert.read_bytes())
+    assert pinnable_sha256(server) is None  # signed by the CA, and valid for 397 days

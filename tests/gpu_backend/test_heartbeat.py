@@ -319,6 +319,8 @@ def test_a_node_registers_while_it_runs_and_leaves_when_it_stops(
         assert listed["provider"] == "FakeExecutionProvider"
         assert listed["max_streams"] == 5
         assert listed["device_memory_bytes"] > 0  # system memory, on the CPU
+        assert listed["wt_port"] > 0  # WebTransport, and the hash a page pins (issue 16)
+        assert len(bytes.fromhex(listed["wt_cert_sha256"])) == 32
         assert (
             listed["model_sha256"]
             == json.loads(settings.model_path.with_name("model.json").read_text())["sha256"]

@@ -958,3 +958,42 @@ def test_welcome_features_are_optional_both_ways() -> None:
     assert not WELCOME.takes_traces
     assert parse(WELCOME_TRACING_BYTES).takes_traces
     assert parse(WELCOME_TRACING_BYTES + h("ff")) == WELCOME_TRACING
+
+
+# --- WELCOME's WebTransport offer (issue 16) ------------------------------------------------
+
+WT_HASH = "ab" * 32
+WELCOME_WT = Welcome(0b001, 0, "", features=0, wt_port=4433, wt_cert_sha256=WT_HASH)
+WELCOME_WT_BYTES = (
+    h("4553 01 09")  # WELCOME
+    + h("01000000")  # encodings raw
+    + h("00000000")  # token_expires_in_ms 0
+    + h("0000")  # identity ""
+    + h("00000000")  # features: none, written because the offer follows
+    + h("5111")  # wt_port 4433
+    + h("20")  # hash size 32
+    + h("ab" * 32)  # SHA-256 of the node's self-signed certificate
+)
+
+
+def test_welcome_webtransport_offer_golden_bytes_both_ways() -> None:
+    assert WELCOME_WT.serialize() == WELCOME_WT_BYTES
+    assert parse(WELCOME_WT_BYTES) == WELCOME_WT
+    ca_signed = Welcome(0b001, 0, "", wt_port=443)
+    assert ca_signed.serialize() == WELCOME_WT_BYTES[:18] + h("bb01 00")
+    assert parse(ca_signed.serialize()) == ca_signed
+
+
+def test_a_welcome_without_an_offer_keeps_its_bytes_and_old_readers_ignore_one() -> None:
+    assert Welcome(0b001, 0, "", features=1).serialize() == WELCOME_TRACING_BYTES
+    assert parse(WELCOME_TRACING_BYTES).wt_port == 0
+    # A first-revision reader stops after ``features``: the offer is trailing bytes to it.
+    assert WELCOME_WT_BYTES.startswith(Welcome(0b001, 0, "").serialize())
+
+
+def test_a_welcome_offer_with_a_bad_hash_size_is_malformed() -> None:
+    err = parse_error(WELCOME_WT_BYTES[:20] + h("05") + bytes(5))
+    assert err.code == ErrorCode.MALFORMED
+    assert "expected 0 or 32 bytes, got 5" in err.message
+    with pytest.raises(ValueError, match="64 hex digits or empty"):
+        Welcome(1, 0, "", wt_port=1, wt_cert_sha256="abcd").serialize()

@@ -85,7 +85,7 @@ def test_the_policy_allows_wasm_and_nodes_anywhere_but_no_eval_nor_framing() -> 
     assert "'unsafe-inline'" not in CONTENT_SECURITY_POLICY
     assert "'unsafe-eval'" not in CONTENT_SECURITY_POLICY.replace("'wasm-unsafe-eval'", "")
     assert directives["worker-src"] == "'self'"
-    assert directives["connect-src"] == "'self' ws: wss:"
+    assert directives["connect-src"] == "'self' ws: wss: https:"  # https: WebTransport
     assert directives["frame-ancestors"] == "'none'"
     assert directives["object-src"] == "'none'"
     assert SECURITY_HEADERS["X-Frame-Options"] == "DENY"

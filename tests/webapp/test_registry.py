@@ -44,6 +44,8 @@ PUBLIC_FIELDS = {
     "inference_ms",
     "recent_p95_ms",
     "sla_p95_ms",
+    "wt_port",
+    "wt_cert_sha256",
     "static",
     "degraded",
     "age_s",
@@ -273,6 +275,7 @@ def test_every_missing_field_is_named(make_client: MakeClient) -> None:
     # site, device_memory_bytes and the latency objective's figures may be left out; the
     # rest is what a client chooses by
     optional = {"site", "device_memory_bytes", "recent_p95_ms", "sla_p95_ms"}
+    optional |= {"wt_port", "wt_cert_sha256"}  # nodes without WebTransport (issue 16)
     assert named == PUBLIC_FIELDS - {"id", "static", "degraded", "age_s", *optional}
 
 
@@ -625,3 +628,31 @@ def test_refusals_of_a_full_registry_are_logged_once_a_minute(
     assert len(lines) == 2
     assert lines[0].startswith("registry: refused 1 new node(s), e.g. a")
     assert lines[1].startswith("registry: refused 3 new node(s), e.g. d")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("wt_port", 70000, "expected an integer from 0 to 65535"),
+        ("wt_port", "443", "expected an integer"),
+        ("wt_cert_sha256", "AB" * 32, "expected 64 lowercase hex digits"),
+        ("wt_cert_sha256", None, "expected 64 lowercase hex digits"),
+    ],
+)
+def test_a_bad_webtransport_offer_is_refused_naming_the_field(
+    make_client: MakeClient, field: str, value: object, problem: str
+) -> None:
+    client = make_client()
+    response = client.post("/api/nodes/register", json=heartbeat(**{field: value}), headers=AUTH)
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["field"] == field
+    assert problem in error["detail"]
+
+
+def test_the_webtransport_offer_reaches_the_pages(make_client: MakeClient) -> None:
+    client = make_client()
+    offer = {"wt_port": 4433, "wt_cert_sha256": SHA}
+    assert client.post("/api/nodes/register", json=heartbeat(**offer), headers=AUTH).is_success
+    [node] = listed(client)
+    assert (node["wt_port"], node["wt_cert_sha256"]) == (4433, SHA)

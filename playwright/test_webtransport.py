@@ -1,0 +1,229 @@
+"""Headless Chromium (Debian's, real) over WebTransport to a real node: the browser opens
+``new WebTransport(url, {serverCertificateHashes})`` with the hash the node announces, and
+speaks pyodide_client/quic_framing.py's framing (control stream, a stream per frame,
+answers on their own streams). Bytes are built and read in Python; the page only moves
+them, as static/ does."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from conftest import CHROMIUM_ARGS, start_node  # type: ignore[import-not-found]
+from playwright.sync_api import Browser, Playwright
+
+from edgesight.serving import ServerThread
+from pyodide_client.protocol import Hello, Ping, Pong, Result, Welcome, parse
+from pyodide_client.quic_framing import frame_control
+from pyodide_client.stream import NodeStream
+from tests.media import rgba_photo
+
+ROOT = Path(__file__).resolve().parents[1]
+# WebTransport is QUIC: the suite's usual --disable-quic must not be here.
+WT_ARGS = [arg for arg in CHROMIUM_ARGS if arg != "--disable-quic"]
+
+FLOW_JS = """
+async ({url, hash, ping, auth, frame}) => {
+  const b64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+  const hex = (u8) => btoa(String.fromCharCode(...u8));
+  const concat = (parts) => {
+    const joined = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) { joined.set(p, at); at += p.length; }
+    return joined;
+  };
+  const out = {control: [], answers: [], error: null};
+  const t0 = performance.now();
+  let wt;
+  try {
+    const hashes = [{algorithm: "sha-256", value: b64(hash)}];
+    wt = new WebTransport(url, {serverCertificateHashes: hashes});
+    await wt.ready;
+  } catch (err) { out.error = String(err); return out; }
+  out.ready_ms = performance.now() - t0;
+  const stream = await wt.createBidirectionalStream();
+  const writer = stream.writable.getWriter();
+  const reader = stream.readable.getReader();
+  let buffered = new Uint8Array(0);
+  const nextControl = async () => {
+    for (;;) {
+      if (buffered.length >= 4) {
+        const size = new DataView(buffered.buffer, buffered.byteOffset).getUint32(0, true);
+        if (buffered.length >= 4 + size) {
+          const message = buffered.slice(4, 4 + size);
+          buffered = buffered.slice(4 + size);
+          return message;
+        }
+      }
+      const {value, done} = await reader.read();
+      if (done) throw new Error("control stream ended");
+      buffered = concat([buffered, value]);
+    }
+  };
+  await writer.write(b64(ping));
+  out.control.push(hex(await nextControl()));  // HELLO
+  await writer.write(b64(auth));
+  out.control.push(hex(await nextControl()));  // PONG
+  out.control.push(hex(await nextControl()));  // WELCOME
+  const answers = wt.incomingUnidirectionalStreams.getReader();
+  const frameStream = await wt.createUnidirectionalStream();
+  const frameWriter = frameStream.getWriter();
+  const sent = performance.now();
+  await frameWriter.write(b64(frame));
+  await frameWriter.close();
+  const {value: answerStream} = await answers.read();
+  const parts = [];
+  const answerReader = answerStream.getReader();
+  for (;;) { const {value, done} = await answerReader.read(); if (done) break; parts.push(value); }
+  out.round_trip_ms = performance.now() - sent;
+  out.answers.push(hex(concat(parts)));
+  wt.close();
+  return out;
+}
+"""
+
+
+def _readyz(server: ServerThread) -> dict[str, object]:
+    with urllib.request.urlopen(f"{server.http_url}/readyz", timeout=10) as response:
+        body: dict[str, object] = json.load(response)
+    return body
+
+
+@pytest.fixture(scope="module")
+def wt_browser(playwright_driver: Playwright, chromium_path: str) -> Iterator[Browser]:
+    browser = playwright_driver.chromium.launch(executable_path=chromium_path, args=WT_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[ServerThread]:
+    with start_node("wt-node") as server:
+        yield server
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_chromium_gets_boxes_over_webtransport(wt_browser: Browser, node: ServerThread) -> None:
+    info = _readyz(node)
+    page = wt_browser.new_page()
+    page.goto(f"{node.http_url}/healthz")  # a secure context (loopback) with an Origin
+    stream = NodeStream(max_in_flight=2, can_encode=())
+    rgba, w, h = rgba_photo("chelsea")
+    # The frame is made after the HELLO (its shape): two steps, as a page does.
+    out = page.evaluate(
+        FLOW_JS,
+        {
+            "url": f"https://127.0.0.1:{info['wt_port']}/wt",
+            "hash": _b64(bytes.fromhex(str(info["wt_cert_sha256"]))),
+            "ping": _b64(frame_control(Ping(3, 0.0).serialize())),
+            "auth": _b64(frame_control(stream.auth(""))),
+            "frame": _b64(_frame_for(node, rgba, w, h)),
+        },
+    )
+    assert out["error"] is None, out["error"]
+    control = [parse(base64.b64decode(m)) for m in out["control"]]
+    assert [type(m) for m in control] == [Hello, Pong, Welcome]
+    (answer,) = (parse(base64.b64decode(a)) for a in out["answers"])
+    assert isinstance(answer, Result)
+    assert any(d.score > 0.5 for d in answer.detections)
+
+
+def _frame_for(node: ServerThread, rgba: bytes, w: int, h: int) -> bytes:
+    """A FRAME for this node's model, made by a NodeStream that read its HELLO."""
+    from websockets.sync.client import connect
+
+    with connect(node.ws_url, compression=None, max_size=None, open_timeout=10) as ws:
+        stream = NodeStream(max_in_flight=2, can_encode=())
+        stream.receive(ws.recv(timeout=10), now_ms=0.0)
+        for message in stream.data_to_send():
+            ws.send(message)
+        while stream.state.value != "ready":
+            stream.receive(ws.recv(timeout=10), now_ms=0.0)
+        return stream.encode_frame(rgba, w, h, capture_ms=1.0, now_ms=1.0)
+
+
+# static/wt-link.js itself, in Chromium: two frames back to back, and the first is
+# abandoned on the wire (latest frame wins) and reported; only the second is answered.
+LINK_JS = """
+async ({url, hash, constants, ping, auth, frames}) => {
+  const b64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+  const hex = (u8) => Array.from(u8, (b) => b.toString(16).padStart(2, "0")).join("");
+  const { WtLink } = await import("/static/wt-link.js");
+  const queue = [];
+  let waiting = null;
+  const next = () => new Promise((resolve) => {
+    if (queue.length) resolve(queue.shift()); else waiting = resolve;
+  });
+  const out = {messages: [], abandoned: [], closed: null};
+  const link = await new Promise((resolve) => {
+    const opened = new WtLink(url, {
+      hashes: [hash], constants,
+      onopen: () => resolve(opened),
+      onmessage: (m) => {
+        const item = hex(m);
+        if (waiting) { const w = waiting; waiting = null; w(item); } else queue.push(item);
+      },
+      onclose: (code) => { out.closed = code; resolve(opened); },
+      onabandon: (head) => out.abandoned.push(hex(head)),
+    });
+  });
+  if (out.closed !== null) return out;
+  link.send(b64(ping));
+  out.messages.push(await next(), await next());  // HELLO, PONG
+  link.send(b64(auth));
+  out.messages.push(await next());  // WELCOME
+  for (const frame of frames) link.send(b64(frame));  // back to back
+  out.messages.push(await next());  // the one answer
+  link.send(b64(ping));
+  out.messages.push(await next());  // PONG: nothing else came before it
+  link.abandon();
+  return out;
+}
+"""
+
+
+def test_wt_link_resets_a_superseded_frame_and_reports_it(
+    wt_browser: Browser, node: ServerThread
+) -> None:
+    from pyodide_client.protocol import Frame, Result
+    from pyodide_client.transport import js_constants
+
+    info = _readyz(node)
+    page = wt_browser.new_page()
+    page.goto(f"{node.http_url}/healthz")
+    rgba, w, h = rgba_photo("chelsea")
+    first = parse(_frame_for(node, rgba, w, h))
+    assert isinstance(first, Frame)
+    frames = [first.serialize(), replace(first, frame_id=first.frame_id + 1).serialize()]
+    page.route(
+        "**/static/wt-link.js",
+        lambda route: route.fulfill(
+            path=str(ROOT / "static" / "wt-link.js"), content_type="text/javascript"
+        ),
+    )
+    out = page.evaluate(
+        LINK_JS,
+        {
+            "url": f"https://127.0.0.1:{info['wt_port']}/wt",
+            "hash": str(info["wt_cert_sha256"]),
+            "constants": js_constants(),
+            "ping": _b64(Ping(3, 0.0).serialize()),
+            "auth": _b64(NodeStream(can_encode=()).auth("")),
+            "frames": [_b64(f) for f in frames],
+        },
+    )
+    assert out["closed"] is None
+    messages = [parse(bytes.fromhex(m)) for m in out["messages"]]
+    assert [type(m) for m in messages] == [Hello, Pong, Welcome, Result, Pong]
+    answer = messages[3]
+    assert isinstance(answer, Result)
+    assert answer.frame_id == first.frame_id + 1  # the newer frame; the older never came
+    assert [bytes.fromhex(h) for h in out["abandoned"]] == [frames[0][:16]]

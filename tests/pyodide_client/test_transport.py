@@ -1,0 +1,240 @@
+"""Which transport a node link takes (issue 16), driven as static/app.js drives the page:
+QUIC where the browser has WebTransport and the node offers it, else WebSocket; a QUIC
+link that fails or stays silent is replaced by the node's WebSocket at once, and the node
+is not blamed for it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pyodide_client.browser import BrowserClient
+from pyodide_client.protocol import Auth, Ping, Welcome, parse
+from pyodide_client.transport import (
+    QUIC,
+    WT_READY_DEADLINE_MS,
+    TransportChoice,
+    js_constants,
+    offer_url,
+)
+from tests.pyodide_client.test_browser import (
+    CARD_JSON,
+    CAT_INPUT,
+    WELCOME,
+    A,
+    handshake,
+    hello,
+    result,
+    send_frame,
+    serve,
+    tick,
+)
+
+HASH = "ab" * 32
+WT_URL = "https://a:4433/wt"
+
+
+def registry_client(
+    has_webtransport: bool = True, frame_encoding: str = "auto", **entry: object
+) -> BrowserClient:
+    config = {"node_urls": [], "frame_encoding": frame_encoding}
+    client = BrowserClient(json.dumps(config), CARD_JSON)
+    client.set_webtransport(has_webtransport)
+    node = {"url": A, "name": "node-a", "wt_port": 4433, "wt_cert_sha256": HASH, **entry}
+    client.update_nodes(json.dumps([node]), 0.0)
+    return client
+
+
+def first_connect(client: BrowserClient) -> dict[str, object]:
+    serve(client, tick(client, 0.0), 0.0, {A: 10.0})
+    (action,) = tick(client, 100.0)
+    return action  # type: ignore[return-value]
+
+
+def test_a_node_offering_webtransport_is_opened_over_quic_with_its_hash() -> None:
+    action = first_connect(registry_client())
+    assert action == {
+        "do": "connect",
+        "url": A,
+        "transport": QUIC,
+        "wt_url": WT_URL,
+        "wt_hashes": [HASH],
+    }
+
+
+@pytest.mark.parametrize(
+    ("has_webtransport", "entry"),
+    [(False, {}), (True, {"wt_port": 0}), (True, {"wt_port": None})],
+)
+def test_without_webtransport_or_an_offer_the_link_is_a_websocket(
+    has_webtransport: bool, entry: dict[str, object]
+) -> None:
+    assert first_connect(registry_client(has_webtransport, **entry)) == {"do": "connect", "url": A}
+
+
+def test_details_show_the_transport() -> None:
+    client = registry_client()
+    first_connect(client)
+    handshake(client, A, 120.0)
+    details = json.loads(client.view(130.0))["details"]
+    assert "Transport: QUIC" in details
+
+
+def test_a_quic_link_that_closes_before_its_hello_reopens_over_websocket_at_once() -> None:
+    client = registry_client()
+    first_connect(client)
+    client.on_close(A, 1006, 150.0)  # UDP blocked, a closed port, a refused certificate
+    assert tick(client, 151.0) == [{"do": "connect", "url": A}]  # no backoff: not the node's fault
+    handshake(client, A, 170.0)
+    assert "Transport: WebSocket" in json.loads(client.view(171.0))["details"]
+
+
+def test_a_silent_quic_link_is_left_within_a_second_for_the_websocket() -> None:
+    client = registry_client()
+    first_connect(client)
+    assert client.next_tick_ms(500.0) <= 100.0 + WT_READY_DEADLINE_MS
+    assert [a["do"] for a in tick(client, 100.0 + WT_READY_DEADLINE_MS)] == [
+        "abandon",
+        "connect",
+    ]
+    assert client.node_url == A
+
+
+def test_quic_is_tried_again_only_after_a_while() -> None:
+    choice = TransportChoice()
+    choice.is_available = True
+    choice.learn(A, 4433, "")
+    assert choice.choose(A, 0.0) is not None
+    choice.failed(A, 0.0)
+    assert choice.quic_failures == 1
+    assert choice.choose(A, 1000.0) is None
+    assert choice.choose(A, 60_000.0) is not None
+
+
+def test_a_welcome_offer_is_learnt_for_the_next_link() -> None:
+    client = BrowserClient(json.dumps({"node_urls": [A]}), CARD_JSON)
+    client.set_webtransport(True)
+    serve(client, tick(client, 0.0), 0.0, {A: 10.0})
+    assert tick(client, 100.0) == [{"do": "connect", "url": A}]
+    offer = Welcome(WELCOME.encodings, 0, "anonymous", wt_port=4433, wt_cert_sha256=HASH)
+    handshake(client, A, 120.0, welcome=offer)
+    chosen = client.transport.choose(A, 130.0)
+    assert chosen is not None
+    assert (chosen.url, chosen.cert_sha256) == (WT_URL, HASH)
+
+
+def test_a_frame_reset_on_the_wire_leaves_the_window() -> None:
+    client = registry_client()
+    first_connect(client)
+    handshake(client, A, 120.0)
+    assert client.stream is not None
+    frame = client.encode_frame(bytes(64 * 48 * 4), 64, 48, 130.0, 130.0)
+    assert client.stream.in_flight == 1
+    client.frame_abandoned(A, frame[:16], 140.0)
+    assert client.stream.in_flight == 0
+    client.frame_abandoned(A, b"ES", 141.0)  # too short to name a frame: ignored
+
+
+@pytest.mark.parametrize(
+    ("url", "port", "expected"),
+    [
+        ("wss://node.example:8001/ws", 8001, "https://node.example:8001/wt"),
+        ("ws://[::1]:8001/ws", 4433, "https://[::1]:4433/wt"),
+        ("ws://a:8001/ws", 0, None),
+    ],
+)
+def test_the_offer_url_is_the_node_host_on_its_udp_port(
+    url: str, port: int, expected: str | None
+) -> None:
+    assert offer_url(url, port) == expected
+
+
+def test_the_js_gets_the_framing_constants() -> None:
+    assert js_constants() == {"own_stream_types": [2, 3, 7, 10], "control_prefix_bytes": 4}
+
+
+def test_raw_frames_stay_on_websockets() -> None:
+    """A node's QUIC stack costs more than its inference per raw 519 KB frame
+    (docs/benchmarks.md (r)): a QUIC link sends compressed frames, a page pinned to raw
+    frames (or without an encoder) keeps the WebSocket."""
+    client = registry_client()
+    first_connect(client)
+    handshake(client, A, 120.0, welcome=Welcome(0b111, 0, "anonymous"))
+    assert client.stream is not None
+    assert client.stream.encoding.settings.mode == "jpeg"  # never raw, however fast the link
+    assert json.loads(client.plan_frame(640, 480, 130.0))["encoding"] == "jpeg"
+    websocket = registry_client(has_webtransport=False)
+    first_connect(websocket)
+    assert websocket.stream is not None
+    assert websocket.stream.encoding.settings.mode == "auto"  # raw where the link allows
+    assert first_connect(registry_client(frame_encoding="raw")) == {"do": "connect", "url": A}
+    no_encoder = registry_client()
+    no_encoder.set_encoders("")
+    assert first_connect(no_encoder) == {"do": "connect", "url": A}
+
+
+# -- a live WebSocket link moving to QUIC, make before break ----------------------------------
+
+
+def upgrading_client() -> tuple[BrowserClient, dict[str, object]]:
+    """A page on A's WebSocket whose WELCOME offered QUIC; the next tick starts the move."""
+    client = BrowserClient(json.dumps({"node_urls": [A]}), CARD_JSON)
+    client.set_webtransport(True)
+    serve(client, tick(client, 0.0), 0.0, {A: 10.0})
+    assert tick(client, 100.0) == [{"do": "connect", "url": A}]
+    offer = Welcome(0b111, 0, "anonymous", wt_port=4433, wt_cert_sha256=HASH)
+    handshake(client, A, 120.0, welcome=offer)
+    upgrade = [a for a in tick(client, 130.0) if a["do"] == "upgrade"]
+    assert len(upgrade) == 1
+    return client, upgrade[0]
+
+
+def test_a_websocket_link_moves_to_quic_once_the_welcome_offers_it() -> None:
+    client, action = upgrading_client()
+    assert action == {
+        "do": "upgrade",
+        "url": A,
+        "transport": QUIC,
+        "wt_url": WT_URL,
+        "wt_hashes": [HASH],
+    }
+    assert client.stream is not None
+    old_stream = client.stream
+    frame_id = send_frame(client, 140.0, 140.0)  # the WebSocket streams on meanwhile
+    assert isinstance(parse(client.quic_opening(A, 150.0)), Ping)  # the QUIC link speaks first
+    assert json.loads(client.on_upgrade_message(A, hello(), 160.0)) == [{"type": "send_upgrade"}]
+    assert isinstance(parse(client.take_upgrade_outgoing()), Auth)
+    assert client.take_upgrade_outgoing() == b""
+    assert client.stream is old_stream  # still the WebSocket's until the QUIC WELCOME
+    events = json.loads(client.on_upgrade_message(A, WELCOME.serialize(), 170.0))
+    assert events == [
+        {"type": "upgraded", "url": A, "retired_key": A + "#websocket", "drain": True}
+    ]
+    assert client.link.transport == QUIC
+    assert client.stream is not old_stream
+    # the WebSocket answers the frame it held, then is left
+    answer = result(frame_id, 140.0, CAT_INPUT)
+    drained = json.loads(client.on_message(A + "#websocket", answer, 180.0))
+    assert drained[0]["type"] == "detections"
+    assert drained[-1] == {"type": "leave", "url": A + "#websocket"}
+    assert not [a for a in tick(client, 200.0) if a["do"] == "upgrade"]  # moved once
+
+
+def test_a_failed_upgrade_costs_nothing() -> None:
+    client, _ = upgrading_client()
+    old_stream = client.stream
+    client.on_upgrade_close(A, 1006, 150.0)  # UDP blocked
+    assert client.stream is old_stream
+    assert client.link.transport == "WebSocket"
+    assert client.transport.quic_failures == 1
+    assert not [a for a in tick(client, 300.0) if a["do"] == "upgrade"]  # not again soon
+
+
+def test_a_silent_upgrade_is_left_after_a_second() -> None:
+    client, _ = upgrading_client()
+    assert client.next_tick_ms(500.0) <= 130.0 + WT_READY_DEADLINE_MS
+    actions = tick(client, 130.0 + WT_READY_DEADLINE_MS)
+    assert {"do": "leave_upgrade"} in actions
+    assert client.link.transport == "WebSocket"
+    assert client.is_node_ready()
