@@ -753,6 +753,62 @@ class BrowserClient:
     def local_failed(self, reason: str) -> None:
         self.local.failed(reason)
 
+    # Where the in-browser engine runs (backend_choice.py): the page loads the worker
+    # each step names, reports how it went, and does the next step, until "done".
+    def local_begin(
+        self,
+        is_cross_origin_isolated: bool,
+        hardware_concurrency: int,
+        webgpu_problem: str,
+        now_ms: float,
+    ) -> str:
+        """The page starts its in-browser engine; ``webgpu_problem``: '' when the browser
+        gave a WebGPU adapter, else why not. Returns the first step (JSON)."""
+        self.local_path.begin(is_cross_origin_isolated, hardware_concurrency, webgpu_problem)
+        return self._local_step(self.local_path.choice.next_step(now_ms), now_ms)
+
+    def local_step_loaded(self, key: str, warmup_ms: float, now_ms: float) -> str:
+        """The worker of a "load" step is ready (``warmup_ms``: its timed warm-up)."""
+        self.local_path.choice.loaded(key, warmup_ms, now_ms)
+        return self._local_step(self.local_path.choice.next_step(now_ms), now_ms)
+
+    def local_step_failed(self, key: str, reason: str, is_timeout: bool, now_ms: float) -> str:
+        """The worker of a "load" step failed, or was stopped when its ``budget_ms`` ran out."""
+        self.local_path.choice.failed(key, reason, now_ms, is_timeout=is_timeout)
+        return self._local_step(self.local_path.choice.next_step(now_ms), now_ms)
+
+    def local_lost(self, key: str, reason: str, now_ms: float) -> str:
+        """The worker ``key`` lost its GPU device (or failed a run on it). Returns the step
+        that replaces it ("use" the Wasm standby, or "drop" it and then ``local_next``)."""
+        log.warning("in-browser engine %s stopped: %s", key, reason)
+        return self._local_step(self.local_path.choice.lost(key, reason, now_ms), now_ms)
+
+    def local_next(self, now_ms: float) -> str:
+        """The step after a "use" or "drop" step."""
+        return self._local_step(self.local_path.choice.next_step(now_ms), now_ms)
+
+    def local_run_failed(self, key: str, frame_id: int, message: str, now_ms: float) -> str:
+        """A frame failed in the worker ``key``. On WebGPU that is a lost device in all
+        but name (the page falls back, ``local_lost``); on Wasm only that frame is lost.
+        Returns a step as ``local_lost`` does, or ``{"do": "none"}``."""
+        self.local.forget(frame_id)
+        running = self.local_path.choice.running
+        if running is not None and running.key == key and running.backend == "webgpu":
+            return self.local_lost(key, f"a frame failed: {message[:200]}", now_ms)
+        return json.dumps({"do": "none"})
+
+    def local_sample(self, rgba: Buffer, width_px: int, height_px: int) -> bytes:
+        """A camera frame letterboxed for the warm-up of a "load" step."""
+        return self.local_path.sample(as_bytes(rgba), width_px, height_px)
+
+    def _local_step(self, step: dict[str, Any], now_ms: float) -> str:
+        step = self.local_path.apply(step)
+        if step["do"] == "use":
+            self.router.reset_local()
+            if step.get("warmup_ms") is not None:
+                self.router.record_local(float(step["warmup_ms"]), now_ms)
+        return json.dumps(step)
+
     def local_encode(
         self, rgba: Buffer, width_px: int, height_px: int, capture_ms: float, now_ms: float
     ) -> int:

@@ -64,6 +64,8 @@ class LocalEngine:
         self.postprocess = postprocess
         self.state = LocalState.NOT_LOADED
         self.threads = 1
+        self.backend = "wasm"  # or "webgpu": where the worker running frames runs them
+        self.backend_note = ""  # why that backend, in words (backend_choice.py)
         self.problem = ""
         self._letterbox: Letterbox | None = None
         self._in_flight: dict[int, _InFlight] = {}
@@ -100,6 +102,20 @@ class LocalEngine:
     def loaded(self) -> None:
         if self.state is LocalState.LOADING:
             self.state = LocalState.READY
+
+    def switched(self, backend: str, threads: int) -> None:
+        """Frames go to another worker from now on (backend_choice.py): the frames still
+        on the one it replaces will not be answered."""
+        self.backend, self.threads = backend, threads
+        self._in_flight.clear()
+        if self.state in (LocalState.LOADING, LocalState.FAILED):
+            self.state, self.problem = LocalState.READY, ""
+
+    def reloading(self) -> None:
+        """The running worker is gone and another one loads: no frames meanwhile."""
+        self._in_flight.clear()
+        if self.state is LocalState.READY:
+            self.state = LocalState.LOADING
 
     def failed(self, reason: str) -> None:
         if self.state is not LocalState.REFUSED:

@@ -3,17 +3,21 @@ is told and what its answers become.
 
 ``LocalPath`` wraps ``local.LocalEngine`` (the letterbox, the in-flight frames and the
 post-processing) with what comes from the page's config: the operator's thresholds, a
-fixed Wasm thread count, and the INT8 variant the web app may offer in place of the
-node's model. ``BrowserClient`` (``browser.py``) delegates its ``local_*`` methods here.
+fixed Wasm thread count, the INT8 variant the web app may offer in place of the
+node's model, and which backend runs it (``backend_choice.py``: WebGPU or Wasm, by
+measurement unless pinned). ``BrowserClient`` (``browser.py``) delegates its ``local_*``
+methods here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .local import LocalEngine, LocalError, LocalResult
+from .backend_choice import BackendChoice
+from .local import LocalEngine, LocalError, LocalResult, LocalState
 from .model_card import ModelCard
 from .postprocess import PostprocessSettings
+from .preprocess import Letterbox
 
 __all__ = ["LocalPath", "postprocess_settings"]
 
@@ -52,6 +56,44 @@ class LocalPath:
         # drawn do not depend on where detection runs.
         self.engine = LocalEngine(card, postprocess_settings(config.get("postprocess")))
         self.tensor = bytearray()  # the last encode()'s; reused by the next one
+        self.choice = BackendChoice(
+            str(config.get("browser_backend", "auto")),
+            self.threads,
+            float(config.get("local_load_deadline_ms", 30_000.0)),
+        )
+        self._sample_box: Letterbox | None = None
+
+    # -- choosing the backend (backend_choice.py) ------------------------------------------------
+    def begin(
+        self, is_cross_origin_isolated: bool, hardware_concurrency: int, webgpu_problem: str
+    ) -> None:
+        self.engine.state = LocalState.LOADING
+        self.choice.begin(is_cross_origin_isolated, hardware_concurrency, webgpu_problem)
+
+    def apply(self, step: dict[str, Any]) -> dict[str, Any]:
+        """Bring the engine in line with a step of ``choice`` before the page acts on it."""
+        if step["do"] == "use":
+            running = self.choice.running
+            assert running is not None
+            self.engine.switched(running.backend, running.threads)
+        elif step["do"] == "fail":
+            self.engine.failed(step["message"])
+            step = {**step, "message": self.engine.problem}  # what the page shows
+        elif step["do"] == "drop" and self.choice.running is None:
+            self.engine.reloading()
+        self.engine.backend_note = self.choice.note
+        return step
+
+    def sample(self, rgba: bytes | bytearray | memoryview, width_px: int, height_px: int) -> bytes:
+        """A camera frame letterboxed for a warm-up run (not a frame in flight)."""
+        box = self._sample_box = Letterbox.reuse(
+            self._sample_box,
+            width_px,
+            height_px,
+            self.card.input_width_px,
+            self.card.input_height_px,
+        )
+        return bytes(box.fill(rgba))
 
     def start(self, is_cross_origin_isolated: bool, hardware_concurrency: int) -> int:
         """The page starts loading the local engine; returns the Wasm thread count."""

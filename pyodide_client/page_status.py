@@ -116,6 +116,8 @@ def snapshot(page: PageFacts, now_ms: float) -> Snapshot:
         refusal=page.refusal,
         camera_failure=page.source.camera_failure.value if page.source.camera_failure else "",
         transport=page.link.transport if page.link.url else None,
+        backend=page.local.backend,
+        backend_note=page.local.backend_note,
     )
 
 
@@ -154,6 +156,8 @@ def status_json(page: PageFacts, now_ms: float) -> str:
             "node_url": page.link.url,
             "model": _model(page, mode),
             "threads": page.local.threads,
+            "local_backend": page.local.backend,
+            "local_backend_note": page.local.backend_note,
             "local_state": page.local.state.value,
             "local_problem": page.local.problem,
             "route": page.route_note,

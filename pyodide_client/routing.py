@@ -492,6 +492,12 @@ class Router:
             raise ValueError(f"local frame_ms: expected a finite number >= 0, got {frame_ms!r}")
         self._local_ms.append(frame_ms)
 
+    def reset_local(self) -> None:
+        """The in-browser engine changed (another backend runs its frames): its old
+        times say nothing about the new one."""
+        self._local_ms.clear()
+        self._local_better_since_ms = None
+
     def record_failure(
         self,
         url: str,

@@ -93,6 +93,9 @@ class Snapshot:
     refusal: str = ""  # the last node refusal, until a node accepts the page
     camera_failure: str = ""  # why a kiosk loops its configured source instead of the camera
     transport: str | None = None  # "QUIC" | "WebSocket" (issue 16); None: no link
+    # where in-browser detection runs (issue 20): "wasm" or "webgpu", and why
+    backend: str = "wasm"
+    backend_note: str = ""
 
 
 def _number(value: float | None, digits: int = 0) -> str:
@@ -143,6 +146,8 @@ def badge(s: Snapshot) -> dict[str, str]:
         return {"kind": "starting", "text": STARTING}
     if s.mode == "node":
         return {"kind": "node", "text": f"Detecting on server {s.node or ''}".strip()}
+    if s.backend == "webgpu":
+        return {"kind": "local", "text": "Detecting in this browser, GPU"}
     return {"kind": "local", "text": "Detecting in this browser"}
 
 
@@ -241,9 +246,13 @@ def details(s: Snapshot) -> list[str]:
         lines.append(f"Round trip to the server: {_number(s.round_trip_ms)} ms")
         if s.wire and s.wire.get("frame_bytes"):
             lines.append(wire_text(s.wire))
+    elif s.mode == "local" and s.backend == "webgpu":
+        lines.append("In this browser, GPU: onnxruntime-web (WebGPU)")
     elif s.mode == "local":
         threads = f"{s.threads} thread{'' if s.threads == 1 else 's'}"
         lines.append(f"In this browser: onnxruntime-web (WebAssembly, {threads})")
+    if s.backend_note:
+        lines.append(f"In-browser engine: {s.backend_note}")
     if s.node_url and s.mode != "node":
         lines.append(f"Connecting to: {s.node_url}")
         if s.transport:

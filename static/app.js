@@ -300,30 +300,79 @@ async function main() {
   }
 
   // -- local fallback -----------------------------------------------------------------------
+  // Which backend (WebGPU or Wasm) and how many Wasm threads: Python's steps
+  // (pyodide_client/backend_choice.py), each a worker to load and time, or one to use.
   const local = new LocalEngine({
     onoutput: ({ id, boxes, scores, ms }) => {
       handle(client.on_local_output(id, new Uint8Array(boxes.buffer), new Uint8Array(scores.buffer), ms, performance.now()));
       pump();
     },
-    onerror: ({ id, message }) => {
+    onerror: ({ id, key, message }) => {
       console.warn(`local inference failed: ${message}`);
-      if (id !== null) client.local_forget(id);
+      if (id !== null) followLocal(client.local_run_failed(key, id, message, performance.now()));
     },
+    onlost: ({ key, message }) => followLocal(client.local_lost(key, message, performance.now())),
   });
-  async function startLocal() {
-    const threads = client.local_start(self.crossOriginIsolated === true, navigator.hardwareConcurrency || 1);
+  window.edgesight.local = local; // tests: local.loseDevice()
+  async function webgpuProblem() { // '' when this browser gives a WebGPU adapter
+    if (!navigator.gpu) return "this browser has no navigator.gpu";
     try {
-      const { warmupMs } = await local.start({
-        ortUrl: config.ort_url, modelUrl: config.model.local.url, threads,
-        io: config.model.local.io, checkSha256: (hex) => client.local_check_model(hex),
-        sha256: (bytes) => client.sha256_hex(bytes), // where crypto.subtle is missing (http)
-      });
-      client.local_loaded(warmupMs);
+      return (await navigator.gpu.requestAdapter()) ? "" : "no GPU adapter";
     } catch (err) {
-      if (!err.refused) client.local_failed(err.message);
-      view.problem("local", err.refused ? err.message : `Local detection could not start: ${err.message}`);
+      return `the adapter request failed: ${err.message}`;
     }
-    pump();
+  }
+  function sampleFrame() { // a real frame for the warm-up, when the camera has one yet
+    if (!source.ready) return null;
+    const frame = source.grab();
+    return pyBytes(client.local_sample(frame.data, frame.width, frame.height));
+  }
+  let localSteps = Promise.resolve();
+  function followLocal(stepJson) { // steps run one after another, never two loads at once
+    localSteps = localSteps.then(() => driveLocal(JSON.parse(stepJson)));
+  }
+  async function driveLocal(step) {
+    for (;;) {
+      if (step.do === "load") {
+        const entry = config.model[step.model] || config.model.local;
+        let next;
+        try {
+          const model = await local.fetchModel({
+            modelUrl: entry.url, checkSha256: (hex) => client.local_check_model(hex),
+            sha256: (bytes) => client.sha256_hex(bytes), // where crypto.subtle is missing (http)
+          });
+          const { warmupMs } = await local.load(step.key, {
+            backend: step.backend, ortUrl: config.ort_url, model, threads: step.threads,
+            io: entry.io, timedRuns: step.timed_runs, sample: sampleFrame(), budgetMs: step.budget_ms,
+          });
+          next = client.local_step_loaded(step.key, warmupMs, performance.now());
+        } catch (err) {
+          if (err.refused) {
+            view.problem("local", err.message);
+            return;
+          }
+          console.warn(`in-browser engine ${step.key}: ${err.message}`);
+          next = client.local_step_failed(step.key, err.message, err.timedOut === true, performance.now());
+        }
+        step = JSON.parse(next);
+      } else if (step.do === "use") {
+        local.use(step.key);
+        for (const key of step.drop) local.drop(key);
+        view.problem("local", "");
+        pump();
+        step = JSON.parse(client.local_next(performance.now()));
+      } else if (step.do === "drop") {
+        for (const key of step.keys) local.drop(key);
+        step = JSON.parse(client.local_next(performance.now()));
+      } else {
+        if (step.do === "fail") view.problem("local", step.message);
+        return;
+      }
+    }
+  }
+  async function startLocal() {
+    const problem = await webgpuProblem();
+    followLocal(client.local_begin(self.crossOriginIsolated === true, navigator.hardwareConcurrency || 1, problem, performance.now()));
   }
 
   // -- frames ------------------------------------------------------------------------------

@@ -1,10 +1,18 @@
 // Main-thread side of local inference: fetches the model, lets Python check its sha256,
 // and hands tensors to the worker. Pixels and bytes only; Python decides.
+//
+// Workers are loaded under keys ("wasm-2", "webgpu-2": Python's, backend_choice.py); one
+// of them runs the frames (use), another may wait beside it as a standby; drop ends one.
+// start() is the one-worker path of before (one Wasm worker, used at once).
 
 export class LocalEngine {
-  constructor({ onoutput, onerror }) {
-    this.worker = null;
-    this.handlers = { onoutput, onerror };
+  // onlost({ key, message }): a worker's GPU device was lost (WebGPU).
+  constructor({ onoutput, onerror, onlost = () => {} }) {
+    this.worker = null; // the one running frames
+    this.key = null;
+    this.workers = new Map(); // key -> Worker
+    this.models = new Map(); // url -> ArrayBuffer, checked
+    this.handlers = { onoutput, onerror, onlost };
   }
 
   // Resolves with { threads, warmupMs } once the worker's session is ready (warmupMs: a
@@ -12,6 +20,15 @@ export class LocalEngine {
   // io: the model card's input/output names and input size (config.model.local.io).
   // sha256(Uint8Array) -> hex: used where crypto.subtle is missing (insecure contexts).
   async start({ ortUrl, modelUrl, threads, io, checkSha256, sha256 }) {
+    const model = await this.fetchModel({ modelUrl, checkSha256, sha256 });
+    const loaded = await this.load("wasm", { backend: "wasm", ortUrl, model, threads, io });
+    this.use("wasm");
+    return loaded;
+  }
+
+  // The model file at modelUrl, once its sha256 passed Python's check (kept per URL).
+  async fetchModel({ modelUrl, checkSha256, sha256 }) {
+    if (this.models.has(modelUrl)) return this.models.get(modelUrl);
     const response = await fetch(modelUrl);
     if (!response.ok) throw new Error(`the model download failed: HTTP ${response.status}`);
     const model = await response.arrayBuffer();
@@ -28,25 +45,83 @@ export class LocalEngine {
       err.refused = true;
       throw err;
     }
-    this.worker = new Worker(new URL("./local-worker.js", import.meta.url), { type: "module" });
-    const ready = new Promise((resolve, reject) => {
-      this.worker.onmessage = ({ data }) => {
-        if (data.type === "ready") resolve({ threads: data.threads, warmupMs: data.warmupMs });
-        else if (data.type === "failed") reject(new Error(data.message));
+    this.models.set(modelUrl, model);
+    return model;
+  }
+
+  // Starts a worker under `key` and resolves with { threads, warmupMs, backend } when its
+  // session is ready and timed (timedRuns runs on `sample`, a letterboxed frame, or a blank
+  // one). Not ready within budgetMs: the worker is ended and the promise rejects with
+  // err.timedOut (issue 18: a worker that never answered left the page "loading").
+  load(key, { backend, ortUrl, model, threads, io, timedRuns = 1, sample = null, budgetMs = 0 }) {
+    this.drop(key);
+    const worker = new Worker(new URL("./local-worker.js", import.meta.url), { type: "module" });
+    this.workers.set(key, worker);
+    return new Promise((resolve, reject) => {
+      let timer = null;
+      const fail = (err) => {
+        clearTimeout(timer);
+        this.drop(key);
+        reject(err);
       };
-      this.worker.onerror = (event) => reject(new Error(event.message || "the worker failed"));
+      if (budgetMs > 0) {
+        timer = setTimeout(() => {
+          const err = new Error(`not ready within ${Math.round(budgetMs / 1000)} s`);
+          err.timedOut = true;
+          fail(err);
+        }, budgetMs);
+      }
+      worker.onmessage = ({ data }) => {
+        if (data.type === "ready") {
+          clearTimeout(timer);
+          this.listen(key, worker);
+          resolve({ threads: data.threads, warmupMs: data.warmupMs, backend: data.backend });
+        } else if (data.type === "failed") fail(new Error(data.message));
+      };
+      worker.onerror = (event) => fail(new Error(event.message || "the worker failed"));
+      const copy = model.slice(0); // each worker gets its own; the page keeps the original
+      const transfer = sample ? [copy, sample.buffer] : [copy];
+      worker.postMessage({ type: "init", ortUrl, model: copy, threads, io, backend, timedRuns, sample }, transfer);
     });
-    this.worker.postMessage({ type: "init", ortUrl, model, threads, io }, [model]);
-    const loaded = await ready;
-    this.worker.onmessage = ({ data }) => {
-      if (data.type === "output") this.handlers.onoutput(data);
-      else if (data.type === "error") this.handlers.onerror(data);
+  }
+
+  listen(key, worker) {
+    worker.onmessage = ({ data }) => {
+      if (data.type === "lost") this.handlers.onlost({ key, message: data.message });
+      else if (key !== this.key) return; // a standby's late answer
+      else if (data.type === "output") this.handlers.onoutput({ ...data, key });
+      else if (data.type === "error") this.handlers.onerror({ ...data, key });
     };
-    this.worker.onerror = (event) => this.handlers.onerror({ id: null, message: event.message });
-    return loaded;
+    worker.onerror = (event) => {
+      if (key === this.key) this.handlers.onerror({ id: null, key, message: event.message });
+    };
+  }
+
+  // Frames go to the worker under `key` from now on.
+  use(key) {
+    const worker = this.workers.get(key);
+    if (!worker) throw new Error(`no in-browser engine ${key} is loaded`);
+    this.worker = worker;
+    this.key = key;
+  }
+
+  drop(key) {
+    const worker = this.workers.get(key);
+    if (!worker) return;
+    worker.terminate();
+    this.workers.delete(key);
+    if (this.key === key) {
+      this.worker = null;
+      this.key = null;
+    }
   }
 
   run(id, tensor) {
     this.worker.postMessage({ type: "run", id, tensor }, [tensor.buffer]);
+  }
+
+  // Test hook: the running worker destroys its GPU device, as a driver reset would.
+  loseDevice() {
+    if (this.worker) this.worker.postMessage({ type: "lose-device" });
   }
 }

@@ -23,6 +23,7 @@ from pyodide_client.model_card import ModelCard
 from . import WebappError
 from .assets import (
     ORT_FILES,
+    ORT_WASM_FILES,
     PYODIDE_FILES,
     BrowserRuntimes,
     RevalidatedFiles,
@@ -33,7 +34,7 @@ from .attempts import KioskKeyLimiter, LoginLimiter
 from .forwarded import ForwardedClient, parse_networks
 from .headers import NO_CACHE, SecurityHeaders
 from .metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, WebappMetrics, is_authorised
-from .model_files import choose_local_model
+from .model_files import LocalModel, choose_local_model
 from .node_identity import NodeCredentials
 from .node_tokens import NodeTokens
 from .offline import OfflineManifest, service_worker_script
@@ -160,6 +161,8 @@ def create_app(
         "node_urls": list(settings.node_urls),
         "max_in_flight": settings.max_in_flight,
         "local_threads": settings.local_threads,
+        "browser_backend": settings.browser_backend,  # auto | webgpu | wasm (issue 20)
+        "local_load_deadline_ms": settings.local_load_deadline_s * 1000.0,
         "frame_encoding": settings.frame_encoding,
         "target_fps": settings.target_fps,
         "postprocess": {
@@ -185,6 +188,11 @@ def create_app(
             # The file the in-browser fallback fetches, checks and runs, with its card's
             # input/output names and size (the model's INT8 variant when it is worth it).
             "local": local_model.page_config(),
+            # WebGPU runs the float model: the INT8 QDQ variant was measured slower there
+            # (its DequantizeLinear ops run as extra float passes; docs/benchmarks.md).
+            "local_webgpu": LocalModel(
+                card, settings.model_dir / card.file, None, ""
+            ).page_config(),
         },
         "kiosk": False,
     }
@@ -212,7 +220,8 @@ def create_app(
             ),
         },
         vendor_urls=tuple(
-            [pyodide_url + name for name in PYODIDE_FILES] + [ort_url + name for name in ORT_FILES]
+            [pyodide_url + name for name in PYODIDE_FILES]
+            + [ort_url + name for name in ORT_WASM_FILES]
         ),
         model_url=f"/models/{local_model.card.file}",
         model_sha256=local_model.card.sha256,

@@ -25,6 +25,8 @@ from .headers import NO_CACHE
 
 __all__ = [
     "ORT_FILES",
+    "ORT_WASM_FILES",
+    "ORT_WEBGPU_FILES",
     "PYODIDE_FILES",
     "VENDOR_CACHE",
     "AssetError",
@@ -54,7 +56,17 @@ PYODIDE_FILES = (
     "python_stdlib.zip",
     "pyodide-lock.json",
 )
-ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs")
+# The Wasm build (CPU), which the service worker keeps for offline kiosks ...
+ORT_WASM_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs")
+# ... and the WebGPU build (issue 20): in onnxruntime-web 1.30 ``ort.webgpu.min.mjs`` loads
+# the asyncify Wasm (its native WebGPU execution provider), not the JSEP one that
+# ``ort.all`` uses. 27 MB, fetched only by a page that tries WebGPU; not kept offline.
+ORT_WEBGPU_FILES = (
+    "ort.webgpu.min.mjs",
+    "ort-wasm-simd-threaded.asyncify.wasm",
+    "ort-wasm-simd-threaded.asyncify.mjs",
+)
+ORT_FILES = ORT_WASM_FILES + ORT_WEBGPU_FILES
 
 
 class AssetError(WebappError):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from gpu_backend.setting_values import BOOLEAN_EXPECTED, parse_boolean
+from pyodide_client.backend_choice import SETTINGS as BROWSER_BACKENDS
 from pyodide_client.encoding import MODES as FRAME_ENCODINGS
 from pyodide_client.node_url import node_url_problem
 
@@ -38,6 +39,13 @@ class WebappSettings:
     # twice the grab-to-drawn latency, more for a distant node (docs/benchmarks.md). 1..64 pin it.
     max_in_flight: int = 0
     local_threads: int = 0  # Wasm threads for in-browser detection; 0: the page decides
+    # Where in-browser detection runs (issue 20): auto measures WebGPU and Wasm on the
+    # visitor's machine and keeps the faster; webgpu or wasm pin it (WebGPU still falls
+    # back to Wasm when the browser has no adapter or loses its device).
+    browser_backend: str = "auto"
+    # How long the page waits for its in-browser engine to be ready before it retries
+    # once and then says so (issue 18: a worker that never answered left "loading" forever).
+    local_load_deadline_s: float = 30.0
     # How pages send frames (issue 9): auto picks raw or JPEG/WebP per node link from its
     # measured throughput (pyodide_client/encoding.py); raw, jpeg or webp pin it.
     frame_encoding: str = "auto"
@@ -102,6 +110,8 @@ class WebappSettings:
         "vendor_dir": "EDGESIGHT_VENDOR_DIR",
         "max_in_flight": "EDGESIGHT_FRAMES_IN_FLIGHT",
         "local_threads": "EDGESIGHT_LOCAL_THREADS",
+        "browser_backend": "EDGESIGHT_BROWSER_BACKEND",
+        "local_load_deadline_s": "EDGESIGHT_LOCAL_LOAD_DEADLINE_S",
         "frame_encoding": "EDGESIGHT_FRAME_ENCODING",
         "target_fps": "EDGESIGHT_TARGET_FPS",
         "score_threshold": "EDGESIGHT_SCORE_THRESHOLD",
@@ -156,6 +166,16 @@ class WebappSettings:
             raise SettingsError(
                 "EDGESIGHT_LOCAL_THREADS (local_threads): expected 0..16, "
                 f"got {self.local_threads!r}"
+            )
+        if self.browser_backend not in BROWSER_BACKENDS:
+            raise SettingsError(
+                "EDGESIGHT_BROWSER_BACKEND (browser_backend): expected one of "
+                f"{', '.join(BROWSER_BACKENDS)}, got {self.browser_backend!r}"
+            )
+        if not 1 <= self.local_load_deadline_s <= 600:
+            raise SettingsError(
+                "EDGESIGHT_LOCAL_LOAD_DEADLINE_S (local_load_deadline_s): expected 1..600 s, "
+                f"got {self.local_load_deadline_s!r}"
             )
         if self.frame_encoding not in FRAME_ENCODINGS:
             raise SettingsError(
@@ -225,6 +245,7 @@ class WebappSettings:
                 "target_fps",
                 "body_timeout_s",
                 "min_body_rate_bytes_per_s",
+                "local_load_deadline_s",
             ):
                 try:
                     values[name] = float(raw)

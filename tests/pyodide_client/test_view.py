@@ -216,3 +216,14 @@ def test_a_kiosk_loop_says_why_not_the_camera_and_that_it_retries() -> None:
     text = source_problem(shown)
     assert "retrying" in text
     assert text.endswith("Showing the configured loop meanwhile.")
+
+
+def test_webgpu_says_gpu_in_the_badge_and_details() -> None:
+    gpu = replace(LOCAL, backend="webgpu", backend_note="WebGPU, the fastest measured here")
+    assert badge(gpu) == {"kind": "local", "text": "Detecting in this browser, GPU"}
+    shown = details(gpu)
+    assert "In this browser, GPU: onnxruntime-web (WebGPU)" in shown
+    assert "In-browser engine: WebGPU, the fastest measured here" in shown
+    assert not any("WebAssembly" in line for line in shown)
+    # Wasm keeps its words (other tests and pages match them exactly)
+    assert badge(replace(LOCAL, backend="wasm"))["text"] == "Detecting in this browser"

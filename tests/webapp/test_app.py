@@ -197,3 +197,53 @@ def test_kiosk_page_and_service_worker(client: TestClient) -> None:
         assert url in manifest["urls"]
     assert any(url.endswith("pyodide.asm.wasm") for url in manifest["urls"])
     assert all(client.get(url).status_code == 200 for url in manifest["urls"])
+
+
+def test_page_gets_the_browser_backend_and_both_local_models(client: TestClient) -> None:
+    # issue 20: WebGPU runs the float model, Wasm the variant the web app offers
+    config = _page_config(client)
+    assert config["browser_backend"] == "auto"
+    assert config["local_load_deadline_ms"] == 30_000.0
+    model = config["model"]
+    assert isinstance(model, dict)
+    webgpu = model["local_webgpu"]
+    assert (webgpu["url"], webgpu["sha256"], webgpu["variant_of"]) == (
+        model["url"],
+        model["sha256"],
+        None,
+    )
+    assert webgpu["io"] == model["local"]["io"]
+    pinned = WebappSettings.from_env(
+        {"EDGESIGHT_BROWSER_BACKEND": "wasm", "EDGESIGHT_LOCAL_LOAD_DEADLINE_S": "5"}
+    )
+    config = _page_config(TestClient(create_app(pinned)))
+    assert (config["browser_backend"], config["local_load_deadline_ms"]) == ("wasm", 5000.0)
+
+
+def test_browser_backend_settings_name_their_keys() -> None:
+    with pytest.raises(SettingsError) as info:
+        WebappSettings.from_env({"EDGESIGHT_BROWSER_BACKEND": "cuda"})
+    assert str(info.value) == (
+        "EDGESIGHT_BROWSER_BACKEND (browser_backend): expected one of auto, webgpu, wasm, "
+        "got 'cuda'"
+    )
+    with pytest.raises(SettingsError, match="EDGESIGHT_LOCAL_LOAD_DEADLINE_S"):
+        WebappSettings.from_env({"EDGESIGHT_LOCAL_LOAD_DEADLINE_S": "0"})
+    with pytest.raises(SettingsError, match="EDGESIGHT_LOCAL_LOAD_DEADLINE_S: expected a number"):
+        WebappSettings.from_env({"EDGESIGHT_LOCAL_LOAD_DEADLINE_S": "soon"})
+
+
+def test_the_webgpu_build_is_served_but_not_kept_offline(client: TestClient) -> None:
+    config = _page_config(client)
+    base = config["ort_url"]
+    assert isinstance(base, str)
+    worker = client.get("/sw.js").text
+    for name in ("ort.webgpu.min.mjs", "ort-wasm-simd-threaded.asyncify.mjs"):
+        response = client.get(f"{base}{name}")
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/javascript; charset=utf-8"
+        assert f'"{base}{name}"' not in worker  # 27 MB a kiosk does not need offline
+    assert f'"{base}ort.wasm.min.mjs"' in worker
+    # the JSEP build (ort.all's) and the other bundles stay unserved
+    assert client.get(f"{base}ort-wasm-simd-threaded.jsep.wasm").status_code == 404
+    assert client.get(f"{base}ort.all.min.mjs").status_code == 404
