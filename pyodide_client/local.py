@@ -66,6 +66,7 @@ class LocalEngine:
         self.threads = 1
         self.backend = "wasm"  # or "webgpu": where the worker running frames runs them
         self.backend_note = ""  # why that backend, in words (backend_choice.py)
+        self.standby = ""  # the key of a loaded, idle Wasm worker beside it ("" none)
         self.problem = ""
         self._letterbox: Letterbox | None = None
         self._in_flight: dict[int, _InFlight] = {}

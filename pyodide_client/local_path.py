@@ -82,6 +82,7 @@ class LocalPath:
         elif step["do"] == "drop" and self.choice.running is None:
             self.engine.reloading()
         self.engine.backend_note = self.choice.note
+        self.engine.standby = self.choice.standby.key if self.choice.standby else ""
         return step
 
     def sample(self, rgba: bytes | bytearray | memoryview, width_px: int, height_px: int) -> bytes:

@@ -158,6 +158,7 @@ def status_json(page: PageFacts, now_ms: float) -> str:
             "threads": page.local.threads,
             "local_backend": page.local.backend,
             "local_backend_note": page.local.backend_note,
+            "local_standby": page.local.standby or None,
             "local_state": page.local.state.value,
             "local_problem": page.local.problem,
             "route": page.route_note,

@@ -1,0 +1,179 @@
+"""In-browser detection on WebGPU (issue 20) and the engine's load deadline (issue 18), in
+headless Chromium. Its WebGPU adapter here is SwiftShader, a CPU implementation: 13-14 s a
+frame at quiet load, so these tests check correctness and the choice, never speed, and run
+as few WebGPU frames as they can (bench/webgpu.py measures)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CHROMIUM_ARGS, CSP_REPORTER, NodeProcess, camera_args, start_webapp
+from playwright.sync_api import Browser, Page, Playwright, expect
+
+pytestmark = pytest.mark.e2e
+
+# SwiftShader as the WebGPU adapter (NOTES.md). --disable-gpu is left out: it takes WebGPU away.
+WEBGPU_ARGS = [
+    *(arg for arg in CHROMIUM_ARGS if arg != "--disable-gpu"),
+    "--enable-unsafe-webgpu",
+    "--use-webgpu-adapter=swiftshader",
+    "--enable-unsafe-swiftshader",
+]
+# A SwiftShader session plus a frame or two, on a loaded 2-core machine: minutes.
+WEBGPU_TIMEOUT_MS = 600_000
+PARITY_MIN_SCORE = 0.5  # confident detections (NOTES: low scores flicker between runs)
+PARITY_MIN_IOU = 0.9
+
+
+@pytest.fixture
+def webgpu_browser(playwright_driver: Playwright, chromium_path: str) -> Iterator[Any]:
+    browsers: list[Browser] = []
+
+    def launch(camera: Path | None) -> Page:
+        args = [*WEBGPU_ARGS, *(camera_args(camera) if camera else [])]
+        browser = playwright_driver.chromium.launch(executable_path=chromium_path, args=args)
+        browsers.append(browser)
+        # No service worker: it would serve the runtimes around page.route.
+        context = browser.new_context(service_workers="block")
+        page = context.new_page()
+        page.add_init_script(CSP_REPORTER)
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if "CSP violation" in m.text else None)
+        page.csp_errors = errors  # type: ignore[attr-defined]
+        return page
+
+    yield launch
+    for browser in browsers:
+        browser.close()
+
+
+def status(page: Page) -> dict[str, Any]:
+    shown: dict[str, Any] = json.loads(
+        page.evaluate("() => window.edgesight.client.status(performance.now())")
+    )
+    return shown
+
+
+def wait_status(
+    page: Page,
+    expected: dict[str, Any],
+    drawn_over: int = -1,
+    has_standby: bool = False,
+    timeout_ms: float = WEBGPU_TIMEOUT_MS,
+) -> None:
+    """Until the page's status has the ``expected`` values, more than ``drawn_over``
+    in-browser frames are drawn, and (``has_standby``) a Wasm standby is loaded."""
+    page.wait_for_function(
+        """([expected, drawnOver, hasStandby]) => {
+            const e = window.edgesight;
+            if (!e) return false;
+            const s = JSON.parse(e.client.status(performance.now()));
+            const drawn = e.timings.filter(t => t.mode === "local").length;
+            return Object.entries(expected).every(([key, value]) => s[key] === value)
+                && drawn > drawnOver && (!hasStandby || Boolean(s.local_standby));
+        }""",
+        arg=[expected, drawn_over, has_standby],
+        timeout=timeout_ms,
+    )
+
+
+def local_drawn(page: Page) -> int:
+    return int(
+        page.evaluate("() => window.edgesight.timings.filter(t => t.mode === 'local').length")
+    )
+
+
+def confident(boxes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [box for box in boxes if box["score"] >= PARITY_MIN_SCORE]
+
+
+def iou(a: dict[str, float], b: dict[str, float]) -> float:
+    ix = max(0.0, min(a["x2"], b["x2"]) - max(a["x1"], b["x1"]))
+    iy = max(0.0, min(a["y2"], b["y2"]) - max(a["y1"], b["y1"]))
+    inter = ix * iy
+    area = (a["x2"] - a["x1"]) * (a["y2"] - a["y1"]) + (b["x2"] - b["x1"]) * (b["y2"] - b["y1"])
+    return inter / (area - inter) if area > inter else 0.0
+
+
+def assert_same_boxes(gpu: list[dict[str, Any]], wasm: list[dict[str, Any]]) -> None:
+    gpu, wasm = confident(gpu), confident(wasm)
+    assert gpu, "WebGPU found nothing confident on the photo"
+    assert sorted(b["label"] for b in gpu) == sorted(b["label"] for b in wasm)
+    for box in gpu:
+        best = max(iou(box, other) for other in wasm if other["label"] == box["label"])
+        assert best >= PARITY_MIN_IOU, (box, wasm)
+
+
+def test_webgpu_boxes_match_wasm_and_a_lost_device_moves_to_wasm_at_once(
+    webgpu_browser: Any, cameras: dict[str, Path]
+) -> None:
+    # given a page pinned to WebGPU, no node, and a camera showing a cat
+    unreachable = f"ws://127.0.0.1:{NodeProcess().port}/ws"
+    with start_webapp((unreachable,), browser_backend="webgpu", local_load_deadline_s=600.0) as web:
+        page = webgpu_browser(cameras["chelsea"])
+        page.goto(f"{web.http_url}/")
+        # when WebGPU has drawn a frame and the Wasm standby is loaded beside it
+        wait_status(page, {"local_backend": "webgpu"}, drawn_over=0, has_standby=True)
+        expect(page.locator("#badge")).to_have_text("Detecting in this browser, GPU")
+        gpu_boxes = page.evaluate("() => window.edgesight.lastBoxes.local")
+        # and its device is lost (what a driver reset does)
+        page.evaluate("() => window.edgesight.local.loseDevice()")
+        # then the next frames run on the standby: no new load, no message
+        wait_status(page, {"local_backend": "wasm", "local_state": "ready"})
+        after = local_drawn(page)
+        assert status(page)["local_standby"] is None
+        wait_status(page, {}, drawn_over=after, timeout_ms=60_000)
+        wasm_boxes = page.evaluate("() => window.edgesight.lastBoxes.local")
+        expect(page.locator("#badge")).to_have_text("Detecting in this browser")
+        shown = status(page)
+        assert shown["local_backend_note"].startswith(
+            "WebAssembly: WebGPU stopped working (the GPU device was lost"
+        )
+        assert shown["local_problem"] == ""
+        assert page.csp_errors == []  # type: ignore[attr-defined]
+    # and WebGPU and Wasm saw the same cat (issue 20's parity goal)
+    assert "cat" in [box["label"] for box in confident(gpu_boxes)]
+    assert_same_boxes(gpu_boxes, wasm_boxes)
+
+
+def test_auto_measures_webgpu_slower_here_and_runs_wasm(
+    webgpu_browser: Any, cameras: dict[str, Path]
+) -> None:
+    # SwiftShader takes seconds a frame: its trial runs out of time and Wasm runs
+    unreachable = f"ws://127.0.0.1:{NodeProcess().port}/ws"
+    with start_webapp((unreachable,), browser_backend="auto") as web:
+        page = webgpu_browser(cameras["chelsea"])
+        page.goto(f"{web.http_url}/")
+        wait_status(page, {"local_state": "ready"}, drawn_over=0, timeout_ms=180_000)
+        shown = status(page)
+        assert shown["local_backend"] == "wasm"
+        assert "the fastest measured here" in shown["local_backend_note"]
+        assert "WebGPU slower" in shown["local_backend_note"]
+        assert shown["local_standby"] is None  # the WebGPU worker was ended
+        expect(page.locator("#badge")).to_have_text("Detecting in this browser")
+
+
+def test_an_engine_that_never_loads_is_retried_then_the_page_says_so(
+    webgpu_browser: Any, cameras: dict[str, Path]
+) -> None:
+    # issue 18: the page once stayed at "In-browser detection: loading" for 180 s
+    unreachable = f"ws://127.0.0.1:{NodeProcess().port}/ws"
+    with start_webapp((unreachable,), browser_backend="wasm", local_load_deadline_s=2.0) as web:
+        page = webgpu_browser(cameras["chelsea"])
+        stalled: list[str] = []
+        # the Wasm runtime's download never answers (the route is never fulfilled)
+        page.route(
+            "**/ort-wasm-simd-threaded.wasm", lambda route: stalled.append(route.request.url)
+        )
+        page.goto(f"{web.http_url}/")
+        wait_status(page, {"local_state": "failed"}, timeout_ms=120_000)
+        message = (
+            "WebAssembly, 2 threads not ready after 2 s, 2 tries. Reload the page to try again."
+        )
+        assert status(page)["local_problem"] == f"Local detection could not start: {message}"
+        expect(page.locator("#message")).to_contain_text(message)
+        assert len(stalled) == 2  # one worker, then one more
