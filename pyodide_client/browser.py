@@ -794,7 +794,9 @@ class BrowserClient:
         self.local.forget(frame_id)
         running = self.local_path.choice.running
         if running is not None and running.key == key and running.backend == "webgpu":
-            return self.local_lost(key, f"a frame failed: {message[:200]}", now_ms)
+            # onnxruntime's message (source paths, error codes) goes to the console only
+            log.warning("frame %d failed on %s: %s", frame_id, key, message[:500])
+            return self.local_lost(key, "a frame failed on the GPU", now_ms)
         return json.dumps({"do": "none"})
 
     def local_sample(self, rgba: Buffer, width_px: int, height_px: int) -> bytes:

@@ -90,8 +90,14 @@ def test_a_failed_frame_on_webgpu_counts_as_a_lost_device() -> None:
     client = make_client()
     now = start(client, {"wasm-2": 80.0, "webgpu-2": 8.0})
     frame_id = client.local_encode(RGBA, WIDTH, HEIGHT, now, now)
-    reply = step(client.local_run_failed("webgpu-2", frame_id, "mapAsync failed", now))
+    reply = step(
+        client.local_run_failed("webgpu-2", frame_id, "/src/buffer_manager.cc:643 failed", now)
+    )
     assert (reply["do"], reply["key"]) == ("use", "wasm-2")
+    # onnxruntime's internals stay in the console, not in what the page shows
+    assert status(client, now)["local_backend_note"] == (
+        "WebAssembly: WebGPU stopped working (a frame failed on the GPU)"
+    )
     # on Wasm a failed frame is only that frame
     frame_id = client.local_encode(RGBA, WIDTH, HEIGHT, now, now)
     assert step(client.local_run_failed("wasm-2", frame_id, "oops", now)) == {"do": "none"}
