@@ -21,7 +21,9 @@ import argparse
 import base64
 import json
 import logging
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -122,25 +124,31 @@ LOSS_GAP = """async () => {
   const local = () => e.timings.filter((t) => t.mode === "local");
   const before = local().length;
   const lostAt = performance.now();
+  let switchedMs = null;
   e.local.loseDevice();
-  while (local().length <= before
-    || JSON.parse(e.client.status(performance.now())).local_backend !== "wasm") {
+  while (local().length <= before || switchedMs === null) {
     await new Promise((resolve) => setTimeout(resolve, 5));
+    if (switchedMs === null
+      && JSON.parse(e.client.status(performance.now())).local_backend === "wasm") {
+      switchedMs = performance.now() - lostAt;
+    }
   }
   const drawn = local().filter((t) => t.drawn_ms > lostAt);
-  return drawn.length ? drawn[0].drawn_ms - lostAt : null;
+  return { switchedMs, nextBoxMs: drawn.length ? drawn[0].drawn_ms - lostAt : null,
+           nextBoxGrabToDrawnMs: drawn.length ? drawn[0].drawn_ms - drawn[0].capture_ms : null };
 }"""
 
 
-def device_loss_gap(page: Page) -> float | None:
+def device_loss_gap(page: Page) -> dict[str, float | None]:
     """A pinned-WebGPU page with its Wasm standby loaded: the device is destroyed; ms from
-    then to the next box drawn (by Wasm). One sample per page: a device is lost once."""
+    then until the page runs on Wasm, and until the next box is drawn (by Wasm), with that
+    frame's own grab-to-drawn. One sample per page: a device is lost once."""
     page.wait_for_function(
         "() => JSON.parse(window.edgesight.client.status(performance.now())).local_standby",
         timeout=TIMEOUT_MS,
     )
-    gap = page.evaluate(LOSS_GAP)
-    return round(gap, 1) if gap is not None else None
+    gap: dict[str, float | None] = page.evaluate(LOSS_GAP)
+    return {key: round(value, 1) if value is not None else None for key, value in gap.items()}
 
 
 def main() -> None:
@@ -149,12 +157,18 @@ def main() -> None:
     parser.add_argument("--webgpu-runs", type=int, default=1, help="timed WebGPU runs")
     parser.add_argument("--path-s", type=float, default=20.0, help="seconds of Wasm path")
     parser.add_argument("--skip-path", action="store_true", help="engines only")
+    parser.add_argument("--out", default="webgpu.json", help="file name in bench/results")
+    parser.add_argument("--skip-engines", action="store_true", help="the local paths only")
+    parser.add_argument(
+        "--backends", default="wasm,webgpu", help="local paths to run (comma-separated)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 
     tensor = model_inputs(camera_frames()[:1])[0]
     tensor_b64 = base64.b64encode(tensor.tobytes()).decode()
-    camera = write_y4m(RESULTS / "webgpu-chelsea.y4m", [fit_frame(photo("chelsea"))] * 10)
+    folder = Path(tempfile.mkdtemp(prefix="edgesight-webgpu-"))
+    camera = write_y4m(folder / "chelsea.y4m", [fit_frame(photo("chelsea"))] * 10)
     unreachable = f"ws://127.0.0.1:{NodeProcess().port}/ws"
     with open("/proc/loadavg") as handle:
         load_before = handle.read().split()[:3]
@@ -171,11 +185,14 @@ def main() -> None:
             page.goto(f"{web.http_url}/")  # no camera: the page's own engine stays idle
             page.wait_for_function("() => window.edgesight", timeout=TIMEOUT_MS)
             page.evaluate("() => { window.edgesight.paused = true; }")
-            result["engines"] = engine_times(page, tensor_b64, args.runs, args.webgpu_runs)
+            if not args.skip_engines:
+                result["engines"] = engine_times(page, tensor_b64, args.runs, args.webgpu_runs)
             browser.close()
         if not args.skip_path:
             paths = []
-            for backend, seconds, frames in (("wasm", args.path_s, 10), ("webgpu", 0.0, 2)):
+            runs = {"wasm": (args.path_s, 10), "webgpu": (0.0, 2)}
+            for backend in args.backends.split(","):
+                seconds, frames = runs[backend]
                 with start_webapp(
                     (unreachable,), browser_backend=backend, local_load_deadline_s=600.0
                 ) as web:
@@ -188,19 +205,20 @@ def main() -> None:
                     log.info("local path pinned to %s", backend)
                     row = {"pinned": backend, **local_path(page, seconds, frames)}
                     if backend == "webgpu":
-                        row["device_loss_to_next_box_ms"] = device_loss_gap(page)
+                        row["device_loss"] = device_loss_gap(page)
                     paths.append(row)
                     browser.close()
             result["local_path"] = paths
     with open("/proc/loadavg") as handle:
         result["load_after"] = handle.read().split()[:3]
-    write_result(RESULTS / "webgpu.json", result)
+    shutil.rmtree(folder, ignore_errors=True)
+    write_result(RESULTS / args.out, result)
     sys.stdout.write(
         table(
             ["backend", "model", "runs", "ms/frame"],
             [
                 (r["backend"], r["model"], r["timed_runs"], round(r["warmupMs"], 1))
-                for r in result["engines"]
+                for r in result.get("engines", [])
             ],
         )
         + "\n"
