@@ -11,7 +11,8 @@ candidate runs the frames. The operator may pin the backend (``browser_backend``
   what they like there (WebKit says 4 on a 2-core machine, and 4 threads ran 85-95 ms a
   frame against about 50 ms with 2): the number alone does not decide. One thread without
   cross-origin isolation.
-- WebGPU runs the float model (the INT8 QDQ variant is slower there: docs/benchmarks.md);
+- WebGPU runs the float model (the INT8 QDQ variant measured no faster there:
+  docs/benchmarks.md, section p);
   Wasm runs the variant the web app offers. In ``auto`` a WebGPU trial that is not done
   within ``WEBGPU_TRIAL_MS`` counts as slower and is stopped (a software adapter such as
   SwiftShader takes seconds a frame and would otherwise hold the page's CPU).

@@ -188,8 +188,8 @@ def create_app(
             # The file the in-browser fallback fetches, checks and runs, with its card's
             # input/output names and size (the model's INT8 variant when it is worth it).
             "local": local_model.page_config(),
-            # WebGPU runs the float model: the INT8 QDQ variant was measured slower there
-            # (its DequantizeLinear ops run as extra float passes; docs/benchmarks.md).
+            # WebGPU runs the float model: the INT8 QDQ variant measured no faster there
+            # (docs/benchmarks.md, section p); Wasm runs "local" (the variant when offered).
             "local_webgpu": LocalModel(
                 card, settings.model_dir / card.file, None, ""
             ).page_config(),
