@@ -32,6 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .local import MAX_WASM_THREADS
+
 __all__ = [
     "DEFAULT_WASM_THREADS",
     "LOAD_ATTEMPTS",
@@ -45,7 +47,6 @@ __all__ = [
 
 SETTINGS = ("auto", "webgpu", "wasm")
 WASM, WEBGPU = "wasm", "webgpu"
-MAX_WASM_THREADS = 4
 DEFAULT_WASM_THREADS = 2  # the count measured best on 2-core machines (NOTES, issue 18)
 WEBGPU_TRIAL_MS = 20_000.0  # auto: load + warm-up; later means slower than any Wasm
 LOAD_ATTEMPTS = 2  # a load past its deadline is tried once more

@@ -329,7 +329,10 @@ async function main() {
   }
   let localSteps = Promise.resolve();
   function followLocal(stepJson) { // steps run one after another, never two loads at once
-    localSteps = localSteps.then(() => driveLocal(JSON.parse(stepJson)));
+    localSteps = localSteps.then(() => driveLocal(JSON.parse(stepJson))).catch((err) => {
+      console.error(err); // a bug, not the browser: say so, and keep later steps running
+      view.problem("local", `Local detection stopped: ${err.message}`);
+    });
   }
   async function driveLocal(step) {
     for (;;) {
