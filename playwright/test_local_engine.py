@@ -64,20 +64,23 @@ def wait_status(
     expected: dict[str, Any],
     drawn_over: int = -1,
     has_standby: bool = False,
+    note_has: str = "",
     timeout_ms: float = WEBGPU_TIMEOUT_MS,
 ) -> None:
     """Until the page's status has the ``expected`` values, more than ``drawn_over``
-    in-browser frames are drawn, and (``has_standby``) a Wasm standby is loaded."""
+    in-browser frames are drawn, (``has_standby``) a Wasm standby is loaded, and the
+    backend note says ``note_has``."""
     page.wait_for_function(
-        """([expected, drawnOver, hasStandby]) => {
+        """([expected, drawnOver, hasStandby, noteHas]) => {
             const e = window.edgesight;
             if (!e) return false;
             const s = JSON.parse(e.client.status(performance.now()));
             const drawn = e.timings.filter(t => t.mode === "local").length;
             return Object.entries(expected).every(([key, value]) => s[key] === value)
-                && drawn > drawnOver && (!hasStandby || Boolean(s.local_standby));
+                && drawn > drawnOver && (!hasStandby || Boolean(s.local_standby))
+                && s.local_backend_note.includes(noteHas);
         }""",
-        arg=[expected, drawn_over, has_standby],
+        arg=[expected, drawn_over, has_standby, note_has],
         timeout=timeout_ms,
     )
 
@@ -147,12 +150,16 @@ def test_webgpu_boxes_match_wasm_and_a_lost_device_moves_to_wasm_at_once(
 def test_auto_measures_webgpu_slower_here_and_runs_wasm(
     webgpu_browser: Any, cameras: dict[str, Path]
 ) -> None:
-    # SwiftShader takes seconds a frame: its trial runs out of time and Wasm runs
+    # SwiftShader takes seconds a frame: Wasm detects while WebGPU is tried, the trial
+    # runs out of time and Wasm stays
     unreachable = f"ws://127.0.0.1:{NodeProcess().port}/ws"
     with start_webapp((unreachable,), browser_backend="auto") as web:
         page = webgpu_browser(cameras["chelsea"])
         page.goto(f"{web.http_url}/")
-        wait_status(page, {"local_state": "ready"}, drawn_over=0, timeout_ms=180_000)
+        wait_status(page, {"local_backend": "wasm"}, drawn_over=0, note_has="WebGPU being tried")
+        drawn = local_drawn(page)
+        wait_status(page, {"local_state": "ready"}, note_has="WebGPU slower", timeout_ms=180_000)
+        assert local_drawn(page) > drawn  # frames kept coming during the trial
         shown = status(page)
         assert shown["local_backend"] == "wasm"
         assert "the fastest measured here" in shown["local_backend_note"]

@@ -11,6 +11,9 @@ candidate runs the frames. The operator may pin the backend (``browser_backend``
   what they like there (WebKit says 4 on a 2-core machine, and 4 threads ran 85-95 ms a
   frame against about 50 ms with 2): the number alone does not decide. One thread without
   cross-origin isolation.
+- In ``auto`` the Wasm candidates are timed first and the faster one runs at once; WebGPU
+  is tried after, beside it, and takes over only when its warm-up is faster, so trying it
+  never delays the first in-browser box.
 - WebGPU runs the float model (the INT8 QDQ variant measured no faster there:
   docs/benchmarks.md, section p);
   Wasm runs the variant the web app offers. In ``auto`` a WebGPU trial that is not done
@@ -122,6 +125,7 @@ class BackendChoice:
         self.standby: Candidate | None = None  # loaded and idle: where a lost WebGPU goes
         self.note = ""  # why this backend, in words (Details)
         self.problem = ""  # why in-browser detection cannot run, for the page
+        self._is_final = False  # every trial done and the fastest chosen
 
     # -- what the browser offers -------------------------------------------------------------
     def begin(
@@ -171,11 +175,23 @@ class BackendChoice:
         if self.running is None and self.setting == WEBGPU and first.warmup_ms is not None:
             return self._use(first.candidate, keep=None)  # pinned: no comparison
         waiting = next((t for t in self._trials if not t.is_done), None)
+        if (
+            self.running is None
+            and waiting is not None
+            and waiting.candidate.backend == WEBGPU
+            and self.setting == "auto"
+            and any(t.warmup_ms is not None for t in self._trials)
+        ):
+            # Wasm is measured: run it while WebGPU is tried, so trying WebGPU never makes
+            # the first in-browser box later than Wasm alone would.
+            return self._decide()
         if waiting is not None:
             return self._load(waiting, now_ms)
-        if self.running is not None:
-            return {"do": "done"}
-        return self._decide()
+        if self.running is None:
+            return self._decide()
+        if not self._is_final and self.setting == "auto":
+            return self._decide()  # the WebGPU trial is done: switch to it if faster
+        return {"do": "done"}
 
     def _load(self, trial: _Trial, now_ms: float) -> dict[str, Any]:
         trial.attempts += 1
@@ -204,6 +220,8 @@ class BackendChoice:
         return TIMED_RUNS_ALONE
 
     def _decide(self) -> dict[str, Any]:
+        """The fastest measured candidate runs; final once every trial is done."""
+        self._is_final = all(t.is_done for t in self._trials)
         measured = [t for t in self._trials if t.warmup_ms is not None]
         if not measured:
             reasons = "; ".join(f"{t.candidate.describe()} {t.problem}" for t in self._trials)
@@ -217,6 +235,10 @@ class BackendChoice:
             keep = min(wasm, key=lambda t: t.warmup_ms or 0.0).candidate if wasm else None
         if self.is_contested:
             self.note = self._comparison(best)
+        if self.running is not None and best.candidate == self.running:
+            # it runs already: end the others, keep its frames in flight
+            drop = [t.candidate.key for t in measured if t.candidate != best.candidate]
+            return {"do": "drop", "keys": drop}
         return self._use(best.candidate, keep)
 
     def _comparison(self, best: _Trial) -> str:
@@ -226,7 +248,9 @@ class BackendChoice:
             if t.warmup_ms is not None
         )
         unmeasured = "".join(
-            f"; {t.candidate.describe()} {t.problem}" for t in self._trials if t.warmup_ms is None
+            f"; {t.candidate.describe()} {t.problem or 'being tried'}"
+            for t in self._trials
+            if t.warmup_ms is None
         )
         return f"{best.candidate.describe()}, the fastest measured here ({times}{unmeasured})"
 
@@ -261,7 +285,7 @@ class BackendChoice:
             )
         trial = self._finish(key)
         trial.warmup_ms = float(warmup_ms)
-        if self.running is not None and trial.candidate != self.running:
+        if self.running is not None and self.running.backend == WEBGPU:
             self.standby = trial.candidate  # a pinned WebGPU's Wasm standby
 
     def failed(self, key: str, reason: str, now_ms: float, is_timeout: bool = False) -> None:

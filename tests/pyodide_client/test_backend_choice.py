@@ -43,21 +43,29 @@ def run_choice(
     choice: BackendChoice, times_ms: dict[str, float | None], now_ms: float = 0.0
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Play the page: load each step's worker; ``times_ms[key]`` is its warm-up, None a
-    worker that never answers (stopped at its budget). Returns the first "use" or "fail"
-    step and every load step before it."""
-    loads = []
+    worker that never answers (stopped at its budget); do "use" and "drop" steps, until
+    "done" or "fail". Returns the last "use" (or the "fail") step, and every step."""
+    steps = []
+    last: dict[str, Any] = {}
     step = choice.next_step(now_ms)
-    while step["do"] == "load":
-        loads.append(step)
-        warmup_ms = times_ms[step["key"]]
-        if warmup_ms is None:
-            now_ms += step["budget_ms"]
-            choice.failed(step["key"], "timed out", now_ms, is_timeout=True)
-        else:
-            now_ms += 500.0 + warmup_ms
-            choice.loaded(step["key"], warmup_ms, now_ms)
+    while step["do"] not in ("done", "fail"):
+        steps.append(step)
+        if step["do"] == "load":
+            warmup_ms = times_ms[step["key"]]
+            if warmup_ms is None:
+                now_ms += step["budget_ms"]
+                choice.failed(step["key"], "timed out", now_ms, is_timeout=True)
+            else:
+                now_ms += 500.0 + warmup_ms
+                choice.loaded(step["key"], warmup_ms, now_ms)
+        elif step["do"] == "use":
+            last = step
         step = choice.next_step(now_ms)
-    return step, loads
+    return (step if step["do"] == "fail" else last), steps
+
+
+def loads_of(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [step for step in steps if step["do"] == "load"]
 
 
 def test_auto_picks_wasm_when_webgpu_is_slower() -> None:
@@ -65,21 +73,39 @@ def test_auto_picks_wasm_when_webgpu_is_slower() -> None:
     choice = BackendChoice("auto")
     choice.begin(True, 2, webgpu_problem="")
     # when both are timed
-    step, loads = run_choice(choice, {"wasm-2": 75.0, "webgpu-2": 13_000.0})
-    # then Wasm runs, WebGPU's worker is ended, and Details says why
-    assert [load["backend"] for load in loads] == ["wasm", "webgpu"]
-    assert all(load["timed_runs"] == 3 for load in loads)
-    assert step == {"do": "use", "key": "wasm-2", "warmup_ms": 75.0, "drop": ["webgpu-2"]}
+    step, steps = run_choice(choice, {"wasm-2": 75.0, "webgpu-2": 13_000.0})
+    # then Wasm runs from the moment it is measured (WebGPU is tried beside it), and once
+    # WebGPU is measured slower its worker is ended and Details says why
+    assert [(s["do"], s.get("key", s.get("keys"))) for s in steps] == [
+        ("load", "wasm-2"),
+        ("use", "wasm-2"),
+        ("load", "webgpu-2"),
+        ("drop", ["webgpu-2"]),
+    ]
+    assert all(load["timed_runs"] == 3 for load in loads_of(steps))
+    assert step == {"do": "use", "key": "wasm-2", "warmup_ms": 75.0, "drop": []}
     assert choice.standby is None
     assert choice.note.startswith("WebAssembly, 2 threads, the fastest measured here")
     assert "WebGPU 13000 ms" in choice.note
     assert choice.next_step(20_000.0) == {"do": "done"}
 
 
+def test_while_webgpu_is_tried_details_say_so() -> None:
+    choice = BackendChoice("auto")
+    choice.begin(True, 2, webgpu_problem="")
+    choice.loaded(choice.next_step(0.0)["key"], 75.0, 1000.0)
+    assert choice.next_step(1000.0)["do"] == "use"
+    assert choice.note == (
+        "WebAssembly, 2 threads, the fastest measured here "
+        "(WebAssembly, 2 threads 75 ms; WebGPU being tried)"
+    )
+
+
 def test_auto_stops_a_webgpu_trial_that_outlasts_its_budget_and_runs_wasm() -> None:
     choice = BackendChoice("auto", load_deadline_ms=60_000.0)
     choice.begin(True, 2, webgpu_problem="")
-    step, loads = run_choice(choice, {"wasm-2": 75.0, "webgpu-2": None})
+    step, steps = run_choice(choice, {"wasm-2": 75.0, "webgpu-2": None})
+    loads = loads_of(steps)
     assert loads[-1]["budget_ms"] == WEBGPU_TRIAL_MS  # not the minute a pinned one gets
     assert len(loads) == 2  # a slow WebGPU is not retried
     assert step["key"] == "wasm-2"
@@ -89,22 +115,25 @@ def test_auto_stops_a_webgpu_trial_that_outlasts_its_budget_and_runs_wasm() -> N
 def test_auto_picks_webgpu_when_faster_and_keeps_wasm_as_its_standby() -> None:
     choice = BackendChoice("auto")
     choice.begin(True, 8, webgpu_problem="")
-    step, loads = run_choice(choice, {"wasm-2": 50.0, "wasm-4": 90.0, "webgpu-2": 6.0})
+    step, steps = run_choice(choice, {"wasm-2": 50.0, "wasm-4": 90.0, "webgpu-2": 6.0})
+    loads = loads_of(steps)
     assert [load["key"] for load in loads] == ["wasm-2", "wasm-4", "webgpu-2"]
     assert [load["model"] for load in loads] == ["local", "local", "local_webgpu"]
+    uses = [s for s in steps if s["do"] == "use"]
+    assert uses[0] == {"do": "use", "key": "wasm-2", "warmup_ms": 50.0, "drop": ["wasm-4"]}
     assert step == {"do": "use", "key": "webgpu-2", "warmup_ms": 6.0, "drop": ["wasm-4"]}
     assert choice.running is not None
     assert choice.running.backend == "webgpu"
     assert choice.standby is not None
-    assert choice.standby.key == "wasm-2"
+    assert choice.standby.key == "wasm-2"  # the one that ran until now
 
 
 def test_two_threads_win_when_four_are_slower() -> None:
     # WebKit: hardwareConcurrency 4 on 2 cores; 4 threads 85-95 ms, 2 threads ~50 ms
     choice = BackendChoice("auto")
     choice.begin(True, 4, webgpu_problem="this browser has no navigator.gpu")
-    step, loads = run_choice(choice, {"wasm-2": 50.0, "wasm-4": 90.0})
-    assert [load["threads"] for load in loads] == [2, 4]
+    step, steps = run_choice(choice, {"wasm-2": 50.0, "wasm-4": 90.0})
+    assert [load["threads"] for load in loads_of(steps)] == [2, 4]
     assert step["key"] == "wasm-2"
     assert step["drop"] == ["wasm-4"]
     assert choice.running is not None
@@ -114,16 +143,16 @@ def test_two_threads_win_when_four_are_slower() -> None:
 def test_four_threads_win_when_faster() -> None:
     choice = BackendChoice("wasm")
     choice.begin(True, 4, webgpu_problem="")
-    step, loads = run_choice(choice, {"wasm-2": 50.0, "wasm-4": 30.0})
-    assert all(load["backend"] == "wasm" for load in loads)  # pinned: WebGPU never tried
+    step, steps = run_choice(choice, {"wasm-2": 50.0, "wasm-4": 30.0})
+    assert all(load["backend"] == "wasm" for load in loads_of(steps))  # pinned: WebGPU never tried
     assert step["key"] == "wasm-4"
 
 
 def test_one_candidate_is_not_timed_three_times() -> None:
     choice = BackendChoice("auto")
     choice.begin(True, 2, webgpu_problem="no GPU adapter")
-    step, loads = run_choice(choice, {"wasm-2": 75.0})
-    assert [load["timed_runs"] for load in loads] == [1]
+    step, steps = run_choice(choice, {"wasm-2": 75.0})
+    assert [load["timed_runs"] for load in loads_of(steps)] == [1]
     assert step["key"] == "wasm-2"
     assert choice.note == "WebAssembly: WebGPU is not available here (no GPU adapter)"
 
@@ -227,7 +256,8 @@ def test_a_load_past_its_deadline_is_tried_again_then_reported() -> None:
     # issue 18: Firefox once stayed at "loading" for 180 s waiting for the worker
     choice = BackendChoice("wasm", load_deadline_ms=30_000.0)
     choice.begin(True, 2, webgpu_problem="")
-    step, loads = run_choice(choice, {"wasm-2": None})
+    step, steps = run_choice(choice, {"wasm-2": None})
+    loads = loads_of(steps)
     assert [load["key"] for load in loads] == ["wasm-2"] * LOAD_ATTEMPTS
     assert all(load["budget_ms"] == 30_000.0 for load in loads)
     assert step["do"] == "fail"
