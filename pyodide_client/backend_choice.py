@@ -153,10 +153,6 @@ class BackendChoice:
         self._trials = [_Trial(candidate) for candidate in candidates]
 
     @property
-    def is_begun(self) -> bool:
-        return bool(self._trials)
-
-    @property
     def is_contested(self) -> bool:
         """Candidates are compared (auto or wasm with a choice of thread counts)."""
         return self.setting != WEBGPU and len(self._trials) > 1
