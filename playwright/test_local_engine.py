@@ -168,18 +168,23 @@ def test_auto_measures_webgpu_slower_here_and_runs_wasm(
         expect(page.locator("#badge")).to_have_text("Detecting in this browser")
 
 
+@pytest.mark.parametrize(
+    "stalled_url",
+    [
+        "**/ort-wasm-simd-threaded.wasm",  # in the worker: its "ready" never comes
+        "**/models/*.onnx",  # on the page: the model download never answers
+    ],
+)
 def test_an_engine_that_never_loads_is_retried_then_the_page_says_so(
-    webgpu_browser: Any, cameras: dict[str, Path]
+    webgpu_browser: Any, cameras: dict[str, Path], stalled_url: str
 ) -> None:
     # issue 18: the page once stayed at "In-browser detection: loading" for 180 s
     unreachable = f"ws://127.0.0.1:{NodeProcess().port}/ws"
     with start_webapp((unreachable,), browser_backend="wasm", local_load_deadline_s=2.0) as web:
         page = webgpu_browser(cameras["chelsea"])
         stalled: list[str] = []
-        # the Wasm runtime's download never answers (the route is never fulfilled)
-        page.route(
-            "**/ort-wasm-simd-threaded.wasm", lambda route: stalled.append(route.request.url)
-        )
+        # the download never answers (the route is never fulfilled)
+        page.route(stalled_url, lambda route: stalled.append(route.request.url))
         page.goto(f"{web.http_url}/")
         wait_status(page, {"local_state": "failed"}, timeout_ms=120_000)
         message = (
@@ -187,7 +192,7 @@ def test_an_engine_that_never_loads_is_retried_then_the_page_says_so(
         )
         assert status(page)["local_problem"] == f"Local detection could not start: {message}"
         expect(page.locator("#message")).to_contain_text(message)
-        assert len(stalled) == 2  # one worker, then one more
+        assert len(stalled) == 2  # one try, then one more
 
 
 def test_the_wasm_thread_count_is_measured_not_taken_from_hardware_concurrency(

@@ -343,6 +343,7 @@ async function main() {
           const model = await local.fetchModel({
             modelUrl: entry.url, checkSha256: (hex) => client.local_check_model(hex),
             sha256: (bytes) => client.sha256_hex(bytes), // where crypto.subtle is missing (http)
+            idleMs: step.budget_ms,
           });
           const { warmupMs } = await local.load(step.key, {
             backend: step.backend, ortUrl: config.ort_url, model, threads: step.threads,

@@ -27,11 +27,11 @@ export class LocalEngine {
   }
 
   // The model file at modelUrl, once its sha256 passed Python's check (kept per URL).
-  async fetchModel({ modelUrl, checkSha256, sha256 }) {
+  // idleMs > 0: a download that brings nothing for that long is abandoned (err.timedOut),
+  // as a worker past its deadline is (issue 18); a slow one that keeps coming is not.
+  async fetchModel({ modelUrl, checkSha256, sha256, idleMs = 0 }) {
     if (this.models.has(modelUrl)) return this.models.get(modelUrl);
-    const response = await fetch(modelUrl);
-    if (!response.ok) throw new Error(`the model download failed: HTTP ${response.status}`);
-    const model = await response.arrayBuffer();
+    const model = await download(modelUrl, idleMs);
     let hex;
     if (self.crypto && crypto.subtle) {
       const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", model));
@@ -123,5 +123,43 @@ export class LocalEngine {
   // Test hook: the running worker destroys its GPU device, as a driver reset would.
   loseDevice() {
     if (this.worker) this.worker.postMessage({ type: "lose-device" });
+  }
+}
+
+async function download(url, idleMs) {
+  const controller = new AbortController();
+  let timer = null;
+  const arm = () => {
+    clearTimeout(timer);
+    if (idleMs > 0) timer = setTimeout(() => controller.abort(), idleMs);
+  };
+  try {
+    arm();
+    const response = await fetch(url, { signal: controller.signal });
+    if (!response.ok) throw new Error(`the model download failed: HTTP ${response.status}`);
+    const reader = response.body.getReader();
+    const chunks = [];
+    let size = 0;
+    for (;;) {
+      arm();
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.length;
+    }
+    const bytes = new Uint8Array(size);
+    let offset = 0;
+    for (const chunk of chunks) {
+      bytes.set(chunk, offset);
+      offset += chunk.length;
+    }
+    return bytes.buffer;
+  } catch (err) {
+    if (!controller.signal.aborted) throw err;
+    const stalled = new Error(`the model download stalled (nothing for ${Math.round(idleMs / 1000)} s)`);
+    stalled.timedOut = true;
+    throw stalled;
+  } finally {
+    clearTimeout(timer);
   }
 }
