@@ -15,7 +15,7 @@ candidate runs the frames. The operator may pin the backend (``browser_backend``
   is tried after, beside it, and takes over only when its warm-up is faster, so trying it
   never delays the first in-browser box.
 - WebGPU runs the float model (the INT8 QDQ variant measured no faster there:
-  docs/benchmarks.md, section p);
+  docs/benchmarks.md, section r);
   Wasm runs the variant the web app offers. In ``auto`` a WebGPU trial that is not done
   within ``WEBGPU_TRIAL_MS`` counts as slower and is stopped (a software adapter such as
   SwiftShader takes seconds a frame and would otherwise hold the page's CPU).

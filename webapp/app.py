@@ -189,7 +189,7 @@ def create_app(
             # input/output names and size (the model's INT8 variant when it is worth it).
             "local": local_model.page_config(),
             # WebGPU runs the float model: the INT8 QDQ variant measured no faster there
-            # (docs/benchmarks.md, section p); Wasm runs "local" (the variant when offered).
+            # (docs/benchmarks.md, section r); Wasm runs "local" (the variant when offered).
             "local_webgpu": LocalModel(
                 card, settings.model_dir / card.file, None, ""
             ).page_config(),
