@@ -130,7 +130,7 @@ def test_webgpu_boxes_match_wasm_and_a_lost_device_moves_to_wasm_at_once(
         wait_status(page, {"local_backend": "wasm", "local_state": "ready"})
         after = local_drawn(page)
         assert status(page)["local_standby"] is None
-        wait_status(page, {}, drawn_over=after, timeout_ms=60_000)
+        wait_status(page, {}, drawn_over=after)  # SwiftShader may still hold the CPU
         wasm_boxes = page.evaluate("() => window.edgesight.lastBoxes.local")
         expect(page.locator("#badge")).to_have_text("Detecting in this browser")
         shown = status(page)
