@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs edgesight into ./.venv (Python packages) and ./node_modules (Pyodide and
-# onnxruntime-web from npm). Idempotent, and quick when nothing changed: each step is
+# onnxruntime-web from npm; puppeteer-core, a devDependency, drives Firefox in the tests). Idempotent, and quick when nothing changed: each step is
 # skipped while the hash of what it installs from (pyproject.toml and EXTRAS, or
 # package-lock.json) matches the one stored after its last success. EXTRAS selects pip
 # extras, e.g. EXTRAS=test or gpu. The installers' output goes to a log, shown on failure.

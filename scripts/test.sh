@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # One command from a fresh clone: install what the tests need (Debian's chromium,
+# firefox-esr, webkit2gtk-driver and xvfb for the end-to-end tests in every browser,
 # redis-server and prometheus through apt, Python and npm packages), then lint and run every test:
 # unit, integration and the Playwright end-to-end suite. Extra arguments go to pytest.
 set -euo pipefail
@@ -7,7 +8,11 @@ cd "$(dirname "$0")/.."
 
 # nginx: the trusted reverse proxy the web app is tested behind (tests/webapp/test_forwarded.py)
 # iptables and ethtool: the network lab in tests/netlab (loss in transit, offloads off; issue 16)
-apt_packages=(chromium redis-server prometheus iproute2 nginx iptables ethtool)
+# firefox-esr (driven over WebDriver BiDi by npm puppeteer-core), webkit2gtk-driver
+# (WebKitWebDriver + MiniBrowser, driven by pip selenium) and xvfb (WebKitGTK needs a
+# display): playwright/test_other_browsers.py, issue 18.
+apt_packages=(chromium redis-server prometheus iproute2 nginx iptables ethtool
+  firefox-esr webkit2gtk-driver xvfb)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -1,0 +1,119 @@
+"""The core scenarios in Firefox ESR and WebKitGTK (issue 18): the page boots, detects on a
+node, falls back to in-browser detection when the node is killed, and a kiosk comes back
+offline from its service worker. Chromium runs the same (and more) in the other files.
+
+Neither browser can play a photo as its camera (Firefox's fake stream and WebKit's mock
+device are synthetic pictures), so labels are checked on a photo chosen with the page's
+file picker, as a person without a camera would do."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browsers.sessions import BrowserSession, FirefoxSession, WebKitSession, xvfb_display
+from conftest import NodeProcess, Stack, start_webapp
+from fake_camera import photo
+from page_state import (
+    BOXES_DRAWN,
+    LABEL_SHOWN,
+    LOCAL_READY,
+    OFFLINE_CACHE_READY,
+    OVERLAY_HAS_INK,
+    VISIBLE_TEXT,
+)
+from PIL import Image
+
+pytestmark = pytest.mark.e2e
+
+BOOT_TIMEOUT_S = 120.0
+ON_NODE = "Detecting on server {name}"
+IN_BROWSER = "Detecting in this browser"
+
+
+@pytest.fixture(scope="module", params=["firefox", "webkit"])
+def browser(request: pytest.FixtureRequest) -> Iterator[BrowserSession]:
+    """One browser per engine for this module; each test opens its own page in it."""
+    if request.param == "firefox":
+        firefox = FirefoxSession().launch()
+        yield firefox
+        firefox.close()
+        return
+    with xvfb_display() as display:
+        webkit = WebKitSession(display).launch()
+        yield webkit
+        webkit.close()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("photos")
+    paths = {}
+    for name in ("astronaut", "chelsea"):
+        paths[name] = folder / f"{name}.png"
+        Image.fromarray(photo(name)).save(paths[name])
+    return paths
+
+
+def _wait_text(browser: BrowserSession, selector: str, text: str) -> None:
+    browser.wait(f"(text) => ({VISIBLE_TEXT})({selector!r}) === text", text, BOOT_TIMEOUT_S)
+
+
+def _wait(browser: BrowserSession, fn: str, arg: Any = None) -> None:
+    browser.wait(fn, arg, BOOT_TIMEOUT_S)
+
+
+def test_boots_and_detects_on_a_node(
+    browser: BrowserSession, stack: Stack, photos: dict[str, Path]
+) -> None:
+    browser.open(stack.url)
+    # Frames from the browser's own (synthetic) camera come back from the node.
+    _wait(browser, BOXES_DRAWN, ["node", None, 0])
+    _wait_text(browser, "#badge", ON_NODE.format(name="e2e-node"))
+    browser.upload("#file", photos["chelsea"])
+    _wait(browser, LABEL_SHOWN, "cat")
+    assert browser.evaluate(OVERLAY_HAS_INK), "the cat's box must be drawn over the picture"
+    assert browser.evaluate(VISIBLE_TEXT, "#badge") == ON_NODE.format(name="e2e-node")
+    assert browser.product_errors() == []
+
+
+def test_node_killed_then_detects_in_the_browser(
+    browser: BrowserSession, photos: dict[str, Path]
+) -> None:
+    node = NodeProcess(f"{browser.name}-node").start()
+    try:
+        with start_webapp((node.ws_url,)) as web:
+            browser.open(f"{web.http_url}/")
+            _wait(browser, BOXES_DRAWN, ["node", None, 0])  # booted: the picker is wired
+            browser.upload("#file", photos["astronaut"])
+            _wait(browser, BOXES_DRAWN, ["node", "person", 0])
+            _wait_text(browser, "#badge", ON_NODE.format(name=node.name))
+            _wait(browser, LOCAL_READY)
+            drawn_locally = browser.evaluate(
+                "() => window.edgesight.timings.filter((t) => t.mode === 'local').length"
+            )
+            node.kill()
+            _wait(browser, BOXES_DRAWN, ["local", "person", drawn_locally])
+            _wait_text(browser, "#badge", IN_BROWSER)
+            assert browser.evaluate(LABEL_SHOWN, "person")
+            assert browser.product_errors() == []
+    finally:
+        node.stop()
+
+
+def test_kiosk_comes_back_offline(browser: BrowserSession) -> None:
+    no_node = f"ws://127.0.0.1:{NodeProcess().port}/ws"  # nothing listens: in-browser only
+    web = start_webapp((no_node,)).start()
+    try:
+        browser.open(f"{web.http_url}/kiosk")
+        _wait(browser, BOXES_DRAWN, ["local", None, 0])
+        _wait_text(browser, "#badge", IN_BROWSER)
+        _wait(browser, OFFLINE_CACHE_READY)
+    finally:
+        web.stop()
+    browser.reload()  # the web app is gone: the service worker serves the page
+    _wait(browser, BOXES_DRAWN, ["local", None, 0])
+    _wait_text(browser, "#badge", IN_BROWSER)
+    assert browser.product_errors() == []
