@@ -27,6 +27,12 @@ if (config.kiosk && config.kiosk_in_view) document.body.classList.add("kiosk-in-
 const CAMERA_RETRY_MS = 2000;
 const KIOSK_CAMERA_RETRY_MS = 5000; // a kiosk retries even a denied camera: nobody is there to click
 
+// Boot milestones on the Performance timeline (bench/first_box.py reads them): each marked
+// once, at its first occurrence.
+function markOnce(name) {
+  if (performance.getEntriesByName(name, "mark").length === 0) performance.mark(name);
+}
+
 function nodeUrl(template) {
   return template.replace("{hostname}", location.hostname);
 }
@@ -63,6 +69,7 @@ async function main() {
     const resultMs = performance.now();
     const sent = pending.get(event.capture_ms) || {};
     overlay.draw(event.boxes, sent.frame || { width: source.width, height: source.height }, event.in_view, event.expires_ms);
+    if (event.boxes.length > 0) markOnce("edgesight:first-box");
     lastBoxes[event.source] = event.boxes;
     api.published(event.api);
     const drawnMs = performance.now();
@@ -90,6 +97,7 @@ async function main() {
       else if (event.type === "ready") {
         view.problem("node", "");
         view.problem("token", "");
+        markOnce("edgesight:node-ready");
         readies.push({ node: event.node, at_ms: performance.now() }); // tests time switch-backs
       }
       else if (event.type === "refused") console.warn(`node refused the stream: ${event.message}`);
@@ -361,6 +369,7 @@ async function main() {
         step = JSON.parse(next);
       } else if (step.do === "use") {
         local.use(step.key);
+        markOnce("edgesight:local-ready");
         for (const key of step.drop) local.drop(key);
         view.problem("local", "");
         pump();
@@ -412,6 +421,7 @@ async function main() {
     if (action === "wait") return;
     haveNewFrame = false;
     const captureMs = performance.now();
+    markOnce("edgesight:first-frame");
     if (action === "node") {
       if (!link || !link.isOpen) return;
       const plan = JSON.parse(client.plan_frame(source.width, source.height, captureMs));
@@ -464,6 +474,7 @@ async function main() {
     if (source.kind === "none") reportSource("starting", "camera"); // a kiosk loop keeps playing
     try {
       await source.useCamera();
+      markOnce("edgesight:camera");
       if (!wantCamera) return; // a file was chosen meanwhile
       sourceChanged();
       reportSource("live", "camera");

@@ -22,6 +22,7 @@ export async function bootPython(config, progress) {
   try {
     const { loadPyodide } = await import(`${config.pyodide_url}pyodide.mjs`);
     pyodide = await loadPyodide({ indexURL: config.pyodide_url });
+    performance.mark("edgesight:runtime");
   } catch (err) {
     throw new PythonLoadError(`the Python runtime did not start (${err.message || err})`);
   }
@@ -39,6 +40,7 @@ export async function bootPython(config, progress) {
   };
   const client = browser.BrowserClient(JSON.stringify({ ...config, page }), card);
   browser.destroy();
+  performance.mark("edgesight:client");
   progress(100, "Ready.");
   return { pyodide, client };
 }
