@@ -13,7 +13,11 @@ built), ``camera`` (getUserMedia answered), ``node-ready`` (the node's HELLO),
 ``first-frame`` (the first frame taken), ``first-box`` (the first box drawn), ``local-ready``
 (in-browser detection loaded). Milliseconds are from navigation start. Medians over runs.
 
-    .venv/bin/python bench/first_box.py --runs 5
+With ``--baseline-static DIR`` (another version of ``static/``, e.g. from an older commit:
+``git archive COMMIT static | tar -x -C DIR``) a second web app serves that one, and each run
+visits both, alternating which goes first, so that before/after share the machine's load.
+
+    .venv/bin/python bench/first_box.py --runs 5 [--baseline-static DIR]
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import platform
 import statistics
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "playwright"))
 
-from conftest import CHROMIUM_ARGS, CHROMIUM, NodeProcess, camera_args, start_webapp  # noqa: E402
+from conftest import CHROMIUM, CHROMIUM_ARGS, NodeProcess, camera_args, start_webapp  # noqa: E402
 from fake_camera import fit_frame, photo, write_y4m  # noqa: E402
 from playwright.sync_api import Browser, BrowserContext, sync_playwright  # noqa: E402
 
@@ -102,6 +107,7 @@ def summary(runs: list[dict[str, dict[str, Any]]], kind: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--baseline-static", type=Path, help="static/ of the version to compare")
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args()
 
@@ -110,28 +116,46 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     video = write_y4m(folder / "astronaut.y4m", [fit_frame(photo("astronaut"))] * 10)
     node = NodeProcess("bench-node").start()
+    versions: dict[str, list[dict[str, dict[str, Any]]]] = {"candidate": []}
     try:
-        with start_webapp((node.ws_url,)) as web, sync_playwright() as driver:
+        with ExitStack() as stack, sync_playwright() as driver:
+            urls = {"candidate": f"{stack.enter_context(start_webapp((node.ws_url,))).http_url}/"}
+            if args.baseline_static is not None:
+                baseline = start_webapp((node.ws_url,), static_dir=args.baseline_static.resolve())
+                urls["baseline"] = f"{stack.enter_context(baseline).http_url}/"
+                versions["baseline"] = []
             browser = driver.chromium.launch(
                 executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *camera_args(video)]
             )
-            url = f"{web.http_url}/"
-            warmup = browser.new_context()
-            visit(warmup, url)  # the first launch's own costs are not the page's
-            warmup.close()
-            runs = [run(browser, url) for _ in range(args.runs)]
+            for url in urls.values():  # the first launch's own costs are not the page's
+                warmup = browser.new_context()
+                visit(warmup, url)
+                warmup.close()
+            for index in range(args.runs):
+                order = list(urls) if index % 2 == 0 else list(reversed(urls))
+                for name in order:
+                    versions[name].append(run(browser, urls[name]))
             browser.close()
     finally:
         node.stop()
-    results = {
+    results: dict[str, Any] = {
         "runs": args.runs,
         "load_average_before": [round(x, 1) for x in load_before],
         "load_average_after": [round(x, 1) for x in os.getloadavg()],
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
-        "cold": summary(runs, "cold"),
-        "warm": summary(runs, "warm"),
     }
+    for name, runs in versions.items():
+        results[name] = {"cold": summary(runs, "cold"), "warm": summary(runs, "warm")}
+    if "baseline" in versions:
+        results["first_box_ratio_candidate_to_baseline"] = {
+            kind: round(
+                results["candidate"][kind]["median_ms"]["first-box"]
+                / results["baseline"][kind]["median_ms"]["first-box"],
+                2,
+            )
+            for kind in ("cold", "warm")
+        }
     text = json.dumps(results, indent=2)
     sys.stdout.write(text + "\n")
     if args.json:

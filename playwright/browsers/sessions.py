@@ -50,6 +50,7 @@ FIREFOX_SOCKET_NOT_OPENED = re.compile(
     r"pageerror: Firefox can\u2019t establish a connection to the server at wss?://[^\s]+/ws\."
 )
 
+
 class BrowserError(Exception):
     """The browser or its driver failed (not the page under test)."""
 
@@ -98,7 +99,8 @@ class FirefoxSession:
         return self
 
     def _read(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
+        assert self._proc is not None
+        assert self._proc.stdout is not None
         for line in self._proc.stdout:
             message = json.loads(line)
             if message.get("event") == "error":
@@ -114,7 +116,8 @@ class FirefoxSession:
             raise BrowserError(f"the Firefox driver did not answer within {timeout_s} s") from None
 
     def _call(self, op: str, timeout_s: float = COMMAND_SLACK_S, **fields: Any) -> Any:
-        assert self._proc is not None and self._proc.stdin is not None
+        assert self._proc is not None
+        assert self._proc.stdin is not None
         self._next_id += 1
         self._proc.stdin.write(json.dumps({"id": self._next_id, "op": op, **fields}) + "\n")
         self._proc.stdin.flush()
@@ -159,12 +162,11 @@ class FirefoxSession:
 # put in after each load (errors before it are not seen; the visible text still is).
 ERROR_COLLECTOR = """
 if (!window.__edgesightErrors) {
-  window.__edgesightErrors = [];
-  addEventListener("error", (event) => window.__edgesightErrors.push(`pageerror: ${event.message}`));
-  addEventListener("unhandledrejection", (event) =>
-    window.__edgesightErrors.push(`unhandledrejection: ${event.reason}`));
+  const errors = (window.__edgesightErrors = []);
+  addEventListener("error", (event) => errors.push(`pageerror: ${event.message}`));
+  addEventListener("unhandledrejection", (event) => errors.push(`unhandled: ${event.reason}`));
   const original = console.error;
-  console.error = (...args) => { window.__edgesightErrors.push(args.join(" ")); original(...args); };
+  console.error = (...args) => { errors.push(args.join(" ")); original(...args); };
 }
 """
 
