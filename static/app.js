@@ -37,7 +37,26 @@ function nodeUrl(template) {
   return template.replace("{hostname}", location.hostname);
 }
 
+// The in-browser engine (model download, hash, worker, warm-up run) waits until the page
+// needs it, so that it does not compete with the first box from a node: the first node
+// result, a node link that closes or fails, or this long without a node result (issue 18).
+const LOCAL_START_GRACE_MS = 1500;
+
+// The node list, or null when the web app cannot be reached (a kiosk offline).
+async function fetchListing(url) {
+  try {
+    const response = await fetch(url, { cache: "no-store" });
+    return response.ok ? await response.text() : null;
+  } catch (err) {
+    return null;
+  }
+}
+
 async function main() {
+  // Started now, while Python boots (issue 18): the camera, and the node list.
+  const source = new FrameSource($("video"), $("still"));
+  const earlyCamera = source.useCamera().then(() => null, (err) => err || new Error("camera failed"));
+  const earlyListing = config.registry_url ? fetchListing(config.registry_url) : null;
   let python;
   try {
     python = await bootPython(config, (percent, text) => view.progress(percent, text));
@@ -58,7 +77,6 @@ async function main() {
     labelCssPx: config.kiosk ? KIOSK_LABEL_CSS_PX : LABEL_CSS_PX,
     avoid: [$("badge"), $("kiosk-in-view")],
   });
-  const source = new FrameSource($("video"), $("still"));
   const readies = []; // when each node connection became ready
   const api = new PageApi(client); // the documented API (docs/page-api.md); the rest is internal
   window.edgesight = { api, pyodide: python.pyodide, client, config, timings, lastBoxes, overlay, readies, paused: false };
@@ -70,6 +88,7 @@ async function main() {
     const sent = pending.get(event.capture_ms) || {};
     overlay.draw(event.boxes, sent.frame || { width: source.width, height: source.height }, event.in_view, event.expires_ms);
     if (event.boxes.length > 0) markOnce("edgesight:first-box");
+    if (event.source === "node") startLocal(); // ready before the node can fail
     lastBoxes[event.source] = event.boxes;
     api.published(event.api);
     const drawnMs = performance.now();
@@ -207,6 +226,7 @@ async function main() {
         if (link === opened) link = null;
         if (joining === opened) joining = null;
         if (draining.get(opened.key) === opened) draining.delete(opened.key);
+        startLocal(); // a node failed: in-browser detection may be needed next
         client.on_close(opened.key, code, performance.now());
         tickNow(); // fail over now
         pump();
@@ -263,20 +283,15 @@ async function main() {
             if (!reply.length) wake(); // a probe answered (or failed): decide again now
             return reply;
           },
-          onfail: () => { client.on_probe_failed(action.url, performance.now()); wake(); },
+          onfail: () => { startLocal(); client.on_probe_failed(action.url, performance.now()); wake(); },
         });
       }
     }
   }
-  async function refreshNodes() {
-    let listing;
-    try {
-      const response = await fetch(config.registry_url, { cache: "no-store" });
-      if (!response.ok) return;
-      listing = await response.text();
-    } catch (err) {
-      return; // the web app is unreachable (a kiosk offline): keep the nodes already known
-    }
+  async function refreshNodes(early = null) {
+    // null: the web app is unreachable (a kiosk offline): keep the nodes already known
+    const listing = await (early || fetchListing(config.registry_url));
+    if (listing === null) return;
     try {
       client.update_nodes(listing, performance.now());
       wake();
@@ -298,7 +313,7 @@ async function main() {
     tickTimer = setTimeout(tickNow, 0);
   }
   tickNow();
-  if (config.registry_url) { refreshNodes(); setInterval(refreshNodes, 2000); }
+  if (config.registry_url) { refreshNodes(earlyListing); setInterval(refreshNodes, 2000); }
   if (config.report_url) {
     // What this page's user sees, for the operator's dashboards (issue 12); losing one is fine.
     setInterval(() => {
@@ -383,7 +398,10 @@ async function main() {
       }
     }
   }
+  let localStarted = false;
   async function startLocal() {
+    if (localStarted) return;
+    localStarted = true;
     const problem = await webgpuProblem();
     followLocal(client.local_begin(self.crossOriginIsolated === true, navigator.hardwareConcurrency || 1, problem, performance.now()));
   }
@@ -468,12 +486,17 @@ async function main() {
   }
   // What the source does goes to Python, which words the badge and the message (view.py).
   const reportSource = (event, kind, err) => { client.source_update(event, kind, (err && err.name) || ""); render(); };
-  async function startCamera() {
+  async function startCamera(early = null) {
     clearTimeout(cameraRetry);
     if (!wantCamera) return;
     if (source.kind === "none") reportSource("starting", "camera"); // a kiosk loop keeps playing
     try {
-      await source.useCamera();
+      if (early) { // the request made while Python booted
+        const failure = await early;
+        if (failure) throw failure;
+      } else {
+        await source.useCamera();
+      }
       markOnce("edgesight:camera");
       if (!wantCamera) return; // a file was chosen meanwhile
       sourceChanged();
@@ -536,8 +559,8 @@ async function main() {
   render();
   setInterval(render, 500);
 
-  startLocal();
-  await startCamera();
+  setTimeout(startLocal, LOCAL_START_GRACE_MS);
+  await startCamera(earlyCamera);
   if (config.kiosk) keepAwake();
 }
 

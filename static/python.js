@@ -16,22 +16,78 @@ async function fetchOk(url, what) {
   return response;
 }
 
+// Pyodide memory snapshots (issue 18): the first boot keeps the interpreter's memory right
+// after edgesight's client is imported; the next boots restore it instead of starting
+// Python and importing again. One snapshot is kept (the current runtime + client): its key
+// is the SHA-256 of the client bundle, under the versioned runtime URL. This cache's name
+// does not start with "edgesight-", which sw.js deletes on each deploy.
+const SNAPSHOT_CACHE = "pyodide-snapshots";
+const CLIENT_DIR = "/home/pyodide/edgesight";
+const IMPORT_CLIENT = `import sys; sys.path.insert(0, '${CLIENT_DIR}'); import pyodide_client.browser`;
+
+async function snapshotKey(config, archive) {
+  if (!self.caches || !self.crypto || !crypto.subtle) return null; // an insecure origin
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", archive));
+  const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  return new URL(`${config.pyodide_url}snapshot-${hex}`, location.href).href;
+}
+
+async function readSnapshot(key) {
+  const cache = await caches.open(SNAPSHOT_CACHE);
+  const response = await cache.match(key);
+  return response ? new Uint8Array(await response.arrayBuffer()) : null;
+}
+
+async function keepSnapshot(key, bytes) {
+  const cache = await caches.open(SNAPSHOT_CACHE);
+  for (const request of await cache.keys()) if (request.url !== key) await cache.delete(request);
+  await cache.put(key, new Response(bytes, { headers: { "Content-Type": "application/octet-stream" } }));
+}
+
+async function startRuntime(config, snapshotting) {
+  const { loadPyodide } = await import(`${config.pyodide_url}pyodide.mjs`);
+  return loadPyodide({ indexURL: config.pyodide_url, ...snapshotting });
+}
+
 export async function bootPython(config, progress) {
   progress(5, "Loading the Python runtime (Pyodide, about 13 MB)…");
+  // The client and the model card download while the runtime starts (issue 18).
+  const archiveDownload = fetchOk(config.client_zip_url, "the Python client").then((r) => r.arrayBuffer());
+  const cardDownload = fetchOk(config.model.card_url, "the model description").then((r) => r.text());
+  archiveDownload.catch(() => {}); // awaited below; not "unhandled" if the runtime fails first
+  cardDownload.catch(() => {});
+  const archive = await archiveDownload;
+  const key = await snapshotKey(config, archive).catch(() => null);
+  const snapshot = key ? await readSnapshot(key).catch(() => null) : null;
   let pyodide;
+  let restored = false;
   try {
-    const { loadPyodide } = await import(`${config.pyodide_url}pyodide.mjs`);
-    pyodide = await loadPyodide({ indexURL: config.pyodide_url });
+    if (snapshot) {
+      try {
+        pyodide = await startRuntime(config, { _loadSnapshot: snapshot });
+        restored = true;
+      } catch (err) { // another build's or a damaged snapshot: forget it, start afresh
+        console.warn(`the Python snapshot could not be restored: ${err.message || err}`);
+        caches.open(SNAPSHOT_CACHE).then((cache) => cache.delete(key)).catch(() => {});
+      }
+    }
+    if (!restored) pyodide = await startRuntime(config, { _makeSnapshot: key !== null });
     performance.mark("edgesight:runtime");
   } catch (err) {
     throw new PythonLoadError(`the Python runtime did not start (${err.message || err})`);
   }
   progress(70, "Loading edgesight's Python client…");
-  const archive = await (await fetchOk(config.client_zip_url, "the Python client")).arrayBuffer();
-  pyodide.unpackArchive(archive, "zip", { extractDir: "/home/pyodide/edgesight" });
-  pyodide.runPython("import sys; sys.path.insert(0, '/home/pyodide/edgesight')");
+  // The files too, when restored: the snapshot holds memory only, not the file system.
+  pyodide.unpackArchive(archive, "zip", { extractDir: CLIENT_DIR });
+  if (!restored) {
+    pyodide.runPython(IMPORT_CLIENT);
+    if (key !== null) {
+      keepSnapshot(key, pyodide.makeMemorySnapshot())
+        .catch((err) => console.warn(`the Python snapshot was not kept: ${err.message}`));
+    }
+  }
   progress(85, "Reading the model's description…");
-  const card = await (await fetchOk(config.model.card_url, "the model description")).text();
+  const card = await cardDownload;
   const browser = pyodide.pyimport("pyodide_client.browser");
   // Where the page runs: Python decides what an insecure or https origin may do.
   const page = {
