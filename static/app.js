@@ -52,11 +52,23 @@ async function fetchListing(url) {
   }
 }
 
+// A stream token: POST to the web app; [status, body] (status 0: the request failed).
+async function requestToken(url) {
+  try {
+    const response = await fetch(url, { method: "POST", credentials: "same-origin", cache: "no-store" });
+    return [response.status, await response.text()];
+  } catch (err) {
+    return [0, ""]; // offline, or the web app is down: Python retries with backoff
+  }
+}
+
 async function main() {
-  // Started now, while Python boots (issue 18): the camera, and the node list.
+  // Started now, while Python boots (issue 18): the camera, the node list and the first
+  // stream token (Python asks for one at its first tick; this answers that request).
   const source = new FrameSource($("video"), $("still"));
   const earlyCamera = source.useCamera().then(() => null, (err) => err || new Error("camera failed"));
   const earlyListing = config.registry_url ? fetchListing(config.registry_url) : null;
+  let earlyToken = config.token_url ? { url: config.token_url, answer: requestToken(config.token_url) } : null;
   let python;
   try {
     python = await bootPython(config, (percent, text) => view.progress(percent, text));
@@ -187,14 +199,9 @@ async function main() {
   }
   // Stream tokens: Python says when (first, then at 2/3 of each token's life); JS only asks.
   async function fetchToken(url) {
-    let status = 0, body = "";
-    try {
-      const response = await fetch(url, { method: "POST", credentials: "same-origin", cache: "no-store" });
-      status = response.status;
-      body = await response.text();
-    } catch (err) {
-      status = 0; // offline, or the web app is down: Python retries with backoff
-    }
+    const early = earlyToken && earlyToken.url === url ? earlyToken.answer : null;
+    earlyToken = null; // used once: later requests (refreshes, retries) are Python's
+    const [status, body] = await (early || requestToken(url));
     handle(client.on_token(status, body, performance.now()));
     wake();
     pump();
