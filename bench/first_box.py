@@ -10,7 +10,8 @@ real node (its own process). Each run opens the page twice:
 The page marks its boot milestones on the Performance timeline (``static/app.js``,
 ``static/python.js``): ``runtime`` (Pyodide started), ``client`` (edgesight's Python client
 built), ``camera`` (getUserMedia answered), ``node-ready`` (the node's HELLO),
-``first-frame`` (the first frame taken), ``first-box`` (the first box drawn), ``local-ready``
+``first-frame`` (the first frame taken), ``first-result`` (the node's first answer),
+``first-box`` (the first box drawn), ``local-ready``
 (in-browser detection loaded). Milliseconds are from navigation start. Medians over runs.
 
 With ``--baseline-static DIR`` (another version of ``static/``, e.g. from an older commit:
@@ -46,6 +47,7 @@ MILESTONES = (
     "camera",
     "node-ready",
     "first-frame",
+    "first-result",
     "first-box",
     "local-ready",
 )

@@ -39,8 +39,9 @@ function nodeUrl(template) {
 
 // The in-browser engine (model download, hash, worker, warm-up run) waits until the page
 // needs it, so that it does not compete with the first box from a node: the first node
-// result, a node link that closes or fails, or this long without a node result (issue 18).
-const LOCAL_START_GRACE_MS = 1500;
+// result, a node link that closes or fails, or no node connection (open or opening) at a
+// check every this often (issue 18).
+const LOCAL_START_CHECK_MS = 1500;
 
 // The node list, or null when the web app cannot be reached (a kiosk offline).
 async function fetchListing(url) {
@@ -100,7 +101,10 @@ async function main() {
     const sent = pending.get(event.capture_ms) || {};
     overlay.draw(event.boxes, sent.frame || { width: source.width, height: source.height }, event.in_view, event.expires_ms);
     if (event.boxes.length > 0) markOnce("edgesight:first-box");
-    if (event.source === "node") startLocal(); // ready before the node can fail
+    if (event.source === "node") {
+      markOnce("edgesight:first-result");
+      startLocal(); // loaded before the node can fail
+    }
     lastBoxes[event.source] = event.boxes;
     api.published(event.api);
     const drawnMs = performance.now();
@@ -566,7 +570,10 @@ async function main() {
   render();
   setInterval(render, 500);
 
-  setTimeout(startLocal, LOCAL_START_GRACE_MS);
+  const localCheck = setInterval(() => {
+    if (localStarted) clearInterval(localCheck);
+    else if (!link && !joining) startLocal();
+  }, LOCAL_START_CHECK_MS);
   await startCamera(earlyCamera);
   if (config.kiosk) keepAwake();
 }

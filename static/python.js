@@ -72,7 +72,7 @@ export async function bootPython(config, progress) {
       }
     }
     if (!restored) pyodide = await startRuntime(config, { _makeSnapshot: key !== null });
-    performance.mark("edgesight:runtime");
+    performance.mark("edgesight:runtime", { detail: { restored } });
   } catch (err) {
     throw new PythonLoadError(`the Python runtime did not start (${err.message || err})`);
   }
