@@ -33,7 +33,8 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:setting remote_server_addr:DeprecationWarning"),
 ]
 
-BOOT_TIMEOUT_S = 120.0
+# WebKitGTK takes 40+ s to start Pyodide on a loaded 2-core machine: a deadline, not a wait.
+BOOT_TIMEOUT_S = 240.0
 ON_NODE = "Detecting on server {name}"
 IN_BROWSER = "Detecting in this browser"
 
@@ -94,7 +95,7 @@ def test_boots_detects_on_a_node_and_in_the_browser_when_it_is_killed(
             node.kill()
             _wait(browser, BOXES_DRAWN, ["local", "cat", drawn_locally])
             _wait_text(browser, "#badge", IN_BROWSER)
-            assert browser.evaluate(LABEL_SHOWN, "cat")
+            _wait(browser, LABEL_SHOWN, "cat")  # listed until its boxes expire between frames
             assert browser.product_errors() == []
     finally:
         node.stop()
