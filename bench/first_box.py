@@ -141,6 +141,8 @@ def main() -> None:
     finally:
         node.stop()
     results: dict[str, Any] = {
+        "command": " ".join([".venv/bin/python", "bench/first_box.py", *sys.argv[1:]]),
+        "chromium": "Debian chromium, headless, fake camera (astronaut photo)",
         "runs": args.runs,
         "load_average_before": [round(x, 1) for x in load_before],
         "load_average_after": [round(x, 1) for x in os.getloadavg()],
