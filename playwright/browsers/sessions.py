@@ -40,7 +40,8 @@ MINIBROWSER_DIRS = (
 )
 WEBKIT_ARGS = ("--automation", "--enable-media-stream=true", "--enable-mock-capture-devices=true")
 LAUNCH_TIMEOUT_S = 60.0
-COMMAND_SLACK_S = 30.0  # a reply may lag the page-side deadline by this much on a busy machine
+COMMAND_SLACK_S = 30.0
+WEBKIT_BUSY_PAGE_S = 240.0  # a reply may lag the page-side deadline by this much on a busy machine
 
 # Firefox reports a WebSocket that never opened (refused, or closed by the page while still
 # connecting: the page gives up on a node that does not answer) as an uncaught page error,
@@ -228,6 +229,10 @@ class WebKitSession:
             env={**os.environ, "DISPLAY": self.display},
         )
         self._driver = webdriver.WebKitGTK(options=options, service=service)
+        # The page's main thread is busy for tens of seconds while Pyodide starts in WebKit
+        # on a loaded machine; WebDriver's scripts and page loads wait for it.
+        self._driver.set_script_timeout(WEBKIT_BUSY_PAGE_S)
+        self._driver.set_page_load_timeout(WEBKIT_BUSY_PAGE_S)
         return self
 
     def open(self, url: str) -> None:
