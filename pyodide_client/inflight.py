@@ -24,8 +24,8 @@ So K follows the link:
 
 **Lossy links.** A frame is *late* when its network time is more than a round trip beyond
 the fastest (a retransmission timeout, or a frame that took extra round trips because the
-congestion window shrank after a loss). With ``lossy_late_frames`` late frames among the
-last ``loss_window`` the link counts as lossy until that window is clean again, and frames
+congestion window shrank after a loss). With ``lossy_late_frames`` late frames within the
+last ``loss_window_ms`` the link counts as lossy until that long passes with none, and frames
 should fit ``lossy_frame_bytes``: a few segments fewer than a 17 KB JPEG's 13, so that a
 frame fits the congestion window a lossy link leaves (6-11 segments at 50 ms and 1 %;
 issue 16) and each frame risks fewer losses. ``frame_cap_bytes`` says it; the encoding
@@ -55,7 +55,9 @@ class InFlightSettings:
     grow_after_ms: float = 1000.0
     grow_margin: float = 1.1  # network-time headroom K must cover
     shrink_margin: float = 1.3  # fewer frames only when they would cover this much
-    loss_window: int = 60  # recent frames the late ones are counted among
+    # how far back late frames count: time, not a frame count, so that a page sending 2
+    # frames a second (a slow link) is not held "lossy" for 30 s after the link recovered
+    loss_window_ms: float = 2000.0
     lossy_late_frames: int = 2  # this many late frames there: the link is lossy
     late_floor_ms: float = 40.0  # "a round trip beyond the fastest", at least this
     lossy_frame_bytes: int = 8 * _SEGMENT_BYTES  # a frame's size on a lossy link
@@ -68,10 +70,10 @@ class InFlightSettings:
                 "margins: expected 1 <= grow_margin <= shrink_margin, got "
                 f"{self.grow_margin} and {self.shrink_margin}"
             )
-        if not 1 <= self.lossy_late_frames <= self.loss_window:
+        if self.lossy_late_frames < 1 or self.loss_window_ms <= 0:
             raise ValueError(
-                "loss: expected 1 <= lossy_late_frames <= loss_window, got "
-                f"{self.lossy_late_frames} and {self.loss_window}"
+                "loss: expected lossy_late_frames >= 1 and loss_window_ms > 0, got "
+                f"{self.lossy_late_frames} and {self.loss_window_ms}"
             )
 
     @property
@@ -92,7 +94,8 @@ class InFlightPolicy:
         # (when, network ms) within window_ms; the maxlen bounds it whatever the rate
         self._network: deque[tuple[float, float]] = deque(maxlen=_MAX_SAMPLES)
         self._node_ms = 0.0  # the node's time for the latest frame
-        self._late: deque[bool] = deque(maxlen=settings.loss_window)
+        # when late frames came back, within loss_window_ms (the maxlen bounds it)
+        self._late: deque[float] = deque(maxlen=_MAX_SAMPLES)
         self._seen = 0  # round trips measured on this link
         self._wants_more_since_ms: float | None = None
 
@@ -123,11 +126,13 @@ class InFlightPolicy:
         fastest = self.network_ms(now_ms)
         if fastest is not None:
             late_after_ms = fastest + max(fastest, self.settings.late_floor_ms)
-            self._late.append(network_ms > late_after_ms)
-            late = sum(self._late)
-            if late >= self.settings.lossy_late_frames:
+            if network_ms > late_after_ms:
+                self._late.append(now_ms)
+            while self._late and self._late[0] < now_ms - self.settings.loss_window_ms:
+                self._late.popleft()
+            if len(self._late) >= self.settings.lossy_late_frames:
                 self.is_lossy = True
-            elif late == 0 and len(self._late) == self._late.maxlen:
+            elif not self._late:
                 self.is_lossy = False
         self._node_ms = max(0.0, node_ms)
         self._add(network_ms, now_ms)

@@ -114,21 +114,42 @@ def test_late_frames_make_the_link_lossy_and_a_clean_window_undoes_it() -> None:
     link = Link(p)
     link.run(50.0, 1.0)
     assert p.frame_cap_bytes is None
-    for _ in range(2):  # two frames a timeout late among the last 60
+    for _ in range(2):  # two frames a timeout late within the last 2 s
         link.now_ms += 1000 / 30
         p.on_result(50.0 + 250.0 + NODE_MS, NODE_MS, link.now_ms)
     assert p.is_lossy
     assert p.frame_cap_bytes == InFlightSettings().lossy_frame_bytes
-    link.run(50.0, 1.0)  # 30 clean frames: the late ones are still in the window
+    link.run(50.0, 1.0)  # 1 s of clean frames: the late ones are still in the window
     assert p.is_lossy
-    link.run(50.0, 1.0)  # 60 clean frames
+    link.run(50.0, 1.1)  # 2 s clean
     assert not p.is_lossy
     assert p.frame_cap_bytes is None
 
 
+def test_a_slow_page_is_not_held_lossy_for_long_after_the_link_recovers() -> None:
+    # Given a page sending 2 frames a second (a slow link) whose frames were late (a queue)
+    p = InFlightPolicy(InFlightSettings(target_fps=2.0), 8)
+    now_ms = 0.0
+    for network_ms in (5.0, 5.0, 5.0, 900.0, 900.0):
+        now_ms += 500.0
+        p.on_result(network_ms + NODE_MS, NODE_MS, now_ms)
+    assert p.is_lossy
+    # when the link carries frames on time again, then within the window's 2 s (4 frames,
+    # not the 60 frames a count-based window needed: 30 s) it is no longer lossy
+    for _ in range(5):
+        now_ms += 500.0
+        p.on_result(5.0 + NODE_MS, NODE_MS, now_ms)
+    assert not p.is_lossy
+
+
 @pytest.mark.parametrize(
     "changes",
-    [{"target_fps": 0.0}, {"grow_margin": 1.5, "shrink_margin": 1.2}, {"lossy_late_frames": 0}],
+    [
+        {"target_fps": 0.0},
+        {"grow_margin": 1.5, "shrink_margin": 1.2},
+        {"lossy_late_frames": 0},
+        {"loss_window_ms": 0.0},
+    ],
 )
 def test_bad_settings_say_what_was_expected(changes: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="expected"):
