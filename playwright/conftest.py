@@ -92,8 +92,8 @@ class Stack:
         return f"{self.webapp.http_url}/"
 
 
-def start_node(name: str = "e2e-node") -> ServerThread:
-    settings = NodeSettings(port=0, model_path=MODEL_PATH, node_name=name)
+def start_node(name: str = "e2e-node", **settings_: Any) -> ServerThread:
+    settings = NodeSettings(port=0, model_path=MODEL_PATH, node_name=name, **settings_)
     return ServerThread(create_node_app(settings), max_message_bytes=settings.max_message_bytes)
 
 
