@@ -32,9 +32,11 @@ JPEG = re.compile(r"· jpeg, \d{1,2}\.\d KB a frame")
 def _labels_drawn_since(page: Page, label: str, after_ms: float) -> None:
     """Wait for a node result with ``label`` on a frame captured after ``after_ms``."""
     page.wait_for_function(
-        """([label, after]) => window.edgesight.timings.some(
-               t => t.mode === "node" && t.capture_ms > after)
-           && (window.edgesight.lastBoxes.node || []).some(b => b.label === label)""",
+        """([label, after]) => {
+            const drawn = window.edgesight.api.lastDetections;  // docs/page-api.md
+            return Boolean(drawn && drawn.where === "server" && drawn.capture_ms > after
+                && drawn.objects.some(o => o.label === label));
+        }""",
         arg=[label, after_ms],
         timeout=SWITCH_TIMEOUT_MS,
     )

@@ -17,6 +17,11 @@ from tests.models.fall_model import fall_onnx
 pytestmark = pytest.mark.e2e
 
 BOOT_TIMEOUT_MS = 180_000  # a 45 MB model at 640x640 in Wasm
+# a result drawn from ``where`` ("server" | "browser") with a "Normal" (docs/page-api.md)
+DRAWN = """(where) => {
+    const drawn = window.edgesight?.api.lastDetections;
+    return Boolean(drawn && drawn.where === where && drawn.objects.some(o => o.label === "Normal"));
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +42,8 @@ def test_a_node_serves_an_imported_model_to_the_page(
     with start_webapp((fall_node.ws_url,), model_dir=imported.onnx_path.parent) as web:
         view = open_page(f"{web.http_url}/", camera="astronaut")
         view.page.wait_for_function(
-            "() => (window.edgesight?.lastBoxes.node || []).some(b => b.label === 'Normal')",
+            DRAWN,
+            arg="server",
             timeout=BOOT_TIMEOUT_MS,
         )
         expect(view.page.locator("#badge")).to_have_text("Detecting on server fall-node")
@@ -55,11 +61,14 @@ def test_the_fallback_runs_an_imported_two_class_model(
         page = view.page
         # then the page detects in the browser and labels with the model's own names
         page.wait_for_function(
-            "() => (window.edgesight?.lastBoxes.local || []).some(b => b.label === 'Normal')",
+            DRAWN,
+            arg="browser",
             timeout=BOOT_TIMEOUT_MS,
         )
         expect(page.locator('#detections li[data-label="Normal"]').first).to_be_visible()
         expect(page.locator("#badge")).to_have_text("Detecting in this browser")
-        labels = page.evaluate("() => window.edgesight.lastBoxes.local.map(b => b.label)")
+        labels = page.evaluate(
+            "() => window.edgesight.api.lastDetections.objects.map(o => o.label)"
+        )
         assert set(labels) <= {"Normal", "Fall"}
         assert "2 classes" in page.locator("footer").inner_text()

@@ -35,9 +35,8 @@ WS_NODE_URL = f"ws://{HOST}:65001/ws"
 BOOT_TIMEOUT_MS = 90_000
 
 NODE_CAT_DRAWN = """() => {
-    const e = window.edgesight;
-    return e && e.timings.some(t => t.mode === "node")
-        && (e.lastBoxes.node || []).some(b => b.label === "cat");
+    const drawn = window.edgesight?.api.lastDetections;  // docs/page-api.md
+    return Boolean(drawn && drawn.where === "server" && drawn.objects.some(o => o.label === "cat"));
 }"""
 
 
