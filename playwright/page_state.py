@@ -2,9 +2,8 @@
 
 Page functions as source text, each taking one argument, for any driver (Playwright's
 ``evaluate``/``wait_for_function``, puppeteer-core, Selenium). Most read what a person sees
-(visible text, labels, ink on the overlay). A few read the page's internal fields
-(``window.edgesight.timings``, ``lastBoxes``, ``client.local``) because the page offers no
-stable API for "a frame was drawn from this path" yet: when it does, only this module changes.
+(visible text, labels, ink on the overlay); the rest reads the page's documented API
+(``window.edgesight.api``, docs/page-api.md), never its internal fields.
 """
 
 from __future__ import annotations
@@ -38,22 +37,26 @@ OVERLAY_HAS_INK = """() => {
     return false;
 }"""
 
-# Internal: how many frames were drawn from ``mode`` ("node" or "local").
+# How many results were drawn from ``mode`` ("node" or "local"), through the page API
+# (docs/page-api.md: ``api.drawn``, by where: "server" or "browser").
 FRAMES_DRAWN = """(mode) => {
-    const e = window.edgesight;
-    return e ? e.timings.filter((t) => t.mode === mode).length : 0;
+    const api = window.edgesight && window.edgesight.api;
+    return api ? api.drawn[mode === "node" ? "server" : "browser"] : 0;
 }"""
 
-# Internal: more than ``after`` frames drawn from ``mode``, the last of them with ``label``
-# (``label`` null: any result at all).
+# More than ``after`` results drawn from ``mode``, the newest of them from ``mode`` and with
+# ``label`` (``label`` null: any result at all); page API only.
 BOXES_DRAWN = """([mode, label, after]) => {
-    const e = window.edgesight;
-    return Boolean(e && e.timings.filter((t) => t.mode === mode).length > after
-        && (label === null || (e.lastBoxes[mode] || []).some((b) => b.label === label)));
+    const api = window.edgesight && window.edgesight.api;
+    const where = mode === "node" ? "server" : "browser";
+    const last = api && api.lastDetections;
+    return Boolean(api && api.drawn[where] > after && last && last.where === where
+        && (label === null || last.objects.some((o) => o.label === label)));
 }"""
 
-# Internal: in-browser detection has loaded its model (a node's loss switches at once).
-LOCAL_READY = """() => Boolean(window.edgesight && window.edgesight.client.local.is_ready)"""
+# In-browser detection has loaded its model (a node's loss switches at once); page API.
+LOCAL_READY = """() => Boolean(window.edgesight && window.edgesight.api
+    && window.edgesight.api.state().browser_engine === "ready")"""
 
 # The service worker controls the page and holds its versioned cache (offline kiosk).
 OFFLINE_CACHE_READY = """async () => {

@@ -42,6 +42,7 @@ def page_state(shown: Snapshot) -> dict[str, Any]:
         "fps": shown.fps,
         "latency_ms": shown.latency_ms,
         "problem": shown.refusal or source_problem(shown),
+        "browser_engine": shown.local_state,
     }
 
 

@@ -7,9 +7,11 @@ export class PageApi {
     this._client = client;
     this.version = 1;
     this.lastDetections = null;
+    this.drawn = { server: 0, browser: 0 }; // results drawn since the page loaded, by where
   }
 
-  // What the page shows now: {version, detecting, where, badge, server, model, fps, latency_ms, problem}.
+  // What the page shows now: {version, detecting, where, badge, server, model, fps, latency_ms,
+  // problem, browser_engine}.
   state() {
     return JSON.parse(this._client.api_state(performance.now()));
   }
@@ -17,6 +19,7 @@ export class PageApi {
   // A drawn result's public shape (the "api" entry of the page core's detections event).
   published(detections) {
     this.lastDetections = detections;
+    this.drawn[detections.where] += 1;
     window.dispatchEvent(new CustomEvent("edgesight:detections", { detail: detections }));
   }
 }

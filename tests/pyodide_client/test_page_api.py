@@ -38,6 +38,7 @@ def test_the_state_on_a_server() -> None:
         "fps": 9.8,
         "latency_ms": 52.4,
         "problem": "",
+        "browser_engine": "ready",
     }
 
 
