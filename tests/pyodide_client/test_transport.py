@@ -238,3 +238,17 @@ def test_a_silent_upgrade_is_left_after_a_second() -> None:
     assert {"do": "leave_upgrade"} in actions
     assert client.link.transport == "WebSocket"
     assert client.is_node_ready()
+
+
+def test_a_node_listed_on_the_pages_host_gets_its_quic_url_there_too() -> None:
+    # Given a page opened as https://edgesight.test:8443/ whose node is listed as
+    # wss://{hostname}:8001/ws (the web app's default with TLS), offering QUIC on 8001
+    page = {"protocol": "https:", "hostname": "edgesight.test", "port": "8443"}
+    client = BrowserClient(json.dumps({"node_urls": [], "page": page}), CARD_JSON)
+    client.set_webtransport(True)
+    node = {"url": "wss://{hostname}:8001/ws", "name": "n", "wt_port": 8001, "wt_cert_sha256": ""}
+    client.update_nodes(json.dumps([node]), 0.0)
+    # when the page opens the link, then the QUIC URL names the page's host, not a template
+    serve(client, tick(client, 0.0), 0.0, {"wss://{hostname}:8001/ws": 10.0})
+    (action,) = tick(client, 100.0)
+    assert action["wt_url"] == "https://edgesight.test:8001/wt"
