@@ -38,8 +38,9 @@ from .model_files import LocalModel, choose_local_model
 from .node_identity import NodeCredentials
 from .node_tokens import NodeTokens
 from .offline import OfflineManifest, service_worker_script
-from .registry import NodeRegistry, RegistryStore
+from .registry import NodeRegistry
 from .registry_routes import registry_routes
+from .registry_store import RegistryStore
 from .report import report_route
 from .sessions import MemorySessions, RedisSessions, SessionStore
 from .settings import WebappSettings

@@ -29,7 +29,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gpu_backend.metrics import is_authorised  # one bearer check for both servers' /metrics
 
-from .registry import NodeRegistry, StoreUnavailable
+from .registry import NodeRegistry
+from .registry_store import StoreUnavailable
 
 __all__ = ["CONTENT_TYPE_LATEST", "MetricsMiddleware", "WebappMetrics", "is_authorised"]
 

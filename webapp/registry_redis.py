@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .registry import HeartbeatError, Listed, NodeEntry, RegistryFull, StoreUnavailable
+from .registry_store import HeartbeatError, Listed, NodeEntry, RegistryFull, StoreUnavailable
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]
 

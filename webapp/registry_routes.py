@@ -28,12 +28,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .node_identity import CredentialError, NodeCredentials
-from .registry import (
+from .registry import NodeRegistry
+from .registry_store import (
     MAX_TEXT_CHARS,
     NODE_ID_PATTERN,
     HeartbeatError,
     NodeEntry,
-    NodeRegistry,
     RegistryFull,
     StoreUnavailable,
 )

@@ -24,7 +24,7 @@ from edgesight.serving import ServerThread
 from gpu_backend.tokens import TokenVerifier, load_public_key
 from webapp.app import create_app as create_webapp
 from webapp.node_identity import NodeCredentials
-from webapp.registry import MemoryStore, NodeEntry
+from webapp.registry_store import MemoryStore, NodeEntry
 from webapp.settings import WebappSettings
 from webapp.tokens import TokenSigner
 from webapp.users import Users

@@ -32,7 +32,7 @@ from gpu_backend.heartbeat import (
 )
 from gpu_backend.settings import NodeSettings, SettingsError
 from webapp.app import create_app as create_webapp
-from webapp.registry import MemoryStore, NodeEntry
+from webapp.registry_store import MemoryStore, NodeEntry
 from webapp.settings import WebappSettings
 
 SECRET = "test-secret-0123456789abcdef"

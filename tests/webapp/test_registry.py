@@ -16,9 +16,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from webapp.app import create_app
-from webapp.registry import NodeEntry, RegistryFull, RegistryStore, StoreUnavailable, rank
+from webapp.registry import rank
 from webapp.registry_redis import RedisStore
 from webapp.registry_routes import MAX_HEARTBEAT_BYTES
+from webapp.registry_store import NodeEntry, RegistryFull, RegistryStore, StoreUnavailable
 from webapp.settings import SettingsError, WebappSettings
 
 from .conftest import Backend, RedisBackend, RedisServer, free_port
