@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gpu_backend import NodeError
 from gpu_backend.app import create_app as create_node_app
 from gpu_backend.heartbeat import node_id, registry_ssl_context
-from gpu_backend.origins import LOOPBACK_NAMES, is_loopback_host
+from gpu_backend.loopback import LOOPBACK_NAMES, is_loopback_host
 from gpu_backend.settings import NodeSettings
 from gpu_backend.tokens import load_public_key
 from webapp import WebappError

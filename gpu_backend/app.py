@@ -21,10 +21,10 @@ from .access import AccessDenied, Authenticator
 from .endpoint import inference_endpoint
 from .engine import Engine, LoadedModel, OnnxEngine, load_model
 from .heartbeat import node_id, registry_ssl_context, start_heartbeat
+from .loopback import LOOPBACK_HOSTS, is_loopback_host
 from .metrics import CONTENT_TYPE_LATEST, is_authorised
 from .node import Node
-from .origins import is_loopback_host
-from .settings import LOOPBACK_HOSTS, NodeSettings
+from .settings import NodeSettings
 from .tokens import TokenKeyError, fetch_public_key, node_authenticator, read_public_key
 from .wt_server import start_webtransport
 

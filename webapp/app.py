@@ -18,6 +18,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Mount, Route
 from starlette.templating import Jinja2Templates
 
+from gpu_backend.loopback import LOOPBACK_HOSTS
 from pyodide_client.model_card import ModelCard
 
 from . import WebappError
@@ -84,9 +85,6 @@ def _warn_if_model_differs(model_path: Path, card: ModelCard) -> None:
             digest,
             card.sha256,
         )
-
-
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 def _warn_if_open(settings: WebappSettings) -> None:
