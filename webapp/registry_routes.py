@@ -27,6 +27,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .headers import NO_STORE_HEADERS
 from .node_identity import CredentialError, NodeCredentials
 from .registry import NodeRegistry
 from .registry_store import (
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 MAX_HEARTBEAT_BYTES = 16 * 1024
 MAX_HEARTBEAT_FIELDS = 64  # unknown fields are ignored (newer nodes), but not without end
 MAX_JSON_DEPTH = 8  # a heartbeat is flat; room for a newer node's small nested fields
-NO_STORE = {"Cache-Control": "no-store"}
 
 
 class _BodyTooLarge(Exception):
@@ -295,7 +295,7 @@ def registry_routes(
             return _unavailable()
         return JSONResponse(
             {"nodes": nodes, "heartbeat_interval_s": registry.heartbeat_interval_s},
-            headers=NO_STORE,
+            headers=NO_STORE_HEADERS,
         )
 
     return [
