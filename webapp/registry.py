@@ -77,6 +77,7 @@ class NodeRegistry:
 
     @property
     def expiry_s(self) -> float:
+        """How long a node stays listed after its last heartbeat."""
         return self.heartbeat_interval_s * self.missed_heartbeats
 
     @contextlib.asynccontextmanager
