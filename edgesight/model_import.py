@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 
 from pyodide_client.model_card import ModelCard
 
+from .model_card_file import CARD_FILE, write_model_card
 from .model_check import self_check
 from .model_errors import ModelImportError
 from .model_ops import unsupported_ops
@@ -394,13 +394,11 @@ def import_model(
         licence=licence or source.metadata.get("license", "unknown: state it with --licence"),
         provenance=provenance,
     )
-    text = json.dumps(card, indent=2, sort_keys=True) + "\n"
-    parsed = ModelCard.from_json(text)  # the contract the node and the page will apply
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # checked against the contract the node and the page will apply before anything is written
+    parsed = write_model_card(out_dir, card)
     onnx_path = out_dir / file_name
-    card_path = out_dir / "model.json"
+    card_path = out_dir / CARD_FILE
     onnx_path.write_bytes(product_bytes)
-    card_path.write_text(text, encoding="utf-8")
     log.info(
         "imported %s as %s (%s, %d classes, input %dx%d, batch %s): %s",
         path.name,

@@ -39,6 +39,8 @@ from pyodide_client.postprocess import PostprocessSettings, iou, select
 from pyodide_client.preprocess import Letterbox
 from pyodide_client.protocol import Detection
 
+from .model_card_file import write_model_card
+
 __all__ = [
     "CONFIDENT_SCORE",
     "IOU_GOAL",
@@ -341,7 +343,5 @@ def quantize_model(
         },
         "quantization": report.to_json(),
     }
-    text = json.dumps(variant_card, indent=2, sort_keys=True) + "\n"
-    ModelCard.from_json(text)
-    (out_dir / "model.json").write_text(text, encoding="utf-8")
+    write_model_card(out_dir, variant_card)
     return report
