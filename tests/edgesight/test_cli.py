@@ -69,7 +69,7 @@ def test_plain_http_beyond_loopback_is_warned_about_at_start(
     caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     """What the CLI does before binding (tests never bind beyond loopback)."""
-    from edgesight.cli import _tls
+    from edgesight.serve_cli import _tls
 
     with caplog.at_level(logging.WARNING, logger="edgesight"):
         assert _tls("the web app", "0.0.0.0", 8000, None, None) == (None, None)
@@ -234,7 +234,8 @@ def test_enrol_prints_a_credential_the_web_app_accepts_for_that_node_only(
 
 
 def test_serve_lets_its_web_app_pages_use_its_node() -> None:
-    from edgesight.cli import _node_settings, _with_own_registry, build_parser
+    from edgesight.cli import build_parser
+    from edgesight.serve_cli import _node_settings, _with_own_registry
 
     args = build_parser().parse_args(["serve", "--host", "0.0.0.0", "--port", "8100"])
     node = _with_own_registry(_node_settings(args, {}), args, {})

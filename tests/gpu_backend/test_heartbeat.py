@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import trustme
 
-from edgesight.cli import _with_own_registry, build_parser
+from edgesight.cli import build_parser
+from edgesight.serve_cli import _with_own_registry
 from edgesight.serving import ServerThread
 from edgesight.tls import server_context
 from gpu_backend.app import create_app as create_node_app
@@ -361,7 +362,7 @@ def test_registry_settings_are_checked_at_start(node_settings: NodeSettings) -> 
 
 
 def test_node_flags_reach_the_settings() -> None:
-    from edgesight.cli import _node_settings
+    from edgesight.serve_cli import _node_settings
 
     args = build_parser().parse_args(
         ["node", "--site", "lab", "--public-url", "wss://n/ws", "--registry-url", "http://w:1"]
@@ -375,7 +376,7 @@ def test_node_flags_reach_the_settings() -> None:
 
 
 def test_serve_registers_its_node_with_its_own_web_app_only_with_a_secret() -> None:
-    from edgesight.cli import _node_settings
+    from edgesight.serve_cli import _node_settings
 
     args = build_parser().parse_args(["serve", "--port", "8100", "--node-port", "8101"])
     plain = _with_own_registry(_node_settings(args, {}), args, {})
@@ -483,7 +484,7 @@ def test_tls_settings_come_in_pairs_and_must_exist(
 
 
 def test_serve_with_tls_registers_over_https_and_lists_a_wss_node(tmp_path: Path) -> None:
-    from edgesight.cli import _local_node_url, _node_settings
+    from edgesight.serve_cli import _local_node_url, _node_settings
 
     leaf = trustme.CA().issue_cert("127.0.0.1")
     cert, key = tmp_path / "s.pem", tmp_path / "s-key.pem"
