@@ -11,16 +11,18 @@ from edgesight.model_card_file import card_text, write_model_card
 from pyodide_client.model_card import ModelCardError
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT_CARD = ROOT / "models" / "nanodet-g-416" / "model.json"
+MODEL_DIR = ROOT / "models" / "nanodet-g-416"
+PRODUCT_CARD = MODEL_DIR / "model.json"
 
 
-def test_the_committed_card_is_written_back_byte_for_byte(tmp_path: Path) -> None:
-    card = json.loads(PRODUCT_CARD.read_text(encoding="utf-8"))
+@pytest.mark.parametrize("committed", [PRODUCT_CARD, MODEL_DIR / "int8" / "model.json"])
+def test_a_committed_card_is_written_back_byte_for_byte(tmp_path: Path, committed: Path) -> None:
+    card = json.loads(committed.read_text(encoding="utf-8"))
     shuffled = dict(reversed(list(card.items())))
 
     parsed = write_model_card(tmp_path / "out", shuffled)
 
-    assert (tmp_path / "out" / "model.json").read_bytes() == PRODUCT_CARD.read_bytes()
+    assert (tmp_path / "out" / "model.json").read_bytes() == committed.read_bytes()
     assert parsed.name == card["name"]
     assert card_text(shuffled).endswith("}\n")
 
