@@ -38,6 +38,7 @@ from .registry_store import (
     RegistryFull,
     StoreUnavailable,
 )
+from .request_body import read_bounded
 
 __all__ = ["MAX_HEARTBEAT_BYTES", "registry_routes"]
 
@@ -46,10 +47,6 @@ log = logging.getLogger(__name__)
 MAX_HEARTBEAT_BYTES = 16 * 1024
 MAX_HEARTBEAT_FIELDS = 64  # unknown fields are ignored (newer nodes), but not without end
 MAX_JSON_DEPTH = 8  # a heartbeat is flat; room for a newer node's small nested fields
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 class _BadBody(ValueError):
@@ -169,18 +166,6 @@ def _not_yours(request: Request, caller: str, node_id: str) -> Response | None:
     )
 
 
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_HEARTBEAT_BYTES:
-        raise _BodyTooLarge
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_HEARTBEAT_BYTES:
-            raise _BodyTooLarge
-    return bytes(body)
-
-
 def _invalid(errors: list[dict[str, str]]) -> JSONResponse:
     return JSONResponse({"error": "invalid heartbeat", "errors": errors}, status_code=422)
 
@@ -226,13 +211,15 @@ def registry_routes(
         if isinstance(caller, Response):
             return caller
         try:
-            data = _decode(await _read_body(request))
-        except _BodyTooLarge:
+            body = await read_bounded(request, MAX_HEARTBEAT_BYTES)
+        except ClientDisconnect:  # a node stopping mid-heartbeat; nobody reads an answer
+            return Response(status_code=400)
+        if body is None:
             return JSONResponse(
                 {"error": f"heartbeat over {MAX_HEARTBEAT_BYTES} bytes"}, status_code=413
             )
-        except ClientDisconnect:  # a node stopping mid-heartbeat; nobody reads an answer
-            return Response(status_code=400)
+        try:
+            data = _decode(body)
         except _BadBody as exc:
             return _invalid([{"field": "body", "detail": str(exc)}])
         try:

@@ -41,6 +41,7 @@ from .attempts import KioskKeyLimiter, Limited, LoginLimiter, Reservation
 from .forwarded import client_address
 from .headers import NO_STORE_HEADERS
 from .node_tokens import NodeTokens
+from .request_body import read_bounded
 from .sessions import SessionStoreUnavailable
 from .signin import SESSION_COOKIE, AuthMode, Door
 from .tokens import TokenSigner
@@ -207,11 +208,9 @@ async def _small_form(request: Request) -> dict[str, str] | None:
     sign-in form could be or of another type."""
     if request.headers.get("content-type", "").split(";")[0].strip() != FORM_TYPE:
         return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return None
+    body = await read_bounded(request, MAX_FORM_BYTES)
+    if body is None:
+        return None
     fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
     return {name: values[0] for name, values in fields.items()}
 
