@@ -38,7 +38,7 @@ from .registry_store import (
     RegistryFull,
     StoreUnavailable,
 )
-from .request_body import read_bounded
+from .request_body import declares_over, read_bounded
 
 __all__ = ["MAX_HEARTBEAT_BYTES", "registry_routes"]
 
@@ -211,7 +211,8 @@ def registry_routes(
         if isinstance(caller, Response):
             return caller
         try:
-            body = await read_bounded(request, MAX_HEARTBEAT_BYTES)
+            is_over = declares_over(request, MAX_HEARTBEAT_BYTES)
+            body = None if is_over else await read_bounded(request, MAX_HEARTBEAT_BYTES)
         except ClientDisconnect:  # a node stopping mid-heartbeat; nobody reads an answer
             return Response(status_code=400)
         if body is None:

@@ -10,7 +10,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from webapp.request_body import read_bounded
+from webapp.request_body import declares_over, read_bounded
 
 MAX_BYTES = 8
 
@@ -42,8 +42,19 @@ def test_a_streamed_body_over_the_ceiling_is_refused_without_a_length() -> None:
     assert _client().post("/", content=chunks()).status_code == 413
 
 
-def test_a_declared_length_over_the_ceiling_is_refused_on_the_header_alone() -> None:
-    # one byte sent: only the header can have refused it
+def test_read_bounded_goes_by_the_bytes_that_come_not_the_header() -> None:
+    # one byte sent under a header that says nine
     response = _client().post("/", content=iter([b"1"]), headers={"Content-Length": "9"})
 
-    assert response.status_code == 413
+    assert response.status_code == 200
+    assert response.text == "1"
+
+
+def test_declares_over_reads_the_header_alone() -> None:
+    def request(headers: list[tuple[bytes, bytes]]) -> Request:
+        return Request({"type": "http", "method": "POST", "headers": headers})
+
+    assert declares_over(request([(b"content-length", b"9")]), MAX_BYTES)
+    assert not declares_over(request([(b"content-length", b"8")]), MAX_BYTES)
+    assert not declares_over(request([]), MAX_BYTES)
+    assert not declares_over(request([(b"content-length", b"-1")]), MAX_BYTES)
