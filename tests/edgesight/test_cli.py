@@ -11,7 +11,6 @@ import ssl
 import stat
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +21,9 @@ from edgesight.certs import issue
 from edgesight.cli import main
 from edgesight.serving import ServerThread
 from gpu_backend.tokens import TokenVerifier, load_public_key
+from tests.signalling_store import SignallingStore
 from webapp.app import create_app as create_webapp
 from webapp.node_identity import NodeCredentials
-from webapp.registry_store import MemoryStore, NodeEntry
 from webapp.settings import WebappSettings
 from webapp.tokens import TokenSigner
 from webapp.users import Users
@@ -272,30 +271,11 @@ def test_a_signal_stops_a_server_cleanly(command: str, sig: signal.Signals, time
     assert "Traceback" not in rest
 
 
-class _SignallingStore(MemoryStore):
-    """The web app's store, telling the test thread when a node came and went."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.registered = threading.Event()
-        self.removed = threading.Event()
-
-    async def put(self, entry: NodeEntry, ttl_s: float, max_entries: int) -> bool:
-        is_new = await super().put(entry, ttl_s, max_entries)
-        self.registered.set()
-        return is_new
-
-    async def remove(self, node_id: str) -> bool:
-        removed = await super().remove(node_id)
-        self.removed.set()
-        return removed
-
-
 def test_sighup_deregisters_a_node_before_it_exits() -> None:
     """Issue 17: SIGHUP (a closed terminal) killed a node, whose entry then lingered until
     it expired. Now it stops like SIGTERM: deregistered, exit 0."""
     secret = "0123456789abcdef0123"
-    store = _SignallingStore()
+    store = SignallingStore()
     settings = WebappSettings(node_urls=(), registry_secret=secret, missed_heartbeats=100)
     with ServerThread(create_webapp(settings, registry_store=store)) as web:
         args = ["node", "--port", str(_free_port()), "--registry-url", web.http_url]

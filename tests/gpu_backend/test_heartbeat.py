@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import ssl
-import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -32,8 +31,9 @@ from gpu_backend.heartbeat import (
     registry_ssl_context,
 )
 from gpu_backend.settings import NodeSettings, SettingsError
+from tests.signalling_store import SignallingStore
 from webapp.app import create_app as create_webapp
-from webapp.registry_store import MemoryStore, NodeEntry
+from webapp.registry_store import NodeEntry
 from webapp.settings import WebappSettings
 
 SECRET = "test-secret-0123456789abcdef"
@@ -82,25 +82,6 @@ class Recorder(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-
-class SignallingStore(MemoryStore):
-    """The web app's store, telling the test thread when a node came and went."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.registered = threading.Event()
-        self.removed = threading.Event()
-
-    async def put(self, entry: NodeEntry, ttl_s: float, max_entries: int) -> bool:
-        is_new = await super().put(entry, ttl_s, max_entries)
-        self.registered.set()
-        return is_new
-
-    async def remove(self, node_id: str) -> bool:
-        removed = await super().remove(node_id)
-        self.removed.set()
-        return removed
 
 
 @pytest.fixture
