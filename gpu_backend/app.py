@@ -194,8 +194,9 @@ def _lifespan(
     engine_factory: EngineFactory,
     public_key: Ed25519PublicKey | None,
 ) -> Lifespan:
-    """The node's life: authenticator, engine (warmed up), batch loop and heartbeat start
-    with the app; on the way out the heartbeat deregisters first, then the rest stops."""
+    """The node's life: authenticator, engine (warmed up), batch loop, WebTransport and
+    heartbeat start with the app; on the way out the heartbeat deregisters first, then the
+    rest stops."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
