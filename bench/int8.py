@@ -42,6 +42,8 @@ from fake_camera import fit_frame, photo, write_y4m  # noqa: E402
 from harness import RESULTS, camera_frames, machine, model_inputs, table, write_result  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
+from edgesight.model_card_file import write_model_card  # noqa: E402
+
 log = logging.getLogger("bench.int8")
 MODEL_DIR = ROOT / "models" / "nanodet-g-416"
 INT8_DIR = MODEL_DIR / "int8"
@@ -303,8 +305,7 @@ def main() -> None:
             speed[f"wasm_{row['threads']}_threads_int8_ms"] = row["int8_ms"]
             speed[f"wasm_{row['threads']}_threads_speedup"] = row["speedup"]
         speed["measured_by"] = "bench/int8.py (bench/results/int8.json)"
-        text = json.dumps(card, indent=2, sort_keys=True) + "\n"
-        (INT8_DIR / "model.json").write_text(text, encoding="utf-8")
+        write_model_card(INT8_DIR, card)
         log.info("recorded the Wasm speed-ups in %s", INT8_DIR / "model.json")
 
 

@@ -31,7 +31,8 @@ from edgesight.serving import ServerThread  # noqa: E402
 from webapp.app import create_app  # noqa: E402
 from webapp.node_identity import NodeCredentials  # noqa: E402
 from webapp.node_tokens import NodeTokens  # noqa: E402
-from webapp.registry import MemoryStore, NodeEntry, NodeRegistry  # noqa: E402
+from webapp.registry import NodeRegistry  # noqa: E402
+from webapp.registry_store import MemoryStore, NodeEntry  # noqa: E402
 from webapp.settings import WebappSettings  # noqa: E402
 from webapp.tokens import TokenSigner  # noqa: E402
 

@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gpu_backend.loopback import LOOPBACK_HOSTS
+
 __all__ = [
     "CA_DAYS",
     "SERVER_DAYS",
@@ -52,7 +54,6 @@ CA_DAYS = 3650
 # Apple platforms refuse server certificates valid for more than 825 days; 397 is what
 # public CAs may issue and what every browser accepts.
 SERVER_DAYS = 397
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 CA_NAME = "edgesight local CA"
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

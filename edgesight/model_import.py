@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 
 from pyodide_client.model_card import ModelCard
 
+from .model_card_file import CARD_FILE, write_model_card
 from .model_check import self_check
 from .model_errors import ModelImportError
 from .model_ops import unsupported_ops
@@ -304,11 +304,59 @@ def import_model(
     licence: str | None = None,
 ) -> ImportedModel:
     onnx = _onnx()  # first: a one-line error when the extra is missing
-    from .model_graph import FAMILY_DECODERS, wrap
+    from .model_graph import FAMILY_DECODERS
 
     if not path.is_file():
         raise ModelImportError(f"model file not found: {path}")
     raw = path.read_bytes()
+    model, source = _load(onnx, path, raw)
+    classes = _class_names(path, names_path, source)
+    hw = input_size(source, imgsz or metadata_imgsz(source.metadata))
+    chosen = detect_family(source, len(classes)) if family == "auto" else family
+    if chosen not in FAMILY_DECODERS:
+        raise ModelImportError(
+            f"--family must be auto or one of {', '.join(FAMILY_DECODERS)}, got {family!r}"
+        )
+    check_output(source, chosen, len(classes))
+    if {i.name for i in model.graph.initializer} & {"boxes", "scores", "images"}:
+        raise ModelImportError(f"{path}: a weight is named 'boxes', 'scores' or 'images'")
+
+    model_name = name or re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem)
+    product_bytes, report, is_batch_free = _product(onnx, model, source, chosen, classes, hw)
+    file_name = f"{model_name}.onnx"
+    card = card_dict(
+        name=model_name,
+        file=file_name,
+        sha256=_sha256(product_bytes),
+        family=chosen,
+        hw=hw,
+        classes=classes,
+        anchors=int(report["anchors"]),
+        is_batch_free=is_batch_free,
+        licence=licence or source.metadata.get("license", "unknown: state it with --licence"),
+        provenance=_provenance(path, raw, chosen, source),
+    )
+    # checked against the contract the node and the page will apply before anything is written
+    parsed = write_model_card(out_dir, card)
+    onnx_path = out_dir / file_name
+    card_path = out_dir / CARD_FILE
+    onnx_path.write_bytes(product_bytes)
+    log.info(
+        "imported %s as %s (%s, %d classes, input %dx%d, batch %s): %s",
+        path.name,
+        model_name,
+        chosen,
+        len(classes),
+        hw[1],
+        hw[0],
+        "any" if is_batch_free else "1",
+        onnx_path,
+    )
+    return ImportedModel(onnx_path, card_path, parsed, is_batch_free, report)
+
+
+def _load(onnx: Any, path: Path, raw: bytes) -> tuple[Any, SourceModel]:
+    """The parsed model and what it is, refused when onnxruntime-web could not run it."""
     try:
         model = onnx.load_from_string(raw)
     except Exception as exc:  # the protobuf parser raises its own untyped errors
@@ -325,6 +373,11 @@ def import_model(
             f"{', '.join(sorted(bad_ops))}; re-export with standard ops (e.g. Ultralytics "
             "format=onnx, simplify=True)"
         )
+    return model, source
+
+
+def _class_names(path: Path, names_path: Path | None, source: SourceModel) -> list[str]:
+    """From --names, else the model's metadata; both, when given, must agree in number."""
     from_metadata = metadata_names(source.metadata)
     classes = read_names(names_path) if names_path is not None else from_metadata
     if classes is None:
@@ -336,19 +389,23 @@ def import_model(
             f"{names_path} lists {len(classes)} classes, but the model's metadata lists "
             f"{len(from_metadata)}"
         )
-    hw = input_size(source, imgsz or metadata_imgsz(source.metadata))
-    chosen = detect_family(source, len(classes)) if family == "auto" else family
-    if chosen not in FAMILY_DECODERS:
-        raise ModelImportError(
-            f"--family must be auto or one of {', '.join(FAMILY_DECODERS)}, got {family!r}"
-        )
-    check_output(source, chosen, len(classes))
-    if {i.name for i in model.graph.initializer} & {"boxes", "scores", "images"}:
-        raise ModelImportError(f"{path}: a weight is named 'boxes', 'scores' or 'images'")
+    return classes
 
-    model_name = name or re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem)
-    # A graph whose batch can be freed serves batches; if running it says otherwise, the
-    # product keeps a batch of 1 and the node runs frames one at a time.
+
+def _product(
+    onnx: Any,
+    model: Any,
+    source: SourceModel,
+    chosen: str,
+    classes: list[str],
+    hw: tuple[int, int],
+) -> tuple[bytes, dict[str, Any], bool]:
+    """The wrapped model's bytes, its self-check report, and whether its batch is free.
+
+    A graph whose batch can be freed serves batches; if running it says otherwise, the
+    product keeps a batch of 1 and the node runs frames one at a time."""
+    from .model_graph import wrap
+
     report: dict[str, Any] = {}
     product_bytes = b""
     is_batch_free = False
@@ -372,7 +429,10 @@ def import_model(
             continue
         is_batch_free = free
         break
-    file_name = f"{model_name}.onnx"
+    return product_bytes, report, is_batch_free
+
+
+def _provenance(path: Path, raw: bytes, chosen: str, source: SourceModel) -> dict[str, Any]:
     provenance: dict[str, Any] = {
         "imported_by": "edgesight model import",
         "source_file": path.name,
@@ -382,34 +442,4 @@ def import_model(
     for key in ("author", "version", "date", "description", "stride", "imgsz"):
         if key in source.metadata:
             provenance[f"source_{key}"] = source.metadata[key]
-    card = card_dict(
-        name=model_name,
-        file=file_name,
-        sha256=_sha256(product_bytes),
-        family=chosen,
-        hw=hw,
-        classes=classes,
-        anchors=int(report["anchors"]),
-        is_batch_free=is_batch_free,
-        licence=licence or source.metadata.get("license", "unknown: state it with --licence"),
-        provenance=provenance,
-    )
-    text = json.dumps(card, indent=2, sort_keys=True) + "\n"
-    parsed = ModelCard.from_json(text)  # the contract the node and the page will apply
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = out_dir / file_name
-    card_path = out_dir / "model.json"
-    onnx_path.write_bytes(product_bytes)
-    card_path.write_text(text, encoding="utf-8")
-    log.info(
-        "imported %s as %s (%s, %d classes, input %dx%d, batch %s): %s",
-        path.name,
-        model_name,
-        chosen,
-        len(classes),
-        hw[1],
-        hw[0],
-        "any" if is_batch_free else "1",
-        onnx_path,
-    )
-    return ImportedModel(onnx_path, card_path, parsed, is_batch_free, report)
+    return provenance

@@ -39,6 +39,8 @@ from pyodide_client.postprocess import PostprocessSettings, iou, select
 from pyodide_client.preprocess import Letterbox
 from pyodide_client.protocol import Detection
 
+from .model_card_file import write_model_card
+
 __all__ = [
     "CONFIDENT_SCORE",
     "IOU_GOAL",
@@ -274,42 +276,13 @@ def quantize_model(
     *,
     held_out_dir: Path | None = None,
 ) -> QuantizeReport:
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
     data, card, model_path = read_card(model_dir)
-    photos = load_photos(calibration_dir, card)
-    if held_out_dir is not None:
-        calibration = [t for _, t in photos]
-        held_out = load_photos(held_out_dir, card)
-    else:
-        if len(photos) < 2:
-            raise QuantizeError(
-                f"{calibration_dir} has {len(photos)} photo; give at least 2 (every 5th is "
-                "held out to measure agreement) or --held-out DIR"
-            )
-        held_out = [p for i, p in enumerate(photos) if i % 5 == 4] or photos[-1:]
-        held_names = {name for name, _ in held_out}
-        calibration = [t for name, t in photos if name not in held_names]
+    calibration, held_out = _photos(calibration_dir, held_out_dir, card)
     variant = f"{card.name}-int8"
     out_dir.mkdir(parents=True, exist_ok=True)
     out_path = out_dir / f"{variant}.onnx"
     log.info("calibrating on %d photos, holding out %d", len(calibration), len(held_out))
-    quantize_static(
-        str(model_path),
-        str(out_path),
-        _Calibration(card.input_name, calibration),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["Conv"],
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-    )
+    _quantize(model_path, out_path, card, calibration)
     float_session, int8_session = _session(model_path), _session(out_path)
     agreement = compare(
         [_detect(float_session, card, t) for _, t in held_out],
@@ -341,7 +314,48 @@ def quantize_model(
         },
         "quantization": report.to_json(),
     }
-    text = json.dumps(variant_card, indent=2, sort_keys=True) + "\n"
-    ModelCard.from_json(text)
-    (out_dir / "model.json").write_text(text, encoding="utf-8")
+    write_model_card(out_dir, variant_card)
     return report
+
+
+def _photos(
+    calibration_dir: Path, held_out_dir: Path | None, card: ModelCard
+) -> tuple[list[UInt8Array], list[tuple[str, UInt8Array]]]:
+    """The calibration tensors and the named held-out ones: ``held_out_dir``'s photos, or
+    every 5th calibration photo, left out of calibration."""
+    photos = load_photos(calibration_dir, card)
+    if held_out_dir is not None:
+        return [t for _, t in photos], load_photos(held_out_dir, card)
+    if len(photos) < 2:
+        raise QuantizeError(
+            f"{calibration_dir} has {len(photos)} photo; give at least 2 (every 5th is "
+            "held out to measure agreement) or --held-out DIR"
+        )
+    held_out = [p for i, p in enumerate(photos) if i % 5 == 4] or photos[-1:]
+    held_names = {name for name, _ in held_out}
+    return [t for name, t in photos if name not in held_names], held_out
+
+
+def _quantize(
+    model_path: Path, out_path: Path, card: ModelCard, calibration: list[UInt8Array]
+) -> None:
+    """Static QDQ, per channel, ``Conv`` only: quantising every op (the in-graph
+    normalisation and box decode too) destroyed the output."""
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    quantize_static(
+        str(model_path),
+        str(out_path),
+        _Calibration(card.input_name, calibration),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["Conv"],
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+    )

@@ -18,19 +18,19 @@ A key file other users can read is warned about at start-up and at each reload.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import ssl
 import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from gpu_backend.loopback import is_loopback_host
+
 __all__ = [
     "RELOAD_INTERVAL_S",
     "CertificateReloader",
     "TlsError",
     "insecure_bind_warning",
-    "is_loopback_host",
     "key_exposure_warning",
     "server_context",
 ]
@@ -169,15 +169,6 @@ class CertificateReloader:
         while True:
             await asyncio.sleep(self.interval_s)
             self.check()
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def insecure_bind_warning(what: str, host: str, port: int) -> str | None:

@@ -21,10 +21,10 @@ from .access import AccessDenied, Authenticator
 from .endpoint import inference_endpoint
 from .engine import Engine, LoadedModel, OnnxEngine, load_model
 from .heartbeat import node_id, registry_ssl_context, start_heartbeat
+from .loopback import LOOPBACK_HOSTS, is_loopback_host
 from .metrics import CONTENT_TYPE_LATEST, is_authorised
 from .node import Node
-from .origins import is_loopback_host
-from .settings import LOOPBACK_HOSTS, NodeSettings
+from .settings import NodeSettings
 from .tokens import TokenKeyError, fetch_public_key, node_authenticator, read_public_key
 from .wt_server import start_webtransport
 
@@ -159,6 +159,22 @@ def create_app(
     model = load_model(settings.model_path)
     if public_key is None and settings.token_public_key:
         public_key = read_public_key(Path(settings.token_public_key))  # fail early, too
+    _check_access(settings, public_key)
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+            WebSocketRoute("/ws", inference_endpoint),
+        ],
+        lifespan=_lifespan(settings, model, engine_factory, public_key),
+    )
+    app.state.metrics_token = settings.metrics_token
+    return app
+
+
+def _check_access(settings: NodeSettings, public_key: Ed25519PublicKey | None) -> None:
+    """Settings that would let no one in fail at start-up; pages from nowhere are said."""
     if public_key is None and not (settings.registry_url or settings.is_anonymous_allowed):
         node_authenticator(None, (), allow_anonymous=False)  # raises, naming the settings
     if not settings.is_loopback and not settings.allowed_origins and not settings.registry_url:
@@ -168,18 +184,26 @@ def create_app(
             settings.node_name,
         )
 
+
+Lifespan = Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]
+
+
+def _lifespan(
+    settings: NodeSettings,
+    model: LoadedModel,
+    engine_factory: EngineFactory,
+    public_key: Ed25519PublicKey | None,
+) -> Lifespan:
+    """The node's life: authenticator, engine (warmed up), batch loop, WebTransport and
+    heartbeat start with the app; on the way out the heartbeat deregisters first, then the
+    rest stops."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.authenticator = await _authenticator(settings, public_key)
         engine = await asyncio.to_thread(engine_factory, settings, model)
         node = Node(settings, model, engine, app.state.authenticator)
-        # The first run allocates and plans; pay for it before the first user frame does.
-        # The second, timed, gives the registry an inference time before any frame comes.
-        blank = np.zeros((1, *node.frame_shape), np.uint8)
-        await asyncio.to_thread(engine.infer, blank)
-        started_s = time.perf_counter()
-        await asyncio.to_thread(engine.infer, blank)
-        node.batcher.last_inference_ms = (time.perf_counter() - started_s) * 1000.0
+        await _warm_up(node)
         batch_loop = asyncio.create_task(node.batcher.run(), name="batcher")
         app.state.node = node
         node.webtransport = await start_webtransport(node)  # None: off, or no UDP port
@@ -202,14 +226,14 @@ def create_app(
                 await asyncio.to_thread(node.tracer.shutdown)  # sends the spans still queued
             app.state.node = None
 
-    app = Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics),
-            WebSocketRoute("/ws", inference_endpoint),
-        ],
-        lifespan=lifespan,
-    )
-    app.state.metrics_token = settings.metrics_token
-    return app
+    return lifespan
+
+
+async def _warm_up(node: Node) -> None:
+    """The first run allocates and plans; pay for it before the first user frame does.
+    The second, timed, gives the registry an inference time before any frame comes."""
+    blank = np.zeros((1, *node.frame_shape), np.uint8)
+    await asyncio.to_thread(node.engine.infer, blank)
+    started_s = time.perf_counter()
+    await asyncio.to_thread(node.engine.infer, blank)
+    node.batcher.last_inference_ms = (time.perf_counter() - started_s) * 1000.0

@@ -7,35 +7,31 @@ first, AUTH, stream slots, in-flight window, error budget, deadlines and the bou
 are the per-connection ``connection.Connection``'s; the frame-shape check is
 ``frame_input``'s; the order and fairness of IMAGE decodes are ``decode_queue``'s; metrics
 are reported by the connection to its observer. This module moves bytes in and out, runs
-the connection's actions (send, submit a frame to the batcher or to the decode queue,
-close) and tells it the time at its deadlines. One sender task writes everything, so
-results, drops, errors and pongs never interleave. Messages larger than the configured
-limit close the connection with 1009 (the server's WebSocket layer enforces it, see
-``edgesight.serving``).
+the connection's actions (send; submit a frame to the batcher or to the decode queue,
+through ``stream_frames``, which the WebTransport link shares; close) and tells it the time
+at its deadlines. One sender task writes everything, so results, drops, errors and pongs
+never interleave. Messages larger than the configured limit close the connection with 1009
+(the server's WebSocket layer enforces it, see ``edgesight.serving``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections import deque
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from pyodide_client.protocol import Frame, Image, ProtocolError
-
 from .connection import CLOSE_POLICY, Action, Close, Send, Submit, TraceNext
 from .connections import NodeConnection
-from .decode import DecodedImage
 from .frame_input import frame_input
 from .log_sampler import LogSampler
+from .stream_frames import StreamFrames
 
 if TYPE_CHECKING:
     from .batcher import Outcome
-    from .engine import UInt8Array
     from .node import Node
 
 # frame_image and LogSampler: their old home, kept importable
@@ -75,7 +71,7 @@ class _Link:
         # idle socket (1000 of them in bench/attacks.py) holds no task for it.
         self.sender: asyncio.Task[None] | None = None
         self.close: Close | None = None
-        self.is_stream_open = False  # known to the batcher
+        self.frames = StreamFrames(node, self.stream, self._outcome, lambda: self.close is not None)
         # The connection's clock is the loop's (time.monotonic): its deadlines are too.
         self._receive_wait: asyncio.Timeout | None = None
 
@@ -87,11 +83,7 @@ class _Link:
             if self.close is not None:
                 await self._close_socket(self.close)
         finally:
-            self.node.decode_queue.forget(self.stream)
-            if self.is_stream_open:
-                self.node.batcher.close_stream(self.stream)
-            if self.node.tracer is not None:
-                self.node.tracer.forget(self.stream)
+            self.frames.forget()
             await self._stop_sender()
             self.node.connections.closed(self.conn, self.stream, self.loop.time())
 
@@ -103,41 +95,17 @@ class _Link:
                 if self.sender is None and self.close is None:
                     self.sender = self.loop.create_task(self._send_all())
             elif isinstance(action, Submit):
-                if isinstance(action.image, Image):
-                    decoded = functools.partial(self._decoded, action.image)
-                    self.node.decode_queue.submit(self.stream, action.image, decoded)
-                else:
-                    self._submit(action.frame, action.image)
+                self.frames.submit(action)
             elif isinstance(action, TraceNext):
-                if self.node.tracer is not None:  # without a collector, TRACE costs nothing
-                    self.node.tracer.expect(self.stream, action.trace)
+                self.frames.expect_trace(action)
             else:
                 self.close = action
                 wait = self._receive_wait
                 if wait is not None and not wait.expired():  # stop waiting for the client
                     wait.reschedule(self.loop.time())
 
-    def _submit(
-        self, frame: Frame | Image, image: UInt8Array, decode_ms: float | None = None
-    ) -> None:
-        if not self.is_stream_open:
-            self.node.batcher.open_stream(self.stream)
-            self.is_stream_open = True
-        future = self.node.batcher.submit(self.stream, frame, image, decode_ms)
-        future.add_done_callback(self._deliver)
-
-    def _decoded(self, image: Image, decoded: DecodedImage | ProtocolError) -> None:
-        """An IMAGE's decode is done (the queue calls back in the connection's order)."""
-        if self.close is not None:
-            return
-        if isinstance(decoded, ProtocolError):  # corrupt, a wrong size, a bomb: this frame
-            self.execute(self.conn.outcome(decoded.to_error(), self.loop.time()))
-            return
-        self._submit(image, decoded.tensor, decoded.decode_ms)
-
-    def _deliver(self, future: asyncio.Future[Outcome]) -> None:
-        if not future.cancelled():
-            self.execute(self.conn.outcome(future.result(), self.loop.time()))
+    def _outcome(self, outcome: Outcome) -> None:
+        self.execute(self.conn.outcome(outcome, self.loop.time()))
 
     # -- bytes in ------------------------------------------------------------------------
     async def _receive_until_closed(self) -> None:

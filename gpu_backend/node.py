@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import platform
 from collections import Counter
+from collections.abc import Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pyodide_client.postprocess import PostprocessSettings
 from pyodide_client.protocol import TRACE_FEATURE, Dtype, FrameEncoding, Hello, encodings_mask
@@ -26,10 +27,23 @@ from .settings import NodeSettings
 from .sla import LatencyWindow
 from .tracing import NodeTracer
 
-if TYPE_CHECKING:
-    from .wt_server import WtServer
+__all__ = ["Node", "WebTransportServer"]
 
-__all__ = ["Node"]
+
+class WebTransportServer(Protocol):
+    """What a node reads of its WebTransport server (``wt_server.WtServer``), named here so
+    that the node does not import the server that imports it back (issue 19)."""
+
+    port: int  # the UDP port; 0 until bound
+    frames_abandoned: int
+
+    @property
+    def cert_sha256_hex(self) -> str | None: ...
+
+    @property
+    def protocols(self) -> Sized: ...  # the live QUIC connections
+
+    async def stop(self) -> None: ...
 
 
 @dataclass
@@ -57,7 +71,7 @@ class Node:
     # one, and what the node holds for clients right now, e.g. their unsent bytes.
     connections: Connections = field(init=False)
     # The WebTransport endpoint (issue 16), started by the lifespan; None when off.
-    webtransport: WtServer | None = field(init=False, default=None)
+    webtransport: WebTransportServer | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         card = self.model.card

@@ -10,31 +10,14 @@ guard those. Browsers send ``null`` from sandboxed frames and files; only ``*`` 
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-__all__ = [
-    "LOOPBACK_NAMES",
-    "OriginPolicy",
-    "default_origins",
-    "is_loopback_host",
-    "is_origin_pattern",
-]
+from .loopback import LOOPBACK_NAMES, is_loopback_host
 
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+__all__ = ["OriginPolicy", "default_origins", "is_origin_pattern"]
+
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for names and addresses that only this machine can reach."""
-    name = host.strip("[]").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

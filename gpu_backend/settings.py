@@ -10,8 +10,9 @@ from typing import Any
 from pyodide_client.node_url import node_url_problem
 
 from . import NodeError
+from .loopback import LOOPBACK_HOSTS, is_loopback_host
 from .node_credential import credential_node_id
-from .origins import OriginPolicy, default_origins, is_loopback_host, is_origin_pattern
+from .origins import OriginPolicy, default_origins, is_origin_pattern
 from .setting_values import BOOLEAN_EXPECTED, parse_boolean
 
 __all__ = ["DEFAULT_MODEL_PATH", "NodeSettings", "SettingsError"]
@@ -20,7 +21,6 @@ DEFAULT_MODEL_PATH = (
     Path(__file__).resolve().parents[1] / "models" / "nanodet-g-416" / "nanodet-g-416.onnx"
 )
 PROVIDER_CHOICES = ("auto", "cpu", "cuda")
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 class SettingsError(NodeError, ValueError):

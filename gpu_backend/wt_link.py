@@ -7,20 +7,17 @@ The QUIC side (``wt_server``) feeds it the session's messages."""
 from __future__ import annotations
 
 import asyncio
-import functools
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pyodide_client.protocol import Frame, Image, ProtocolError
 from pyodide_client.quic_framing import rides_own_stream
 
 from .connection import Action, Close, Send, Submit, TraceNext
 from .connections import NodeConnection
+from .stream_frames import StreamFrames
 from .wt_session import WtSession
 
 if TYPE_CHECKING:
     from .batcher import Outcome
-    from .decode import DecodedImage
-    from .engine import UInt8Array
     from .node import Node
 
 __all__ = ["SessionDriver", "WtLink"]
@@ -45,7 +42,7 @@ class WtLink:
         self.conn = connection
         self.stream = node.connections.next_stream_id()
         self.loop = asyncio.get_running_loop()
-        self.is_stream_open = False
+        self.frames = StreamFrames(node, self.stream, self._outcome, lambda: self.is_closed)
         self.is_closed = False
         self._timer: asyncio.TimerHandle | None = None
 
@@ -73,14 +70,9 @@ class WtLink:
                 self.node.connections.note_outbox(self.conn.queued_bytes)
                 self.protocol.transmit_soon()
             elif isinstance(action, Submit):
-                if isinstance(action.image, Image):
-                    decoded = functools.partial(self._decoded, action.image)
-                    self.node.decode_queue.submit(self.stream, action.image, decoded)
-                else:
-                    self._submit(action.frame, action.image)
+                self.frames.submit(action)
             elif isinstance(action, TraceNext):
-                if self.node.tracer is not None:
-                    self.node.tracer.expect(self.stream, action.trace)
+                self.frames.expect_trace(action)
             else:
                 self._close(action)
         self._arm_timer()
@@ -101,27 +93,9 @@ class WtLink:
         self._timer = None
         self.execute(self.conn.timer(self.loop.time()))
 
-    def _submit(
-        self, frame: Frame | Image, image: UInt8Array, decode_ms: float | None = None
-    ) -> None:
-        if not self.is_stream_open:
-            self.node.batcher.open_stream(self.stream)
-            self.is_stream_open = True
-        future = self.node.batcher.submit(self.stream, frame, image, decode_ms)
-        future.add_done_callback(self._deliver)
-
-    def _decoded(self, image: Image, decoded: DecodedImage | ProtocolError) -> None:
-        """An IMAGE's decode is done (the queue calls back in the connection's order)."""
-        if self.is_closed:
-            return
-        if isinstance(decoded, ProtocolError):  # corrupt, a wrong size, a bomb: this frame
-            self.execute(self.conn.outcome(decoded.to_error(), self.loop.time()))
-            return
-        self._submit(image, decoded.tensor, decoded.decode_ms)
-
-    def _deliver(self, future: asyncio.Future[Outcome]) -> None:
-        if not future.cancelled() and not self.is_closed:
-            self.execute(self.conn.outcome(future.result(), self.loop.time()))
+    def _outcome(self, outcome: Outcome) -> None:
+        if not self.is_closed:
+            self.execute(self.conn.outcome(outcome, self.loop.time()))
 
     def lost(self) -> None:
         if self.is_closed:
@@ -129,9 +103,5 @@ class WtLink:
         self.is_closed = True
         if self._timer is not None:
             self._timer.cancel()
-        self.node.decode_queue.forget(self.stream)
-        if self.is_stream_open:
-            self.node.batcher.close_stream(self.stream)
-        if self.node.tracer is not None:
-            self.node.tracer.forget(self.stream)
+        self.frames.forget()
         self.node.connections.closed(self.conn, self.stream, self.loop.time())

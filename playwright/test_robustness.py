@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 
 from edgesight.serving import ServerThread
 from webapp.app import create_app as create_webapp
-from webapp.registry import MemoryStore, NodeEntry
+from webapp.registry_store import MemoryStore, NodeEntry
 from webapp.settings import WebappSettings
 
 pytestmark = pytest.mark.e2e

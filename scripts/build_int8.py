@@ -27,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edgesight.model_card_file import write_model_card  # noqa: E402
 from edgesight.quantize import quantize_model  # noqa: E402
 
 MODEL_DIR = ROOT / "models" / "nanodet-g-416"
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     card = json.loads(card_path.read_text())
     # the Wasm speed-ups come from bench/int8.py --record (a browser run): keep them
     card["quantization"]["speed"] = {**card["quantization"]["speed"], **kept_speed}
-    card_path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_model_card(args.out_dir, card)
     args.report.write_text(report.markdown(), encoding="utf-8")
     logging.getLogger("build_int8").info("%s", report.summary())
 

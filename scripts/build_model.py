@@ -53,7 +53,10 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the project, for its card writer
 from build_raw_model import DEFAULT_RAW, NPM_PACKAGE, SOURCE_SHA256, build_raw
+
+from edgesight.model_card_file import write_model_card
 
 LOG = logging.getLogger("build_model")
 
@@ -461,8 +464,7 @@ def main(argv: list[str] | None = None) -> None:
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / OUTPUT_FILE).write_bytes(data)
-    text = json.dumps(sidecar(onnx_sha), indent=2, sort_keys=True) + "\n"
-    (args.out_dir / "model.json").write_text(text, encoding="utf-8")
+    write_model_card(args.out_dir, sidecar(onnx_sha))
     LOG.info(
         "wrote %s (%d bytes, %d nodes, sha256 %s) and model.json",
         args.out_dir / OUTPUT_FILE, len(data), len(model.graph.node), onnx_sha,

@@ -25,6 +25,9 @@ A header a route sets itself is kept (``setdefault``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,12 +37,16 @@ __all__ = [
     "ISOLATION_HEADERS",
     "NO_CACHE",
     "NO_STORE",
+    "NO_STORE_HEADERS",
     "SECURITY_HEADERS",
     "SecurityHeaders",
 ]
 
 NO_STORE = "no-store"
 NO_CACHE = "no-cache"
+# what a route that must never be cached (sign-in pages, tokens, heartbeat answers) says
+# itself, so it holds without the middleware too; read-only, as every response shares it
+NO_STORE_HEADERS: Mapping[str, str] = MappingProxyType({"Cache-Control": NO_STORE})
 
 ISOLATION_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",

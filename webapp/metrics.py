@@ -25,13 +25,23 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gpu_backend.metrics import is_authorised  # one bearer check for both servers' /metrics
 
-from .registry import NodeRegistry, StoreUnavailable
+from .registry import NodeRegistry
+from .registry_store import StoreUnavailable
 
-__all__ = ["CONTENT_TYPE_LATEST", "MetricsMiddleware", "WebappMetrics", "is_authorised"]
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "MetricsMiddleware",
+    "WebappMetrics",
+    "is_authorised",
+    "metrics_route",
+]
 
 MAX_SITES = 50  # more distinct site labels than this are counted as "other"
 HEARTBEAT_ANSWERS = {200: "refreshed", 201: "registered", 401: "unauthorized", 403: "forbidden",
@@ -210,3 +220,19 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_and_note)
         finally:
             self.metrics.answered(scope["method"], path, status, time.perf_counter() - started_s)
+
+
+def metrics_route(metrics: WebappMetrics, token: str) -> Route:
+    """``GET /metrics`` for Prometheus, behind the bearer ``token`` (EDGESIGHT_METRICS_TOKEN)."""
+
+    async def metrics_page(request: Request) -> Response:
+        if not is_authorised(request.headers.get("authorization", ""), token):
+            return Response(
+                "metrics need the bearer token\n",
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        await metrics.refresh()
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return Route("/metrics", metrics_page)

@@ -29,7 +29,7 @@ import hmac
 from gpu_backend.node_credential import CREDENTIAL_PREFIX, credential_node_id
 
 from . import WebappError
-from .registry import NODE_ID_PATTERN
+from .registry_store import NODE_ID_PATTERN
 
 __all__ = ["CredentialError", "NodeCredentials"]
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 
-from .registry import NODE_ID_PATTERN, NodeRegistry, StoreUnavailable
+from .registry import NodeRegistry
+from .registry_store import NODE_ID_PATTERN, StoreUnavailable
 from .tokens import TokenSigner
 
 __all__ = ["NodeTokens", "wanted_node_ids"]

@@ -20,20 +20,18 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .registry import HeartbeatError, Listed, NodeEntry, RegistryFull, StoreUnavailable
+from .redis_pool import redacted, redis_client
+from .registry_store import HeartbeatError, Listed, NodeEntry, RegistryFull, StoreUnavailable
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "edgesight:registry:"
-MAX_CONNECTIONS = 32  # per web app process
-TIMEOUT_S = 2.0  # to connect, to get a pooled connection, to answer
 
 # KEYS[1]: the id set; ARGV[1]: the node key prefix.
 # Returns {{id, value, pttl_ms, id, value, pttl_ms, ...}, {expired id, ...}}.
@@ -71,14 +69,6 @@ return 1 - existed
 """
 
 
-def redacted(url: str) -> str:
-    """A Redis URL without its credentials, for messages."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return f"unix://{parts.path}"
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}"
-
-
 class RedisStore:
     def __init__(
         self, client: aioredis.Redis, prefix: str = DEFAULT_PREFIX, where: str = "redis"
@@ -92,17 +82,7 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX) -> RedisStore:
-        # Blocking pool: a burst of requests waits for one of a bounded set of connections,
-        # where redis-py's default pool would fail the request past 100 connections.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=MAX_CONNECTIONS,
-            timeout=TIMEOUT_S,
-            decode_responses=True,
-            socket_timeout=TIMEOUT_S,
-            socket_connect_timeout=TIMEOUT_S,
-        )
-        return cls(aioredis.Redis.from_pool(pool), prefix, where=redacted(url))
+        return cls(redis_client(url), prefix, where=redacted(url))
 
     def node_key(self, node_id: str) -> str:
         return f"{self.prefix}node:{node_id}"

@@ -27,16 +27,18 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .headers import NO_STORE_HEADERS
 from .node_identity import CredentialError, NodeCredentials
-from .registry import (
+from .registry import NodeRegistry
+from .registry_store import (
     MAX_TEXT_CHARS,
     NODE_ID_PATTERN,
     HeartbeatError,
     NodeEntry,
-    NodeRegistry,
     RegistryFull,
     StoreUnavailable,
 )
+from .request_body import declares_over, read_bounded
 
 __all__ = ["MAX_HEARTBEAT_BYTES", "registry_routes"]
 
@@ -45,11 +47,6 @@ log = logging.getLogger(__name__)
 MAX_HEARTBEAT_BYTES = 16 * 1024
 MAX_HEARTBEAT_FIELDS = 64  # unknown fields are ignored (newer nodes), but not without end
 MAX_JSON_DEPTH = 8  # a heartbeat is flat; room for a newer node's small nested fields
-NO_STORE = {"Cache-Control": "no-store"}
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 class _BadBody(ValueError):
@@ -169,18 +166,6 @@ def _not_yours(request: Request, caller: str, node_id: str) -> Response | None:
     )
 
 
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_HEARTBEAT_BYTES:
-        raise _BodyTooLarge
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_HEARTBEAT_BYTES:
-            raise _BodyTooLarge
-    return bytes(body)
-
-
 def _invalid(errors: list[dict[str, str]]) -> JSONResponse:
     return JSONResponse({"error": "invalid heartbeat", "errors": errors}, status_code=422)
 
@@ -226,13 +211,16 @@ def registry_routes(
         if isinstance(caller, Response):
             return caller
         try:
-            data = _decode(await _read_body(request))
-        except _BodyTooLarge:
+            is_over = declares_over(request, MAX_HEARTBEAT_BYTES)
+            body = None if is_over else await read_bounded(request, MAX_HEARTBEAT_BYTES)
+        except ClientDisconnect:  # a node stopping mid-heartbeat; nobody reads an answer
+            return Response(status_code=400)
+        if body is None:
             return JSONResponse(
                 {"error": f"heartbeat over {MAX_HEARTBEAT_BYTES} bytes"}, status_code=413
             )
-        except ClientDisconnect:  # a node stopping mid-heartbeat; nobody reads an answer
-            return Response(status_code=400)
+        try:
+            data = _decode(body)
         except _BadBody as exc:
             return _invalid([{"field": "body", "detail": str(exc)}])
         try:
@@ -295,7 +283,7 @@ def registry_routes(
             return _unavailable()
         return JSONResponse(
             {"nodes": nodes, "heartbeat_interval_s": registry.heartbeat_interval_s},
-            headers=NO_STORE,
+            headers=NO_STORE_HEADERS,
         )
 
     return [

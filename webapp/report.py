@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .metrics import CLIENT_MODES, WebappMetrics
+from .request_body import read_bounded
 
 __all__ = ["MAX_REPORT_BYTES", "ReportLimiter", "parse_report", "report_route"]
 
@@ -90,15 +91,6 @@ class ReportLimiter:
         return allowed
 
 
-async def _read_bounded(request: Request) -> bytes | None:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_REPORT_BYTES:
-            return None
-    return bytes(body)
-
-
 def report_route(metrics: WebappMetrics, limiter: ReportLimiter | None = None) -> Route:
     limits = limiter if limiter is not None else ReportLimiter()
 
@@ -112,7 +104,7 @@ def report_route(metrics: WebappMetrics, limiter: ReportLimiter | None = None) -
                 headers={"Retry-After": str(math.ceil(REPORT_INTERVAL_S))},
             )
         try:
-            raw = await _read_bounded(request)
+            raw = await read_bounded(request, MAX_REPORT_BYTES)
         except ClientDisconnect:
             return Response(status_code=400)
         if raw is None:

@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from . import WebappError
-from .registry_redis import MAX_CONNECTIONS, TIMEOUT_S, redacted
+from .redis_pool import redacted, redis_client
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -112,15 +112,7 @@ class RedisSessions:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX) -> RedisSessions:
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=MAX_CONNECTIONS,
-            timeout=TIMEOUT_S,
-            decode_responses=True,
-            socket_timeout=TIMEOUT_S,
-            socket_connect_timeout=TIMEOUT_S,
-        )
-        return cls(aioredis.Redis.from_pool(pool), prefix, where=redacted(url))
+        return cls(redis_client(url), prefix, where=redacted(url))
 
     def key(self, sid: str) -> str:
         return f"{self.prefix}{sid}"

@@ -216,11 +216,6 @@ class WebappSettings:
     def is_signin_required(self) -> bool:
         return self.auth_modes != ("none",)
 
-    @property
-    def node_expiry_s(self) -> float:
-        """How long a node stays listed after its last heartbeat."""
-        return self.heartbeat_interval_s * self.missed_heartbeats
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> WebappSettings:
         values: dict[str, Any] = {}

@@ -39,7 +39,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .attempts import KioskKeyLimiter, Limited, LoginLimiter, Reservation
 from .forwarded import client_address
+from .headers import NO_STORE_HEADERS
 from .node_tokens import NodeTokens
+from .request_body import read_bounded
 from .sessions import SessionStoreUnavailable
 from .signin import SESSION_COOKIE, AuthMode, Door
 from .tokens import TokenSigner
@@ -53,7 +55,6 @@ PROTECTED_API = ("/api/token", "/api/nodes")
 # The kiosk's own picture or video (EDGESIGHT_KIOSK_SOURCE) is for signed-in kiosks only.
 PROTECTED_FILES = ("/kiosk/source",)
 PROTECTED_PATHS = PROTECTED_PAGES + PROTECTED_API + PROTECTED_FILES
-NO_STORE = {"Cache-Control": "no-store"}
 MAX_FORM_FIELD_CHARS = 1024
 MAX_FORM_BYTES = 8 * 1024
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -132,7 +133,7 @@ class SignInGate:
                 "Sign-in cannot be checked right now (the session store does not answer); "
                 "try again shortly.",
                 status_code=503,
-                headers={**NO_STORE, "Retry-After": "5"},
+                headers={**NO_STORE_HEADERS, "Retry-After": "5"},
             )
             await response(scope, receive, send)
             return
@@ -143,19 +144,19 @@ class SignInGate:
             response = JSONResponse(
                 {"error": "sign in first: this web app requires sign-in (EDGESIGHT_AUTH)"},
                 status_code=401,
-                headers=NO_STORE,
+                headers=NO_STORE_HEADERS,
             )
         elif self.door.has(AuthMode.USERS):
             target = path + (f"?{request.url.query}" if request.url.query else "")
             response = RedirectResponse(
-                "/login?" + urlencode({"next": target}), status_code=303, headers=NO_STORE
+                "/login?" + urlencode({"next": target}), status_code=303, headers=NO_STORE_HEADERS
             )
         else:
             response = PlainTextResponse(
                 "This page needs sign-in: open it with its kiosk link (?key=...) or through "
                 "the signing-in proxy.",
                 status_code=401,
-                headers=NO_STORE,
+                headers=NO_STORE_HEADERS,
             )
         await response(scope, receive, send)
 
@@ -167,7 +168,7 @@ class SignInGate:
             return PlainTextResponse(
                 "Too many wrong kiosk keys from this address; try again later.",
                 status_code=429,
-                headers={**NO_STORE, "Retry-After": str(int(limited.retry_after_s) + 1)},
+                headers={**NO_STORE_HEADERS, "Retry-After": str(int(limited.retry_after_s) + 1)},
             )
         kiosk = self.door.kiosk_name(key)
         if kiosk is None:
@@ -175,13 +176,15 @@ class SignInGate:
             return PlainTextResponse(
                 "This kiosk key is not known to the web app (replaced, or mistyped).",
                 status_code=401,
-                headers=NO_STORE,
+                headers=NO_STORE_HEADERS,
             )
         self.kiosk_limiter.give_back(reservation)
         identity = f"kiosk:{kiosk}"
         cookie = await self.door.start_session(identity, "kiosk")
         log.info("%s signed in from %s with its kiosk key", identity, address)
-        response = RedirectResponse(_without_key(request), status_code=303, headers=NO_STORE)
+        response = RedirectResponse(
+            _without_key(request), status_code=303, headers=NO_STORE_HEADERS
+        )
         set_session_cookie(response, request, cookie, self.session_max_age_s)
         return response
 
@@ -205,11 +208,9 @@ async def _small_form(request: Request) -> dict[str, str] | None:
     sign-in form could be or of another type."""
     if request.headers.get("content-type", "").split(";")[0].strip() != FORM_TYPE:
         return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return None
+    body = await read_bounded(request, MAX_FORM_BYTES)
+    if body is None:
+        return None
     fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
     return {name: values[0] for name, values in fields.items()}
 
@@ -272,7 +273,7 @@ def signin_routes(
             "next": _safe_next(request.query_params.get("next")),
         }
         return templates.TemplateResponse(
-            request, "login.html", context, status_code=status_code, headers=NO_STORE
+            request, "login.html", context, status_code=status_code, headers=NO_STORE_HEADERS
         )
 
     async def login(request: Request) -> Response:
@@ -319,14 +320,14 @@ def signin_routes(
                 user=user,
             )
         log.info("%s signed in from %s", user, address)
-        redirect = RedirectResponse(target, status_code=303, headers=NO_STORE)
+        redirect = RedirectResponse(target, status_code=303, headers=NO_STORE_HEADERS)
         set_session_cookie(redirect, request, cookie, session_max_age_s)
         return redirect
 
     async def logout_form(request: Request) -> Response:
         # A typed-in or bookmarked /logout: a GET must not change state (a link or an
         # <img> on another site could sign people out), so it shows a button that POSTs.
-        return templates.TemplateResponse(request, "logout.html", {}, headers=NO_STORE)
+        return templates.TemplateResponse(request, "logout.html", {}, headers=NO_STORE_HEADERS)
 
     async def logout(request: Request) -> Response:
         try:
@@ -336,12 +337,12 @@ def signin_routes(
                 "Signing out is not possible right now (the session store does not answer); "
                 "try again shortly.",
                 status_code=503,
-                headers={**NO_STORE, "Retry-After": "5"},
+                headers={**NO_STORE_HEADERS, "Retry-After": "5"},
             )
         if ended is not None:
             log.info("%s signed out from %s", ended.identity, _address(request))
         target = "/login" if door.has(AuthMode.USERS) else "/"
-        response = RedirectResponse(target, 303, headers=NO_STORE)
+        response = RedirectResponse(target, 303, headers=NO_STORE_HEADERS)
         response.delete_cookie(
             SESSION_COOKIE, path="/", httponly=True, secure=_is_https(request), samesite="strict"
         )
@@ -353,7 +354,9 @@ def signin_routes(
         except SessionStoreUnavailable:
             identity = None
         if identity is None:
-            return JSONResponse({"error": "sign in first"}, status_code=401, headers=NO_STORE)
+            return JSONResponse(
+                {"error": "sign in first"}, status_code=401, headers=NO_STORE_HEADERS
+            )
         origin = _page_origin(request)
         if origin is None:
             log.warning(
@@ -364,14 +367,14 @@ def signin_routes(
             return JSONResponse(
                 {"error": "tokens are issued only to this web app's own pages"},
                 status_code=403,
-                headers=NO_STORE,
+                headers=NO_STORE_HEADERS,
             )
         issued = signer.issue(identity, origin)
         answer: dict[str, Any] = {**issued.as_json()}
         if node_tokens is not None:  # issue 17: a token per node, each good there only
             wanted = request.query_params.get("nodes")
             answer["node_tokens"] = await node_tokens.issue(identity, origin, wanted)
-        return JSONResponse(answer, headers=NO_STORE)
+        return JSONResponse(answer, headers=NO_STORE_HEADERS)
 
     async def token_key(request: Request) -> Response:
         return Response(

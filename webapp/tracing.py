@@ -37,6 +37,7 @@ from starlette.routing import Route
 from gpu_backend.tracing import finished_span  # one span builder for both servers
 
 from .report import ReportLimiter
+from .request_body import read_bounded
 
 __all__ = ["MAX_TRACE_BYTES", "PAGE_STAGES", "PageTracer", "TraceError", "trace_route"]
 
@@ -139,14 +140,12 @@ def trace_route(tracer: PageTracer, limiter: ReportLimiter | None = None) -> Rou
         client = request.client.host if request.client else "unknown"
         if not limits.allow(client):
             return JSONResponse({"error": "too many trace reports"}, status_code=429)
-        body = bytearray()
         try:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_TRACE_BYTES:
-                    return JSONResponse({"error": f"over {MAX_TRACE_BYTES} bytes"}, 413)
+            body = await read_bounded(request, MAX_TRACE_BYTES)
         except ClientDisconnect:
             return Response(status_code=400)
+        if body is None:
+            return JSONResponse({"error": f"over {MAX_TRACE_BYTES} bytes"}, 413)
         try:
             data: Any = json.loads(body)
             tracer.record(data, client)

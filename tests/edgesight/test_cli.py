@@ -11,7 +11,6 @@ import ssl
 import stat
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +21,9 @@ from edgesight.certs import issue
 from edgesight.cli import main
 from edgesight.serving import ServerThread
 from gpu_backend.tokens import TokenVerifier, load_public_key
+from tests.signalling_store import SignallingStore
 from webapp.app import create_app as create_webapp
 from webapp.node_identity import NodeCredentials
-from webapp.registry import MemoryStore, NodeEntry
 from webapp.settings import WebappSettings
 from webapp.tokens import TokenSigner
 from webapp.users import Users
@@ -69,7 +68,7 @@ def test_plain_http_beyond_loopback_is_warned_about_at_start(
     caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     """What the CLI does before binding (tests never bind beyond loopback)."""
-    from edgesight.cli import _tls
+    from edgesight.serve_cli import _tls
 
     with caplog.at_level(logging.WARNING, logger="edgesight"):
         assert _tls("the web app", "0.0.0.0", 8000, None, None) == (None, None)
@@ -234,7 +233,8 @@ def test_enrol_prints_a_credential_the_web_app_accepts_for_that_node_only(
 
 
 def test_serve_lets_its_web_app_pages_use_its_node() -> None:
-    from edgesight.cli import _node_settings, _with_own_registry, build_parser
+    from edgesight.cli import build_parser
+    from edgesight.serve_cli import _node_settings, _with_own_registry
 
     args = build_parser().parse_args(["serve", "--host", "0.0.0.0", "--port", "8100"])
     node = _with_own_registry(_node_settings(args, {}), args, {})
@@ -271,30 +271,11 @@ def test_a_signal_stops_a_server_cleanly(command: str, sig: signal.Signals, time
     assert "Traceback" not in rest
 
 
-class _SignallingStore(MemoryStore):
-    """The web app's store, telling the test thread when a node came and went."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.registered = threading.Event()
-        self.removed = threading.Event()
-
-    async def put(self, entry: NodeEntry, ttl_s: float, max_entries: int) -> bool:
-        is_new = await super().put(entry, ttl_s, max_entries)
-        self.registered.set()
-        return is_new
-
-    async def remove(self, node_id: str) -> bool:
-        removed = await super().remove(node_id)
-        self.removed.set()
-        return removed
-
-
 def test_sighup_deregisters_a_node_before_it_exits() -> None:
     """Issue 17: SIGHUP (a closed terminal) killed a node, whose entry then lingered until
     it expired. Now it stops like SIGTERM: deregistered, exit 0."""
     secret = "0123456789abcdef0123"
-    store = _SignallingStore()
+    store = SignallingStore()
     settings = WebappSettings(node_urls=(), registry_secret=secret, missed_heartbeats=100)
     with ServerThread(create_webapp(settings, registry_store=store)) as web:
         args = ["node", "--port", str(_free_port()), "--registry-url", web.http_url]

@@ -28,10 +28,10 @@ from edgesight.tls import (
     CertificateReloader,
     TlsError,
     insecure_bind_warning,
-    is_loopback_host,
     key_exposure_warning,
     server_context,
 )
+from gpu_backend.loopback import is_loopback_host
 
 
 async def _hello(request: Request) -> PlainTextResponse:

@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import ssl
-import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -19,7 +18,8 @@ import numpy as np
 import pytest
 import trustme
 
-from edgesight.cli import _with_own_registry, build_parser
+from edgesight.cli import build_parser
+from edgesight.serve_cli import _with_own_registry
 from edgesight.serving import ServerThread
 from edgesight.tls import server_context
 from gpu_backend.app import create_app as create_node_app
@@ -31,8 +31,9 @@ from gpu_backend.heartbeat import (
     registry_ssl_context,
 )
 from gpu_backend.settings import NodeSettings, SettingsError
+from tests.signalling_store import SignallingStore
 from webapp.app import create_app as create_webapp
-from webapp.registry import MemoryStore, NodeEntry
+from webapp.registry_store import NodeEntry
 from webapp.settings import WebappSettings
 
 SECRET = "test-secret-0123456789abcdef"
@@ -81,25 +82,6 @@ class Recorder(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-
-class SignallingStore(MemoryStore):
-    """The web app's store, telling the test thread when a node came and went."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.registered = threading.Event()
-        self.removed = threading.Event()
-
-    async def put(self, entry: NodeEntry, ttl_s: float, max_entries: int) -> bool:
-        is_new = await super().put(entry, ttl_s, max_entries)
-        self.registered.set()
-        return is_new
-
-    async def remove(self, node_id: str) -> bool:
-        removed = await super().remove(node_id)
-        self.removed.set()
-        return removed
 
 
 @pytest.fixture
@@ -361,7 +343,7 @@ def test_registry_settings_are_checked_at_start(node_settings: NodeSettings) -> 
 
 
 def test_node_flags_reach_the_settings() -> None:
-    from edgesight.cli import _node_settings
+    from edgesight.serve_cli import _node_settings
 
     args = build_parser().parse_args(
         ["node", "--site", "lab", "--public-url", "wss://n/ws", "--registry-url", "http://w:1"]
@@ -375,7 +357,7 @@ def test_node_flags_reach_the_settings() -> None:
 
 
 def test_serve_registers_its_node_with_its_own_web_app_only_with_a_secret() -> None:
-    from edgesight.cli import _node_settings
+    from edgesight.serve_cli import _node_settings
 
     args = build_parser().parse_args(["serve", "--port", "8100", "--node-port", "8101"])
     plain = _with_own_registry(_node_settings(args, {}), args, {})
@@ -483,7 +465,7 @@ def test_tls_settings_come_in_pairs_and_must_exist(
 
 
 def test_serve_with_tls_registers_over_https_and_lists_a_wss_node(tmp_path: Path) -> None:
-    from edgesight.cli import _local_node_url, _node_settings
+    from edgesight.serve_cli import _local_node_url, _node_settings
 
     leaf = trustme.CA().issue_cert("127.0.0.1")
     cert, key = tmp_path / "s.pem", tmp_path / "s-key.pem"

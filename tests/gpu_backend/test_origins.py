@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpu_backend.origins import OriginPolicy, default_origins, is_loopback_host
+from gpu_backend.origins import OriginPolicy, default_origins
 from gpu_backend.settings import NodeSettings, SettingsError
 
 
@@ -50,24 +50,6 @@ def test_without_registry_only_pages_from_this_machine() -> None:
     assert policy.allows("http://127.0.0.1:41234")
     assert policy.allows("https://localhost:8443")
     assert not policy.allows("http://192.168.1.20:8000")
-
-
-@pytest.mark.parametrize(
-    ("host", "loopback"),
-    [
-        ("127.0.0.1", True),
-        ("127.3.4.5", True),
-        ("::1", True),
-        ("[::1]", True),
-        ("localhost", True),
-        ("0.0.0.0", False),
-        ("::", False),
-        ("10.0.0.1", False),
-        ("node.example", False),
-    ],
-)
-def test_loopback_hosts(host: str, loopback: bool) -> None:
-    assert is_loopback_host(host) is loopback
 
 
 def test_settings_read_origins_from_the_environment() -> None:

@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from tests.daemons import free_port, logged_process
-from webapp.registry import MemoryStore, RegistryStore
 from webapp.registry_redis import RedisStore
+from webapp.registry_store import MemoryStore, RegistryStore
 
 REDIS_SERVER = Path("/usr/bin/redis-server")
 READY_LINE = "Ready to accept connections"

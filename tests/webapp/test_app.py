@@ -179,7 +179,7 @@ def test_a_model_that_does_not_match_its_card_is_reported_at_start(
     card = json.loads((settings.model_dir / "model.json").read_text())
     (tmp_path / card["file"]).write_bytes(b"not the model")
     (tmp_path / "model.json").write_text(json.dumps(card))
-    with caplog.at_level("WARNING", logger="webapp.app"):
+    with caplog.at_level("WARNING", logger="webapp.site"):
         create_app(replace(settings, model_dir=tmp_path))
     assert "browsers will refuse to run it locally" in caplog.text
     assert card["sha256"] in caplog.text

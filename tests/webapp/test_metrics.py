@@ -13,8 +13,9 @@ from starlette.testclient import TestClient
 
 from webapp.app import create_app
 from webapp.metrics import WebappMetrics
-from webapp.registry import MemoryStore, NodeEntry, NodeRegistry
+from webapp.registry import NodeRegistry
 from webapp.registry_redis import RedisStore
+from webapp.registry_store import MemoryStore, NodeEntry
 from webapp.report import MAX_REPORT_BYTES, ReportLimiter, parse_report
 from webapp.settings import WebappSettings
 

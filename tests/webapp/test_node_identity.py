@@ -17,7 +17,7 @@ from gpu_backend.tokens import TokenVerifier, load_public_key
 from webapp.app import create_app
 from webapp.node_identity import CredentialError, NodeCredentials
 from webapp.node_tokens import wanted_node_ids
-from webapp.registry import MemoryStore, NodeEntry
+from webapp.registry_store import MemoryStore, NodeEntry
 from webapp.settings import WebappSettings
 from webapp.tokens import TokenSigner
 

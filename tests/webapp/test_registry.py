@@ -16,9 +16,16 @@ import pytest
 from starlette.testclient import TestClient
 
 from webapp.app import create_app
-from webapp.registry import NodeEntry, RegistryFull, RegistryStore, StoreUnavailable, rank
+from webapp.registry import NodeRegistry, rank
 from webapp.registry_redis import RedisStore
 from webapp.registry_routes import MAX_HEARTBEAT_BYTES
+from webapp.registry_store import (
+    MemoryStore,
+    NodeEntry,
+    RegistryFull,
+    RegistryStore,
+    StoreUnavailable,
+)
 from webapp.settings import SettingsError, WebappSettings
 
 from .conftest import Backend, RedisBackend, RedisServer, free_port
@@ -433,7 +440,8 @@ def test_registry_settings_come_from_the_environment() -> None:
     )
     assert settings.registry_secret == SECRET
     assert settings.heartbeat_interval_s == 0.5
-    assert settings.node_expiry_s == 2.0
+    assert settings.missed_heartbeats == 4
+    assert NodeRegistry.from_settings(settings, MemoryStore()).expiry_s == 2.0
     assert SECRET not in repr(settings)
     assert "pw@" not in repr(settings)
 

@@ -269,7 +269,7 @@ def test_sign_in_settings_are_checked_naming_the_key() -> None:
 def test_an_open_door_beyond_loopback_is_said_loudly(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="webapp.app"):
+    with caplog.at_level(logging.WARNING, logger="webapp.security"):
         _app(tmp_path, None, host="127.0.0.1")
         assert "sign-in is OFF" not in caplog.text
         _app(tmp_path, None, host="0.0.0.0")

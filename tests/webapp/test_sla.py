@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from webapp.app import create_app
-from webapp.registry import MemoryStore
+from webapp.registry_store import MemoryStore
 from webapp.settings import SettingsError, WebappSettings
 from webapp.sla import SlaJudge
 
