@@ -51,6 +51,7 @@ from .node_link import (
     stall_deadline_ms,
 )
 from .overlay import BOXES_EXPIRE_MS, Overlay
+from .page_config import PageConfig
 from .page_events import (
     Buffer,
     FrameGrabbed,
@@ -67,7 +68,6 @@ from .page_events import (
     WorkerResult,
     as_bytes,
 )
-from .page_origin import PageOrigin
 from .page_source import PageSource
 from .page_status import api_state_json, report_json, stats_json, status_json, view_json
 from .probes import Probes
@@ -114,17 +114,18 @@ class BrowserClient:
     draw, and the numbers shown in the status line and stats panel."""
 
     def __init__(self, config_json: str, model_card_json: str) -> None:
-        config = json.loads(config_json)
+        # The web app's settings for this page, typed and checked once (page_config.py).
+        self.config = config = PageConfig.parse(json.loads(config_json))
         # Where the page runs (the JS adds "page": location and isSecureContext): an https
         # page cannot open ws:// nodes, an insecure one has no camera (page_origin.py).
-        self.origin = PageOrigin.from_mapping(config.get("page"))
-        static, problems = usable_nodes(config.get("node_urls", []))
+        self.origin = config.page
+        static, problems = usable_nodes(config.node_urls)
         static, self._static_refusals = self._reachable(static)
         self._registry_refusals: list[str] = []  # why listed nodes cannot be used here
         self.static_urls: list[str] = [info.url for info in static]
         self._warned: set[str] = set()  # each skipped entry is reported once, not every 2 s
         self._warn(problems)
-        self.max_in_flight = int(config.get("max_in_flight", 2))
+        self.max_in_flight = config.max_in_flight
         self.card = ModelCard.from_json(model_card_json)
         self.local_path = LocalPath(self.card, config)
         self.router = Router()
@@ -140,11 +141,11 @@ class BrowserClient:
         # What the page shows must be true (issue 18): whether frames come at all, and the
         # last refusal by a node (who and why), until a node accepts the page.
         self.source = PageSource(self.origin.is_secure_context)
-        self.is_kiosk = bool(config.get("kiosk"))
+        self.is_kiosk = config.kiosk
         self.refusal = ""
         # Stream tokens (issue 8): fetched from the web app's token_url, presented in AUTH
         # and refreshed while streaming; none without a token_url (anonymous streams).
-        self.tokens = TokenKeeper(config.get("token_url"))
+        self.tokens = TokenKeeper(config.token_url)
         # Planned moves are make-before-break (issue 10): the page keeps streaming to its
         # node while the one it moves to connects, and lets the old one answer the frames
         # it holds before leaving it.

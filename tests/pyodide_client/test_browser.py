@@ -295,7 +295,7 @@ def test_no_configured_node_is_a_fallback() -> None:
 
 
 def test_hello_makes_the_node_ready_and_frames_go_there_within_the_window() -> None:
-    client = make_client(A)  # max_in_flight 2 by default
+    client = make_client(A, max_in_flight=2)  # a fixed window of 2
     connected(client, {A: 10.0}, A)
 
     assert client.mode == "node"
@@ -438,7 +438,7 @@ def test_results_update_the_status_and_stats() -> None:
 
 
 def test_dropped_and_per_frame_errors_are_reported_and_the_node_stays() -> None:
-    client = make_client(A)
+    client = make_client(A, max_in_flight=2)
     connected(client, {A: 10.0}, A)
     first = send_frame(client, 200.0, 200.0)
     second = send_frame(client, 233.0, 233.0)
