@@ -109,6 +109,21 @@ MAX_TICK_GAP_MS = 1000.0  # tick at least this often (next_tick_ms)
 _LINK_CHANGES = ("connect", "switch", "join", "abandon")
 
 
+# A node's events after which the page's node has changed: routing decides again at once.
+_NODE_CHANGED = frozenset({"ready", "promote", "leave", "fatal", "refused", "access_refused"})
+
+
+def _decides_again(event: PageEvent, commands: list[dict[str, Any]]) -> bool:
+    """Whether routing (``tick``) runs again at once after ``event``, which called for
+    ``commands``: after a socket closed, a node list, a token answer, a probe done (failed,
+    or answered: ``probe_close``), and a node message that changed the page's node."""
+    if isinstance(event, SocketClosed | NodeList | TokenFetched | ProbeFailed):
+        return True
+    if isinstance(event, ProbeMessage):
+        return bool(commands) and commands[0].get("do") == "probe_close"
+    return any(command.get("type") in _NODE_CHANGED for command in commands)
+
+
 class BrowserClient:
     """One page's detection logic: node choice and connection, local fallback, what to
     draw, and the numbers shown in the status line and stats panel."""
@@ -196,15 +211,22 @@ class BrowserClient:
     def handle(self, event: PageEvent, now_ms: float) -> Reply:
         """One event from the page -> the commands it calls for, in order, and when the page
         should next send ``TimerFired``. As app.js does with the per-event methods, the
-        events after which the situation may have changed (a socket closed, a node list, a
-        token, a probe done, the timer) also run the routing decision (``tick``)."""
+        events after which the situation may have changed (``_decides_again``: a socket
+        closed, a node list, a token, a probe done, the page's node changed) also run the
+        routing decision (``tick``)."""
         commands = self._dispatch(event, now_ms)
-        decide = isinstance(event, SocketClosed | NodeList | TokenFetched | ProbeFailed) or (
-            isinstance(event, ProbeMessage) and commands[0]["do"] == "probe_close"
-        )
-        if decide:
+        if _decides_again(event, commands):
             commands.extend(self._on_timer(now_ms))
         return Reply(tuple(commands), self.next_tick_ms(now_ms))
+
+    def _events_json(self, event: PageEvent, now_ms: float) -> str:
+        """The per-event methods' answer: the events as JSON, and last ``{"type": "wake"}``
+        when routing should run again at once (the page calls ``tick`` then: the same
+        rule as ``handle``'s)."""
+        events = self._dispatch(event, now_ms)
+        if _decides_again(event, events):
+            events.append({"type": "wake"})
+        return json.dumps(events)
 
     def _dispatch(self, event: PageEvent, now_ms: float) -> list[dict[str, Any]]:
         """The one place each event goes in; every per-event method comes through here."""
@@ -625,7 +647,7 @@ class BrowserClient:
     def on_token(self, status: int, body: str, now_ms: float) -> str:
         """The answer to a ``fetch_token`` action (status 0: the request failed); returns
         a JSON list of events like ``on_message``."""
-        return json.dumps(self._dispatch(TokenFetched(status, body), now_ms))
+        return self._events_json(TokenFetched(status, body), now_ms)
 
     def take_outgoing(self, url: str = "") -> bytes:
         """The next message for the node link of ``url`` (default: the current one), b""
@@ -740,7 +762,7 @@ class BrowserClient:
 
     def on_message(self, url: str, data: Buffer, now_ms: float) -> str:
         """Feed one message from the node at ``url``; returns a JSON list of events."""
-        return json.dumps(self._dispatch(SocketMessage(url, data), now_ms))
+        return self._events_json(SocketMessage(url, data), now_ms)
 
     # -- local frames (local_path.py) ----------------------------------------------------------
     def local_start(self, is_cross_origin_isolated: bool, hardware_concurrency: int) -> int:
@@ -837,7 +859,7 @@ class BrowserClient:
     ) -> str:
         """The worker's output; returns a JSON list of events like ``on_message``."""
         output = WorkerResult(frame_id, boxes, scores, inference_ms)
-        return json.dumps(self._dispatch(output, now_ms))
+        return self._events_json(output, now_ms)
 
     def _on_worker_result(self, output: WorkerResult, now_ms: float) -> list[dict[str, Any]]:
         frame_id = output.frame_id

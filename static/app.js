@@ -124,11 +124,10 @@ async function main() {
     for (const key of pending.keys()) if (key < event.capture_ms) pending.delete(key);
   }
 
-  const WAKING = new Set(["ready", "promote", "leave", "fatal", "refused", "access_refused"]);
   function handle(eventsJson) {
     for (const event of JSON.parse(eventsJson)) {
-      if (WAKING.has(event.type)) wake(); // the page's node changed: decide again now
-      if (event.type === "detections") draw(event);
+      if (event.type === "wake") wake(); // Python says: decide again now (the node changed)
+      else if (event.type === "detections") draw(event);
       else if (event.type === "ready") {
         view.problem("node", "");
         view.problem("token", "");
@@ -206,8 +205,7 @@ async function main() {
     const early = earlyToken && earlyToken.url === url ? earlyToken.answer : null;
     earlyToken = null; // used once: later requests (refreshes, retries) are Python's
     const [status, body] = await (early || requestToken(url));
-    handle(client.on_token(status, body, performance.now()));
-    wake();
+    handle(client.on_token(status, body, performance.now())); // ends with "wake"
     pump();
   }
   // Python picks the transport per link (issue 16): QUIC when this browser has WebTransport

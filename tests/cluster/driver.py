@@ -39,7 +39,6 @@ __all__ = ["Driver", "FrameRecord", "now_ms"]
 MODEL_CARD = Path(__file__).resolve().parents[2] / "models" / "nanodet-g-416" / "model.json"
 REGISTRY_POLL_S = 2.0  # app.js: setInterval(refreshNodes, 2000)
 PROBE_GUARD_S = 10.0  # node-link.js: the probe's leak guard
-WAKING = {"ready", "promote", "leave", "fatal", "refused", "access_refused"}  # app.js WAKING
 CLOSE_ABNORMAL = 1006  # what a browser reports for a socket that failed or died
 FRAME_ID = struct.Struct("<I")  # right after the 4-byte header (protocol.py: FRAME)
 SOCKET_ERRORS = (OSError, TimeoutError, WebSocketException)
@@ -221,7 +220,6 @@ class Driver:
                     )
                     status, body = response.status_code, response.text
         self._handle_events(None, json.loads(self.client.on_token(status, body, now_ms())))
-        self._wake.set()
         self._pump()
         self._changed.set()
 
@@ -331,8 +329,9 @@ class Driver:
         link = link or self.link
         for event in events:
             kind = event["type"]
-            if kind in WAKING:
-                self._wake.set()  # as app.js: the page's node changed, decide again now
+            if kind == "wake":
+                self._wake.set()  # as app.js: Python says decide again now
+                continue
             if kind == "send":
                 self._flush_link(event.get("url", ""))
                 continue
