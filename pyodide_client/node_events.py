@@ -147,7 +147,7 @@ def _to_page(page: NodePage, url: str, event: Event, now_ms: float) -> dict[str,
             server_ms=server_ms,
             inference_ms=event.inference_ms + event.post_ms,
         )
-        return _drawn(page, url, event, now_ms)
+        return _drawn(page, page.node_label(url), event, now_ms)
     if isinstance(event, Welcomed):
         page.transport.learn(url, event.welcome.wt_port, event.welcome.wt_cert_sha256)
         return {"type": "welcome", "encodings": event.welcome.encodings}
@@ -196,9 +196,12 @@ def _on_draining_message(
 ) -> list[dict[str, Any]]:
     """A message from a node the page moved away from: its last results still count."""
     out: list[dict[str, Any]] = []
+    # named by its own HELLO: its key may be a retired WebSocket's (url + "#websocket")
+    hello = page.handover.draining[url].hello
+    server = hello.node_name if hello is not None else page.node_label(url)
 
     def drawn(event: Detections) -> None:
-        shown = _drawn(page, url, event, now_ms)
+        shown = _drawn(page, server, event, now_ms)
         if shown is not None:
             out.append(shown)
 
@@ -207,9 +210,9 @@ def _on_draining_message(
     return out
 
 
-def _drawn(page: NodePage, url: str, event: Detections, now_ms: float) -> dict[str, Any] | None:
-    """A node's result, from the current link or one the page left: the dashboard's times
-    and what the overlay draws (None: an older frame than the one drawn)."""
+def _drawn(page: NodePage, server: str, event: Detections, now_ms: float) -> dict[str, Any] | None:
+    """A result from ``server`` (its name), on the current link or one the page left: the
+    dashboard's times and what the overlay draws (None: an older frame than the one drawn)."""
     page.dashboard.node_result(
         now_ms,
         event.round_trip_ms,
@@ -223,7 +226,7 @@ def _drawn(page: NodePage, url: str, event: Detections, now_ms: float) -> dict[s
         event.frame_id,
         event.boxes,
         event.capture_ms,
-        server=page.node_label(url),
+        server=server,
         round_trip_ms=event.round_trip_ms,
         queue_ms=event.queue_ms,
         inference_ms=event.inference_ms,

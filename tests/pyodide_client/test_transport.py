@@ -239,6 +239,8 @@ def test_a_draining_links_result_is_reported_as_the_live_links_would_be() -> Non
         3 * 416 * 416 + 30,  # the FRAME header, then the tensor
     )
     assert event["round_trip_ms"] == 40.0
+    # named by its HELLO as the live link's results are, not by its retired key
+    assert event["api"]["server"] == "node-a"
 
 
 def test_a_failed_upgrade_costs_nothing() -> None:
