@@ -23,7 +23,7 @@ from .encoding import MODES as FRAME_ENCODINGS
 from .page_origin import PageOrigin
 from .postprocess import PostprocessSettings
 
-__all__ = ["KEYS", "ModelFile", "PageConfig", "PageModel", "TraceConfig"]
+__all__ = ["KEYS", "ModelFile", "PageConfig", "PageModel", "PageTiming", "TraceConfig"]
 
 _T = TypeVar("_T")
 
@@ -186,6 +186,41 @@ class TraceConfig:
 
 
 @dataclass(frozen=True)
+class PageTiming:
+    """The page's own periods and retries, which JavaScript's timers follow (issue 19: no
+    timing constant in app.js). They come with the page's config because some run before
+    Python has loaded (a kiosk reloads when the runtime cannot start)."""
+
+    registry_poll_ms: float = 2_000.0  # GET the node list
+    report_period_ms: float = 10_000.0  # POST what the user sees (webapp/report.py's limit)
+    view_poll_ms: float = 500.0  # redraw the status line and stats from view()
+    camera_retry_ms: float = 2_000.0  # after a camera failure other than a refusal
+    kiosk_camera_retry_ms: float = 5_000.0  # a kiosk retries even a refusal: nobody clicks
+    camera_ended_retry_ms: float = 1_000.0  # the camera's stream ended (unplugged)
+    local_start_check_ms: float = 1_500.0  # start in-browser detection while no node has the page
+    kiosk_reload_ms: float = 10_000.0  # a kiosk that could not start, or crashed, reloads
+
+    @classmethod
+    def parse(cls, reader: _Reader | None) -> PageTiming:
+        if reader is None:
+            return cls()
+        defaults = cls()
+        return cls(
+            **{
+                name: reader.number(name, getattr(defaults, name), positive=True)
+                for name in _TIMING_KEYS
+            }
+        )
+
+    def to_json(self) -> dict[str, float]:
+        """As the web app writes it into the page (``timing``)."""
+        return {name: getattr(self, name) for name in _TIMING_KEYS}
+
+
+_TIMING_KEYS = tuple(f.name for f in fields(PageTiming))
+
+
+@dataclass(frozen=True)
 class PageConfig:
     """Everything the web app hands the page, with the one default for each key."""
 
@@ -209,6 +244,7 @@ class PageConfig:
     kiosk: bool = False
     kiosk_in_view: bool = False
     kiosk_source_url: str | None = None
+    timing: PageTiming = field(default_factory=PageTiming)
     page: PageOrigin = field(default_factory=PageOrigin)  # added by the page's JavaScript
 
     @classmethod
@@ -240,6 +276,7 @@ class PageConfig:
             kiosk=read.flag("kiosk"),
             kiosk_in_view=read.flag("kiosk_in_view"),
             kiosk_source_url=read.optional_text("kiosk_source_url"),
+            timing=PageTiming.parse(read.child("timing", _TIMING_KEYS)),
             page=PageOrigin.from_mapping(read.data.get("page")),
         )
 

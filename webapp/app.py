@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.templating import Jinja2Templates
 
 from pyodide_client.model_card import ModelCard
+from pyodide_client.page_config import PageTiming
 
 from . import WebappError
 from .assets import (
@@ -195,6 +196,8 @@ def create_app(
             ).page_config(),
         },
         "kiosk": False,
+        # the page's periods and retries, which app.js's timers follow (issue 19)
+        "timing": PageTiming().to_json(),
     }
     # "<" escaped so that no configured value can close the <script> element it sits in
     config_json = json.dumps(page_config).replace("<", "\\u003c")

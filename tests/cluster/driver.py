@@ -31,13 +31,14 @@ from websockets.protocol import State
 from websockets.typing import Origin
 
 from pyodide_client.browser import BrowserClient
+from pyodide_client.page_config import PageTiming
 from pyodide_client.routing import Router, RoutingSettings
 from tests.media import rgba_photo
 
 __all__ = ["Driver", "FrameRecord", "now_ms"]
 
 MODEL_CARD = Path(__file__).resolve().parents[2] / "models" / "nanodet-g-416" / "model.json"
-REGISTRY_POLL_S = 2.0  # app.js: setInterval(refreshNodes, 2000)
+REGISTRY_POLL_S = PageTiming().registry_poll_ms / 1000  # app.js polls the list this often
 PROBE_GUARD_S = 10.0  # node-link.js: the probe's leak guard
 CLOSE_ABNORMAL = 1006  # what a browser reports for a socket that failed or died
 FRAME_ID = struct.Struct("<I")  # right after the 4-byte header (protocol.py: FRAME)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyodide_client.page_config import ModelFile, PageConfig, TraceConfig
+from pyodide_client.page_config import ModelFile, PageConfig, PageTiming, TraceConfig
 from pyodide_client.page_origin import PageOrigin
 from pyodide_client.postprocess import PostprocessSettings
 
@@ -80,3 +80,15 @@ def test_a_wrong_value_names_its_key_what_was_expected_and_what_came(
 ) -> None:
     with pytest.raises(ValueError, match=f"^page config {message}".replace("(", r"\(")):
         PageConfig.parse(given)
+
+
+def test_the_page_timing_is_read_and_checked() -> None:
+    given = {**PageTiming().to_json(), "registry_poll_ms": 500}
+    assert PageConfig.parse({"timing": given}).timing.registry_poll_ms == 500.0
+    assert PageConfig.parse({"timing": {}}).timing == PageTiming()
+    with pytest.raises(
+        ValueError, match=r"^page config timing.view_poll_ms: expected a number > 0"
+    ):
+        PageConfig.parse({"timing": {"view_poll_ms": 0}})
+    with pytest.raises(ValueError, match=r"^page config timing: unknown key 'poll_ms'"):
+        PageConfig.parse({"timing": {"poll_ms": 1}})

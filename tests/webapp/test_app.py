@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from pyodide_client.page_config import PageConfig
+from pyodide_client.page_config import PageConfig, PageTiming
 from webapp.app import create_app
 from webapp.assets import AssetError
+from webapp.report import REPORT_INTERVAL_S
 from webapp.settings import SettingsError, WebappSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +58,11 @@ def test_the_page_config_parses_as_the_page_reads_it(client: TestClient, path: s
     assert config.max_in_flight == given["max_in_flight"]
     assert config.model.local is not None
     assert config.model.local_webgpu is not None
+    assert config.timing == PageTiming()  # app.js's timers follow Python's numbers
+
+
+def test_the_report_limit_takes_a_report_every_period_of_the_page() -> None:
+    assert PageTiming().report_period_ms >= REPORT_INTERVAL_S * 1000.0
 
 
 def test_the_web_app_and_the_page_default_alike() -> None:
