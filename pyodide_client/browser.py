@@ -51,6 +51,7 @@ from .node_link import (
     stall_deadline_ms,
 )
 from .overlay import BOXES_EXPIRE_MS, Overlay
+from .page_config import PageConfig
 from .page_events import (
     Buffer,
     FrameGrabbed,
@@ -67,7 +68,6 @@ from .page_events import (
     WorkerResult,
     as_bytes,
 )
-from .page_origin import PageOrigin
 from .page_source import PageSource
 from .page_status import api_state_json, report_json, stats_json, status_json, view_json
 from .probes import Probes
@@ -109,22 +109,38 @@ MAX_TICK_GAP_MS = 1000.0  # tick at least this often (next_tick_ms)
 _LINK_CHANGES = ("connect", "switch", "join", "abandon")
 
 
+# A node's events after which the page's node has changed: routing decides again at once.
+_NODE_CHANGED = frozenset({"ready", "promote", "leave", "fatal", "refused", "access_refused"})
+
+
+def _decides_again(event: PageEvent, commands: list[dict[str, Any]]) -> bool:
+    """Whether routing (``tick``) runs again at once after ``event``, which called for
+    ``commands``: after a socket closed, a node list, a token answer, a probe done (failed,
+    or answered: ``probe_close``), and a node message that changed the page's node."""
+    if isinstance(event, SocketClosed | NodeList | TokenFetched | ProbeFailed):
+        return True
+    if isinstance(event, ProbeMessage):
+        return bool(commands) and commands[0].get("do") == "probe_close"
+    return any(command.get("type") in _NODE_CHANGED for command in commands)
+
+
 class BrowserClient:
     """One page's detection logic: node choice and connection, local fallback, what to
     draw, and the numbers shown in the status line and stats panel."""
 
     def __init__(self, config_json: str, model_card_json: str) -> None:
-        config = json.loads(config_json)
+        # The web app's settings for this page, typed and checked once (page_config.py).
+        self.config = config = PageConfig.parse(json.loads(config_json))
         # Where the page runs (the JS adds "page": location and isSecureContext): an https
         # page cannot open ws:// nodes, an insecure one has no camera (page_origin.py).
-        self.origin = PageOrigin.from_mapping(config.get("page"))
-        static, problems = usable_nodes(config.get("node_urls", []))
+        self.origin = config.page
+        static, problems = usable_nodes(config.node_urls)
         static, self._static_refusals = self._reachable(static)
         self._registry_refusals: list[str] = []  # why listed nodes cannot be used here
         self.static_urls: list[str] = [info.url for info in static]
         self._warned: set[str] = set()  # each skipped entry is reported once, not every 2 s
         self._warn(problems)
-        self.max_in_flight = int(config.get("max_in_flight", 2))
+        self.max_in_flight = config.max_in_flight
         self.card = ModelCard.from_json(model_card_json)
         self.local_path = LocalPath(self.card, config)
         self.router = Router()
@@ -140,11 +156,11 @@ class BrowserClient:
         # What the page shows must be true (issue 18): whether frames come at all, and the
         # last refusal by a node (who and why), until a node accepts the page.
         self.source = PageSource(self.origin.is_secure_context)
-        self.is_kiosk = bool(config.get("kiosk"))
+        self.is_kiosk = config.kiosk
         self.refusal = ""
         # Stream tokens (issue 8): fetched from the web app's token_url, presented in AUTH
         # and refreshed while streaming; none without a token_url (anonymous streams).
-        self.tokens = TokenKeeper(config.get("token_url"))
+        self.tokens = TokenKeeper(config.token_url)
         # Planned moves are make-before-break (issue 10): the page keeps streaming to its
         # node while the one it moves to connects, and lets the old one answer the frames
         # it holds before leaving it.
@@ -195,15 +211,22 @@ class BrowserClient:
     def handle(self, event: PageEvent, now_ms: float) -> Reply:
         """One event from the page -> the commands it calls for, in order, and when the page
         should next send ``TimerFired``. As app.js does with the per-event methods, the
-        events after which the situation may have changed (a socket closed, a node list, a
-        token, a probe done, the timer) also run the routing decision (``tick``)."""
+        events after which the situation may have changed (``_decides_again``: a socket
+        closed, a node list, a token, a probe done, the page's node changed) also run the
+        routing decision (``tick``)."""
         commands = self._dispatch(event, now_ms)
-        decide = isinstance(event, SocketClosed | NodeList | TokenFetched | ProbeFailed) or (
-            isinstance(event, ProbeMessage) and commands[0]["do"] == "probe_close"
-        )
-        if decide:
+        if _decides_again(event, commands):
             commands.extend(self._on_timer(now_ms))
         return Reply(tuple(commands), self.next_tick_ms(now_ms))
+
+    def _events_json(self, event: PageEvent, now_ms: float) -> str:
+        """The per-event methods' answer: the events as JSON, and last ``{"type": "wake"}``
+        when routing should run again at once (the page calls ``tick`` then: the same
+        rule as ``handle``'s)."""
+        events = self._dispatch(event, now_ms)
+        if _decides_again(event, events):
+            events.append({"type": "wake"})
+        return json.dumps(events)
 
     def _dispatch(self, event: PageEvent, now_ms: float) -> list[dict[str, Any]]:
         """The one place each event goes in; every per-event method comes through here."""
@@ -624,7 +647,7 @@ class BrowserClient:
     def on_token(self, status: int, body: str, now_ms: float) -> str:
         """The answer to a ``fetch_token`` action (status 0: the request failed); returns
         a JSON list of events like ``on_message``."""
-        return json.dumps(self._dispatch(TokenFetched(status, body), now_ms))
+        return self._events_json(TokenFetched(status, body), now_ms)
 
     def take_outgoing(self, url: str = "") -> bytes:
         """The next message for the node link of ``url`` (default: the current one), b""
@@ -739,7 +762,7 @@ class BrowserClient:
 
     def on_message(self, url: str, data: Buffer, now_ms: float) -> str:
         """Feed one message from the node at ``url``; returns a JSON list of events."""
-        return json.dumps(self._dispatch(SocketMessage(url, data), now_ms))
+        return self._events_json(SocketMessage(url, data), now_ms)
 
     # -- local frames (local_path.py) ----------------------------------------------------------
     def local_start(self, is_cross_origin_isolated: bool, hardware_concurrency: int) -> int:
@@ -836,7 +859,7 @@ class BrowserClient:
     ) -> str:
         """The worker's output; returns a JSON list of events like ``on_message``."""
         output = WorkerResult(frame_id, boxes, scores, inference_ms)
-        return json.dumps(self._dispatch(output, now_ms))
+        return self._events_json(output, now_ms)
 
     def _on_worker_result(self, output: WorkerResult, now_ms: float) -> list[dict[str, Any]]:
         frame_id = output.frame_id

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any
 
 from .dashboard import Dashboard
 from .encoding import EncodingSettings
 from .inflight import InFlightSettings
+from .page_config import PageConfig
 from .protocol import FrameEncoding
 from .stream import NodeStream
 from .tracing import PageTraces
@@ -37,16 +37,13 @@ _FRAME_ID = struct.Struct("<I")  # right after the header in FRAME and IMAGE
 class Frames:
     """Frame planning and the record of frames sent on the current link."""
 
-    def __init__(self, config: dict[str, Any], dashboard: Dashboard) -> None:
+    def __init__(self, config: PageConfig, dashboard: Dashboard) -> None:
         # How frames travel (issue 9): EDGESIGHT_FRAME_ENCODING, decided per link by
         # encoding.EncodingPolicy; what this browser can encode is set_encoders()'s to say.
-        self.settings = EncodingSettings(
-            mode=str(config.get("frame_encoding", "auto")),
-            target_fps=float(config.get("target_fps", 30.0)),
-        )
+        self.settings = EncodingSettings(mode=config.frame_encoding, target_fps=config.target_fps)
         self.can_encode: tuple[FrameEncoding, ...] = (FrameEncoding.JPEG,)
         self.dashboard = dashboard
-        self.traces = PageTraces.from_config(config.get("trace"))  # issue 12; None: off
+        self.traces = PageTraces.from_config(config.trace)  # issue 12; None: off
         self.last_sent_ms = float("-inf")
 
     def in_flight_for(self, max_in_flight: int) -> tuple[int, InFlightSettings | None]:

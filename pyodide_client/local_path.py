@@ -16,50 +16,32 @@ from typing import Any
 from .backend_choice import BackendChoice
 from .local import LocalEngine, LocalError, LocalResult, LocalState
 from .model_card import ModelCard
-from .postprocess import PostprocessSettings
+from .page_config import PageConfig
 from .preprocess import Letterbox
 
-__all__ = ["LocalPath", "postprocess_settings"]
-
-
-def postprocess_settings(given: object) -> PostprocessSettings:
-    """The page config's ``postprocess`` object; missing keys keep their defaults."""
-    if given is None:
-        return PostprocessSettings()
-    if not isinstance(given, dict):
-        raise ValueError(f"config postprocess: expected an object, got {given!r}")
-    known = {
-        "score_threshold",
-        "iou_threshold",
-        "cross_class_iou_threshold",
-        "max_detections",
-        "multi_label",
-    }
-    return PostprocessSettings(**{key: value for key, value in given.items() if key in known})
+__all__ = ["LocalPath"]
 
 
 class LocalPath:
     """The local engine as the page config describes it."""
 
-    def __init__(self, card: ModelCard, config: dict[str, Any]) -> None:
+    def __init__(self, card: ModelCard, config: PageConfig) -> None:
         self.card = card
-        self.threads = int(config.get("local_threads", 0))  # 0: decide from the page
+        self.threads = config.local_threads  # 0: decide from the page
         # An INT8 variant the web app offers for local detection: (its sha256, the sha256 of
         # the model it was quantised from); webapp/model_files.py decides.
-        local = config.get("model", {}).get("local") or {}
+        local = config.model.local
         # The name of the file the browser runs (the INT8 variant's, when offered).
-        self.model_name = str(local.get("name") or card.name)
+        self.model_name = (local.name if local else "") or card.name
         self.variant: tuple[str, str] | None = (
-            (str(local["sha256"]), str(local["variant_of"])) if local.get("variant_of") else None
+            (local.sha256, local.variant_of) if local is not None and local.variant_of else None
         )
         # The operator's thresholds (EDGESIGHT_SCORE_THRESHOLD, ...), so that the boxes
         # drawn do not depend on where detection runs.
-        self.engine = LocalEngine(card, postprocess_settings(config.get("postprocess")))
+        self.engine = LocalEngine(card, config.postprocess)
         self.tensor = bytearray()  # the last encode()'s; reused by the next one
         self.choice = BackendChoice(
-            str(config.get("browser_backend", "auto")),
-            self.threads,
-            float(config.get("local_load_deadline_ms", 30_000.0)),
+            config.browser_backend, self.threads, config.local_load_deadline_ms
         )
         self._sample_box: Letterbox | None = None
 

@@ -5,18 +5,22 @@ planned move joins (its HELLO makes it current, ``handover.py``), or one the pag
 away from and lets answer its last frames — and returns the page's events (ready, welcome,
 detections, dropped, refused, access_refused, error, fatal, send, promote, leave) while
 telling the router, the dashboard, the token keeper and the overlay what happened.
-``browser.BrowserClient`` owns the state; this module is its node stream glue.
+``browser.BrowserClient`` owns the state and passes itself in as a ``NodePage``: the
+narrow view of the page this module reads and changes (it imports nothing of browser.py).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .handover import Failed, Waiting
-from .node_link import overload_refusal
+from .dashboard import Dashboard
+from .handover import Failed, Handover, Waiting
+from .model_card import ModelCard
+from .node_link import NodeLink, overload_refusal
+from .overlay import Overlay
 from .page_events import Buffer, as_bytes
 from .protocol import ErrorCode
-from .routing import Failure
+from .routing import Failure, Router
 from .stream import (
     AccessRefused,
     Detections,
@@ -24,22 +28,56 @@ from .stream import (
     FrameDropped,
     ModelMismatch,
     NodeError,
+    NodeStream,
     PongReceived,
     Ready,
     StreamError,
     Welcomed,
 )
+from .token_refresh import TokenKeeper
+from .transport import TransportChoice
 from .view import refusal_text
 
-if TYPE_CHECKING:
-    from .browser import BrowserClient
-
-__all__ = ["on_node_message"]
+__all__ = ["NodePage", "on_node_message"]
 
 
-def on_node_message(
-    page: BrowserClient, url: str, data: Buffer, now_ms: float
-) -> list[dict[str, Any]]:
+class NodePage(Protocol):
+    """What a node's messages may read and change on the page (``BrowserClient``)."""
+
+    refusal: str  # the last node refusal, in words, until a node accepts the page
+    route_note: str  # why the page is where it is, in words
+
+    @property
+    def handover(self) -> Handover: ...
+    @property
+    def link(self) -> NodeLink: ...
+    @property
+    def stream(self) -> NodeStream | None: ...
+    @property
+    def node_url(self) -> str | None: ...
+    @property
+    def card(self) -> ModelCard: ...
+    @property
+    def router(self) -> Router: ...
+    @property
+    def max_in_flight(self) -> int: ...
+    @property
+    def transport(self) -> TransportChoice: ...
+    @property
+    def tokens(self) -> TokenKeeper: ...
+    @property
+    def dashboard(self) -> Dashboard: ...
+    @property
+    def overlay(self) -> Overlay: ...
+    def is_node_ready(self) -> bool: ...
+    def node_label(self, url: str) -> str: ...
+    def lose_node(
+        self, now_ms: float, overloaded: bool, kind: Failure = Failure.UNREACHABLE
+    ) -> None: ...
+    def drop_stream(self) -> None: ...
+
+
+def on_node_message(page: NodePage, url: str, data: Buffer, now_ms: float) -> list[dict[str, Any]]:
     if page.handover.is_joining(url):
         return _on_joining_message(page, url, data, now_ms)
     if url in page.handover.draining:
@@ -71,7 +109,7 @@ def on_node_message(
     return page.link.with_send([item for item in out if item is not None])
 
 
-def _to_page(page: BrowserClient, url: str, event: Event, now_ms: float) -> dict[str, Any] | None:
+def _to_page(page: NodePage, url: str, event: Event, now_ms: float) -> dict[str, Any] | None:
     if isinstance(event, Ready):
         hello = event.hello
         if event.welcome is not None:  # where this node serves WebTransport (issue 16)
@@ -101,14 +139,6 @@ def _to_page(page: BrowserClient, url: str, event: Event, now_ms: float) -> dict
             page.lose_node(now_ms, overloaded=False, kind=Failure.REFUSED)
         return {"type": "access_refused", "code": event.code, "message": event.message}
     if isinstance(event, Detections):
-        page.dashboard.node_result(
-            now_ms,
-            event.round_trip_ms,
-            event.queue_ms,
-            event.inference_ms,
-            event.post_ms,
-            decode_ms=event.decode_ms,
-        )
         server_ms = event.decode_ms + event.queue_ms + event.inference_ms + event.post_ms
         page.router.record_result(
             url,
@@ -117,21 +147,7 @@ def _to_page(page: BrowserClient, url: str, event: Event, now_ms: float) -> dict
             server_ms=server_ms,
             inference_ms=event.inference_ms + event.post_ms,
         )
-        return page.overlay.detections(
-            "node",
-            event.frame_id,
-            event.boxes,
-            event.capture_ms,
-            server=page.node_label(url),
-            round_trip_ms=event.round_trip_ms,
-            queue_ms=event.queue_ms,
-            inference_ms=event.inference_ms,
-            post_ms=event.post_ms,
-            batch_size=event.batch_size,
-            decode_ms=event.decode_ms,
-            encoding=event.encoding,
-            frame_bytes=event.size_bytes,
-        )
+        return _drawn(page, page.node_label(url), event, now_ms)
     if isinstance(event, Welcomed):
         page.transport.learn(url, event.welcome.wt_port, event.welcome.wt_cert_sha256)
         return {"type": "welcome", "encodings": event.welcome.encodings}
@@ -151,7 +167,7 @@ def _to_page(page: BrowserClient, url: str, event: Event, now_ms: float) -> dict
 
 
 def _on_joining_message(
-    page: BrowserClient, url: str, raw: Buffer, now_ms: float
+    page: NodePage, url: str, raw: Buffer, now_ms: float
 ) -> list[dict[str, Any]]:
     """A message from the node the page is moving to; its HELLO makes it current."""
     outcome = page.handover.on_joining_data(as_bytes(raw), now_ms)
@@ -176,30 +192,47 @@ def _on_joining_message(
 
 
 def _on_draining_message(
-    page: BrowserClient, url: str, raw: Buffer, now_ms: float
+    page: NodePage, url: str, raw: Buffer, now_ms: float
 ) -> list[dict[str, Any]]:
     """A message from a node the page moved away from: its last results still count."""
     out: list[dict[str, Any]] = []
+    # named by its own HELLO: its key may be a retired WebSocket's (url + "#websocket")
+    hello = page.handover.draining[url].hello
+    server = hello.node_name if hello is not None else page.node_label(url)
 
     def drawn(event: Detections) -> None:
-        page.dashboard.node_result(
-            now_ms, event.round_trip_ms, event.queue_ms, event.inference_ms, event.post_ms
-        )
-        shown = page.overlay.detections(
-            "node",
-            event.frame_id,
-            event.boxes,
-            event.capture_ms,
-            server=page.node_label(url),
-            round_trip_ms=event.round_trip_ms,
-            queue_ms=event.queue_ms,
-            inference_ms=event.inference_ms,
-            post_ms=event.post_ms,
-            batch_size=event.batch_size,
-        )
+        shown = _drawn(page, server, event, now_ms)
         if shown is not None:
             out.append(shown)
 
     if page.handover.on_draining_data(url, as_bytes(raw), now_ms, drawn):
         out.append({"type": "leave", "url": url})
     return out
+
+
+def _drawn(page: NodePage, server: str, event: Detections, now_ms: float) -> dict[str, Any] | None:
+    """A result from ``server`` (its name), on the current link or one the page left: the
+    dashboard's times and what the overlay draws (None: an older frame than the one drawn)."""
+    page.dashboard.node_result(
+        now_ms,
+        event.round_trip_ms,
+        event.queue_ms,
+        event.inference_ms,
+        event.post_ms,
+        decode_ms=event.decode_ms,
+    )
+    return page.overlay.detections(
+        "node",
+        event.frame_id,
+        event.boxes,
+        event.capture_ms,
+        server=server,
+        round_trip_ms=event.round_trip_ms,
+        queue_ms=event.queue_ms,
+        inference_ms=event.inference_ms,
+        post_ms=event.post_ms,
+        batch_size=event.batch_size,
+        decode_ms=event.decode_ms,
+        encoding=event.encoding,
+        frame_bytes=event.size_bytes,
+    )

@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from .page_config import TraceConfig
 from .protocol import Trace
 
 __all__ = ["FrameTracer", "PageTraces"]
@@ -90,11 +91,11 @@ class PageTraces:
         self._ready: list[tuple[int, dict[str, tuple[float, float]], str | None]] = []
 
     @classmethod
-    def from_config(cls, trace: object) -> PageTraces | None:
-        """The page config's ``trace`` entry (``{"url", "sample_rate"}``); None: off."""
-        if not isinstance(trace, dict):
+    def from_config(cls, trace: TraceConfig | None) -> PageTraces | None:
+        """The page config's ``trace`` entry; None: off."""
+        if trace is None:
             return None
-        return cls(str(trace["url"]), float(trace["sample_rate"]))
+        return cls(trace.url, trace.sample_rate)
 
     def frame_sent(self, frame_id: int, capture_ms: float, encode_start_ms: float) -> bytes | None:
         trace = self.sampler.sample(frame_id)

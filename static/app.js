@@ -24,8 +24,9 @@ const TIMINGS_KEPT = 300;
 
 if (config.kiosk) document.body.classList.add("kiosk");
 if (config.kiosk && config.kiosk_in_view) document.body.classList.add("kiosk-in-view");
-const CAMERA_RETRY_MS = 2000;
-const KIOSK_CAMERA_RETRY_MS = 5000; // a kiosk retries even a denied camera: nobody is there to click
+// Every period and retry comes from Python (pyodide_client/page_config.py: PageTiming),
+// through the web app's config, so that it holds before Python has loaded too.
+const timing = config.timing;
 
 // Boot milestones on the Performance timeline (bench/first_box.py reads them): each marked
 // once, at its first occurrence.
@@ -40,8 +41,7 @@ function nodeUrl(template) {
 // The in-browser engine (model download, hash, worker, warm-up run) waits until the page
 // needs it, so that it does not compete with the first box from a node: the first node
 // result, a node link that closes or fails, or no node connection (open or opening) at a
-// check every this often (issue 18).
-const LOCAL_START_CHECK_MS = 1500;
+// check every timing.local_start_check_ms (issue 18).
 
 // The node list, or null when the web app cannot be reached (a kiosk offline).
 async function fetchListing(url) {
@@ -76,7 +76,7 @@ async function main() {
   } catch (err) {
     view.progress(0, "Could not start.");
     view.problem("python", `The page could not start its Python runtime: ${err.message}. ${config.kiosk ? "Retrying shortly." : "Reload the page to try again."}`);
-    if (config.kiosk) setTimeout(() => location.reload(), 10_000);
+    if (config.kiosk) setTimeout(() => location.reload(), timing.kiosk_reload_ms);
     return;
   }
   const client = python.client;
@@ -124,11 +124,10 @@ async function main() {
     for (const key of pending.keys()) if (key < event.capture_ms) pending.delete(key);
   }
 
-  const WAKING = new Set(["ready", "promote", "leave", "fatal", "refused", "access_refused"]);
   function handle(eventsJson) {
     for (const event of JSON.parse(eventsJson)) {
-      if (WAKING.has(event.type)) wake(); // the page's node changed: decide again now
-      if (event.type === "detections") draw(event);
+      if (event.type === "wake") wake(); // Python says: decide again now (the node changed)
+      else if (event.type === "detections") draw(event);
       else if (event.type === "ready") {
         view.problem("node", "");
         view.problem("token", "");
@@ -206,8 +205,7 @@ async function main() {
     const early = earlyToken && earlyToken.url === url ? earlyToken.answer : null;
     earlyToken = null; // used once: later requests (refreshes, retries) are Python's
     const [status, body] = await (early || requestToken(url));
-    handle(client.on_token(status, body, performance.now()));
-    wake();
+    handle(client.on_token(status, body, performance.now())); // ends with "wake"
     pump();
   }
   // Python picks the transport per link (issue 16): QUIC when this browser has WebTransport
@@ -324,13 +322,13 @@ async function main() {
     tickTimer = setTimeout(tickNow, 0);
   }
   tickNow();
-  if (config.registry_url) { refreshNodes(earlyListing); setInterval(refreshNodes, 2000); }
+  if (config.registry_url) { refreshNodes(earlyListing); setInterval(refreshNodes, timing.registry_poll_ms); }
   if (config.report_url) {
     // What this page's user sees, for the operator's dashboards (issue 12); losing one is fine.
     setInterval(() => {
       fetch(config.report_url, { method: "POST", headers: { "Content-Type": "application/json" }, body: client.report(performance.now()) })
         .catch(() => {});
-    }, 10_000);
+    }, timing.report_period_ms);
   }
 
   // -- local fallback -----------------------------------------------------------------------
@@ -519,9 +517,9 @@ async function main() {
       if (source.kind === "none") reportSource("failed", "camera", err);
       if (config.kiosk) {
         if (config.kiosk_source_url && source.kind === "none") await loopKioskSource();
-        cameraRetry = setTimeout(startCamera, KIOSK_CAMERA_RETRY_MS);
+        cameraRetry = setTimeout(startCamera, timing.kiosk_camera_retry_ms);
       } else if (!isRefusal) {
-        cameraRetry = setTimeout(startCamera, CAMERA_RETRY_MS);
+        cameraRetry = setTimeout(startCamera, timing.camera_retry_ms);
       }
     }
   }
@@ -536,7 +534,7 @@ async function main() {
   }
   source.onended = () => {
     reportSource("ended", "camera");
-    cameraRetry = setTimeout(startCamera, 1000);
+    cameraRetry = setTimeout(startCamera, timing.camera_ended_retry_ms);
   };
   async function useFile(file) {
     if (!file) return;
@@ -568,12 +566,12 @@ async function main() {
     view.problem("node", shown.refusal); // which server refused this page, and why
   }
   render();
-  setInterval(render, 500);
+  setInterval(render, timing.view_poll_ms);
 
   const localCheck = setInterval(() => {
     if (localStarted) clearInterval(localCheck);
     else if (!link && !joining) startLocal();
-  }, LOCAL_START_CHECK_MS);
+  }, timing.local_start_check_ms);
   await startCamera(earlyCamera);
   if (config.kiosk) keepAwake();
 }
@@ -613,8 +611,8 @@ if ("serviceWorker" in navigator) {
 
 if (config.kiosk) {
   const recover = (what) => {
-    console.error(`kiosk: ${what}; reloading in 10 s`);
-    setTimeout(() => location.reload(), 10_000);
+    console.error(`kiosk: ${what}; reloading in ${timing.kiosk_reload_ms / 1000} s`);
+    setTimeout(() => location.reload(), timing.kiosk_reload_ms);
   };
   window.addEventListener("error", (event) => recover(event.message));
   window.addEventListener("unhandledrejection", (event) => recover(String(event.reason)));
@@ -623,5 +621,5 @@ if (config.kiosk) {
 main().catch((err) => {
   console.error(err);
   view.problem("page", `Something went wrong: ${err.message}. ${config.kiosk ? "Restarting shortly." : "Reload the page to try again."}`);
-  if (config.kiosk) setTimeout(() => location.reload(), 10_000);
+  if (config.kiosk) setTimeout(() => location.reload(), timing.kiosk_reload_ms);
 });

@@ -81,14 +81,5 @@ def test_the_finder_sees_a_circle() -> None:
     assert circles({"a": {"b"}, "b": set()}) == []
 
 
-# Circles known and owned elsewhere, each to be removed here when it is broken. Only these
-# may stand: any other circle, or a known one that grows, fails the test.
-KNOWN_CIRCLES = [
-    # the page core: node_events mutates BrowserClient and imports browser back; the
-    # page-side split of issue 19 breaks it
-    ["pyodide_client.browser", "pyodide_client.node_events"],
-]
-
-
 def test_no_module_imports_itself_back() -> None:
-    assert [c for c in circles(import_graph()) if c not in KNOWN_CIRCLES] == []
+    assert circles(import_graph()) == []

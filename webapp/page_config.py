@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from pyodide_client.model_card import ModelCard
+from pyodide_client.page_config import PageTiming
 
 from .model_files import LocalModel
 from .settings import WebappSettings
@@ -62,6 +63,8 @@ def page_config(
             ).page_config(),
         },
         "kiosk": False,
+        # the page's periods and retries, which app.js's timers follow (issue 19)
+        "timing": PageTiming().to_json(),
     }
 
 

@@ -29,7 +29,7 @@ from .request_body import read_bounded
 __all__ = ["MAX_REPORT_BYTES", "ReportLimiter", "parse_report", "report_route"]
 
 MAX_REPORT_BYTES = 2048
-REPORT_INTERVAL_S = 2.0  # sustained: one report per 2 s per address (pages send every 10 s)
+REPORT_INTERVAL_S = 2.0  # sustained: one per 2 s per address (pages: PageTiming, 10 s)
 REPORT_BURST = 5
 MAX_TRACKED_CLIENTS = 10_000
 MAX_COUNT = 100_000  # frames in one report interval; more is not a real page

@@ -31,15 +31,15 @@ from websockets.protocol import State
 from websockets.typing import Origin
 
 from pyodide_client.browser import BrowserClient
+from pyodide_client.page_config import PageTiming
 from pyodide_client.routing import Router, RoutingSettings
 from tests.media import rgba_photo
 
 __all__ = ["Driver", "FrameRecord", "now_ms"]
 
 MODEL_CARD = Path(__file__).resolve().parents[2] / "models" / "nanodet-g-416" / "model.json"
-REGISTRY_POLL_S = 2.0  # app.js: setInterval(refreshNodes, 2000)
+REGISTRY_POLL_S = PageTiming().registry_poll_ms / 1000  # app.js polls the list this often
 PROBE_GUARD_S = 10.0  # node-link.js: the probe's leak guard
-WAKING = {"ready", "promote", "leave", "fatal", "refused", "access_refused"}  # app.js WAKING
 CLOSE_ABNORMAL = 1006  # what a browser reports for a socket that failed or died
 FRAME_ID = struct.Struct("<I")  # right after the 4-byte header (protocol.py: FRAME)
 SOCKET_ERRORS = (OSError, TimeoutError, WebSocketException)
@@ -221,7 +221,6 @@ class Driver:
                     )
                     status, body = response.status_code, response.text
         self._handle_events(None, json.loads(self.client.on_token(status, body, now_ms())))
-        self._wake.set()
         self._pump()
         self._changed.set()
 
@@ -331,8 +330,9 @@ class Driver:
         link = link or self.link
         for event in events:
             kind = event["type"]
-            if kind in WAKING:
-                self._wake.set()  # as app.js: the page's node changed, decide again now
+            if kind == "wake":
+                self._wake.set()  # as app.js: Python says decide again now
+                continue
             if kind == "send":
                 self._flush_link(event.get("url", ""))
                 continue

@@ -88,6 +88,9 @@ class JsBuffer:
 
 
 # -- driving the client as app.js does ---------------------------------------------------------
+WAKE = {"type": "wake"}  # last in a reply after which routing runs again at once
+
+
 def make_client(*urls: str, **config: Any) -> BrowserClient:
     return BrowserClient(json.dumps({"node_urls": list(urls), **config}), CARD_JSON)
 
@@ -181,7 +184,8 @@ def connected(
     assert tick(client, 100.0) == [{"do": "connect", "url": url}]
     events = handshake(client, url, 120.0, welcome=welcome)
     assert events == [
-        {"type": "ready", "node": "node-a", "model": CARD.name, "identity": "anonymous"}
+        {"type": "ready", "node": "node-a", "model": CARD.name, "identity": "anonymous"},
+        WAKE,  # the page's node changed: routing decides again at once
     ]
     return 120.0
 
@@ -295,7 +299,7 @@ def test_no_configured_node_is_a_fallback() -> None:
 
 
 def test_hello_makes_the_node_ready_and_frames_go_there_within_the_window() -> None:
-    client = make_client(A)  # max_in_flight 2 by default
+    client = make_client(A, max_in_flight=2)  # a fixed window of 2
     connected(client, {A: 10.0}, A)
 
     assert client.mode == "node"
@@ -438,7 +442,7 @@ def test_results_update_the_status_and_stats() -> None:
 
 
 def test_dropped_and_per_frame_errors_are_reported_and_the_node_stays() -> None:
-    client = make_client(A)
+    client = make_client(A, max_in_flight=2)
     connected(client, {A: 10.0}, A)
     first = send_frame(client, 200.0, 200.0)
     second = send_frame(client, 233.0, 233.0)
@@ -470,8 +474,7 @@ def test_a_node_breaking_the_protocol_is_fatal_and_failed_over() -> None:
 
     events = receive(client, A, b"ES\x01\x63", 300.0)
 
-    assert len(events) == 1
-    assert events[0]["type"] == "fatal"
+    assert [e["type"] for e in events] == ["fatal", "wake"]
     assert events[0]["message"].startswith("node sent an invalid message: unknown message type 99")
     assert client.mode == "none"
     assert tick(client, 400.0) == [{"do": "connect", "url": B}]
@@ -485,7 +488,7 @@ def test_a_hello_for_frames_this_page_cannot_make_is_fatal() -> None:
 
     events = receive(client, A, wrong.serialize(), 600.0)
 
-    assert [e["type"] for e in events] == ["fatal"]
+    assert [e["type"] for e in events] == ["fatal", "wake"]
     assert "this client sends uint8 [3, H, W]" in events[0]["message"]
     assert client.node_url is None
 
@@ -670,7 +673,7 @@ def test_an_overloaded_error_is_refused_and_the_next_node_taken() -> None:
 
     events = receive(client, A, busy, 300.0)
 
-    assert events == [{"type": "refused", "message": "node-a is at capacity (4 streams)"}]
+    assert events == [{"type": "refused", "message": "node-a is at capacity (4 streams)"}, WAKE]
     assert client.mode == "none"
     client.on_close(A, CLOSE_TRY_AGAIN_LATER, 310.0)  # the node closes after its ERROR
     assert tick(client, 400.0) == [{"do": "connect", "url": B}]
@@ -690,7 +693,7 @@ def test_an_overloaded_error_in_place_of_the_hello_is_a_refusal() -> None:
     events = receive(client, A, busy.serialize(), 150.0)
     client.on_close(A, CLOSE_TRY_AGAIN_LATER, 151.0)
 
-    assert events == [{"type": "refused", "message": busy.message}]
+    assert events == [{"type": "refused", "message": busy.message}, WAKE]
     assert tick(client, 200.0) == [{"do": "connect", "url": B}]
     assert status(client, 200.0)["route"].startswith(f"{A} is at capacity; connecting to {B}")
 
@@ -839,14 +842,14 @@ def test_a_much_faster_node_is_switched_to_and_the_old_result_ignored(
     held = (send_frame(client, switch_ms + 55.0, switch_ms + 60.0), switch_ms + 55.0)
     # B's HELLO: B becomes current; A keeps its socket until it answered its last frame.
     events = join_handshake(client, B, switch_ms + 80, hello(name="node-b"))
-    assert [e["type"] for e in events] == ["promote", "ready"]
+    assert [e["type"] for e in events] == ["promote", "ready", "wake"]
     assert events[0] == {"type": "promote", "url": B}
     assert client.node_url == B
     assert client.mode == "node"
     assert client.router.current == B
     last = receive(client, A, result(*held), switch_ms + 120)
-    assert [e["type"] for e in last] == ["detections", "leave"]
-    assert last[-1] == {"type": "leave", "url": A}
+    assert [e["type"] for e in last] == ["detections", "leave", "wake"]
+    assert last[-2] == {"type": "leave", "url": A}
     client.on_close(A, 1000, switch_ms + 130)  # leaving A is no failure
     assert client.node_url == B
 
@@ -899,7 +902,7 @@ def test_a_move_whose_new_node_breaks_the_protocol_stays_on_the_old_one() -> Non
 
     events = receive(client, B, b"nonsense", switch_ms + 50.0)
 
-    assert events == [{"type": "leave", "url": B}]
+    assert events == [{"type": "leave", "url": B}, WAKE]
     assert client.mode == "node"
     assert client.node_url == A
 
@@ -1174,7 +1177,7 @@ def test_a_node_serving_another_model_is_refused_at_its_hello() -> None:
     # when its HELLO arrives
     events = receive(client, A, hello(sha256=OTHER_SHA), 550.0)
     # then the page refuses it, says why, and does not stream to it
-    assert [event["type"] for event in events] == ["fatal"]
+    assert [event["type"] for event in events] == ["fatal", "wake"]
     assert f"sha256 {OTHER_SHA}" in events[0]["message"]
     assert client.mode == "none"
     assert client.node_url is None
@@ -1534,7 +1537,7 @@ def test_the_page_fetches_a_token_first_and_presents_it_in_auth() -> None:
     assert tick(client, 100.0)[-1] == {"do": "connect", "url": A}
     # the HELLO comes before the token: the AUTH waits for it
     assert receive(client, A, hello(), 120.0) == []
-    assert json.loads(client.on_token(200, token_answer("t1"), 130.0)) == [{"type": "send"}]
+    assert json.loads(client.on_token(200, token_answer("t1"), 130.0)) == [{"type": "send"}, WAKE]
     assert sent(client) == [Auth("t1", 0b011)]
     events = receive(client, A, Welcome(0b001, 3000, "alice").serialize(), 140.0)
     assert events[0]["identity"] == "alice"
@@ -1558,7 +1561,7 @@ def test_a_refresh_at_two_thirds_of_the_lifetime_keeps_frames_flowing() -> None:
     assert fetches(tick(client, 2020.0)) == [TOKEN_URL]
     events = json.loads(client.on_token(200, token_answer("t2", expires_in_s=3.0), 2050.0))
     # then the new AUTH goes on the open link, and frames keep going meanwhile
-    assert events == [{"type": "send"}]
+    assert events == [{"type": "send"}, WAKE]
     assert sent(client) == [Auth("t2", 0b011)]
     assert receive(client, A, result(frame_id, 1000.0), 2060.0)[0]["type"] == "detections"
     assert receive(client, A, Welcome(0b001, 3000, "alice").serialize(), 2070.0) == [
@@ -1577,7 +1580,10 @@ def test_an_expired_token_drops_the_stream_without_blame_and_fetches_anew() -> N
     now_ms = connected_with_token(client)
     expired = Error(ErrorCode.TOKEN_EXPIRED, "token expired 2 s ago").serialize()
     events = receive(client, A, expired, now_ms)
-    assert events == [{"type": "access_refused", "code": 104, "message": "token expired 2 s ago"}]
+    assert events == [
+        {"type": "access_refused", "code": 104, "message": "token expired 2 s ago"},
+        WAKE,
+    ]
     assert not client.is_node_ready()
     actions = tick(client, now_ms + 100.0)
     assert fetches(actions) == [TOKEN_URL]
@@ -1604,7 +1610,8 @@ def test_a_refused_token_is_shown_and_the_node_backed_off() -> None:
     refusal = Error(ErrorCode.AUTH_FAILED, "token signature does not verify").serialize()
     events = receive(client, A, refusal, 130.0)
     assert events == [
-        {"type": "access_refused", "code": 103, "message": "token signature does not verify"}
+        {"type": "access_refused", "code": 103, "message": "token signature does not verify"},
+        WAKE,
     ]
     assert client.node_url is None
     assert {"do": "connect", "url": A} not in tick(client, 200.0)  # backoff first
@@ -1619,7 +1626,7 @@ def test_without_sign_in_the_page_says_so_and_tries_anonymously() -> None:
     events = json.loads(client.on_token(401, '{"error": "sign in first"}', 130.0))
     assert events[0]["type"] == "token_problem"
     assert events[0]["needs_sign_in"]
-    assert events[-1] == {"type": "send"}
+    assert events[-2:] == [{"type": "send"}, WAKE]
     assert sent(client) == [Auth("", 0b011)]  # an anonymous node may still take it
     assert "sign in" in status(client, 140.0)["token_problem"]
 
@@ -1930,11 +1937,12 @@ def test_an_insecure_page_without_a_camera_needs_https() -> None:
 def test_an_offline_token_failure_shows_nothing_and_no_status_code() -> None:
     client = make_client(A, token_url=TOKEN_URL)
     tick(client, 0.0)
-    [event] = json.loads(client.on_token(0, "", 10.0))
+    event, wake = json.loads(client.on_token(0, "", 10.0))
+    assert wake == WAKE
     assert event["type"] == "token_problem"
     assert event["text"] == ""
     tick(client, 10_000.0)
-    [event] = json.loads(client.on_token(503, "", 10_010.0))
+    event, _ = json.loads(client.on_token(503, "", 10_010.0))
     assert "503" not in event["text"]
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pyodide_client.dashboard import Dashboard
 from pyodide_client.frames import Frames
+from pyodide_client.page_config import PageConfig
 from pyodide_client.protocol import FrameEncoding
 from pyodide_client.stream import NodeStream
 
 
 def test_the_config_sets_the_encoding_and_the_browser_what_it_can_encode() -> None:
-    frames = Frames({"frame_encoding": "jpeg", "target_fps": 12.5}, Dashboard())
+    frames = Frames(PageConfig(frame_encoding="jpeg", target_fps=12.5), Dashboard())
     assert (frames.settings.mode, frames.settings.target_fps) == ("jpeg", 12.5)
     assert frames.can_encode == (FrameEncoding.JPEG,)
     frames.set_encoders("jpeg,webp,gif")
@@ -19,7 +20,7 @@ def test_the_config_sets_the_encoding_and_the_browser_what_it_can_encode() -> No
 
 
 def test_frames_are_paced_only_at_the_links_lowest_quality() -> None:
-    frames = Frames({}, Dashboard())
+    frames = Frames(PageConfig(), Dashboard())
     stream = NodeStream()
     frames.last_sent_ms = 1000.0
     stream.encoding.min_interval_ms = 0.0

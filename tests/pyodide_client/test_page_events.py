@@ -24,7 +24,17 @@ from pyodide_client.page_events import (
     TokenFetched,
     WorkerResult,
 )
-from pyodide_client.protocol import CLOSE_TRY_AGAIN_LATER, Auth, Ping, Pong, parse
+from pyodide_client.protocol import (
+    CLOSE_TRY_AGAIN_LATER,
+    Auth,
+    Error,
+    ErrorCode,
+    Frame,
+    Ping,
+    Pong,
+    Result,
+    parse,
+)
 
 from .test_browser import (
     CARD,
@@ -183,3 +193,40 @@ def test_the_per_event_methods_answer_as_handle_does() -> None:
     methods.take_outgoing()
     json.loads(methods.on_message(A, WELCOME.serialize(), 30.0))
     assert json.loads(methods.status(30.0)) == json.loads(via_handle.client.status(30.0))
+
+
+def test_a_node_refusal_decides_at_once_in_handle_as_the_wake_event_tells_js() -> None:
+    """One rule for when routing runs again (no WAKING copy in app.js): a node's refusal
+    changes the page's node, so ``handle`` decides at once, and the per-event method the
+    page calls ends its events with ``wake``."""
+    busy = Error(ErrorCode.OVERLOADED, "node-a is at capacity (4 streams)").serialize()
+    page = Page(A, B)
+    page.do(TimerFired())
+    page.clock.advance(20.0)
+    assert probe_answered(page, A, 10.0) == [{"do": "connect", "url": A}]
+    probe_answered(page, B, 50.0)
+    page.clock.advance(5.0)
+    commands = page.do(SocketMessage(A, busy))
+    assert commands[0] == {"type": "refused", "message": "node-a is at capacity (4 streams)"}
+    assert {"do": "connect", "url": B} in commands[1:]
+
+    twin = Page(A, B)
+    twin.do(TimerFired())
+    twin.clock.advance(20.0)
+    probe_answered(twin, A, 10.0)
+    probe_answered(twin, B, 50.0)
+    twin.clock.advance(5.0)
+    events = json.loads(twin.client.on_message(A, busy, twin.clock.now_ms))
+    assert events == [commands[0], {"type": "wake"}]
+
+
+def test_a_frame_result_does_not_wake_routing() -> None:
+    page = Page(A)
+    connected(page)
+    capture_ms = page.clock.now_ms
+    frame = parse(page.client.encode_frame(RGBA, WIDTH, HEIGHT, capture_ms, capture_ms))
+    assert isinstance(frame, Frame)
+    page.clock.advance(30.0)
+    answer = Result(frame.frame_id, capture_ms, 1.0, 8.0, 1.0, 1, ()).serialize()
+    events = json.loads(page.client.on_message(A, answer, page.clock.now_ms))
+    assert [event["type"] for event in events] == ["detections"]

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from pyodide_client.browser import BrowserClient
-from pyodide_client.protocol import Auth, Ping, Welcome, parse
+from pyodide_client.protocol import Auth, Ping, Result, Welcome, parse
 from pyodide_client.transport import (
     QUIC,
     WT_READY_DEADLINE_MS,
@@ -217,8 +217,30 @@ def test_a_websocket_link_moves_to_quic_once_the_welcome_offers_it() -> None:
     answer = result(frame_id, 140.0, CAT_INPUT)
     drained = json.loads(client.on_message(A + "#websocket", answer, 180.0))
     assert drained[0]["type"] == "detections"
-    assert drained[-1] == {"type": "leave", "url": A + "#websocket"}
+    assert drained[-2:] == [{"type": "leave", "url": A + "#websocket"}, {"type": "wake"}]
     assert not [a for a in tick(client, 200.0) if a["do"] == "upgrade"]  # moved once
+
+
+def test_a_draining_links_result_is_reported_as_the_live_links_would_be() -> None:
+    """The node the page moved away from answers the frame it held: its event keeps the
+    node's decode time, the frame's encoding and size (a copied handler lost them)."""
+    client, _ = upgrading_client()
+    frame_id = send_frame(client, 140.0, 140.0)
+    client.quic_opening(A, 150.0)
+    client.on_upgrade_message(A, hello(), 160.0)
+    client.on_upgrade_message(A, WELCOME.serialize(), 170.0)
+    answer = Result(frame_id, 140.0, 2.0, 8.0, 1.0, 1, (), decode_ms=0.5).serialize()
+    drained = json.loads(client.on_message(A + "#websocket", answer, 180.0))
+    event = drained[0]
+    assert event["type"] == "detections"
+    assert (event["decode_ms"], event["encoding"], event["frame_bytes"]) == (
+        0.5,
+        "raw",
+        3 * 416 * 416 + 30,  # the FRAME header, then the tensor
+    )
+    assert event["round_trip_ms"] == 40.0
+    # named by its HELLO as the live link's results are, not by its retired key
+    assert event["api"]["server"] == "node-a"
 
 
 def test_a_failed_upgrade_costs_nothing() -> None:

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from pyodide_client.page_config import PageConfig, PageTiming
 from webapp.app import create_app
 from webapp.assets import AssetError
+from webapp.report import REPORT_INTERVAL_S
 from webapp.settings import SettingsError, WebappSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +43,38 @@ def _page_config(client: TestClient) -> dict[str, object]:
     assert match, "the page must carry its configuration"
     config: dict[str, object] = json.loads(match.group(1))
     return config
+
+
+@pytest.mark.parametrize("path", ["/", "/kiosk"])
+def test_the_page_config_parses_as_the_page_reads_it(client: TestClient, path: str) -> None:
+    """Every key the web app writes is one PageConfig knows (an unknown key raises), and
+    the page reads the values the web app meant."""
+    html = client.get(path).text
+    match = re.search(r'<script type="application/json" id="edgesight-config">(.*?)</script>', html)
+    assert match
+    given = json.loads(match.group(1))
+    config = PageConfig.parse(given)
+    assert config.kiosk is (path == "/kiosk")
+    assert config.max_in_flight == given["max_in_flight"]
+    assert config.model.local is not None
+    assert config.model.local_webgpu is not None
+    assert config.timing == PageTiming()  # app.js's timers follow Python's numbers
+
+
+def test_the_report_limit_takes_a_report_every_period_of_the_page() -> None:
+    assert PageTiming().report_period_ms >= REPORT_INTERVAL_S * 1000.0
+
+
+def test_the_web_app_and_the_page_default_alike() -> None:
+    """A setting the operator leaves alone means the same on the page as in the web app."""
+    webapp, page = WebappSettings(), PageConfig()
+    for name in ("max_in_flight", "local_threads", "browser_backend", "frame_encoding"):
+        assert getattr(webapp, name) == getattr(page, name), name
+    assert webapp.target_fps == page.target_fps
+    assert webapp.local_load_deadline_s * 1000.0 == page.local_load_deadline_ms
+    assert webapp.score_threshold == page.postprocess.score_threshold
+    assert webapp.iou_threshold == page.postprocess.iou_threshold
+    assert webapp.cross_class_iou_threshold == page.postprocess.cross_class_iou_threshold
 
 
 def test_page_is_cross_origin_isolated(client: TestClient) -> None:
