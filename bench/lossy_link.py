@@ -18,12 +18,14 @@ then streams ``--seconds``. Needs root (network namespaces), ip, tc and iptables
 ``--transport``: ``ws`` is the WebSocket data plane in the clear, ``wss`` the same over TLS
 (a certificate from ``edgesight certs`` for B's address, a fresh CA per run: what a page
 uses, and what WebTransport, always TLS 1.3, compares with). ``wt`` (WebTransport over
-QUIC) is the seam for the QUIC node (issue 16, part B): a ``Sender`` with ``run_for`` and
-``max_window``, opened by ``open_sender``; until the node speaks it, ``wt`` exits saying so.
-Several transports run point by point, side by side.
+QUIC) is the same node's WebTransport endpoint (UDP, same host, same certificate) and
+tests/cluster/wt_sender.py's client: the page's framing, one stream per frame, latest frame
+wins (a frame still uploading when a newer one goes is reset; ``frames_reset``; which
+ones: ``--wt-rule``). Several
+transports run point by point, side by side (wss and wt share one node process).
 
     sudo .venv/bin/python bench/lossy_link.py [--seconds 10] [--loss 0 0.5 1 2 5]
-        [--rtt-ms 0 20 50 100] [--k 1 auto] [--transport ws wss]
+        [--rtt-ms 0 20 50 100] [--k 1 auto] [--transport wss wt]
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,7 +51,8 @@ from harness import RESULTS, camera_frames, cpu_seconds, machine, table, write_r
 from edgesight.certs import issue  # noqa: E402
 from pyodide_client.encoding import EncodingSettings  # noqa: E402
 from pyodide_client.inflight import InFlightSettings  # noqa: E402
-from tests.cluster.frame_sender import FrameSender, Sent  # noqa: E402
+from tests.cluster.frame_sender import FrameSender  # noqa: E402
+from tests.cluster.wt_sender import RULES, WtFrameSender  # noqa: E402
 from tests.netlab.lab import ADDRESS_B, Lab, LinkShape, missing_tools  # noqa: E402
 from tests.netlab.netns import inside  # noqa: E402
 
@@ -62,22 +65,6 @@ ADAPTIVE_MAX_IN_FLIGHT = 8
 JPEG_ONLY_AUTO = EncodingSettings(mode="auto", probe_interval_ms=1e9, max_probe_interval_ms=1e9)
 
 
-WT_NOT_YET = (
-    "this bench's node speaks only WebSocket so far; the WebTransport sender goes in "
-    "open_sender (and its node in Node) once the node has its QUIC endpoint"
-)
-
-
-class Sender(Protocol):
-    """What a transport's client gives the bench (FrameSender for ws)."""
-
-    max_window: int
-
-    def __enter__(self) -> Sender: ...
-    def __exit__(self, *exc: object) -> None: ...
-    def run_for(self, duration_s: float, fps: float = 30.0) -> list[Sent]: ...
-
-
 class Node:
     """bench/null_node.py inside namespace B; ``port`` once it listens. Given a
     certificate and key, it serves wss:// and ``client_context`` trusts its CA."""
@@ -86,10 +73,12 @@ class Node:
         argv = [sys.executable, str(ROOT / "bench" / "null_node.py")]
         argv += ["--host", ADDRESS_B, "--port", "0"]
         self.client_context: ssl.SSLContext | None = None
+        self.ca_pem: bytes | None = None  # what the WebTransport client trusts
         if tls is not None:
             cert, key, ca = tls
             argv += ["--tls-cert", str(cert), "--tls-key", str(key)]
             self.client_context = ssl.create_default_context(cafile=ca)
+            self.ca_pem = ca.read_bytes()
         self.process = subprocess.Popen(
             ["ip", "netns", "exec", lab.b, *argv],
             stdout=subprocess.PIPE,
@@ -101,7 +90,7 @@ class Node:
         if not line.startswith("ready "):
             self.process.kill()
             raise SystemExit(f"the null node did not start: {line!r}")
-        self.port = int(line.split()[1])
+        self.port, self.wt_port = (int(word) for word in line.split()[1:3])
 
     def cpu_s(self) -> float:
         return cpu_seconds(self.process.pid)  # ip netns exec execs: the same pid
@@ -111,24 +100,41 @@ class Node:
         self.process.wait(timeout=10)
 
 
-def open_sender(transport: str, lab: Lab, node: Node, k: str) -> Sender:
+def open_sender(
+    transport: str, lab: Lab, node: Node, k: str, args: argparse.Namespace
+) -> FrameSender:
     """A client in namespace A streaming to ``node`` (the transport's) over ``transport``."""
-    if transport not in ("ws", "wss"):
-        raise SystemExit(f"--transport {transport}: {WT_NOT_YET}")
     rgba, width, height = camera_frames()[0]
+    adaptive = k == "auto"
+    policy: dict[str, Any] = {
+        "encoding": JPEG_ONLY_AUTO,
+        "max_in_flight": ADAPTIVE_MAX_IN_FLIGHT if adaptive else int(k),
+        "in_flight": InFlightSettings(target_fps=FPS) if adaptive else None,
+    }
+    if transport == "wt":
+        if node.wt_port == 0:
+            raise SystemExit("--transport wt: the null node serves no WebTransport")
+        return WtFrameSender(
+            ADDRESS_B,
+            node.wt_port,
+            rgba,
+            width,
+            height,
+            namespace=lab.a,
+            cadata=node.ca_pem,
+            rule=args.wt_rule,
+            **policy,
+        )
     with inside(lab.a):
         sock = socket.create_connection((ADDRESS_B, node.port), timeout=10)
-    adaptive = k == "auto"
     return FrameSender(
         f"{transport}://{ADDRESS_B}:{node.port}/ws",
         rgba,
         width,
         height,
-        encoding=JPEG_ONLY_AUTO,
-        max_in_flight=ADAPTIVE_MAX_IN_FLIGHT if adaptive else int(k),
-        in_flight=InFlightSettings(target_fps=FPS) if adaptive else None,
         sock=sock,
         ssl_context=node.client_context,
+        **policy,
     )
 
 
@@ -140,7 +146,7 @@ def point(
     lab: Lab, node: Node, transport: str, shape: LinkShape, k: str, args: argparse.Namespace
 ) -> dict[str, Any]:
     lab.shape(shape)
-    with open_sender(transport, lab, node, k) as sender:
+    with open_sender(transport, lab, node, k, args) as sender:
         sender.run_for(args.warmup_s, FPS)
         dropped0, cpu0 = lab.dropped_packets(), node.cpu_s()
         start = time.monotonic()
@@ -149,6 +155,7 @@ def point(
         cpu_s = node.cpu_s() - cpu0
         dropped = lab.dropped_packets() - dropped0
         window = sender.max_window
+        reset = sender.frames_reset if isinstance(sender, WtFrameSender) else 0
     answered = [s for s in done if s.encoding != "lost"]
     ordered = sorted(s.round_trip_ms for s in answered)
     n = len(answered)
@@ -169,6 +176,8 @@ def point(
         "frame_kb": round(sum(s.size_bytes for s in answered) / max(1, n) / 1000, 1),
         "node_cpu_ms_per_frame": round(1000 * cpu_s / max(1, n), 2),
         "packets_dropped": dropped,
+        "wt_rule": args.wt_rule if transport == "wt" else "",
+        "frames_reset": reset,  # WebTransport: superseded while uploading (latest wins)
     }
 
 
@@ -180,11 +189,16 @@ def main() -> None:
     parser.add_argument("--loss", type=float, nargs="+", default=[0, 0.5, 1, 2, 5])
     parser.add_argument("--rtt-ms", type=float, nargs="+", default=[0, 20, 50, 100])
     parser.add_argument("--k", nargs="+", default=["1", "auto"], help="1..8 or auto")
+    parser.add_argument(
+        "--wt-rule",
+        choices=RULES,
+        default="page",
+        help="which older frames still uploading a newer one resets (tests/cluster/wt_sender.py)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "lossy_link.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if "wt" in args.transport:
-        parser.error(f"--transport wt: {WT_NOT_YET}")
+    logging.getLogger("quic").setLevel(logging.WARNING)  # aioquic's per-connection lines
     reason = missing_tools()
     if reason is not None:
         raise SystemExit(reason)
@@ -193,13 +207,14 @@ def main() -> None:
     with Lab() as lab, tempfile.TemporaryDirectory(prefix="lossy-link-") as tmp:
         nodes: dict[str, Node] = {}
         try:
-            for transport in args.transport:
-                if transport == "wss":
-                    issued = issue(Path(tmp) / "tls", [ADDRESS_B])
-                    tls = (issued.cert, issued.key, issued.ca_cert)
-                    nodes[transport] = Node(lab, tls)
-                elif transport == "ws":
-                    nodes[transport] = Node(lab)
+            # wss and wt: one node serving both with one certificate (TCP and UDP, same
+            # host), so that its CPU per frame compares like for like
+            if {"wss", "wt"} & set(args.transport):
+                issued = issue(Path(tmp) / "tls", [ADDRESS_B])
+                tls_node = Node(lab, (issued.cert, issued.key, issued.ca_cert))
+                nodes["wss"] = nodes["wt"] = tls_node
+            if "ws" in args.transport:
+                nodes["ws"] = Node(lab)
             for rtt_ms in args.rtt_ms:
                 for loss in args.loss:
                     for transport in args.transport:
@@ -210,7 +225,7 @@ def main() -> None:
                             log.info("%s", row)
                             rows.append(row)
         finally:
-            for node in nodes.values():
+            for node in set(nodes.values()):
                 node.stop()
     result = {
         "machine": machine(),
@@ -223,6 +238,7 @@ def main() -> None:
     write_result(args.out, result)
     keys = ["transport", "k", "added_rtt_ms", "loss_percent", "fps", "p50_ms", "p95_ms"]
     keys += ["p99_ms", "max_ms", "over_200ms", "max_k", "frame_kb", "node_cpu_ms_per_frame"]
+    keys += ["frames_reset"]
     sys.stdout.write(table(keys, [[row[key] for key in keys] for row in rows]) + "\n")
 
 

@@ -7,7 +7,8 @@ Never a product server.
     .venv/bin/python bench/null_node.py --port 8011 [--host 10.78.0.2]
         [--tls-cert cert.pem --tls-key key.pem]
 
-Prints ``ready <port>`` once it listens (port 0: the one chosen).
+Prints ``ready <port> <udp port>`` once it listens (port 0: the one chosen), the UDP port
+being its WebTransport endpoint's (0: none), on the same host.
 """
 
 from __future__ import annotations
@@ -39,15 +40,27 @@ def main() -> None:
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key: expected both or neither")
     context = server_context(args.tls_cert, args.tls_key) if args.tls_cert else None
-    settings = NodeSettings(port=args.port, model_path=MODEL, node_name="null-node")
+    # host: WebTransport binds the node's host too (UDP), not the default loopback
+    settings = NodeSettings(
+        host=args.host,
+        port=args.port,
+        model_path=MODEL,
+        node_name="null-node",
+        allow_anonymous=True,  # a bench node: no web app issues tokens for it
+        tls_cert=args.tls_cert,  # WebTransport serves the same certificate
+        tls_key=args.tls_key,
+    )
+    app = create_app(settings, engine_factory=null_engine)
     with ServerThread(
-        create_app(settings, engine_factory=null_engine),
+        app,
         host=args.host,
         port=args.port,
         max_message_bytes=settings.max_message_bytes,
         ssl_context=context,
     ) as server:
-        sys.stdout.write(f"ready {server.port}\n")
+        node = app.state.node
+        wt_port = node.webtransport.port if node.webtransport is not None else 0
+        sys.stdout.write(f"ready {server.port} {wt_port}\n")
         sys.stdout.flush()
         threading.Event().wait()  # until the bench terminates this process
 

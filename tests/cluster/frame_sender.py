@@ -136,9 +136,8 @@ class FrameSender:
         return self._pictures[key]
 
     def _send(self, start: float) -> None:
-        assert self._conn is not None, "use FrameSender as a context manager"
         if self.stream.ping_due(start):
-            self._conn.send(self.stream.ping(start))
+            self._transmit(self.stream.ping(start))
         plan = self.stream.plan_frame(self.width_px, self.height_px, start)
         if plan.encoding == "raw":
             message = self.stream.encode_frame(
@@ -152,12 +151,23 @@ class FrameSender:
         self.max_window = max(self.max_window, self.stream.window)
         # as the page does: the round trip counts from the send, not from the encoding
         self.stream.mark_sent(now_ms())
+        self._transmit(message)
+
+    def _transmit(self, message: bytes) -> None:
+        """One protocol message to the node (the transport's seam: tests/cluster/wt_sender.py)."""
+        assert self._conn is not None, "use FrameSender as a context manager"
         self._conn.send(message)
+
+    def _receive(self, timeout_s: float) -> bytes:
+        """The node's next message; raises TimeoutError after ``timeout_s``."""
+        assert self._conn is not None, "use FrameSender as a context manager"
+        data = self._conn.recv(timeout=timeout_s)
+        assert isinstance(data, bytes), f"expected a binary message, got {data!r}"
+        return data
 
     def _answers(self, timeout_s: float) -> list[Sent]:
         """What the next message from the node answers: a frame, or nothing (a PONG)."""
-        assert self._conn is not None
-        data = self._conn.recv(timeout=timeout_s)
+        data = self._receive(timeout_s)
         done: list[Sent] = []
         for event in self.stream.receive(data, now_ms()):
             if isinstance(event, Detections):
