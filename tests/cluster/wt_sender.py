@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 from types import TracebackType
 from typing import Any
 
-from pyodide_client.protocol import Ping
+from pyodide_client.protocol import HEADER_SIZE, Dropped, Ping, Result, parse
 from pyodide_client.quic_framing import WT_PATH, rides_own_stream
 from pyodide_client.stream import Ready
 from tests.netlab.netns import inside
@@ -42,6 +43,7 @@ __all__ = ["PAGE_ORIGIN", "RULES", "WtFrameSender"]
 
 PAGE_ORIGIN = "http://127.0.0.1:8000"  # on a node's default allow-list
 RULES = ("page", "keep_furthest")  # which older frames a newer one resets
+FRAME_ID = struct.Struct("<I")  # protocol.py: right after the header
 HEAD_BYTES = 16  # what the page keeps of a frame to abandon it (static/wt-link.js)
 
 
@@ -70,6 +72,8 @@ class WtFrameSender(FrameSender):
         self.cadata = cadata
         self.rule = rule
         self.frames_reset = 0
+        self.sent_ids: list[int] = []
+        self.answered_ids: set[int] = set()
         self.client: WtClient | None = None
         self._loop = asyncio.new_event_loop()
         self._async_exits = contextlib.AsyncExitStack()
@@ -145,6 +149,7 @@ class WtFrameSender(FrameSender):
                 client.reset_frame(stream_id)
                 self.stream.abandon(head, now_ms())
                 self.frames_reset += 1
+        self.sent_ids.append(frame_id(message))
         stream_id = client.send_frame(message)
         self._uploading = [(stream_id, head, size) for _, stream_id, head, size in kept]
         self._uploading.append((stream_id, message[:HEAD_BYTES], len(message)))
@@ -153,4 +158,24 @@ class WtFrameSender(FrameSender):
         client = self.client
         assert client is not None, "use WtFrameSender as a context manager"
         data: bytes = self._run(asyncio.wait_for(client.controls.get(), timeout_s))
+        answer = parse(data)
+        if isinstance(answer, Result | Dropped):  # that frame is answered
+            self.answered_ids.add(answer.frame_id)
         return data
+
+    def send_superseded_pair(self) -> tuple[int, int]:
+        """Two frames back to back (the window must allow two); returns their ids once
+        the second is answered. The first is reset if it has not left when the second
+        goes (then it leaves the window unanswered)."""
+        self._send(now_ms())
+        self._send(now_ms())
+        first, second = self.sent_ids[-2:]
+        while second not in self.answered_ids:
+            self._answers(self.timeout_s)
+        return first, second
+
+
+def frame_id(message: bytes) -> int:
+    """The frame id of a FRAME or IMAGE message (right after the header)."""
+    (value,) = FRAME_ID.unpack_from(message, HEADER_SIZE)
+    return int(value)
