@@ -12,6 +12,8 @@ needs, up to that: issue 16). ``sock``, a connected socket, is used instead of o
 (the network lab connects from inside a namespace); ``ssl_context`` verifies a wss://
 node. Used by tests/cluster/test_bandwidth.py, tests/netlab, bench/bandwidth.py and
 bench/lossy_link.py.
+``_transmit``/``_receive`` are the transport's seam: tests/cluster/wt_sender.py sends the
+same way over WebTransport.
 """
 
 from __future__ import annotations
