@@ -15,15 +15,13 @@ from gpu_backend.settings import NodeSettings
 from tests.conftest import MODEL_PATH
 from tests.null_engine import null_engine
 
-from .lab import ADDRESS_B, Lab, missing_tools
+from .lab import ADDRESS_B, Lab, skip_without_tools
 from .netns import inside
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    reason = missing_tools()
-    if reason is not None:
-        pytest.skip(reason)
+    skip_without_tools()
     with Lab() as made:
         yield made
 

@@ -30,7 +30,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["ADDRESS_A", "ADDRESS_B", "Lab", "LabError", "LinkShape", "missing_tools"]
+import pytest
+
+__all__ = [
+    "ADDRESS_A",
+    "ADDRESS_B",
+    "Lab",
+    "LabError",
+    "LinkShape",
+    "missing_tools",
+    "skip_without_tools",
+]
 
 ADDRESS_A = "10.78.0.1"
 ADDRESS_B = "10.78.0.2"
@@ -70,6 +80,13 @@ def missing_tools() -> str | None:
     if not Path("/dev/net/tun").exists():
         return "the network lab needs /dev/net/tun for its delay line"
     return None
+
+
+def skip_without_tools() -> None:
+    """Skip the calling test, saying why, where the lab cannot be made (not root, no tools)."""
+    reason = missing_tools()
+    if reason is not None:
+        pytest.skip(reason)
 
 
 def _run(*argv: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .lab import ADDRESS_B, Lab, LinkShape, missing_tools
+from .lab import ADDRESS_B, Lab, LinkShape, skip_without_tools
 from .netns import inside
 
 RTT_MS = 60.0
@@ -21,9 +21,7 @@ RTT_MS = 60.0
 
 @pytest.fixture(autouse=True)
 def _needs_a_lab() -> None:
-    reason = missing_tools()
-    if reason is not None:
-        pytest.skip(reason)
+    skip_without_tools()
 
 
 def host_links() -> str:
