@@ -492,13 +492,8 @@ class BrowserClient:
         if self.frames.settings.mode == "raw" or not self.frames.can_encode:
             return None
         offer = self.transport.choose(url, now_ms)
-        if offer is None or "{hostname}" not in offer.url:
-            return offer
         # a node listed as wss://{hostname}:PORT/ws: its QUIC URL is on the page's host too
-        host = self.origin.hostname
-        return replace(
-            offer, url=offer.url.replace("{hostname}", f"[{host}]" if ":" in host else host)
-        )
+        return None if offer is None else replace(offer, url=self.origin.fill_host(offer.url))
 
     def _quic_fallback(self, now_ms: float) -> list[dict[str, Any]]:
         """A QUIC link without its HELLO in time is left, and a node whose QUIC link

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .node_url import HOSTNAME_TEMPLATE
+
 __all__ = ["README_SECTION", "PageOrigin"]
 
 README_SECTION = "'Use it from other machines' in edgesight's README"
@@ -59,6 +61,13 @@ class PageOrigin:
     def _host_port(self) -> str:
         host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
         return f"{host}:{self.port}" if self.port else host
+
+    def fill_host(self, url: str) -> str:
+        """A node URL as the page opens it: the ``{hostname}`` template (node_url.py) becomes
+        this page's host, bracketed when it is an IPv6 address. One rule for every URL the
+        page derives from a listed node (its WebSocket, its QUIC offer, what Details shows)."""
+        host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
+        return url.replace(HOSTNAME_TEMPLATE, host)
 
     def insecure_context_problem(self) -> str | None:
         """None on a secure context; else what the page lacks and how to fix it."""

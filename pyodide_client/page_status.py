@@ -92,7 +92,7 @@ def _model(page: PageFacts, mode: str) -> str:
 
 def _shown_url(page: PageFacts, text: str | None) -> str | None:
     """Node URLs as the page opens them: ``{hostname}`` filled in (app.js does the same)."""
-    return text.replace("{hostname}", page.origin.hostname) if text is not None else None
+    return page.origin.fill_host(text) if text is not None else None
 
 
 def snapshot(page: PageFacts, now_ms: float) -> Snapshot:

@@ -63,3 +63,11 @@ def test_the_report_from_the_page() -> None:
         {"protocol": "https:", "hostname": "k", "port": "", "is_secure_context": True}
     )
     assert origin == PageOrigin("https:", "k", "", is_secure_context=True)
+
+
+def test_a_listed_node_url_is_filled_with_the_pages_host() -> None:
+    named = PageOrigin.from_mapping({"protocol": "https:", "hostname": "edge.test", "port": ""})
+    assert named.fill_host("wss://{hostname}:8001/ws") == "wss://edge.test:8001/ws"
+    ipv6 = PageOrigin.from_mapping({"protocol": "https:", "hostname": "::1", "port": ""})
+    assert ipv6.fill_host("https://{hostname}:8001/wt") == "https://[::1]:8001/wt"
+    assert named.fill_host("wss://gpu0.lan:8001/ws") == "wss://gpu0.lan:8001/ws"
