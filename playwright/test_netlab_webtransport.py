@@ -1,8 +1,12 @@
 """The webcam page over WebTransport through the network lab (issue 16): headless Chromium
 and the web app in namespace A (the page on A's loopback, a secure context), a real node
 in namespace B at B's address, a veth between them with loss. The page knows the node by
-its ws:// URL, learns the QUIC offer from the WELCOME and moves the link to QUIC; boxes
-keep coming and Details says QUIC, with and without loss."""
+its ws:// URL and learns the QUIC offer from the WELCOME.
+
+- Pinned to QUIC (EDGESIGHT_PAGE_TRANSPORT=quic), it moves the link to QUIC at once, and
+  boxes keep coming through loss.
+- By default (auto: measured per link), a clean link stays on its WebSocket, and a lossy
+  one (its frames come back late: TCP's retransmission timeouts) moves to QUIC."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from conftest import (  # type: ignore[import-not-found]
     camera_args,
     start_webapp,
 )
-from playwright.sync_api import Playwright, expect
+from playwright.sync_api import Page, Playwright, expect
 
 from edgesight.serving import ServerThread
 from gpu_backend.app import create_app as create_node_app
@@ -71,24 +75,47 @@ def chromium_in_a(lab: Lab, chromium_path: str, tmp_path: Path) -> str:
     return os.fspath(wrapper)
 
 
-@pytest.mark.parametrize("loss", [0.0, 0.02])
-def test_the_page_detects_over_quic_through_the_lab(
+def open_page(
     lab: Lab,
     lab_node: ServerThread,
     chromium_in_a: str,
     playwright_driver: Playwright,
     cameras: dict[str, Path],
-    loss: float,
+    exits: contextlib.ExitStack,
+    transport: str,
+) -> Page:
+    with inside(lab.a):  # the web app on A's loopback: the page is a secure context
+        web = exits.enter_context(start_webapp((lab_node.ws_url,), page_transport=transport))
+    args = [*WT_ARGS, *camera_args(cameras["chelsea"])]
+    browser = playwright_driver.chromium.launch(executable_path=chromium_in_a, args=args)
+    exits.callback(browser.close)
+    page = browser.new_page()
+    page.goto(f"{web.http_url}/")
+    return page
+
+
+def drawn(page: Page) -> int:
+    counts = page.evaluate("() => window.edgesight.api.drawn")
+    return int(counts["server"])
+
+
+def wait_for_results(page: Page, more: int) -> None:
+    before = drawn(page)
+    page.wait_for_function(
+        f"() => window.edgesight.api.drawn.server > {before + more}", timeout=TIMEOUT_MS
+    )
+
+
+def test_pinned_to_quic_the_page_detects_through_loss(
+    lab: Lab,
+    lab_node: ServerThread,
+    chromium_in_a: str,
+    playwright_driver: Playwright,
+    cameras: dict[str, Path],
 ) -> None:
-    lab.shape(LinkShape(loss=loss))
+    lab.shape(LinkShape(loss=0.02))
     with contextlib.ExitStack() as exits:
-        with inside(lab.a):  # the web app on A's loopback: the page is a secure context
-            web = exits.enter_context(start_webapp((lab_node.ws_url,)))
-        args = [*WT_ARGS, *camera_args(cameras["chelsea"])]
-        browser = playwright_driver.chromium.launch(executable_path=chromium_in_a, args=args)
-        exits.callback(browser.close)
-        page = browser.new_page()
-        page.goto(f"{web.http_url}/")
+        page = open_page(lab, lab_node, chromium_in_a, playwright_driver, cameras, exits, "quic")
         # The move to QUIC must have its WELCOME within WT_READY_DEADLINE_MS; on a loaded
         # machine two Python QUIC ends can miss that (seen once in 8 runs), and the page
         # then tries QUIC again after WT_RETRY_AFTER_MS: wait for that try too.
@@ -96,11 +123,46 @@ def test_the_page_detects_over_quic_through_the_lab(
         expect(page.locator("#details-body")).to_contain_text(
             "Transport: QUIC", timeout=quic_timeout_ms
         )
-        before = page.evaluate("() => window.edgesight.timings.length")
-        page.wait_for_function(
-            f"() => window.edgesight.timings.length > {before} + 5", timeout=TIMEOUT_MS
-        )
+        wait_for_results(page, 5)
         expect(page.locator("#badge")).to_have_text("Detecting on server lab-node")
         expect(page.locator('#detections li[data-label="cat"]').first).to_be_visible()
-        if loss:
-            assert lab.dropped_packets() > 0, "the lab dropped nothing: no loss was tested"
+        assert lab.dropped_packets() > 0, "the lab dropped nothing: no loss was tested"
+
+
+def test_by_default_a_clean_link_stays_on_its_websocket(
+    lab: Lab,
+    lab_node: ServerThread,
+    chromium_in_a: str,
+    playwright_driver: Playwright,
+    cameras: dict[str, Path],
+) -> None:
+    """QUIC is offered (the WELCOME says so) but a link without loss does not need it."""
+    lab.shape(LinkShape())
+    with contextlib.ExitStack() as exits:
+        page = open_page(lab, lab_node, chromium_in_a, playwright_driver, cameras, exits, "auto")
+        expect(page.locator("#badge")).to_have_text(
+            "Detecting on server lab-node", timeout=TIMEOUT_MS
+        )
+        wait_for_results(page, 60)  # a couple of seconds of frames: time to measure
+        expect(page.locator("#details-body")).to_contain_text("Transport: WebSocket")
+
+
+def test_by_default_a_lossy_link_moves_to_quic(
+    lab: Lab,
+    lab_node: ServerThread,
+    chromium_in_a: str,
+    playwright_driver: Playwright,
+    cameras: dict[str, Path],
+) -> None:
+    lab.shape(LinkShape(loss=0.03))
+    with contextlib.ExitStack() as exits:
+        page = open_page(lab, lab_node, chromium_in_a, playwright_driver, cameras, exits, "auto")
+        expect(page.locator("#badge")).to_have_text(
+            "Detecting on server lab-node", timeout=TIMEOUT_MS
+        )
+        quic_timeout_ms = WT_RETRY_AFTER_MS + TIMEOUT_MS  # as above: a missed first try
+        expect(page.locator("#details-body")).to_contain_text(
+            "Transport: QUIC", timeout=quic_timeout_ms
+        )
+        wait_for_results(page, 5)  # and boxes keep coming over QUIC
+        assert lab.dropped_packets() > 0

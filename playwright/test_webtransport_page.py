@@ -1,7 +1,9 @@
 """The webcam page over WebTransport (issue 16), as a person sees it: real Chromium (QUIC
 on), a fake camera, a web app whose registry lists a real node that offers WebTransport.
 The page opens the node over QUIC and Details says so; where UDP does not get through,
-it uses the node's WebSocket instead and Details says that."""
+it uses the node's WebSocket instead and Details says that. These pages use QUIC whenever
+it is offered (EDGESIGHT_PAGE_TRANSPORT=quic); the default, measured choice is tested
+through the loss lab (test_netlab_webtransport.py)."""
 
 from __future__ import annotations
 
@@ -76,7 +78,7 @@ def _registered_node(web: ServerThread) -> tuple[ServerThread, object]:
 
 
 def test_the_page_detects_over_quic_and_says_so(open_quic_page) -> None:  # type: ignore[no-untyped-def]
-    with start_webapp((), registry_secret=SECRET) as web:
+    with start_webapp((), registry_secret=SECRET, page_transport="quic") as web:
         node, _ = _registered_node(web)
         with node:
             page = open_quic_page(f"{web.http_url}/")
@@ -106,7 +108,7 @@ def test_udp_that_does_not_get_through_leaves_the_page_on_websocket(
 
     monkeypatch.setattr(node_app, "start_webtransport", start_behind_a_firewall)
     try:
-        with start_webapp((), registry_secret=SECRET) as web:
+        with start_webapp((), registry_secret=SECRET, page_transport="quic") as web:
             node, _ = _registered_node(web)
             with node:
                 page = open_quic_page(f"{web.http_url}/")
@@ -127,7 +129,10 @@ def test_a_websocket_link_moves_to_quic_when_its_node_offers_it(open_quic_page) 
     the offer from the WELCOME and moves the link to QUIC beside it (make before break)."""
     from conftest import start_node  # type: ignore[import-not-found]
 
-    with start_node("static-node") as node, start_webapp((node.ws_url,)) as web:
+    with (
+        start_node("static-node") as node,
+        start_webapp((node.ws_url,), page_transport="quic") as web,
+    ):
         page = open_quic_page(f"{web.http_url}/")
         page.wait_for_function(
             "() => window.edgesight?.timings.some(t => t.mode === 'node')", timeout=TIMEOUT_MS

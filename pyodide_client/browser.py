@@ -167,7 +167,7 @@ class BrowserClient:
         self.handover = Handover()
         # WebTransport (issue 16): per link, where the browser has it and the node offers
         # it; a QUIC link that fails before its HELLO reopens the node over WebSocket.
-        self.transport = TransportChoice()
+        self.transport = TransportChoice(config.transport)
         self._ws_again: str | None = None  # a node to reopen over WebSocket at once
         self._join_ws_again: str | None = None  # a move to go on with over WebSocket
         # A live WebSocket link moving to QUIC on the same node, make before break: the
@@ -404,7 +404,7 @@ class BrowserClient:
             or self.handover.joining is not None
         ):
             return []
-        offer = self._offer(url, now_ms)
+        offer = self._offer(url, now_ms, is_upgrade=True)
         if offer is None:
             return []
         self.upgrade.begin(url, self._new_stream(url, now_ms, QUIC), now_ms)
@@ -486,12 +486,19 @@ class BrowserClient:
         action: dict[str, Any] = {"do": do, "url": url}
         return action if offer is None else {**action, **offer.action_fields()}
 
-    def _offer(self, url: str, now_ms: float) -> WtOffer | None:
-        """QUIC for a link to ``url``, unless this page sends raw frames only (pinned raw,
-        or a browser with no encoder): those stay on the WebSocket."""
+    def _offer(self, url: str, now_ms: float, *, is_upgrade: bool = False) -> WtOffer | None:
+        """QUIC for a link to ``url`` (a new one, or the live WebSocket link moving:
+        ``is_upgrade``, measured on that link; transport.py), unless this page sends raw
+        frames only (pinned raw, or a browser with no encoder): those stay on the WebSocket."""
         if self.frames.settings.mode == "raw" or not self.frames.can_encode:
             return None
-        offer = self.transport.choose(url, now_ms)
+        if is_upgrade:
+            # a page with K pinned (EDGESIGHT_FRAMES_IN_FLIGHT) measures no loss: it stays
+            policy = None if self.stream is None else self.stream.in_flight_policy
+            is_lossy = policy is not None and policy.is_lossy
+            offer = self.transport.upgrade_offer(url, is_lossy, now_ms)
+        else:
+            offer = self.transport.choose(url, now_ms)
         # a node listed as wss://{hostname}:PORT/ws: its QUIC URL is on the page's host too
         return None if offer is None else replace(offer, url=self.origin.fill_host(offer.url))
 

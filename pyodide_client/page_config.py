@@ -22,6 +22,7 @@ from .backend_choice import SETTINGS as BROWSER_BACKENDS
 from .encoding import MODES as FRAME_ENCODINGS
 from .page_origin import PageOrigin
 from .postprocess import PostprocessSettings
+from .transport import POLICIES as TRANSPORT_POLICIES
 
 __all__ = ["KEYS", "ModelFile", "PageConfig", "PageModel", "PageTiming", "TraceConfig"]
 
@@ -231,6 +232,7 @@ class PageConfig:
     browser_backend: str = "auto"  # auto | webgpu | wasm (issue 20)
     local_load_deadline_ms: float = 30_000.0
     frame_encoding: str = "auto"  # auto | raw | jpeg | webp (issue 9)
+    transport: str = "auto"  # auto (measured per link) | quic | websocket (issue 16)
     target_fps: float = 30.0
     postprocess: PostprocessSettings = field(default_factory=PostprocessSettings)
     pyodide_url: str = ""
@@ -261,6 +263,7 @@ class PageConfig:
                 "local_load_deadline_ms", cls.local_load_deadline_ms, positive=True
             ),
             frame_encoding=read.choice("frame_encoding", cls.frame_encoding, FRAME_ENCODINGS),
+            transport=read.choice("transport", cls.transport, TRANSPORT_POLICIES),
             target_fps=read.number("target_fps", cls.target_fps, positive=True),
             postprocess=_postprocess(post),
             pyodide_url=read.text("pyodide_url"),

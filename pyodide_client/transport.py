@@ -1,5 +1,16 @@
-"""Which transport a node link uses, sans-I/O (issue 16): WebTransport (QUIC) where the
-browser has it and the node offers it, else the WebSocket as ever.
+"""Which transport a node link uses, sans-I/O (issue 16): the WebSocket, or WebTransport
+(QUIC) where the browser has it, the node offers it and the link is measured to need it.
+
+The choice is per link and measured (policy ``auto``, the default). QUIC's gain is on a
+lossy link: a lost packet stalls only its own frame, and its loss recovery has no 200 ms
+floor, where TCP's tail is one retransmission timeout per lost frame tail. It costs the
+node about twice the CPU per frame (aioquic is Python), and on a clean link the WebSocket
+is as fast or faster (docs/benchmarks.md (r), (u)). So a link starts on the WebSocket,
+and moves to QUIC (make before break, ``upgrade.py``) once its frames are measured late
+(``inflight.InFlightPolicy.is_lossy``: frames a round trip beyond the fastest, as
+retransmissions make them); the page remembers that node as lossy for
+``LOSSY_MEMORY_MS``, and opens new links to it over QUIC meanwhile. ``quic`` uses QUIC
+whenever offered (the behaviour before measurement), ``websocket`` never.
 
 A node offers WebTransport in its registry entry (``wt_port``, ``wt_cert_sha256``) and in
 the WELCOME of every link (``protocol.Welcome``); the page remembers the offer per node
@@ -18,6 +29,8 @@ from urllib.parse import urlsplit
 from .quic_framing import CONTROL_PREFIX_SIZE, OWN_STREAM_TYPES, WT_PATH
 
 __all__ = [
+    "LOSSY_MEMORY_MS",
+    "POLICIES",
     "QUIC",
     "WEBSOCKET",
     "WT_READY_DEADLINE_MS",
@@ -34,6 +47,9 @@ WEBSOCKET = "WebSocket"
 # first): a second means UDP does not get through, and the page has no second to lose.
 WT_READY_DEADLINE_MS = 1000.0
 WT_RETRY_AFTER_MS = 60_000.0
+# A link measured lossy marks its node for this long: a new link to it goes over QUIC.
+LOSSY_MEMORY_MS = 300_000.0
+POLICIES = ("auto", "quic", "websocket")  # EDGESIGHT_PAGE_TRANSPORT
 
 
 @dataclass(frozen=True)
@@ -71,14 +87,19 @@ def js_constants() -> dict[str, object]:
 
 
 class TransportChoice:
-    """Offers learnt per node URL, failures per node URL, and whether this browser has
-    WebTransport at all (the JS says so once)."""
+    """Offers learnt per node URL, failures and lossy measurements per node URL, and
+    whether this browser has WebTransport at all (the JS says so once)."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: str = "auto") -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"transport policy: expected one of {POLICIES}, got {policy!r}")
+        self.policy = policy
         self.is_available = False
         self._offers: dict[str, WtOffer] = {}
         self._failed_until_ms: dict[str, float] = {}
+        self._lossy_until_ms: dict[str, float] = {}
         self.quic_failures = 0  # QUIC links given up for a WebSocket, for Details and tests
+        self.lossy_upgrades = 0  # WebSocket links moved to QUIC because they were lossy
 
     def learn(self, node_url: str, wt_port: int, cert_sha256: str) -> None:
         url = offer_url(node_url, wt_port)
@@ -91,8 +112,28 @@ class TransportChoice:
         return self._offers.get(node_url)
 
     def choose(self, node_url: str, now_ms: float) -> WtOffer | None:
-        """The offer to use for a new link to ``node_url``, or None: WebSocket."""
-        if not self.is_available:
+        """The offer to use for a new link to ``node_url``, or None: WebSocket. Under
+        ``auto``, only for a node whose link was measured lossy lately."""
+        if self.policy == "auto" and now_ms >= self._lossy_until_ms.get(node_url, 0.0):
+            return None
+        return self._usable(node_url, now_ms)
+
+    def upgrade_offer(self, node_url: str, is_lossy: bool, now_ms: float) -> WtOffer | None:
+        """The offer a live WebSocket link to ``node_url`` should move to now, or None.
+        ``is_lossy``: the link's own measurement (late frames); under ``auto`` only such a
+        link moves, and its node is remembered as lossy."""
+        if self.policy == "auto":
+            if not is_lossy:
+                return None
+            offer = self._usable(node_url, now_ms)
+            if offer is not None:
+                self._lossy_until_ms[node_url] = now_ms + LOSSY_MEMORY_MS
+                self.lossy_upgrades += 1
+            return offer
+        return self._usable(node_url, now_ms)
+
+    def _usable(self, node_url: str, now_ms: float) -> WtOffer | None:
+        if self.policy == "websocket" or not self.is_available:
             return None
         if now_ms < self._failed_until_ms.get(node_url, 0.0):
             return None

@@ -32,6 +32,7 @@ def page_config(
         "browser_backend": settings.browser_backend,  # auto | webgpu | wasm (issue 20)
         "local_load_deadline_ms": settings.local_load_deadline_s * 1000.0,
         "frame_encoding": settings.frame_encoding,
+        "transport": settings.page_transport,  # auto (measured per link) | quic | websocket
         "target_fps": settings.target_fps,
         "postprocess": {
             "score_threshold": settings.score_threshold,

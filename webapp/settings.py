@@ -12,6 +12,7 @@ from gpu_backend.setting_values import BOOLEAN_EXPECTED, parse_boolean
 from pyodide_client.backend_choice import SETTINGS as BROWSER_BACKENDS
 from pyodide_client.encoding import MODES as FRAME_ENCODINGS
 from pyodide_client.node_url import node_url_problem
+from pyodide_client.transport import POLICIES as TRANSPORT_POLICIES
 
 from . import WebappError
 
@@ -50,6 +51,10 @@ class WebappSettings:
     # measured throughput (pyodide_client/encoding.py); raw, jpeg or webp pin it.
     frame_encoding: str = "auto"
     target_fps: float = 30.0  # the frame rate auto plans each link for
+    # How pages reach a node that offers WebTransport (issue 16): auto starts each link on
+    # the WebSocket and moves it to QUIC when its frames are measured late (a lossy link:
+    # pyodide_client/transport.py); quic uses QUIC whenever offered; websocket never.
+    page_transport: str = "auto"
     # Post-processing for in-browser detection: the same keys as the node's, so that one
     # environment gives the same boxes whether a node or the browser detects.
     score_threshold: float = 0.35
@@ -113,6 +118,7 @@ class WebappSettings:
         "browser_backend": "EDGESIGHT_BROWSER_BACKEND",
         "local_load_deadline_s": "EDGESIGHT_LOCAL_LOAD_DEADLINE_S",
         "frame_encoding": "EDGESIGHT_FRAME_ENCODING",
+        "page_transport": "EDGESIGHT_PAGE_TRANSPORT",
         "target_fps": "EDGESIGHT_TARGET_FPS",
         "score_threshold": "EDGESIGHT_SCORE_THRESHOLD",
         "iou_threshold": "EDGESIGHT_IOU_THRESHOLD",
@@ -181,6 +187,11 @@ class WebappSettings:
             raise SettingsError(
                 "EDGESIGHT_FRAME_ENCODING (frame_encoding): expected one of "
                 f"{', '.join(FRAME_ENCODINGS)}, got {self.frame_encoding!r}"
+            )
+        if self.page_transport not in TRANSPORT_POLICIES:
+            raise SettingsError(
+                "EDGESIGHT_PAGE_TRANSPORT (page_transport): expected one of "
+                f"{', '.join(TRANSPORT_POLICIES)}, got {self.page_transport!r}"
             )
         if not 0 < self.target_fps <= 240:
             raise SettingsError(

@@ -1,7 +1,10 @@
-"""Which transport a node link takes (issue 16), driven as static/app.js drives the page:
-QUIC where the browser has WebTransport and the node offers it, else WebSocket; a QUIC
-link that fails or stays silent is replaced by the node's WebSocket at once, and the node
-is not blamed for it."""
+"""Which transport a node link takes (issue 16), driven as static/app.js drives the page.
+
+Under the ``quic`` policy: QUIC where the browser has WebTransport and the node offers
+it, else WebSocket; a QUIC link that fails or stays silent is replaced by the node's
+WebSocket at once, and the node is not blamed for it. Under ``auto`` (the default) the
+choice is measured per link: the WebSocket until the link's frames come back late, then
+QUIC (and QUIC for new links to that node for a while); ``websocket`` never uses QUIC."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import pytest
 from pyodide_client.browser import BrowserClient
 from pyodide_client.protocol import Auth, Ping, Result, Welcome, parse
 from pyodide_client.transport import (
+    LOSSY_MEMORY_MS,
     QUIC,
     WT_READY_DEADLINE_MS,
     TransportChoice,
@@ -25,6 +29,7 @@ from tests.pyodide_client.test_browser import (
     A,
     handshake,
     hello,
+    receive,
     result,
     send_frame,
     serve,
@@ -36,9 +41,12 @@ WT_URL = "https://a:4433/wt"
 
 
 def registry_client(
-    has_webtransport: bool = True, frame_encoding: str = "auto", **entry: object
+    has_webtransport: bool = True,
+    frame_encoding: str = "auto",
+    transport: str = "quic",
+    **entry: object,
 ) -> BrowserClient:
-    config = {"node_urls": [], "frame_encoding": frame_encoding}
+    config = {"node_urls": [], "frame_encoding": frame_encoding, "transport": transport}
     client = BrowserClient(json.dumps(config), CARD_JSON)
     client.set_webtransport(has_webtransport)
     node = {"url": A, "name": "node-a", "wt_port": 4433, "wt_cert_sha256": HASH, **entry}
@@ -102,7 +110,7 @@ def test_a_silent_quic_link_is_left_within_a_second_for_the_websocket() -> None:
 
 
 def test_quic_is_tried_again_only_after_a_while() -> None:
-    choice = TransportChoice()
+    choice = TransportChoice("quic")
     choice.is_available = True
     choice.learn(A, 4433, "")
     assert choice.choose(A, 0.0) is not None
@@ -113,7 +121,7 @@ def test_quic_is_tried_again_only_after_a_while() -> None:
 
 
 def test_a_welcome_offer_is_learnt_for_the_next_link() -> None:
-    client = BrowserClient(json.dumps({"node_urls": [A]}), CARD_JSON)
+    client = BrowserClient(json.dumps({"node_urls": [A], "transport": "quic"}), CARD_JSON)
     client.set_webtransport(True)
     serve(client, tick(client, 0.0), 0.0, {A: 10.0})
     assert tick(client, 100.0) == [{"do": "connect", "url": A}]
@@ -179,7 +187,7 @@ def test_raw_frames_stay_on_websockets() -> None:
 
 def upgrading_client() -> tuple[BrowserClient, dict[str, object]]:
     """A page on A's WebSocket whose WELCOME offered QUIC; the next tick starts the move."""
-    client = BrowserClient(json.dumps({"node_urls": [A]}), CARD_JSON)
+    client = BrowserClient(json.dumps({"node_urls": [A], "transport": "quic"}), CARD_JSON)
     client.set_webtransport(True)
     serve(client, tick(client, 0.0), 0.0, {A: 10.0})
     assert tick(client, 100.0) == [{"do": "connect", "url": A}]
@@ -266,7 +274,8 @@ def test_a_node_listed_on_the_pages_host_gets_its_quic_url_there_too() -> None:
     # Given a page opened as https://edgesight.test:8443/ whose node is listed as
     # wss://{hostname}:8001/ws (the web app's default with TLS), offering QUIC on 8001
     page = {"protocol": "https:", "hostname": "edgesight.test", "port": "8443"}
-    client = BrowserClient(json.dumps({"node_urls": [], "page": page}), CARD_JSON)
+    config = {"node_urls": [], "page": page, "transport": "quic"}
+    client = BrowserClient(json.dumps(config), CARD_JSON)
     client.set_webtransport(True)
     node = {"url": "wss://{hostname}:8001/ws", "name": "n", "wt_port": 8001, "wt_cert_sha256": ""}
     client.update_nodes(json.dumps([node]), 0.0)
@@ -274,3 +283,97 @@ def test_a_node_listed_on_the_pages_host_gets_its_quic_url_there_too() -> None:
     serve(client, tick(client, 0.0), 0.0, {"wss://{hostname}:8001/ws": 10.0})
     (action,) = tick(client, 100.0)
     assert action["wt_url"] == "https://edgesight.test:8001/wt"
+
+
+# -- the measured choice (policy auto, the default) -------------------------------------------
+
+OFFER = Welcome(0b111, 0, "anonymous", wt_port=4433, wt_cert_sha256=HASH)
+
+
+def ws_client(transport: str | None = None) -> BrowserClient:
+    """A page on A's WebSocket whose WELCOME offered QUIC, under ``transport`` (None: the
+    default)."""
+    config: dict[str, object] = {"node_urls": [A]}
+    if transport is not None:
+        config["transport"] = transport
+    client = BrowserClient(json.dumps(config), CARD_JSON)
+    client.set_webtransport(True)
+    serve(client, tick(client, 0.0), 0.0, {A: 10.0})
+    assert tick(client, 100.0) == [{"do": "connect", "url": A}]
+    handshake(client, A, 120.0, welcome=OFFER)
+    return client
+
+
+def stream_frames(client: BrowserClient, start_ms: float, round_trips_ms: list[float]) -> float:
+    """One frame in flight at a time, each answered after its round trip; returns the
+    time after the last answer."""
+    now_ms = start_ms
+    for round_trip_ms in round_trips_ms:
+        frame_id = send_frame(client, now_ms, now_ms)
+        now_ms += round_trip_ms
+        receive(client, A, result(frame_id, now_ms - round_trip_ms), now_ms)
+        now_ms += 33.0
+    return now_ms
+
+
+def upgrades(client: BrowserClient, now_ms: float) -> list[dict[str, object]]:
+    return [a for a in tick(client, now_ms) if a["do"] == "upgrade"]
+
+
+def test_by_default_a_clean_link_stays_on_its_websocket() -> None:
+    """On a link without loss the WebSocket is as fast and costs the node half the CPU
+    (docs/benchmarks.md (u)): QUIC is offered but not taken."""
+    client = ws_client()
+    assert client.transport.policy == "auto"
+    now_ms = stream_frames(client, 130.0, [15.0] * 60)
+    assert upgrades(client, now_ms) == []
+    assert client.link.transport == "WebSocket"
+    assert client.stream is not None
+    assert client.stream.in_flight_policy is not None
+    assert not client.stream.in_flight_policy.is_lossy
+
+
+def test_by_default_a_lossy_link_moves_to_quic_and_its_node_is_remembered() -> None:
+    """Frames a round trip late (TCP's retransmission timeouts) mark the link lossy: the
+    next tick moves it to QUIC, make before break, and a later link to the node opens
+    over QUIC at once."""
+    client = ws_client()
+    now_ms = stream_frames(client, 130.0, [15.0] * 10)
+    assert upgrades(client, now_ms) == []
+    now_ms = stream_frames(client, now_ms, [230.0, 15.0, 15.0, 240.0, 15.0])
+    assert client.stream is not None
+    assert client.stream.in_flight_policy is not None
+    assert client.stream.in_flight_policy.is_lossy
+    assert upgrades(client, now_ms) == [
+        {"do": "upgrade", "url": A, "transport": QUIC, "wt_url": WT_URL, "wt_hashes": [HASH]}
+    ]
+    assert client.transport.lossy_upgrades == 1
+    assert client.transport.choose(A, now_ms + 1.0) is not None  # a new link: QUIC
+    assert client.transport.choose(A, now_ms + LOSSY_MEMORY_MS + 1.0) is None  # forgotten
+
+
+def test_one_late_frame_is_not_a_lossy_link() -> None:
+    client = ws_client()
+    now_ms = stream_frames(client, 130.0, [15.0] * 5 + [260.0] + [15.0] * 30)
+    assert upgrades(client, now_ms) == []
+
+
+def test_pinned_websocket_never_moves_even_when_lossy() -> None:
+    client = ws_client("websocket")
+    now_ms = stream_frames(client, 130.0, [15.0] * 5 + [230.0, 240.0, 250.0])
+    assert client.stream is not None
+    assert client.stream.in_flight_policy is not None
+    assert client.stream.in_flight_policy.is_lossy
+    assert upgrades(client, now_ms) == []
+
+
+def test_pinned_quic_moves_at_once() -> None:
+    client = ws_client("quic")
+    assert len(upgrades(client, 130.0)) == 1
+
+
+def test_an_unknown_transport_policy_is_an_error_naming_it() -> None:
+    with pytest.raises(ValueError, match="transport"):
+        BrowserClient(json.dumps({"node_urls": [A], "transport": "udp"}), CARD_JSON)
+    with pytest.raises(ValueError, match="transport policy"):
+        TransportChoice("tcp")
