@@ -36,6 +36,7 @@ from aioquic.quic.events import ConnectionTerminated, QuicEvent
 from pyodide_client.quic_framing import WT_PATH
 
 from .log_sampler import LogSampler
+from .quic_ack_delay import NODE_MAX_ACK_DELAY_MS, announce_max_ack_delay
 from .quic_cert import HashedCertificate, make_hashed_certificate, pinnable_sha256
 from .wt_link import WtLink
 from .wt_session import (
@@ -192,6 +193,7 @@ class _NodeQuicProtocol(QuicConnectionProtocol):
     """One QUIC connection: its WebTransport session and, once accepted, its link."""
 
     def __init__(self, quic: QuicConnection, stream_handler: Any = None, *, server: WtServer):
+        announce_max_ack_delay(quic, NODE_MAX_ACK_DELAY_MS)  # before its handshake
         super().__init__(quic, stream_handler)
         self.server = server
         self.session = WtSession(quic, server.limits)
