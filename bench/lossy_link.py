@@ -105,11 +105,16 @@ def open_sender(
 ) -> FrameSender:
     """A client in namespace A streaming to ``node`` (the transport's) over ``transport``."""
     rgba, width, height = camera_frames()[0]
-    adaptive = k == "auto"
+    adaptive = k.startswith("auto")
+    # auto-fastest: K for the fastest round trip even on a lossy link (the rule before
+    # lossy_quantile), for a side-by-side comparison
+    quantile = 0.0 if k == "auto-fastest" else InFlightSettings.lossy_quantile
     policy: dict[str, Any] = {
         "encoding": JPEG_ONLY_AUTO,
         "max_in_flight": ADAPTIVE_MAX_IN_FLIGHT if adaptive else int(k),
-        "in_flight": InFlightSettings(target_fps=FPS) if adaptive else None,
+        "in_flight": InFlightSettings(target_fps=FPS, lossy_quantile=quantile)
+        if adaptive
+        else None,
     }
     if transport == "wt":
         if node.wt_port == 0:
@@ -188,7 +193,12 @@ def main() -> None:
     parser.add_argument("--warmup-s", type=float, default=1.0)
     parser.add_argument("--loss", type=float, nargs="+", default=[0, 0.5, 1, 2, 5])
     parser.add_argument("--rtt-ms", type=float, nargs="+", default=[0, 20, 50, 100])
-    parser.add_argument("--k", nargs="+", default=["1", "auto"], help="1..8 or auto")
+    parser.add_argument(
+        "--k",
+        nargs="+",
+        default=["1", "auto"],
+        help="1..8, auto, or auto-fastest (K for the fastest round trip on lossy links too)",
+    )
     parser.add_argument(
         "--wt-rule",
         choices=RULES,

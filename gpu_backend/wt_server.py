@@ -152,6 +152,9 @@ async def start_webtransport(node: Node) -> WtServer | None:
         is_client=False,
         alpn_protocols=H3_ALPN,
         max_datagram_frame_size=MAX_DATAGRAM_FRAME_BYTES,
+        # CUBIC, as the kernel's TCP and Chromium's QUIC: aioquic's NewReno halves the
+        # window per loss and grows it back by one segment a round trip
+        congestion_control_algorithm="cubic",
         idle_timeout=s.idle_timeout_s,
         # One frame must never wait for stream credit; the session bounds the rest.
         max_stream_data=s.max_message_bytes,

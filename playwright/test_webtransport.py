@@ -150,10 +150,11 @@ def _frame_for(node: ServerThread, rgba: bytes, w: int, h: int) -> bytes:
         return stream.encode_frame(rgba, w, h, capture_ms=1.0, now_ms=1.0)
 
 
-# static/wt-link.js itself, in Chromium: two frames back to back, and the first is
-# abandoned on the wire (latest frame wins) and reported; only the second is answered.
+# static/wt-link.js itself, in Chromium: three frames back to back; the middle one is
+# abandoned on the wire (latest frame wins) and reported, the oldest is kept (something
+# always gets through), so the first and the third are answered.
 LINK_JS = """
-async ({url, hash, constants, ping, auth, frames}) => {
+async ({url, hash, constants, ping, auth, frames, answers}) => {
   const b64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
   const hex = (u8) => Array.from(u8, (b) => b.toString(16).padStart(2, "0")).join("");
   const { WtLink } = await import("/static/wt-link.js");
@@ -181,7 +182,7 @@ async ({url, hash, constants, ping, auth, frames}) => {
   link.send(b64(auth));
   out.messages.push(await next());  // WELCOME
   for (const frame of frames) link.send(b64(frame));  // back to back
-  out.messages.push(await next());  // the one answer
+  for (let i = 0; i < answers; i++) out.messages.push(await next());
   link.send(b64(ping));
   out.messages.push(await next());  // PONG: nothing else came before it
   link.abandon();
@@ -202,7 +203,7 @@ def test_wt_link_resets_a_superseded_frame_and_reports_it(
     rgba, w, h = rgba_photo("chelsea")
     first = parse(_frame_for(node, rgba, w, h))
     assert isinstance(first, Frame)
-    frames = [first.serialize(), replace(first, frame_id=first.frame_id + 1).serialize()]
+    frames = [replace(first, frame_id=first.frame_id + i).serialize() for i in range(3)]
     page.route(
         "**/static/wt-link.js",
         lambda route: route.fulfill(
@@ -218,12 +219,13 @@ def test_wt_link_resets_a_superseded_frame_and_reports_it(
             "ping": _b64(Ping(3, 0.0).serialize()),
             "auth": _b64(NodeStream(can_encode=()).auth("")),
             "frames": [_b64(f) for f in frames],
+            "answers": 2,
         },
     )
     assert out["closed"] is None
     messages = [parse(bytes.fromhex(m)) for m in out["messages"]]
-    assert [type(m) for m in messages] == [Hello, Pong, Welcome, Result, Pong]
-    answer = messages[3]
-    assert isinstance(answer, Result)
-    assert answer.frame_id == first.frame_id + 1  # the newer frame; the older never came
-    assert [bytes.fromhex(h) for h in out["abandoned"]] == [frames[0][:16]]
+    assert [type(m) for m in messages] == [Hello, Pong, Welcome, Result, Result, Pong]
+    answered = {m.frame_id for m in messages[3:5] if isinstance(m, Result)}
+    # the oldest (kept) and the newest; the one between never came
+    assert answered == {first.frame_id, first.frame_id + 2}
+    assert [bytes.fromhex(h) for h in out["abandoned"]] == [frames[1][:16]]

@@ -29,7 +29,12 @@ last ``loss_window_ms`` the link counts as lossy until that long passes with non
 should fit ``lossy_frame_bytes``: a few segments fewer than a 17 KB JPEG's 13, so that a
 frame fits the congestion window a lossy link leaves (6-11 segments at 50 ms and 1 %;
 issue 16) and each frame risks fewer losses. ``frame_cap_bytes`` says it; the encoding
-policy lowers the JPEG quality to meet it (``EncodingPolicy.set_frame_cap``).
+policy lowers the JPEG quality to meet it (``EncodingPolicy.set_frame_cap``). A lossy
+link's frames often take an extra round trip (a window that shrank after a loss, a
+retransmission), so K there is sized for the ``lossy_quantile`` of recent network times
+instead of the fastest, but never more than one frame beyond the fastest's K (more
+frames queued at a congested sender would raise the quantile that raised K): at 50 ms
+and 1 % loss, 3 frames instead of 2.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ class InFlightSettings:
     lossy_late_frames: int = 2  # this many late frames there: the link is lossy
     late_floor_ms: float = 40.0  # "a round trip beyond the fastest", at least this
     lossy_frame_bytes: int = 8 * _SEGMENT_BYTES  # a frame's size on a lossy link
+    lossy_quantile: float = 0.75  # the network time K covers on a lossy link (+1 at most)
 
     def __post_init__(self) -> None:
         if self.target_fps <= 0:
@@ -70,6 +76,8 @@ class InFlightSettings:
                 "margins: expected 1 <= grow_margin <= shrink_margin, got "
                 f"{self.grow_margin} and {self.shrink_margin}"
             )
+        if not 0.0 <= self.lossy_quantile <= 1.0:
+            raise ValueError(f"lossy_quantile: expected 0..1, got {self.lossy_quantile}")
         if self.lossy_late_frames < 1 or self.loss_window_ms <= 0:
             raise ValueError(
                 "loss: expected lossy_late_frames >= 1 and loss_window_ms > 0, got "
@@ -149,11 +157,21 @@ class InFlightPolicy:
         # is not worth a second frame queued at a slow node)
         return max(1, math.ceil(held_ms / period_ms - _SLACK_FRAMES))
 
+    def _needed(self, network_ms: float, margin: float) -> int:
+        """K for the fastest network time, or on a lossy link for its quantile (one
+        frame more at most)."""
+        needed = self.frames_needed(network_ms, margin)
+        if not self.is_lossy:
+            return needed
+        times = sorted(ms for _, ms in self._network)
+        slow_ms = times[min(len(times) - 1, int(self.settings.lossy_quantile * len(times)))]
+        return min(needed + 1, self.frames_needed(slow_ms, margin))
+
     def _decide(self, now_ms: float) -> None:
         network_ms = self.network_ms(now_ms)
         if network_ms is None:
             return
-        grow_to = self.frames_needed(network_ms, self.settings.grow_margin)
+        grow_to = self._needed(network_ms, self.settings.grow_margin)
         if grow_to > self.window:
             if self._wants_more_since_ms is None:
                 self._wants_more_since_ms = now_ms
@@ -163,7 +181,7 @@ class InFlightPolicy:
                 self._wants_more_since_ms = None
             return
         self._wants_more_since_ms = None
-        shrink_to = self.frames_needed(network_ms, self.settings.shrink_margin)
+        shrink_to = self._needed(network_ms, self.settings.shrink_margin)
         if shrink_to < self.window:
             self.window = shrink_to
 

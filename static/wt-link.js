@@ -5,9 +5,10 @@
 //
 // - Control messages go on one bidirectional stream, each after its u32 little-endian
 //   length; the page opens it and speaks first (Python's opening PING, via `onopen`).
-// - Each frame goes on a unidirectional stream of its own. A frame still uploading when a
-//   newer one is sent is abandoned (the stream is reset: latest frame wins across the
-//   wire) and Python is told (`onabandon`) so the frame leaves its window.
+// - Each frame goes on a unidirectional stream of its own. When a newer frame is sent, the
+//   older frames still uploading are abandoned (their streams reset: latest frame wins
+//   across the wire), all but the oldest, which is kept so that a slow link still delivers
+//   frames; Python is told of each (`onabandon`) so the frame leaves its window.
 // - Answers come on unidirectional streams of their own, one message each.
 
 const CLOSE_ABNORMAL = 1006; // what a link that never opened reports, as a WebSocket would
@@ -82,13 +83,19 @@ export class WtLink {
   }
 
   async _sendFrame(bytes) {
-    // A newer frame supersedes the ones still uploading: reset their streams. An entry is
-    // listed before its stream exists, so back-to-back frames see each other.
-    for (const old of this.uploading.splice(0)) {
+    // Latest frame wins, yet one always gets through: of the older frames still
+    // uploading, the oldest (the furthest along) is kept and the others are reset. Resetting
+    // every older frame starved a distant, lossy link, where no frame leaves within a frame
+    // interval (docs/benchmarks.md (u)). An entry is listed before its stream exists, so
+    // back-to-back frames see each other.
+    const older = this.uploading.splice(0);
+    const kept = older.shift();
+    for (const old of older) {
       old.isSuperseded = true;
       if (old.writer) old.writer.abort().catch(() => {});
       if (this.onabandon) this.onabandon(old.head);
     }
+    if (kept) this.uploading.push(kept);
     const entry = { writer: null, head: bytes.slice(0, 16), isSuperseded: false };
     this.uploading.push(entry);
     try {

@@ -11,12 +11,13 @@ the WebSocket one (tests/cluster/frame_sender.py), with the page's QUIC framing
   once (``NodeStream.abandon``), as static/wt-link.js does when a newer ``write`` finds
   an older one unresolved. A frame whose bytes all left is never reset: its lost packets
   are QUIC's to repair. ``frames_reset`` counts the resets.
-- ``rule="page"`` is that rule as the page has it. On a link whose congestion window
-  holds less than a frame for longer than a frame interval (loss and distance together),
-  it resets every frame before it leaves and nothing is answered (measured in
-  docs/benchmarks.md). ``rule="keep_furthest"`` keeps, of the older frames still
-  uploading, the one furthest along (it finishes; the others are reset): a frame always
-  gets through.
+- ``rule="page"`` is that rule as the page has it: of the older frames still uploading,
+  the one furthest along is kept (it finishes; the others are reset), so a frame always
+  gets through. ``rule="reset_all"`` is the page's rule before: every older frame still
+  uploading is reset. On a link whose congestion window holds less than a frame for
+  longer than a frame interval (loss and distance together) that reset every frame before
+  it left, and nothing was answered (docs/benchmarks.md (u)).
+- Its QUIC stack uses CUBIC, as Chromium's does (aioquic's default is NewReno).
 
 The client's asyncio loop runs only while the sender waits for the node (like the
 synchronous WebSocket client's); ``namespace`` makes its UDP socket inside a network
@@ -42,7 +43,7 @@ from .frame_sender import FrameSender, now_ms
 __all__ = ["PAGE_ORIGIN", "RULES", "WtFrameSender"]
 
 PAGE_ORIGIN = "http://127.0.0.1:8000"  # on a node's default allow-list
-RULES = ("page", "keep_furthest")  # which older frames a newer one resets
+RULES = ("page", "reset_all")  # which older frames a newer one resets
 FRAME_ID = struct.Struct("<I")  # protocol.py: right after the header
 HEAD_BYTES = 16  # what the page keeps of a frame to abandon it (static/wt-link.js)
 
@@ -141,7 +142,7 @@ class WtFrameSender(FrameSender):
             if sent is not None and sent < size:
                 uploading.append((sent, stream_id, head, size))
         kept = []
-        if self.rule == "keep_furthest" and uploading:
+        if self.rule == "page" and uploading:
             kept = [max(uploading)]
         for entry in uploading:
             if entry not in kept:

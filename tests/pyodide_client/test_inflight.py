@@ -57,7 +57,11 @@ def test_k_grows_with_the_round_trip_and_shrinks_back() -> None:
     assert set(link.run(0.5, 2.0)) == {1}
     # the fast samples leave the window after 1.5 s; then K waits 1 s more to be sure
     assert link.run(100.0, 3.0)[-1] == 4
-    assert link.run(0.5, 0.1)[-1] == 1  # shrinking takes one fast round trip
+    # shrinking takes one fast round trip; the jump to 100 ms made its first frames late
+    # (a round trip that grows looks like loss for loss_window_ms), so one frame more is
+    # kept until those are 2 s old
+    assert link.run(0.5, 0.1)[-1] == 2
+    assert link.run(0.5, 1.0)[-1] == 1
 
 
 def test_k_never_exceeds_the_limit_the_node_announced() -> None:
@@ -126,6 +130,36 @@ def test_late_frames_make_the_link_lossy_and_a_clean_window_undoes_it() -> None:
     assert p.frame_cap_bytes is None
 
 
+def test_a_lossy_distant_link_gets_one_frame_more_in_flight() -> None:
+    """At 50 ms, K = 2 carries 30 fps while every frame takes one round trip; with loss,
+    frames that take an extra round trip hold their slot longer: K = 3, back to 2 once
+    the link is clean again."""
+    p = policy()
+    link = Link(p)
+    assert link.run(50.0, 3.0)[-1] == 2
+    for i in range(90):  # every third frame an extra round trip late
+        link.now_ms += 1000 / 30
+        extra_ms = 60.0 if i % 3 == 0 else 0.0
+        p.on_result(50.0 + extra_ms + NODE_MS, NODE_MS, link.now_ms)
+    assert p.is_lossy
+    assert p.window == 3
+    assert max(link.run(50.0, 3.0)) == 3
+    assert not p.is_lossy
+    assert p.window == 2
+
+
+def test_a_lossy_link_never_gets_more_than_one_frame_extra() -> None:
+    """However slow its slow frames, a lossy link's K is the fastest's K plus one."""
+    p = policy()
+    link = Link(p)
+    for i in range(120):
+        link.now_ms += 1000 / 30
+        extra_ms = 400.0 if i % 2 == 0 else 0.0
+        p.on_result(50.0 + extra_ms + NODE_MS, NODE_MS, link.now_ms)
+    assert p.is_lossy
+    assert p.window == 3
+
+
 def test_a_slow_page_is_not_held_lossy_for_long_after_the_link_recovers() -> None:
     # Given a page sending 2 frames a second (a slow link) whose frames were late (a queue)
     p = InFlightPolicy(InFlightSettings(target_fps=2.0), 8)
@@ -149,6 +183,7 @@ def test_a_slow_page_is_not_held_lossy_for_long_after_the_link_recovers() -> Non
         {"grow_margin": 1.5, "shrink_margin": 1.2},
         {"lossy_late_frames": 0},
         {"loss_window_ms": 0.0},
+        {"lossy_quantile": 1.5},
     ],
 )
 def test_bad_settings_say_what_was_expected(changes: dict[str, float]) -> None:
