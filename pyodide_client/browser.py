@@ -83,6 +83,7 @@ from .transport import (
     QUIC,
     WEBSOCKET,
     WT_READY_DEADLINE_MS,
+    WT_UPGRADE_DEADLINE_MS,
     TransportChoice,
     WtOffer,
     js_constants,
@@ -392,7 +393,7 @@ class BrowserClient:
     def _upgrade_actions(self, now_ms: float) -> list[dict[str, Any]]:
         url = self.node_url
         if self.upgrade.upgrading is not None:
-            if now_ms < self.upgrade.upgrading.opened_ms + WT_READY_DEADLINE_MS:
+            if now_ms < self.upgrade.upgrading.opened_ms + WT_UPGRADE_DEADLINE_MS:
                 return []
             self.transport.failed(self.upgrade.upgrading.url, now_ms)  # silent: UDP blocked
             self.upgrade.give_up()
@@ -462,7 +463,7 @@ class BrowserClient:
         if self.link.transport == QUIC and self.node_url is not None and not self.is_node_ready():
             times.append(self.link.opened_ms + WT_READY_DEADLINE_MS)
         if self.upgrade.upgrading is not None:
-            times.append(self.upgrade.upgrading.opened_ms + WT_READY_DEADLINE_MS)
+            times.append(self.upgrade.upgrading.opened_ms + WT_UPGRADE_DEADLINE_MS)
         return max(now_ms, min(times))
 
     def _streams_with_ids(self) -> list[tuple[NodeStream, str]]:

@@ -35,6 +35,7 @@ __all__ = [
     "WEBSOCKET",
     "WT_READY_DEADLINE_MS",
     "WT_RETRY_AFTER_MS",
+    "WT_UPGRADE_DEADLINE_MS",
     "TransportChoice",
     "WtOffer",
     "js_constants",
@@ -46,6 +47,10 @@ WEBSOCKET = "WebSocket"
 # A node's HELLO over QUIC takes one round trip after the QUIC handshake (the page speaks
 # first): a second means UDP does not get through, and the page has no second to lose.
 WT_READY_DEADLINE_MS = 1000.0
+# A live WebSocket link moving to QUIC loses nothing while it waits (it streams on), and
+# the move is wanted most on a lossy, busy link, where a handshake and three messages can
+# take more than a second: its QUIC link has longer to bring its WELCOME.
+WT_UPGRADE_DEADLINE_MS = 5000.0
 WT_RETRY_AFTER_MS = 60_000.0
 # A link measured lossy marks its node for this long: a new link to it goes over QUIC.
 LOSSY_MEMORY_MS = 300_000.0

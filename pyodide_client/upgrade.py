@@ -6,7 +6,7 @@ the registry). It then opens the same node over QUIC beside the link that stream
 QUIC link's own HELLO and WELCOME make it the page's link, and the WebSocket answers the
 frames it still holds, under a key of its own (``url + RETIRED_SUFFIX``, through
 ``handover.Handover``'s draining), before the page leaves it. A QUIC link that fails, or
-has no WELCOME within ``transport.WT_READY_DEADLINE_MS``, costs nothing: the WebSocket
+has no WELCOME within ``transport.WT_UPGRADE_DEADLINE_MS``, costs nothing: the WebSocket
 link never stopped. ``BrowserClient`` wires this to the page.
 """
 
