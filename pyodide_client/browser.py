@@ -274,7 +274,10 @@ class BrowserClient:
         self._node_ids = {info.url: info.id for info in self._registry if info.id}
         self.tokens.want(list(self._node_ids.values()))  # their tokens before a failover
         for info in self._registry:
-            self.transport.learn(info.url, info.wt_port, info.wt_cert_sha256)
+            # a registered node announced its own offer; a configured (static) URL's entry
+            # knows none, and must not erase what its WELCOME said
+            if info.id:
+                self.transport.learn(info.url, info.wt_port, info.wt_cert_sha256)
         self._warn(problems)
         self._update_candidates(now_ms)
         return []

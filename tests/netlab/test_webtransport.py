@@ -224,6 +224,7 @@ class LabPage:
         entry = {
             "url": self.node.wss_url,
             "name": "lab-wt-node",
+            "id": "lab-wt-node",  # registered: the registry lists the offer it announced
             "wt_port": self.node.wt_port,
             "wt_cert_sha256": "",  # CA-signed: the browser trusts the CA
         }

@@ -50,7 +50,8 @@ def registry_client(
     config = {"node_urls": [], "frame_encoding": frame_encoding, "transport": transport}
     client = BrowserClient(json.dumps(config), CARD_JSON)
     client.set_webtransport(has_webtransport)
-    node = {"url": A, "name": "node-a", "wt_port": 4433, "wt_cert_sha256": HASH, **entry}
+    node = {"url": A, "name": "node-a", "id": "n1", "wt_port": 4433, "wt_cert_sha256": HASH}
+    node.update(entry)
     client.update_nodes(json.dumps([node]), 0.0)
     return client
 
@@ -279,7 +280,13 @@ def test_a_node_listed_on_the_pages_host_gets_its_quic_url_there_too() -> None:
     config = {"node_urls": [], "page": page, "transport": "quic"}
     client = BrowserClient(json.dumps(config), CARD_JSON)
     client.set_webtransport(True)
-    node = {"url": "wss://{hostname}:8001/ws", "name": "n", "wt_port": 8001, "wt_cert_sha256": ""}
+    node = {
+        "url": "wss://{hostname}:8001/ws",
+        "name": "n",
+        "id": "n1",
+        "wt_port": 8001,
+        "wt_cert_sha256": "",
+    }
     client.update_nodes(json.dumps([node]), 0.0)
     # when the page opens the link, then the QUIC URL names the page's host, not a template
     serve(client, tick(client, 0.0), 0.0, {"wss://{hostname}:8001/ws": 10.0})
@@ -379,3 +386,24 @@ def test_an_unknown_transport_policy_is_an_error_naming_it() -> None:
         BrowserClient(json.dumps({"node_urls": [A], "transport": "udp"}), CARD_JSON)
     with pytest.raises(ValueError, match="transport policy"):
         TransportChoice("tcp")
+
+
+def test_a_static_nodes_offer_survives_the_registry_polls() -> None:
+    """The web app lists its configured nodes as static entries that know no offer: the
+    registry poll (every 2 s) must not erase what the node's WELCOME said (it did, so a
+    link measured lossy later never moved)."""
+    client = ws_client()
+    static = {"id": f"static:{A}", "url": A, "name": A, "static": True, "wt_port": None}
+    client.update_nodes(json.dumps({"nodes": [static]}), 125.0)
+    assert client.transport.offer(A) is not None
+    now_ms = stream_frames(client, 130.0, [15.0] * 10 + [230.0, 15.0, 240.0, 15.0])
+    client.update_nodes(json.dumps({"nodes": [static]}), now_ms)
+    assert len(upgrades(client, now_ms)) == 1
+
+
+def test_a_registered_node_that_stops_offering_is_forgotten() -> None:
+    client = registry_client()
+    assert client.transport.offer(A) is not None
+    node = {"url": A, "name": "node-a", "id": "n1", "wt_port": 0}
+    client.update_nodes(json.dumps([node]), 10.0)
+    assert client.transport.offer(A) is None
