@@ -164,16 +164,16 @@ class WtFrameSender(FrameSender):
             self.answered_ids.add(answer.frame_id)
         return data
 
-    def send_superseded_pair(self) -> tuple[int, int]:
-        """Two frames back to back (the window must allow two); returns their ids once
-        the second is answered. The first is reset if it has not left when the second
-        goes (then it leaves the window unanswered)."""
-        self._send(now_ms())
-        self._send(now_ms())
-        first, second = self.sent_ids[-2:]
-        while second not in self.answered_ids:
+    def send_back_to_back(self, count: int) -> list[int]:
+        """``count`` frames back to back (the window must allow them); returns their ids
+        once the last one is answered. Frames that have not left when a newer one goes are
+        reset by the rule (then they leave the window unanswered)."""
+        for _ in range(count):
+            self._send(now_ms())
+        ids = self.sent_ids[-count:]
+        while ids[-1] not in self.answered_ids:
             self._answers(self.timeout_s)
-        return first, second
+        return ids
 
 
 def frame_id(message: bytes) -> int:

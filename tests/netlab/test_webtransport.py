@@ -126,19 +126,21 @@ def test_frames_keep_flowing_at_5_percent_loss_over_webtransport(
 
 
 def test_a_superseded_frame_is_reset_and_never_answered(lab: Lab, tls_node: TlsNode) -> None:
-    """Two raw frames back to back on a new session: the first cannot have left when the
-    second goes (a new connection's congestion window is about 12 KB), so the second
-    resets it; the node counts the abandoned stream and answers only the second."""
+    """Three raw frames back to back on a new session: none can have left when the next
+    goes (a new connection's congestion window is about 12 KB). The page's rule keeps the
+    oldest (the furthest along) and resets the one between; the node counts the abandoned
+    stream and answers the first and the third."""
     lab.shape(LinkShape())
     abandoned = tls_node.readyz(lab)["wt_frames_abandoned"]
-    with wt_sender(lab, tls_node, encoding=RAW, max_in_flight=2) as client:
-        first, second = client.send_superseded_pair()
+    with wt_sender(lab, tls_node, encoding=RAW, max_in_flight=3) as client:
+        first, middle, last = client.send_back_to_back(3)
         assert client.frames_reset == 1
+        while first not in client.answered_ids:
+            client.send_one()
         answer = client.send_one()  # the node is idle again and answers the next frame
         assert answer.encoding == "raw"
-        # nothing came for the first frame, before or after
-        assert first not in client.answered_ids
-        assert second in client.answered_ids
+        assert middle not in client.answered_ids  # nothing came for it, before or after
+        assert last in client.answered_ids
     assert tls_node.readyz(lab)["wt_frames_abandoned"] == abandoned + 1
 
 
