@@ -17,6 +17,7 @@ from pyodide_client.protocol import Auth, Ping, Result, Welcome, parse
 from pyodide_client.transport import (
     LOSSY_MEMORY_MS,
     QUIC,
+    QUIC_MAX_NETWORK_MS,
     WT_READY_DEADLINE_MS,
     WT_UPGRADE_DEADLINE_MS,
     TransportChoice,
@@ -359,6 +360,19 @@ def test_by_default_a_lossy_link_moves_to_quic_and_its_node_is_remembered() -> N
     assert client.transport.lossy_upgrades == 1
     assert client.transport.choose(A, now_ms + 1.0) is not None  # a new link: QUIC
     assert client.transport.choose(A, now_ms + LOSSY_MEMORY_MS + 1.0) is None  # forgotten
+
+
+def test_a_distant_lossy_link_stays_on_its_websocket() -> None:
+    """On a distant lossy link the lab measured QUIC no better than TCP (docs/benchmarks.md
+    (u)): a link whose fastest round trip is QUIC_MAX_NETWORK_MS or more does not move."""
+    client = ws_client()
+    far_ms = QUIC_MAX_NETWORK_MS + 15.0
+    late_ms = 3 * far_ms + 60.0
+    now_ms = stream_frames(client, 130.0, [far_ms] * 10 + [late_ms, far_ms, late_ms, far_ms])
+    assert client.stream is not None
+    assert client.stream.in_flight_policy is not None
+    assert client.stream.in_flight_policy.is_lossy
+    assert upgrades(client, now_ms) == []
 
 
 def test_one_late_frame_is_not_a_lossy_link() -> None:
