@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -75,29 +75,36 @@ def chromium_in_a(lab: Lab, chromium_path: str, tmp_path: Path) -> str:
     return os.fspath(wrapper)
 
 
+@pytest.fixture
 def open_page(
     lab: Lab,
     lab_node: ServerThread,
     chromium_in_a: str,
     playwright_driver: Playwright,
     cameras: dict[str, Path],
-    exits: contextlib.ExitStack,
-    transport: str,
-) -> Page:
-    with inside(lab.a):  # the web app on A's loopback: the page is a secure context
-        web = exits.enter_context(start_webapp((lab_node.ws_url,), page_transport=transport))
-    args = [*WT_ARGS, *camera_args(cameras["chelsea"])]
-    browser = playwright_driver.chromium.launch(executable_path=chromium_in_a, args=args)
-    exits.callback(browser.close)
-    page = browser.new_page()
-    # what Details said when the first boxes were drawn, kept before the page boots
-    page.add_init_script(
-        """addEventListener("edgesight:detections", () => {
-            window.firstDetails = document.getElementById("details-body").textContent;
-        }, {once: true});"""
-    )
-    page.goto(f"{web.http_url}/")
-    return page
+) -> Iterator[Callable[[str], Page]]:
+    """Opens the page in Chromium in A, its web app with EDGESIGHT_PAGE_TRANSPORT set to
+    the argument; closed after the test."""
+    with contextlib.ExitStack() as exits:
+
+        def _open(transport: str) -> Page:
+            with inside(lab.a):  # the web app on A's loopback: the page is a secure context
+                webapp = start_webapp((lab_node.ws_url,), page_transport=transport)
+                web = exits.enter_context(webapp)
+            args = [*WT_ARGS, *camera_args(cameras["chelsea"])]
+            browser = playwright_driver.chromium.launch(executable_path=chromium_in_a, args=args)
+            exits.callback(browser.close)
+            page = browser.new_page()
+            # what Details said when the first boxes were drawn, kept before the page boots
+            page.add_init_script(
+                """addEventListener("edgesight:detections", () => {
+                    window.firstDetails = document.getElementById("details-body").textContent;
+                }, {once: true});"""
+            )
+            page.goto(f"{web.http_url}/")
+            return page
+
+        yield _open
 
 
 def drawn(page: Page) -> int:
@@ -113,34 +120,25 @@ def wait_for_results(page: Page, more: int) -> None:
 
 
 def test_pinned_to_quic_the_page_detects_through_loss(
-    lab: Lab,
-    lab_node: ServerThread,
-    chromium_in_a: str,
-    playwright_driver: Playwright,
-    cameras: dict[str, Path],
+    lab: Lab, open_page: Callable[[str], Page]
 ) -> None:
     lab.shape(LinkShape(loss=0.02))
-    with contextlib.ExitStack() as exits:
-        page = open_page(lab, lab_node, chromium_in_a, playwright_driver, cameras, exits, "quic")
-        # The move to QUIC must have its WELCOME within WT_READY_DEADLINE_MS; on a loaded
-        # machine two Python QUIC ends can miss that (seen once in 8 runs), and the page
-        # then tries QUIC again after WT_RETRY_AFTER_MS: wait for that try too.
-        quic_timeout_ms = WT_RETRY_AFTER_MS + TIMEOUT_MS
-        expect(page.locator("#details-body")).to_contain_text(
-            "Transport: QUIC", timeout=quic_timeout_ms
-        )
-        wait_for_results(page, 5)
-        expect(page.locator("#badge")).to_have_text("Detecting on server lab-node")
-        expect(page.locator('#detections li[data-label="cat"]').first).to_be_visible()
-        assert lab.dropped_packets() > 0, "the lab dropped nothing: no loss was tested"
+    page = open_page("quic")
+    # The move to QUIC must have its WELCOME within WT_READY_DEADLINE_MS; on a loaded
+    # machine two Python QUIC ends can miss that (seen once in 8 runs), and the page
+    # then tries QUIC again after WT_RETRY_AFTER_MS: wait for that try too.
+    quic_timeout_ms = WT_RETRY_AFTER_MS + TIMEOUT_MS
+    expect(page.locator("#details-body")).to_contain_text(
+        "Transport: QUIC", timeout=quic_timeout_ms
+    )
+    wait_for_results(page, 5)
+    expect(page.locator("#badge")).to_have_text("Detecting on server lab-node")
+    expect(page.locator('#detections li[data-label="cat"]').first).to_be_visible()
+    assert lab.dropped_packets() > 0, "the lab dropped nothing: no loss was tested"
 
 
 def test_by_default_a_link_starts_on_its_websocket(
-    lab: Lab,
-    lab_node: ServerThread,
-    chromium_in_a: str,
-    playwright_driver: Playwright,
-    cameras: dict[str, Path],
+    lab: Lab, open_page: Callable[[str], Page]
 ) -> None:
     """QUIC is offered (the WELCOME says so) but not taken before the link is measured:
     the first boxes come over the WebSocket (pinned to QUIC, the page moves at the
@@ -148,29 +146,20 @@ def test_by_default_a_link_starts_on_its_websocket(
     test_transport.py): on this shared machine the page's own stalls under load can
     look like loss, and a move to QUIC is then right by the page's measure."""
     lab.shape(LinkShape())
-    with contextlib.ExitStack() as exits:
-        page = open_page(lab, lab_node, chromium_in_a, playwright_driver, cameras, exits, "auto")
-        page.wait_for_function("() => window.firstDetails !== undefined", timeout=TIMEOUT_MS)
-        assert "Transport: WebSocket" in page.evaluate("() => window.firstDetails")
-        wait_for_results(page, 5)
+    page = open_page("auto")
+    page.wait_for_function("() => window.firstDetails !== undefined", timeout=TIMEOUT_MS)
+    assert "Transport: WebSocket" in page.evaluate("() => window.firstDetails")
+    wait_for_results(page, 5)
 
 
-def test_by_default_a_lossy_link_moves_to_quic(
-    lab: Lab,
-    lab_node: ServerThread,
-    chromium_in_a: str,
-    playwright_driver: Playwright,
-    cameras: dict[str, Path],
-) -> None:
+def test_by_default_a_lossy_link_moves_to_quic(lab: Lab, open_page: Callable[[str], Page]) -> None:
     lab.shape(LinkShape(loss=0.03))
-    with contextlib.ExitStack() as exits:
-        page = open_page(lab, lab_node, chromium_in_a, playwright_driver, cameras, exits, "auto")
-        expect(page.locator("#badge")).to_have_text(
-            "Detecting on server lab-node", timeout=TIMEOUT_MS
-        )
-        quic_timeout_ms = WT_RETRY_AFTER_MS + TIMEOUT_MS  # as above: a missed first try
-        expect(page.locator("#details-body")).to_contain_text(
-            "Transport: QUIC", timeout=quic_timeout_ms
-        )
-        wait_for_results(page, 5)  # and boxes keep coming over QUIC
-        assert lab.dropped_packets() > 0
+    page = open_page("auto")
+    badge = page.locator("#badge")
+    expect(badge).to_have_text("Detecting on server lab-node", timeout=TIMEOUT_MS)
+    quic_timeout_ms = WT_RETRY_AFTER_MS + TIMEOUT_MS  # as above: a missed first try
+    expect(page.locator("#details-body")).to_contain_text(
+        "Transport: QUIC", timeout=quic_timeout_ms
+    )
+    wait_for_results(page, 5)  # and boxes keep coming over QUIC
+    assert lab.dropped_packets() > 0

@@ -32,6 +32,13 @@ class Link:
             windows.append(self.policy.window)
         return windows
 
+    def run_late(self, network_ms: float, frames: int, every: int, late_ms: float) -> None:
+        """``frames`` frames, every ``every``-th of them ``late_ms`` later than the rest."""
+        for i in range(frames):
+            self.now_ms += 1000 / 30
+            extra_ms = late_ms if i % every == 0 else 0.0
+            self.policy.on_result(network_ms + extra_ms + NODE_MS, NODE_MS, self.now_ms)
+
 
 def policy(limit: int = 8) -> InFlightPolicy:
     return InFlightPolicy(InFlightSettings(target_fps=30.0), limit)
@@ -137,10 +144,7 @@ def test_a_lossy_distant_link_gets_one_frame_more_in_flight() -> None:
     p = policy()
     link = Link(p)
     assert link.run(50.0, 3.0)[-1] == 2
-    for i in range(90):  # every third frame an extra round trip late
-        link.now_ms += 1000 / 30
-        extra_ms = 60.0 if i % 3 == 0 else 0.0
-        p.on_result(50.0 + extra_ms + NODE_MS, NODE_MS, link.now_ms)
+    link.run_late(50.0, frames=90, every=3, late_ms=60.0)  # an extra round trip
     assert p.is_lossy
     assert p.window == 3
     assert max(link.run(50.0, 3.0)) == 3
@@ -152,10 +156,7 @@ def test_a_lossy_link_never_gets_more_than_one_frame_extra() -> None:
     """However slow its slow frames, a lossy link's K is the fastest's K plus one."""
     p = policy()
     link = Link(p)
-    for i in range(120):
-        link.now_ms += 1000 / 30
-        extra_ms = 400.0 if i % 2 == 0 else 0.0
-        p.on_result(50.0 + extra_ms + NODE_MS, NODE_MS, link.now_ms)
+    link.run_late(50.0, frames=120, every=2, late_ms=400.0)
     assert p.is_lossy
     assert p.window == 3
 
