@@ -143,3 +143,38 @@ def test_a_websocket_link_moves_to_quic_when_its_node_offers_it(open_quic_page) 
             f"() => window.edgesight.timings.length > {before} + 5", timeout=TIMEOUT_MS
         )
         expect(page.locator("#badge")).to_have_text("Detecting on server static-node")
+
+
+def test_a_killed_node_on_quic_is_replaced_by_the_other_node(open_quic_page) -> None:  # type: ignore[no-untyped-def]
+    """Failover works over QUIC as over the WebSocket: the page's node, on a QUIC link, is
+    killed outright (no goodbye: QUIC has no reset to send, the link just goes silent);
+    boxes come from the other node, which the page then moves to QUIC too."""
+    from conftest import NodeProcess  # type: ignore[import-not-found]
+
+    nodes = [NodeProcess("node-a").start(), NodeProcess("node-b").start()]
+    try:
+        urls = tuple(node.ws_url for node in nodes)
+        with start_webapp(urls, page_transport="quic") as web:
+            page = open_quic_page(f"{web.http_url}/")
+            details = page.locator("#details-body")
+            expect(details).to_contain_text("Transport: QUIC", timeout=TIMEOUT_MS)
+            page.wait_for_function(
+                "() => window.edgesight.api.lastDetections !== null", timeout=TIMEOUT_MS
+            )
+            first = page.evaluate("() => window.edgesight.api.state().server.name")
+            survivor = "node-b" if first == "node-a" else "node-a"
+            mark = page.evaluate("() => performance.now()")
+            next(node for node in nodes if node.name == first).kill()
+            page.wait_for_function(
+                """([name, mark]) => {
+                    const last = window.edgesight.api.lastDetections;
+                    return last !== null && last.server === name && last.capture_ms > mark;
+                }""",
+                arg=[survivor, mark],
+                timeout=TIMEOUT_MS,
+            )
+            expect(page.locator("#badge")).to_have_text(f"Detecting on server {survivor}")
+            expect(details).to_contain_text("Transport: QUIC", timeout=TIMEOUT_MS)
+    finally:
+        for node in nodes:
+            node.stop()
