@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pyodide_client import browser as browser_module
-from pyodide_client.browser import (
+from pyodide_client import page_core as browser_module
+from pyodide_client.browser import BrowserClient
+from pyodide_client.node_link import (
     STALL_FACTOR,
     STALL_MAX_MS,
     STALL_MIN_MS,
-    BrowserClient,
     stall_deadline_ms,
 )
 from pyodide_client.model_card import ModelCard
@@ -1340,7 +1340,7 @@ def test_a_bad_registry_entry_is_skipped_with_one_warning_and_the_good_ones_kept
     good = "ws://good:8001/ws"
     listing = json.dumps({"nodes": [{"url": "ws://0:99999/ws"}, {"url": good, "name": "good"}]})
     client = make_client("ws://[::1/ws")
-    with caplog.at_level("WARNING", logger="pyodide_client.browser"):
+    with caplog.at_level("WARNING", logger="pyodide_client.page_core"):
         client.update_nodes(listing, 0.0)
         client.update_nodes(listing, 2000.0)  # the next refresh: no second warning
 

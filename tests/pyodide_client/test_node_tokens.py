@@ -76,7 +76,7 @@ def test_failover_presents_a_token_already_held_without_fetching_one() -> None:
     send_frame(client, now_ms, now_ms)  # in flight when a dies
 
     commands: list[dict[str, Any]] = []
-    commands += client.handle(SocketClosed(A, 1006), now_ms + 10).commands
+    commands += client.handle_event(SocketClosed(A, 1006), now_ms + 10).commands
     assert {"do": "connect", "url": B} in commands
     commands += tick(client, now_ms + 20)
     assert receive(client, B, hello(name="node-b"), now_ms + 30) == [{"type": "send"}]
@@ -102,7 +102,7 @@ def test_a_static_node_gets_the_cluster_token_and_a_registered_one_never_does() 
     receive(client, A, hello(), 620.0)
     (auth,) = sent(client)
     assert auth == Auth("", 0b011)  # anonymous, never the cluster token
-    assert {"do": "connect", "url": C} in client.handle(SocketClosed(A, 1008), 630.0).commands
+    assert {"do": "connect", "url": C} in client.handle_event(SocketClosed(A, 1008), 630.0).commands
     receive(client, C, hello(), 650.0)
     assert sent(client) == [Auth("t-cluster", 0b011)]
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from pyodide_client.browser import STALL_MAX_MS, BrowserClient
+from pyodide_client.browser import BrowserClient
+from pyodide_client.page_core import STALL_MAX_MS
 from pyodide_client.page_events import (
     FrameGrabbed,
     NodeList,
@@ -69,7 +70,7 @@ class Page:
         self.clock = FakeClock()
 
     def report(self, event: PageEvent) -> Reply:
-        return self.client.handle(event, self.clock.now_ms)
+        return self.client.handle_event(event, self.clock.now_ms)
 
     def do(self, event: PageEvent) -> list[dict[str, Any]]:
         return list(self.report(event).commands)

@@ -1,0 +1,932 @@
+"""The page's Python side: the class JavaScript calls inside Pyodide, a thin facade.
+
+JavaScript only moves bytes and pixels. It asks ``tick`` what to do (connect, join or leave a
+node, drop one, probe a candidate) when ``next_tick_ms`` says and whenever something happens
+(a socket closes, a probe answers, a node list or token arrives) — no fixed-rate polling;
+for each camera frame it asks ``next_action``
+whether the frame goes to the node, to the local engine, or nowhere; it hands over pixels,
+sends or posts the bytes it gets back, feeds in what nodes, probes and the local worker
+return, and draws what it is told to draw. Every value crossing to JavaScript is ``bytes``
+or a JSON string, so no Python object leaks into the page. ``handle`` takes the same
+reports as typed events (``page_events.py``) and returns commands plus the next deadline;
+the per-event methods go through its dispatcher, so both ways in share one core.
+
+Modes: ``node`` while a node connection is ready; ``local`` (onnxruntime-web in a worker)
+while none is and the local engine is ready; ``none`` otherwise. Which node, and when to
+move, is ``routing.Router``'s decision: a node that closes, refuses or stalls (no result
+within a deadline derived from recent round trips) is replaced by the next best at once,
+the next frame runs locally meanwhile, and a recovered node is found again by probing.
+
+This module glues the jobs together; each job has its module: the current node link
+(``node_link.py``) and what its messages mean (``node_events.py``), planned moves
+(``handover.py``), probes (``probes.py``), frame planning and encoding (``frames.py``),
+the in-browser engine (``local_path.py``), which results are drawn (``overlay.py``),
+stream tokens (``token_refresh.py``) and what the page shows (``page_status.py``, worded
+by ``view.py``).
+
+Runs unchanged under CPython in tests: JS buffers are accepted through ``to_bytes()``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import replace
+from typing import Any
+
+from .dashboard import Dashboard
+from .encoding import EncodingSettings
+from .frames import Frames
+from .handover import Handover
+from .local import LocalEngine
+from .local_path import LocalPath
+from .model_card import ModelCard
+from .node_events import on_node_message
+from .node_link import (
+    STALL_FACTOR,
+    STALL_MAX_MS,
+    STALL_MIN_MS,
+    NodeLink,
+    stall_deadline_ms,
+)
+from .overlay import BOXES_EXPIRE_MS, Overlay
+from .page_config import PageConfig
+from .page_events import (
+    Buffer,
+    FrameGrabbed,
+    NodeList,
+    PageEvent,
+    ProbeFailed,
+    ProbeMessage,
+    Reply,
+    SocketClosed,
+    SocketMessage,
+    SocketOpened,
+    TimerFired,
+    TokenFetched,
+    WorkerResult,
+    as_bytes,
+)
+from .page_source import PageSource
+from .page_status import api_state_json, report_json, stats_json, status_json, view_json
+from .probes import Probes
+from .protocol import CLOSE_TRY_AGAIN_LATER, FrameEncoding
+from .routing import Connect, Failure, Fallback, NodeInfo, Router, Switch, usable_nodes
+from .stream import (
+    NodeStream,
+    StreamError,
+)
+from .token_refresh import TokenKeeper, apply_token_response
+from .tracing import PageTraces
+from .transport import (
+    QUIC,
+    WEBSOCKET,
+    WT_READY_DEADLINE_MS,
+    WT_UPGRADE_DEADLINE_MS,
+    TransportChoice,
+    WtOffer,
+    js_constants,
+)
+from .upgrade import RETIRED_SUFFIX, Upgrade
+from .view import refusal_text
+
+__all__ = [
+    "BOXES_EXPIRE_MS",
+    "MAX_TICK_GAP_MS",
+    "STALL_FACTOR",
+    "STALL_MAX_MS",
+    "STALL_MIN_MS",
+    "PageCore",
+    "stall_deadline_ms",
+]
+
+# In Pyodide, stderr (where an unconfigured logger's warnings go) is the console's warning.
+log = logging.getLogger(__name__)
+
+MAX_TICK_GAP_MS = 1000.0  # tick at least this often (next_tick_ms)
+
+
+_LINK_CHANGES = ("connect", "switch", "join", "abandon")
+
+
+# A node's events after which the page's node has changed: routing decides again at once.
+_NODE_CHANGED = frozenset({"ready", "promote", "leave", "fatal", "refused", "access_refused"})
+
+
+def _decides_again(event: PageEvent, commands: list[dict[str, Any]]) -> bool:
+    """Whether routing (``tick``) runs again at once after ``event``, which called for
+    ``commands``: after a socket closed, a node list, a token answer, a probe done (failed,
+    or answered: ``probe_close``), and a node message that changed the page's node."""
+    if isinstance(event, SocketClosed | NodeList | TokenFetched | ProbeFailed):
+        return True
+    if isinstance(event, ProbeMessage):
+        return bool(commands) and commands[0].get("do") == "probe_close"
+    return any(command.get("type") in _NODE_CHANGED for command in commands)
+
+
+class PageCore:
+    """One page's detection logic: node choice and connection, local fallback, what to
+    draw, and the numbers shown in the status line and stats panel."""
+
+    def __init__(self, config_json: str, model_card_json: str) -> None:
+        # The web app's settings for this page, typed and checked once (page_config.py).
+        self.config = config = PageConfig.parse(json.loads(config_json))
+        # Where the page runs (the JS adds "page": location and isSecureContext): an https
+        # page cannot open ws:// nodes, an insecure one has no camera (page_origin.py).
+        self.origin = config.page
+        static, problems = usable_nodes(config.node_urls)
+        static, self._static_refusals = self._reachable(static)
+        self._registry_refusals: list[str] = []  # why listed nodes cannot be used here
+        self.static_urls: list[str] = [info.url for info in static]
+        self._warned: set[str] = set()  # each skipped entry is reported once, not every 2 s
+        self._warn(problems)
+        self.max_in_flight = config.max_in_flight
+        self.card = ModelCard.from_json(model_card_json)
+        self.local_path = LocalPath(self.card, config)
+        self.router = Router()
+        self.dashboard = Dashboard()
+        self.frames = Frames(config, self.dashboard)
+        self.overlay = Overlay()
+        self.link = NodeLink()
+        self.route_note = ""  # why the page is where it is, in words
+        self._registry: list[NodeInfo] = []
+        self._node_ids: dict[str, str] = {}  # URL -> registry id, for its own token
+        self._is_started = False
+        self.probes = Probes(self.card.sha256)  # short-lived sockets measuring candidates
+        # What the page shows must be true (issue 18): whether frames come at all, and the
+        # last refusal by a node (who and why), until a node accepts the page.
+        self.source = PageSource(self.origin.is_secure_context)
+        self.is_kiosk = config.kiosk
+        self.refusal = ""
+        # Stream tokens (issue 8): fetched from the web app's token_url, presented in AUTH
+        # and refreshed while streaming; none without a token_url (anonymous streams).
+        self.tokens = TokenKeeper(config.token_url)
+        # Planned moves are make-before-break (issue 10): the page keeps streaming to its
+        # node while the one it moves to connects, and lets the old one answer the frames
+        # it holds before leaving it.
+        self.handover = Handover()
+        # WebTransport (issue 16): per link, where the browser has it and the node offers
+        # it; a QUIC link that fails before its HELLO reopens the node over WebSocket.
+        self.transport = TransportChoice(config.transport)
+        self._ws_again: str | None = None  # a node to reopen over WebSocket at once
+        self._join_ws_again: str | None = None  # a move to go on with over WebSocket
+        # A live WebSocket link moving to QUIC on the same node, make before break: the
+        # QUIC link connects beside it and takes over at its WELCOME (upgrade.py).
+        self.upgrade = Upgrade()
+
+    # -- what other modules hold, under the names tests and benches use ----------------------
+    @property
+    def stream(self) -> NodeStream | None:
+        return self.link.stream
+
+    @property
+    def node_url(self) -> str | None:
+        return self.link.url
+
+    @property
+    def node_name(self) -> str | None:
+        return self.link.name
+
+    @property
+    def node_model(self) -> str | None:
+        return self.link.model
+
+    @property
+    def local(self) -> LocalEngine:
+        return self.local_path.engine
+
+    @property
+    def encoding(self) -> EncodingSettings:
+        return self.frames.settings
+
+    @property
+    def can_encode(self) -> tuple[FrameEncoding, ...]:
+        return self.frames.can_encode
+
+    @property
+    def traces(self) -> PageTraces | None:
+        return self.frames.traces
+
+    # -- the event-driven core (page_events.py) ---------------------------------------------
+    def handle_event(self, event: PageEvent, now_ms: float) -> Reply:
+        """One event from the page -> the commands it calls for, in order, and when the page
+        should next send ``TimerFired``. As app.js does with the per-event methods, the
+        events after which the situation may have changed (``_decides_again``: a socket
+        closed, a node list, a token, a probe done, the page's node changed) also run the
+        routing decision (``tick``)."""
+        commands = self._dispatch(event, now_ms)
+        if _decides_again(event, commands):
+            commands.extend(self._on_timer(now_ms))
+        return Reply(tuple(commands), self.next_tick_ms(now_ms))
+
+    def _events_json(self, event: PageEvent, now_ms: float) -> str:
+        """The per-event methods' answer: the events as JSON, and last ``{"type": "wake"}``
+        when routing should run again at once (the page calls ``tick`` then: the same
+        rule as ``handle``'s)."""
+        events = self._dispatch(event, now_ms)
+        if _decides_again(event, events):
+            events.append({"type": "wake"})
+        return json.dumps(events)
+
+    def _dispatch(self, event: PageEvent, now_ms: float) -> list[dict[str, Any]]:
+        """The one place each event goes in; every per-event method comes through here."""
+        match event:
+            case SocketOpened():
+                return []  # the node speaks first: its HELLO (or a refusal) comes next
+            case SocketClosed(url, code):
+                return self._on_socket_closed(url, code, now_ms)
+            case SocketMessage(url, data):
+                return on_node_message(self, url, data, now_ms)
+            case ProbeMessage(url, data):
+                return self._on_probe_message(url, data, now_ms)
+            case ProbeFailed(url):
+                self.probes.on_failed(self.router, url, now_ms)
+                self._note_unreachable(url)
+                return []
+            case FrameGrabbed():
+                return [{"do": "frame", "to": self.next_action(now_ms)}]
+            case WorkerResult():
+                return self._on_worker_result(event, now_ms)
+            case TimerFired():
+                return self._on_timer(now_ms)
+            case TokenFetched(status, body):
+                events = apply_token_response(
+                    self.tokens, self._streams_with_ids(), status, body, now_ms
+                )
+                return self.link.with_send(events)
+            case NodeList(nodes_json):
+                return self._on_node_list(nodes_json, now_ms)
+        raise AssertionError(f"unhandled page event {event!r}")
+
+    # -- node choice -------------------------------------------------------------------------
+    def update_nodes(self, nodes_json: str, now_ms: float) -> None:
+        """The registry's list (``GET /api/nodes``); static URLs always stay candidates."""
+        self._dispatch(NodeList(nodes_json), now_ms)
+
+    def _on_node_list(self, nodes_json: str, now_ms: float) -> list[dict[str, Any]]:
+        entries = json.loads(nodes_json)
+        nodes = entries.get("nodes", entries) if isinstance(entries, dict) else entries
+        if not isinstance(nodes, list):
+            raise ValueError(f"expected a list of nodes, got {type(nodes).__name__}")
+        registry, problems = usable_nodes(nodes)
+        self._registry, self._registry_refusals = self._reachable(registry)
+        self._node_ids = {info.url: info.id for info in self._registry if info.id}
+        self.tokens.want(list(self._node_ids.values()))  # their tokens before a failover
+        for info in self._registry:
+            # a registered node announced its own offer; a configured (static) URL's entry
+            # knows none, and must not erase what its WELCOME said
+            if info.id:
+                self.transport.learn(info.url, info.wt_port, info.wt_cert_sha256)
+        self._warn(problems)
+        self._update_candidates(now_ms)
+        return []
+
+    def _reachable(self, nodes: list[NodeInfo]) -> tuple[list[NodeInfo], list[str]]:
+        """The nodes this page's origin may open, and why each other one is not used."""
+        usable: list[NodeInfo] = []
+        refusals: list[str] = []
+        for info in nodes:
+            problem = self.origin.node_url_problem(info.url)
+            if problem is None:
+                usable.append(info)
+            else:
+                refusals.append(problem)
+        return usable, refusals
+
+    def security_problem(self) -> str:
+        """What the page's origin keeps it from doing, in words; '' when nothing does."""
+        insecure = self.origin.insecure_context_problem()
+        refusals = list(dict.fromkeys([*self._static_refusals, *self._registry_refusals]))
+        shown = refusals[:3]  # a few say it all; a list of a thousand would not
+        if len(refusals) > len(shown):
+            shown.append(f"({len(refusals) - len(shown)} more ws:// nodes not used.)")
+        return " ".join([*([insecure] if insecure else []), *shown])
+
+    def sha256_hex(self, data: Buffer) -> str:
+        """SHA-256 of the downloaded model, for pages where ``crypto.subtle`` is missing
+        (any insecure context): the local engine still checks what it runs."""
+        return hashlib.sha256(as_bytes(data)).hexdigest()
+
+    def _warn(self, problems: list[str]) -> None:
+        for problem in problems:
+            if problem not in self._warned and len(self._warned) < 1000:
+                self._warned.add(problem)
+                log.warning("%s", problem)
+
+    def _update_candidates(self, now_ms: float) -> None:
+        listed = {info.url for info in self._registry}
+        extra = [url for url in self.static_urls if url not in listed]
+        self.router.update_candidates([*self._registry, *extra], now_ms)
+
+    def tick(self, now_ms: float) -> str:
+        """What the page should do now, as a JSON list of actions:
+        ``{"do": "connect" | "switch", "url"}``, ``{"do": "abandon", "reason"}``,
+        ``{"do": "probe", "url"}`` (open a probe socket), ``{"do": "ping"}`` (on the
+        current link), ``{"do": "fetch_token", "url"}`` (POST there, hand the answer to
+        ``on_token``)."""
+        return json.dumps(self._dispatch(TimerFired(), now_ms))
+
+    def _on_timer(self, now_ms: float) -> list[dict[str, Any]]:
+        if not self._is_started:
+            self._is_started = True
+            self._update_candidates(now_ms)
+        actions: list[dict[str, Any]] = []
+        if self.tokens.fetch_due(now_ms) and self.tokens.token_url:
+            url = self.tokens.fetch_url()  # before fetching(): which nodes it asks for
+            self.tokens.fetching(now_ms)
+            actions.append({"do": "fetch_token", "url": url})
+        actions.extend(self._quic_fallback(now_ms))
+        if self.node_url is not None and self._is_stalled(now_ms):
+            actions.append({"do": "abandon", "reason": "stalled"})
+            self.lose_node(now_ms, overloaded=False)
+        is_pinging = False
+        for url in self.router.probes_due(now_ms):
+            if url == self.node_url and self.is_node_ready():
+                actions.append({"do": "ping"})
+                is_pinging = True
+            else:  # a candidate, or the node still connecting: its link cannot ping yet
+                actions.append({"do": "probe", "url": url})
+        if self.stream is not None and self.stream.ping_due(now_ms) and not is_pinging:
+            actions.append({"do": "ping"})  # the encoding policy's base round trip
+        actions.extend(self._handover_actions(now_ms))  # after probes_due() expired pings
+        if self.node_url is not None and self.node_url not in (
+            self.router.current,
+            self.router.pending,
+        ):
+            # The router counts this node as failed (a ping or the connection timed out, a
+            # probe failed): leave it too, rather than stream to it until a reconnect.
+            actions.append({"do": "abandon", "reason": "timed out"})
+            self.drop_stream()
+        if self.node_url is None and self.router.current is not None:
+            # A switch failed before its HELLO. The page left the old node's socket at once
+            # (no make-before-break), but the router still counts it as current: go back.
+            url = self.router.current
+            self.route_note = f"back to {url}: the node switched to did not answer"
+            actions.append(self._open_link("connect", url, now_ms))
+            return actions
+        self.router.local_ready = self.local.is_ready
+        decision = self.router.decide(now_ms)
+        if isinstance(decision, Connect):
+            self.route_note = decision.reason
+            actions.append(self._open_link("connect", decision.url, now_ms))
+        elif isinstance(decision, Switch) and self.is_node_ready():
+            # Make before break: the current link keeps streaming until the new HELLO.
+            offer = self._offer(decision.to_url, now_ms)
+            transport = WEBSOCKET if offer is None else QUIC
+            stream = self._new_stream(decision.to_url, now_ms, transport)
+            self.handover.begin(decision.to_url, stream, transport)
+            self.route_note = decision.reason
+            join: dict[str, Any] = {"do": "join", "url": decision.to_url}
+            actions.append(join if offer is None else {**join, **offer.action_fields()})
+        elif isinstance(decision, Switch):  # nothing to keep: the current link is not ready
+            self.route_note = decision.reason
+            actions.append(self._open_link("switch", decision.to_url, now_ms))
+        elif isinstance(decision, Fallback):
+            self.route_note = decision.reason
+            if self.node_url is not None:  # the router left a degraded node: the browser is faster
+                actions = [a for a in actions if a["do"] != "ping"]  # no link left to ping on
+                actions.append({"do": "abandon", "reason": "the browser is faster"})
+                self.drop_stream()
+        if not any(a["do"] in _LINK_CHANGES for a in actions):
+            actions.extend(self._upgrade_actions(now_ms))
+        return actions
+
+    # -- moving a live link to QUIC (issue 16) ----------------------------------------------
+    def _upgrade_actions(self, now_ms: float) -> list[dict[str, Any]]:
+        url = self.node_url
+        if self.upgrade.upgrading is not None:
+            if now_ms < self.upgrade.upgrading.opened_ms + WT_UPGRADE_DEADLINE_MS:
+                return []
+            self.transport.failed(self.upgrade.upgrading.url, now_ms)  # silent: UDP blocked
+            self.upgrade.give_up()
+            return [{"do": "leave_upgrade"}]
+        if (
+            url is None
+            or not self.is_node_ready()
+            or self.link.transport != WEBSOCKET
+            or self.handover.joining is not None
+        ):
+            return []
+        offer = self._offer(url, now_ms, is_upgrade=True)
+        if offer is None:
+            return []
+        self.upgrade.begin(url, self._new_stream(url, now_ms, QUIC), now_ms)
+        return [{"do": "upgrade", "url": url, **offer.action_fields()}]
+
+    def on_upgrade_message(self, url: str, data: Buffer, now_ms: float) -> str:
+        """A message on the QUIC link a live WebSocket link is moving to; a JSON list of
+        events: ``send_upgrade`` (take_upgrade_outgoing until b""), ``upgraded`` (it is
+        the page's link now; the old one drains under ``retired_key`` or is left),
+        ``leave_upgrade`` (it failed: the WebSocket link stays)."""
+        up = self.upgrade.upgrading
+        if up is None or up.url != url or url != self.node_url:
+            return "[]"
+        outcome = self.upgrade.on_data(as_bytes(data), now_ms)
+        if outcome == "failed":
+            self.transport.failed(url, now_ms)
+            return json.dumps([{"type": "leave_upgrade"}])
+        if outcome == "waiting":
+            return json.dumps([{"type": "send_upgrade"}] if up.outbox else [])
+        old = self.link.stream
+        self.link.adopt(url, up.stream, up.outbox, QUIC)
+        key = url + RETIRED_SUFFIX
+        is_draining = old is not None and self.handover.drain(key, old)
+        events: list[dict[str, Any]] = [
+            {"type": "upgraded", "url": url, "retired_key": key, "drain": is_draining}
+        ]
+        if up.outbox:
+            events.append({"type": "send", "url": url})
+        return json.dumps(events)
+
+    def on_upgrade_close(self, url: str, code: int, now_ms: float) -> None:
+        """The QUIC link an upgrade opened closed before it took over."""
+        up = self.upgrade.upgrading
+        if up is not None and up.url == url:
+            self.transport.failed(url, now_ms)
+            self.upgrade.give_up()
+
+    def take_upgrade_outgoing(self) -> bytes:
+        up = self.upgrade.upgrading
+        return up.outbox.pop(0) if up is not None and up.outbox else b""
+
+    def next_tick_ms(self, now_ms: float) -> float:
+        """When the page should call ``tick`` next if nothing else happens: the router's
+        next deadline, the current frame's stall deadline, the draining nodes' ones, and
+        at least every ``MAX_TICK_GAP_MS`` for what keeps no deadline of its own (token
+        refresh, the encoding policy's pings). Events (a message, a close, a probe's
+        answer, a node list) call ``tick`` at once as well; there is no fixed 100 ms tick
+        any more (issue 10: that polling was the largest part of the failover gap)."""
+        times = [self.router.next_due_ms(now_ms), now_ms + MAX_TICK_GAP_MS]
+        stall_ms = stall_deadline_ms(self.dashboard.recent_round_trip_p95_ms(now_ms))
+        for stream in (self.stream, *self.handover.streams()):
+            oldest = stream.oldest_in_flight_ms() if stream is not None else None
+            if oldest is not None:
+                times.append(oldest + stall_ms + 1.0)  # _is_stalled: strictly later
+        if self.link.transport == QUIC and self.node_url is not None and not self.is_node_ready():
+            times.append(self.link.opened_ms + WT_READY_DEADLINE_MS)
+        if self.upgrade.upgrading is not None:
+            times.append(self.upgrade.upgrading.opened_ms + WT_UPGRADE_DEADLINE_MS)
+        return max(now_ms, min(times))
+
+    def _streams_with_ids(self) -> list[tuple[NodeStream, str]]:
+        """The streams a token answer may be for: the current one and one joining, each
+        with its node's registry id ("" for a static node)."""
+        streams = []
+        if self.stream is not None and self.node_url is not None:
+            streams.append((self.stream, self._node_ids.get(self.node_url, "")))
+        joining = self.handover.joining
+        if joining is not None:
+            streams.append((joining.stream, self._node_ids.get(joining.url, "")))
+        return streams
+
+    def _open_link(self, do: str, url: str, now_ms: float) -> dict[str, Any]:
+        """Open the page's link to ``url`` (a connect or a switch), over QUIC when the
+        browser has WebTransport and the node offers it: the action for the JS."""
+        offer = self._offer(url, now_ms)
+        transport = WEBSOCKET if offer is None else QUIC
+        self.upgrade.give_up()  # an upgrade belongs to the link this one replaces
+        self.link.open(url, self._new_stream(url, now_ms, transport), transport, now_ms)
+        action: dict[str, Any] = {"do": do, "url": url}
+        return action if offer is None else {**action, **offer.action_fields()}
+
+    def _offer(self, url: str, now_ms: float, *, is_upgrade: bool = False) -> WtOffer | None:
+        """QUIC for a link to ``url`` (a new one, or the live WebSocket link moving:
+        ``is_upgrade``, measured on that link; transport.py), unless this page sends raw
+        frames only (pinned raw, or a browser with no encoder): those stay on the WebSocket."""
+        if self.frames.settings.mode == "raw" or not self.frames.can_encode:
+            return None
+        if is_upgrade:
+            # a page with K pinned (EDGESIGHT_FRAMES_IN_FLIGHT) measures no loss: it stays
+            policy = None if self.stream is None else self.stream.in_flight_policy
+            is_lossy = policy is not None and policy.is_lossy
+            network_ms = None if policy is None else policy.network_ms(now_ms)
+            offer = self.transport.upgrade_offer(url, is_lossy, network_ms, now_ms)
+        else:
+            offer = self.transport.choose(url, now_ms)
+        # a node listed as wss://{hostname}:PORT/ws: its QUIC URL is on the page's host too
+        return None if offer is None else replace(offer, url=self.origin.fill_host(offer.url))
+
+    def _quic_fallback(self, now_ms: float) -> list[dict[str, Any]]:
+        """A QUIC link without its HELLO in time is left, and a node whose QUIC link
+        failed is reopened over its WebSocket, now; neither counts against the node."""
+        url = self.node_url
+        actions: list[dict[str, Any]] = []
+        if (
+            url is not None
+            and self.link.transport == QUIC
+            and not self.is_node_ready()
+            and now_ms >= self.link.opened_ms + WT_READY_DEADLINE_MS
+        ):
+            actions.append({"do": "abandon", "reason": "QUIC did not answer"})
+            self.transport.failed(url, now_ms)
+            self.drop_stream()
+            self._ws_again = url
+        again, self._ws_again = self._ws_again, None
+        if again is not None and self.node_url is None:
+            self.route_note = f"{again} over WebSocket: QUIC did not get through"
+            actions.append(self._open_link("connect", again, now_ms))
+        join, self._join_ws_again = self._join_ws_again, None
+        if join is not None and self.router.pending == join and self.handover.joining is None:
+            self.handover.begin(join, self._new_stream(join, now_ms), WEBSOCKET)
+            actions.append({"do": "join", "url": join})
+        return actions
+
+    def quic_opening(self, url: str, now_ms: float) -> bytes:
+        """The first message on a new QUIC link to ``url``, b"" for none: the page speaks
+        first there (the node answers with its HELLO, then this PING's PONG, which
+        measures the link's round trip), see quic_framing.py."""
+        up = self.upgrade.upgrading
+        if up is not None and up.url == url:
+            return up.stream.ping(now_ms)
+        joining = self.handover.joining
+        if joining is not None and joining.url == url:
+            return joining.stream.ping(now_ms)
+        if url == self.node_url and self.stream is not None:
+            return self.stream.ping(now_ms)
+        return b""
+
+    def wt_constants(self) -> str:
+        """The framing constants static/wt-link.js moves bytes by, as JSON."""
+        return json.dumps(js_constants())
+
+    def set_webtransport(self, is_available: bool) -> None:
+        """Whether this browser has ``WebTransport`` (the JS says so once, at start)."""
+        self.transport.is_available = bool(is_available)
+
+    def frame_abandoned(self, url: str, head: Buffer, now_ms: float) -> None:
+        """The JS reset a frame's QUIC stream: a newer frame superseded it while it was
+        still uploading (latest frame wins across the wire). ``head``: the frame
+        message's first bytes; the frame will never be answered."""
+        stream = self.stream if url == self.node_url else None
+        if stream is not None:
+            stream.abandon(as_bytes(head), now_ms)
+
+    def _new_stream(self, url: str, now_ms: float, transport: str = WEBSOCKET) -> NodeStream:
+        # A node serving another model than the page's is refused at its HELLO: its class
+        # list and boxes would not mean what the page shows (and the local fallback runs).
+        max_in_flight, in_flight = self.frames.in_flight_for(self.max_in_flight)
+        encoding = self.frames.settings
+        if transport == QUIC and encoding.mode == "auto":
+            # Raw frames stay on WebSockets (docs/benchmarks.md (r): a node's QUIC stack
+            # costs more per 519 KB frame than its inference): compressed on QUIC.
+            encoding = replace(encoding, mode=self.frames.can_encode[0].name.lower())
+        return NodeStream(
+            max_in_flight=max_in_flight,
+            in_flight=in_flight,  # None: K pinned; else adapted to the link (issue 16)
+            expected_sha256=self.card.sha256,
+            encoding=encoding,
+            can_encode=self.frames.can_encode,
+            # a registered node's own token (issue 17); None: AUTH waits for the token
+            token=self.tokens.token_for_auth(now_ms, self._node_ids.get(url, "")),
+        )
+
+    def lose_node(
+        self, now_ms: float, overloaded: bool, kind: Failure = Failure.UNREACHABLE
+    ) -> None:
+        if self.node_url is not None:
+            self.router.record_failure(self.node_url, now_ms, overloaded=overloaded, kind=kind)
+        self.drop_stream()
+
+    def node_label(self, url: str) -> str:
+        """The name the page knows a node by: its HELLO's, the registry's, or its URL."""
+        stream = self.link.stream
+        if url == self.link.url and stream is not None and stream.hello is not None:
+            return stream.hello.node_name
+        return self.router.label(url)
+
+    def drop_stream(self) -> None:
+        self.link.drop()
+        self.upgrade.give_up()  # an upgrade belongs to the link
+
+    # -- planned moves: make before break ----------------------------------------------------
+    def _handover_actions(self, now_ms: float) -> list[dict[str, str]]:
+        """Leave a joining node the router gave up on (no HELLO in time), and old nodes
+        whose last frames are answered or overdue (``handover.py``)."""
+        stall_ms = stall_deadline_ms(self.dashboard.recent_round_trip_p95_ms(now_ms))
+        leave = self.handover.expire(self.router.pending, now_ms, stall_ms)
+        return [{"do": "leave", "url": url} for url in leave]
+
+    def on_close(self, url: str, code: int, now_ms: float) -> None:
+        """The page's node socket for ``url`` closed or failed to open."""
+        self._dispatch(SocketClosed(url, code), now_ms)
+
+    def _on_socket_closed(self, url: str, code: int, now_ms: float) -> list[dict[str, Any]]:
+        joining = self.handover.joining
+        if joining is not None and joining.url == url and joining.transport == QUIC:
+            self.handover.closed(url)  # QUIC did not get through: the node is not to blame
+            self.transport.failed(url, now_ms)
+            self._join_ws_again = url  # the move goes on over its WebSocket
+            return []
+        if url == self.node_url and self.link.transport == QUIC and not self.is_node_ready():
+            self.transport.failed(url, now_ms)
+            self.drop_stream()
+            self._ws_again = url  # the next tick (the JS ticks at once) reopens it
+            return []
+        left = self.handover.closed(url)
+        if left == "joining":  # the move failed; the page stays where it is
+            self.router.record_failure(url, now_ms, overloaded=code == CLOSE_TRY_AGAIN_LATER)
+            return []
+        if left == "draining":
+            return []
+        if url != self.node_url:
+            return []  # a socket the page already left (a switch, a stall)
+        overloaded = code == CLOSE_TRY_AGAIN_LATER
+        if not self.is_node_ready() and not overloaded:
+            self._note_unreachable(url)
+        self.lose_node(now_ms, overloaded=overloaded)
+        return []
+
+    def _note_unreachable(self, url: str) -> None:
+        """A socket to ``url`` failed before any HELLO. While its heartbeats say it runs,
+        and the page has no node, say so: a browser hides a handshake's 403, and a refused
+        origin is the likeliest cause (issue 18)."""
+        if self.is_node_ready() or not self.router.is_heartbeating(url):
+            return
+        self.refusal = refusal_text(
+            self.node_label(url), "origin", origin=self.origin.origin, url=url
+        )
+
+    def is_node_ready(self) -> bool:
+        return self.link.is_ready
+
+    # -- stream tokens (issue 8) ---------------------------------------------------------------
+    def on_token(self, status: int, body: str, now_ms: float) -> str:
+        """The answer to a ``fetch_token`` action (status 0: the request failed); returns
+        a JSON list of events like ``on_message``."""
+        return self._events_json(TokenFetched(status, body), now_ms)
+
+    def take_outgoing(self, url: str = "") -> bytes:
+        """The next message for the node link of ``url`` (default: the current one), b""
+        when there is none."""
+        outbox = self.handover.outbox(url)
+        if outbox is None:
+            outbox = self.link.outbox
+        return outbox.pop(0) if outbox else b""
+
+    def _is_stalled(self, now_ms: float) -> bool:
+        deadline = stall_deadline_ms(self.dashboard.recent_round_trip_p95_ms(now_ms))
+        return self.link.is_stalled(now_ms, deadline)
+
+    # -- probes: short-lived sockets to candidates ------------------------------------------
+    def on_probe_message(self, url: str, data: Buffer, now_ms: float) -> bytes:
+        """A message on a probe socket (``probes.py``): after the HELLO, the PING to send;
+        after the PONG, b"" (close the probe)."""
+        (command,) = self._dispatch(ProbeMessage(url, data), now_ms)
+        reply: bytes = command.get("data", b"")
+        return reply
+
+    def _on_probe_message(self, url: str, data: Buffer, now_ms: float) -> list[dict[str, Any]]:
+        reply = self.probes.on_message(self.router, url, as_bytes(data), now_ms)
+        refused, self.probes.refusal = self.probes.refusal, None
+        if refused is not None and not self.is_node_ready():  # say it while it matters
+            why, name, model = refused
+            self.refusal = refusal_text(
+                name or self.node_label(url), why, model=model, page_model=self.card.name
+            )
+        if reply:
+            return [{"do": "probe_send", "url": url, "data": reply}]
+        return [{"do": "probe_close", "url": url}]
+
+    def on_probe_failed(self, url: str, now_ms: float) -> None:
+        """The probe socket failed or closed before its PONG."""
+        self._dispatch(ProbeFailed(url), now_ms)
+
+    # -- which path the next frame takes ----------------------------------------------------
+    @property
+    def mode(self) -> str:
+        if self.is_node_ready():
+            return "node"
+        if self.local.is_ready:
+            return "local"
+        return "none"
+
+    def next_action(self, now_ms: float | None = None) -> str:
+        """'node' or 'local' if the next camera frame should go there now, else 'wait'.
+        With ``now_ms``, a link at its lowest quality also paces frames (issue 9)."""
+        mode = self.mode
+        if mode == "node":
+            assert self.stream is not None
+            if self.frames.is_paced(self.stream, now_ms):
+                return "wait"
+            return "node" if self.stream.can_send() else "wait"
+        if mode == "local" and self.local.can_run():
+            return "local"
+        return "wait"
+
+    # -- node frames (compressed ones: issue 9; Python decides, the browser's encoder does
+    # the pixels)
+    def _link_stream(self) -> NodeStream:
+        if self.stream is None:
+            raise StreamError("no node connection: wait for next_action() to say 'node'")
+        return self.stream
+
+    def encode_frame(
+        self, rgba: Buffer, width_px: int, height_px: int, capture_ms: float, now_ms: float
+    ) -> bytes:
+        stream = self._link_stream()
+        message = stream.encode_frame(as_bytes(rgba), width_px, height_px, capture_ms, now_ms)
+        self.frames.sent(stream, message, "raw", capture_ms, now_ms, self.link.outbox)
+        return message
+
+    def set_encoders(self, names: str) -> None:
+        """What this browser's canvas can encode: a comma-separated list of 'jpeg' and
+        'webp'. Streams opened from now on offer them to their nodes."""
+        self.frames.set_encoders(names)
+
+    def plan_frame(self, width_px: int, height_px: int, now_ms: float) -> str:
+        """How the next frame goes, as JSON ``{"encoding": "raw" | "jpeg" | "webp",
+        "quality", "width", "height"}``. For raw, call ``encode_frame`` with its pixels;
+        otherwise draw the frame at width x height, encode it at quality (0..1) and call
+        ``encode_image`` with the bytes."""
+        return self.frames.plan(self._link_stream(), width_px, height_px, now_ms)
+
+    def encode_image(
+        self, data: Buffer, width_px: int, height_px: int, capture_ms: float, now_ms: float
+    ) -> bytes:
+        """The IMAGE message for a picture encoded as ``plan_frame`` said; ``width_px`` and
+        ``height_px`` are the camera frame's size."""
+        stream = self._link_stream()
+        message = stream.encode_image(as_bytes(data), width_px, height_px, capture_ms, now_ms)
+        encoding = stream.encoding.encoding.name.lower()
+        self.frames.sent(stream, message, encoding, capture_ms, now_ms, self.link.outbox)
+        return message
+
+    def frame_sent(self, now_ms: float) -> None:
+        """The page handed the last node frame to its socket at ``now_ms``: round trips
+        count from then, not from before the page's own preprocessing."""
+        if self.stream is not None:
+            self.stream.mark_sent(now_ms)
+
+    def take_trace_report(self, time_origin_ms: float) -> str:
+        """A drawn sampled frame's report for the config's ``trace.url`` (JSON), or ""."""
+        return self.traces.take_report(time_origin_ms) if self.traces is not None else ""
+
+    def ping(self, now_ms: float) -> bytes:
+        if self.stream is None:
+            raise StreamError("no node connection to ping")
+        return self.stream.ping(now_ms)
+
+    def on_message(self, url: str, data: Buffer, now_ms: float) -> str:
+        """Feed one message from the node at ``url``; returns a JSON list of events."""
+        return self._events_json(SocketMessage(url, data), now_ms)
+
+    # -- local frames (local_path.py) ----------------------------------------------------------
+    def local_start(self, is_cross_origin_isolated: bool, hardware_concurrency: int) -> int:
+        """The page starts loading the local engine; returns the Wasm thread count."""
+        return self.local_path.start(is_cross_origin_isolated, hardware_concurrency)
+
+    def local_check_model(self, actual_sha256: str) -> str:
+        """'' when the downloaded model may run, else a message for the page."""
+        return self.local_path.check_model(actual_sha256)
+
+    def local_loaded(self, warmup_ms: float | None = None) -> None:
+        """The worker's session is ready; ``warmup_ms``: its timed warm-up run, the
+        browser's time per frame until real frames measure it (routing.py)."""
+        self.local.loaded()
+        if warmup_ms is not None:
+            self.router.record_local(warmup_ms, 0.0)
+
+    def local_failed(self, reason: str) -> None:
+        self.local.failed(reason)
+
+    # Where the in-browser engine runs (backend_choice.py): the page loads the worker
+    # each step names, reports how it went, and does the next step, until "done".
+    def local_begin(
+        self,
+        is_cross_origin_isolated: bool,
+        hardware_concurrency: int,
+        webgpu_problem: str,
+        now_ms: float,
+    ) -> str:
+        """The page starts its in-browser engine; ``webgpu_problem``: '' when the browser
+        gave a WebGPU adapter, else why not. Returns the first step (JSON)."""
+        self.local_path.begin(is_cross_origin_isolated, hardware_concurrency, webgpu_problem)
+        return self._local_step(self.local_path.choice.next_step(now_ms), now_ms)
+
+    def local_step_loaded(self, key: str, warmup_ms: float, now_ms: float) -> str:
+        """The worker of a "load" step is ready (``warmup_ms``: its timed warm-up)."""
+        self.local_path.choice.loaded(key, warmup_ms, now_ms)
+        return self._local_step(self.local_path.choice.next_step(now_ms), now_ms)
+
+    def local_step_failed(self, key: str, reason: str, is_timeout: bool, now_ms: float) -> str:
+        """The worker of a "load" step failed, or was stopped when its ``budget_ms`` ran out."""
+        self.local_path.choice.failed(key, reason, now_ms, is_timeout=is_timeout)
+        return self._local_step(self.local_path.choice.next_step(now_ms), now_ms)
+
+    def local_lost(self, key: str, reason: str, now_ms: float) -> str:
+        """The worker ``key`` lost its GPU device (or failed a run on it). Returns the step
+        that replaces it ("use" the Wasm standby, or "drop" it and then ``local_next``)."""
+        log.warning("in-browser engine %s stopped: %s", key, reason)
+        return self._local_step(self.local_path.choice.lost(key, reason, now_ms), now_ms)
+
+    def local_next(self, now_ms: float) -> str:
+        """The step after a "use" or "drop" step."""
+        return self._local_step(self.local_path.choice.next_step(now_ms), now_ms)
+
+    def local_run_failed(self, key: str, frame_id: int, message: str, now_ms: float) -> str:
+        """A frame failed in the worker ``key``. On WebGPU that is a lost device in all
+        but name (the page falls back, ``local_lost``); on Wasm only that frame is lost.
+        Returns a step as ``local_lost`` does, or ``{"do": "none"}``."""
+        self.local.forget(frame_id)
+        running = self.local_path.choice.running
+        if running is not None and running.key == key and running.backend == "webgpu":
+            # onnxruntime's message (source paths, error codes) goes to the console only
+            log.warning("frame %d failed on %s: %s", frame_id, key, message[:500])
+            return self.local_lost(key, "a frame failed on the GPU", now_ms)
+        return json.dumps({"do": "none"})
+
+    def local_sample(self, rgba: Buffer, width_px: int, height_px: int) -> bytes:
+        """A camera frame letterboxed for the warm-up of a "load" step."""
+        return self.local_path.sample(as_bytes(rgba), width_px, height_px)
+
+    def _local_step(self, step: dict[str, Any], now_ms: float) -> str:
+        step = self.local_path.apply(step)
+        if step["do"] == "use":
+            self.router.reset_local()
+            if step.get("warmup_ms") is not None:
+                self.router.record_local(float(step["warmup_ms"]), now_ms)
+        return json.dumps(step)
+
+    def local_encode(
+        self, rgba: Buffer, width_px: int, height_px: int, capture_ms: float, now_ms: float
+    ) -> int:
+        """Letterbox a frame for the worker; returns its id. ``local_tensor()`` holds it."""
+        return self.local_path.encode(as_bytes(rgba), width_px, height_px, capture_ms, now_ms)
+
+    def local_tensor(self) -> bytearray:
+        """The tensor of the last ``local_encode`` (reused by the next one: copy it out)."""
+        return self.local_path.tensor
+
+    def local_forget(self, frame_id: int) -> None:
+        self.local.forget(frame_id)
+
+    def on_local_output(
+        self, frame_id: int, boxes: Buffer, scores: Buffer, inference_ms: float, now_ms: float
+    ) -> str:
+        """The worker's output; returns a JSON list of events like ``on_message``."""
+        output = WorkerResult(frame_id, boxes, scores, inference_ms)
+        return self._events_json(output, now_ms)
+
+    def _on_worker_result(self, output: WorkerResult, now_ms: float) -> list[dict[str, Any]]:
+        frame_id = output.frame_id
+        result = self.local_path.on_output(
+            frame_id, as_bytes(output.boxes), as_bytes(output.scores), output.inference_ms, now_ms
+        )
+        if result is None:
+            return []
+        self.dashboard.local_result(now_ms, result.inference_ms)
+        self.router.record_local(result.round_trip_ms, now_ms)
+        event = self.overlay.detections(
+            "local",
+            frame_id,
+            result.boxes,
+            result.capture_ms,
+            round_trip_ms=result.round_trip_ms,
+            queue_ms=0.0,
+            inference_ms=result.inference_ms,
+            post_ms=0.0,
+            batch_size=1,
+        )
+        return [event] if event else []
+
+    # -- what the page shows (page_status.py) --------------------------------------------------
+    def note_preprocess(self, duration_ms: float, now_ms: float) -> None:
+        self.dashboard.preprocessed(now_ms, duration_ms)
+        if self.traces is not None:
+            self.traces.preprocessed(duration_ms, now_ms)
+
+    def note_drawn(self, capture_ms: float, draw_ms: float, now_ms: float) -> None:
+        self.dashboard.drawn_frame(now_ms, capture_ms, draw_ms)
+        if self.traces is not None:
+            self.traces.drawn(capture_ms, draw_ms, now_ms, self.node_url)
+
+    def source_update(self, event: str, kind: str, error_name: str = "") -> None:
+        """What the frame source did: ``event`` "starting" | "live" | "failed" | "ended",
+        ``kind`` "camera" | "file" | "url", ``error_name`` the browser error's name."""
+        self.source.update(event, kind, error_name)
+
+    def source_changed(self, now_ms: float) -> None:
+        """The page switched camera/file: results for frames of the old source, still on
+        their way, are never drawn over the new one."""
+        self.overlay.source_changed(now_ms)
+
+    def view(self, now_ms: float) -> str:
+        """Everything the page shows in words, as JSON (``page_status.view_json``)."""
+        return view_json(self, now_ms)
+
+    def api_state(self, now_ms: float) -> str:
+        """The public page API's state snapshot, as JSON (docs/page-api.md)."""
+        return api_state_json(self, now_ms)
+
+    def status(self, now_ms: float) -> str:
+        """The raw facts behind ``view`` (tests and benchmarks read them)."""
+        return status_json(self, now_ms)
+
+    def report(self, now_ms: float) -> str:
+        """The summary the page POSTs to the web app's report_url (JSON)."""
+        return report_json(self, now_ms)
+
+    def stats(self, now_ms: float) -> str:
+        """p50/p95 per stage over the last seconds, for the stats panel."""
+        return stats_json(self, now_ms)
