@@ -218,7 +218,13 @@ class PageEdge:
         timing, config = self.core.config.timing, self.core.config
         for job in self.schedule.take_due(now):
             if job is Job.NODES:
-                commands.append({"do": "fetch", "what": "nodes", "url": config.registry_url})
+                fetch = {
+                    "do": "fetch",
+                    "what": "nodes",
+                    "url": config.registry_url,
+                    "method": "GET",
+                }
+                commands.append(fetch)
                 self.schedule.at(job, now + timing.registry_poll_ms)
             elif job is Job.REPORT:
                 commands.append(
@@ -261,7 +267,7 @@ class PageEdge:
     def _act(self, action: Command, now_ms: float) -> list[Command]:
         do = action["do"]
         if do == "fetch_token":
-            return [{"do": "fetch", "what": "token", "url": action["url"]}]
+            return [{"do": "fetch", "what": "token", "url": action["url"], "method": "POST"}]
         if do == "ping":
             link = self.sockets.one(Role.LINK)
             if link is None or self.core.stream is None:
@@ -353,7 +359,7 @@ class PageEdge:
         return self._carry(reply.commands, socket, now)
 
     def _socket_close(self, event: _Event) -> list[Command]:
-        socket, now = self._socket(event), event.now_ms
+        socket, code, now = self._socket(event), event.whole("code"), event.now_ms
         if socket is None:
             return []
         self.sockets.forget(socket)
@@ -361,9 +367,9 @@ class PageEdge:
             failed = self.core.handle_event(ProbeFailed(socket.url), now).commands
             return [*self._want_local(), *self._carry(failed, None, now)]
         if socket.role is Role.UPGRADING:
-            self.core.on_upgrade_close(socket.url, event.whole("code"), now)
+            self.core.on_upgrade_close(socket.url, code, now)
             return self._carry(self.core.handle_event(TimerFired(), now).commands, None, now)
-        closed = SocketClosed(socket.key, event.whole("code"))
+        closed = SocketClosed(socket.key, code)
         return [
             *self._want_local(),
             *self._carry(self.core.handle_event(closed, now).commands, socket, now),

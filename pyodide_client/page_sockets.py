@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .transport import QUIC, WEBSOCKET
+from .transport import QUIC, WEBSOCKET, js_constants
 
 __all__ = ["PROBE_GUARD_MS", "Role", "Socket", "SocketBook"]
 
@@ -106,6 +106,7 @@ class SocketBook:
         if transport == QUIC:
             command["wt_url"] = action["wt_url"]
             command["wt_hashes"] = action["wt_hashes"]
+            command["constants"] = js_constants()  # the framing static/wt-link.js moves by
         if role is Role.PROBE:
             command["guard_ms"] = PROBE_GUARD_MS
         return command

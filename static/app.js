@@ -1,12 +1,15 @@
-// The webcam page (and the kiosk): boot Python, start a frame source, stream frames to a
-// node or run them locally, draw results. Every decision (which path a frame takes, when
-// a node counts as stalled, when to reconnect, what a message means, what to draw) is
-// made by the Python BrowserClient; this file wires browser APIs to it.
+// The webcam page (and the kiosk): boot Python, then be its hands. Every event (a socket's
+// message, a camera frame, the timer, a fetch's answer, ...) goes to one entry point,
+// client.handle(event, bytes?), which returns the commands to carry out (open, send and
+// close sockets by id, grab or encode a frame, draw, render, fetch, ...) and when to report
+// the timer next; client.take(blob) hands over the bytes a command names. Every decision
+// (which node, when to move, what a message means, what to draw, every period and retry)
+// is Python's (pyodide_client/page_edge.py; the events and commands: docs/page-core.md).
 
 import { bootPython } from "./python.js";
 import { FrameSource } from "./sources.js";
 import { Overlay, KIOSK_LABEL_CSS_PX, LABEL_CSS_PX } from "./overlay.js";
-import { NodeLink, probe } from "./node-link.js";
+import { NodeLink } from "./node-link.js";
 import { WtLink } from "./wt-link.js";
 import { LocalEngine } from "./local-engine.js";
 import { StatusView } from "./status-view.js";
@@ -24,8 +27,8 @@ const TIMINGS_KEPT = 300;
 
 if (config.kiosk) document.body.classList.add("kiosk");
 if (config.kiosk && config.kiosk_in_view) document.body.classList.add("kiosk-in-view");
-// Every period and retry comes from Python (pyodide_client/page_config.py: PageTiming),
-// through the web app's config, so that it holds before Python has loaded too.
+// Before Python has loaded, the kiosk's reload period comes with the web app's config
+// (pyodide_client/page_config.py: PageTiming); every other period is Python's to schedule.
 const timing = config.timing;
 
 // Boot milestones on the Performance timeline (bench/first_box.py reads them): each marked
@@ -34,42 +37,25 @@ function markOnce(name) {
   if (performance.getEntriesByName(name, "mark").length === 0) performance.mark(name);
 }
 
-function nodeUrl(template) {
-  return template.replace("{hostname}", location.hostname);
-}
-
-// The in-browser engine (model download, hash, worker, warm-up run) waits until the page
-// needs it, so that it does not compete with the first box from a node: the first node
-// result, a node link that closes or fails, or no node connection (open or opening) at a
-// check every timing.local_start_check_ms (issue 18).
-
-// The node list, or null when the web app cannot be reached (a kiosk offline).
-async function fetchListing(url) {
+// A fetch command's answer: [status, body] (status 0: the request failed: offline, or the
+// web app is down; Python keeps what it knows and retries).
+async function fetchText(url, method) {
   try {
-    const response = await fetch(url, { cache: "no-store" });
-    return response.ok ? await response.text() : null;
-  } catch (err) {
-    return null;
-  }
-}
-
-// A stream token: POST to the web app; [status, body] (status 0: the request failed).
-async function requestToken(url) {
-  try {
-    const response = await fetch(url, { method: "POST", credentials: "same-origin", cache: "no-store" });
+    const response = await fetch(url, { method, credentials: "same-origin", cache: "no-store" });
     return [response.status, await response.text()];
   } catch (err) {
-    return [0, ""]; // offline, or the web app is down: Python retries with backoff
+    return [0, ""];
   }
 }
 
 async function main() {
   // Started now, while Python boots (issue 18): the camera, the node list and the first
-  // stream token (Python asks for one at its first tick; this answers that request).
+  // stream token. Python asks for each once it is up; the first ask takes these answers.
   const source = new FrameSource($("video"), $("still"));
-  const earlyCamera = source.useCamera().then(() => null, (err) => err || new Error("camera failed"));
-  const earlyListing = config.registry_url ? fetchListing(config.registry_url) : null;
-  let earlyToken = config.token_url ? { url: config.token_url, answer: requestToken(config.token_url) } : null;
+  let earlyCamera = source.useCamera().then(() => null, (err) => err || new Error("camera failed"));
+  const early = new Map(); // "what url" -> the answer of a fetch made while Python booted
+  if (config.registry_url) early.set(`nodes ${config.registry_url}`, fetchText(config.registry_url, "GET"));
+  if (config.token_url) early.set(`token ${config.token_url}`, fetchText(config.token_url, "POST"));
   let python;
   try {
     python = await bootPython(config, (percent, text) => view.progress(percent, text));
@@ -81,7 +67,7 @@ async function main() {
   }
   const client = python.client;
   const timings = [];
-  const pending = new Map(); // capture_ms -> {preprocess_ms, sent_ms}
+  const pending = new Map(); // capture_ms -> {preprocess_ms, sent_ms, frame}
   const lastBoxes = {}; // per source ("node", "local"): the boxes last drawn
   // Benchmarks and tests read timings and lastBoxes; setting paused stops sending frames.
   view.loaded();
@@ -94,25 +80,172 @@ async function main() {
   const api = new PageApi(client); // the documented API (docs/page-api.md); the rest is internal
   window.edgesight = { api, pyodide: python.pyodide, client, config, timings, lastBoxes, overlay, readies, paused: false };
   window.dispatchEvent(new CustomEvent("edgesight:ready", { detail: { version: api.version } }));
-  let haveNewFrame = false;
 
+  // -- the one entry point ---------------------------------------------------------------
+  // One timer, re-armed to each reply's next_tick_ms. handle() carries out the reply's
+  // commands in order, except those named in `keep`, which it returns (answers the caller
+  // reads: a model check, a digest, a warm-up sample, the next in-browser engine step).
+  let timer = null;
+  function handle(event, data, keep = []) {
+    event.now_ms = performance.now();
+    let reply;
+    try {
+      reply = JSON.parse(client.handle(JSON.stringify(event), data));
+    } finally {
+      clearTimeout(timer); // a failed event (a bug) must not stop the clock
+      const dueMs = reply ? reply.next_tick_ms : performance.now() + 1000;
+      timer = setTimeout(() => handle({ event: "timer" }), Math.max(0, dueMs - performance.now()));
+    }
+    const kept = [];
+    for (const command of reply.commands) {
+      if (keep.includes(command.do)) kept.push(command);
+      else carryOut(command);
+    }
+    return kept;
+  }
+  function pyBytes(proxy) { // a Python bytes object -> a Uint8Array copy
+    const buffer = proxy.getBuffer("u8");
+    try { return buffer.data.slice(); } finally { buffer.release(); proxy.destroy(); }
+  }
+  const take = (blob) => pyBytes(client.take(blob));
+
+  function carryOut(c) {
+    switch (c.do) {
+      case "open": openSocket(c); break;
+      case "send": {
+        const bytes = take(c.blob);
+        const preprocessMs = c.frame ? performance.now() - frameStartMs : 0;
+        const socket = sockets.get(c.socket);
+        if (socket && socket.isOpen) socket.send(bytes);
+        if (c.frame) frameSent(c.frame, preprocessMs);
+        break;
+      }
+      case "close": {
+        const socket = sockets.get(c.socket);
+        sockets.delete(c.socket);
+        if (socket) socket.abandon();
+        break;
+      }
+      case "fetch": {
+        const key = `${c.what} ${c.url}`;
+        const answer = early.get(key) || fetchText(c.url, c.method);
+        early.delete(key); // used once: later requests (polls, refreshes, retries) are Python's
+        answer.then(([status, body]) => handle({ event: "fetched", what: c.what, status, body }));
+        break;
+      }
+      case "post": // what this page's user sees, a sampled frame's trace: losing one is fine
+        fetch(c.url, { method: "POST", headers: { "Content-Type": "application/json" }, body: c.body }).catch(() => {});
+        break;
+      case "grab": grab(c); break;
+      case "local_run": {
+        const tensor = take(c.blob);
+        const preprocessMs = performance.now() - frameStartMs;
+        if (!local.worker) { // a step to use an engine is still queued behind a load
+          handle({ event: "local_run_failed", key: "", id: c.id, message: "no in-browser engine in use yet" });
+          break;
+        }
+        local.run(c.id, tensor);
+        frameSent(c.frame, preprocessMs);
+        break;
+      }
+      case "draw": draw(c); break;
+      case "ready":
+        view.problem("node", "");
+        view.problem("token", "");
+        markOnce("edgesight:node-ready");
+        readies.push({ node: c.name, at_ms: performance.now() }); // tests time switch-backs
+        break;
+      case "warn": console.warn(c.text); break;
+      case "problem": view.problem(c.slot, c.text); break;
+      case "render":
+        view.render(c.view);
+        view.problem("security", c.view.security); // needs https; ws:// nodes an https page cannot use
+        view.problem("camera", c.view.source_problem); // denied, no camera, a file that cannot play
+        view.problem("node", c.view.refusal); // which server refused this page, and why
+        break;
+      case "check_webgpu": webgpuProblem().then((problem) => handle({ event: "webgpu", problem })); break;
+      case "local_step": followLocal(c.step); break;
+      case "camera": startCamera(); break;
+      case "play": playUrl(c.url); break;
+      case "clear_overlay": overlay.clear(); break;
+      case "camera_button": useCameraButton.hidden = !c.is_shown; break;
+      case "dropped": break; // counted by Python
+      default: console.warn(`the page core asked for "${c.do}", which this page does not know`);
+    }
+  }
+
+  // -- sockets: held by the id Python gave each --------------------------------------------
+  const sockets = new Map(); // id -> NodeLink | WtLink
+  function openSocket(c) {
+    const id = c.socket;
+    const isMine = () => sockets.get(id) === opened;
+    const callbacks = {
+      onopen: () => { if (isMine()) handle({ event: "socket_open", socket: id }); },
+      onmessage: (bytes) => { if (isMine()) handle({ event: "socket_message", socket: id }, bytes); },
+      onclose: (code) => {
+        if (!isMine()) return;
+        sockets.delete(id);
+        handle({ event: "socket_close", socket: id, code });
+      },
+    };
+    const opened = c.transport === "QUIC"
+      ? new WtLink(c.wt_url, {
+        ...callbacks,
+        hashes: c.wt_hashes,
+        constants: c.constants,
+        onabandon: (head) => { if (isMine()) handle({ event: "frame_abandoned", socket: id }, head); },
+      })
+      : new NodeLink(c.url, { ...callbacks, guardMs: c.guard_ms || 0 });
+    sockets.set(id, opened);
+  }
+
+  // -- frames ------------------------------------------------------------------------------
+  const encoder = new FrameEncoder();
+  let frameStartMs = 0; // when the page began preparing the frame now on its way
+  source.onframe = () => {
+    if (!window.edgesight.paused && source.ready) handle({ event: "frame", width: source.width, height: source.height });
+  };
+  function grab(c) {
+    if (window.edgesight.paused || !source.ready) {
+      handle({ event: "frame_skipped" });
+      return;
+    }
+    markOnce("edgesight:first-frame");
+    if (c.to === "node" && c.encoding !== "raw") {
+      encodeImage(c);
+      return;
+    }
+    const frame = source.grab();
+    frameStartMs = performance.now();
+    handle({ event: "pixels", width: frame.width, height: frame.height }, frame.data);
+  }
+  // JPEG/WebP: Python chose format, size and quality; the browser's encoder does the pixels.
+  async function encodeImage(c) {
+    frameStartMs = c.capture_ms;
+    let bytes;
+    try {
+      bytes = await encoder.encode(source.element, c.width, c.height, c.encoding, c.quality);
+    } catch (err) {
+      console.warn(`a frame could not be encoded: ${err.message}`);
+      handle({ event: "frame_skipped" });
+      return;
+    }
+    handle({ event: "encoded" }, bytes);
+  }
+  function frameSent(frame, preprocessMs) {
+    pending.set(frame.capture_ms, { preprocess_ms: preprocessMs, sent_ms: performance.now(), frame: { width: frame.width, height: frame.height } });
+    handle({ event: "sent", preprocess_ms: preprocessMs });
+  }
   function draw(event) {
     const resultMs = performance.now();
     const sent = pending.get(event.capture_ms) || {};
     overlay.draw(event.boxes, sent.frame || { width: source.width, height: source.height }, event.in_view, event.expires_ms);
     if (event.boxes.length > 0) markOnce("edgesight:first-box");
-    if (event.source === "node") {
-      markOnce("edgesight:first-result");
-      startLocal(); // loaded before the node can fail
-    }
+    if (event.source === "node") markOnce("edgesight:first-result");
     lastBoxes[event.source] = event.boxes;
     api.published(event.api);
     const drawnMs = performance.now();
-    client.note_drawn(event.capture_ms, drawnMs - resultMs, drawnMs);
-    if (config.trace) { // a sampled frame's own stages, for its trace (issue 12)
-      const report = client.take_trace_report(performance.timeOrigin);
-      if (report) fetch(config.trace.url, { method: "POST", headers: { "Content-Type": "application/json" }, body: report }).catch(() => {});
-    }
+    handle({ event: "drawn", capture_ms: event.capture_ms, draw_ms: drawnMs - resultMs });
     pending.delete(event.capture_ms);
     timings.push({
       frame_id: event.frame_id, mode: event.source, capture_ms: event.capture_ms,
@@ -124,226 +257,22 @@ async function main() {
     for (const key of pending.keys()) if (key < event.capture_ms) pending.delete(key);
   }
 
-  function handle(eventsJson) {
-    for (const event of JSON.parse(eventsJson)) {
-      if (event.type === "wake") wake(); // Python says: decide again now (the node changed)
-      else if (event.type === "detections") draw(event);
-      else if (event.type === "ready") {
-        view.problem("node", "");
-        view.problem("token", "");
-        markOnce("edgesight:node-ready");
-        readies.push({ node: event.node, at_ms: performance.now() }); // tests time switch-backs
-      }
-      else if (event.type === "refused") console.warn(`node refused the stream: ${event.message}`);
-      else if (event.type === "error") console.warn(`node refused a message: ${event.message}`);
-      else if (event.type === "send") flushLink(event.url);
-      else if (event.type === "send_upgrade") flushUpgrade();
-      else if (event.type === "upgraded") { // QUIC took over this node's link (issue 16)
-        const old = link;
-        old.key = event.retired_key; // it answers what it holds under a key of its own
-        if (event.drain) draining.set(old.key, old); else old.abandon();
-        link = upgrading;
-        upgrading = null;
-      } else if (event.type === "leave_upgrade") leaveUpgrade();
-      else if (event.type === "promote") {
-        if (link) draining.set(link.url, link);
-        link = joining;
-        joining = null;
-      } else if (event.type === "leave") leave(event.url);
-      else if (event.type === "access_refused") console.warn(`node refused the stream token: ${event.message}`);
-      else if (event.type === "token_problem") view.problem("token", event.text); // worded by Python
-      else if (event.type === "fatal") { // who refused and why: the view's refusal line
-        console.warn(`node sent something this page cannot use: ${event.message}`);
-        if (link) link.abandon();
-        link = null;
-      }
-    }
-  }
-
-  // -- nodes: Python's tick says when to connect, switch, drop, ping or probe -------------
-  // `link` carries the frames. A planned move opens `joining` beside it (make before
-  // break); on the new node's HELLO Python says "promote", and the old link drains its
-  // last answers until Python says "leave".
-  let link = null;
-  let joining = null;
-  let upgrading = null; // the same node over QUIC, connecting beside `link` (issue 16)
-  const draining = new Map(); // key (url, or a retired WebSocket's) -> NodeLink
-  const isLive = (opened) => opened === link || opened === joining || draining.get(opened.key) === opened;
-  function leaveUpgrade() {
-    if (upgrading) upgrading.abandon();
-    upgrading = null;
-  }
-  function flushUpgrade() {
-    for (;;) {
-      const message = pyBytes(client.take_upgrade_outgoing());
-      if (!message.length) return;
-      if (upgrading && upgrading.isOpen) upgrading.send(message);
-    }
-  }
-  function leave(url) {
-    for (const candidate of [joining, draining.get(url)]) {
-      if (candidate && candidate.key === url) candidate.abandon();
-    }
-    if (joining && joining.url === url) joining = null;
-    draining.delete(url);
-  }
-  function pyBytes(proxy) { // a Python bytes object -> a Uint8Array copy
-    const buffer = proxy.getBuffer("u8");
-    try { return buffer.data.slice(); } finally { buffer.release(); proxy.destroy(); }
-  }
-  // Messages Python wants on the node link (its AUTH, and a fresh one at each token refresh).
-  function flushLink(url) {
-    const target = url && joining && joining.url === url ? joining : link;
-    for (;;) {
-      const message = pyBytes(client.take_outgoing(url || ""));
-      if (!message.length) return;
-      if (target && target.isOpen) target.send(message);
-    }
-  }
-  // Stream tokens: Python says when (first, then at 2/3 of each token's life); JS only asks.
-  async function fetchToken(url) {
-    const early = earlyToken && earlyToken.url === url ? earlyToken.answer : null;
-    earlyToken = null; // used once: later requests (refreshes, retries) are Python's
-    const [status, body] = await (early || requestToken(url));
-    handle(client.on_token(status, body, performance.now())); // ends with "wake"
-    pump();
-  }
-  // Python picks the transport per link (issue 16): QUIC when this browser has WebTransport
-  // and the node offers it, else the WebSocket; the action says which.
-  client.set_webtransport(typeof WebTransport === "function");
-  const wtConstants = JSON.parse(client.wt_constants());
-  function openLink(url, action) {
-    const callbacks = {
-      onmessage: (bytes) => {
-        if (opened === upgrading) {
-          handle(client.on_upgrade_message(url, bytes, performance.now()));
-          pump();
-          return;
-        }
-        if (!isLive(opened)) return;
-        handle(client.on_message(opened.key, bytes, performance.now()));
-        pump();
-      },
-      onclose: (code) => {
-        if (opened === upgrading) {
-          upgrading = null;
-          client.on_upgrade_close(url, code, performance.now());
-          wake();
-          return;
-        }
-        if (!isLive(opened)) return;
-        if (link === opened) link = null;
-        if (joining === opened) joining = null;
-        if (draining.get(opened.key) === opened) draining.delete(opened.key);
-        startLocal(); // a node failed: in-browser detection may be needed next
-        client.on_close(opened.key, code, performance.now());
-        tickNow(); // fail over now
-        pump();
-      },
-    };
-    const opened = action.transport === "QUIC"
-      ? new WtLink(action.wt_url, {
-        ...callbacks,
-        hashes: action.wt_hashes,
-        constants: wtConstants,
-        onopen: () => { // the page speaks first on QUIC
-          if (!isLive(opened) && opened !== upgrading) return;
-          const first = pyBytes(client.quic_opening(url, performance.now()));
-          if (first.length) opened.send(first);
-        },
-        onabandon: (head) => { if (opened === link) client.frame_abandoned(url, head, performance.now()); },
-      })
-      : new NodeLink(nodeUrl(url), callbacks);
-    opened.url = url;
-    opened.key = url; // a retired WebSocket link gets a key of its own (issue 16)
-    return opened;
-  }
-  function act(actions) {
-    for (const action of JSON.parse(actions)) {
-      if (action.do === "connect" || action.do === "switch") {
-        leaveUpgrade();
-        if (link) link.abandon();
-        if (joining) joining.abandon();
-        joining = null;
-        link = openLink(action.url, action);
-      } else if (action.do === "join") {
-        if (joining) joining.abandon();
-        joining = openLink(action.url, action);
-      } else if (action.do === "leave") {
-        leave(action.url);
-      } else if (action.do === "upgrade") {
-        leaveUpgrade();
-        upgrading = openLink(action.url, action);
-      } else if (action.do === "leave_upgrade") {
-        leaveUpgrade();
-      } else if (action.do === "abandon") {
-        if (link) link.abandon();
-        link = null;
-        leaveUpgrade(); // an upgrade belongs to the link
-        pump();
-      } else if (action.do === "fetch_token") {
-        fetchToken(action.url);
-      } else if (action.do === "ping") {
-        if (link && link.isOpen) link.send(pyBytes(client.ping(performance.now())));
-      } else if (action.do === "probe") {
-        probe(nodeUrl(action.url), {
-          onmessage: (bytes) => {
-            const reply = pyBytes(client.on_probe_message(action.url, bytes, performance.now()));
-            if (!reply.length) wake(); // a probe answered (or failed): decide again now
-            return reply;
-          },
-          onfail: () => { startLocal(); client.on_probe_failed(action.url, performance.now()); wake(); },
-        });
-      }
-    }
-  }
-  async function refreshNodes(early = null) {
-    // null: the web app is unreachable (a kiosk offline): keep the nodes already known
-    const listing = await (early || fetchListing(config.registry_url));
-    if (listing === null) return;
-    try {
-      client.update_nodes(listing, performance.now());
-      wake();
-    } catch (err) {
-      console.warn(`the node list could not be used: ${err.message}`);
-    }
-  }
-  // No fixed tick: Python says when it next needs one (client.next_tick_ms), and what
-  // happens (a socket closing, a probe answering, a node list, a token) wakes it at once.
-  let tickTimer = null;
-  function tickNow() {
-    clearTimeout(tickTimer);
-    act(client.tick(performance.now()));
-    const now = performance.now();
-    tickTimer = setTimeout(tickNow, Math.max(0, client.next_tick_ms(now) - now));
-  }
-  function wake() {
-    clearTimeout(tickTimer);
-    tickTimer = setTimeout(tickNow, 0);
-  }
-  tickNow();
-  if (config.registry_url) { refreshNodes(earlyListing); setInterval(refreshNodes, timing.registry_poll_ms); }
-  if (config.report_url) {
-    // What this page's user sees, for the operator's dashboards (issue 12); losing one is fine.
-    setInterval(() => {
-      fetch(config.report_url, { method: "POST", headers: { "Content-Type": "application/json" }, body: client.report(performance.now()) })
-        .catch(() => {});
-    }, timing.report_period_ms);
-  }
-
-  // -- local fallback -----------------------------------------------------------------------
-  // Which backend (WebGPU or Wasm) and how many Wasm threads: Python's steps
-  // (pyodide_client/backend_choice.py), each a worker to load and time, or one to use.
+  // -- the in-browser engine: Python's steps (pyodide_client/backend_choice.py), each a
+  // worker to load and time, or one to use; run one after another, never two loads at once.
   const local = new LocalEngine({
     onoutput: ({ id, boxes, scores, ms }) => {
-      handle(client.on_local_output(id, new Uint8Array(boxes.buffer), new Uint8Array(scores.buffer), ms, performance.now()));
-      pump();
+      const boxBytes = new Uint8Array(boxes.buffer, boxes.byteOffset, boxes.byteLength);
+      const scoreBytes = new Uint8Array(scores.buffer, scores.byteOffset, scores.byteLength);
+      const both = new Uint8Array(boxBytes.length + scoreBytes.length);
+      both.set(boxBytes);
+      both.set(scoreBytes, boxBytes.length);
+      handle({ event: "local_output", id, inference_ms: ms, boxes_bytes: boxBytes.length }, both);
     },
     onerror: ({ id, key, message }) => {
       console.warn(`local inference failed: ${message}`);
-      if (id !== null) followLocal(client.local_run_failed(key, id, message, performance.now()));
+      if (id !== null) handle({ event: "local_run_failed", key, id, message });
     },
-    onlost: ({ key, message }) => followLocal(client.local_lost(key, message, performance.now())),
+    onlost: ({ key, message }) => handle({ event: "local_lost", key, message }),
   });
   window.edgesight.local = local; // tests: local.loseDevice()
   async function webgpuProblem() { // '' when this browser gives a WebGPU adapter
@@ -357,190 +286,102 @@ async function main() {
   function sampleFrame() { // a real frame for the warm-up, when the camera has one yet
     if (!source.ready) return null;
     const frame = source.grab();
-    return pyBytes(client.local_sample(frame.data, frame.width, frame.height));
+    const [answer] = handle({ event: "sample", width: frame.width, height: frame.height }, frame.data, ["sample"]);
+    return take(answer.blob);
   }
-  let localSteps = Promise.resolve();
-  function followLocal(stepJson) { // steps run one after another, never two loads at once
-    localSteps = localSteps.then(() => driveLocal(JSON.parse(stepJson))).catch((err) => {
+  const localQueue = [];
+  let isLocalBusy = false;
+  function followLocal(step) {
+    localQueue.push(step);
+    if (!isLocalBusy) runLocalSteps();
+  }
+  async function runLocalSteps() { // a "use" or "drop" step runs at once when none is loading
+    isLocalBusy = true;
+    try {
+      while (localQueue.length) await driveLocal(localQueue.shift());
+    } catch (err) {
       console.error(err); // a bug, not the browser: say so, and keep later steps running
       view.problem("local", `Local detection stopped: ${err.message}`);
-    });
+      localQueue.length = 0;
+    } finally {
+      isLocalBusy = false;
+    }
+  }
+  function nextStep(event) { // the step Python answers an event of this engine with
+    const [answer] = handle(event, undefined, ["local_step"]);
+    return answer ? answer.step : null;
   }
   async function driveLocal(step) {
-    for (;;) {
+    while (step) {
       if (step.do === "load") {
         const entry = config.model[step.model] || config.model.local;
-        let next;
+        let event;
         try {
           const model = await local.fetchModel({
-            modelUrl: entry.url, checkSha256: (hex) => client.local_check_model(hex),
-            sha256: (bytes) => client.sha256_hex(bytes), // where crypto.subtle is missing (http)
+            modelUrl: entry.url,
+            checkSha256: (hex) => handle({ event: "model_digest", sha256: hex }, undefined, ["model_check"])[0].refusal,
+            // where crypto.subtle is missing (http)
+            sha256: (bytes) => handle({ event: "digest" }, bytes, ["digest"])[0].sha256,
             idleMs: step.budget_ms,
           });
           const { warmupMs } = await local.load(step.key, {
             backend: step.backend, ortUrl: config.ort_url, model, threads: step.threads,
             io: entry.io, timedRuns: step.timed_runs, sample: sampleFrame(), budgetMs: step.budget_ms,
           });
-          next = client.local_step_loaded(step.key, warmupMs, performance.now());
+          event = { event: "local_loaded", key: step.key, warmup_ms: warmupMs };
         } catch (err) {
           if (err.refused) {
             view.problem("local", err.message);
             return;
           }
           console.warn(`in-browser engine ${step.key}: ${err.message}`);
-          next = client.local_step_failed(step.key, err.message, err.timedOut === true, performance.now());
+          event = { event: "local_failed", key: step.key, message: err.message, timed_out: err.timedOut === true };
         }
-        step = JSON.parse(next);
+        step = nextStep(event);
       } else if (step.do === "use") {
         local.use(step.key);
         markOnce("edgesight:local-ready");
         for (const key of step.drop) local.drop(key);
         view.problem("local", "");
-        pump();
-        step = JSON.parse(client.local_next(performance.now()));
+        step = nextStep({ event: "local_next" });
       } else if (step.do === "drop") {
         for (const key of step.keys) local.drop(key);
-        step = JSON.parse(client.local_next(performance.now()));
+        step = nextStep({ event: "local_next" });
       } else {
         if (step.do === "fail") view.problem("local", step.message);
         return;
       }
     }
   }
-  let localStarted = false;
-  async function startLocal() {
-    if (localStarted) return;
-    localStarted = true;
-    const problem = await webgpuProblem();
-    followLocal(client.local_begin(self.crossOriginIsolated === true, navigator.hardwareConcurrency || 1, problem, performance.now()));
-  }
 
-  // -- frames ------------------------------------------------------------------------------
-  const encoder = new FrameEncoder();
-  let isEncoding = false; // a compressed frame is being encoded: one at a time
-  supportedEncoders().then((names) => client.set_encoders(names));
-
-  // JPEG/WebP: Python chose format, size and quality; the browser's encoder does the pixels.
-  async function sendImage(plan, width, height, captureMs, encodeStart) {
-    isEncoding = true;
-    const sentOn = link;
-    try {
-      const bytes = await encoder.encode(source.element, plan.width, plan.height, plan.encoding, plan.quality);
-      if (link !== sentOn || !link.isOpen) return; // the node changed while encoding
-      const message = client.encode_image(bytes, width, height, captureMs, performance.now());
-      const buffer = message.getBuffer("u8");
-      const preprocessMs = performance.now() - encodeStart;
-      if (config.trace) flushLink(); // a sampled frame's TRACE goes just before it (issue 12)
-      try { link.send(buffer.data); } finally { buffer.release(); message.destroy(); }
-      pending.set(captureMs, { preprocess_ms: preprocessMs, sent_ms: performance.now(), frame: { width, height } });
-      client.note_preprocess(preprocessMs, performance.now());
-    } catch (err) {
-      console.warn(`a frame could not be encoded: ${err.message}`);
-    } finally {
-      isEncoding = false;
-    }
-    pump();
-  }
-
-  function pump() {
-    if (!haveNewFrame || !source.ready || window.edgesight.paused || isEncoding) return;
-    const action = client.next_action(performance.now());
-    if (action === "wait") return;
-    haveNewFrame = false;
-    const captureMs = performance.now();
-    markOnce("edgesight:first-frame");
-    if (action === "node") {
-      if (!link || !link.isOpen) return;
-      const plan = JSON.parse(client.plan_frame(source.width, source.height, captureMs));
-      if (plan.encoding !== "raw") {
-        sendImage(plan, source.width, source.height, captureMs, captureMs);
-        return;
-      }
-    }
-    const frame = source.grab();
-    const size = { width: frame.width, height: frame.height };
-    const encodeStart = performance.now();
-    if (action === "node") {
-      const message = client.encode_frame(frame.data, frame.width, frame.height, captureMs, encodeStart);
-      const buffer = message.getBuffer("u8");
-      const preprocessMs = performance.now() - encodeStart;
-      if (config.trace) flushLink(); // a sampled frame's TRACE goes just before it (issue 12)
-      try { link.send(buffer.data); } finally { buffer.release(); message.destroy(); }  // send() copies
-      client.frame_sent(performance.now());
-      pending.set(captureMs, { preprocess_ms: preprocessMs, sent_ms: performance.now(), frame: size });
-      client.note_preprocess(preprocessMs, performance.now());
-    } else {
-      const id = client.local_encode(frame.data, frame.width, frame.height, captureMs, encodeStart);
-      const tensorProxy = client.local_tensor();
-      const view8 = tensorProxy.getBuffer("u8");
-      const tensor = view8.data.slice();
-      view8.release(); tensorProxy.destroy();
-      const preprocessMs = performance.now() - encodeStart;
-      local.run(id, tensor);
-      pending.set(captureMs, { preprocess_ms: preprocessMs, sent_ms: performance.now(), frame: size });
-      client.note_preprocess(preprocessMs, performance.now());
-    }
-  }
-  source.onframe = () => { haveNewFrame = true; pump(); };
-
-  // The camera is wanted until the user picks a file; "Use the camera again" wants it back.
-  // A kiosk retries every failure (even a denied camera: nobody is there to click) and,
-  // when configured (EDGESIGHT_KIOSK_SOURCE), loops a video or image meanwhile.
-  let wantCamera = true;
-  let cameraRetry = null;
+  // -- the frame source: the camera until the user picks a file; Python says when to ask
+  // for the camera (again), and what a failure means.
   const useCameraButton = $("use-camera");
-  function sourceChanged() {
-    overlay.clear();
-    client.source_changed(performance.now());
-  }
-  // What the source does goes to Python, which words the badge and the message (view.py).
-  const reportSource = (event, kind, err) => { client.source_update(event, kind, (err && err.name) || ""); render(); };
-  async function startCamera(early = null) {
-    clearTimeout(cameraRetry);
-    if (!wantCamera) return;
-    if (source.kind === "none") reportSource("starting", "camera"); // a kiosk loop keeps playing
+  const reportSource = (state, kind, err) => handle({ event: "source", state, kind, error: (err && err.name) || "", playing: source.kind });
+  async function startCamera() {
+    reportSource("starting", "camera");
     try {
-      if (early) { // the request made while Python booted
-        const failure = await early;
-        if (failure) throw failure;
-      } else {
-        await source.useCamera();
-      }
+      const attempt = earlyCamera || source.useCamera().then(() => null, (err) => err || new Error("camera failed"));
+      earlyCamera = null; // the request made while Python booted, used once
+      const failure = await attempt;
+      if (failure) throw failure;
       markOnce("edgesight:camera");
-      if (!wantCamera) return; // a file was chosen meanwhile
-      sourceChanged();
       reportSource("live", "camera");
-      useCameraButton.hidden = true;
     } catch (err) {
-      if (!wantCamera) return;
-      const isRefusal = err && (err.name === "NotAllowedError" || err.name === "SecurityError");
-      if (source.kind === "none") reportSource("failed", "camera", err);
-      if (config.kiosk) {
-        if (config.kiosk_source_url && source.kind === "none") await loopKioskSource();
-        cameraRetry = setTimeout(startCamera, timing.kiosk_camera_retry_ms);
-      } else if (!isRefusal) {
-        cameraRetry = setTimeout(startCamera, timing.camera_retry_ms);
-      }
+      reportSource("failed", "camera", err);
     }
   }
-  async function loopKioskSource() {
+  async function playUrl(url) { // a kiosk's configured loop while its camera fails
     try {
-      await source.useUrl(config.kiosk_source_url);
-      sourceChanged();
+      await source.useUrl(url);
       reportSource("live", "url");
     } catch (err) {
       console.warn(`kiosk: the configured source cannot be played: ${err.message}`);
     }
   }
-  source.onended = () => {
-    reportSource("ended", "camera");
-    cameraRetry = setTimeout(startCamera, timing.camera_ended_retry_ms);
-  };
+  source.onended = () => reportSource("ended", "camera");
   async function useFile(file) {
     if (!file) return;
-    wantCamera = false;
-    clearTimeout(cameraRetry);
-    sourceChanged();
     reportSource("starting", "file");
     try {
       await source.useFile(file);
@@ -549,30 +390,16 @@ async function main() {
       console.warn(`the chosen file cannot be played: ${err.message}`);
       reportSource("failed", "file", err);
     }
-    sourceChanged(); // drop boxes of frames grabbed while the file was loading
-    useCameraButton.hidden = false;
   }
-  useCameraButton.addEventListener("click", () => {
-    wantCamera = true;
-    startCamera();
-  });
+  useCameraButton.addEventListener("click", () => handle({ event: "camera_wanted" }));
   wireFilePicking(useFile);
 
-  function render() {
-    const shown = JSON.parse(client.view(performance.now()));
-    view.render(shown);
-    view.problem("security", shown.security); // needs https; ws:// nodes an https page cannot use
-    view.problem("camera", shown.source_problem); // denied, no camera, a file that cannot play
-    view.problem("node", shown.refusal); // which server refused this page, and why
-  }
-  render();
-  setInterval(render, timing.view_poll_ms);
-
-  const localCheck = setInterval(() => {
-    if (localStarted) clearInterval(localCheck);
-    else if (!link && !joining) startLocal();
-  }, timing.local_start_check_ms);
-  await startCamera(earlyCamera);
+  handle({
+    event: "start", webtransport: typeof WebTransport === "function",
+    cross_origin_isolated: self.crossOriginIsolated === true,
+    hardware_concurrency: navigator.hardwareConcurrency || 1, time_origin_ms: performance.timeOrigin,
+  });
+  supportedEncoders().then((names) => handle({ event: "encoders", names }));
   if (config.kiosk) keepAwake();
 }
 

@@ -25,13 +25,13 @@ import pytest
 
 from pyodide_client import page_core as browser_module
 from pyodide_client.browser import BrowserClient
+from pyodide_client.model_card import ModelCard
 from pyodide_client.node_link import (
     STALL_FACTOR,
     STALL_MAX_MS,
     STALL_MIN_MS,
     stall_deadline_ms,
 )
-from pyodide_client.model_card import ModelCard
 from pyodide_client.postprocess import PostprocessSettings
 from pyodide_client.preprocess import Letterbox
 from pyodide_client.protocol import (
