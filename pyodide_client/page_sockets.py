@@ -111,11 +111,12 @@ class SocketBook:
             command["guard_ms"] = PROBE_GUARD_MS
         return command
 
-    def close(self, socket: Socket | None, why: str) -> list[Command]:
+    def close(self, socket: Socket | None, why: str, reason: str = "") -> list[Command]:
         """Leave ``socket`` for good: the JS closes it and reports nothing more of it."""
         if socket is None or self._sockets.pop(socket.id, None) is None:
             return []
-        return [{"do": "close", "socket": socket.id, "why": why, "node": socket.url}]
+        command: Command = {"do": "close", "socket": socket.id, "why": why, "node": socket.url}
+        return [{**command, "reason": reason}] if reason else [command]
 
     def forget(self, socket: Socket) -> None:
         """The JS reported the socket closed: it is gone without a command."""
@@ -143,7 +144,8 @@ class SocketBook:
         if do == "leave_upgrade":
             return self.close(self.one(Role.UPGRADING), do)
         if do == "abandon":  # an upgrade belongs to the link
-            return self.close(self.one(Role.LINK), do) + self.close(self.one(Role.UPGRADING), do)
+            link = self.close(self.one(Role.LINK), do, str(action.get("reason", "")))
+            return link + self.close(self.one(Role.UPGRADING), do)
         if do == "probe":
             return [self.open(Role.PROBE, action)]
         raise ValueError(f"expected a link action, got {do!r}")
