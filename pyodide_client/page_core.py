@@ -86,7 +86,6 @@ from .transport import (
     WT_UPGRADE_DEADLINE_MS,
     TransportChoice,
     WtOffer,
-    js_constants,
 )
 from .upgrade import RETIRED_SUFFIX, Upgrade
 from .view import refusal_text
@@ -215,22 +214,14 @@ class PageCore:
         events after which the situation may have changed (``_decides_again``: a socket
         closed, a node list, a token, a probe done, the page's node changed) also run the
         routing decision (``tick``)."""
-        commands = self._dispatch(event, now_ms)
+        commands = self.dispatch(event, now_ms)
         if _decides_again(event, commands):
             commands.extend(self._on_timer(now_ms))
         return Reply(tuple(commands), self.next_tick_ms(now_ms))
 
-    def _events_json(self, event: PageEvent, now_ms: float) -> str:
-        """The per-event methods' answer: the events as JSON, and last ``{"type": "wake"}``
-        when routing should run again at once (the page calls ``tick`` then: the same
-        rule as ``handle``'s)."""
-        events = self._dispatch(event, now_ms)
-        if _decides_again(event, events):
-            events.append({"type": "wake"})
-        return json.dumps(events)
-
-    def _dispatch(self, event: PageEvent, now_ms: float) -> list[dict[str, Any]]:
-        """The one place each event goes in; every per-event method comes through here."""
+    def dispatch(self, event: PageEvent, now_ms: float) -> list[dict[str, Any]]:
+        """The one place each event goes in: the commands it calls for, without the
+        routing decision ``handle_event`` adds after some."""
         match event:
             case SocketOpened():
                 return []  # the node speaks first: its HELLO (or a refusal) comes next
@@ -260,10 +251,6 @@ class PageCore:
         raise AssertionError(f"unhandled page event {event!r}")
 
     # -- node choice -------------------------------------------------------------------------
-    def update_nodes(self, nodes_json: str, now_ms: float) -> None:
-        """The registry's list (``GET /api/nodes``); static URLs always stay candidates."""
-        self._dispatch(NodeList(nodes_json), now_ms)
-
     def _on_node_list(self, nodes_json: str, now_ms: float) -> list[dict[str, Any]]:
         entries = json.loads(nodes_json)
         nodes = entries.get("nodes", entries) if isinstance(entries, dict) else entries
@@ -318,14 +305,6 @@ class PageCore:
         listed = {info.url for info in self._registry}
         extra = [url for url in self.static_urls if url not in listed]
         self.router.update_candidates([*self._registry, *extra], now_ms)
-
-    def tick(self, now_ms: float) -> str:
-        """What the page should do now, as a JSON list of actions:
-        ``{"do": "connect" | "switch", "url"}``, ``{"do": "abandon", "reason"}``,
-        ``{"do": "probe", "url"}`` (open a probe socket), ``{"do": "ping"}`` (on the
-        current link), ``{"do": "fetch_token", "url"}`` (POST there, hand the answer to
-        ``on_token``)."""
-        return json.dumps(self._dispatch(TimerFired(), now_ms))
 
     def _on_timer(self, now_ms: float) -> list[dict[str, Any]]:
         if not self._is_started:
@@ -546,10 +525,6 @@ class PageCore:
             return self.stream.ping(now_ms)
         return b""
 
-    def wt_constants(self) -> str:
-        """The framing constants static/wt-link.js moves bytes by, as JSON."""
-        return json.dumps(js_constants())
-
     def set_webtransport(self, is_available: bool) -> None:
         """Whether this browser has ``WebTransport`` (the JS says so once, at start)."""
         self.transport.is_available = bool(is_available)
@@ -607,10 +582,6 @@ class PageCore:
         leave = self.handover.expire(self.router.pending, now_ms, stall_ms)
         return [{"do": "leave", "url": url} for url in leave]
 
-    def on_close(self, url: str, code: int, now_ms: float) -> None:
-        """The page's node socket for ``url`` closed or failed to open."""
-        self._dispatch(SocketClosed(url, code), now_ms)
-
     def _on_socket_closed(self, url: str, code: int, now_ms: float) -> list[dict[str, Any]]:
         joining = self.handover.joining
         if joining is not None and joining.url == url and joining.transport == QUIC:
@@ -651,11 +622,6 @@ class PageCore:
         return self.link.is_ready
 
     # -- stream tokens (issue 8) ---------------------------------------------------------------
-    def on_token(self, status: int, body: str, now_ms: float) -> str:
-        """The answer to a ``fetch_token`` action (status 0: the request failed); returns
-        a JSON list of events like ``on_message``."""
-        return self._events_json(TokenFetched(status, body), now_ms)
-
     def take_outgoing(self, url: str = "") -> bytes:
         """The next message for the node link of ``url`` (default: the current one), b""
         when there is none."""
@@ -669,13 +635,6 @@ class PageCore:
         return self.link.is_stalled(now_ms, deadline)
 
     # -- probes: short-lived sockets to candidates ------------------------------------------
-    def on_probe_message(self, url: str, data: Buffer, now_ms: float) -> bytes:
-        """A message on a probe socket (``probes.py``): after the HELLO, the PING to send;
-        after the PONG, b"" (close the probe)."""
-        (command,) = self._dispatch(ProbeMessage(url, data), now_ms)
-        reply: bytes = command.get("data", b"")
-        return reply
-
     def _on_probe_message(self, url: str, data: Buffer, now_ms: float) -> list[dict[str, Any]]:
         reply = self.probes.on_message(self.router, url, as_bytes(data), now_ms)
         refused, self.probes.refusal = self.probes.refusal, None
@@ -687,10 +646,6 @@ class PageCore:
         if reply:
             return [{"do": "probe_send", "url": url, "data": reply}]
         return [{"do": "probe_close", "url": url}]
-
-    def on_probe_failed(self, url: str, now_ms: float) -> None:
-        """The probe socket failed or closed before its PONG."""
-        self._dispatch(ProbeFailed(url), now_ms)
 
     # -- which path the next frame takes ----------------------------------------------------
     @property
@@ -766,10 +721,6 @@ class PageCore:
         if self.stream is None:
             raise StreamError("no node connection to ping")
         return self.stream.ping(now_ms)
-
-    def on_message(self, url: str, data: Buffer, now_ms: float) -> str:
-        """Feed one message from the node at ``url``; returns a JSON list of events."""
-        return self._events_json(SocketMessage(url, data), now_ms)
 
     # -- local frames (local_path.py) ----------------------------------------------------------
     def local_start(self, is_cross_origin_isolated: bool, hardware_concurrency: int) -> int:
@@ -860,13 +811,6 @@ class PageCore:
 
     def local_forget(self, frame_id: int) -> None:
         self.local.forget(frame_id)
-
-    def on_local_output(
-        self, frame_id: int, boxes: Buffer, scores: Buffer, inference_ms: float, now_ms: float
-    ) -> str:
-        """The worker's output; returns a JSON list of events like ``on_message``."""
-        output = WorkerResult(frame_id, boxes, scores, inference_ms)
-        return self._events_json(output, now_ms)
 
     def _on_worker_result(self, output: WorkerResult, now_ms: float) -> list[dict[str, Any]]:
         frame_id = output.frame_id

@@ -29,6 +29,7 @@ from gpu_backend.settings import NodeSettings
 from pyodide_client.browser import BrowserClient
 from pyodide_client.encoding import EncodingSettings
 from pyodide_client.node_link import STALL_MAX_MS
+from pyodide_client.page_events import NodeList, SocketClosed, SocketMessage, TimerFired
 from pyodide_client.transport import QUIC, WEBSOCKET
 from tests.cluster.frame_sender import now_ms
 from tests.cluster.wt_sender import PAGE_ORIGIN, WtFrameSender
@@ -176,7 +177,7 @@ class LabPage:
         self._ssl = ssl.create_default_context(cadata=node.ca_pem.decode())
 
     def _feed(self, url: str, data: bytes, send: Any) -> None:
-        events = json.loads(self.client.on_message(url, data, now_ms()))
+        events = self.client.dispatch(SocketMessage(url, data), now_ms())
         if any(event.get("type") == "send" for event in events):
             while message := self.client.take_outgoing(url):
                 send(message)
@@ -193,7 +194,9 @@ class LabPage:
                 while True:
                     self._feed(url, await wt.control(3600.0), wt.send_control)
         except (ConnectionError, OSError):
-            self.client.on_close(url, 1006, now_ms())  # as the JS reports a failed session
+            self.client.dispatch(
+                SocketClosed(url, 1006), now_ms()
+            )  # as the JS reports a failed session
             self.wake.set()
 
     async def _websocket(self, url: str) -> None:
@@ -205,7 +208,7 @@ class LabPage:
                     assert isinstance(data, bytes)
                     self._feed(url, data, lambda m: asyncio.ensure_future(ws.send(m)))
         except OSError:
-            self.client.on_close(url, 1006, now_ms())
+            self.client.dispatch(SocketClosed(url, 1006), now_ms())
             self.wake.set()
 
     def _act(self, action: dict[str, Any], now: float) -> None:
@@ -230,11 +233,11 @@ class LabPage:
             "wt_port": self.node.wt_port,
             "wt_cert_sha256": "",  # CA-signed: the browser trusts the CA
         }
-        self.client.update_nodes(json.dumps([entry]), start)
+        self.client.dispatch(NodeList(json.dumps([entry])), start)
         try:
             while now_ms() < start + limit_s * 1000:
                 now = now_ms()
-                for action in json.loads(self.client.tick(now)):
+                for action in self.client.dispatch(TimerFired(), now):
                     self._act(action, now)
                 if self.client.is_node_ready():
                     view = json.loads(self.client.view(now_ms()))

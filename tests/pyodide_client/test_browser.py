@@ -1,10 +1,12 @@
-"""BrowserClient driven exactly as static/app.js drives it, with a fake clock.
+"""The page core (``page_core.PageCore``, under ``BrowserClient``) driven event by event
+with a fake clock.
 
-JavaScript calls ``tick(now)`` every 100 ms and acts on the JSON it returns, asks
-``next_action()`` per camera frame, and feeds in what node sockets (``on_message`` /
-``on_close``), probe sockets (``on_probe_message`` / ``on_probe_failed``) and the local
-worker (``local_*`` / ``on_local_output``) give it. Node messages here are real protocol
-bytes; the model card is the repository's ``models/nanodet-g-416/model.json``.
+Each event goes to ``dispatch`` (the typed events of ``page_events.py``: the timer, node
+sockets' messages and closes, probe sockets, the node list, tokens, the local worker's
+output), which answers with the commands it calls for, without the routing decision
+``handle_event`` adds after some (test_page_events.py and test_page_edge.py drive those);
+frames go through ``next_action`` / ``encode_frame``. Node messages here are real
+protocol bytes; the model card is the repository's ``models/nanodet-g-416/model.json``.
 
 Routing runs with its default settings: probes every 2 s, a ping unanswered for 2 s is a
 failure, 500 ms at start for the first pings, a first backoff of 500 ms +-20 %, a 10 s
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pyodide_client import page_core as browser_module
+from pyodide_client import page_core
 from pyodide_client.browser import BrowserClient
 from pyodide_client.model_card import ModelCard
 from pyodide_client.node_link import (
@@ -31,6 +33,16 @@ from pyodide_client.node_link import (
     STALL_MAX_MS,
     STALL_MIN_MS,
     stall_deadline_ms,
+)
+from pyodide_client.page_events import (
+    NodeList,
+    ProbeFailed,
+    ProbeMessage,
+    SocketClosed,
+    SocketMessage,
+    TimerFired,
+    TokenFetched,
+    WorkerResult,
 )
 from pyodide_client.postprocess import PostprocessSettings
 from pyodide_client.preprocess import Letterbox
@@ -88,7 +100,6 @@ class JsBuffer:
 
 
 # -- driving the client as app.js does ---------------------------------------------------------
-WAKE = {"type": "wake"}  # last in a reply after which routing runs again at once
 
 
 def make_client(*urls: str, **config: Any) -> BrowserClient:
@@ -136,23 +147,31 @@ def join_handshake(client: BrowserClient, url: str, now_ms: float, node_hello: b
     return receive(client, url, WELCOME.serialize(), now_ms)
 
 
+def probe_reply(client: BrowserClient, url: str, data: bytes | JsBuffer, now_ms: float) -> bytes:
+    """What the page sends on the probe socket for ``url`` after ``data``: its PING after
+    the HELLO, b"" (close the probe) after the PONG or anything else."""
+    (command,) = client.dispatch(ProbeMessage(url, data), now_ms)
+    reply: bytes = command.get("data", b"")
+    return reply
+
+
 def tick(client: BrowserClient, now_ms: float) -> Actions:
-    actions: Actions = json.loads(client.tick(now_ms))
+    actions: Actions = client.dispatch(TimerFired(), now_ms)
     return actions
 
 
 def receive(client: BrowserClient, url: str, data: bytes | JsBuffer, now_ms: float) -> Events:
-    events: Events = json.loads(client.on_message(url, data, now_ms))
+    events: Events = client.dispatch(SocketMessage(url, data), now_ms)
     return events
 
 
 def answer_probe(client: BrowserClient, url: str, now_ms: float, rtt_ms: float) -> None:
     """A probe socket to ``url`` opens: the node says HELLO, the page PINGs, the node PONGs."""
-    ping = parse(client.on_probe_message(url, hello(), now_ms))
+    ping = parse(probe_reply(client, url, hello(), now_ms))
     assert isinstance(ping, Ping)
     assert ping.sent_ms == now_ms
     pong = Pong(ping.nonce, ping.sent_ms).serialize()
-    assert client.on_probe_message(url, pong, now_ms + rtt_ms) == b""
+    assert probe_reply(client, url, pong, now_ms + rtt_ms) == b""
 
 
 def answer_ping_on_link(client: BrowserClient, now_ms: float, rtt_ms: float) -> None:
@@ -185,7 +204,6 @@ def connected(
     events = handshake(client, url, 120.0, welcome=welcome)
     assert events == [
         {"type": "ready", "node": "node-a", "model": CARD.name, "identity": "anonymous"},
-        WAKE,  # the page's node changed: routing decides again at once
     ]
     return 120.0
 
@@ -228,8 +246,8 @@ def status(client: BrowserClient, now_ms: float) -> dict[str, Any]:
 
 
 def test_all_names_exported_exist() -> None:
-    for name in browser_module.__all__:
-        assert hasattr(browser_module, name), name
+    for name in page_core.__all__:
+        assert hasattr(page_core, name), name
 
 
 # -- start-up ----------------------------------------------------------------------------------
@@ -349,7 +367,7 @@ def test_a_result_is_drawn_in_frame_pixels_with_labels_and_timings() -> None:
         {
             "type": "detections",
             "source": "node",
-            "expires_ms": browser_module.BOXES_EXPIRE_MS,
+            "expires_ms": page_core.BOXES_EXPIRE_MS,
             "in_view": [{"label": "cat", "count": 1, "best": 0.875, "text": "cat"}],
             "frame_id": frame_id,
             "capture_ms": 1000.0,
@@ -474,7 +492,7 @@ def test_a_node_breaking_the_protocol_is_fatal_and_failed_over() -> None:
 
     events = receive(client, A, b"ES\x01\x63", 300.0)
 
-    assert [e["type"] for e in events] == ["fatal", "wake"]
+    assert [e["type"] for e in events] == ["fatal"]
     assert events[0]["message"].startswith("node sent an invalid message: unknown message type 99")
     assert client.mode == "none"
     assert tick(client, 400.0) == [{"do": "connect", "url": B}]
@@ -488,7 +506,7 @@ def test_a_hello_for_frames_this_page_cannot_make_is_fatal() -> None:
 
     events = receive(client, A, wrong.serialize(), 600.0)
 
-    assert [e["type"] for e in events] == ["fatal", "wake"]
+    assert [e["type"] for e in events] == ["fatal"]
     assert "this client sends uint8 [3, H, W]" in events[0]["message"]
     assert client.node_url is None
 
@@ -508,7 +526,7 @@ def test_a_late_local_result_is_not_drawn_over_a_newer_node_result() -> None:
 
     node_events = receive(client, A, result(frame_id, 600.0, CAT_INPUT), 640.0)
     boxes, scores = local_outputs()
-    local_events = json.loads(client.on_local_output(local_id, boxes, scores, 300.0, 650.0))
+    local_events = client.dispatch(WorkerResult(local_id, boxes, scores, 300.0), 650.0)
 
     assert [(e["source"], e["capture_ms"]) for e in node_events] == [("node", 600.0)]
     assert local_events == []  # frame captured at 300 ms: older than the one on screen
@@ -520,7 +538,7 @@ def test_a_node_result_older_than_the_drawn_local_one_is_not_drawn() -> None:
     tick(client, 0.0)
     local_id = client.local_encode(RGBA, WIDTH, HEIGHT, capture_ms=300.0, now_ms=300.0)
     boxes, scores = local_outputs()
-    drawn = json.loads(client.on_local_output(local_id, boxes, scores, 40.0, 340.0))
+    drawn = client.dispatch(WorkerResult(local_id, boxes, scores, 40.0), 340.0)
     assert [(e["source"], e["capture_ms"]) for e in drawn] == [("local", 300.0)]
     tick(client, 500.0)
     handshake(client, A, 520.0)
@@ -542,10 +560,10 @@ def test_a_result_from_a_node_the_page_left_is_not_drawn() -> None:
     make_local_ready(client)
     connected(client, {A: 10.0, B: 30.0}, A)
     frame_id = send_frame(client, capture_ms=200.0, now_ms=200.0)
-    client.on_close(A, 1006, 210.0)
+    client.dispatch(SocketClosed(A, 1006), 210.0)
     local_id = client.local_encode(RGBA, WIDTH, HEIGHT, capture_ms=300.0, now_ms=300.0)
     boxes, scores = local_outputs()
-    client.on_local_output(local_id, boxes, scores, 40.0, 340.0)
+    client.dispatch(WorkerResult(local_id, boxes, scores, 40.0), 340.0)
 
     assert receive(client, A, result(frame_id, 200.0, CAT_INPUT), 350.0) == []
 
@@ -557,7 +575,7 @@ def test_a_closed_node_falls_back_to_local_and_the_next_node_takes_over_at_once(
     connected(client, {A: 10.0, B: 30.0}, A)
     send_frame(client, 200.0, 200.0)
 
-    client.on_close(A, 1006, 300.0)
+    client.dispatch(SocketClosed(A, 1006), 300.0)
 
     assert client.mode == "local"
     assert client.next_action() == "local"
@@ -574,7 +592,7 @@ def test_a_closed_node_without_local_means_none() -> None:
     client = make_client(A)
     connected(client, {A: 10.0}, A)
 
-    client.on_close(A, 1006, 300.0)
+    client.dispatch(SocketClosed(A, 1006), 300.0)
 
     assert client.mode == "none"
     assert client.next_action() == "wait"
@@ -585,7 +603,7 @@ def test_a_single_node_is_probed_after_backoff_and_reconnected_when_it_answers()
     make_local_ready(client)
     connected(client, {A: 10.0}, A)
 
-    client.on_close(A, 1006, 1000.0)
+    client.dispatch(SocketClosed(A, 1006), 1000.0)
 
     # The first backoff is 500 ms +-20 %: nothing to do before 1400 ms.
     for now_ms in (1100.0, 1200.0, 1300.0, 1400.0):
@@ -612,7 +630,7 @@ def test_a_single_node_is_probed_after_backoff_and_reconnected_when_it_answers()
 def test_the_probe_action_after_backoff() -> None:
     client = make_client(A)
     connected(client, {A: 10.0}, A)
-    client.on_close(A, 1006, 1000.0)
+    client.dispatch(SocketClosed(A, 1006), 1000.0)
 
     actions = [tick(client, 1000.0 + 100.0 * i) for i in range(1, 8)]
 
@@ -622,10 +640,10 @@ def test_the_probe_action_after_backoff() -> None:
 def test_a_failed_probe_backs_off_longer() -> None:
     client = make_client(A)
     connected(client, {A: 10.0}, A)
-    client.on_close(A, 1006, 1000.0)
+    client.dispatch(SocketClosed(A, 1006), 1000.0)
     probe_at = next(t for t in (1500.0, 1600.0) if tick(client, t))
 
-    client.on_probe_failed(A, probe_at + 50.0)
+    client.dispatch(ProbeFailed(A), probe_at + 50.0)
 
     # The second backoff is 1000 ms +-20 %: no probe for at least 800 ms.
     quiet = [tick(client, probe_at + 100.0 * i) for i in range(1, 9)]
@@ -647,7 +665,7 @@ def test_a_bad_probe_answer_counts_as_a_failure(reply: bytes) -> None:
     client = make_client(A)
 
     tick(client, 0.0)
-    assert client.on_probe_message(A, reply, 10.0) == b""
+    assert probe_reply(client, A, reply, 10.0) == b""
 
     # A failed node needs a probe before it is used: no blind connect (the backoff, 500 ms
     # +-20 %, has not passed yet).
@@ -659,7 +677,7 @@ def test_a_close_of_a_socket_the_page_left_is_ignored() -> None:
     client = make_client(A, B)
     connected(client, {A: 10.0, B: 30.0}, A)
 
-    client.on_close(B, 1006, 300.0)
+    client.dispatch(SocketClosed(B, 1006), 300.0)
 
     assert client.mode == "node"
     assert client.node_url == A
@@ -673,9 +691,11 @@ def test_an_overloaded_error_is_refused_and_the_next_node_taken() -> None:
 
     events = receive(client, A, busy, 300.0)
 
-    assert events == [{"type": "refused", "message": "node-a is at capacity (4 streams)"}, WAKE]
+    assert events == [{"type": "refused", "message": "node-a is at capacity (4 streams)"}]
     assert client.mode == "none"
-    client.on_close(A, CLOSE_TRY_AGAIN_LATER, 310.0)  # the node closes after its ERROR
+    client.dispatch(
+        SocketClosed(A, CLOSE_TRY_AGAIN_LATER), 310.0
+    )  # the node closes after its ERROR
     assert tick(client, 400.0) == [{"do": "connect", "url": B}]
     assert status(client, 400.0)["route"].startswith(f"{A} is at capacity; connecting to {B}")
 
@@ -691,9 +711,9 @@ def test_an_overloaded_error_in_place_of_the_hello_is_a_refusal() -> None:
     busy = Error(ErrorCode.OVERLOADED, "node node-a is at capacity (32 streams); try another")
 
     events = receive(client, A, busy.serialize(), 150.0)
-    client.on_close(A, CLOSE_TRY_AGAIN_LATER, 151.0)
+    client.dispatch(SocketClosed(A, CLOSE_TRY_AGAIN_LATER), 151.0)
 
-    assert events == [{"type": "refused", "message": busy.message}, WAKE]
+    assert events == [{"type": "refused", "message": busy.message}]
     assert tick(client, 200.0) == [{"do": "connect", "url": B}]
     assert status(client, 200.0)["route"].startswith(f"{A} is at capacity; connecting to {B}")
 
@@ -703,7 +723,7 @@ def test_close_1013_cools_the_node_down_instead_of_retrying() -> None:
     make_local_ready(client)
     connected(client, {A: 10.0}, A)
 
-    client.on_close(A, CLOSE_TRY_AGAIN_LATER, 1000.0)
+    client.dispatch(SocketClosed(A, CLOSE_TRY_AGAIN_LATER), 1000.0)
 
     for now_ms in np.arange(1100.0, 11000.0, 100.0):
         assert tick(client, float(now_ms)) == [], now_ms
@@ -719,10 +739,10 @@ def test_close_1013_cools_the_node_down_instead_of_retrying() -> None:
 def test_an_overloaded_probe_cools_the_candidate_down() -> None:
     client = make_client(A)
     tick(client, 0.0)
-    client.on_probe_message(A, hello(), 10.0)
+    probe_reply(client, A, hello(), 10.0)
 
     busy = Error(ErrorCode.OVERLOADED, "full").serialize()
-    assert client.on_probe_message(A, busy, 20.0) == b""
+    assert probe_reply(client, A, busy, 20.0) == b""
 
     assert all(tick(client, t) == [] for t in (500.0, 5000.0, 9900.0))
     assert {"do": "connect", "url": A} in tick(client, 10020.0)
@@ -767,7 +787,7 @@ def test_a_stalled_node_is_abandoned_and_the_next_one_connected_in_the_same_tick
     assert status(client, 1151.0)["route"].startswith(f"{A} failed; connecting to {B}")
     # What the abandoned socket still says is no longer heard.
     assert receive(client, A, result(2, 400.0), 1160.0) == []
-    client.on_close(A, 1006, 1170.0)
+    client.dispatch(SocketClosed(A, 1006), 1170.0)
     assert client.node_url == B
 
 
@@ -842,15 +862,15 @@ def test_a_much_faster_node_is_switched_to_and_the_old_result_ignored(
     held = (send_frame(client, switch_ms + 55.0, switch_ms + 60.0), switch_ms + 55.0)
     # B's HELLO: B becomes current; A keeps its socket until it answered its last frame.
     events = join_handshake(client, B, switch_ms + 80, hello(name="node-b"))
-    assert [e["type"] for e in events] == ["promote", "ready", "wake"]
+    assert [e["type"] for e in events] == ["promote", "ready"]
     assert events[0] == {"type": "promote", "url": B}
     assert client.node_url == B
     assert client.mode == "node"
     assert client.router.current == B
     last = receive(client, A, result(*held), switch_ms + 120)
-    assert [e["type"] for e in last] == ["detections", "leave", "wake"]
-    assert last[-2] == {"type": "leave", "url": A}
-    client.on_close(A, 1000, switch_ms + 130)  # leaving A is no failure
+    assert [e["type"] for e in last] == ["detections", "leave"]
+    assert last[-1] == {"type": "leave", "url": A}
+    client.dispatch(SocketClosed(A, 1000), switch_ms + 130)  # leaving A is no failure
     assert client.node_url == B
 
 
@@ -887,7 +907,7 @@ def test_a_move_whose_new_node_fails_stays_on_the_old_one() -> None:
     client = make_client(A, B)
     switch_ms = switched_to_b(client)
 
-    client.on_close(B, 1006, switch_ms + 50.0)
+    client.dispatch(SocketClosed(B, 1006), switch_ms + 50.0)
 
     assert client.mode == "node"
     assert client.node_url == A
@@ -902,7 +922,7 @@ def test_a_move_whose_new_node_breaks_the_protocol_stays_on_the_old_one() -> Non
 
     events = receive(client, B, b"nonsense", switch_ms + 50.0)
 
-    assert events == [{"type": "leave", "url": B}, WAKE]
+    assert events == [{"type": "leave", "url": B}]
     assert client.mode == "node"
     assert client.node_url == A
 
@@ -1031,7 +1051,7 @@ def test_registry_nodes_and_static_urls_are_candidates_but_not_a_full_node() -> 
         "heartbeat_interval_s": 2,
     }
 
-    client.update_nodes(json.dumps(listing), 0.0)
+    client.dispatch(NodeList(json.dumps(listing)), 0.0)
     actions = tick(client, 0.0)
 
     assert sorted(a["url"] for a in actions if a["do"] == "probe") == sorted([B, S])
@@ -1049,7 +1069,7 @@ def test_a_full_node_is_never_chosen_even_when_fastest() -> None:
         ],
         "heartbeat_interval_s": 2,
     }
-    client.update_nodes(json.dumps(listing), 0.0)
+    client.dispatch(NodeList(json.dumps(listing)), 0.0)
 
     actions = tick(client, 0.0)
     serve(client, actions, 0.0, {A: 1.0, B: 40.0})
@@ -1062,7 +1082,7 @@ def test_a_static_url_the_registry_omits_stays_a_candidate() -> None:
     client = make_client(S)
     listing = {"nodes": [registry_entry("gpu-b", B, 0, 4)], "heartbeat_interval_s": 2}
 
-    client.update_nodes(json.dumps(listing), 0.0)
+    client.dispatch(NodeList(json.dumps(listing)), 0.0)
     actions = tick(client, 0.0)
 
     assert sorted(a["url"] for a in actions) == sorted([B, S])
@@ -1073,7 +1093,7 @@ def test_a_static_url_the_registry_omits_stays_a_candidate() -> None:
 def test_the_registry_list_may_be_a_bare_list() -> None:
     client = make_client()
 
-    client.update_nodes(json.dumps([{"url": A}, {"name": "no url"}]), 0.0)
+    client.dispatch(NodeList(json.dumps([{"url": A}, {"name": "no url"}])), 0.0)
 
     assert tick(client, 0.0) == [{"do": "probe", "url": A}]
 
@@ -1083,7 +1103,7 @@ def test_a_registry_update_keeps_the_current_node() -> None:
     connected(client, {A: 10.0}, A)
     listing = {"nodes": [registry_entry("gpu-a", A, 1, 4), static_entry(A)]}
 
-    client.update_nodes(json.dumps(listing), 200.0)
+    client.dispatch(NodeList(json.dumps(listing)), 200.0)
 
     assert tick(client, 300.0) == []
     assert client.mode == "node"
@@ -1094,15 +1114,15 @@ def test_probe_pings_carry_fresh_nonces() -> None:
     client = make_client(A, B)
     tick(client, 0.0)
 
-    ping_a = parse(client.on_probe_message(A, hello(), 5.0))
-    ping_b = parse(client.on_probe_message(B, JsBuffer(hello()), 6.0))
+    ping_a = parse(probe_reply(client, A, hello(), 5.0))
+    ping_b = parse(probe_reply(client, B, JsBuffer(hello()), 6.0))
 
     assert isinstance(ping_a, Ping)
     assert isinstance(ping_b, Ping)
     assert ping_a.nonce != ping_b.nonce
     # B answering with A's nonce is not B's pong: a failure
-    assert client.on_probe_message(B, Pong(ping_a.nonce, 5.0).serialize(), 9.0) == b""
-    assert client.on_probe_message(A, Pong(ping_a.nonce, 5.0).serialize(), 9.0) == b""
+    assert probe_reply(client, B, Pong(ping_a.nonce, 5.0).serialize(), 9.0) == b""
+    assert probe_reply(client, A, Pong(ping_a.nonce, 5.0).serialize(), 9.0) == b""
     assert tick(client, 100.0) == [{"do": "connect", "url": A}]
 
 
@@ -1177,7 +1197,7 @@ def test_a_node_serving_another_model_is_refused_at_its_hello() -> None:
     # when its HELLO arrives
     events = receive(client, A, hello(sha256=OTHER_SHA), 550.0)
     # then the page refuses it, says why, and does not stream to it
-    assert [event["type"] for event in events] == ["fatal", "wake"]
+    assert [event["type"] for event in events] == ["fatal"]
     assert f"sha256 {OTHER_SHA}" in events[0]["message"]
     assert client.mode == "none"
     assert client.node_url is None
@@ -1249,7 +1269,7 @@ def test_local_output_is_drawn_in_frame_pixels() -> None:
     frame_id = client.local_encode(RGBA, WIDTH, HEIGHT, capture_ms=100.0, now_ms=104.0)
     boxes, scores = local_outputs(score=0.9)
 
-    events = json.loads(client.on_local_output(frame_id, boxes, scores, 60.0, 170.0))
+    events = client.dispatch(WorkerResult(frame_id, boxes, scores, 60.0), 170.0)
 
     (event,) = events
     (box,) = event.pop("boxes")
@@ -1260,7 +1280,7 @@ def test_local_output_is_drawn_in_frame_pixels() -> None:
     assert event == {
         "type": "detections",
         "source": "local",
-        "expires_ms": browser_module.BOXES_EXPIRE_MS,
+        "expires_ms": page_core.BOXES_EXPIRE_MS,
         "frame_id": frame_id,
         "capture_ms": 100.0,
         "round_trip_ms": 66.0,
@@ -1286,8 +1306,8 @@ def test_local_forget_frees_the_slot_and_a_later_output_is_no_event() -> None:
 
     assert client.next_action() == "local"
     boxes, scores = local_outputs()
-    assert client.on_local_output(frame_id, boxes, scores, 10.0, 150.0) == "[]"
-    assert client.on_local_output(404, boxes, scores, 10.0, 150.0) == "[]"
+    assert client.dispatch(WorkerResult(frame_id, boxes, scores, 10.0), 150.0) == []
+    assert client.dispatch(WorkerResult(404, boxes, scores, 10.0), 150.0) == []
 
 
 def test_a_ready_node_takes_frames_over_from_local() -> None:
@@ -1309,10 +1329,10 @@ def test_js_buffers_are_accepted_wherever_bytes_are() -> None:
     client = make_client(A)
     make_local_ready(client)
     tick(client, 0.0)
-    ping = parse(client.on_probe_message(A, JsBuffer(hello()), 5.0))
+    ping = parse(probe_reply(client, A, JsBuffer(hello()), 5.0))
     assert isinstance(ping, Ping)
     pong = JsBuffer(Pong(ping.nonce, ping.sent_ms).serialize())
-    assert client.on_probe_message(A, pong, 15.0) == b""
+    assert probe_reply(client, A, pong, 15.0) == b""
     assert tick(client, 100.0) == [{"do": "connect", "url": A}]
     assert handshake(client, A, 120.0, JsBuffer(hello()))[0]["type"] == "ready"
 
@@ -1322,14 +1342,12 @@ def test_js_buffers_are_accepted_wherever_bytes_are() -> None:
     events = receive(client, A, JsBuffer(result(frame.frame_id, 200.0, CAT_INPUT)), 240.0)
     assert events[0]["boxes"][0]["label"] == "cat"
 
-    client.on_close(A, 1006, 300.0)
+    client.dispatch(SocketClosed(A, 1006), 300.0)
     pixels = JsBuffer(RGBA)
     local_id = client.local_encode(pixels, WIDTH, HEIGHT, 400.0, 400.0)
     assert pixels.copies == 1
     boxes, scores = local_outputs()
-    local = json.loads(
-        client.on_local_output(local_id, JsBuffer(boxes), JsBuffer(scores), 50.0, 460.0)
-    )
+    local = client.dispatch(WorkerResult(local_id, JsBuffer(boxes), JsBuffer(scores), 50.0), 460.0)
     assert [(e["source"], e["boxes"][0]["label"]) for e in local] == [("local", "cat")]
 
 
@@ -1341,8 +1359,8 @@ def test_a_bad_registry_entry_is_skipped_with_one_warning_and_the_good_ones_kept
     listing = json.dumps({"nodes": [{"url": "ws://0:99999/ws"}, {"url": good, "name": "good"}]})
     client = make_client("ws://[::1/ws")
     with caplog.at_level("WARNING", logger="pyodide_client.page_core"):
-        client.update_nodes(listing, 0.0)
-        client.update_nodes(listing, 2000.0)  # the next refresh: no second warning
+        client.dispatch(NodeList(listing), 0.0)
+        client.dispatch(NodeList(listing), 2000.0)  # the next refresh: no second warning
 
     assert client.static_urls == []
     assert {"do": "probe", "url": good} in tick(client, 2000.0)
@@ -1377,12 +1395,12 @@ def test_an_https_page_never_opens_a_ws_node_and_says_why() -> None:
 def test_ws_nodes_from_the_registry_are_refused_on_https_and_the_message_follows_the_list() -> None:
     client = make_client(page=HTTPS_PAGE)
     listing = {"nodes": [registry_entry("gpu-a", A, 0, 4), registry_entry("gpu-b", WSS_A, 0, 4)]}
-    client.update_nodes(json.dumps(listing), 0.0)
+    client.dispatch(NodeList(json.dumps(listing)), 0.0)
 
     assert tick(client, 0.0) == [{"do": "probe", "url": WSS_A}]
     assert A in status(client, 0.0)["security"]
 
-    client.update_nodes(json.dumps({"nodes": [registry_entry("gpu-b", WSS_A, 0, 4)]}), 10.0)
+    client.dispatch(NodeList(json.dumps({"nodes": [registry_entry("gpu-b", WSS_A, 0, 4)]})), 10.0)
     assert status(client, 10.0)["security"] == ""
 
 
@@ -1537,7 +1555,7 @@ def test_the_page_fetches_a_token_first_and_presents_it_in_auth() -> None:
     assert tick(client, 100.0)[-1] == {"do": "connect", "url": A}
     # the HELLO comes before the token: the AUTH waits for it
     assert receive(client, A, hello(), 120.0) == []
-    assert json.loads(client.on_token(200, token_answer("t1"), 130.0)) == [{"type": "send"}, WAKE]
+    assert client.dispatch(TokenFetched(200, token_answer("t1")), 130.0) == [{"type": "send"}]
     assert sent(client) == [Auth("t1", 0b011)]
     events = receive(client, A, Welcome(0b001, 3000, "alice").serialize(), 140.0)
     assert events[0]["identity"] == "alice"
@@ -1549,7 +1567,7 @@ def test_a_refresh_at_two_thirds_of_the_lifetime_keeps_frames_flowing() -> None:
     # given a page streaming with a 3 s token received at t=130 ms
     client = make_client(A, token_url=TOKEN_URL)
     tick(client, 0.0)
-    client.on_token(200, token_answer("t1", expires_in_s=3.0), 10.0)
+    client.dispatch(TokenFetched(200, token_answer("t1", expires_in_s=3.0)), 10.0)
     answer_probe(client, A, 0.0, rtt_ms=10.0)
     tick(client, 100.0)
     assert receive(client, A, hello(), 120.0) == [{"type": "send"}]
@@ -1559,9 +1577,9 @@ def test_a_refresh_at_two_thirds_of_the_lifetime_keeps_frames_flowing() -> None:
     # when 2/3 of the lifetime has passed, the page is told to fetch a new token
     assert fetches(tick(client, 1900.0)) == []
     assert fetches(tick(client, 2020.0)) == [TOKEN_URL]
-    events = json.loads(client.on_token(200, token_answer("t2", expires_in_s=3.0), 2050.0))
+    events = client.dispatch(TokenFetched(200, token_answer("t2", expires_in_s=3.0)), 2050.0)
     # then the new AUTH goes on the open link, and frames keep going meanwhile
-    assert events == [{"type": "send"}, WAKE]
+    assert events == [{"type": "send"}]
     assert sent(client) == [Auth("t2", 0b011)]
     assert receive(client, A, result(frame_id, 1000.0), 2060.0)[0]["type"] == "detections"
     assert receive(client, A, Welcome(0b001, 3000, "alice").serialize(), 2070.0) == [
@@ -1576,13 +1594,12 @@ def test_a_refresh_at_two_thirds_of_the_lifetime_keeps_frames_flowing() -> None:
 def test_an_expired_token_drops_the_stream_without_blame_and_fetches_anew() -> None:
     client = make_client(A, token_url=TOKEN_URL)
     tick(client, 0.0)
-    client.on_token(200, token_answer("t1"), 10.0)
+    client.dispatch(TokenFetched(200, token_answer("t1")), 10.0)
     now_ms = connected_with_token(client)
     expired = Error(ErrorCode.TOKEN_EXPIRED, "token expired 2 s ago").serialize()
     events = receive(client, A, expired, now_ms)
     assert events == [
         {"type": "access_refused", "code": 104, "message": "token expired 2 s ago"},
-        WAKE,
     ]
     assert not client.is_node_ready()
     actions = tick(client, now_ms + 100.0)
@@ -1602,7 +1619,7 @@ def connected_with_token(client: BrowserClient) -> float:
 def test_a_refused_token_is_shown_and_the_node_backed_off() -> None:
     client = make_client(A, token_url=TOKEN_URL)
     tick(client, 0.0)
-    client.on_token(200, token_answer("forged"), 10.0)
+    client.dispatch(TokenFetched(200, token_answer("forged")), 10.0)
     answer_probe(client, A, 0.0, rtt_ms=10.0)
     tick(client, 100.0)
     receive(client, A, hello(), 120.0)
@@ -1611,7 +1628,6 @@ def test_a_refused_token_is_shown_and_the_node_backed_off() -> None:
     events = receive(client, A, refusal, 130.0)
     assert events == [
         {"type": "access_refused", "code": 103, "message": "token signature does not verify"},
-        WAKE,
     ]
     assert client.node_url is None
     assert {"do": "connect", "url": A} not in tick(client, 200.0)  # backoff first
@@ -1623,10 +1639,10 @@ def test_without_sign_in_the_page_says_so_and_tries_anonymously() -> None:
     answer_probe(client, A, 0.0, rtt_ms=10.0)
     tick(client, 100.0)
     assert receive(client, A, hello(), 120.0) == []  # waiting for the token
-    events = json.loads(client.on_token(401, '{"error": "sign in first"}', 130.0))
+    events = client.dispatch(TokenFetched(401, '{"error": "sign in first"}'), 130.0)
     assert events[0]["type"] == "token_problem"
     assert events[0]["needs_sign_in"]
-    assert events[-2:] == [{"type": "send"}, WAKE]
+    assert events[-1:] == [{"type": "send"}]
     assert sent(client) == [Auth("", 0b011)]  # an anonymous node may still take it
     assert "sign in" in status(client, 140.0)["token_problem"]
 
@@ -1730,32 +1746,32 @@ def test_the_page_ticks_when_python_says_not_every_100_ms() -> None:
     connected(client, {A: 10.0}, A)
     send_frame(client, capture_ms=1000.0, now_ms=1000.0)
     due = client.next_tick_ms(1001.0)
-    assert 1001.0 <= due <= 1001.0 + browser_module.MAX_TICK_GAP_MS
+    assert 1001.0 <= due <= 1001.0 + page_core.MAX_TICK_GAP_MS
 
 
 def test_a_frame_in_flight_brings_the_next_tick_to_its_stall_deadline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(browser_module, "MAX_TICK_GAP_MS", 1e9)
+    monkeypatch.setattr(page_core, "MAX_TICK_GAP_MS", 1e9)
     client = make_client(A)
     connected(client, {A: 10.0}, A)
     client.router.settings = replace(client.router.settings, probe_interval_ms=1e9)
     send_frame(client, capture_ms=1000.0, now_ms=1000.0)
     # no round trip measured yet: the longest stall deadline
-    assert client.next_tick_ms(1001.0) == 1000.0 + browser_module.STALL_MAX_MS + 1.0
+    assert client.next_tick_ms(1001.0) == 1000.0 + page_core.STALL_MAX_MS + 1.0
 
 
 # -- every node misses its objective: the browser only when faster (issue 12) -------------------
 def test_every_node_degraded_and_a_faster_browser_leave_the_node_for_the_browser() -> None:
     client = make_client()
     entry = registry_entry("gpu-a", A, streams=0, max_streams=4)
-    client.update_nodes(json.dumps({"nodes": [entry]}), 0.0)
+    client.dispatch(NodeList(json.dumps({"nodes": [entry]})), 0.0)
     serve(client, tick(client, 0.0), 0.0, {A: 10.0})
     assert tick(client, 100.0) == [{"do": "connect", "url": A}]
     handshake(client, A, 120.0)
     make_local_ready(client)
     client.local_loaded(warmup_ms=40.0)  # the worker's timed warm-up run
-    client.update_nodes(json.dumps({"nodes": [{**entry, "degraded": True}]}), 150.0)
+    client.dispatch(NodeList(json.dumps({"nodes": [{**entry, "degraded": True}]})), 150.0)
     now, actions = 200.0, []
     while now < 20_000 and not any(a["do"] == "abandon" for a in actions):
         frame_id = send_frame(client, now, now)
@@ -1778,7 +1794,7 @@ def test_every_node_degraded_and_a_faster_browser_leave_the_node_for_the_browser
 def test_a_degraded_node_stays_while_the_browser_never_ran() -> None:
     client = make_client()
     entry = registry_entry("gpu-a", A, streams=0, max_streams=4, degraded=True)
-    client.update_nodes(json.dumps({"nodes": [entry]}), 0.0)
+    client.dispatch(NodeList(json.dumps({"nodes": [entry]})), 0.0)
     serve(client, tick(client, 0.0), 0.0, {A: 10.0})
     assert tick(client, 100.0) == [{"do": "connect", "url": A}]
     handshake(client, A, 120.0)
@@ -1814,7 +1830,7 @@ def test_a_node_with_another_model_is_named_with_both_models() -> None:
 def test_a_refused_token_says_which_server_refused_it_and_why() -> None:
     client = make_client(A, token_url=TOKEN_URL)
     tick(client, 0.0)
-    client.on_token(200, token_answer("forged"), 10.0)
+    client.dispatch(TokenFetched(200, token_answer("forged")), 10.0)
     answer_probe(client, A, 0.0, rtt_ms=10.0)
     tick(client, 100.0)
     receive(client, A, hello(), 120.0)
@@ -1838,7 +1854,7 @@ def test_an_overloaded_node_is_named_and_the_refusal_clears_on_the_next_hello() 
     tick(client, 100.0)
     busy = Error(ErrorCode.OVERLOADED, "node node-a is at capacity (32 streams); try another")
     receive(client, A, busy.serialize(), 150.0)
-    client.on_close(A, CLOSE_TRY_AGAIN_LATER, 151.0)
+    client.dispatch(SocketClosed(A, CLOSE_TRY_AGAIN_LATER), 151.0)
     assert refusal(client, 160.0).startswith(f"Server {A} is at capacity")
     assert tick(client, 200.0) == [{"do": "connect", "url": B}]
     handshake(client, B, 220.0)
@@ -1850,12 +1866,12 @@ def test_a_listed_running_node_that_closes_before_its_hello_is_said_to_refuse_th
     wss = "wss://gpu0.example:8444/ws"
     page = {"protocol": "https:", "hostname": "x", "port": "8443", "is_secure_context": True}
     client = make_client(page=page)
-    client.update_nodes(json.dumps([{"url": wss, "name": "gpu0", "age_s": 0.5}]), 0.0)
+    client.dispatch(NodeList(json.dumps([{"url": wss, "name": "gpu0", "age_s": 0.5}])), 0.0)
     tick(client, 0.0)
     answer_probe(client, wss, 0.0, rtt_ms=10.0)
     assert tick(client, 600.0) == [{"do": "connect", "url": wss}]
     # when its socket fails before any HELLO (a browser hides the handshake's 403)
-    client.on_close(wss, 1006, 620.0)
+    client.dispatch(SocketClosed(wss, 1006), 620.0)
     # then the page says who and the likely why, and where to fix it
     assert refusal(client, 630.0) == (
         "Server gpu0 did not let this page connect, although the web app lists it as "
@@ -1869,15 +1885,15 @@ def test_a_listed_running_node_whose_probes_fail_is_said_to_refuse_the_origin() 
     wss = "wss://gpu0.example:8444/ws"
     page = {"protocol": "https:", "hostname": "x", "port": "8443", "is_secure_context": True}
     client = make_client(page=page)
-    client.update_nodes(json.dumps([{"url": wss, "name": "gpu0", "age_s": 0.5}]), 0.0)
+    client.dispatch(NodeList(json.dumps([{"url": wss, "name": "gpu0", "age_s": 0.5}])), 0.0)
     assert {"do": "probe", "url": wss} in tick(client, 0.0)
-    client.on_probe_failed(wss, 50.0)
+    client.dispatch(ProbeFailed(wss), 50.0)
     assert refusal(client, 60.0).startswith("Server gpu0 did not let this page connect")
     # a node that stopped heartbeating is not running: nothing to say about refusals
     client = make_client(page=page)
-    client.update_nodes(json.dumps([{"url": wss, "name": "gpu0", "age_s": 30.0}]), 0.0)
+    client.dispatch(NodeList(json.dumps([{"url": wss, "name": "gpu0", "age_s": 30.0}])), 0.0)
     tick(client, 0.0)
-    client.on_probe_failed(wss, 50.0)
+    client.dispatch(ProbeFailed(wss), 50.0)
     assert refusal(client, 60.0) == ""
 
 
@@ -1886,7 +1902,7 @@ def test_a_static_node_that_cannot_be_reached_is_not_called_a_refusal() -> None:
     tick(client, 0.0)
     answer_probe(client, A, 0.0, rtt_ms=10.0)
     tick(client, 600.0)
-    client.on_close(A, 1006, 620.0)
+    client.dispatch(SocketClosed(A, 1006), 620.0)
     assert refusal(client, 630.0) == ""
 
 
@@ -1900,7 +1916,7 @@ def test_details_fill_the_hostname_and_name_the_model_running_in_the_browser() -
     assert "Connecting to: wss://box.lan:28444/ws" in details
     assert not any("{hostname}" in line for line in details)
     make_local_ready(client)
-    client.on_close("wss://{hostname}:28444/ws", 1006, 700.0)
+    client.dispatch(SocketClosed("wss://{hostname}:28444/ws", 1006), 700.0)
     shown = json.loads(client.view(800.0))
     assert shown["mode"] == "local"
     assert "Model: nanodet-g-416-int8" in shown["details"]
@@ -1937,18 +1953,17 @@ def test_an_insecure_page_without_a_camera_needs_https() -> None:
 def test_an_offline_token_failure_shows_nothing_and_no_status_code() -> None:
     client = make_client(A, token_url=TOKEN_URL)
     tick(client, 0.0)
-    event, wake = json.loads(client.on_token(0, "", 10.0))
-    assert wake == WAKE
+    (event,) = client.dispatch(TokenFetched(0, ""), 10.0)
     assert event["type"] == "token_problem"
     assert event["text"] == ""
     tick(client, 10_000.0)
-    event, _ = json.loads(client.on_token(503, "", 10_010.0))
+    (event,) = client.dispatch(TokenFetched(503, ""), 10_010.0)
     assert "503" not in event["text"]
 
 
 def test_a_probe_that_meets_another_model_names_the_server_and_both_models() -> None:
     client = make_client(A)
     assert {"do": "probe", "url": A} in tick(client, 0.0)
-    assert client.on_probe_message(A, hello(sha256=OTHER_SHA), 20.0) == b""  # no PING
+    assert probe_reply(client, A, hello(sha256=OTHER_SHA), 20.0) == b""  # no PING
     assert refusal(client, 30.0).startswith(f"Server node-a runs another model ({CARD.name})")
     assert {"do": "connect", "url": A} not in tick(client, 600.0)

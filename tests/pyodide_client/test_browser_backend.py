@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from pyodide_client.browser import BrowserClient
+from pyodide_client.page_events import WorkerResult
 
 from .test_browser import CARD, HEIGHT, RGBA, WIDTH, local_outputs, make_client, status
 
@@ -39,8 +40,8 @@ def run_frame(client: BrowserClient, now: float) -> list[dict[str, Any]]:
     assert client.next_action(now) == "local"
     frame_id = client.local_encode(RGBA, WIDTH, HEIGHT, now, now)
     boxes, scores = local_outputs()
-    events: list[dict[str, Any]] = json.loads(
-        client.on_local_output(frame_id, boxes, scores, 5.0, now + 10.0)
+    events: list[dict[str, Any]] = client.dispatch(
+        WorkerResult(frame_id, boxes, scores, 5.0), now + 10.0
     )
     client.note_drawn(now, 1.0, now + 11.0)
     return events
@@ -77,7 +78,7 @@ def test_a_slower_webgpu_leaves_wasm_running() -> None:
     reply = step(client.local_step_loaded("webgpu-2", 13_000.0, 15_000.0))
     assert reply == {"do": "drop", "keys": ["webgpu-2"]}
     boxes, scores = local_outputs()
-    assert json.loads(client.on_local_output(frame_id, boxes, scores, 5.0, 15_001.0))
+    assert client.dispatch(WorkerResult(frame_id, boxes, scores, 5.0), 15_001.0)
     assert step(client.local_next(15_001.0)) == {"do": "done"}
     shown = status(client, 15_001.0)
     assert shown["local_backend"] == "wasm"

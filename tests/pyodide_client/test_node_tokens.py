@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from pyodide_client.backoff import Backoff
-from pyodide_client.page_events import SocketClosed
+from pyodide_client.page_events import NodeList, SocketClosed, TokenFetched
 from pyodide_client.protocol import Auth, Welcome
 from pyodide_client.token_refresh import MAX_NODE_TOKENS, TokenKeeper
 
@@ -54,11 +54,12 @@ def fetch_urls(commands: Any) -> list[str]:
 
 def streaming_on_a(client: BrowserClient) -> float:
     """A page listing nodes a and b, holding both tokens, streaming to a; returns now."""
-    client.update_nodes(
-        listing(registry_entry("node-a", A, 0, 32), registry_entry("node-b", B, 0, 32)), 0.0
+    client.dispatch(
+        NodeList(listing(registry_entry("node-a", A, 0, 32), registry_entry("node-b", B, 0, 32))),
+        0.0,
     )
     assert fetch_urls(tick(client, 0.0)) == [f"{TOKEN_URL}?nodes=node-a,node-b"]
-    client.on_token(200, answer({"node-a": "t-a", "node-b": "t-b"}), 10.0)
+    client.dispatch(TokenFetched(200, answer({"node-a": "t-a", "node-b": "t-b"})), 10.0)
     answer_probe(client, A, 0.0, rtt_ms=10.0)
     answer_probe(client, B, 0.0, rtt_ms=30.0)
     assert tick(client, 600.0)[-1] == {"do": "connect", "url": A}
@@ -92,10 +93,10 @@ def test_failover_presents_a_token_already_held_without_fetching_one() -> None:
 
 def test_a_static_node_gets_the_cluster_token_and_a_registered_one_never_does() -> None:
     client = make_client(C, token_url=TOKEN_URL)
-    client.update_nodes(listing(registry_entry("node-a", A, 0, 32), static_entry(C)), 0.0)
+    client.dispatch(NodeList(listing(registry_entry("node-a", A, 0, 32), static_entry(C))), 0.0)
     assert fetch_urls(tick(client, 0.0)) == [f"{TOKEN_URL}?nodes=node-a"]  # not "static:..."
     # the web app gave no token for node-a (it left the registry meanwhile)
-    client.on_token(200, answer({}), 10.0)
+    client.dispatch(TokenFetched(200, answer({})), 10.0)
     answer_probe(client, A, 0.0, rtt_ms=10.0)
     answer_probe(client, C, 0.0, rtt_ms=30.0)
     assert tick(client, 600.0)[-1] == {"do": "connect", "url": A}
@@ -109,16 +110,19 @@ def test_a_static_node_gets_the_cluster_token_and_a_registered_one_never_does() 
 
 def test_a_node_new_in_the_list_makes_a_fetch_for_its_token_due_once() -> None:
     client = make_client(token_url=TOKEN_URL)
-    client.update_nodes(listing(registry_entry("node-a", A, 0, 32)), 0.0)
+    client.dispatch(NodeList(listing(registry_entry("node-a", A, 0, 32))), 0.0)
     assert fetch_urls(tick(client, 0.0)) == [f"{TOKEN_URL}?nodes=node-a"]
-    client.on_token(200, answer({"node-a": "t-a"}), 10.0)
+    client.dispatch(TokenFetched(200, answer({"node-a": "t-a"})), 10.0)
     assert fetch_urls(tick(client, 20.0)) == []
 
-    client.update_nodes(
-        listing(registry_entry("node-a", A, 0, 32), registry_entry("node-b", B, 0, 32)), 2000.0
+    client.dispatch(
+        NodeList(listing(registry_entry("node-a", A, 0, 32), registry_entry("node-b", B, 0, 32))),
+        2000.0,
     )
     assert fetch_urls(tick(client, 2000.0)) == [f"{TOKEN_URL}?nodes=node-a,node-b"]
-    client.on_token(200, answer({"node-a": "t-a2"}), 2010.0)  # b not given: not asked again
+    client.dispatch(
+        TokenFetched(200, answer({"node-a": "t-a2"})), 2010.0
+    )  # b not given: not asked again
     assert fetch_urls(tick(client, 2020.0)) == []
     assert client.tokens.token_for_auth(2030.0, "node-a") == "t-a2"
 
@@ -128,7 +132,9 @@ def test_a_refresh_sends_the_current_node_its_own_new_token() -> None:
     streaming_on_a(client)
     # 2/3 of the 300 s life
     assert fetch_urls(tick(client, 200_100.0)) == [f"{TOKEN_URL}?nodes=node-a,node-b"]
-    client.on_token(200, answer({"node-a": "t-a2", "node-b": "t-b2"}, token="t-c2"), 200_200.0)
+    client.dispatch(
+        TokenFetched(200, answer({"node-a": "t-a2", "node-b": "t-b2"}, token="t-c2")), 200_200.0
+    )
     assert client.node_url == A
     assert sent(client) == [Auth("t-a2", 0b011)]
 
@@ -138,10 +144,10 @@ def test_the_answers_node_tokens_are_kept_only_when_well_formed() -> None:
     tick(client, 0.0)
     body = json.loads(answer({}))
     body["node_tokens"] = {"node-a": "t-a", "node-b": 5, "node-c": ""}
-    client.on_token(200, json.dumps(body), 10.0)
+    client.dispatch(TokenFetched(200, json.dumps(body)), 10.0)
     assert client.tokens.node_tokens == {"node-a": "t-a"}
     body["node_tokens"] = ["not", "a", "map"]
-    client.on_token(200, json.dumps(body), 20.0)
+    client.dispatch(TokenFetched(200, json.dumps(body)), 20.0)
     assert client.tokens.node_tokens == {}
 
 

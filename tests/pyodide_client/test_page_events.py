@@ -1,5 +1,6 @@
-"""pyodide_client.page_events and BrowserClient.handle: the page core driven by typed
-events with a fake clock; the per-event methods JS calls go through the same dispatcher."""
+"""pyodide_client.page_events and PageCore.handle_event: the page core driven by typed
+events with a fake clock; the routing decision runs again at once after the events that
+call for it (the JSON edge JS calls, page_edge.py, goes through here)."""
 
 from __future__ import annotations
 
@@ -180,26 +181,10 @@ def test_a_worker_result_is_drawn_when_no_node_is_ready() -> None:
     assert drawn["round_trip_ms"] == 30.0
 
 
-def test_the_per_event_methods_answer_as_handle_does() -> None:
-    """JS keeps calling on_message, on_close, ...: the same core, the same answers."""
-    via_handle, via_methods = Page(A), Page(A)
-    connected(via_handle)
-    methods = via_methods.client
-    json.loads(methods.tick(0.0))
-    ping = parse(methods.on_probe_message(A, hello(), 20.0))
-    assert isinstance(ping, Ping)
-    assert methods.on_probe_message(A, Pong(ping.nonce, ping.sent_ms).serialize(), 30.0) == b""
-    assert json.loads(methods.tick(30.0)) == [{"do": "connect", "url": A}]
-    assert json.loads(methods.on_message(A, hello(), 30.0)) == [{"type": "send"}]
-    methods.take_outgoing()
-    json.loads(methods.on_message(A, WELCOME.serialize(), 30.0))
-    assert json.loads(methods.status(30.0)) == json.loads(via_handle.client.status(30.0))
-
-
-def test_a_node_refusal_decides_at_once_in_handle_as_the_wake_event_tells_js() -> None:
-    """One rule for when routing runs again (no WAKING copy in app.js): a node's refusal
-    changes the page's node, so ``handle`` decides at once, and the per-event method the
-    page calls ends its events with ``wake``."""
+def test_a_node_refusal_decides_at_once_in_handle_and_dispatch_alone_does_not() -> None:
+    """One rule for when routing runs again (no WAKING in app.js): a node's refusal
+    changes the page's node, so ``handle_event`` decides at once; ``dispatch`` is the
+    event alone."""
     busy = Error(ErrorCode.OVERLOADED, "node-a is at capacity (4 streams)").serialize()
     page = Page(A, B)
     page.do(TimerFired())
@@ -217,8 +202,7 @@ def test_a_node_refusal_decides_at_once_in_handle_as_the_wake_event_tells_js() -
     probe_answered(twin, A, 10.0)
     probe_answered(twin, B, 50.0)
     twin.clock.advance(5.0)
-    events = json.loads(twin.client.on_message(A, busy, twin.clock.now_ms))
-    assert events == [commands[0], {"type": "wake"}]
+    assert twin.client.dispatch(SocketMessage(A, busy), twin.clock.now_ms) == [commands[0]]
 
 
 def test_a_frame_result_does_not_wake_routing() -> None:
@@ -229,5 +213,5 @@ def test_a_frame_result_does_not_wake_routing() -> None:
     assert isinstance(frame, Frame)
     page.clock.advance(30.0)
     answer = Result(frame.frame_id, capture_ms, 1.0, 8.0, 1.0, 1, ()).serialize()
-    events = json.loads(page.client.on_message(A, answer, page.clock.now_ms))
+    events = page.do(SocketMessage(A, answer))
     assert [event["type"] for event in events] == ["detections"]

@@ -13,6 +13,7 @@ import json
 import pytest
 
 from pyodide_client.browser import BrowserClient
+from pyodide_client.page_events import NodeList, SocketClosed, SocketMessage
 from pyodide_client.protocol import Auth, Ping, Result, Welcome, parse
 from pyodide_client.transport import (
     LOSSY_MEMORY_MS,
@@ -53,7 +54,7 @@ def registry_client(
     client.set_webtransport(has_webtransport)
     node = {"url": A, "name": "node-a", "id": "n1", "wt_port": 4433, "wt_cert_sha256": HASH}
     node.update(entry)
-    client.update_nodes(json.dumps([node]), 0.0)
+    client.dispatch(NodeList(json.dumps([node])), 0.0)
     return client
 
 
@@ -95,7 +96,9 @@ def test_details_show_the_transport() -> None:
 def test_a_quic_link_that_closes_before_its_hello_reopens_over_websocket_at_once() -> None:
     client = registry_client()
     first_connect(client)
-    client.on_close(A, 1006, 150.0)  # UDP blocked, a closed port, a refused certificate
+    client.dispatch(
+        SocketClosed(A, 1006), 150.0
+    )  # UDP blocked, a closed port, a refused certificate
     assert tick(client, 151.0) == [{"do": "connect", "url": A}]  # no backoff: not the node's fault
     handshake(client, A, 170.0)
     assert "Transport: WebSocket" in json.loads(client.view(171.0))["details"]
@@ -226,9 +229,9 @@ def test_a_websocket_link_moves_to_quic_once_the_welcome_offers_it() -> None:
     assert client.stream is not old_stream
     # the WebSocket answers the frame it held, then is left
     answer = result(frame_id, 140.0, CAT_INPUT)
-    drained = json.loads(client.on_message(A + "#websocket", answer, 180.0))
+    drained = client.dispatch(SocketMessage(A + "#websocket", answer), 180.0)
     assert drained[0]["type"] == "detections"
-    assert drained[-2:] == [{"type": "leave", "url": A + "#websocket"}, {"type": "wake"}]
+    assert drained[-1:] == [{"type": "leave", "url": A + "#websocket"}]
     assert not [a for a in tick(client, 200.0) if a["do"] == "upgrade"]  # moved once
 
 
@@ -241,7 +244,7 @@ def test_a_draining_links_result_is_reported_as_the_live_links_would_be() -> Non
     client.on_upgrade_message(A, hello(), 160.0)
     client.on_upgrade_message(A, WELCOME.serialize(), 170.0)
     answer = Result(frame_id, 140.0, 2.0, 8.0, 1.0, 1, (), decode_ms=0.5).serialize()
-    drained = json.loads(client.on_message(A + "#websocket", answer, 180.0))
+    drained = client.dispatch(SocketMessage(A + "#websocket", answer), 180.0)
     event = drained[0]
     assert event["type"] == "detections"
     assert (event["decode_ms"], event["encoding"], event["frame_bytes"]) == (
@@ -288,7 +291,7 @@ def test_a_node_listed_on_the_pages_host_gets_its_quic_url_there_too() -> None:
         "wt_port": 8001,
         "wt_cert_sha256": "",
     }
-    client.update_nodes(json.dumps([node]), 0.0)
+    client.dispatch(NodeList(json.dumps([node])), 0.0)
     # when the page opens the link, then the QUIC URL names the page's host, not a template
     serve(client, tick(client, 0.0), 0.0, {"wss://{hostname}:8001/ws": 10.0})
     (action,) = tick(client, 100.0)
@@ -408,10 +411,10 @@ def test_a_static_nodes_offer_survives_the_registry_polls() -> None:
     link measured lossy later never moved)."""
     client = ws_client()
     static = {"id": f"static:{A}", "url": A, "name": A, "static": True, "wt_port": None}
-    client.update_nodes(json.dumps({"nodes": [static]}), 125.0)
+    client.dispatch(NodeList(json.dumps({"nodes": [static]})), 125.0)
     assert client.transport.offer(A) is not None
     now_ms = stream_frames(client, 130.0, [15.0] * 10 + [230.0, 15.0, 240.0, 15.0])
-    client.update_nodes(json.dumps({"nodes": [static]}), now_ms)
+    client.dispatch(NodeList(json.dumps({"nodes": [static]})), now_ms)
     assert len(upgrades(client, now_ms)) == 1
 
 
@@ -419,5 +422,5 @@ def test_a_registered_node_that_stops_offering_is_forgotten() -> None:
     client = registry_client()
     assert client.transport.offer(A) is not None
     node = {"url": A, "name": "node-a", "id": "n1", "wt_port": 0}
-    client.update_nodes(json.dumps([node]), 10.0)
+    client.dispatch(NodeList(json.dumps([node])), 10.0)
     assert client.transport.offer(A) is None
