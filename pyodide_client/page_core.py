@@ -43,6 +43,7 @@ from .local import LocalEngine
 from .local_path import LocalPath
 from .model_card import ModelCard
 from .node_events import on_node_message
+from .node_intake import NodeIntake
 from .node_link import (
     STALL_FACTOR,
     STALL_MAX_MS,
@@ -72,7 +73,7 @@ from .page_source import PageSource
 from .page_status import api_state_json, report_json, stats_json, status_json, view_json
 from .probes import Probes
 from .protocol import CLOSE_TRY_AGAIN_LATER, FrameEncoding
-from .routing import Connect, Failure, Fallback, NodeInfo, Router, Switch, usable_nodes
+from .routing import Connect, Failure, Fallback, Router, Switch
 from .stream import (
     NodeStream,
     StreamError,
@@ -134,12 +135,8 @@ class PageCore:
         # Where the page runs (the JS adds "page": location and isSecureContext): an https
         # page cannot open ws:// nodes, an insecure one has no camera (page_origin.py).
         self.origin = config.page
-        static, problems = usable_nodes(config.node_urls)
-        static, self._static_refusals = self._reachable(static)
-        self._registry_refusals: list[str] = []  # why listed nodes cannot be used here
-        self.static_urls: list[str] = [info.url for info in static]
-        self._warned: set[str] = set()  # each skipped entry is reported once, not every 2 s
-        self._warn(problems)
+        # The configured and the registered nodes this origin may open (node_intake.py).
+        self.nodes = NodeIntake(self.origin, config.node_urls)
         self.max_in_flight = config.max_in_flight
         self.card = ModelCard.from_json(model_card_json)
         self.local_path = LocalPath(self.card, config)
@@ -149,8 +146,6 @@ class PageCore:
         self.overlay = Overlay()
         self.link = NodeLink()
         self.route_note = ""  # why the page is where it is, in words
-        self._registry: list[NodeInfo] = []
-        self._node_ids: dict[str, str] = {}  # URL -> registry id, for its own token
         self._is_started = False
         self.probes = Probes(self.card.sha256)  # short-lived sockets measuring candidates
         # What the page shows must be true (issue 18): whether frames come at all, and the
@@ -252,64 +247,29 @@ class PageCore:
 
     # -- node choice -------------------------------------------------------------------------
     def _on_node_list(self, nodes_json: str, now_ms: float) -> list[dict[str, Any]]:
-        entries = json.loads(nodes_json)
-        nodes = entries.get("nodes", entries) if isinstance(entries, dict) else entries
-        if not isinstance(nodes, list):
-            raise ValueError(f"expected a list of nodes, got {type(nodes).__name__}")
-        registry, problems = usable_nodes(nodes)
-        self._registry, self._registry_refusals = self._reachable(registry)
-        self._node_ids = {info.url: info.id for info in self._registry if info.id}
-        self.tokens.want(list(self._node_ids.values()))  # their tokens before a failover
-        for info in self._registry:
+        registry = self.nodes.take_listing(nodes_json)
+        self.tokens.want(list(self.nodes.node_ids.values()))  # their tokens before a failover
+        for info in registry:
             # a registered node announced its own offer; a configured (static) URL's entry
             # knows none, and must not erase what its WELCOME said
             if info.id:
                 self.transport.learn(info.url, info.wt_port, info.wt_cert_sha256)
-        self._warn(problems)
-        self._update_candidates(now_ms)
+        self.router.update_candidates(self.nodes.candidates(), now_ms)
         return []
-
-    def _reachable(self, nodes: list[NodeInfo]) -> tuple[list[NodeInfo], list[str]]:
-        """The nodes this page's origin may open, and why each other one is not used."""
-        usable: list[NodeInfo] = []
-        refusals: list[str] = []
-        for info in nodes:
-            problem = self.origin.node_url_problem(info.url)
-            if problem is None:
-                usable.append(info)
-            else:
-                refusals.append(problem)
-        return usable, refusals
 
     def security_problem(self) -> str:
         """What the page's origin keeps it from doing, in words; '' when nothing does."""
-        insecure = self.origin.insecure_context_problem()
-        refusals = list(dict.fromkeys([*self._static_refusals, *self._registry_refusals]))
-        shown = refusals[:3]  # a few say it all; a list of a thousand would not
-        if len(refusals) > len(shown):
-            shown.append(f"({len(refusals) - len(shown)} more ws:// nodes not used.)")
-        return " ".join([*([insecure] if insecure else []), *shown])
+        return self.nodes.security_problem()
 
     def sha256_hex(self, data: Buffer) -> str:
         """SHA-256 of the downloaded model, for pages where ``crypto.subtle`` is missing
         (any insecure context): the local engine still checks what it runs."""
         return hashlib.sha256(as_bytes(data)).hexdigest()
 
-    def _warn(self, problems: list[str]) -> None:
-        for problem in problems:
-            if problem not in self._warned and len(self._warned) < 1000:
-                self._warned.add(problem)
-                log.warning("%s", problem)
-
-    def _update_candidates(self, now_ms: float) -> None:
-        listed = {info.url for info in self._registry}
-        extra = [url for url in self.static_urls if url not in listed]
-        self.router.update_candidates([*self._registry, *extra], now_ms)
-
     def _on_timer(self, now_ms: float) -> list[dict[str, Any]]:
         if not self._is_started:
             self._is_started = True
-            self._update_candidates(now_ms)
+            self.router.update_candidates(self.nodes.candidates(), now_ms)
         actions: list[dict[str, Any]] = []
         if self.tokens.fetch_due(now_ms) and self.tokens.token_url:
             url = self.tokens.fetch_url()  # before fetching(): which nodes it asks for
@@ -453,10 +413,10 @@ class PageCore:
         with its node's registry id ("" for a static node)."""
         streams = []
         if self.stream is not None and self.node_url is not None:
-            streams.append((self.stream, self._node_ids.get(self.node_url, "")))
+            streams.append((self.stream, self.nodes.node_ids.get(self.node_url, "")))
         joining = self.handover.joining
         if joining is not None:
-            streams.append((joining.stream, self._node_ids.get(joining.url, "")))
+            streams.append((joining.stream, self.nodes.node_ids.get(joining.url, "")))
         return streams
 
     def _open_link(self, do: str, url: str, now_ms: float) -> dict[str, Any]:
@@ -553,7 +513,7 @@ class PageCore:
             encoding=encoding,
             can_encode=self.frames.can_encode,
             # a registered node's own token (issue 17); None: AUTH waits for the token
-            token=self.tokens.token_for_auth(now_ms, self._node_ids.get(url, "")),
+            token=self.tokens.token_for_auth(now_ms, self.nodes.node_ids.get(url, "")),
         )
 
     def lose_node(

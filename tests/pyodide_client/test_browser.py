@@ -198,7 +198,7 @@ def connected(
 ) -> float:
     """Start the page, answer the first probes, connect to ``url``; returns the time."""
     actions = tick(client, 0.0)
-    assert {a["url"] for a in actions if a["do"] == "probe"} == set(client.static_urls)
+    assert {a["url"] for a in actions if a["do"] == "probe"} == set(client.nodes.static_urls)
     serve(client, actions, 0.0, rtts_ms)
     assert tick(client, 100.0) == [{"do": "connect", "url": url}]
     events = handshake(client, url, 120.0, welcome=welcome)
@@ -1358,11 +1358,11 @@ def test_a_bad_registry_entry_is_skipped_with_one_warning_and_the_good_ones_kept
     good = "ws://good:8001/ws"
     listing = json.dumps({"nodes": [{"url": "ws://0:99999/ws"}, {"url": good, "name": "good"}]})
     client = make_client("ws://[::1/ws")
-    with caplog.at_level("WARNING", logger="pyodide_client.page_core"):
+    with caplog.at_level("WARNING", logger="pyodide_client.node_intake"):
         client.dispatch(NodeList(listing), 0.0)
         client.dispatch(NodeList(listing), 2000.0)  # the next refresh: no second warning
 
-    assert client.static_urls == []
+    assert client.nodes.static_urls == []
     assert {"do": "probe", "url": good} in tick(client, 2000.0)
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 2
