@@ -8,21 +8,21 @@ every reply is ``{"commands": [...], "next_tick_ms": t}``: the commands in order
 to report ``{"event": "timer"}`` if nothing else happens first. The events and commands
 are listed in docs/page-core.md.
 
-``PageEdge`` parses each event (an unknown event or a missing field is an error naming
-it), hands it to the page core (``page_core.PageCore``), and turns what the core decides
-into commands: the sockets by id (``page_sockets.py``), a frame's way through JS
-(``page_frames.py``), the periodic jobs (``page_schedule.py``), the in-browser engine's
-steps, the frame source and the camera's retries. Bytes never go into JSON: a command
-names a blob, which JS takes once.
+``PageEdge`` parses each event (``page_json.py``: an unknown event or a missing field is
+an error naming it), hands it to the page core (``page_core.PageCore``), and turns what the
+core decides into commands: the sockets by id (``page_sockets.py``), a frame's way through
+JS (``page_frames.py``), the frame source and the camera's retries (``page_camera.py``),
+the periodic jobs (``page_schedule.py``) and the in-browser engine's steps. Bytes never go
+into JSON: a command names a blob (``page_json.Blobs``), which JS takes once.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
+from .page_camera import SourceEdge
 from .page_core import PageCore
 from .page_events import (
     Buffer,
@@ -34,96 +34,16 @@ from .page_events import (
     TimerFired,
     TokenFetched,
     WorkerResult,
-    as_bytes,
 )
-from .page_frames import FrameCycle, Grab
+from .page_frames import FramePath
+from .page_json import Blobs, JsonEvent, payload
 from .page_schedule import Job, PageSchedule
 from .page_sockets import Role, Socket, SocketBook
 from .transport import QUIC
 
-__all__ = ["MAX_BLOBS", "Blobs", "PageEdge"]
-
-log = logging.getLogger(__name__)
-
-# Blobs JS has not taken yet; it takes each as it runs the command naming it, so more than
-# this means it stopped taking them: the oldest go.
-MAX_BLOBS = 256
-_REFUSALS = ("NotAllowedError", "SecurityError")  # a camera the user (or a policy) refused
+__all__ = ["PageEdge"]
 
 Command = dict[str, Any]
-
-
-class Blobs:
-    """Bytes waiting for JS's ``take``, by id."""
-
-    def __init__(self) -> None:
-        self._blobs: dict[int, bytes] = {}
-        self._last_id = 0
-
-    def put(self, data: bytes) -> int:
-        if len(self._blobs) >= MAX_BLOBS:
-            oldest = next(iter(self._blobs))
-            log.warning("blob %d was never taken; dropped", oldest)
-            del self._blobs[oldest]
-        self._last_id += 1
-        self._blobs[self._last_id] = data
-        return self._last_id
-
-    def take(self, blob_id: int) -> bytes:
-        try:
-            return self._blobs.pop(blob_id)
-        except KeyError:
-            raise ValueError(f"expected a blob id a command named, got {blob_id!r}") from None
-
-    def __len__(self) -> int:
-        return len(self._blobs)
-
-
-class _Event:
-    """One parsed event: its fields, read with errors that name the missing or wrong one."""
-
-    def __init__(self, event_json: str) -> None:
-        data = json.loads(event_json)
-        if not isinstance(data, Mapping):
-            raise ValueError(f"page event: expected a JSON object, got {type(data).__name__}")
-        self._data = data
-        self.name = self.text("event")
-        self.now_ms = self.number("now_ms")
-
-    def _get(self, key: str) -> object:
-        if key not in self._data:
-            raise ValueError(f"page event {self._data.get('event')!r}: expected {key!r}")
-        return self._data[key]
-
-    def text(self, key: str, default: str | None = None) -> str:
-        value = self._get(key) if default is None else self._data.get(key, default)
-        if not isinstance(value, str):
-            raise ValueError(f"page event field {key!r}: expected a string, got {value!r}")
-        return value
-
-    def number(self, key: str) -> float:
-        value = self._get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"page event field {key!r}: expected a number, got {value!r}")
-        return float(value)
-
-    def whole(self, key: str) -> int:
-        value = self.number(key)
-        if value != int(value):
-            raise ValueError(f"page event field {key!r}: expected a whole number, got {value!r}")
-        return int(value)
-
-    def flag(self, key: str) -> bool:
-        value = self._data.get(key, False)
-        if not isinstance(value, bool):
-            raise ValueError(f"page event field {key!r}: expected true or false, got {value!r}")
-        return value
-
-
-def _payload(data: Buffer | None, event: _Event) -> bytes | bytearray | memoryview:
-    if data is None:
-        raise ValueError(f"page event {event.name!r}: expected its bytes as the second argument")
-    return as_bytes(data)
 
 
 class PageEdge:
@@ -133,14 +53,14 @@ class PageEdge:
         self.core = core
         self.sockets = SocketBook(core.origin.fill_host)
         self.blobs = Blobs()
-        self.frames = FrameCycle()
         self.schedule = PageSchedule()
+        self.frames = FramePath(core, self.sockets)
+        self.source = SourceEdge(core, self.schedule, self._render)
         self.is_cross_origin_isolated = False
         self.hardware_concurrency = 1
-        self.time_origin_ms = 0.0
         self.is_local_started = False
-        self.wants_camera = True  # until the user picks a file
-        self._handlers: dict[str, Callable[[_Event, Buffer | None], list[Command]]] = {
+        frames = self.frames
+        self._handlers: dict[str, Callable[[JsonEvent, Buffer | None], list[Command]]] = {
             "start": self._start,
             "timer": self._timer,
             "encoders": lambda e, _: self._encoders(e),
@@ -149,12 +69,12 @@ class PageEdge:
             "socket_close": lambda e, _: self._socket_close(e),
             "frame_abandoned": self._frame_abandoned,
             "fetched": lambda e, _: self._fetched(e),
-            "frame": lambda e, _: self._frame(e),
-            "pixels": self._pixels,
-            "encoded": self._encoded,
-            "frame_skipped": lambda e, _: self._frame_skipped(e),
-            "sent": lambda e, _: self._sent(e),
-            "drawn": lambda e, _: self._drawn(e),
+            "frame": lambda e, _: frames.frame(e),
+            "pixels": frames.pixels,
+            "encoded": frames.encoded,
+            "frame_skipped": lambda e, _: frames.skipped(e),
+            "sent": lambda e, _: frames.sent(e),
+            "drawn": lambda e, _: frames.drawn(e),
             "webgpu": lambda e, _: self._webgpu(e),
             "local_loaded": lambda e, _: self._local_loaded(e),
             "local_failed": lambda e, _: self._local_failed(e),
@@ -165,19 +85,19 @@ class PageEdge:
             "model_digest": lambda e, _: self._model_digest(e),
             "digest": self._digest,
             "sample": self._sample,
-            "source": lambda e, _: self._source(e),
-            "camera_wanted": lambda e, _: self._camera_wanted(),
+            "source": lambda e, _: self.source.report(e),
+            "camera_wanted": lambda e, _: self.source.wanted(),
         }
 
     # -- the entry point -------------------------------------------------------------------
     def handle(self, event_json: str, data: Buffer | None = None) -> str:
-        event = _Event(event_json)
+        event = JsonEvent(event_json)
         handler = self._handlers.get(event.name)
         if handler is None:
             known = ", ".join(sorted(self._handlers))
             raise ValueError(f"page event: expected one of {known}, got {event.name!r}")
         commands = handler(event, data)
-        commands += self._pump(event.now_ms)
+        commands += self.frames.pump(event.now_ms)
         return json.dumps(
             {"commands": self._sealed(commands), "next_tick_ms": self.next_tick_ms(event.now_ms)}
         )
@@ -196,13 +116,13 @@ class PageEdge:
         return commands
 
     # -- start and the timer -----------------------------------------------------------------
-    def _start(self, event: _Event, _: Buffer | None) -> list[Command]:
+    def _start(self, event: JsonEvent, _: Buffer | None) -> list[Command]:
         """Python is up: what the browser has, and the jobs begin."""
         now = event.now_ms
         self.core.set_webtransport(event.flag("webtransport"))
         self.is_cross_origin_isolated = event.flag("cross_origin_isolated")
         self.hardware_concurrency = max(1, event.whole("hardware_concurrency"))
-        self.time_origin_ms = event.number("time_origin_ms")
+        self.frames.time_origin_ms = event.number("time_origin_ms")
         timing, config = self.core.config.timing, self.core.config
         self.schedule.at(Job.RENDER, now)
         if config.registry_url:
@@ -212,7 +132,7 @@ class PageEdge:
         self.schedule.at(Job.LOCAL_CHECK, now + timing.local_start_check_ms)
         return [*self._timer(event, None), {"do": "camera"}]
 
-    def _timer(self, event: _Event, _: Buffer | None) -> list[Command]:
+    def _timer(self, event: JsonEvent, _: Buffer | None) -> list[Command]:
         now = event.now_ms
         commands = self._carry(self.core.handle_event(TimerFired(), now).commands, None, now)
         timing, config = self.core.config.timing, self.core.config
@@ -239,14 +159,14 @@ class PageEdge:
                     commands += self._want_local()
                 if not self.is_local_started:
                     self.schedule.at(job, now + timing.local_start_check_ms)
-            elif job is Job.CAMERA and self.wants_camera:
-                commands.append({"do": "camera"})
+            elif job is Job.CAMERA:
+                commands += self.source.camera_due()
         return commands
 
     def _render(self, now_ms: float) -> Command:
         return {"do": "render", "view": json.loads(self.core.view(now_ms))}
 
-    def _encoders(self, event: _Event) -> list[Command]:
+    def _encoders(self, event: JsonEvent) -> list[Command]:
         self.core.set_encoders(event.text("names", ""))
         return []
 
@@ -319,46 +239,38 @@ class PageEdge:
         return []  # welcome: nothing for the page to do
 
     def _flush(self, url: str) -> list[Command]:
-        """The messages the core wants on a node link (AUTH, TRACE): the joining one's for
-        its URL, else the link's."""
-        joining = self.sockets.one(Role.JOINING)
-        target = joining if url and joining is not None and joining.url == url else None
-        target = target or self.sockets.one(Role.LINK)
-        out: list[Command] = []
-        while message := self.core.take_outgoing(url):
-            out += self.sockets.send(target, message)
-        return out
+        return self.sockets.flush(url, self.core.take_outgoing)
 
     # -- sockets --------------------------------------------------------------------------------
-    def _socket(self, event: _Event) -> Socket | None:
+    def _socket(self, event: JsonEvent) -> Socket | None:
         return self.sockets.get(event.whole("socket"))
 
-    def _socket_open(self, event: _Event) -> list[Command]:
+    def _socket_open(self, event: JsonEvent) -> list[Command]:
         socket = self._socket(event)
         if socket is None or socket.transport != QUIC:
             return []  # on a WebSocket the node speaks first: its HELLO comes next
         # on QUIC the page does (quic_framing.py): the PING that measures the link
         return self.sockets.send(socket, self.core.quic_opening(socket.url, event.now_ms))
 
-    def _socket_message(self, event: _Event, data: Buffer | None) -> list[Command]:
+    def _socket_message(self, event: JsonEvent, data: Buffer | None) -> list[Command]:
         socket, now = self._socket(event), event.now_ms
         if socket is None:
             return []  # a socket the page left
-        payload = _payload(data, event)
+        message = payload(data, event)
         if socket.role is Role.PROBE:
-            first, *rest = self.core.handle_event(ProbeMessage(socket.url, payload), now).commands
+            first, *rest = self.core.handle_event(ProbeMessage(socket.url, message), now).commands
             if first["do"] == "probe_send":
                 out = self.sockets.send(socket, first["data"])
             else:
                 out = self.sockets.close(socket, "probe_done")
             return out + self._carry(rest, None, now)
         if socket.role is Role.UPGRADING:
-            events = json.loads(self.core.on_upgrade_message(socket.url, payload, now))
+            events = json.loads(self.core.on_upgrade_message(socket.url, message, now))
             return self._carry(events, socket, now)
-        reply = self.core.handle_event(SocketMessage(socket.key, payload), now)
+        reply = self.core.handle_event(SocketMessage(socket.key, message), now)
         return self._carry(reply.commands, socket, now)
 
-    def _socket_close(self, event: _Event) -> list[Command]:
+    def _socket_close(self, event: JsonEvent) -> list[Command]:
         socket, code, now = self._socket(event), event.whole("code"), event.now_ms
         if socket is None:
             return []
@@ -375,14 +287,14 @@ class PageEdge:
             *self._carry(self.core.handle_event(closed, now).commands, socket, now),
         ]
 
-    def _frame_abandoned(self, event: _Event, data: Buffer | None) -> list[Command]:
+    def _frame_abandoned(self, event: JsonEvent, data: Buffer | None) -> list[Command]:
         socket = self._socket(event)
         if socket is not None and socket.role is Role.LINK:
-            self.core.frame_abandoned(socket.url, _payload(data, event), event.now_ms)
+            self.core.frame_abandoned(socket.url, payload(data, event), event.now_ms)
         return []
 
     # -- fetches ---------------------------------------------------------------------------------
-    def _fetched(self, event: _Event) -> list[Command]:
+    def _fetched(self, event: JsonEvent) -> list[Command]:
         what, status, now = event.text("what"), event.whole("status"), event.now_ms
         body = event.text("body", "")
         if what == "token":
@@ -402,105 +314,6 @@ class PageEdge:
         return self._carry(reply.commands, None, now)
 
     # -- frames ----------------------------------------------------------------------------------
-    def _frame(self, event: _Event) -> list[Command]:
-        self.frames.arrived(event.whole("width"), event.whole("height"))
-        return []
-
-    def _pump(self, now_ms: float) -> list[Command]:
-        """A waiting frame, when the core says where it may go now."""
-        frames = self.frames
-        if not frames.is_waiting:
-            return []
-        to = self.core.next_action(now_ms)
-        if to == "wait":
-            return []
-        width, height = frames.width_px, frames.height_px
-        if to == "local":
-            frames.ask(Grab("local", now_ms, width, height))
-            return [{"do": "grab", "to": "local", "capture_ms": now_ms}]
-        link = self.sockets.one(Role.LINK)
-        if link is None:
-            frames.has_new_frame = False  # as before: this frame has no socket to go on
-            return []
-        plan = json.loads(self.core.plan_frame(width, height, now_ms))
-        frames.ask(Grab("node", now_ms, width, height, plan["encoding"], link.id))
-        return [{"do": "grab", "to": "node", "capture_ms": now_ms, **plan}]
-
-    def _frame_skipped(self, event: _Event) -> list[Command]:
-        self.frames.handed_back()
-        return []
-
-    def _pixels(self, event: _Event, data: Buffer | None) -> list[Command]:
-        grab, now = self.frames.handed_back(), event.now_ms
-        width, height = event.whole("width"), event.whole("height")
-        if grab is None:
-            return []
-        rgba = _payload(data, event)
-        frame = {"capture_ms": grab.capture_ms, "width": width, "height": height}
-        if grab.to == "local":
-            frame_id = self.core.local_encode(rgba, width, height, grab.capture_ms, now)
-            self.frames.last_sent = grab
-            return [
-                {
-                    "do": "local_run",
-                    "id": frame_id,
-                    "data": bytes(self.core.local_tensor()),
-                    "frame": frame,
-                }
-            ]
-        link = self._link_for(grab)
-        if link is None:
-            return []
-        message = self.core.encode_frame(rgba, width, height, grab.capture_ms, now)
-        return self._send_frame(link, message, grab, frame)
-
-    def _encoded(self, event: _Event, data: Buffer | None) -> list[Command]:
-        grab = self.frames.handed_back()
-        if grab is None:
-            return []
-        link = self._link_for(grab)  # the node changed while encoding: not sent
-        if link is None:
-            return []
-        width, height = grab.width_px, grab.height_px
-        message = self.core.encode_image(
-            _payload(data, event), width, height, grab.capture_ms, event.now_ms
-        )
-        frame = {"capture_ms": grab.capture_ms, "width": width, "height": height}
-        return self._send_frame(link, message, grab, frame)
-
-    def _link_for(self, grab: Grab) -> Socket | None:
-        link = self.sockets.one(Role.LINK)
-        if link is None or link.id != grab.socket_id or self.core.stream is None:
-            return None
-        return link
-
-    def _send_frame(
-        self, link: Socket, message: bytes, grab: Grab, frame: Command
-    ) -> list[Command]:
-        # a sampled frame's TRACE (in the link's outbox) goes just before it (issue 12)
-        out = self._flush("")
-        self.frames.last_sent = grab
-        return [*out, {"do": "send", "socket": link.id, "data": message, "frame": frame}]
-
-    def _sent(self, event: _Event) -> list[Command]:
-        """JS sent (or ran) the last frame; ``preprocess_ms``: its own time on it."""
-        grab, now = self.frames.last_sent, event.now_ms
-        self.frames.last_sent = None
-        if grab is not None and grab.to == "node" and grab.encoding == "raw":
-            self.core.frame_sent(now)  # round trips count from now
-        self.core.note_preprocess(event.number("preprocess_ms"), now)
-        return []
-
-    def _drawn(self, event: _Event) -> list[Command]:
-        now = event.now_ms
-        self.core.note_drawn(event.number("capture_ms"), event.number("draw_ms"), now)
-        trace = self.core.config.trace
-        report = self.core.take_trace_report(self.time_origin_ms) if trace is not None else ""
-        if trace is None or not report:
-            return []
-        return [{"do": "post", "url": trace.url, "body": report}]
-
-    # -- the in-browser engine -------------------------------------------------------------------
     def _want_local(self) -> list[Command]:
         """Start the in-browser engine now (once): a node result came, a node link closed
         or a probe failed, or no node connection is open or opening (issue 18)."""
@@ -510,7 +323,7 @@ class PageEdge:
         self.schedule.cancel(Job.LOCAL_CHECK)
         return [{"do": "check_webgpu"}]
 
-    def _webgpu(self, event: _Event) -> list[Command]:
+    def _webgpu(self, event: JsonEvent) -> list[Command]:
         step = self.core.local_begin(
             self.is_cross_origin_isolated,
             self.hardware_concurrency,
@@ -523,108 +336,51 @@ class PageEdge:
         step = json.loads(step_json)
         return [] if step["do"] == "none" else [{"do": "local_step", "step": step}]
 
-    def _local_loaded(self, event: _Event) -> list[Command]:
+    def _local_loaded(self, event: JsonEvent) -> list[Command]:
         key, warmup_ms = event.text("key"), event.number("warmup_ms")
         return self._local_step(self.core.local_step_loaded(key, warmup_ms, event.now_ms))
 
-    def _local_failed(self, event: _Event) -> list[Command]:
+    def _local_failed(self, event: JsonEvent) -> list[Command]:
         key, message = event.text("key"), event.text("message")
         step = self.core.local_step_failed(key, message, event.flag("timed_out"), event.now_ms)
         return self._local_step(step)
 
-    def _local_lost(self, event: _Event) -> list[Command]:
+    def _local_lost(self, event: JsonEvent) -> list[Command]:
         return self._local_step(
             self.core.local_lost(event.text("key"), event.text("message"), event.now_ms)
         )
 
-    def _local_run_failed(self, event: _Event) -> list[Command]:
+    def _local_run_failed(self, event: JsonEvent) -> list[Command]:
         key, frame_id, message = event.text("key"), event.whole("id"), event.text("message")
         return self._local_step(self.core.local_run_failed(key, frame_id, message, event.now_ms))
 
-    def _local_output(self, event: _Event, data: Buffer | None) -> list[Command]:
+    def _local_output(self, event: JsonEvent, data: Buffer | None) -> list[Command]:
         """The worker's boxes and scores, one after the other in one buffer."""
-        payload = memoryview(_payload(data, event)).cast("B")
+        both = memoryview(payload(data, event)).cast("B")
         split = event.whole("boxes_bytes")
-        if not 0 <= split <= len(payload):
+        if not 0 <= split <= len(both):
             raise ValueError(
-                f"page event field 'boxes_bytes': expected 0..{len(payload)}, got {split}"
+                f"page event field 'boxes_bytes': expected 0..{len(both)}, got {split}"
             )
-        boxes, scores = bytes(payload[:split]), bytes(payload[split:])
+        boxes, scores = bytes(both[:split]), bytes(both[split:])
         result = WorkerResult(event.whole("id"), boxes, scores, event.number("inference_ms"))
         return self._carry(
             self.core.handle_event(result, event.now_ms).commands, None, event.now_ms
         )
 
-    def _model_digest(self, event: _Event) -> list[Command]:
+    def _model_digest(self, event: JsonEvent) -> list[Command]:
         return [{"do": "model_check", "refusal": self.core.local_check_model(event.text("sha256"))}]
 
-    def _digest(self, event: _Event, data: Buffer | None) -> list[Command]:
-        return [{"do": "digest", "sha256": self.core.sha256_hex(_payload(data, event))}]
+    def _digest(self, event: JsonEvent, data: Buffer | None) -> list[Command]:
+        return [{"do": "digest", "sha256": self.core.sha256_hex(payload(data, event))}]
 
-    def _sample(self, event: _Event, data: Buffer | None) -> list[Command]:
+    def _sample(self, event: JsonEvent, data: Buffer | None) -> list[Command]:
         sample = self.core.local_sample(
-            _payload(data, event), event.whole("width"), event.whole("height")
+            payload(data, event), event.whole("width"), event.whole("height")
         )
         return [{"do": "sample", "data": sample}]
 
     # -- the frame source and the camera ---------------------------------------------------------
-    def _source(self, event: _Event) -> list[Command]:
-        """What the source did: ``state`` starting | live | failed | ended, ``kind``
-        camera | file | url, ``error`` the browser error's name, ``playing`` what the
-        source plays now (none, camera, video, image)."""
-        now, timing, config = event.now_ms, self.core.config.timing, self.core.config
-        state, kind = event.text("state"), event.text("kind")
-        error, playing = event.text("error", ""), event.text("playing", "none")
-        out: list[Command] = []
-        if kind == "camera" and not self.wants_camera:
-            return []  # a file was chosen meanwhile
-        if kind == "camera" and state == "live":
-            self.schedule.cancel(Job.CAMERA)
-            out = [*self._source_changed(now), {"do": "camera_button", "is_shown": False}]
-        elif kind == "camera" and state == "failed":
-            if config.kiosk:  # nobody is there to click: retry even a refusal
-                if config.kiosk_source_url and playing == "none":
-                    out.append({"do": "play", "url": config.kiosk_source_url})
-                self.schedule.at(Job.CAMERA, now + timing.kiosk_camera_retry_ms)
-            elif error not in _REFUSALS:
-                self.schedule.at(Job.CAMERA, now + timing.camera_retry_ms)
-        elif kind == "camera" and state == "ended":
-            self.schedule.at(Job.CAMERA, now + timing.camera_ended_retry_ms)
-        elif kind == "file":
-            if state == "starting":
-                self.wants_camera = False
-                self.schedule.cancel(Job.CAMERA)
-            else:  # drop boxes of frames grabbed while the file was loading
-                out.append({"do": "camera_button", "is_shown": True})
-            out = [*self._source_changed(now), *out]
-        elif kind == "url":
-            if state != "live":
-                return [
-                    {
-                        "do": "warn",
-                        "type": "source",
-                        "text": "kiosk: the configured source cannot be played",
-                    }
-                ]
-            out = self._source_changed(now)
-        self._source_reported(state, kind, error, playing)
-        return [*out, self._render(now)]
-
-    def _source_reported(self, state: str, kind: str, error: str, playing: str) -> None:
-        if kind == "camera" and state in ("starting", "failed") and playing != "none":
-            return  # a kiosk's loop keeps playing: the badge stays on it
-        self.core.source_update(state, kind, error)
-
-    def _source_changed(self, now_ms: float) -> list[Command]:
-        """Results of frames of the old source, still on their way, are never drawn."""
-        self.core.source_changed(now_ms)
-        return [{"do": "clear_overlay"}]
-
-    def _camera_wanted(self) -> list[Command]:
-        """The user asked for the camera again."""
-        self.wants_camera = True
-        self.schedule.cancel(Job.CAMERA)
-        return [{"do": "camera"}]
 
 
 _WARNINGS = {

@@ -127,7 +127,18 @@ class SocketBook:
             return []
         return [{"do": "send", "socket": socket.id, "data": data}]
 
-    # -- the core's link actions (``PageCore.tick``) ---------------------------------------
+    def flush(self, url: str, take_outgoing: Callable[[str], bytes]) -> list[Command]:
+        """The messages the core wants on a node link (AUTH, TRACE), ``take_outgoing(url)``
+        until it says b"": on the joining socket for its URL, else on the link."""
+        joining = self.one(Role.JOINING)
+        target = joining if url and joining is not None and joining.url == url else None
+        target = target or self.one(Role.LINK)
+        out: list[Command] = []
+        while message := take_outgoing(url):
+            out += self.send(target, message)
+        return out
+
+    # -- the core's link actions (its routing decision, ``PageCore.dispatch``) -------------
     def act(self, action: Command) -> list[Command]:
         do = action["do"]
         if do in ("connect", "switch"):

@@ -12,7 +12,7 @@ import pytest
 
 from pyodide_client.browser import BrowserClient
 from pyodide_client.page_config import PageTiming
-from pyodide_client.page_edge import MAX_BLOBS
+from pyodide_client.page_json import MAX_BLOBS
 from pyodide_client.page_sockets import PROBE_GUARD_MS
 from pyodide_client.protocol import Auth, Frame, Image, Ping, Pong, Result, Welcome, parse
 
