@@ -4,7 +4,7 @@ When the router decides to move, the page keeps streaming to its node while the 
 connects (the *joining* stream); the new node's HELLO makes it current, and the old one,
 now *draining*, answers the frames it still holds before the page leaves it. A joining
 node that refuses, breaks the protocol, closes or stays silent costs nothing: the page
-never left its node. ``Handover`` keeps these streams; ``BrowserClient`` tells the router
+never left its node. ``Handover`` keeps these streams; ``PageCore`` tells the router
 and the page what happened.
 """
 

@@ -5,8 +5,8 @@ planned move joins (its HELLO makes it current, ``handover.py``), or one the pag
 away from and lets answer its last frames — and returns the page's events (ready, welcome,
 detections, dropped, refused, access_refused, error, fatal, send, promote, leave) while
 telling the router, the dashboard, the token keeper and the overlay what happened.
-``browser.BrowserClient`` owns the state and passes itself in as a ``NodePage``: the
-narrow view of the page this module reads and changes (it imports nothing of browser.py).
+``page_core.PageCore`` owns the state and passes itself in as a ``NodePage``: the
+narrow view of the page this module reads and changes (it imports nothing of page_core.py).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ __all__ = ["NodePage", "on_node_message"]
 
 
 class NodePage(Protocol):
-    """What a node's messages may read and change on the page (``BrowserClient``)."""
+    """What a node's messages may read and change on the page (``PageCore``)."""
 
     refusal: str  # the last node refusal, in words, until a node accepts the page
     route_note: str  # why the page is where it is, in words

@@ -3,7 +3,7 @@ messages queued for its socket.
 
 ``NodeLink`` holds what belongs to the one node connection the page streams frames on:
 the node's URL, name and model once its HELLO came, and the outbox of messages (AUTH,
-TRACE) the page sends before its next frame. ``BrowserClient`` (``browser.py``) decides
+TRACE) the page sends before its next frame. ``PageCore`` (``page_core.py``) decides
 when a link opens, moves or drops; this module only keeps its state consistent.
 
 Also here: how long a frame may wait for its result before the node counts as stalled, and

@@ -7,8 +7,8 @@ that need them. Every key has one default, here; an unknown key or a value of th
 kind is an error naming the key, what was expected and what came, so that a key the web
 app renames cannot silently fall back to a default.
 
-Keys JavaScript alone reads (the runtimes' URLs, the registry and report URLs, the model
-files' ``url`` and ``io``) are parsed too, so that one list names everything the page is
+Keys JavaScript alone reads (the runtimes' URLs, the model files' ``url`` and ``io``) are
+parsed too, so that one list names everything the page is
 handed. Stdlib only: runs in Pyodide and in CPython tests.
 """
 

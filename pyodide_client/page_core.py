@@ -1,15 +1,15 @@
-"""The page's Python side: the class JavaScript calls inside Pyodide, a thin facade.
+"""The page core: one page's state and the decisions about it, sans-I/O.
 
-JavaScript only moves bytes and pixels. It asks ``tick`` what to do (connect, join or leave a
-node, drop one, probe a candidate) when ``next_tick_ms`` says and whenever something happens
-(a socket closes, a probe answers, a node list or token arrives) — no fixed-rate polling;
-for each camera frame it asks ``next_action``
-whether the frame goes to the node, to the local engine, or nowhere; it hands over pixels,
-sends or posts the bytes it gets back, feeds in what nodes, probes and the local worker
-return, and draws what it is told to draw. Every value crossing to JavaScript is ``bytes``
-or a JSON string, so no Python object leaks into the page. ``handle`` takes the same
-reports as typed events (``page_events.py``) and returns commands plus the next deadline;
-the per-event methods go through its dispatcher, so both ways in share one core.
+``PageCore`` takes what the page reports as typed events (``page_events.py``): ``dispatch``
+answers each with the commands it calls for (connect, join or leave a node, drop one,
+probe a candidate, ping; or what a node's message means: ready, detections, refused, ...),
+and ``handle_event`` also runs the routing decision again at once after the events that
+may have changed the page's node (a socket closed, a node list, a token, a probe done, a
+refusal), with the time it next wants the timer (``next_tick_ms``): no fixed-rate
+polling. Frames go through ``next_action`` (the node, the local engine, or nowhere),
+``plan_frame`` and ``encode_frame`` / ``encode_image`` / ``local_encode``.
+JavaScript never calls this directly: its three calls go to the JSON edge
+(``browser.BrowserClient``, ``page_edge.py``), which speaks in sockets by id and blobs.
 
 Modes: ``node`` while a node connection is ready; ``local`` (onnxruntime-web in a worker)
 while none is and the local engine is ready; ``none`` otherwise. Which node, and when to
@@ -21,8 +21,8 @@ This module glues the jobs together; each job has its module: the current node l
 (``node_link.py``) and what its messages mean (``node_events.py``), planned moves
 (``handover.py``), probes (``probes.py``), frame planning and encoding (``frames.py``),
 the in-browser engine (``local_path.py``), which results are drawn (``overlay.py``),
-stream tokens (``token_refresh.py``) and what the page shows (``page_status.py``, worded
-by ``view.py``).
+stream tokens (``token_refresh.py``), the node list (``node_intake.py``) and what the page
+shows (``page_status.py``, worded by ``view.py``).
 
 Runs unchanged under CPython in tests: JS buffers are accepted through ``to_bytes()``.
 """

@@ -1,17 +1,17 @@
-"""What the page reports to its Python core, as typed events, and what it gets back.
+"""The page core's typed events, and what it gets back.
 
-JavaScript stays the hands: it owns the sockets, the camera, the local worker and the
-timer, and reports what happens as one of these events; ``browser.BrowserClient.handle``
-is the one event-driven entry point that answers each with commands and the time at which
-it next wants a ``TimerFired``. The per-event methods JavaScript calls today
-(``on_message``, ``on_close``, ``tick``, ...) build these events and go through the same
-dispatcher, so both ways in share one core.
+These are the page's reports as the page core (``page_core.PageCore``) takes them: a
+socket's message or close (by the core's key for the node), a probe's message or
+failure, the timer, a token answer, the node list, the local worker's output.
+``PageCore.dispatch`` answers each with commands; ``PageCore.handle_event`` also runs the
+routing decision again when the event calls for it, and says when it next wants a
+``TimerFired``. The JSON edge JavaScript calls (``page_edge.py``) builds these events from
+its own (docs/page-core.md), which name sockets by id.
 
-A command is a dict: ``{"do": ...}`` is an action (as ``tick`` returns: connect, join,
-leave, abandon, probe, ping, fetch_token; and here also ``probe_send``/``probe_close``
-for a probe socket and ``frame`` for where a grabbed frame goes), ``{"type": ...}`` an
-event for the page to show (as ``on_message`` returns: ready, detections, refused, send,
-...). Payload bytes stay bytes.
+A command is a dict: ``{"do": ...}`` is an action (connect, switch, join, leave, abandon,
+probe, ping, fetch_token, upgrade, leave_upgrade; and ``probe_send``/``probe_close`` for a
+probe socket, ``frame`` for where a grabbed frame goes), ``{"type": ...}`` a node event
+(ready, detections, refused, send, promote, leave, ...). Payload bytes stay bytes.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 details and Timings rows (worded by ``view.py``), the raw ``status`` tests and benchmarks
 read, and the report the page POSTs to the web app.
 
-Functions of a ``PageFacts`` (``browser.BrowserClient`` is one); nothing here changes it.
+Functions of a ``PageFacts`` (``page_core.PageCore`` is one); nothing here changes it.
 """
 
 from __future__ import annotations

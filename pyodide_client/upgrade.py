@@ -7,7 +7,7 @@ QUIC link's own HELLO and WELCOME make it the page's link, and the WebSocket ans
 frames it still holds, under a key of its own (``url + RETIRED_SUFFIX``, through
 ``handover.Handover``'s draining), before the page leaves it. A QUIC link that fails, or
 has no WELCOME within ``transport.WT_UPGRADE_DEADLINE_MS``, costs nothing: the WebSocket
-link never stopped. ``BrowserClient`` wires this to the page.
+link never stopped. ``PageCore`` wires this to the page.
 """
 
 from __future__ import annotations

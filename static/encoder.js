@@ -34,7 +34,7 @@ export class FrameEncoder {
 }
 
 // Which of "jpeg" and "webp" this browser encodes (a browser without a WebP encoder hands
-// back a PNG instead), as the comma-separated list BrowserClient.set_encoders takes.
+// back a PNG instead), as the comma-separated list the page core's "encoders" event takes (docs/page-core.md).
 export async function supportedEncoders() {
   const canvas = makeCanvas();
   canvas.width = canvas.height = 2;
