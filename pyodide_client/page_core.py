@@ -72,14 +72,13 @@ from .page_events import (
 from .page_source import PageSource
 from .page_status import api_state_json, report_json, stats_json, status_json, view_json
 from .probes import Probes
-from .protocol import CLOSE_TRY_AGAIN_LATER, FrameEncoding
+from .protocol import CLOSE_TRY_AGAIN_LATER
 from .routing import Connect, Failure, Fallback, Router, Switch
 from .stream import (
     NodeStream,
     StreamError,
 )
 from .token_refresh import TokenKeeper, apply_token_response
-from .tracing import PageTraces
 from .transport import (
     QUIC,
     WEBSOCKET,
@@ -169,7 +168,8 @@ class PageCore:
         # QUIC link connects beside it and takes over at its WELCOME (upgrade.py).
         self.upgrade = Upgrade()
 
-    # -- what other modules hold, under the names tests and benches use ----------------------
+    # -- what other modules hold, under the names node_events.py, page_status.py and the
+    # project's Playwright tests read (window.edgesight.client) ----------------------------
     @property
     def stream(self) -> NodeStream | None:
         return self.link.stream
@@ -183,10 +183,6 @@ class PageCore:
         return self.link.name
 
     @property
-    def node_model(self) -> str | None:
-        return self.link.model
-
-    @property
     def local(self) -> LocalEngine:
         return self.local_path.engine
 
@@ -194,21 +190,12 @@ class PageCore:
     def encoding(self) -> EncodingSettings:
         return self.frames.settings
 
-    @property
-    def can_encode(self) -> tuple[FrameEncoding, ...]:
-        return self.frames.can_encode
-
-    @property
-    def traces(self) -> PageTraces | None:
-        return self.frames.traces
-
     # -- the event-driven core (page_events.py) ---------------------------------------------
     def handle_event(self, event: PageEvent, now_ms: float) -> Reply:
         """One event from the page -> the commands it calls for, in order, and when the page
-        should next send ``TimerFired``. As app.js does with the per-event methods, the
-        events after which the situation may have changed (``_decides_again``: a socket
-        closed, a node list, a token, a probe done, the page's node changed) also run the
-        routing decision (``tick``)."""
+        should next send ``TimerFired``. The events after which the situation may have
+        changed (``_decides_again``: a socket closed, a node list, a token, a probe done, the
+        page's node changed) also run the routing decision (the timer's) at once."""
         commands = self.dispatch(event, now_ms)
         if _decides_again(event, commands):
             commands.extend(self._on_timer(now_ms))
@@ -675,7 +662,8 @@ class PageCore:
 
     def take_trace_report(self, time_origin_ms: float) -> str:
         """A drawn sampled frame's report for the config's ``trace.url`` (JSON), or ""."""
-        return self.traces.take_report(time_origin_ms) if self.traces is not None else ""
+        traces = self.frames.traces
+        return traces.take_report(time_origin_ms) if traces is not None else ""
 
     def ping(self, now_ms: float) -> bytes:
         if self.stream is None:
@@ -797,13 +785,13 @@ class PageCore:
     # -- what the page shows (page_status.py) --------------------------------------------------
     def note_preprocess(self, duration_ms: float, now_ms: float) -> None:
         self.dashboard.preprocessed(now_ms, duration_ms)
-        if self.traces is not None:
-            self.traces.preprocessed(duration_ms, now_ms)
+        if self.frames.traces is not None:
+            self.frames.traces.preprocessed(duration_ms, now_ms)
 
     def note_drawn(self, capture_ms: float, draw_ms: float, now_ms: float) -> None:
         self.dashboard.drawn_frame(now_ms, capture_ms, draw_ms)
-        if self.traces is not None:
-            self.traces.drawn(capture_ms, draw_ms, now_ms, self.node_url)
+        if self.frames.traces is not None:
+            self.frames.traces.drawn(capture_ms, draw_ms, now_ms, self.node_url)
 
     def source_update(self, event: str, kind: str, error_name: str = "") -> None:
         """What the frame source did: ``event`` "starting" | "live" | "failed" | "ended",
