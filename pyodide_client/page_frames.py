@@ -141,10 +141,12 @@ class FramePath:
         return self._send_frame(link, message, grab, frame)
 
     def _link_for(self, grab: Grab) -> Socket | None:
-        link = self.sockets.one(Role.LINK)
-        if link is None or link.id != grab.socket_id or self.core.stream is None:
+        """The link the frame was asked for, if it may still take it: not when the page
+        moved while JS encoded, nor when its window closed meanwhile (a smaller K)."""
+        link, stream = self.sockets.one(Role.LINK), self.core.stream
+        if link is None or link.id != grab.socket_id or stream is None:
             return None
-        return link
+        return link if stream.can_send() else None
 
     def _send_frame(
         self, link: Socket, message: bytes, grab: Grab, frame: Command

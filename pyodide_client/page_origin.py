@@ -58,16 +58,22 @@ class PageOrigin:
         return f"{self.protocol}//{self._host_port}"
 
     @property
+    def _host(self) -> str:
+        """The host as a URL writes it: an IPv6 address in brackets (a browser's
+        ``location.hostname`` already has them; a tool's report may not)."""
+        if ":" in self.hostname and not self.hostname.startswith("["):
+            return f"[{self.hostname}]"
+        return self.hostname
+
+    @property
     def _host_port(self) -> str:
-        host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
-        return f"{host}:{self.port}" if self.port else host
+        return f"{self._host}:{self.port}" if self.port else self._host
 
     def fill_host(self, url: str) -> str:
         """A node URL as the page opens it: the ``{hostname}`` template (node_url.py) becomes
         this page's host, bracketed when it is an IPv6 address. One rule for every URL the
         page derives from a listed node (its WebSocket, its QUIC offer, what Details shows)."""
-        host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
-        return url.replace(HOSTNAME_TEMPLATE, host)
+        return url.replace(HOSTNAME_TEMPLATE, self._host)
 
     def insecure_context_problem(self) -> str | None:
         """None on a secure context; else what the page lacks and how to fix it."""

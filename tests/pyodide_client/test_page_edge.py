@@ -196,6 +196,19 @@ def test_one_frame_at_a_time_through_the_encoder_and_none_for_a_link_left_meanwh
     assert does(js.handle("encoded", b"\xff\xd8jpeg"), "send") == []
 
 
+def test_an_encoded_frame_whose_window_closed_meanwhile_is_dropped_not_an_error() -> None:
+    js = Js(A, frame_encoding="jpeg")
+    js.start()
+    js.handle("encoders", names="jpeg")
+    js.connect(welcome=Welcome(0b111, 0, "anonymous"))
+    assert does(js.handle("frame", width=WIDTH, height=HEIGHT), "grab")
+    stream = js.client.stream
+    assert stream is not None
+    stream.encode_frame(RGBA, WIDTH, HEIGHT, js.now_ms, js.now_ms)  # fills K = 1 meanwhile
+    assert not stream.can_send()
+    assert js.handle("encoded", b"\xff\xd8jpeg") == []
+
+
 def test_a_skipped_grab_frees_the_encoder() -> None:
     js = Js(A, frame_encoding="jpeg")
     js.start()

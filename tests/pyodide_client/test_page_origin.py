@@ -70,4 +70,8 @@ def test_a_listed_node_url_is_filled_with_the_pages_host() -> None:
     assert named.fill_host("wss://{hostname}:8001/ws") == "wss://edge.test:8001/ws"
     ipv6 = PageOrigin.from_mapping({"protocol": "https:", "hostname": "::1", "port": ""})
     assert ipv6.fill_host("https://{hostname}:8001/wt") == "https://[::1]:8001/wt"
+    # a browser's location.hostname brackets an IPv6 address itself: not twice
+    browser = PageOrigin.from_mapping({"protocol": "http:", "hostname": "[::1]", "port": "8000"})
+    assert browser.fill_host("ws://{hostname}:8001/ws") == "ws://[::1]:8001/ws"
+    assert browser.origin == "http://[::1]:8000"
     assert named.fill_host("wss://gpu0.lan:8001/ws") == "wss://gpu0.lan:8001/ws"
