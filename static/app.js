@@ -112,11 +112,17 @@ async function main() {
   function carryOut(c) {
     switch (c.do) {
       case "open": openSocket(c); break;
-      case "send": {
-        const bytes = take(c.blob);
+      case "send": { // straight from Python's buffer: send() copies (both socket kinds)
+        const proxy = client.take(c.blob);
+        const buffer = proxy.getBuffer("u8");
         const preprocessMs = c.frame ? performance.now() - frameStartMs : 0;
-        const socket = sockets.get(c.socket);
-        if (socket && socket.isOpen) socket.send(bytes);
+        try {
+          const socket = sockets.get(c.socket);
+          if (socket && socket.isOpen) socket.send(buffer.data);
+        } finally {
+          buffer.release();
+          proxy.destroy();
+        }
         if (c.frame) frameSent(c.frame, preprocessMs);
         break;
       }
