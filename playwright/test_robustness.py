@@ -95,18 +95,19 @@ def test_a_socket_the_browser_refuses_is_a_failed_connect_not_an_exception(
         view = open_page(f"{web.http_url}/", camera=None)
         outcome = view.page.evaluate(
             """async () => {
-                const { NodeLink, probe } = await import("/static/node-link.js");
+                const { NodeLink } = await import("/static/node-link.js");
                 const closed = await new Promise((resolve) => {
                     const link = new NodeLink("ws://0:99999/ws", {
                         onmessage: () => {}, onclose: resolve });
                     if (link.isOpen) resolve("open?");
                 });
-                const failed = await new Promise((resolve) => probe("ws://[::1/ws", {
-                    onmessage: () => new Uint8Array(), onfail: () => resolve(true) }));
-                return { closed, failed };
+                // a probe is a NodeLink with a guard (pyodide_client/page_sockets.py)
+                const probed = await new Promise((resolve) => new NodeLink("ws://[::1/ws", {
+                    onmessage: () => {}, onclose: resolve, guardMs: 10000 }));
+                return { closed, probed };
             }"""
         )
-        assert outcome == {"closed": 1006, "failed": True}
+        assert outcome == {"closed": 1006, "probed": 1006}
         assert [e for e in view.console.errors if "CSP" in e or "pageerror" in e] == []
         assert any("cannot open a WebSocket to ws://0:99999/ws" in m for m in view.console.messages)
 
