@@ -99,7 +99,7 @@ class JsBuffer:
         return self._data
 
 
-# -- driving the client as app.js does ---------------------------------------------------------
+# -- driving the page core event by event ---------------------------------------------------
 
 
 def make_client(*urls: str, **config: Any) -> BrowserClient:
