@@ -77,7 +77,7 @@ RUN_BARE = """async (runs) => {
   const e = window.edgesight;
   e.paused = true;
   await new Promise((resolve) => setTimeout(resolve, 400));  // let the app's frame finish
-  const proxy = e.client.local_tensor();
+  const proxy = e.client.local_steps.tensor();
   const view = proxy.getBuffer("u8");
   const tensor = view.data.slice();
   view.release(); proxy.destroy();

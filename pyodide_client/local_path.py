@@ -5,8 +5,8 @@ is told and what its answers become.
 post-processing) with what comes from the page's config: the operator's thresholds, a
 fixed Wasm thread count, the INT8 variant the web app may offer in place of the
 node's model, and which backend runs it (``backend_choice.py``: WebGPU or Wasm, by
-measurement unless pinned). ``PageCore`` (``page_core.py``) delegates its ``local_*``
-methods here.
+measurement unless pinned). The page's reports about it reach it through
+``local_steps.LocalSteps``.
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ the next frame runs locally meanwhile, and a recovered node is found again by pr
 This module glues the jobs together; each job has its module: the current node link
 (``node_link.py``) and what its messages mean (``node_events.py``), planned moves
 (``handover.py``), probes (``probes.py``), frame planning and encoding (``frames.py``),
-the in-browser engine (``local_path.py``), which results are drawn (``overlay.py``),
-stream tokens (``token_refresh.py``), the node list (``node_intake.py``) and what the page
-shows (``page_status.py``, worded by ``view.py``).
+the in-browser engine (``local_path.py``, its steps ``local_steps.py``), which results
+are drawn (``overlay.py``), stream tokens (``token_refresh.py``), the node list
+(``node_intake.py``) and what the page shows (``page_status.py``, worded by ``view.py``).
 
 Runs unchanged under CPython in tests: JS buffers are accepted through ``to_bytes()``.
 """
@@ -41,6 +41,7 @@ from .frames import Frames
 from .handover import Handover
 from .local import LocalEngine
 from .local_path import LocalPath
+from .local_steps import LocalSteps
 from .model_card import ModelCard
 from .node_events import on_node_message
 from .node_intake import NodeIntake
@@ -139,6 +140,8 @@ class PageCore:
         self.max_in_flight = config.max_in_flight
         self.card = ModelCard.from_json(model_card_json)
         self.local_path = LocalPath(self.card, config)
+        # The in-browser engine's steps, as the page reports them (local_steps.py).
+        self.local_steps = LocalSteps(self)
         self.router = Router()
         self.dashboard = Dashboard()
         self.frames = Frames(config, self.dashboard)
@@ -670,96 +673,7 @@ class PageCore:
             raise StreamError("no node connection to ping")
         return self.stream.ping(now_ms)
 
-    # -- local frames (local_path.py) ----------------------------------------------------------
-    def local_start(self, is_cross_origin_isolated: bool, hardware_concurrency: int) -> int:
-        """The page starts loading the local engine; returns the Wasm thread count."""
-        return self.local_path.start(is_cross_origin_isolated, hardware_concurrency)
-
-    def local_check_model(self, actual_sha256: str) -> str:
-        """'' when the downloaded model may run, else a message for the page."""
-        return self.local_path.check_model(actual_sha256)
-
-    def local_loaded(self, warmup_ms: float | None = None) -> None:
-        """The worker's session is ready; ``warmup_ms``: its timed warm-up run, the
-        browser's time per frame until real frames measure it (routing.py)."""
-        self.local.loaded()
-        if warmup_ms is not None:
-            self.router.record_local(warmup_ms, 0.0)
-
-    def local_failed(self, reason: str) -> None:
-        self.local.failed(reason)
-
-    # Where the in-browser engine runs (backend_choice.py): the page loads the worker
-    # each step names, reports how it went, and does the next step, until "done".
-    def local_begin(
-        self,
-        is_cross_origin_isolated: bool,
-        hardware_concurrency: int,
-        webgpu_problem: str,
-        now_ms: float,
-    ) -> str:
-        """The page starts its in-browser engine; ``webgpu_problem``: '' when the browser
-        gave a WebGPU adapter, else why not. Returns the first step (JSON)."""
-        self.local_path.begin(is_cross_origin_isolated, hardware_concurrency, webgpu_problem)
-        return self._local_step(self.local_path.choice.next_step(now_ms), now_ms)
-
-    def local_step_loaded(self, key: str, warmup_ms: float, now_ms: float) -> str:
-        """The worker of a "load" step is ready (``warmup_ms``: its timed warm-up)."""
-        self.local_path.choice.loaded(key, warmup_ms, now_ms)
-        return self._local_step(self.local_path.choice.next_step(now_ms), now_ms)
-
-    def local_step_failed(self, key: str, reason: str, is_timeout: bool, now_ms: float) -> str:
-        """The worker of a "load" step failed, or was stopped when its ``budget_ms`` ran out."""
-        self.local_path.choice.failed(key, reason, now_ms, is_timeout=is_timeout)
-        return self._local_step(self.local_path.choice.next_step(now_ms), now_ms)
-
-    def local_lost(self, key: str, reason: str, now_ms: float) -> str:
-        """The worker ``key`` lost its GPU device (or failed a run on it). Returns the step
-        that replaces it ("use" the Wasm standby, or "drop" it and then ``local_next``)."""
-        log.warning("in-browser engine %s stopped: %s", key, reason)
-        return self._local_step(self.local_path.choice.lost(key, reason, now_ms), now_ms)
-
-    def local_next(self, now_ms: float) -> str:
-        """The step after a "use" or "drop" step."""
-        return self._local_step(self.local_path.choice.next_step(now_ms), now_ms)
-
-    def local_run_failed(self, key: str, frame_id: int, message: str, now_ms: float) -> str:
-        """A frame failed in the worker ``key``. On WebGPU that is a lost device in all
-        but name (the page falls back, ``local_lost``); on Wasm only that frame is lost.
-        Returns a step as ``local_lost`` does, or ``{"do": "none"}``."""
-        self.local.forget(frame_id)
-        running = self.local_path.choice.running
-        if running is not None and running.key == key and running.backend == "webgpu":
-            # onnxruntime's message (source paths, error codes) goes to the console only
-            log.warning("frame %d failed on %s: %s", frame_id, key, message[:500])
-            return self.local_lost(key, "a frame failed on the GPU", now_ms)
-        return json.dumps({"do": "none"})
-
-    def local_sample(self, rgba: Buffer, width_px: int, height_px: int) -> bytes:
-        """A camera frame letterboxed for the warm-up of a "load" step."""
-        return self.local_path.sample(as_bytes(rgba), width_px, height_px)
-
-    def _local_step(self, step: dict[str, Any], now_ms: float) -> str:
-        step = self.local_path.apply(step)
-        if step["do"] == "use":
-            self.router.reset_local()
-            if step.get("warmup_ms") is not None:
-                self.router.record_local(float(step["warmup_ms"]), now_ms)
-        return json.dumps(step)
-
-    def local_encode(
-        self, rgba: Buffer, width_px: int, height_px: int, capture_ms: float, now_ms: float
-    ) -> int:
-        """Letterbox a frame for the worker; returns its id. ``local_tensor()`` holds it."""
-        return self.local_path.encode(as_bytes(rgba), width_px, height_px, capture_ms, now_ms)
-
-    def local_tensor(self) -> bytearray:
-        """The tensor of the last ``local_encode`` (reused by the next one: copy it out)."""
-        return self.local_path.tensor
-
-    def local_forget(self, frame_id: int) -> None:
-        self.local.forget(frame_id)
-
+    # -- local frames: the in-browser engine's steps (local_steps.py) ----------------------
     def _on_worker_result(self, output: WorkerResult, now_ms: float) -> list[dict[str, Any]]:
         frame_id = output.frame_id
         result = self.local_path.on_output(

@@ -78,7 +78,7 @@ class PageEdge:
             "webgpu": lambda e, _: self._webgpu(e),
             "local_loaded": lambda e, _: self._local_loaded(e),
             "local_failed": lambda e, _: self._local_failed(e),
-            "local_next": lambda e, _: self._local_step(core.local_next(e.now_ms)),
+            "local_next": lambda e, _: self._local_step(core.local_steps.next_step(e.now_ms)),
             "local_lost": lambda e, _: self._local_lost(e),
             "local_run_failed": lambda e, _: self._local_run_failed(e),
             "local_output": self._local_output,
@@ -324,7 +324,7 @@ class PageEdge:
         return [{"do": "check_webgpu"}]
 
     def _webgpu(self, event: JsonEvent) -> list[Command]:
-        step = self.core.local_begin(
+        step = self.core.local_steps.begin(
             self.is_cross_origin_isolated,
             self.hardware_concurrency,
             event.text("problem", ""),
@@ -338,21 +338,25 @@ class PageEdge:
 
     def _local_loaded(self, event: JsonEvent) -> list[Command]:
         key, warmup_ms = event.text("key"), event.number("warmup_ms")
-        return self._local_step(self.core.local_step_loaded(key, warmup_ms, event.now_ms))
+        return self._local_step(self.core.local_steps.step_loaded(key, warmup_ms, event.now_ms))
 
     def _local_failed(self, event: JsonEvent) -> list[Command]:
         key, message = event.text("key"), event.text("message")
-        step = self.core.local_step_failed(key, message, event.flag("timed_out"), event.now_ms)
+        step = self.core.local_steps.step_failed(
+            key, message, event.flag("timed_out"), event.now_ms
+        )
         return self._local_step(step)
 
     def _local_lost(self, event: JsonEvent) -> list[Command]:
         return self._local_step(
-            self.core.local_lost(event.text("key"), event.text("message"), event.now_ms)
+            self.core.local_steps.lost(event.text("key"), event.text("message"), event.now_ms)
         )
 
     def _local_run_failed(self, event: JsonEvent) -> list[Command]:
         key, frame_id, message = event.text("key"), event.whole("id"), event.text("message")
-        return self._local_step(self.core.local_run_failed(key, frame_id, message, event.now_ms))
+        return self._local_step(
+            self.core.local_steps.run_failed(key, frame_id, message, event.now_ms)
+        )
 
     def _local_output(self, event: JsonEvent, data: Buffer | None) -> list[Command]:
         """The worker's boxes and scores, one after the other in one buffer."""
@@ -369,13 +373,18 @@ class PageEdge:
         )
 
     def _model_digest(self, event: JsonEvent) -> list[Command]:
-        return [{"do": "model_check", "refusal": self.core.local_check_model(event.text("sha256"))}]
+        return [
+            {
+                "do": "model_check",
+                "refusal": self.core.local_steps.check_model(event.text("sha256")),
+            }
+        ]
 
     def _digest(self, event: JsonEvent, data: Buffer | None) -> list[Command]:
         return [{"do": "digest", "sha256": self.core.sha256_hex(payload(data, event))}]
 
     def _sample(self, event: JsonEvent, data: Buffer | None) -> list[Command]:
-        sample = self.core.local_sample(
+        sample = self.core.local_steps.sample(
             payload(data, event), event.whole("width"), event.whole("height")
         )
         return [{"do": "sample", "data": sample}]

@@ -110,13 +110,13 @@ class FramePath:
         rgba = payload(data, event)
         frame = {"capture_ms": grab.capture_ms, "width": width, "height": height}
         if grab.to == "local":
-            frame_id = self.core.local_encode(rgba, width, height, grab.capture_ms, now)
+            frame_id = self.core.local_steps.encode(rgba, width, height, grab.capture_ms, now)
             self.cycle.last_sent = grab
             return [
                 {
                     "do": "local_run",
                     "id": frame_id,
-                    "data": bytes(self.core.local_tensor()),
+                    "data": bytes(self.core.local_steps.tensor()),
                     "frame": frame,
                 }
             ]

@@ -147,9 +147,9 @@ def test_with_every_node_degraded_a_faster_browser_takes_over_and_the_node_is_us
     async def scenario(c: Cluster, engine: DelayedEngine) -> None:
         async with Driver(registry_url=c.registry_url, routing=routing) as driver:
             client = driver.client
-            client.local_start(is_cross_origin_isolated=False, hardware_concurrency=1)
-            assert client.local_check_model(client.card.sha256) == ""
-            client.local_loaded(warmup_ms=40.0)  # no frame runs locally here: the Driver
+            client.local_steps.start(is_cross_origin_isolated=False, hardware_concurrency=1)
+            assert client.local_steps.check_model(client.card.sha256) == ""
+            client.local_steps.loaded(warmup_ms=40.0)  # no frame runs locally here: the Driver
             await driver.wait_for(lambda: len(driver.answered("node-a")) >= 5, timeout_s=20)
             engine.delay_s = SLOW_S
             await driver.wait_for(lambda: client.mode == "local", timeout_s=25)

@@ -227,9 +227,9 @@ def result(
 
 
 def make_local_ready(client: BrowserClient) -> None:
-    client.local_start(is_cross_origin_isolated=False, hardware_concurrency=4)
-    assert client.local_check_model(CARD.sha256) == ""
-    client.local_loaded()
+    client.local_steps.start(is_cross_origin_isolated=False, hardware_concurrency=4)
+    assert client.local_steps.check_model(CARD.sha256) == ""
+    client.local_steps.loaded()
 
 
 def local_outputs(score: float = 0.9) -> tuple[bytes, bytes]:
@@ -518,7 +518,7 @@ def test_a_late_local_result_is_not_drawn_over_a_newer_node_result() -> None:
     tick(client, 0.0)  # the probe to A stays unanswered: run locally meanwhile
     assert client.mode == "local"
     assert client.next_action() == "local"
-    local_id = client.local_encode(RGBA, WIDTH, HEIGHT, capture_ms=300.0, now_ms=301.0)
+    local_id = client.local_steps.encode(RGBA, WIDTH, HEIGHT, capture_ms=300.0, now_ms=301.0)
     assert tick(client, 500.0) == [{"do": "connect", "url": A}]
     handshake(client, A, 550.0)
     assert client.mode == "node"
@@ -536,7 +536,7 @@ def test_a_node_result_older_than_the_drawn_local_one_is_not_drawn() -> None:
     client = make_client(A)
     make_local_ready(client)
     tick(client, 0.0)
-    local_id = client.local_encode(RGBA, WIDTH, HEIGHT, capture_ms=300.0, now_ms=300.0)
+    local_id = client.local_steps.encode(RGBA, WIDTH, HEIGHT, capture_ms=300.0, now_ms=300.0)
     boxes, scores = local_outputs()
     drawn = client.dispatch(WorkerResult(local_id, boxes, scores, 40.0), 340.0)
     assert [(e["source"], e["capture_ms"]) for e in drawn] == [("local", 300.0)]
@@ -561,7 +561,7 @@ def test_a_result_from_a_node_the_page_left_is_not_drawn() -> None:
     connected(client, {A: 10.0, B: 30.0}, A)
     frame_id = send_frame(client, capture_ms=200.0, now_ms=200.0)
     client.dispatch(SocketClosed(A, 1006), 210.0)
-    local_id = client.local_encode(RGBA, WIDTH, HEIGHT, capture_ms=300.0, now_ms=300.0)
+    local_id = client.local_steps.encode(RGBA, WIDTH, HEIGHT, capture_ms=300.0, now_ms=300.0)
     boxes, scores = local_outputs()
     client.dispatch(WorkerResult(local_id, boxes, scores, 40.0), 340.0)
 
@@ -1154,7 +1154,7 @@ def test_local_start_thread_choice(
 ) -> None:
     client = make_client(A, **config)
 
-    assert client.local_start(is_isolated, cores) == threads
+    assert client.local_steps.start(is_isolated, cores) == threads
 
     assert status(client, 0.0)["threads"] == threads
     assert status(client, 0.0)["local_state"] == "loading"
@@ -1162,10 +1162,10 @@ def test_local_start_thread_choice(
 
 def test_local_check_model_refuses_a_wrong_file_naming_both_hashes() -> None:
     client = make_client(A)
-    client.local_start(False, 4)
+    client.local_steps.start(False, 4)
 
-    message = client.local_check_model(OTHER_SHA)
-    client.local_loaded()
+    message = client.local_steps.check_model(OTHER_SHA)
+    client.local_steps.loaded()
 
     assert OTHER_SHA[:12] in message
     assert CARD.sha256[:12] in message
@@ -1178,11 +1178,11 @@ def test_local_check_model_refuses_a_wrong_file_naming_both_hashes() -> None:
 
 def test_local_check_model_accepts_the_card_s_file() -> None:
     client = make_client(A)
-    client.local_start(False, 4)
+    client.local_steps.start(False, 4)
 
-    assert client.local_check_model(CARD.sha256) == ""
+    assert client.local_steps.check_model(CARD.sha256) == ""
     assert client.mode == "none"  # not before the worker says it loaded
-    client.local_loaded()
+    client.local_steps.loaded()
 
     assert client.mode == "local"
     assert client.next_action() == "local"
@@ -1205,13 +1205,13 @@ def test_a_node_serving_another_model_is_refused_at_its_hello() -> None:
 
 def test_the_local_model_must_be_the_web_app_s() -> None:
     client = make_client(A)
-    client.local_start(False, 4)
-    refusal = client.local_check_model(OTHER_SHA)
+    client.local_steps.start(False, 4)
+    refusal = client.local_steps.check_model(OTHER_SHA)
     assert f"sha256 {OTHER_SHA[:12]}…" in refusal
     assert f"expected {CARD.sha256[:12]}…" in refusal
     fresh = make_client(A)
-    fresh.local_start(False, 4)
-    assert fresh.local_check_model(CARD.sha256.upper()) == ""
+    fresh.local_steps.start(False, 4)
+    assert fresh.local_steps.check_model(CARD.sha256.upper()) == ""
 
 
 def test_status_shows_the_node_s_model_name() -> None:
@@ -1240,9 +1240,9 @@ def test_local_detection_uses_the_operator_s_thresholds() -> None:
 
 def test_local_failure_is_shown() -> None:
     client = make_client(A)
-    client.local_start(True, 4)
+    client.local_steps.start(True, 4)
 
-    client.local_failed("WebAssembly.Memory could not be allocated")
+    client.local_steps.failed("WebAssembly.Memory could not be allocated")
 
     shown = status(client, 0.0)
     assert shown["local_state"] == "failed"
@@ -1256,17 +1256,19 @@ def test_local_encode_gives_an_id_and_the_letterboxed_tensor() -> None:
     client = make_client()
     make_local_ready(client)
 
-    frame_id = client.local_encode(RGBA, WIDTH, HEIGHT, capture_ms=100.0, now_ms=101.0)
+    frame_id = client.local_steps.encode(RGBA, WIDTH, HEIGHT, capture_ms=100.0, now_ms=101.0)
 
     assert frame_id == 1
-    assert bytes(client.local_tensor()) == bytes(Letterbox.for_frame(WIDTH, HEIGHT, 416).fill(RGBA))
+    assert bytes(client.local_steps.tensor()) == bytes(
+        Letterbox.for_frame(WIDTH, HEIGHT, 416).fill(RGBA)
+    )
     assert client.next_action() == "wait"  # one local frame at a time
 
 
 def test_local_output_is_drawn_in_frame_pixels() -> None:
     client = make_client()
     make_local_ready(client)
-    frame_id = client.local_encode(RGBA, WIDTH, HEIGHT, capture_ms=100.0, now_ms=104.0)
+    frame_id = client.local_steps.encode(RGBA, WIDTH, HEIGHT, capture_ms=100.0, now_ms=104.0)
     boxes, scores = local_outputs(score=0.9)
 
     events = client.dispatch(WorkerResult(frame_id, boxes, scores, 60.0), 170.0)
@@ -1300,9 +1302,9 @@ def test_local_output_is_drawn_in_frame_pixels() -> None:
 def test_local_forget_frees_the_slot_and_a_later_output_is_no_event() -> None:
     client = make_client()
     make_local_ready(client)
-    frame_id = client.local_encode(RGBA, WIDTH, HEIGHT, capture_ms=100.0, now_ms=100.0)
+    frame_id = client.local_steps.encode(RGBA, WIDTH, HEIGHT, capture_ms=100.0, now_ms=100.0)
 
-    client.local_forget(frame_id)
+    client.local_steps.forget(frame_id)
 
     assert client.next_action() == "local"
     boxes, scores = local_outputs()
@@ -1344,7 +1346,7 @@ def test_js_buffers_are_accepted_wherever_bytes_are() -> None:
 
     client.dispatch(SocketClosed(A, 1006), 300.0)
     pixels = JsBuffer(RGBA)
-    local_id = client.local_encode(pixels, WIDTH, HEIGHT, 400.0, 400.0)
+    local_id = client.local_steps.encode(pixels, WIDTH, HEIGHT, 400.0, 400.0)
     assert pixels.copies == 1
     boxes, scores = local_outputs()
     local = client.dispatch(WorkerResult(local_id, JsBuffer(boxes), JsBuffer(scores), 50.0), 460.0)
@@ -1672,17 +1674,17 @@ def test_local_check_model_accepts_the_int8_variant_the_web_app_offers() -> None
     variant = "ab" * 32
     local = {"sha256": variant, "variant_of": CARD.sha256}
     client = make_client(A, model={"local": local})
-    client.local_start(False, 4)
+    client.local_steps.start(False, 4)
 
-    assert client.local_check_model(variant) == ""
-    assert client.local_check_model(CARD.sha256) == ""  # the model itself still may
+    assert client.local_steps.check_model(variant) == ""
+    assert client.local_steps.check_model(CARD.sha256) == ""  # the model itself still may
 
 
 def test_local_check_model_refuses_a_variant_the_web_app_did_not_offer() -> None:
     client = make_client(A, model={"local": {"sha256": CARD.sha256, "variant_of": None}})
-    client.local_start(False, 4)
+    client.local_steps.start(False, 4)
 
-    assert "not the expected one" in client.local_check_model("ab" * 32)
+    assert "not the expected one" in client.local_steps.check_model("ab" * 32)
 
 
 def test_the_report_for_the_web_app_says_what_the_page_shows() -> None:
@@ -1770,7 +1772,7 @@ def test_every_node_degraded_and_a_faster_browser_leave_the_node_for_the_browser
     assert tick(client, 100.0) == [{"do": "connect", "url": A}]
     handshake(client, A, 120.0)
     make_local_ready(client)
-    client.local_loaded(warmup_ms=40.0)  # the worker's timed warm-up run
+    client.local_steps.loaded(warmup_ms=40.0)  # the worker's timed warm-up run
     client.dispatch(NodeList(json.dumps({"nodes": [{**entry, "degraded": True}]})), 150.0)
     now, actions = 200.0, []
     while now < 20_000 and not any(a["do"] == "abandon" for a in actions):

@@ -172,7 +172,7 @@ def test_a_worker_result_is_drawn_when_no_node_is_ready() -> None:
     make_local_ready(page.client)
     (frame,) = page.do(FrameGrabbed(WIDTH, HEIGHT, capture_ms=0.0))
     assert frame == {"do": "frame", "to": "local"}
-    frame_id = page.client.local_encode(RGBA, WIDTH, HEIGHT, 0.0, 0.0)
+    frame_id = page.client.local_steps.encode(RGBA, WIDTH, HEIGHT, 0.0, 0.0)
     boxes, scores = local_outputs()
     page.clock.advance(30.0)
     (drawn,) = page.do(WorkerResult(frame_id, boxes, scores, inference_ms=25.0))
