@@ -27,8 +27,8 @@ const TIMINGS_KEPT = 300;
 
 if (config.kiosk) document.body.classList.add("kiosk");
 if (config.kiosk && config.kiosk_in_view) document.body.classList.add("kiosk-in-view");
-// Before Python has loaded, the kiosk's reload period comes with the web app's config
-// (pyodide_client/page_config.py: PageTiming); every other period is Python's to schedule.
+// Before Python has loaded (and after a failed event), the periods come with the web app's
+// config (pyodide_client/page_config.py: PageTiming); otherwise Python schedules them all.
 const timing = config.timing;
 
 // Boot milestones on the Performance timeline (bench/first_box.py reads them): each marked
@@ -92,8 +92,8 @@ async function main() {
     try {
       reply = JSON.parse(client.handle(JSON.stringify(event), data));
     } finally {
-      clearTimeout(timer); // a failed event (a bug) must not stop the clock
-      const dueMs = reply ? reply.next_tick_ms : performance.now() + 1000;
+      clearTimeout(timer); // a failed event (a bug) must not stop the clock: try again soon
+      const dueMs = reply ? reply.next_tick_ms : performance.now() + timing.view_poll_ms;
       timer = setTimeout(() => handle({ event: "timer" }), Math.max(0, dueMs - performance.now()));
     }
     const kept = [];
