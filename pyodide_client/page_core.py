@@ -396,6 +396,9 @@ class PageCore:
             times.append(self.link.opened_ms + WT_READY_DEADLINE_MS)
         if self.upgrade.upgrading is not None:
             times.append(self.upgrade.upgrading.opened_ms + WT_UPGRADE_DEADLINE_MS)
+        token_ms = self.tokens.next_fetch_ms()  # a refresh on time, not up to a gap late
+        if token_ms is not None:
+            times.append(token_ms)
         return max(now_ms, min(times))
 
     def _streams_with_ids(self) -> list[tuple[NodeStream, str]]:

@@ -103,6 +103,13 @@ class TokenKeeper:
         lifetime_ms = self._expires_ms - self._received_ms
         return self._received_ms + self.refresh_fraction * lifetime_ms
 
+    def next_fetch_ms(self) -> float | None:
+        """When ``fetch_due`` turns true if nothing else happens (a refresh at its fraction
+        of the token's life, or a retry after a failure); None: no fetch is pending."""
+        if not self.token_url or self._fetch_started_ms is not None:
+            return None
+        return max(self._next_try_ms, self.refresh_at_ms()) if self.token else self._next_try_ms
+
     def want(self, node_ids: list[str]) -> None:
         """The registered node ids in the page's node list (its candidates): their tokens
         are fetched with the next token, and a new one makes a fetch due."""

@@ -7,7 +7,11 @@ import json
 import pytest
 
 from pyodide_client.backoff import Backoff
+from pyodide_client.page_core import MAX_TICK_GAP_MS, PageCore
+from pyodide_client.page_events import TimerFired, TokenFetched
 from pyodide_client.token_refresh import TokenKeeper, TokenState
+
+from .test_browser import CARD_JSON
 
 
 def answer(token: str = "t", expires_in_s: float = 300.0) -> str:
@@ -44,6 +48,27 @@ def test_a_token_is_refreshed_at_two_thirds_of_its_life() -> None:
     assert k.fetch_due(2000.0)
     assert k.state(2999.0) is TokenState.VALID
     assert k.state(3000.0) is TokenState.EXPIRED
+
+
+def test_the_next_fetch_time_is_the_refresh_or_the_retry_and_none_while_fetching() -> None:
+    k = keeper()
+    assert k.next_fetch_ms() == 0.0  # the first token: at once
+    k.fetching(0.0)
+    assert k.next_fetch_ms() is None  # its answer comes as an event
+    k.on_response(200, answer("t1", 3.0), 0.0)
+    assert k.next_fetch_ms() == 2000.0  # what fetch_due turns true at
+    k.fetching(2000.0)
+    assert not k.on_response(503, "", 2000.0)
+    assert k.next_fetch_ms() == 3000.0  # the retry after a failure
+    assert TokenKeeper(None).next_fetch_ms() is None
+
+
+def test_the_page_core_wakes_for_a_token_refresh_not_up_to_a_tick_gap_late() -> None:
+    core = PageCore(json.dumps({"node_urls": [], "token_url": "/api/token"}), CARD_JSON)
+    assert core.dispatch(TimerFired(), 0.0) == [{"do": "fetch_token", "url": "/api/token"}]
+    core.dispatch(TokenFetched(200, answer("t1", 1.2)), 100.0)
+    refresh_ms = 100.0 + 800.0  # 2/3 of 1.2 s
+    assert core.next_tick_ms(700.0) == refresh_ms < 700.0 + MAX_TICK_GAP_MS
 
 
 def test_failures_back_off_and_then_auth_goes_anonymous() -> None:
