@@ -18,7 +18,9 @@ from .handover import Failed, Handover, Waiting
 from .model_card import ModelCard
 from .node_link import NodeLink, overload_refusal
 from .overlay import Overlay
+from .page_api import public_server
 from .page_events import Buffer, as_bytes
+from .page_origin import PageOrigin
 from .protocol import ErrorCode
 from .routing import Failure, Router
 from .stream import (
@@ -69,6 +71,8 @@ class NodePage(Protocol):
     def dashboard(self) -> Dashboard: ...
     @property
     def overlay(self) -> Overlay: ...
+    @property
+    def origin(self) -> PageOrigin: ...
     def is_node_ready(self) -> bool: ...
     def node_label(self, url: str) -> str: ...
     def lose_node(
@@ -121,11 +125,16 @@ def _to_page(page: NodePage, url: str, event: Event, now_ms: float) -> dict[str,
         page.link.model = hello.model_name
         page.route_note = ""
         page.refusal = ""
+        identity = event.welcome.identity if event.welcome else None
         return {
             "type": "ready",
             "node": hello.node_name,
             "model": hello.model_name,
-            "identity": event.welcome.identity if event.welcome else None,
+            "identity": identity,
+            # the page API's edgesight:server event (docs/page-api.md)
+            "api": public_server(
+                hello.node_name, page.origin.fill_host(url), page.link.transport, identity, now_ms
+            ),
         }
     if isinstance(event, AccessRefused):
         # The node closes the connection after this. An expired token is the page's

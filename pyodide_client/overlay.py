@@ -46,6 +46,15 @@ class Overlay:
             return None
         self.newest_drawn_capture_ms = capture_ms
         drawn = [asdict(box) for box in boxes]
+        round_trip_ms = timings.get("round_trip_ms")
+        public = public_detections(
+            source,
+            server,
+            frame_id,
+            capture_ms,
+            drawn,
+            round_trip_ms=float(round_trip_ms) if round_trip_ms is not None else None,
+        )
         return {
             "type": "detections",
             "source": source,
@@ -54,6 +63,6 @@ class Overlay:
             "frame_id": frame_id,
             "capture_ms": capture_ms,
             "boxes": drawn,
-            "api": public_detections(source, server, frame_id, capture_ms, drawn),
+            "api": public,
             **timings,
         }

@@ -205,7 +205,15 @@ class PageEdge:
         if kind == "dropped":
             return [{"do": "dropped", "frame_id": event["frame_id"], "node": node}]
         if kind == "ready":
-            return [{"do": "ready", "node": node, "name": event["node"], "model": event["model"]}]
+            return [
+                {
+                    "do": "ready",
+                    "node": node,
+                    "name": event["node"],
+                    "model": event["model"],
+                    "api": event["api"],  # the page API's edgesight:server (docs/page-api.md)
+                }
+            ]
         if kind == "send":
             return self._flush(event.get("url", ""))
         if kind == "send_upgrade":

@@ -18,6 +18,7 @@ from .node_link import NodeLink
 from .page_api import page_state
 from .page_origin import PageOrigin
 from .page_source import PageSource
+from .routing import Router
 from .token_refresh import TokenKeeper
 from .view import (
     Snapshot,
@@ -55,6 +56,8 @@ class PageFacts(Protocol):
     def tokens(self) -> TokenKeeper: ...
     @property
     def route_note(self) -> str: ...
+    @property
+    def router(self) -> Router: ...
     @property
     def local_path(self) -> LocalPath: ...
     @property
@@ -118,7 +121,21 @@ def snapshot(page: PageFacts, now_ms: float) -> Snapshot:
         transport=page.link.transport if page.link.url else None,
         backend=page.local.backend,
         backend_note=page.local.backend_note,
+        identity=_identity(page),
+        local_frame_ms=page.router.local_ms,
+        has_local_standby=bool(page.local.standby),
+        local_problem=page.local.problem,
+        token_problem=page.tokens.problem.message if page.tokens.problem else "",
     )
+
+
+def _identity(page: PageFacts) -> str | None:
+    """Who the current node accepted the page as (its WELCOME); None before, or for a node
+    that predates AUTH."""
+    stream = page.link.stream
+    if stream is None or not page.link.is_ready or stream.welcome is None:
+        return None
+    return stream.welcome.identity
 
 
 def api_state_json(page: PageFacts, now_ms: float) -> str:

@@ -151,6 +151,8 @@ class TokenKeeper:
             if status == STATUS_SIGN_IN:
                 problem = "sign in again: the web app issues tokens only to signed-in pages"
                 self.on_failure(status, problem, now_ms, needs_sign_in=True)
+            elif status == 0:  # the request failed: offline, or the web app is down
+                self.on_failure(status, "the web app could not be reached for a token", now_ms)
             else:
                 problem = f"the web app answered the token request with {status}"
                 self.on_failure(status, problem, now_ms)

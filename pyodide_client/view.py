@@ -96,6 +96,12 @@ class Snapshot:
     # where in-browser detection runs (issue 20): "wasm" or "webgpu", and why
     backend: str = "wasm"
     backend_note: str = ""
+    # for the page API (page_api.py, issue 19): facts the page knows but does not word
+    identity: str | None = None  # who the node accepted the page as (its WELCOME)
+    local_frame_ms: float | None = None  # the in-browser engine's measured time a frame
+    has_local_standby: bool = False  # a Wasm engine loaded beside a WebGPU one
+    local_problem: str = ""  # why in-browser detection cannot start
+    token_problem: str = ""  # why the page has no stream token
 
 
 def _number(value: float | None, digits: int = 0) -> str:

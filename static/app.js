@@ -68,17 +68,17 @@ async function main() {
   const client = python.client;
   const timings = [];
   const pending = new Map(); // capture_ms -> {preprocess_ms, sent_ms, frame}
-  const lastBoxes = {}; // per source ("node", "local"): the boxes last drawn
-  // Benchmarks and tests read timings and lastBoxes; setting paused stops sending frames.
   view.loaded();
 
   const overlay = new Overlay($("overlay"), config.kiosk ? $("kiosk-in-view") : $("detections"), {
     labelCssPx: config.kiosk ? KIOSK_LABEL_CSS_PX : LABEL_CSS_PX,
     avoid: [$("badge"), $("kiosk-in-view")],
   });
-  const readies = []; // when each node connection became ready
-  const api = new PageApi(client); // the documented API (docs/page-api.md); the rest is internal
-  window.edgesight = { api, pyodide: python.pyodide, client, config, timings, lastBoxes, overlay, readies, paused: false };
+  const api = new PageApi(client, overlay); // the documented API (docs/page-api.md)
+  // `testing` is not the API: the project's own tests and benchmarks reach inside through it
+  // (Python, the client, per-stage timings, the engine; `paused` stops sending frames).
+  const testing = { pyodide: python.pyodide, client, timings, local: null, paused: false };
+  window.edgesight = { api, testing };
   window.dispatchEvent(new CustomEvent("edgesight:ready", { detail: { version: api.version } }));
 
   // -- the one entry point ---------------------------------------------------------------
@@ -159,7 +159,7 @@ async function main() {
         view.problem("node", "");
         view.problem("token", "");
         markOnce("edgesight:node-ready");
-        readies.push({ node: c.name, at_ms: performance.now() }); // tests time switch-backs
+        api.serverReady(c.api); // tests time switch-backs on it
         break;
       case "warn": console.warn(c.text); break;
       case "problem": view.problem(c.slot, c.text); break;
@@ -209,10 +209,10 @@ async function main() {
   const encoder = new FrameEncoder();
   let frameStartMs = 0; // when the page began preparing the frame now on its way
   source.onframe = () => {
-    if (!window.edgesight.paused && source.ready) handle({ event: "frame", width: source.width, height: source.height });
+    if (!testing.paused && source.ready) handle({ event: "frame", width: source.width, height: source.height });
   };
   function grab(c) {
-    if (window.edgesight.paused || !source.ready) {
+    if (testing.paused || !source.ready) {
       handle({ event: "frame_skipped" });
       return;
     }
@@ -248,9 +248,8 @@ async function main() {
     overlay.draw(event.boxes, sent.frame || { width: source.width, height: source.height }, event.in_view, event.expires_ms);
     if (event.boxes.length > 0) markOnce("edgesight:first-box");
     if (event.source === "node") markOnce("edgesight:first-result");
-    lastBoxes[event.source] = event.boxes;
-    api.published(event.api);
     const drawnMs = performance.now();
+    api.published(event.api, drawnMs);
     handle({ event: "drawn", capture_ms: event.capture_ms, draw_ms: drawnMs - resultMs });
     pending.delete(event.capture_ms);
     timings.push({
@@ -280,7 +279,7 @@ async function main() {
     },
     onlost: ({ key, message }) => handle({ event: "local_lost", key, message }),
   });
-  window.edgesight.local = local; // tests: local.loseDevice()
+  testing.local = local; // tests: local.loseDevice()
   async function webgpuProblem() { // '' when this browser gives a WebGPU adapter
     if (!navigator.gpu) return "this browser has no navigator.gpu";
     try {

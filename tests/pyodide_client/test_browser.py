@@ -203,7 +203,20 @@ def connected(
     assert tick(client, 100.0) == [{"do": "connect", "url": url}]
     events = handshake(client, url, 120.0, welcome=welcome)
     assert events == [
-        {"type": "ready", "node": "node-a", "model": CARD.name, "identity": "anonymous"},
+        {
+            "type": "ready",
+            "node": "node-a",
+            "model": CARD.name,
+            "identity": welcome.identity,
+            "api": {  # the page API's edgesight:server event (docs/page-api.md)
+                "version": 1,
+                "name": "node-a",
+                "url": url,
+                "transport": "WebSocket",
+                "identity": welcome.identity,
+                "at_ms": 120.0,
+            },
+        },
     ]
     return 120.0
 
@@ -330,6 +343,24 @@ def test_hello_makes_the_node_ready_and_frames_go_there_within_the_window() -> N
     assert client.next_action() == "wait"  # two frames in flight
 
 
+def test_the_page_api_names_the_server_its_transport_and_who_it_accepted() -> None:
+    client = make_client(A)
+    connected(client, {A: 10.0}, A, welcome=replace(WELCOME, identity="alice"))
+    make_local_ready(client)
+    client.local_loaded(warmup_ms=75.0)  # the engine's timed warm-up run
+
+    state = json.loads(client.api_state(130.0))
+
+    assert state["server"] == {
+        "name": "node-a",
+        "url": A,
+        "transport": "WebSocket",
+        "identity": "alice",
+    }
+    assert (state["browser_engine"], state["browser_frame_ms"]) == ("ready", 75.0)
+    assert state["browser_standby"] is False
+
+
 @pytest.mark.parametrize(("page_max", "node_max", "window"), [(2, 4, 2), (4, 1, 1), (3, 3, 3)])
 def test_the_in_flight_window_is_the_smaller_of_page_and_node(
     page_max: int, node_max: int, window: int
@@ -380,6 +411,8 @@ def test_a_result_is_drawn_in_frame_pixels_with_labels_and_timings() -> None:
                 "server": "node-a",
                 "frame_id": frame_id,
                 "capture_ms": 1000.0,
+                "round_trip_ms": 40.0,
+                "drawn_ms": None,  # stamped by the page when drawn (static/page-api.js)
                 "objects": [{"label": "cat", "score": 0.875, "box": [10.0, 10.0, 20.0, 20.0]}],
             },
             "round_trip_ms": 40.0,
@@ -1958,6 +1991,10 @@ def test_an_offline_token_failure_shows_nothing_and_no_status_code() -> None:
     (event,) = client.dispatch(TokenFetched(0, ""), 10.0)
     assert event["type"] == "token_problem"
     assert event["text"] == ""
+    # not shown, but a tester of the deployment can see it (the page API, issue 19)
+    reason = "the web app could not be reached for a token"
+    assert event["message"] == reason
+    assert json.loads(client.api_state(10.0))["token_problem"] == reason
     tick(client, 10_000.0)
     (event,) = client.dispatch(TokenFetched(503, ""), 10_010.0)
     assert "503" not in event["text"]

@@ -98,7 +98,9 @@ class Js:
             for c in self.handle("socket_message", welcome.serialize(), socket=link)
             if c["do"] == "ready"
         ]
+        api = ready.pop("api")  # the page API's edgesight:server event
         assert ready == {"do": "ready", "node": url, "name": "node-a", "model": CARD.name}
+        assert (api["name"], api["url"], api["transport"]) == ("node-a", url, "WebSocket")
         return link
 
 

@@ -100,9 +100,10 @@ def connected(page: Page, url: str = A) -> None:
     assert page.do(SocketMessage(url, hello())) == [{"type": "send"}]
     assert isinstance(parse(page.client.take_outgoing()), Auth)
     events = page.do(SocketMessage(url, WELCOME.serialize()))
-    assert events == [
+    assert [{k: v for k, v in e.items() if k != "api"} for e in events] == [
         {"type": "ready", "node": "node-a", "model": CARD.name, "identity": "anonymous"}
     ]
+    assert (events[0]["api"]["name"], events[0]["api"]["url"]) == ("node-a", url)
 
 
 def test_events_are_frozen() -> None:
