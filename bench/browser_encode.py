@@ -73,7 +73,7 @@ def bench_image(mode, data, width, height, now_ms):
 """
 
 JS_TIMING = """async ({ frames, photo }) => {
-  const { pyodide } = window.edgesight;
+  const { pyodide } = window.edgesight.testing;  // not the page API: docs/page-api.md
   const { FrameEncoder } = await import("/static/encoder.js");
   const image = new Image();
   image.src = photo;
@@ -153,9 +153,9 @@ def main() -> None:
         browser = driver.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page()
         page.goto(f"{web.http_url}/")
-        page.wait_for_function("() => window.edgesight?.pyodide", timeout=60_000)
-        page.evaluate("window.edgesight.paused = true")
-        page.evaluate("(code) => window.edgesight.pyodide.runPython(code)", PYTHON_SETUP)
+        page.wait_for_function("() => window.edgesight?.testing.pyodide", timeout=60_000)
+        page.evaluate("window.edgesight.testing.paused = true")
+        page.evaluate("(code) => window.edgesight.testing.pyodide.runPython(code)", PYTHON_SETUP)
         js = page.evaluate(JS_TIMING, {"frames": args.frames, "photo": photo_data_url(args.photo)})
         chromium = browser.version
         browser.close()

@@ -3,7 +3,8 @@
 Starts a real node (``python -m edgesight node``, a subprocess) and the web app (in this
 process, ``ServerThread``), both on 127.0.0.1, and opens the page in Debian's Chromium with
 a fake webcam playing the astronaut photo. The page records, per frame it draws,
-``window.edgesight.timings`` (performance.now() clock): capture (the page grabs the
+``window.edgesight.testing.timings`` (performance.now() clock; the test seam, not the page
+API: docs/page-api.md): capture (the page grabs the
 frame), preprocess (``encode_frame`` in Pyodide), sent, result received, drawn, plus the
 node's queue/inference/post times. After a warm-up the array is cleared and read back
 once it holds ``--frames`` entries.
@@ -41,22 +42,19 @@ log = logging.getLogger("bench.browser_latency")
 CHROMIUM = "/usr/bin/chromium"
 HEADERS = ["per frame (ms)", "p50", "p95", "p99"]
 FIELDS = ("capture_ms", "preprocess_ms", "sent_ms", "result_ms", "drawn_ms", "inference_ms")
+NODE_TIMINGS = "window.edgesight.testing.timings.filter((t) => t.mode === 'node')"
 
 
 def wait_for_timings(page: Page, count: int, timeout_s: float) -> list[dict[str, Any]]:
     """Poll the page until it has drawn ``count`` node results (bounded by a deadline)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        have = page.evaluate(
-            "() => window.edgesight.timings.filter((t) => t.mode === 'node').length"
-        )
+        have = page.evaluate(f"() => {NODE_TIMINGS}.length")
         if have >= count:
-            timings: list[dict[str, Any]] = page.evaluate(
-                "() => window.edgesight.timings.filter((t) => t.mode === 'node')"
-            )
+            timings: list[dict[str, Any]] = page.evaluate(f"() => {NODE_TIMINGS}")
             return timings[:count]
         page.wait_for_timeout(500)
-    status = page.evaluate("() => window.edgesight.client.status(performance.now())")
+    status = page.evaluate("() => window.edgesight.api.state()")
     raise TimeoutError(
         f"the page drew fewer than {count} node results in {timeout_s:.0f} s; status: {status}"
     )
@@ -80,9 +78,9 @@ def measure_page(
             page.on("pageerror", lambda exc: log.warning("page error: %s", exc))
             page.on("console", log_console)
             page.goto(url)
-            page.wait_for_function("() => window.edgesight?.timings", timeout=120_000)
+            page.wait_for_function("() => window.edgesight?.testing.timings", timeout=120_000)
             wait_for_timings(page, args.warmup, args.timeout_s)
-            page.evaluate("() => { window.edgesight.timings.length = 0; }")
+            page.evaluate("() => { window.edgesight.testing.timings.length = 0; }")
             t0 = time.monotonic()
             timings = wait_for_timings(page, args.frames, args.timeout_s)
             return timings, time.monotonic() - t0, browser.version

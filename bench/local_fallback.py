@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "playwright"))
 
 from conftest import CHROMIUM_ARGS, NodeProcess, camera_args, start_webapp  # noqa: E402
 from fake_camera import fit_frame, photo, write_y4m  # noqa: E402
+from page_state import FRAMES_DRAWN, LOCAL_READY  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 log = logging.getLogger("bench.local_fallback")
@@ -60,21 +61,22 @@ self.onmessage = async ({ data }) => {
 """
 
 SETUP_BARE = """async ([url, threads]) => {
-  const e = window.edgesight;
-  const model = await (await fetch(e.config.model.local.url)).arrayBuffer();  // what the app runs
+  // the page's own settings
+  const config = JSON.parse(document.getElementById("edgesight-config").textContent);
+  const model = await (await fetch(config.model.local.url)).arrayBuffer();  // what the app runs
   // a same-origin URL served by Playwright: the page's CSP allows no blob: workers
   const worker = new Worker(url, { type: "module" });
   await new Promise((resolve, reject) => {
     worker.onmessage = ({ data }) => data.type === "ready" && resolve();
     worker.onerror = (err) => reject(new Error(err.message));
-    worker.postMessage({ type: "init", ortUrl: new URL(e.config.ort_url, location.href).href,
+    worker.postMessage({ type: "init", ortUrl: new URL(config.ort_url, location.href).href,
                          model, threads }, [model]);
   });
-  e.bareWorker = worker;
+  window.bareWorker = worker;
 }"""
 
 RUN_BARE = """async (runs) => {
-  const e = window.edgesight;
+  const e = window.edgesight.testing;  // not the page API: docs/page-api.md
   e.paused = true;
   await new Promise((resolve) => setTimeout(resolve, 400));  // let the app's frame finish
   const proxy = e.client.local_steps.tensor();
@@ -82,8 +84,8 @@ RUN_BARE = """async (runs) => {
   const tensor = view.data.slice();
   view.release(); proxy.destroy();
   const times = await new Promise((resolve) => {
-    e.bareWorker.onmessage = ({ data }) => resolve(data.times);
-    e.bareWorker.postMessage({ type: "run", tensor, runs }, [tensor.buffer]);
+    window.bareWorker.onmessage = ({ data }) => resolve(data.times);
+    window.bareWorker.postMessage({ type: "run", tensor, runs }, [tensor.buffer]);
   });
   e.paused = false;
   return times;
@@ -114,16 +116,12 @@ def stats(samples: list[float]) -> dict[str, float]:
 def local_frames(page: Page, count: int) -> list[dict[str, Any]]:
     """Wait for ``count`` more locally drawn frames and return their timings."""
     # functions, not expression strings: the page's CSP refuses the eval a string needs
-    page.wait_for_function("() => window.edgesight?.timings", timeout=TIMEOUT_MS)
-    start = page.evaluate("window.edgesight.timings.filter(t => t.mode === 'local').length")
-    page.wait_for_function(
-        "(n) => window.edgesight.timings.filter(t => t.mode === 'local').length >= n",
-        arg=start + count,
-        timeout=TIMEOUT_MS,
-    )
-    frames: list[dict[str, Any]] = page.evaluate(
-        "(n) => window.edgesight.timings.filter(t => t.mode === 'local').slice(-n)", count
-    )
+    # per-stage timings are not the page API: the test seam (docs/page-api.md)
+    page.wait_for_function("() => window.edgesight?.testing.timings", timeout=TIMEOUT_MS)
+    local = "window.edgesight.testing.timings.filter(t => t.mode === 'local')"
+    start = page.evaluate(f"() => {local}.length")
+    page.wait_for_function(f"(n) => {local}.length >= n", arg=start + count, timeout=TIMEOUT_MS)
+    frames: list[dict[str, Any]] = page.evaluate(f"(n) => {local}.slice(-n)", count)
     return frames
 
 
@@ -161,6 +159,19 @@ def compare_threads(driver: Any, camera: Path, threads: int, blocks: int) -> dic
     }
 
 
+# When each result was drawn, and where from, through the page API's edgesight:detections
+# event (docs/page-api.md); listening from the page's first script on, the last few hundred.
+DRAWN_LOG = """
+window.benchDrawn = [];
+addEventListener("edgesight:detections", ({ detail }) => {
+  window.benchDrawn.push({ where: detail.where, drawn_ms: detail.drawn_ms });
+  if (window.benchDrawn.length > 600) window.benchDrawn.splice(0, 300);
+});
+"""
+FIRST_DRAWN_AFTER = """([where, mark]) => window.benchDrawn.find(
+    (t) => t.where === where && t.drawn_ms > mark)"""
+
+
 def failover(driver: Any, camera: Path, kills: int) -> dict[str, Any]:
     node = NodeProcess("bench-node").start()
     gaps, returns = [], []
@@ -171,23 +182,22 @@ def failover(driver: Any, camera: Path, kills: int) -> dict[str, Any]:
                 args=[*CHROMIUM_ARGS, *camera_args(camera)],
             )
             page = browser.new_page()
+            page.add_init_script(DRAWN_LOG)
             page.goto(f"{web.http_url}/")
             page.wait_for_function(
-                "() => window.edgesight?.client.local.is_ready && "
-                "window.edgesight.timings.some(t => t.mode === 'node')",
-                timeout=TIMEOUT_MS,
+                f"() => ({LOCAL_READY})() && ({FRAMES_DRAWN})('node') > 0", timeout=TIMEOUT_MS
             )
-            first_drawn_after = """([mode, mark]) => window.edgesight.timings.find(
-                t => t.mode === mode && t.drawn_ms > mark)"""
             for _ in range(kills):
                 mark = page.evaluate("performance.now()")
                 node.kill()
-                page.wait_for_function(first_drawn_after, arg=["local", mark], timeout=TIMEOUT_MS)
-                gaps.append(page.evaluate(first_drawn_after, ["local", mark])["drawn_ms"] - mark)
+                page.wait_for_function(FIRST_DRAWN_AFTER, arg=["browser", mark], timeout=TIMEOUT_MS)
+                gaps.append(page.evaluate(FIRST_DRAWN_AFTER, ["browser", mark])["drawn_ms"] - mark)
                 node.start()
                 mark = page.evaluate("performance.now()")
-                page.wait_for_function(first_drawn_after, arg=["node", mark], timeout=TIMEOUT_MS)
-                returns.append(page.evaluate(first_drawn_after, ["node", mark])["drawn_ms"] - mark)
+                page.wait_for_function(FIRST_DRAWN_AFTER, arg=["server", mark], timeout=TIMEOUT_MS)
+                returns.append(
+                    page.evaluate(FIRST_DRAWN_AFTER, ["server", mark])["drawn_ms"] - mark
+                )
             browser.close()
     finally:
         node.stop()

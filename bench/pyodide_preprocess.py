@@ -55,7 +55,7 @@ def bench_encode(pixels, width, height, capture_ms, now_ms):
 """
 
 JS_TIMING = """async (frames) => {
-  const { pyodide } = window.edgesight;
+  const { pyodide } = window.edgesight.testing;  // not the page API: docs/page-api.md
   const encode = pyodide.globals.get("bench_encode");  // what BrowserClient.encode_frame does
   const canvas = document.createElement("canvas");
   canvas.width = 640; canvas.height = 480;
@@ -99,13 +99,11 @@ def main() -> None:
         browser = driver.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page()
         page.goto(f"{web.http_url}/")
-        page.wait_for_function("() => window.edgesight?.pyodide", timeout=60_000)
-        version = page.evaluate("window.edgesight.pyodide.runPython('import sys; sys.version')")
-        page.evaluate(
-            "(code) => window.edgesight.pyodide.runPython(code)",
-            PYTHON_TIMING.replace("FRAMES", str(args.frames)),
-        )
-        fill_ms = page.evaluate("window.edgesight.pyodide.globals.get('fill_ms').toJs()")
+        page.wait_for_function("() => window.edgesight?.testing.pyodide", timeout=60_000)
+        run = "(code) => window.edgesight.testing.pyodide.runPython(code)"  # not the page API
+        version = page.evaluate(run, "import sys; sys.version")
+        page.evaluate(run, PYTHON_TIMING.replace("FRAMES", str(args.frames)))
+        fill_ms = page.evaluate("window.edgesight.testing.pyodide.globals.get('fill_ms').toJs()")
         js = page.evaluate(JS_TIMING, args.frames)
         chromium = browser.version
         browser.close()

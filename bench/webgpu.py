@@ -47,16 +47,19 @@ WEBGPU_ARGS = [
 TIMEOUT_MS = 900_000
 
 # The product's engine, loaded by the page under its CSP: one worker per (backend, model).
+# Per-stage timings (inference_ms) are not the page API: the test seam (docs/page-api.md).
+LOCAL_TIMINGS = "window.edgesight.testing.timings.filter((t) => t.mode === 'local')"
+
 ENGINE_RUN = """async ([key, backend, threads, modelUrl, b64, timedRuns]) => {
   const { LocalEngine } = await import("/static/local-engine.js");
-  const e = window.edgesight;
+  const config = JSON.parse(document.getElementById("edgesight-config").textContent);
   const engine = window.benchEngine || (window.benchEngine = new LocalEngine({
     onoutput: () => {}, onerror: () => {} }));
   const model = await (await fetch(modelUrl)).arrayBuffer();
   const sample = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
   const started = performance.now();
-  const loaded = await engine.load(key, { backend, ortUrl: e.config.ort_url, model, threads,
-    io: e.config.model.local.io, timedRuns, sample });
+  const loaded = await engine.load(key, { backend, ortUrl: config.ort_url, model, threads,
+    io: config.model.local.io, timedRuns, sample });
   const totalMs = performance.now() - started;
   engine.drop(key);
   return { warmupMs: loaded.warmupMs, threads: loaded.threads, loadAndRunsMs: totalMs };
@@ -64,7 +67,9 @@ ENGINE_RUN = """async ([key, backend, threads, modelUrl, b64, timedRuns]) => {
 
 
 def engine_times(page: Page, tensor_b64: str, runs: int, webgpu_runs: int) -> list[dict[str, Any]]:
-    config = page.evaluate("() => window.edgesight.config.model")
+    config = page.evaluate(
+        '() => JSON.parse(document.getElementById("edgesight-config").textContent).model'
+    )
     models = {"float": config["local_webgpu"]["url"], "int8": config["local"]["url"]}
     if config["local"]["variant_of"] is None:
         log.warning("the web app offers no INT8 variant: both rows run the float model")
@@ -91,27 +96,24 @@ def local_path(page: Page, seconds: float, min_frames: int) -> dict[str, Any]:
     """The page's own in-browser detection: frames drawn over ``seconds`` (at least
     ``min_frames``), once its engine is ready."""
     page.wait_for_function(
-        "() => window.edgesight && window.edgesight.timings.some(t => t.mode === 'local')",
-        timeout=TIMEOUT_MS,
+        f"() => Boolean(window.edgesight && {LOCAL_TIMINGS}.length)", timeout=TIMEOUT_MS
     )
-    first = page.evaluate("() => window.edgesight.timings.filter(t => t.mode === 'local').length")
+    first = page.evaluate(f"() => {LOCAL_TIMINGS}.length")
     started = time.monotonic()
     page.wait_for_function(
-        "(n) => window.edgesight.timings.filter(t => t.mode === 'local').length >= n",
-        arg=first + min_frames,
-        timeout=TIMEOUT_MS,
+        f"(n) => {LOCAL_TIMINGS}.length >= n", arg=first + min_frames, timeout=TIMEOUT_MS
     )
     while time.monotonic() - started < seconds:
         page.wait_for_timeout(500)  # a measurement window, not a synchronisation
     elapsed_s = time.monotonic() - started
-    timings = page.evaluate("() => window.edgesight.timings.filter(t => t.mode === 'local')")
+    timings = page.evaluate(f"() => {LOCAL_TIMINGS}")
     frames = timings[first:]
-    status = json.loads(page.evaluate("() => window.edgesight.client.status(performance.now())"))
+    status = page.evaluate("() => window.edgesight.api.state()")
     drawn = sorted(t["drawn_ms"] - t["capture_ms"] for t in frames)
     inference = sorted(t["inference_ms"] for t in frames if t.get("inference_ms") is not None)
     return {
-        "backend": status["local_backend"],
-        "threads": status["threads"],
+        "backend": status["browser_backend"],
+        "threads": status["browser_threads"],
         "frames": len(frames),
         "fps": round(len(frames) / elapsed_s, 3),
         "grab_to_drawn_p50_ms": round(drawn[len(drawn) // 2], 1) if drawn else None,
@@ -120,16 +122,16 @@ def local_path(page: Page, seconds: float, min_frames: int) -> dict[str, Any]:
 
 
 LOSS_GAP = """async () => {
-  const e = window.edgesight;
-  const local = () => e.timings.filter((t) => t.mode === "local");
+  const api = window.edgesight.api;
+  const testing = window.edgesight.testing;  // losing the device is white-box: the seam
+  const local = () => testing.timings.filter((t) => t.mode === "local");
   const before = local().length;
   const lostAt = performance.now();
   let switchedMs = null;
-  e.local.loseDevice();
+  testing.local.loseDevice();
   while (local().length <= before || switchedMs === null) {
     await new Promise((resolve) => setTimeout(resolve, 5));
-    if (switchedMs === null
-      && JSON.parse(e.client.status(performance.now())).local_backend === "wasm") {
+    if (switchedMs === null && api.state().browser_backend === "wasm") {
       switchedMs = performance.now() - lostAt;
     }
   }
@@ -144,8 +146,7 @@ def device_loss_gap(page: Page) -> dict[str, float | None]:
     then until the page runs on Wasm, and until the next box is drawn (by Wasm), with that
     frame's own grab-to-drawn. One sample per page: a device is lost once."""
     page.wait_for_function(
-        "() => JSON.parse(window.edgesight.client.status(performance.now())).local_standby",
-        timeout=TIMEOUT_MS,
+        "() => window.edgesight?.api.state().browser_standby", timeout=TIMEOUT_MS
     )
     gap: dict[str, float | None] = page.evaluate(LOSS_GAP)
     return {key: round(value, 1) if value is not None else None for key, value in gap.items()}
@@ -183,8 +184,8 @@ def main() -> None:
             browser = driver.chromium.launch(executable_path="/usr/bin/chromium", args=WEBGPU_ARGS)
             page = browser.new_page()
             page.goto(f"{web.http_url}/")  # no camera: the page's own engine stays idle
-            page.wait_for_function("() => window.edgesight", timeout=TIMEOUT_MS)
-            page.evaluate("() => { window.edgesight.paused = true; }")
+            page.wait_for_function("() => window.edgesight?.testing", timeout=TIMEOUT_MS)
+            page.evaluate("() => { window.edgesight.testing.paused = true; }")
             if not args.skip_engines:
                 result["engines"] = engine_times(page, tensor_b64, args.runs, args.webgpu_runs)
             browser.close()

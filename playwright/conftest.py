@@ -2,7 +2,7 @@
 made from real photos at test time. Playwright never downloads a browser here.
 
 The page runs under its Content-Security-Policy (no ``'unsafe-eval'``): give
-``page.wait_for_function`` a function (``"() => window.edgesight"``), not an expression
+``page.wait_for_function`` a function (``"() => window.edgesight.api"``), not an expression
 string, which Playwright would have to ``eval`` in the page. A CSP refusal is a console error."""
 
 from __future__ import annotations

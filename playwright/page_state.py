@@ -9,14 +9,27 @@ Page functions as source text, each taking one argument, for any driver (Playwri
 from __future__ import annotations
 
 __all__ = [
+    "API_READY",
     "BOXES_DRAWN",
+    "DRAWN_AFTER",
+    "FIRST_SEEN",
     "FRAMES_DRAWN",
     "LABEL_SHOWN",
     "LOCAL_READY",
     "OFFLINE_CACHE_READY",
     "OVERLAY_HAS_INK",
+    "OVERLAY_LABELS",
+    "STATE",
     "VISIBLE_TEXT",
+    "WATCH_FIRST",
 ]
+
+# The page API is there (its Python runtime has started).
+API_READY = """() => Boolean(window.edgesight && window.edgesight.api)"""
+
+# What the page shows now: the API's state() (docs/page-api.md); null before the API is up.
+STATE = """() => window.edgesight && window.edgesight.api
+    ? window.edgesight.api.state() : null"""
 
 # The element's text as shown, or null while it is missing or not rendered.
 VISIBLE_TEXT = """(selector) => {
@@ -63,4 +76,42 @@ OFFLINE_CACHE_READY = """async () => {
     const registration = await navigator.serviceWorker.ready;
     if (!registration.active || navigator.serviceWorker.controller === null) return false;
     return (await caches.keys()).some((name) => name.startsWith("edgesight-"));
+}"""
+
+# The newest drawn result came from ``where`` ("server" or "browser"), from the server named
+# ``server`` (null: any), and was drawn after ``mark_ms`` (the page's performance.now()).
+DRAWN_AFTER = """([where, server, markMs]) => {
+    const last = window.edgesight && window.edgesight.api
+        && window.edgesight.api.lastDetections;
+    return Boolean(last && last.where === where && last.drawn_ms > markMs
+        && (server === null || last.server === server));
+}"""
+
+# The labels the overlay shows now, as drawn (docs/page-api.md: ``api.overlay()``).
+OVERLAY_LABELS = """() => window.edgesight && window.edgesight.api
+    ? window.edgesight.api.overlay().labels : []"""
+
+# Keep the first ``edgesight:<name>`` event from now on whose detail has ``where`` (null: any),
+# for FIRST_SEEN to read: watch before the cause (a node killed or started), so that no
+# event is missed between the cause and the wait. A later watch of the same name replaces it.
+WATCH_FIRST = """([name, where]) => {
+    const seen = window.pageApiSeen = window.pageApiSeen || {};
+    const token = {};
+    seen[name] = { token, detail: null };
+    const watch = (event) => {
+        if (seen[name].token !== token) {
+            removeEventListener(`edgesight:${name}`, watch);
+            return;
+        }
+        if (where !== null && event.detail.where !== where) return;
+        seen[name].detail = event.detail;
+        removeEventListener(`edgesight:${name}`, watch);
+    };
+    addEventListener(`edgesight:${name}`, watch);
+}"""
+
+# The event WATCH_FIRST kept for ``name`` (its detail), or null while none came.
+FIRST_SEEN = """(name) => {
+    const seen = window.pageApiSeen && window.pageApiSeen[name];
+    return seen ? seen.detail : null;
 }"""

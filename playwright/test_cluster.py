@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import BrowserPage, NodeProcess, start_webapp
+from page_state import DRAWN_AFTER, FRAMES_DRAWN, STATE
 from playwright.sync_api import expect
 
 from webapp.node_identity import NodeCredentials
@@ -32,25 +33,16 @@ def test_killed_node_is_replaced_by_the_other_node(
     with start_webapp(tuple(node.ws_url for node in two_nodes)) as web:
         view = open_page(f"{web.http_url}/", camera="astronaut")
         page = view.page
-        page.wait_for_function(
-            "() => window.edgesight?.timings.some(t => t.mode === 'node')", timeout=TIMEOUT_MS
-        )
-        first = page.evaluate("window.edgesight.client.node_name")
+        page.wait_for_function(FRAMES_DRAWN, arg="node", timeout=TIMEOUT_MS)
+        first = page.evaluate(STATE)["server"]["name"]
         assert first in ("node-a", "node-b")
         survivor = "node-b" if first == "node-a" else "node-a"
         expect(page.locator("#badge")).to_have_text(f"Detecting on server {first}")
 
         mark = page.evaluate("performance.now()")
         next(node for node in two_nodes if node.name == first).kill()
-        page.wait_for_function(
-            """([name, mark]) => {
-                const e = window.edgesight;
-                return e.client.node_name === name && e.timings.some(
-                    t => t.mode === "node" && t.drawn_ms > mark);
-            }""",
-            arg=[survivor, mark],
-            timeout=TIMEOUT_MS,
-        )
+        page.wait_for_function(DRAWN_AFTER, arg=["server", survivor, mark], timeout=TIMEOUT_MS)
+        assert page.evaluate(STATE)["server"]["name"] == survivor
         expect(page.locator("#badge")).to_have_text(f"Detecting on server {survivor}")
         expect(page.locator('#detections li[data-label="person"]').first).to_be_visible()
 
@@ -71,11 +63,10 @@ def test_a_node_known_only_from_the_registry_is_used(
         ).start()
         try:
             page = open_page(f"{web.http_url}/", camera="astronaut").page
-            page.wait_for_function(
-                "() => window.edgesight?.timings.some(t => t.mode === 'node')", timeout=TIMEOUT_MS
-            )
+            page.wait_for_function(FRAMES_DRAWN, arg="node", timeout=TIMEOUT_MS)
             expect(page.locator("#badge")).to_have_text("Detecting on server registered-node")
-            held = page.evaluate("[...window.edgesight.client.tokens.node_tokens.keys()]")
+            # white-box (docs/page-api.md, "testing"): the page holds that node's own token
+            held = page.evaluate("[...window.edgesight.testing.client.tokens.node_tokens.keys()]")
             assert held == ["registered-node"]
         finally:
             node.stop()

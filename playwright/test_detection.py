@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 from conftest import BrowserPage, Stack, free_port, start_webapp
+from page_state import API_READY
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.e2e
@@ -50,7 +51,7 @@ def test_the_page_draws_labelled_boxes_over_the_video(
     # The browser's time per frame is known even on a node: the worker times a warm-up run
     # (routing.py compares it with degraded nodes, issue 12).
     page.wait_for_function(
-        "() => (window.edgesight.client.router.local_ms || 0) > 0", timeout=BOOT_TIMEOUT_MS
+        "() => (window.edgesight.api.state().browser_frame_ms || 0) > 0", timeout=BOOT_TIMEOUT_MS
     )
     assert view.console.errors == []
 
@@ -85,11 +86,9 @@ def test_protocol_in_pyodide_produces_the_same_bytes_as_cpython(
     stack: Stack, open_page: Callable[..., BrowserPage]
 ) -> None:
     view = open_page(stack.url)
-    view.page.wait_for_function(
-        "() => window.edgesight && window.edgesight.pyodide", timeout=BOOT_TIMEOUT_MS
-    )
-    in_browser = view.page.evaluate(
-        "(code) => { const py = window.edgesight.pyodide; py.runPython(code);"
+    view.page.wait_for_function(API_READY, timeout=BOOT_TIMEOUT_MS)
+    in_browser = view.page.evaluate(  # white-box: the page's Python (docs/page-api.md, testing)
+        "(code) => { const py = window.edgesight.testing.pyodide; py.runPython(code);"
         " return [py.globals.get('digests'), py.runPython('import sys; sys.version')]; }",
         PARITY_SNIPPET,
     )

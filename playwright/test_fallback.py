@@ -7,10 +7,12 @@ import json
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import BrowserPage, NodeProcess, start_webapp
 from fake_camera import photo
+from page_state import BOXES_DRAWN, FRAMES_DRAWN, LOCAL_READY
 from PIL import Image
 from playwright.sync_api import Page, expect
 
@@ -39,31 +41,27 @@ def _status(page: Page) -> str:
 
 
 def _drawn_count(page: Page, mode: str) -> int:
-    return int(
-        page.evaluate(
-            "(mode) => window.edgesight.timings.filter(t => t.mode === mode).length", mode
-        )
-    )
+    return int(page.evaluate(FRAMES_DRAWN, mode))
 
 
 def _wait_for_boxes(page: Page, mode: str, label: str, after: int = 0) -> None:
     """Until a box with ``label`` has been drawn from ``mode`` (beyond ``after`` frames)."""
-    page.wait_for_function(
-        """([mode, label, after]) => {
-            const e = window.edgesight;
-            return e && e.timings.filter(t => t.mode === mode).length > after
-                && (e.lastBoxes[mode] || []).some(b => b.label === label);
-        }""",
-        arg=[mode, label, after],
-        timeout=BOOT_TIMEOUT_MS,
-    )
+    page.wait_for_function(BOXES_DRAWN, arg=[mode, label, after], timeout=BOOT_TIMEOUT_MS)
 
 
-def _iou(a: dict[str, float], b: dict[str, float]) -> float:
-    ix = max(0.0, min(a["x2"], b["x2"]) - max(a["x1"], b["x1"]))
-    iy = max(0.0, min(a["y2"], b["y2"]) - max(a["y1"], b["y1"]))
+def _last_objects(page: Page, where: str) -> list[dict[str, Any]]:
+    """The objects of the newest drawn result, which must have come from ``where``."""
+    last: dict[str, Any] = page.evaluate("() => window.edgesight.api.lastDetections")
+    assert last["where"] == where, last
+    objects: list[dict[str, Any]] = last["objects"]
+    return objects
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
-    area = (a["x2"] - a["x1"]) * (a["y2"] - a["y1"]) + (b["x2"] - b["x1"]) * (b["y2"] - b["y1"])
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
     return inter / (area - inter) if area > inter else 0.0
 
 
@@ -85,11 +83,9 @@ def test_node_killed_mid_stream_then_restarted(
         page = view.page
         _wait_for_boxes(page, "node", "person")
         expect(page.locator("#badge")).to_have_text("Detecting on server fallback-node")
-        node_boxes = page.evaluate("window.edgesight.lastBoxes.node")
+        node_boxes = _last_objects(page, "server")
         # Local detection must be ready before the node dies for the switch to be instant.
-        page.wait_for_function(
-            "() => window.edgesight.client.local.is_ready", timeout=BOOT_TIMEOUT_MS
-        )
+        page.wait_for_function(LOCAL_READY, timeout=BOOT_TIMEOUT_MS)
 
         drawn_before = _drawn_count(page, "local")
         node.kill()
@@ -99,12 +95,12 @@ def test_node_killed_mid_stream_then_restarted(
         # Parity: the same frame gives the same confident detections on both paths. The
         # browser runs the model's INT8 variant (docs/models.md), which agrees with the
         # float model on detections scoring >= 0.5; weaker ones flicker between any two runs.
-        local_boxes = page.evaluate("window.edgesight.lastBoxes.local")
+        local_boxes = _last_objects(page, "browser")
         for boxes, others in ((node_boxes, local_boxes), (local_boxes, node_boxes)):
             for box in (b for b in boxes if b["score"] >= 0.5):
                 same = [b for b in others if b["label"] == box["label"]]
                 assert same, (box, others)
-                assert max(_iou(box, other) for other in same) >= 0.9, (box, others)
+                assert max(_iou(box["box"], other["box"]) for other in same) >= 0.9, (box, others)
 
         node.start()  # same port: the page must come back to it by itself
         drawn_from_node = _drawn_count(page, "node")
@@ -126,7 +122,10 @@ def test_a_model_with_the_wrong_hash_is_refused(
         expect(view.page.locator("#message")).to_contain_text(
             "not the expected one", timeout=BOOT_TIMEOUT_MS
         )
-        assert view.page.evaluate("window.edgesight.timings.length") == 0
+        assert view.page.evaluate("() => window.edgesight.api.drawn") == {
+            "server": 0,
+            "browser": 0,
+        }
 
 
 def test_a_stalled_node_is_left_for_local_detection(
@@ -135,9 +134,7 @@ def test_a_stalled_node_is_left_for_local_detection(
     with start_webapp((node.ws_url,)) as web:
         page = open_page(f"{web.http_url}/", camera="astronaut").page
         _wait_for_boxes(page, "node", "person")
-        page.wait_for_function(
-            "() => window.edgesight.client.local.is_ready", timeout=BOOT_TIMEOUT_MS
-        )
+        page.wait_for_function(LOCAL_READY, timeout=BOOT_TIMEOUT_MS)
         drawn_before = _drawn_count(page, "local")
         node.freeze()  # sockets stay open, nothing answers: only the deadline can tell
         try:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import BrowserPage, NodeProcess, start_webapp
+from page_state import BOXES_DRAWN, OFFLINE_CACHE_READY
 from playwright.sync_api import expect
 
 from edgesight.serving import ServerThread
@@ -19,18 +20,7 @@ pytestmark = pytest.mark.e2e
 
 BOOT_TIMEOUT_MS = 90_000
 
-LOCAL_CAT_DRAWN = """(after) => {
-    const e = window.edgesight;
-    return e && e.timings.filter(t => t.mode === "local").length > after
-        && (e.lastBoxes.local || []).some(b => b.label === "cat");
-}"""
-
-SW_READY = """async () => {
-    const reg = await navigator.serviceWorker.ready;
-    if (!reg.active || navigator.serviceWorker.controller === null) return false;
-    const names = await caches.keys();
-    return names.some(n => n.startsWith("edgesight-"));
-}"""
+LOCAL_CAT = ["local", "cat", 0]  # BOXES_DRAWN: a cat found in this browser
 
 
 def test_kiosk_reboots_offline_and_still_detects(open_page: Callable[..., BrowserPage]) -> None:
@@ -39,18 +29,18 @@ def test_kiosk_reboots_offline_and_still_detects(open_page: Callable[..., Browse
     try:
         view = open_page(f"{web.http_url}/kiosk", camera="chelsea")
         page = view.page
-        page.wait_for_function(LOCAL_CAT_DRAWN, arg=0, timeout=BOOT_TIMEOUT_MS)
+        page.wait_for_function(BOXES_DRAWN, arg=LOCAL_CAT, timeout=BOOT_TIMEOUT_MS)
         assert page.evaluate("document.body.classList.contains('kiosk')")
         expect(page.locator("#badge")).to_be_visible()
         expect(page.locator("#badge")).to_have_text("Detecting in this browser")
         assert page.locator("header").is_hidden()
         # The service worker has kept everything the page needs.
-        page.wait_for_function(SW_READY, timeout=BOOT_TIMEOUT_MS)
+        page.wait_for_function(OFFLINE_CACHE_READY, timeout=BOOT_TIMEOUT_MS)
     finally:
         web.stop()
 
     page.reload()  # the web app is gone
-    page.wait_for_function(LOCAL_CAT_DRAWN, arg=0, timeout=BOOT_TIMEOUT_MS)
+    page.wait_for_function(BOXES_DRAWN, arg=LOCAL_CAT, timeout=BOOT_TIMEOUT_MS)
     assert page.evaluate("document.body.classList.contains('kiosk')")
 
 
@@ -76,11 +66,11 @@ def test_a_kiosk_signed_in_by_its_key_drops_it_from_the_url_and_still_boots_offl
     try:
         view = open_page(f"{web.http_url}/kiosk?key={key}", camera="chelsea")
         page = view.page
-        page.wait_for_function(LOCAL_CAT_DRAWN, arg=0, timeout=BOOT_TIMEOUT_MS)
+        page.wait_for_function(BOXES_DRAWN, arg=LOCAL_CAT, timeout=BOOT_TIMEOUT_MS)
         assert page.url == f"{web.http_url}/kiosk"  # no key in the address bar or history
-        page.wait_for_function(SW_READY, timeout=BOOT_TIMEOUT_MS)
+        page.wait_for_function(OFFLINE_CACHE_READY, timeout=BOOT_TIMEOUT_MS)
         page.reload()  # signed in by its cookie now
-        page.wait_for_function(LOCAL_CAT_DRAWN, arg=0, timeout=BOOT_TIMEOUT_MS)
+        page.wait_for_function(BOXES_DRAWN, arg=LOCAL_CAT, timeout=BOOT_TIMEOUT_MS)
     finally:
         web.stop()
     # The web app restarts with an in-memory session store: the kiosk's session is gone
@@ -88,11 +78,11 @@ def test_a_kiosk_signed_in_by_its_key_drops_it_from_the_url_and_still_boots_offl
     web = ServerThread(create_webapp(settings), port=web.port).start()
     try:
         page.reload()
-        page.wait_for_function(LOCAL_CAT_DRAWN, arg=0, timeout=BOOT_TIMEOUT_MS)
+        page.wait_for_function(BOXES_DRAWN, arg=LOCAL_CAT, timeout=BOOT_TIMEOUT_MS)
         assert page.evaluate("document.body.classList.contains('kiosk')")
     finally:
         web.stop()
 
     page.reload()  # the web app is gone: the kept page
-    page.wait_for_function(LOCAL_CAT_DRAWN, arg=0, timeout=BOOT_TIMEOUT_MS)
+    page.wait_for_function(BOXES_DRAWN, arg=LOCAL_CAT, timeout=BOOT_TIMEOUT_MS)
     assert page.evaluate("document.body.classList.contains('kiosk')")

@@ -5,7 +5,6 @@ choice, never speed, and run as few WebGPU frames as they can (bench/webgpu.py m
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import CHROMIUM_ARGS, CSP_REPORTER, NodeProcess, camera_args, start_webapp
+from page_state import FRAMES_DRAWN, STATE
 from playwright.sync_api import Browser, Page, Playwright, expect
 
 pytestmark = pytest.mark.e2e
@@ -52,14 +52,13 @@ def webgpu_browser(playwright_driver: Playwright, chromium_path: str) -> Iterato
         browser.close()
 
 
-def status(page: Page) -> dict[str, Any]:
-    shown: dict[str, Any] = json.loads(
-        page.evaluate("() => window.edgesight.client.status(performance.now())")
-    )
+def state(page: Page) -> dict[str, Any]:
+    """The page API's state() (docs/page-api.md)."""
+    shown: dict[str, Any] = page.evaluate(STATE)
     return shown
 
 
-def wait_status(
+def wait_state(
     page: Page,
     expected: dict[str, Any],
     drawn_over: int = -1,
@@ -67,18 +66,17 @@ def wait_status(
     note_has: str = "",
     timeout_ms: float = WEBGPU_TIMEOUT_MS,
 ) -> None:
-    """Until the page's status has the ``expected`` values, more than ``drawn_over``
-    in-browser frames are drawn, (``has_standby``) a Wasm standby is loaded, and the
+    """Until the page API's state() has the ``expected`` values, more than ``drawn_over``
+    in-browser results are drawn, (``has_standby``) a Wasm standby is loaded, and the
     backend note says ``note_has``."""
     page.wait_for_function(
         """([expected, drawnOver, hasStandby, noteHas]) => {
-            const e = window.edgesight;
-            if (!e) return false;
-            const s = JSON.parse(e.client.status(performance.now()));
-            const drawn = e.timings.filter(t => t.mode === "local").length;
+            const api = window.edgesight && window.edgesight.api;
+            if (!api) return false;
+            const s = api.state();
             return Object.entries(expected).every(([key, value]) => s[key] === value)
-                && drawn > drawnOver && (!hasStandby || Boolean(s.local_standby))
-                && s.local_backend_note.includes(noteHas);
+                && api.drawn.browser > drawnOver && (!hasStandby || s.browser_standby)
+                && s.browser_note.includes(noteHas);
         }""",
         arg=[expected, drawn_over, has_standby, note_has],
         timeout=timeout_ms,
@@ -86,20 +84,26 @@ def wait_status(
 
 
 def local_drawn(page: Page) -> int:
-    return int(
-        page.evaluate("() => window.edgesight.timings.filter(t => t.mode === 'local').length")
-    )
+    return int(page.evaluate(FRAMES_DRAWN, "local"))
+
+
+def browser_objects(page: Page) -> list[dict[str, Any]]:
+    """The objects of the newest drawn result, which must have come from this browser."""
+    last: dict[str, Any] = page.evaluate("() => window.edgesight.api.lastDetections")
+    assert last["where"] == "browser", last
+    objects: list[dict[str, Any]] = last["objects"]
+    return objects
 
 
 def confident(boxes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [box for box in boxes if box["score"] >= PARITY_MIN_SCORE]
 
 
-def iou(a: dict[str, float], b: dict[str, float]) -> float:
-    ix = max(0.0, min(a["x2"], b["x2"]) - max(a["x1"], b["x1"]))
-    iy = max(0.0, min(a["y2"], b["y2"]) - max(a["y1"], b["y1"]))
+def iou(a: list[float], b: list[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
-    area = (a["x2"] - a["x1"]) * (a["y2"] - a["y1"]) + (b["x2"] - b["x1"]) * (b["y2"] - b["y1"])
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
     return inter / (area - inter) if area > inter else 0.0
 
 
@@ -108,7 +112,7 @@ def assert_same_boxes(gpu: list[dict[str, Any]], wasm: list[dict[str, Any]]) -> 
     assert gpu, "WebGPU found nothing confident on the photo"
     assert sorted(b["label"] for b in gpu) == sorted(b["label"] for b in wasm)
     for box in gpu:
-        best = max(iou(box, other) for other in wasm if other["label"] == box["label"])
+        best = max(iou(box["box"], o["box"]) for o in wasm if o["label"] == box["label"])
         assert best >= PARITY_MIN_IOU, (box, wasm)
 
 
@@ -121,29 +125,30 @@ def test_webgpu_boxes_match_wasm_and_a_lost_device_moves_to_wasm_at_once(
         page = webgpu_browser(cameras["chelsea"])
         page.goto(f"{web.http_url}/")
         # when WebGPU has drawn a frame and the Wasm standby is loaded beside it
-        wait_status(page, {"local_backend": "webgpu"}, drawn_over=0, has_standby=True)
+        wait_state(page, {"browser_backend": "webgpu"}, drawn_over=0, has_standby=True)
         # (the badge says "Detecting" only while boxes come every few seconds, which
         # SwiftShader's 13-50 s frames do not: the words are checked in Details here and
         # in the badge by tests/pyodide_client/test_browser_backend.py)
-        view = json.loads(page.evaluate("() => window.edgesight.client.view(performance.now())"))
-        assert "In this browser, GPU: onnxruntime-web (WebGPU)" in view["details"]
-        gpu_boxes = page.evaluate("() => window.edgesight.lastBoxes.local")
-        # and its device is lost (what a driver reset does)
-        page.evaluate("() => window.edgesight.local.loseDevice()")
+        expect(page.locator("#details-body")).to_contain_text(
+            "In this browser, GPU: onnxruntime-web (WebGPU)"
+        )
+        gpu_boxes = browser_objects(page)
+        # and its device is lost (what a driver reset does; white-box: docs/page-api.md)
+        page.evaluate("() => window.edgesight.testing.local.loseDevice()")
         # then the next frames run on the standby: no new load, no message
-        wait_status(page, {"local_backend": "wasm", "local_state": "ready"})
+        wait_state(page, {"browser_backend": "wasm", "browser_engine": "ready"})
         after = local_drawn(page)
-        assert status(page)["local_standby"] is None
-        wait_status(page, {}, drawn_over=after)  # SwiftShader may still hold the CPU
-        wasm_boxes = page.evaluate("() => window.edgesight.lastBoxes.local")
+        assert state(page)["browser_standby"] is False
+        wait_state(page, {}, drawn_over=after)  # SwiftShader may still hold the CPU
+        wasm_boxes = browser_objects(page)
         expect(page.locator("#badge")).to_have_text("Detecting in this browser")
-        shown = status(page)
+        shown = state(page)
         # a destroyed device fails the frame on it, or says so first: either way, Wasm
-        note = shown["local_backend_note"]
+        note = shown["browser_note"]
         assert note == "WebAssembly: WebGPU stopped working (a frame failed on the GPU)" or (
             note.startswith("WebAssembly: WebGPU stopped working (the GPU device was lost")
         ), note
-        assert shown["local_problem"] == ""
+        assert shown["browser_problem"] == ""
         assert page.csp_errors == []  # type: ignore[attr-defined]
     # and WebGPU and Wasm saw the same cat (issue 20's parity goal). What each backend runs
     # is what a visitor gets: WebGPU the float model, Wasm the INT8 variant.
@@ -160,15 +165,15 @@ def test_auto_measures_webgpu_slower_here_and_runs_wasm(
     with start_webapp((unreachable,), browser_backend="auto") as web:
         page = webgpu_browser(cameras["chelsea"])
         page.goto(f"{web.http_url}/")
-        wait_status(page, {"local_backend": "wasm"}, drawn_over=0, note_has="WebGPU being tried")
+        wait_state(page, {"browser_backend": "wasm"}, drawn_over=0, note_has="WebGPU being tried")
         drawn = local_drawn(page)
-        wait_status(page, {"local_state": "ready"}, note_has="WebGPU slower", timeout_ms=180_000)
+        wait_state(page, {"browser_engine": "ready"}, note_has="WebGPU slower", timeout_ms=180_000)
         assert local_drawn(page) > drawn  # frames kept coming during the trial
-        shown = status(page)
-        assert shown["local_backend"] == "wasm"
-        assert "the fastest measured here" in shown["local_backend_note"]
-        assert "WebGPU slower" in shown["local_backend_note"]
-        assert shown["local_standby"] is None  # the WebGPU worker was ended
+        shown = state(page)
+        assert shown["browser_backend"] == "wasm"
+        assert "the fastest measured here" in shown["browser_note"]
+        assert "WebGPU slower" in shown["browser_note"]
+        assert shown["browser_standby"] is False  # the WebGPU worker was ended
         expect(page.locator("#badge")).to_have_text("Detecting in this browser")
 
 
@@ -190,11 +195,11 @@ def test_an_engine_that_never_loads_is_retried_then_the_page_says_so(
         # the download never answers (the route is never fulfilled)
         page.route(stalled_url, lambda route: stalled.append(route.request.url))
         page.goto(f"{web.http_url}/")
-        wait_status(page, {"local_state": "failed"}, timeout_ms=120_000)
+        wait_state(page, {"browser_engine": "failed"}, timeout_ms=120_000)
         message = (
             "WebAssembly, 2 threads not ready after 2 s, 2 tries. Reload the page to try again."
         )
-        assert status(page)["local_problem"] == f"Local detection could not start: {message}"
+        assert state(page)["browser_problem"] == f"Local detection could not start: {message}"
         expect(page.locator("#message")).to_contain_text(message)
         assert len(stalled) == 2  # one try, then one more
 
@@ -210,13 +215,14 @@ def test_the_wasm_thread_count_is_measured_not_taken_from_hardware_concurrency(
             "Object.defineProperty(navigator, 'hardwareConcurrency', { get: () => 4 });"
         )
         page.goto(f"{web.http_url}/")
-        wait_status(page, {"local_state": "ready"}, drawn_over=0, timeout_ms=180_000)
-        shown = status(page)
-        note = shown["local_backend_note"]
+        wait_state(page, {"browser_engine": "ready"}, drawn_over=0, timeout_ms=180_000)
+        shown = state(page)
+        note = shown["browser_note"]
         # both counts were timed, in workers of their own, and the faster one runs
         match = re.search(r"2 threads (\d+) ms, WebAssembly, 4 threads (\d+) ms", note)
         assert match, note
         two_ms, four_ms = int(match.group(1)), int(match.group(2))
         if two_ms != four_ms:  # (a tie in whole ms may go either way)
-            assert shown["threads"] == (2 if two_ms < four_ms else 4)
-        assert note.startswith(f"WebAssembly, {shown['threads']} threads, the fastest measured")
+            assert shown["browser_threads"] == (2 if two_ms < four_ms else 4)
+        threads = shown["browser_threads"]
+        assert note.startswith(f"WebAssembly, {threads} threads, the fastest measured")

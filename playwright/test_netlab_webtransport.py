@@ -134,6 +134,8 @@ def test_pinned_to_quic_the_page_detects_through_loss(
     wait_for_results(page, 5)
     expect(page.locator("#badge")).to_have_text("Detecting on server lab-node")
     expect(page.locator('#detections li[data-label="cat"]').first).to_be_visible()
+    server = page.evaluate("() => window.edgesight.api.state().server")  # docs/page-api.md
+    assert (server["name"], server["transport"]) == ("lab-node", "QUIC")
     assert lab.dropped_packets() > 0, "the lab dropped nothing: no loss was tested"
 
 

@@ -19,6 +19,7 @@ from conftest import (
     free_port,
     start_webapp,
 )
+from page_state import STATE
 from playwright.sync_api import Page, Playwright, expect
 
 from edgesight.serving import ServerThread
@@ -80,8 +81,14 @@ def test_a_denied_camera_says_so_and_not_detecting(
     expect(badge).to_have_text("Not detecting: camera access denied", timeout=BOOT_TIMEOUT_MS)
     expect(badge).to_have_attribute("data-kind", "none")
     expect(page.locator("#message")).to_contain_text("Camera access was denied.")
-    page.wait_for_function("() => window.edgesight && window.edgesight.client.mode === 'node'")
+    page.wait_for_function(f"() => Boolean(({STATE})()?.server)")  # a node accepted the page
     expect(badge).to_have_text("Not detecting: camera access denied")  # a node is no picture
+    shown = page.evaluate(STATE)
+    assert (shown["detecting"], shown["where"], shown["server"]["name"]) == (
+        False,
+        None,
+        "e2e-node",
+    )
     shoot(page, tmp_path / f"denied-{screen}.png")
 
 
@@ -200,10 +207,9 @@ def test_the_offline_kiosk_shows_no_http_codes(
     expect(page.locator("#badge")).to_have_text(
         "Detecting in this browser", timeout=BOOT_TIMEOUT_MS
     )
-    page.wait_for_function(
-        "() => JSON.parse(window.edgesight.client.status(performance.now())).token_problem",
-        timeout=BOOT_TIMEOUT_MS,
-    )
+    page.wait_for_function(f"() => ({STATE})()?.token_problem", timeout=BOOT_TIMEOUT_MS)
+    reason = page.evaluate(STATE)["token_problem"]  # the page knows, and does not show it
+    assert reason == "the web app could not be reached for a token"
     message = page.locator("#message")
     assert "token" not in (message.text_content() or "")
     assert "answered" not in (message.text_content() or "")

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from conftest import BrowserPage, NodeProcess, Stack, free_port, start_node, start_webapp
 from fake_camera import photo
+from page_state import DRAWN_AFTER, FIRST_SEEN, OVERLAY_LABELS, STATE, WATCH_FIRST
 from PIL import Image
 from playwright.sync_api import Page, expect
 
@@ -36,18 +37,19 @@ def node() -> Iterator[NodeProcess]:
 
 
 def labels(page: Page) -> list[dict[str, Any]]:
-    drawn: list[dict[str, Any]] = page.evaluate("window.edgesight.overlay.lastDrawn.labels")
+    drawn: list[dict[str, Any]] = page.evaluate(OVERLAY_LABELS)
     return drawn
 
 
-def wait_for_labels(page: Page, mode: str) -> list[dict[str, Any]]:
+def wait_for_labels(page: Page, where: str) -> list[dict[str, Any]]:
+    """Until the overlay shows labels and a result from ``where`` ("server", "browser")
+    was drawn; the labels as drawn (page API: ``api.overlay()``)."""
     page.wait_for_function(
-        """(mode) => {
-            const e = window.edgesight;
-            return e && e.overlay.lastDrawn.labels.length > 0
-                && e.timings.some(t => t.mode === mode);
+        """(where) => {
+            const api = window.edgesight && window.edgesight.api;
+            return Boolean(api && api.overlay().labels.length > 0 && api.drawn[where] > 0);
         }""",
-        arg=mode,
+        arg=where,
         timeout=BOOT_TIMEOUT_MS,
     )
     return labels(page)
@@ -66,7 +68,7 @@ def test_one_label_per_object_readable_on_a_phone(
 ) -> None:
     # chelsea's anchor scores "cat" and lower "dog" on the same box: one label only
     page = open_page(stack.url, camera="chelsea", viewport=PHONE).page
-    drawn = wait_for_labels(page, "node")
+    drawn = wait_for_labels(page, "server")
     for i, a in enumerate(drawn):
         for b in drawn[i + 1 :]:
             assert iou(a["box_css"], b["box_css"]) < 0.9, f"two labels on one box: {a}, {b}"
@@ -86,7 +88,7 @@ def test_the_badge_says_in_this_browser_without_a_server(
 ) -> None:
     with start_webapp((f"ws://127.0.0.1:{free_port()}/ws",)) as web:
         page = open_page(f"{web.http_url}/", camera="chelsea").page
-        wait_for_labels(page, "local")
+        wait_for_labels(page, "browser")
         badge = page.locator("#badge")
         expect(badge).to_have_text("Detecting in this browser")
         expect(badge).to_have_attribute("data-kind", "local")
@@ -103,14 +105,12 @@ def test_no_stale_boxes_after_a_bad_file(
     stack: Stack, tmp_path: Path, open_page: Callable[..., BrowserPage]
 ) -> None:
     page = open_page(stack.url, camera="astronaut").page
-    wait_for_labels(page, "node")
+    wait_for_labels(page, "server")
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"this is not a picture")
     page.locator("#file").set_input_files(str(broken))
     expect(page.locator("#message")).to_contain_text("cannot be played", timeout=10_000)
-    page.wait_for_function(
-        "() => window.edgesight.overlay.lastDrawn.labels.length === 0", timeout=5_000
-    )
+    page.wait_for_function(f"() => ({OVERLAY_LABELS})().length === 0", timeout=5_000)
     expect(page.locator("#detections li.empty")).to_be_visible()
     page.wait_for_timeout(2000)  # a late result must not bring the old boxes back
     assert labels(page) == []
@@ -139,20 +139,19 @@ def test_a_restarted_node_is_used_again_within_the_goal(
 ) -> None:
     with start_webapp((node.ws_url,)) as web:
         page = open_page(f"{web.http_url}/").page
-        wait_for_labels(page, "node")
+        wait_for_labels(page, "server")
         node.kill()
         expect(page.locator("#badge")).not_to_have_attribute("data-kind", "node", timeout=10_000)
         time.sleep(3)  # down long enough for the backoff to reach its cap
-        readies_before = int(page.evaluate("() => window.edgesight.readies.length"))
+        # Watch for the next server to accept the page (edgesight:server) before it can:
+        # the page may reconnect between /readyz answering and this test reading the
+        # page's clock (then it was back in <= 0 ms).
+        page.evaluate(WATCH_FIRST, ["server", None])
         node.start()  # returns once /readyz answers
         ready_ms = float(page.evaluate("performance.now()"))
-        # Count HELLOs rather than compare times: the page may reconnect between /readyz
-        # answering and this test reading the page's clock (then it was back in <= 0 ms).
-        page.wait_for_function(
-            "(n) => window.edgesight.readies.length > n", arg=readies_before, timeout=30_000
-        )
-        back_ms = float(page.evaluate("(n) => window.edgesight.readies[n].at_ms", readies_before))
-    assert back_ms - ready_ms <= SWITCH_BACK_GOAL_MS + SWITCH_BACK_SLACK_MS
+        back = page.wait_for_function(FIRST_SEEN, arg="server", timeout=30_000).json_value()
+    assert back["name"] == "view-node"
+    assert float(back["at_ms"]) - ready_ms <= SWITCH_BACK_GOAL_MS + SWITCH_BACK_SLACK_MS
 
 
 def test_a_planned_move_keeps_boxes_coming_and_ends_on_the_better_node(
@@ -169,12 +168,12 @@ def test_a_planned_move_keeps_boxes_coming_and_ends_on_the_better_node(
     ):
         view = open_page(f"{web.http_url}/", camera="astronaut")
         page = view.page
-        wait_for_labels(page, "node")
+        wait_for_labels(page, "server")
         expect(page.locator("#badge")).to_have_text("Detecting on server node-a")
-        page.evaluate(
+        page.evaluate(  # white-box (docs/page-api.md, "testing"): shorter routing dwell times
             """() => {
-                const py = window.edgesight.pyodide;
-                py.globals.set("client", window.edgesight.client);
+                const { pyodide: py, client } = window.edgesight.testing;
+                py.globals.set("client", client);
                 py.runPython(`from dataclasses import replace
 s = client.router.settings
 client.router.settings = replace(s, dwell_ms=500.0, min_switch_interval_ms=500.0)`);
@@ -183,12 +182,8 @@ client.router.settings = replace(s, dwell_ms=500.0, min_switch_interval_ms=500.0
         near.delay_ms, far.delay_ms = 150, 0
         expect(page.locator("#badge")).to_have_text("Detecting on server node-b", timeout=60_000)
         mark = float(page.evaluate("performance.now()"))
-        page.wait_for_function(
-            "(mark) => window.edgesight.timings.some(t => t.mode === 'node' && t.drawn_ms > mark)",
-            arg=mark,
-            timeout=30_000,
-        )
-        assert page.evaluate("window.edgesight.client.node_url") == far.ws_url
+        page.wait_for_function(DRAWN_AFTER, arg=["server", "node-b", mark], timeout=30_000)
+        assert page.evaluate(STATE)["server"]["url"] == far.ws_url
         assert not view.console.errors
 
 
@@ -203,7 +198,6 @@ def test_a_kiosk_without_its_camera_loops_its_configured_source_and_keeps_trying
         expect(page.locator("#message")).to_contain_text("retrying", timeout=BOOT_TIMEOUT_MS)
         expect(page.locator("#message")).to_contain_text("configured loop")
         page.wait_for_function(
-            "() => window.edgesight?.overlay.lastDrawn.labels.some(l => l.label === 'cat')",
-            timeout=BOOT_TIMEOUT_MS,
+            f"() => ({OVERLAY_LABELS})().some(l => l.label === 'cat')", timeout=BOOT_TIMEOUT_MS
         )
         expect(page.locator("#badge")).to_have_text("Detecting on server e2e-node")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 from conftest import MODEL_PATH, BrowserPage, start_node
+from page_state import API_READY, BOXES_DRAWN, FRAMES_DRAWN
 from playwright.sync_api import expect
 
 from edgesight.serving import ServerThread
@@ -24,12 +25,6 @@ BOOT_TIMEOUT_MS = 90_000
 SECRET = "e2e-registry-secret-0123456789"
 BAD_URLS = ("ws://0:99999/ws", "ws://[::1/ws", "ws://127.0.0.1:8001/ws#fragment")
 FRAMES_AFTER_THE_BAD_ENTRIES = 10
-
-NODE_FRAMES_AFTER = """(after) => {
-    const e = window.edgesight;
-    return e && e.timings.filter(t => t.mode === "node").length > after
-        && (e.lastBoxes.node || []).some(b => b.label === "person");
-}"""
 
 
 def entry(node_id: str, url: str) -> NodeEntry:
@@ -72,11 +67,13 @@ def test_bad_registry_entries_leave_the_kiosk_detecting_from_the_good_node(
         page = view.page
         page.evaluate("window.firstLoad = true")  # gone if the kiosk reloads itself
 
-        page.wait_for_function(NODE_FRAMES_AFTER, arg=0, timeout=BOOT_TIMEOUT_MS)
+        page.wait_for_function(BOXES_DRAWN, arg=["node", "person", 0], timeout=BOOT_TIMEOUT_MS)
         # every refresh of the list (each 2 s) hands the bad entries in again; go on a while
-        seen = int(page.evaluate("window.edgesight.timings.length"))
+        seen = int(page.evaluate(FRAMES_DRAWN, "node"))
         page.wait_for_function(
-            NODE_FRAMES_AFTER, arg=seen + FRAMES_AFTER_THE_BAD_ENTRIES, timeout=BOOT_TIMEOUT_MS
+            BOXES_DRAWN,
+            arg=["node", "person", seen + FRAMES_AFTER_THE_BAD_ENTRIES],
+            timeout=BOOT_TIMEOUT_MS,
         )
 
         expect(page.locator("#badge")).to_contain_text("good-node")  # what the kiosk shows
@@ -119,7 +116,7 @@ def test_the_content_security_policy_is_enforced_and_reported(
     settings = WebappSettings(port=0, node_urls=(), model_dir=MODEL_PATH.parent)
     with ServerThread(create_webapp(settings)) as web:
         view = open_page(f"{web.http_url}/", camera=None)
-        view.page.wait_for_function("() => window.edgesight && window.edgesight.pyodide")
+        view.page.wait_for_function(API_READY)
         assert view.console.errors == []
 
         page = view.page

@@ -59,8 +59,8 @@ def test_a_signed_in_page_detects_through_a_node_that_requires_tokens(
             timeout=BOOT_TIMEOUT_MS
         )
         expect(page.locator("#status")).to_have_attribute("data-mode", "node")
-        welcome = page.evaluate("() => window.edgesight.client.stream.welcome.identity")
-        assert welcome == "alice"  # the node took the token the web app issued to alice
+        server = page.evaluate("() => window.edgesight.api.state().server")
+        assert server["identity"] == "alice"  # the node took the token issued to alice
         assert view.console.errors == []
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CHROMIUM_ARGS, MODEL_PATH, camera_args
+from page_state import LOCAL_READY
 from playwright.sync_api import Browser, Page, Playwright, expect
 
 from edgesight.certs import Issued, issue, spki_sha256
@@ -152,11 +153,7 @@ def test_plain_http_on_a_lan_name_says_it_needs_https(
     expect(message).to_contain_text("Use it from other machines")
     assert page.evaluate("isSecureContext") is False
     # Local detection still starts (the model is checked by Python's hashlib, not WebCrypto)
-    page.wait_for_function(
-        "() => window.edgesight && JSON.parse(window.edgesight.client.status(0))"
-        ".local_state === 'ready'",
-        timeout=BOOT_TIMEOUT_MS,
-    )
+    page.wait_for_function(LOCAL_READY, timeout=BOOT_TIMEOUT_MS)
     assert "Cannot read properties" not in message.inner_text()
     assert not [e for e in errors if "Cannot read properties" in e]
     page.close()

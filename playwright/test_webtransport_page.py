@@ -22,6 +22,7 @@ from conftest import (  # type: ignore[import-not-found]
     free_port,
     start_webapp,
 )
+from page_state import FRAMES_DRAWN, STATE  # type: ignore[import-not-found]
 from playwright.sync_api import Page, Playwright, expect
 
 from edgesight.serving import ServerThread
@@ -82,11 +83,13 @@ def test_the_page_detects_over_quic_and_says_so(open_quic_page) -> None:  # type
         node, _ = _registered_node(web)
         with node:
             page = open_quic_page(f"{web.http_url}/")
-            page.wait_for_function(
-                "() => window.edgesight?.timings.some(t => t.mode === 'node')", timeout=TIMEOUT_MS
-            )
+            page.wait_for_function(FRAMES_DRAWN, arg="node", timeout=TIMEOUT_MS)
             expect(page.locator("#badge")).to_have_text("Detecting on server quic-node")
             expect(page.locator("#details-body")).to_contain_text("Transport: QUIC")
+            server = page.evaluate(STATE)["server"]
+            assert (server["name"], server["transport"]) == ("quic-node", "QUIC")
+            first = page.evaluate("() => window.edgesight.api.lastServer")
+            assert (first["name"], first["transport"]) == ("quic-node", "QUIC")
             expect(page.locator('#detections li[data-label="cat"]').first).to_be_visible()
 
 
@@ -112,14 +115,13 @@ def test_udp_that_does_not_get_through_leaves_the_page_on_websocket(
             node, _ = _registered_node(web)
             with node:
                 page = open_quic_page(f"{web.http_url}/")
-                page.wait_for_function(
-                    "() => window.edgesight?.timings.some(t => t.mode === 'node')",
-                    timeout=TIMEOUT_MS,
-                )
+                page.wait_for_function(FRAMES_DRAWN, arg="node", timeout=TIMEOUT_MS)
                 expect(page.locator("#details-body")).to_contain_text("Transport: WebSocket")
                 expect(page.locator('#detections li[data-label="cat"]').first).to_be_visible()
-                # QUIC was tried and given up, not skipped
-                assert page.evaluate("() => window.edgesight.client.transport.quic_failures") >= 1
+                assert page.evaluate(STATE)["server"]["transport"] == "WebSocket"
+                # QUIC was tried and given up, not skipped (white-box: docs/page-api.md)
+                failures = "() => window.edgesight.testing.client.transport.quic_failures"
+                assert page.evaluate(failures) >= 1
     finally:
         blackhole.close()
 
@@ -134,14 +136,14 @@ def test_a_websocket_link_moves_to_quic_when_its_node_offers_it(open_quic_page) 
         start_webapp((node.ws_url,), page_transport="quic") as web,
     ):
         page = open_quic_page(f"{web.http_url}/")
-        page.wait_for_function(
-            "() => window.edgesight?.timings.some(t => t.mode === 'node')", timeout=TIMEOUT_MS
-        )
+        page.wait_for_function(FRAMES_DRAWN, arg="node", timeout=TIMEOUT_MS)
+        # it started on the WebSocket: the edgesight:server event says so, the move does not
+        first = page.evaluate("() => window.edgesight.api.lastServer")
+        assert (first["name"], first["transport"]) == ("static-node", "WebSocket")
         expect(page.locator("#details-body")).to_contain_text("Transport: QUIC", timeout=TIMEOUT_MS)
-        before = page.evaluate("() => window.edgesight.timings.length")
-        page.wait_for_function(
-            f"() => window.edgesight.timings.length > {before} + 5", timeout=TIMEOUT_MS
-        )
+        before = page.evaluate(FRAMES_DRAWN, "node")
+        page.wait_for_function(f"() => ({FRAMES_DRAWN})('node') > {before} + 5", timeout=TIMEOUT_MS)
+        assert page.evaluate(STATE)["server"]["transport"] == "QUIC"
         expect(page.locator("#badge")).to_have_text("Detecting on server static-node")
 
 

@@ -51,17 +51,15 @@ def wait_for_boxes(page: Page, kind: str) -> None:
     """Until the badge says ``kind`` and boxes are on the picture, then let numbers settle."""
     page.wait_for_function(
         """(kind) => {
-            const e = window.edgesight;
-            return e && document.getElementById("badge").dataset.kind === kind
-                && e.overlay.lastDrawn.labels.length > 0;
+            const api = window.edgesight && window.edgesight.api;  // docs/page-api.md
+            return Boolean(api && document.getElementById("badge").dataset.kind === kind
+                && api.overlay().labels.length > 0);
         }""",
         arg=kind,
         timeout=BOOT_TIMEOUT_MS,
     )
     page.wait_for_timeout(SETTLE_MS)
-    page.wait_for_function(
-        "() => window.edgesight.overlay.lastDrawn.labels.length > 0", timeout=10_000
-    )
+    page.wait_for_function("() => window.edgesight.api.overlay().labels.length > 0", timeout=10_000)
 
 
 @contextlib.contextmanager
