@@ -1,6 +1,6 @@
-"""What the end-to-end tests read from the page, in one place (issue 18).
+"""What the end-to-end tests read from the page, in one place (issues 18, 19).
 
-Page functions as source text, each taking one argument, for any driver (Playwright's
+Page functions as source text, each taking at most one argument, for any driver (Playwright's
 ``evaluate``/``wait_for_function``, puppeteer-core, Selenium). Most read what a person sees
 (visible text, labels, ink on the overlay); the rest reads the page's documented API
 (``window.edgesight.api``, docs/page-api.md), never its internal fields.
