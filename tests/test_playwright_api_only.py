@@ -6,6 +6,7 @@ API alone. Pure text, no browser."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -24,6 +25,8 @@ REACH = re.compile(
 )
 # What may follow: a member named in ``allowed``, or `&&` (a guard before such a member).
 GUARD = re.compile(r"\s*&&")
+# In a page function, the bare global (``edgesight.client``) is window.edgesight too.
+BARE = re.compile(r"(?<![\w.$/:@`'\"-])edgesight\s*\??\.\s*([A-Za-z_$][\w$]*)")
 
 
 def internal_reads(text: str, allowed: tuple[str, ...] = (API, SEAM)) -> list[str]:
@@ -40,6 +43,18 @@ def internal_reads(text: str, allowed: tuple[str, ...] = (API, SEAM)) -> list[st
         end = text.find("\n", reach.end())
         found.append(text[start : end if end != -1 else len(text)].strip())
     return found
+
+
+def bare_reads(source: str, allowed: tuple[str, ...] = (API, SEAM)) -> list[str]:
+    """Page functions (string constants with ``=>``) in Python ``source`` that read the bare
+    global ``edgesight`` other than through a member in ``allowed``."""
+    return [
+        node.value.strip()
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and "=>" in node.value
+        for match in BARE.finditer(node.value)
+        if match.group(1) not in allowed
+    ]
 
 
 @pytest.mark.parametrize(
@@ -75,6 +90,20 @@ def test_internals_are_found(snippet: str) -> None:
     assert internal_reads(snippet) != []
 
 
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        ('page.evaluate("() => edgesight.client.mode")', True),
+        ('page.evaluate("() => edgesight?.timings.length")', True),
+        ('page.evaluate("() => edgesight.api.state()")', False),
+        ('HOST = "edgesight.test"', False),  # a host name, not a page function
+        ("f(x=\"() => location.host === 'edgesight.test'\")", False),
+    ],
+)
+def test_the_bare_global_is_found_in_page_functions(source: str, found: bool) -> None:
+    assert bool(bare_reads(source)) is found
+
+
 def test_the_seam_is_refused_where_only_the_api_may_be_used() -> None:
     assert internal_reads("window.edgesight.testing.client", allowed=(API,)) != []
 
@@ -86,11 +115,11 @@ def scanned_files() -> list[Path]:
 
 
 def test_browser_tests_and_benchmarks_read_only_the_api_and_the_seam() -> None:
-    offenders = {
-        str(path.relative_to(ROOT)): reads
-        for path in scanned_files()
-        if (reads := internal_reads(path.read_text(encoding="utf-8")))
-    }
+    offenders = {}
+    for path in scanned_files():
+        text = path.read_text(encoding="utf-8")
+        if reads := internal_reads(text) + bare_reads(text):
+            offenders[str(path.relative_to(ROOT))] = reads
     assert offenders == {}, "read window.edgesight.api (docs/page-api.md) or .testing"
 
 
@@ -98,4 +127,4 @@ def test_browser_tests_and_benchmarks_read_only_the_api_and_the_seam() -> None:
 def test_the_other_browsers_use_the_api_alone(name: str) -> None:
     text = (ROOT / name).read_text(encoding="utf-8")
     assert "edgesight.api" in text or "page_state" in text  # it does read the page
-    assert internal_reads(text, allowed=(API,)) == []
+    assert internal_reads(text, allowed=(API,)) + bare_reads(text, allowed=(API,)) == []
