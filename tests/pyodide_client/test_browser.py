@@ -347,7 +347,7 @@ def test_the_page_api_names_the_server_its_transport_and_who_it_accepted() -> No
     client = make_client(A)
     connected(client, {A: 10.0}, A, welcome=replace(WELCOME, identity="alice"))
     make_local_ready(client)
-    client.local_loaded(warmup_ms=75.0)  # the engine's timed warm-up run
+    client.local_steps.loaded(warmup_ms=75.0)  # the engine's timed warm-up run
 
     state = json.loads(client.api_state(130.0))
 
