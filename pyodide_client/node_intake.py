@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import logging
 
+from .node_info import NodeInfo, usable_nodes
 from .page_origin import PageOrigin
-from .routing import NodeInfo, usable_nodes
 
 __all__ = ["MAX_WARNINGS", "NodeIntake"]
 

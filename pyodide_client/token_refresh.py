@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 REFRESH_FRACTION = 2 / 3
-MAX_NODE_TOKENS = 64  # routing.MAX_CANDIDATES: a page lists no more nodes than this
+MAX_NODE_TOKENS = 64  # node_info.MAX_CANDIDATES: a page lists no more nodes than this
 FETCH_TIMEOUT_MS = 10_000.0  # a fetch not answered by then counts as failed
 STATUS_SIGN_IN = 401
 

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
+import pyodide_client.node_info as node_info
 import pyodide_client.routing as routing
+from pyodide_client.node_info import NodeInfo
 from pyodide_client.routing import (
     Connect,
     Failure,
     Fallback,
-    NodeInfo,
     Router,
     RoutingSettings,
     Stay,
@@ -736,7 +737,7 @@ def test_usable_nodes_skip_each_bad_entry_and_say_why() -> None:
         42,
     ]
 
-    usable, problems = routing.usable_nodes(listing)
+    usable, problems = node_info.usable_nodes(listing)
 
     assert [info.url for info in usable] == ["ws://good:8001/ws", "ws://{hostname}:8001/ws"]
     assert len(problems) == 5
@@ -798,11 +799,11 @@ def test_the_degraded_flag_must_be_a_json_boolean() -> None:
 def test_a_page_keeps_at_most_max_candidates_of_a_huge_list() -> None:
     listing = many(5000)
 
-    usable, problems = routing.usable_nodes(listing)
+    usable, problems = node_info.usable_nodes(listing)
 
-    assert [info.url for info in usable] == listing[: routing.MAX_CANDIDATES]
+    assert [info.url for info in usable] == listing[: node_info.MAX_CANDIDATES]
     assert problems == [
-        f"{5000 - routing.MAX_CANDIDATES} listed nodes ignored: a page keeps at most 64"
+        f"{5000 - node_info.MAX_CANDIDATES} listed nodes ignored: a page keeps at most 64"
     ]
 
 
