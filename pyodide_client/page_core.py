@@ -74,21 +74,14 @@ from .page_source import PageSource
 from .page_status import api_state_json, report_json, stats_json, status_json, view_json
 from .probes import Probes
 from .protocol import CLOSE_TRY_AGAIN_LATER
+from .quic_moves import QuicMoves
 from .routing import Connect, Failure, Fallback, Router, Switch
 from .stream import (
     NodeStream,
     StreamError,
 )
 from .token_refresh import TokenKeeper, apply_token_response
-from .transport import (
-    QUIC,
-    WEBSOCKET,
-    WT_READY_DEADLINE_MS,
-    WT_UPGRADE_DEADLINE_MS,
-    TransportChoice,
-    WtOffer,
-)
-from .upgrade import RETIRED_SUFFIX, Upgrade
+from .transport import QUIC, WEBSOCKET
 from .view import refusal_text
 
 __all__ = [
@@ -162,14 +155,13 @@ class PageCore:
         # node while the one it moves to connects, and lets the old one answer the frames
         # it holds before leaving it.
         self.handover = Handover()
-        # WebTransport (issue 16): per link, where the browser has it and the node offers
-        # it; a QUIC link that fails before its HELLO reopens the node over WebSocket.
-        self.transport = TransportChoice(config.transport)
-        self._ws_again: str | None = None  # a node to reopen over WebSocket at once
-        self._join_ws_again: str | None = None  # a move to go on with over WebSocket
-        # A live WebSocket link moving to QUIC on the same node, make before break: the
-        # QUIC link connects beside it and takes over at its WELCOME (upgrade.py).
-        self.upgrade = Upgrade()
+        # WebTransport (issue 16): the transport each link takes, measured per link, a
+        # live link's move to QUIC, and the way back to the WebSocket (quic_moves.py).
+        # ``transport`` and ``upgrade`` are its objects, under the names node_events.py,
+        # node_intake and the tests read.
+        self.quic = QuicMoves(self, config.transport)
+        self.transport = self.quic.transport
+        self.upgrade = self.quic.upgrade
 
     # -- what other modules hold, under the names node_events.py, page_status.py and the
     # project's Playwright tests read (window.edgesight.client) ----------------------------
@@ -265,7 +257,7 @@ class PageCore:
             url = self.tokens.fetch_url()  # before fetching(): which nodes it asks for
             self.tokens.fetching(now_ms)
             actions.append({"do": "fetch_token", "url": url})
-        actions.extend(self._quic_fallback(now_ms))
+        actions.extend(self.quic.fallback_actions(now_ms))
         if self.node_url is not None and self._is_stalled(now_ms):
             actions.append({"do": "abandon", "reason": "stalled"})
             self.lose_node(now_ms, overloaded=False)
@@ -292,25 +284,25 @@ class PageCore:
             # (no make-before-break), but the router still counts it as current: go back.
             url = self.router.current
             self.route_note = f"back to {url}: the node switched to did not answer"
-            actions.append(self._open_link("connect", url, now_ms))
+            actions.append(self.open_link("connect", url, now_ms))
             return actions
         self.router.local_ready = self.local.is_ready
         decision = self.router.decide(now_ms)
         if isinstance(decision, Connect):
             self.route_note = decision.reason
-            actions.append(self._open_link("connect", decision.url, now_ms))
+            actions.append(self.open_link("connect", decision.url, now_ms))
         elif isinstance(decision, Switch) and self.is_node_ready():
             # Make before break: the current link keeps streaming until the new HELLO.
-            offer = self._offer(decision.to_url, now_ms)
+            offer = self.quic.offer(decision.to_url, now_ms)
             transport = WEBSOCKET if offer is None else QUIC
-            stream = self._new_stream(decision.to_url, now_ms, transport)
+            stream = self.new_stream(decision.to_url, now_ms, transport)
             self.handover.begin(decision.to_url, stream, transport)
             self.route_note = decision.reason
             join: dict[str, Any] = {"do": "join", "url": decision.to_url}
             actions.append(join if offer is None else {**join, **offer.action_fields()})
         elif isinstance(decision, Switch):  # nothing to keep: the current link is not ready
             self.route_note = decision.reason
-            actions.append(self._open_link("switch", decision.to_url, now_ms))
+            actions.append(self.open_link("switch", decision.to_url, now_ms))
         elif isinstance(decision, Fallback):
             self.route_note = decision.reason
             if self.node_url is not None:  # the router left a degraded node: the browser is faster
@@ -318,66 +310,8 @@ class PageCore:
                 actions.append({"do": "abandon", "reason": "the browser is faster"})
                 self.drop_stream()
         if not any(a["do"] in _LINK_CHANGES for a in actions):
-            actions.extend(self._upgrade_actions(now_ms))
+            actions.extend(self.quic.upgrade_actions(now_ms))
         return actions
-
-    # -- moving a live link to QUIC (issue 16) ----------------------------------------------
-    def _upgrade_actions(self, now_ms: float) -> list[dict[str, Any]]:
-        url = self.node_url
-        if self.upgrade.upgrading is not None:
-            if now_ms < self.upgrade.upgrading.opened_ms + WT_UPGRADE_DEADLINE_MS:
-                return []
-            self.transport.failed(self.upgrade.upgrading.url, now_ms)  # silent: UDP blocked
-            self.upgrade.give_up()
-            return [{"do": "leave_upgrade"}]
-        if (
-            url is None
-            or not self.is_node_ready()
-            or self.link.transport != WEBSOCKET
-            or self.handover.joining is not None
-        ):
-            return []
-        offer = self._offer(url, now_ms, is_upgrade=True)
-        if offer is None:
-            return []
-        self.upgrade.begin(url, self._new_stream(url, now_ms, QUIC), now_ms)
-        return [{"do": "upgrade", "url": url, **offer.action_fields()}]
-
-    def on_upgrade_message(self, url: str, data: Buffer, now_ms: float) -> str:
-        """A message on the QUIC link a live WebSocket link is moving to; a JSON list of
-        events: ``send_upgrade`` (take_upgrade_outgoing until b""), ``upgraded`` (it is
-        the page's link now; the old one drains under ``retired_key`` or is left),
-        ``leave_upgrade`` (it failed: the WebSocket link stays)."""
-        up = self.upgrade.upgrading
-        if up is None or up.url != url or url != self.node_url:
-            return "[]"
-        outcome = self.upgrade.on_data(as_bytes(data), now_ms)
-        if outcome == "failed":
-            self.transport.failed(url, now_ms)
-            return json.dumps([{"type": "leave_upgrade"}])
-        if outcome == "waiting":
-            return json.dumps([{"type": "send_upgrade"}] if up.outbox else [])
-        old = self.link.stream
-        self.link.adopt(url, up.stream, up.outbox, QUIC)
-        key = url + RETIRED_SUFFIX
-        is_draining = old is not None and self.handover.drain(key, old)
-        events: list[dict[str, Any]] = [
-            {"type": "upgraded", "url": url, "retired_key": key, "drain": is_draining}
-        ]
-        if up.outbox:
-            events.append({"type": "send", "url": url})
-        return json.dumps(events)
-
-    def on_upgrade_close(self, url: str, code: int, now_ms: float) -> None:
-        """The QUIC link an upgrade opened closed before it took over."""
-        up = self.upgrade.upgrading
-        if up is not None and up.url == url:
-            self.transport.failed(url, now_ms)
-            self.upgrade.give_up()
-
-    def take_upgrade_outgoing(self) -> bytes:
-        up = self.upgrade.upgrading
-        return up.outbox.pop(0) if up is not None and up.outbox else b""
 
     def next_tick_ms(self, now_ms: float) -> float:
         """When the page should call ``tick`` next if nothing else happens: the router's
@@ -392,10 +326,7 @@ class PageCore:
             oldest = stream.oldest_in_flight_ms() if stream is not None else None
             if oldest is not None:
                 times.append(oldest + stall_ms + 1.0)  # _is_stalled: strictly later
-        if self.link.transport == QUIC and self.node_url is not None and not self.is_node_ready():
-            times.append(self.link.opened_ms + WT_READY_DEADLINE_MS)
-        if self.upgrade.upgrading is not None:
-            times.append(self.upgrade.upgrading.opened_ms + WT_UPGRADE_DEADLINE_MS)
+        times.extend(self.quic.deadlines_ms())
         token_ms = self.tokens.next_fetch_ms()  # a refresh on time, not up to a gap late
         if token_ms is not None:
             times.append(token_ms)
@@ -412,85 +343,17 @@ class PageCore:
             streams.append((joining.stream, self.nodes.node_ids.get(joining.url, "")))
         return streams
 
-    def _open_link(self, do: str, url: str, now_ms: float) -> dict[str, Any]:
+    def open_link(self, do: str, url: str, now_ms: float) -> dict[str, Any]:
         """Open the page's link to ``url`` (a connect or a switch), over QUIC when the
         browser has WebTransport and the node offers it: the action for the JS."""
-        offer = self._offer(url, now_ms)
+        offer = self.quic.offer(url, now_ms)
         transport = WEBSOCKET if offer is None else QUIC
         self.upgrade.give_up()  # an upgrade belongs to the link this one replaces
-        self.link.open(url, self._new_stream(url, now_ms, transport), transport, now_ms)
+        self.link.open(url, self.new_stream(url, now_ms, transport), transport, now_ms)
         action: dict[str, Any] = {"do": do, "url": url}
         return action if offer is None else {**action, **offer.action_fields()}
 
-    def _offer(self, url: str, now_ms: float, *, is_upgrade: bool = False) -> WtOffer | None:
-        """QUIC for a link to ``url`` (a new one, or the live WebSocket link moving:
-        ``is_upgrade``, measured on that link; transport.py), unless this page sends raw
-        frames only (pinned raw, or a browser with no encoder): those stay on the WebSocket."""
-        if self.frames.settings.mode == "raw" or not self.frames.can_encode:
-            return None
-        if is_upgrade:
-            # a page with K pinned (EDGESIGHT_FRAMES_IN_FLIGHT) measures no loss: it stays
-            policy = None if self.stream is None else self.stream.in_flight_policy
-            is_lossy = policy is not None and policy.is_lossy
-            network_ms = None if policy is None else policy.network_ms(now_ms)
-            offer = self.transport.upgrade_offer(url, is_lossy, network_ms, now_ms)
-        else:
-            offer = self.transport.choose(url, now_ms)
-        # a node listed as wss://{hostname}:PORT/ws: its QUIC URL is on the page's host too
-        return None if offer is None else replace(offer, url=self.origin.fill_host(offer.url))
-
-    def _quic_fallback(self, now_ms: float) -> list[dict[str, Any]]:
-        """A QUIC link without its HELLO in time is left, and a node whose QUIC link
-        failed is reopened over its WebSocket, now; neither counts against the node."""
-        url = self.node_url
-        actions: list[dict[str, Any]] = []
-        if (
-            url is not None
-            and self.link.transport == QUIC
-            and not self.is_node_ready()
-            and now_ms >= self.link.opened_ms + WT_READY_DEADLINE_MS
-        ):
-            actions.append({"do": "abandon", "reason": "QUIC did not answer"})
-            self.transport.failed(url, now_ms)
-            self.drop_stream()
-            self._ws_again = url
-        again, self._ws_again = self._ws_again, None
-        if again is not None and self.node_url is None:
-            self.route_note = f"{again} over WebSocket: QUIC did not get through"
-            actions.append(self._open_link("connect", again, now_ms))
-        join, self._join_ws_again = self._join_ws_again, None
-        if join is not None and self.router.pending == join and self.handover.joining is None:
-            self.handover.begin(join, self._new_stream(join, now_ms), WEBSOCKET)
-            actions.append({"do": "join", "url": join})
-        return actions
-
-    def quic_opening(self, url: str, now_ms: float) -> bytes:
-        """The first message on a new QUIC link to ``url``, b"" for none: the page speaks
-        first there (the node answers with its HELLO, then this PING's PONG, which
-        measures the link's round trip), see quic_framing.py."""
-        up = self.upgrade.upgrading
-        if up is not None and up.url == url:
-            return up.stream.ping(now_ms)
-        joining = self.handover.joining
-        if joining is not None and joining.url == url:
-            return joining.stream.ping(now_ms)
-        if url == self.node_url and self.stream is not None:
-            return self.stream.ping(now_ms)
-        return b""
-
-    def set_webtransport(self, is_available: bool) -> None:
-        """Whether this browser has ``WebTransport`` (the JS says so once, at start)."""
-        self.transport.is_available = bool(is_available)
-
-    def frame_abandoned(self, url: str, head: Buffer, now_ms: float) -> None:
-        """The JS reset a frame's QUIC stream: a newer frame superseded it while it was
-        still uploading (latest frame wins across the wire). ``head``: the frame
-        message's first bytes; the frame will never be answered."""
-        stream = self.stream if url == self.node_url else None
-        if stream is not None:
-            stream.abandon(as_bytes(head), now_ms)
-
-    def _new_stream(self, url: str, now_ms: float, transport: str = WEBSOCKET) -> NodeStream:
+    def new_stream(self, url: str, now_ms: float, transport: str = WEBSOCKET) -> NodeStream:
         # A node serving another model than the page's is refused at its HELLO: its class
         # list and boxes would not mean what the page shows (and the local fallback runs).
         max_in_flight, in_flight = self.frames.in_flight_for(self.max_in_flight)
@@ -536,16 +399,7 @@ class PageCore:
         return [{"do": "leave", "url": url} for url in leave]
 
     def _on_socket_closed(self, url: str, code: int, now_ms: float) -> list[dict[str, Any]]:
-        joining = self.handover.joining
-        if joining is not None and joining.url == url and joining.transport == QUIC:
-            self.handover.closed(url)  # QUIC did not get through: the node is not to blame
-            self.transport.failed(url, now_ms)
-            self._join_ws_again = url  # the move goes on over its WebSocket
-            return []
-        if url == self.node_url and self.link.transport == QUIC and not self.is_node_ready():
-            self.transport.failed(url, now_ms)
-            self.drop_stream()
-            self._ws_again = url  # the next tick (the JS ticks at once) reopens it
+        if self.quic.on_closed(url, now_ms):  # a QUIC link that never got through
             return []
         left = self.handover.closed(url)
         if left == "joining":  # the move failed; the page stays where it is

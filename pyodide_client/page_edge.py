@@ -119,7 +119,7 @@ class PageEdge:
     def _start(self, event: JsonEvent, _: Buffer | None) -> list[Command]:
         """Python is up: what the browser has, and the jobs begin."""
         now = event.now_ms
-        self.core.set_webtransport(event.flag("webtransport"))
+        self.core.quic.set_webtransport(event.flag("webtransport"))
         self.is_cross_origin_isolated = event.flag("cross_origin_isolated")
         self.hardware_concurrency = max(1, event.whole("hardware_concurrency"))
         self.frames.time_origin_ms = event.number("time_origin_ms")
@@ -219,7 +219,7 @@ class PageEdge:
         if kind == "send_upgrade":
             up = self.sockets.one(Role.UPGRADING)
             out: list[Command] = []
-            while message := self.core.take_upgrade_outgoing():
+            while message := self.core.quic.take_upgrade_outgoing():
                 out += self.sockets.send(up, message)
             return out
         if kind == "promote":
@@ -258,7 +258,7 @@ class PageEdge:
         if socket is None or socket.transport != QUIC:
             return []  # on a WebSocket the node speaks first: its HELLO comes next
         # on QUIC the page does (quic_framing.py): the PING that measures the link
-        return self.sockets.send(socket, self.core.quic_opening(socket.url, event.now_ms))
+        return self.sockets.send(socket, self.core.quic.opening(socket.url, event.now_ms))
 
     def _socket_message(self, event: JsonEvent, data: Buffer | None) -> list[Command]:
         socket, now = self._socket(event), event.now_ms
@@ -273,7 +273,7 @@ class PageEdge:
                 out = self.sockets.close(socket, "probe_done")
             return out + self._carry(rest, None, now)
         if socket.role is Role.UPGRADING:
-            events = json.loads(self.core.on_upgrade_message(socket.url, message, now))
+            events = json.loads(self.core.quic.on_upgrade_message(socket.url, message, now))
             return self._carry(events, socket, now)
         reply = self.core.handle_event(SocketMessage(socket.key, message), now)
         return self._carry(reply.commands, socket, now)
@@ -287,7 +287,7 @@ class PageEdge:
             failed = self.core.handle_event(ProbeFailed(socket.url), now).commands
             return [*self._want_local(), *self._carry(failed, None, now)]
         if socket.role is Role.UPGRADING:
-            self.core.on_upgrade_close(socket.url, code, now)
+            self.core.quic.on_upgrade_close(socket.url, now)
             return self._carry(self.core.handle_event(TimerFired(), now).commands, None, now)
         closed = SocketClosed(socket.key, code)
         return [
@@ -298,7 +298,7 @@ class PageEdge:
     def _frame_abandoned(self, event: JsonEvent, data: Buffer | None) -> list[Command]:
         socket = self._socket(event)
         if socket is not None and socket.role is Role.LINK:
-            self.core.frame_abandoned(socket.url, payload(data, event), event.now_ms)
+            self.core.quic.frame_abandoned(socket.url, payload(data, event), event.now_ms)
         return []
 
     # -- fetches ---------------------------------------------------------------------------------

@@ -170,7 +170,7 @@ class LabPage:
         # cannot work (the measured choice, policy auto, is the Chromium lab test's)
         config = {"node_urls": [], "frame_encoding": "auto", "transport": "quic"}
         self.client = BrowserClient(json.dumps(config), CARD_JSON)
-        self.client.set_webtransport(True)
+        self.client.quic.set_webtransport(True)
         self.wake = asyncio.Event()
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.run = PageRun()
@@ -190,7 +190,7 @@ class LabPage:
                 assert isinstance(wt, WtClient)
                 if await wt.status != 200:
                     raise ConnectionError(f"the node answered the CONNECT with {wt.status}")
-                wt.open_control(self.client.quic_opening(url, now_ms()))
+                wt.open_control(self.client.quic.opening(url, now_ms()))
                 while True:
                     self._feed(url, await wt.control(3600.0), wt.send_control)
         except (ConnectionError, OSError):

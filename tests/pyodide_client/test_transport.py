@@ -51,7 +51,7 @@ def registry_client(
 ) -> BrowserClient:
     config = {"node_urls": [], "frame_encoding": frame_encoding, "transport": transport}
     client = BrowserClient(json.dumps(config), CARD_JSON)
-    client.set_webtransport(has_webtransport)
+    client.quic.set_webtransport(has_webtransport)
     node = {"url": A, "name": "node-a", "id": "n1", "wt_port": 4433, "wt_cert_sha256": HASH}
     node.update(entry)
     client.dispatch(NodeList(json.dumps([node])), 0.0)
@@ -128,7 +128,7 @@ def test_quic_is_tried_again_only_after_a_while() -> None:
 
 def test_a_welcome_offer_is_learnt_for_the_next_link() -> None:
     client = BrowserClient(json.dumps({"node_urls": [A], "transport": "quic"}), CARD_JSON)
-    client.set_webtransport(True)
+    client.quic.set_webtransport(True)
     serve(client, tick(client, 0.0), 0.0, {A: 10.0})
     assert tick(client, 100.0) == [{"do": "connect", "url": A}]
     offer = Welcome(WELCOME.encodings, 0, "anonymous", wt_port=4433, wt_cert_sha256=HASH)
@@ -145,9 +145,9 @@ def test_a_frame_reset_on_the_wire_leaves_the_window() -> None:
     assert client.stream is not None
     frame = client.encode_frame(bytes(64 * 48 * 4), 64, 48, 130.0, 130.0)
     assert client.stream.in_flight == 1
-    client.frame_abandoned(A, frame[:16], 140.0)
+    client.quic.frame_abandoned(A, frame[:16], 140.0)
     assert client.stream.in_flight == 0
-    client.frame_abandoned(A, b"ES", 141.0)  # too short to name a frame: ignored
+    client.quic.frame_abandoned(A, b"ES", 141.0)  # too short to name a frame: ignored
 
 
 @pytest.mark.parametrize(
@@ -194,7 +194,7 @@ def test_raw_frames_stay_on_websockets() -> None:
 def upgrading_client() -> tuple[BrowserClient, dict[str, object]]:
     """A page on A's WebSocket whose WELCOME offered QUIC; the next tick starts the move."""
     client = BrowserClient(json.dumps({"node_urls": [A], "transport": "quic"}), CARD_JSON)
-    client.set_webtransport(True)
+    client.quic.set_webtransport(True)
     serve(client, tick(client, 0.0), 0.0, {A: 10.0})
     assert tick(client, 100.0) == [{"do": "connect", "url": A}]
     offer = Welcome(0b111, 0, "anonymous", wt_port=4433, wt_cert_sha256=HASH)
@@ -216,12 +216,14 @@ def test_a_websocket_link_moves_to_quic_once_the_welcome_offers_it() -> None:
     assert client.stream is not None
     old_stream = client.stream
     frame_id = send_frame(client, 140.0, 140.0)  # the WebSocket streams on meanwhile
-    assert isinstance(parse(client.quic_opening(A, 150.0)), Ping)  # the QUIC link speaks first
-    assert json.loads(client.on_upgrade_message(A, hello(), 160.0)) == [{"type": "send_upgrade"}]
-    assert isinstance(parse(client.take_upgrade_outgoing()), Auth)
-    assert client.take_upgrade_outgoing() == b""
+    assert isinstance(parse(client.quic.opening(A, 150.0)), Ping)  # the QUIC link speaks first
+    assert json.loads(client.quic.on_upgrade_message(A, hello(), 160.0)) == [
+        {"type": "send_upgrade"}
+    ]
+    assert isinstance(parse(client.quic.take_upgrade_outgoing()), Auth)
+    assert client.quic.take_upgrade_outgoing() == b""
     assert client.stream is old_stream  # still the WebSocket's until the QUIC WELCOME
-    events = json.loads(client.on_upgrade_message(A, WELCOME.serialize(), 170.0))
+    events = json.loads(client.quic.on_upgrade_message(A, WELCOME.serialize(), 170.0))
     assert events == [
         {"type": "upgraded", "url": A, "retired_key": A + "#websocket", "drain": True}
     ]
@@ -240,9 +242,9 @@ def test_a_draining_links_result_is_reported_as_the_live_links_would_be() -> Non
     node's decode time, the frame's encoding and size (a copied handler lost them)."""
     client, _ = upgrading_client()
     frame_id = send_frame(client, 140.0, 140.0)
-    client.quic_opening(A, 150.0)
-    client.on_upgrade_message(A, hello(), 160.0)
-    client.on_upgrade_message(A, WELCOME.serialize(), 170.0)
+    client.quic.opening(A, 150.0)
+    client.quic.on_upgrade_message(A, hello(), 160.0)
+    client.quic.on_upgrade_message(A, WELCOME.serialize(), 170.0)
     answer = Result(frame_id, 140.0, 2.0, 8.0, 1.0, 1, (), decode_ms=0.5).serialize()
     drained = client.dispatch(SocketMessage(A + "#websocket", answer), 180.0)
     event = drained[0]
@@ -260,7 +262,7 @@ def test_a_draining_links_result_is_reported_as_the_live_links_would_be() -> Non
 def test_a_failed_upgrade_costs_nothing() -> None:
     client, _ = upgrading_client()
     old_stream = client.stream
-    client.on_upgrade_close(A, 1006, 150.0)  # UDP blocked
+    client.quic.on_upgrade_close(A, 150.0)  # UDP blocked
     assert client.stream is old_stream
     assert client.link.transport == "WebSocket"
     assert client.transport.quic_failures == 1
@@ -283,7 +285,7 @@ def test_a_node_listed_on_the_pages_host_gets_its_quic_url_there_too() -> None:
     page = {"protocol": "https:", "hostname": "edgesight.test", "port": "8443"}
     config = {"node_urls": [], "page": page, "transport": "quic"}
     client = BrowserClient(json.dumps(config), CARD_JSON)
-    client.set_webtransport(True)
+    client.quic.set_webtransport(True)
     node = {
         "url": "wss://{hostname}:8001/ws",
         "name": "n",
@@ -310,7 +312,7 @@ def ws_client(transport: str | None = None) -> BrowserClient:
     if transport is not None:
         config["transport"] = transport
     client = BrowserClient(json.dumps(config), CARD_JSON)
-    client.set_webtransport(True)
+    client.quic.set_webtransport(True)
     serve(client, tick(client, 0.0), 0.0, {A: 10.0})
     assert tick(client, 100.0) == [{"do": "connect", "url": A}]
     handshake(client, A, 120.0, welcome=OFFER)
