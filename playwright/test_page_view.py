@@ -164,7 +164,9 @@ def test_a_planned_move_keeps_boxes_coming_and_ends_on_the_better_node(
         start_node("node-b") as node_b,
         LatencyProxy(node_a.port, delay_ms=0) as near,
         LatencyProxy(node_b.port, delay_ms=150) as far,
-        start_webapp((near.ws_url, far.ws_url)) as web,
+        # WebSocket only: the proxies delay TCP, and a link moved to QUIC would reach its
+        # node's UDP port past them (a jump in round trip reads as late frames)
+        start_webapp((near.ws_url, far.ws_url), page_transport="websocket") as web,
     ):
         view = open_page(f"{web.http_url}/", camera="astronaut")
         page = view.page
