@@ -29,7 +29,7 @@ from edgesight.serving import ServerThread
 from gpu_backend.app import create_app as create_node_app
 from gpu_backend.settings import NodeSettings
 from pyodide_client.transport import WT_RETRY_AFTER_MS
-from tests.netlab.lab import ADDRESS_B, Lab, LinkShape, skip_without_tools
+from tests.netlab.lab import ADDRESS_B, Lab, LinkShape, made_lab
 from tests.netlab.netns import inside
 
 pytestmark = pytest.mark.e2e
@@ -38,11 +38,7 @@ TIMEOUT_MS = 60_000
 WT_ARGS = [arg for arg in CHROMIUM_ARGS if arg != "--disable-quic"]
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    skip_without_tools()
-    with Lab() as made:
-        yield made
+lab = pytest.fixture(scope="module", name="lab")(made_lab)
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,10 @@ from gpu_backend.settings import NodeSettings
 from tests.conftest import MODEL_PATH
 from tests.null_engine import null_engine
 
-from .lab import ADDRESS_B, Lab, skip_without_tools
+from .lab import ADDRESS_B, Lab, made_lab
 from .netns import inside
 
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    skip_without_tools()
-    with Lab() as made:
-        yield made
+lab = pytest.fixture(scope="module", name="lab")(made_lab)
 
 
 @pytest.fixture(scope="module")

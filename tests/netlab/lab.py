@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -87,6 +88,14 @@ def skip_without_tools() -> None:
     reason = missing_tools()
     if reason is not None:
         pytest.skip(reason)
+
+
+def made_lab() -> Iterator[Lab]:
+    """A lab for a module's tests (``pytest.fixture(scope="module")(made_lab)``), removed
+    after them; the tests skip, saying why, where it cannot be made."""
+    skip_without_tools()
+    with Lab() as made:
+        yield made
 
 
 def _run(*argv: str) -> str:
