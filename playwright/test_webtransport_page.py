@@ -120,7 +120,7 @@ def test_udp_that_does_not_get_through_leaves_the_page_on_websocket(
                 expect(page.locator('#detections li[data-label="cat"]').first).to_be_visible()
                 assert page.evaluate(STATE)["server"]["transport"] == "WebSocket"
                 # QUIC was tried and given up, not skipped (white-box: docs/page-api.md)
-                failures = "() => window.edgesight.testing.client.transport.quic_failures"
+                failures = "() => window.edgesight.testing.client.quic.transport.quic_failures"
                 assert page.evaluate(failures) >= 1
     finally:
         blackhole.close()

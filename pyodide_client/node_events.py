@@ -22,6 +22,7 @@ from .page_api import public_server
 from .page_events import Buffer, as_bytes
 from .page_origin import PageOrigin
 from .protocol import ErrorCode
+from .quic_moves import QuicMoves
 from .routing import Failure, Router
 from .stream import (
     AccessRefused,
@@ -37,7 +38,6 @@ from .stream import (
     Welcomed,
 )
 from .token_refresh import TokenKeeper
-from .transport import TransportChoice
 from .view import refusal_text
 
 __all__ = ["NodePage", "on_node_message"]
@@ -64,7 +64,7 @@ class NodePage(Protocol):
     @property
     def max_in_flight(self) -> int: ...
     @property
-    def transport(self) -> TransportChoice: ...
+    def quic(self) -> QuicMoves: ...
     @property
     def tokens(self) -> TokenKeeper: ...
     @property
@@ -117,7 +117,7 @@ def _to_page(page: NodePage, url: str, event: Event, now_ms: float) -> dict[str,
     if isinstance(event, Ready):
         hello = event.hello
         if event.welcome is not None:  # where this node serves WebTransport (issue 16)
-            page.transport.learn(url, event.welcome.wt_port, event.welcome.wt_cert_sha256)
+            page.quic.transport.learn(url, event.welcome.wt_port, event.welcome.wt_cert_sha256)
         page.router.record_connected(url, now_ms)
         # an adaptive K (0) starts at 1, and stays 1 on a near node (issue 16)
         page.router.pipeline_depth = min(page.max_in_flight or 1, hello.max_in_flight)
@@ -158,7 +158,7 @@ def _to_page(page: NodePage, url: str, event: Event, now_ms: float) -> dict[str,
         )
         return _drawn(page, page.node_label(url), event, now_ms)
     if isinstance(event, Welcomed):
-        page.transport.learn(url, event.welcome.wt_port, event.welcome.wt_cert_sha256)
+        page.quic.transport.learn(url, event.welcome.wt_port, event.welcome.wt_cert_sha256)
         return {"type": "welcome", "encodings": event.welcome.encodings}
     if isinstance(event, NodeError):
         if event.code == ErrorCode.OVERLOADED:

@@ -157,11 +157,7 @@ class PageCore:
         self.handover = Handover()
         # WebTransport (issue 16): the transport each link takes, measured per link, a
         # live link's move to QUIC, and the way back to the WebSocket (quic_moves.py).
-        # ``transport`` and ``upgrade`` are its objects, under the names node_events.py,
-        # node_intake and the tests read.
         self.quic = QuicMoves(self, config.transport)
-        self.transport = self.quic.transport
-        self.upgrade = self.quic.upgrade
 
     # -- what other modules hold, under the names node_events.py, page_status.py and the
     # project's Playwright tests read (window.edgesight.client) ----------------------------
@@ -235,7 +231,7 @@ class PageCore:
             # a registered node announced its own offer; a configured (static) URL's entry
             # knows none, and must not erase what its WELCOME said
             if info.id:
-                self.transport.learn(info.url, info.wt_port, info.wt_cert_sha256)
+                self.quic.transport.learn(info.url, info.wt_port, info.wt_cert_sha256)
         self.router.update_candidates(self.nodes.candidates(), now_ms)
         return []
 
@@ -348,7 +344,7 @@ class PageCore:
         browser has WebTransport and the node offers it: the action for the JS."""
         offer = self.quic.offer(url, now_ms)
         transport = WEBSOCKET if offer is None else QUIC
-        self.upgrade.give_up()  # an upgrade belongs to the link this one replaces
+        self.quic.upgrade.give_up()  # an upgrade belongs to the link this one replaces
         self.link.open(url, self.new_stream(url, now_ms, transport), transport, now_ms)
         action: dict[str, Any] = {"do": do, "url": url}
         return action if offer is None else {**action, **offer.action_fields()}
@@ -388,7 +384,7 @@ class PageCore:
 
     def drop_stream(self) -> None:
         self.link.drop()
-        self.upgrade.give_up()  # an upgrade belongs to the link
+        self.quic.upgrade.give_up()  # an upgrade belongs to the link
 
     # -- planned moves: make before break ----------------------------------------------------
     def _handover_actions(self, now_ms: float) -> list[dict[str, str]]:

@@ -133,7 +133,7 @@ def test_a_welcome_offer_is_learnt_for_the_next_link() -> None:
     assert tick(client, 100.0) == [{"do": "connect", "url": A}]
     offer = Welcome(WELCOME.encodings, 0, "anonymous", wt_port=4433, wt_cert_sha256=HASH)
     handshake(client, A, 120.0, welcome=offer)
-    chosen = client.transport.choose(A, 130.0)
+    chosen = client.quic.transport.choose(A, 130.0)
     assert chosen is not None
     assert (chosen.url, chosen.cert_sha256) == (WT_URL, HASH)
 
@@ -265,7 +265,7 @@ def test_a_failed_upgrade_costs_nothing() -> None:
     client.quic.on_upgrade_close(A, 150.0)  # UDP blocked
     assert client.stream is old_stream
     assert client.link.transport == "WebSocket"
-    assert client.transport.quic_failures == 1
+    assert client.quic.transport.quic_failures == 1
     assert not [a for a in tick(client, 300.0) if a["do"] == "upgrade"]  # not again soon
 
 
@@ -339,7 +339,7 @@ def test_by_default_a_clean_link_stays_on_its_websocket() -> None:
     """On a link without loss the WebSocket is as fast and costs the node half the CPU
     (docs/benchmarks.md (u)): QUIC is offered but not taken."""
     client = ws_client()
-    assert client.transport.policy == "auto"
+    assert client.quic.transport.policy == "auto"
     now_ms = stream_frames(client, 130.0, [15.0] * 60)
     assert upgrades(client, now_ms) == []
     assert client.link.transport == "WebSocket"
@@ -362,9 +362,9 @@ def test_by_default_a_lossy_link_moves_to_quic_and_its_node_is_remembered() -> N
     assert upgrades(client, now_ms) == [
         {"do": "upgrade", "url": A, "transport": QUIC, "wt_url": WT_URL, "wt_hashes": [HASH]}
     ]
-    assert client.transport.lossy_upgrades == 1
-    assert client.transport.choose(A, now_ms + 1.0) is not None  # a new link: QUIC
-    assert client.transport.choose(A, now_ms + LOSSY_MEMORY_MS + 1.0) is None  # forgotten
+    assert client.quic.transport.lossy_upgrades == 1
+    assert client.quic.transport.choose(A, now_ms + 1.0) is not None  # a new link: QUIC
+    assert client.quic.transport.choose(A, now_ms + LOSSY_MEMORY_MS + 1.0) is None  # forgotten
 
 
 def test_a_distant_lossy_link_stays_on_its_websocket() -> None:
@@ -414,7 +414,7 @@ def test_a_static_nodes_offer_survives_the_registry_polls() -> None:
     client = ws_client()
     static = {"id": f"static:{A}", "url": A, "name": A, "static": True, "wt_port": None}
     client.dispatch(NodeList(json.dumps({"nodes": [static]})), 125.0)
-    assert client.transport.offer(A) is not None
+    assert client.quic.transport.offer(A) is not None
     now_ms = stream_frames(client, 130.0, [15.0] * 10 + [230.0, 15.0, 240.0, 15.0])
     client.dispatch(NodeList(json.dumps({"nodes": [static]})), now_ms)
     assert len(upgrades(client, now_ms)) == 1
@@ -422,7 +422,7 @@ def test_a_static_nodes_offer_survives_the_registry_polls() -> None:
 
 def test_a_registered_node_that_stops_offering_is_forgotten() -> None:
     client = registry_client()
-    assert client.transport.offer(A) is not None
+    assert client.quic.transport.offer(A) is not None
     node = {"url": A, "name": "node-a", "id": "n1", "wt_port": 0}
     client.dispatch(NodeList(json.dumps([node])), 10.0)
-    assert client.transport.offer(A) is None
+    assert client.quic.transport.offer(A) is None
