@@ -24,6 +24,7 @@ def _as_bool(value: object) -> bool:
 _CONVERT: dict[str, Callable[[Any], object]] = {
     "str": str,
     "int": int,
+    "int | None": int,
     "float": float,
     "bool": _as_bool,
 }
@@ -46,7 +47,9 @@ class NodeInfo:
     # "" for a configured (static) URL, which has no id of its own
     id: str = ""
     model_sha256: str = ""  # what it announced; "" unknown (a static URL)
-    wt_port: int = 0  # WebTransport on the url's host (issue 16); 0: none
+    # WebTransport on the url's host (issue 16); 0: none; None: the list does not know (a
+    # configured URL: its WELCOME says)
+    wt_port: int | None = None
     wt_cert_sha256: str = ""  # the hash a page pins for it; "": CA-signed
 
     def __post_init__(self) -> None:

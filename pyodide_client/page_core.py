@@ -228,9 +228,9 @@ class PageCore:
         registry = self.nodes.take_listing(nodes_json)
         self.tokens.want(list(self.nodes.node_ids.values()))  # their tokens before a failover
         for info in registry:
-            # a registered node announced its own offer; a configured (static) URL's entry
-            # knows none, and must not erase what its WELCOME said
-            if info.id:
+            # an entry that knows the node's offer (a registered node announced it); a
+            # configured URL's entry does not, and leaves what its WELCOME said
+            if info.wt_port is not None:
                 self.quic.transport.learn(info.url, info.wt_port, info.wt_cert_sha256)
         self.router.update_candidates(self.nodes.candidates(), now_ms)
         return []
