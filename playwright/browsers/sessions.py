@@ -45,10 +45,14 @@ WEBKIT_BUSY_PAGE_S = 240.0  # a reply may lag the page-side deadline by this muc
 
 # Firefox reports a WebSocket that never opened (refused, or closed by the page while still
 # connecting: the page gives up on a node that does not answer) as an uncaught page error,
-# though the page handles it (issue 18). Exactly that message is forgiven, for a node's
+# though the page handles it (issue 18). It words it one of two ways: "can't establish a
+# connection" once the document has loaded, "was interrupted while the page was loading"
+# before (Firefox's WebSocket.cpp picks netInterrupt while the document still loads, as after
+# a reload served by the service worker). Exactly those messages are forgiven, for a node's
 # ws:// or wss:// URL; every other error is the product's.
 FIREFOX_SOCKET_NOT_OPENED = re.compile(
-    r"pageerror: Firefox can\u2019t establish a connection to the server at wss?://[^\s]+/ws\."
+    r"pageerror: (?:Firefox can\u2019t establish a connection to the server at wss?://[^\s]+/ws\."
+    r"|The connection to wss?://[^\s]+/ws was interrupted while the page was loading\.)"
 )
 
 
