@@ -21,11 +21,13 @@ uses, and what WebTransport, always TLS 1.3, compares with). ``wt`` (WebTranspor
 QUIC) is the same node's WebTransport endpoint (UDP, same host, same certificate) and
 tests/cluster/wt_sender.py's client: the page's framing, one stream per frame, latest frame
 wins (a frame still uploading when a newer one goes is reset; ``frames_reset``; which
-ones: ``--wt-rule``). Several
-transports run point by point, side by side (wss and wt share one node process).
+ones: ``--wt-rule``). ``wt-streams`` is ``wt`` with the node's answer datagrams off
+(``--no-answer-datagrams``: answers on their streams only, as before they had a datagram
+copy), on a node process of its own. Several transports run point by point, side by side
+(wss and wt share one node process).
 
     sudo .venv/bin/python bench/lossy_link.py [--seconds 10] [--loss 0 0.5 1 2 5]
-        [--rtt-ms 0 20 50 100] [--k 1 auto] [--transport wss wt]
+        [--rtt-ms 0 20 50 100] [--k 1 auto] [--transport wss wt wt-streams]
 """
 
 from __future__ import annotations
@@ -69,9 +71,9 @@ class Node:
     """bench/null_node.py inside namespace B; ``port`` once it listens. Given a
     certificate and key, it serves wss:// and ``client_context`` trusts its CA."""
 
-    def __init__(self, lab: Lab, tls: tuple[Path, Path, Path] | None = None) -> None:
+    def __init__(self, lab: Lab, tls: tuple[Path, Path, Path] | None = None, *extra: str) -> None:
         argv = [sys.executable, str(ROOT / "bench" / "null_node.py")]
-        argv += ["--host", ADDRESS_B, "--port", "0"]
+        argv += ["--host", ADDRESS_B, "--port", "0", *extra]
         self.client_context: ssl.SSLContext | None = None
         self.ca_pem: bytes | None = None  # what the WebTransport client trusts
         if tls is not None:
@@ -116,7 +118,7 @@ def open_sender(
         if adaptive
         else None,
     }
-    if transport == "wt":
+    if transport.startswith("wt"):
         if node.wt_port == 0:
             raise SystemExit("--transport wt: the null node serves no WebTransport")
         return WtFrameSender(
@@ -160,7 +162,9 @@ def point(
         cpu_s = node.cpu_s() - cpu0
         dropped = lab.dropped_packets() - dropped0
         window = sender.max_window
-        reset = sender.frames_reset if isinstance(sender, WtFrameSender) else 0
+        is_wt = isinstance(sender, WtFrameSender)
+        reset = sender.frames_reset if is_wt else 0
+        by_datagram = sender.client.datagram_answers if is_wt and sender.client else 0
     answered = [s for s in done if s.encoding != "lost"]
     ordered = sorted(s.round_trip_ms for s in answered)
     n = len(answered)
@@ -181,14 +185,17 @@ def point(
         "frame_kb": round(sum(s.size_bytes for s in answered) / max(1, n) / 1000, 1),
         "node_cpu_ms_per_frame": round(1000 * cpu_s / max(1, n), 2),
         "packets_dropped": dropped,
-        "wt_rule": args.wt_rule if transport == "wt" else "",
+        "wt_rule": args.wt_rule if transport.startswith("wt") else "",
         "frames_reset": reset,  # WebTransport: superseded while uploading (latest wins)
+        "answers_by_datagram": by_datagram,  # WebTransport: the datagram copy came first
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transport", choices=("ws", "wss", "wt"), nargs="+", default=["wss"])
+    parser.add_argument(
+        "--transport", choices=("ws", "wss", "wt", "wt-streams"), nargs="+", default=["wss"]
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup-s", type=float, default=1.0)
     parser.add_argument("--loss", type=float, nargs="+", default=[0, 0.5, 1, 2, 5])
@@ -219,10 +226,12 @@ def main() -> None:
         try:
             # wss and wt: one node serving both with one certificate (TCP and UDP, same
             # host), so that its CPU per frame compares like for like
+            issued = issue(Path(tmp) / "tls", [ADDRESS_B])
+            tls = (issued.cert, issued.key, issued.ca_cert)
             if {"wss", "wt"} & set(args.transport):
-                issued = issue(Path(tmp) / "tls", [ADDRESS_B])
-                tls_node = Node(lab, (issued.cert, issued.key, issued.ca_cert))
-                nodes["wss"] = nodes["wt"] = tls_node
+                nodes["wss"] = nodes["wt"] = Node(lab, tls)
+            if "wt-streams" in args.transport:
+                nodes["wt-streams"] = Node(lab, tls, "--no-answer-datagrams")
             if "ws" in args.transport:
                 nodes["ws"] = Node(lab)
             for rtt_ms in args.rtt_ms:
@@ -248,7 +257,7 @@ def main() -> None:
     write_result(args.out, result)
     keys = ["transport", "k", "added_rtt_ms", "loss_percent", "fps", "p50_ms", "p95_ms"]
     keys += ["p99_ms", "max_ms", "over_200ms", "max_k", "frame_kb", "node_cpu_ms_per_frame"]
-    keys += ["frames_reset"]
+    keys += ["frames_reset", "answers_by_datagram"]
     sys.stdout.write(table(keys, [[row[key] for key in keys] for row in rows]) + "\n")
 
 

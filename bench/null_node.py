@@ -36,6 +36,11 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--tls-cert", type=Path, help="PEM chain: serve wss:// (with --tls-key)")
     parser.add_argument("--tls-key", type=Path)
+    parser.add_argument(
+        "--no-answer-datagrams",
+        action="store_true",
+        help="WebTransport answers on their streams only (EDGESIGHT_WT_ANSWER_DATAGRAMS=0)",
+    )
     args = parser.parse_args()
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key: expected both or neither")
@@ -49,6 +54,7 @@ def main() -> None:
         allow_anonymous=True,  # a bench node: no web app issues tokens for it
         tls_cert=args.tls_cert,  # WebTransport serves the same certificate
         tls_key=args.tls_key,
+        wt_answer_datagrams=not args.no_answer_datagrams,
     )
     app = create_app(settings, engine_factory=null_engine)
     with ServerThread(

@@ -110,6 +110,9 @@ class NodeSettings:
     wt_port: int = 0
     wt_max_sessions: int = 256  # QUIC connections at once; more are closed at once
     wt_max_frame_streams: int = 4  # frames uploading at once per session; more stop the oldest
+    # Small answers (RESULT, DROPPED) also as a QUIC datagram, ahead of their stream: a lost
+    # answer packet then costs no probe timeout (pyodide_client/quic_framing.py).
+    wt_answer_datagrams: bool = True
     wt_cert_validity_days: float = 10.0
     # A certificate for WebTransport alone (PEM, both or neither), e.g. one from
     # `edgesight certs --webtransport`: its hash is announced when browsers may pin it.
@@ -162,6 +165,7 @@ class NodeSettings:
         "wt_port": "EDGESIGHT_WT_PORT",
         "wt_max_sessions": "EDGESIGHT_WT_MAX_SESSIONS",
         "wt_max_frame_streams": "EDGESIGHT_WT_MAX_FRAME_STREAMS",
+        "wt_answer_datagrams": "EDGESIGHT_WT_ANSWER_DATAGRAMS",
         "wt_cert_validity_days": "EDGESIGHT_WT_CERT_VALIDITY_DAYS",
         "wt_cert": "EDGESIGHT_WT_CERT",
         "wt_key": "EDGESIGHT_WT_KEY",

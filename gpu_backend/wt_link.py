@@ -27,6 +27,7 @@ class SessionDriver(Protocol):
     """What a link needs of the QUIC connection under it (``wt_server``)."""
 
     def transmit_soon(self) -> None: ...
+    def transmit_now(self) -> None: ...
     def lost(self) -> None: ...
 
 
@@ -62,6 +63,8 @@ class WtLink:
     def execute(self, actions: list[Action[Any]]) -> None:
         for action in actions:
             if isinstance(action, Send):
+                if self.session.send_datagram_copy(action.data):
+                    self.protocol.transmit_now()  # its own packet, ahead of the stream's
                 self.session.send(action.data)
                 if not rides_own_stream(action.data):
                     # Control messages count as sent once QUIC has them (they are few and

@@ -58,7 +58,7 @@ __all__ = ["WtServer", "start_webtransport"]
 log = logging.getLogger(__name__)
 
 FLUSH_BEFORE_CLOSE_S = 1.0  # the close capsule's (and last ERROR's) time to arrive
-MAX_DATAGRAM_FRAME_BYTES = 1200  # the node takes no datagrams; a page's stack needs the field
+MAX_DATAGRAM_FRAME_BYTES = 1200  # the node takes no datagrams (it sends answers' copies)
 _refused = LogSampler(logger=log)
 
 
@@ -71,6 +71,7 @@ class WtServer:
         self.limits = WtLimits(
             max_message_bytes=node.settings.max_message_bytes,
             max_frame_streams=node.settings.wt_max_frame_streams,
+            answer_datagrams=node.settings.wt_answer_datagrams,
         )
         self.hashed: HashedCertificate | None = None  # made and rotated here
         self.file_sha256: bytes | None = None  # a certificate file's, when pinnable
@@ -301,6 +302,9 @@ class _NodeQuicProtocol(QuicConnectionProtocol):
 
     def transmit_soon(self) -> None:
         self._transmit_soon()  # one transmit per loop turn, however many messages
+
+    def transmit_now(self) -> None:
+        self.transmit()  # what is queued leaves now, in packets of its own
 
     def _close_later(self) -> None:
         self._transmit_soon()

@@ -17,6 +17,9 @@ control messages and frames of at most ``max_message_bytes``, at most
 oldest: latest frame wins, also across the wire). QUIC's own flow control (``max_data``,
 ``max_stream_data``, 128 streams of each kind at a time) bounds what a peer may send
 ahead; datagrams are refused by size at the QUIC layer and ignored here.
+
+Answers small enough also go as a datagram (``send_datagram_copy``, when the page's QUIC
+stack takes datagrams that large and ``WtLimits.answer_datagrams``): see quic_framing.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from pyodide_client.quic_framing import (
     FrameAssembler,
     FramingError,
     frame_control,
+    has_datagram_copy,
     rides_own_stream,
 )
 
@@ -67,6 +71,7 @@ CLOSE_SESSION_CAPSULE = 0x2843
 STREAM_SUPERSEDED = 0x10
 STREAM_TOO_BIG = 0x11
 _MAX_REASON_BYTES = 1024  # the draft's limit on a close reason
+_QUARTER_ID_BYTES = 8  # an HTTP/3 datagram's quarter stream id, at most (a QUIC varint)
 
 
 class SessionState(enum.Enum):
@@ -79,6 +84,7 @@ class SessionState(enum.Enum):
 class WtLimits:
     max_message_bytes: int = 4 * 1024 * 1024
     max_frame_streams: int = 4  # frames uploading at once; more stop the oldest
+    answer_datagrams: bool = True  # small answers also as a datagram (quic_framing)
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,7 @@ class WtSession:
         self.session_id: int | None = None  # the CONNECT stream
         self.control_stream_id: int | None = None
         self.frames_abandoned = 0
+        self.datagram_copies = 0  # answers also sent as a datagram
         self._control = ControlReader(limits.max_message_bytes)
         self._pending_control: list[bytes] = []  # written once the page opens its stream
         self._frames: OrderedDict[int, FrameAssembler] = OrderedDict()  # oldest first
@@ -283,6 +290,25 @@ class WtSession:
             self._pending_control.append(message)
         else:
             self.quic.send_stream_data(self.control_stream_id, frame_control(message))
+
+    def send_datagram_copy(self, message: bytes) -> bool:
+        """An answer's unreliable copy, as an HTTP/3 datagram, when it fits and the page's
+        QUIC stack takes datagrams that large: True when it was queued. The caller flushes
+        it into a packet of its own before ``send`` (one lost packet then takes only one
+        of the two copies)."""
+        if (
+            not self.limits.answer_datagrams
+            or self.state is not SessionState.OPEN
+            or self.session_id is None
+            or not has_datagram_copy(message)
+        ):
+            return False
+        remote_max = self.quic._remote_max_datagram_frame_size  # no public view of it
+        if remote_max is None or remote_max < len(message) + _QUARTER_ID_BYTES:
+            return False
+        self.h3.send_datagram(self.session_id, message)
+        self.datagram_copies += 1
+        return True
 
     def acked_answer_bytes(self) -> int:
         """Bytes of answers the page has acknowledged since the last call: an answer

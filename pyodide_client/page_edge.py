@@ -265,6 +265,8 @@ class PageEdge:
         if socket is None:
             return []  # a socket the page left
         message = payload(data, event)
+        if socket.is_copy(message):
+            return []  # an answer's datagram copy came first, or its stream copy did
         if socket.role is Role.PROBE:
             first, *rest = self.core.handle_event(ProbeMessage(socket.url, message), now).commands
             if first["do"] == "probe_send":

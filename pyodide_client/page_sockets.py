@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from .quic_framing import AnswerCopies
 from .transport import QUIC, WEBSOCKET, js_constants
 
 __all__ = ["PROBE_GUARD_MS", "Role", "Socket", "SocketBook"]
@@ -50,6 +51,12 @@ class Socket:
     key: str  # the page core's key for it: the URL, or a retired WebSocket's own
     role: Role
     transport: str = WEBSOCKET
+    # On QUIC a small answer comes twice (a datagram, then its stream): taken once.
+    answer_copies: AnswerCopies = field(default_factory=AnswerCopies)
+
+    def is_copy(self, message: bytes | bytearray | memoryview) -> bool:
+        """True for the second copy of an answer (QUIC only): the page ignores it."""
+        return self.transport == QUIC and not self.answer_copies.is_first(message)
 
 
 class SocketBook:

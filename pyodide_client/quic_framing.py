@@ -15,6 +15,12 @@ WebSocket's one-message-per-WebSocket-message:
 - **Answers** (RESULT, DROPPED): one node-opened unidirectional stream per message, ended
   with FIN. Reliable (a page counts its frames in flight by their answers), but never
   queued behind another frame's answer.
+- **An answer's datagram copy**: an answer of at most ``DATAGRAM_ANSWER_MAX_BYTES`` (most
+  RESULTs, every DROPPED) also goes as an HTTP/3 datagram on the session, in a packet of
+  its own ahead of its stream's. An answer is one packet: when that packet is lost, its
+  stream waits for the node's probe timeout (the tail of a lossy LAN); the other copy
+  usually arrives. The page takes whichever comes first (``AnswerCopies``) and ignores the
+  other. Datagrams are never retransmitted, so the stream stays the reliable one.
 
 What may be abandoned: a frame stream, by either end, until the node has its FIN (the
 node then answers nothing for it; the page already stopped waiting). Everything else is
@@ -28,16 +34,20 @@ from __future__ import annotations
 
 import struct
 
-from .protocol import MessageType, peek_type
+from .protocol import MessageType, ProtocolError, peek_type
 
 __all__ = [
+    "ANSWER_TYPES",
     "CONTROL_PREFIX_SIZE",
+    "DATAGRAM_ANSWER_MAX_BYTES",
     "OWN_STREAM_TYPES",
     "WT_PATH",
+    "AnswerCopies",
     "ControlReader",
     "FrameAssembler",
     "FramingError",
     "frame_control",
+    "has_datagram_copy",
     "rides_own_stream",
 ]
 
@@ -49,6 +59,12 @@ CONTROL_PREFIX_SIZE = _PREFIX.size
 OWN_STREAM_TYPES = frozenset(
     {MessageType.FRAME, MessageType.IMAGE, MessageType.RESULT, MessageType.DROPPED}
 )
+ANSWER_TYPES = frozenset({MessageType.RESULT, MessageType.DROPPED})
+# An answer this small also goes as a datagram: it fits one 1200-byte QUIC packet (the
+# smallest every QUIC path carries) with its headers (short header, AEAD tag, DATAGRAM frame
+# and quarter stream id: under 50 bytes) and an ACK beside it.
+DATAGRAM_ANSWER_MAX_BYTES = 1100
+_REMEMBERED_ANSWERS = 64  # far more answers than a page keeps frames in flight
 
 
 class FramingError(Exception):
@@ -59,6 +75,42 @@ def rides_own_stream(message: bytes | bytearray | memoryview) -> bool:
     """True for a frame or an answer (its own stream), False for control messages.
     Raises ``protocol.ProtocolError`` for bytes without a message header."""
     return peek_type(message) in OWN_STREAM_TYPES
+
+
+def has_datagram_copy(message: bytes | bytearray | memoryview) -> bool:
+    """True for an answer the node also sends as a datagram (small enough to)."""
+    return len(message) <= DATAGRAM_ANSWER_MAX_BYTES and peek_type(message) in ANSWER_TYPES
+
+
+class AnswerCopies:
+    """Takes each answer once when it may come twice (a datagram and a stream).
+
+    ``is_first`` is True for every message but the second copy of an answer that has a
+    datagram copy. Copies are recognised by their bytes: an answer names its frame, so two
+    different answers never share them. A copy is forgotten once its twin came, or when
+    ``remembered`` newer answers came (a lost datagram's stream copy then needs no
+    memory), so memory stays bounded whatever the node sends."""
+
+    def __init__(self, remembered: int = _REMEMBERED_ANSWERS) -> None:
+        self.remembered = remembered
+        self.duplicates = 0  # second copies ignored
+        self._seen: dict[bytes, None] = {}  # insertion order: oldest first
+
+    def is_first(self, message: bytes | bytearray | memoryview) -> bool:
+        try:
+            if not has_datagram_copy(message):
+                return True
+        except ProtocolError:
+            return True  # not a message at all: the protocol says what is wrong with it
+        key = bytes(message)
+        if key in self._seen:
+            del self._seen[key]
+            self.duplicates += 1
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self.remembered:
+            del self._seen[next(iter(self._seen))]
+        return True
 
 
 def frame_control(message: bytes) -> bytes:

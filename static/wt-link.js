@@ -9,7 +9,9 @@
 //   older frames still uploading are abandoned (their streams reset: latest frame wins
 //   across the wire), all but the oldest, which is kept so that a slow link still delivers
 //   frames; Python is told of each (`onabandon`) so the frame leaves its window.
-// - Answers come on unidirectional streams of their own, one message each.
+// - Answers come on unidirectional streams of their own, one message each; a small one
+//   also comes as a datagram, ahead of its stream. Both copies go to Python, which takes
+//   the first (AnswerCopies in quic_framing.py).
 
 const CLOSE_ABNORMAL = 1006; // what a link that never opened reports, as a WebSocket would
 
@@ -61,6 +63,7 @@ export class WtLink {
       this.control = stream.writable.getWriter();
       this._readControl(stream.readable.getReader());
       this._readAnswers(this.transport.incomingUnidirectionalStreams.getReader());
+      if (this.transport.datagrams) this._readDatagrams(this.transport.datagrams.readable.getReader());
       onopen();
     } catch (err) {
       this._closed(CLOSE_ABNORMAL); // refused, unreachable, a certificate it does not take
@@ -159,6 +162,18 @@ export class WtLink {
       return; // the node reset it, or the session closed
     }
     if (!this.isClosed && message.length) this.onmessage(message);
+  }
+
+  async _readDatagrams(reader) {
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        if (!this.isClosed && value.length) this.onmessage(value);
+      }
+    } catch (err) {
+      // the session closed
+    }
   }
 
   _closed(code) {

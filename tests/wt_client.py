@@ -1,7 +1,8 @@
 """A WebTransport client in Python (aioquic), for tests and benchmarks of a node's QUIC
 endpoint: it opens a session like a browser (extended CONNECT with an Origin), speaks
 ``pyodide_client.quic_framing`` (control stream, one stream per frame, answers on their
-own streams) and can misbehave where a test needs it (reset a frame, send too much)."""
+own streams and small ones also as datagrams, taken once as the page takes them) and can
+misbehave where a test needs it (reset a frame, send too much)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 from aioquic.asyncio.client import connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN, H3Connection
-from aioquic.h3.events import HeadersReceived, WebTransportStreamDataReceived
+from aioquic.h3.events import DatagramReceived, HeadersReceived, WebTransportStreamDataReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import (
     ConnectionTerminated,
@@ -23,7 +24,7 @@ from aioquic.quic.events import (
     StreamDataReceived,
 )
 
-from pyodide_client.quic_framing import WT_PATH, ControlReader, frame_control
+from pyodide_client.quic_framing import WT_PATH, AnswerCopies, ControlReader, frame_control
 
 __all__ = ["WtClient", "open_session"]
 
@@ -43,6 +44,9 @@ class WtClient(QuicConnectionProtocol):
         self.stop_sending_seen = asyncio.Event()
         self._reader = ControlReader(64 * 1024 * 1024)
         self._answer_parts: dict[int, list[bytes]] = {}
+        self.copies = AnswerCopies()  # an answer's datagram and stream copies, taken once
+        self.datagram_answers = 0  # answers whose datagram copy came first
+        self.stream_answers = 0  # answers whose stream copy came first
 
     def request(self, authority: str, origin: str | None, path: str = WT_PATH) -> None:
         self.session_id = self._quic.get_next_available_stream_id()
@@ -118,11 +122,22 @@ class WtClient(QuicConnectionProtocol):
                 parts = self._answer_parts.setdefault(h3_event.stream_id, [])
                 parts.append(h3_event.data)
                 if h3_event.stream_ended:
-                    self.answers.put_nowait(b"".join(self._answer_parts.pop(h3_event.stream_id)))
+                    self._answer(b"".join(self._answer_parts.pop(h3_event.stream_id)), False)
+            elif isinstance(h3_event, DatagramReceived) and h3_event.stream_id == self.session_id:
+                self._answer(h3_event.data, True)
             elif getattr(h3_event, "stream_id", None) == self.session_id and getattr(
                 h3_event, "stream_ended", False
             ):
                 self.session_ended.set()
+
+    def _answer(self, message: bytes, is_datagram: bool) -> None:
+        if not self.copies.is_first(message):
+            return
+        if is_datagram:
+            self.datagram_answers += 1
+        else:
+            self.stream_answers += 1
+        self.answers.put_nowait(message)
 
 
 @contextlib.asynccontextmanager

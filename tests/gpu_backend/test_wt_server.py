@@ -100,6 +100,40 @@ def test_hello_image_result_over_webtransport(wt_node: tuple[ServerThread, int])
     assert best.score > 0.5
 
 
+async def _one_answer_counted(port: int) -> WtClient:
+    """One frame answered; then a PING's PONG, which the node sent after both copies of
+    the answer (loopback keeps their order), so every copy has come."""
+    async with open_session("127.0.0.1", port, ORIGIN) as client:
+        stream = await _handshake(client)
+        rgba, w, h = rgba_photo("chelsea")
+        client.send_frame(stream.encode_frame(rgba, w, h, capture_ms=1.0, now_ms=2.0))
+        assert isinstance(parse(await client.answer()), Result)
+        client.send_control(Ping(5, 0.0).serialize())
+        assert isinstance(parse(await client.control()), Pong)
+        assert client.answers.empty()  # the second copy was not taken
+        return client
+
+
+def test_a_small_answer_comes_as_a_datagram_and_on_its_stream(
+    wt_node: tuple[ServerThread, int],
+) -> None:
+    """A lost one-packet answer costs a stream a probe timeout; its datagram copy, in a
+    packet of its own, usually arrives (quic_framing). Both come; the page takes one."""
+    client = asyncio.run(_one_answer_counted(wt_node[1]))
+    assert (client.datagram_answers, client.stream_answers) == (1, 0)  # sent first
+    assert client.copies.duplicates == 1
+
+
+def test_answer_datagrams_can_be_turned_off(node_settings: NodeSettings) -> None:
+    settings = replace(node_settings, wt_answer_datagrams=False)
+    with ServerThread(create_app(settings)) as server:
+        port = _readyz(server)["wt_port"]
+        assert isinstance(port, int)
+        client = asyncio.run(_one_answer_counted(port))
+    assert (client.datagram_answers, client.stream_answers) == (0, 1)
+    assert client.copies.duplicates == 0
+
+
 def test_the_node_announces_the_ack_delay_it_keeps(wt_node: tuple[ServerThread, int]) -> None:
     """A page's QUIC stack waits the node's max_ack_delay on top of a round trip before it
     resends a lost frame tail; aioquic announces 25 ms but acknowledges within 1 ms."""
@@ -361,6 +395,10 @@ def test_webtransport_settings_are_read_and_checked() -> None:
     settings = NodeSettings.from_env({"EDGESIGHT_WEBTRANSPORT": "0", "EDGESIGHT_WT_PORT": "4433"})
     assert not settings.is_webtransport_enabled
     assert settings.wt_port == 4433
+    assert settings.wt_answer_datagrams  # the default
+    assert not NodeSettings.from_env({"EDGESIGHT_WT_ANSWER_DATAGRAMS": "0"}).wt_answer_datagrams
+    with pytest.raises(SettingsError, match="EDGESIGHT_WT_ANSWER_DATAGRAMS"):
+        NodeSettings.from_env({"EDGESIGHT_WT_ANSWER_DATAGRAMS": "sometimes"})
     with pytest.raises(SettingsError, match="EDGESIGHT_WT_CERT_VALIDITY_DAYS"):
         NodeSettings.from_env({"EDGESIGHT_WT_CERT_VALIDITY_DAYS": "14"})
     with pytest.raises(SettingsError, match="EDGESIGHT_WT_PORT"):

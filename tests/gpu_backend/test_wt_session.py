@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 from aioquic.h3.connection import H3_ALPN, H3Connection
-from aioquic.h3.events import HeadersReceived
+from aioquic.h3.events import DatagramReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import StopSendingReceived, StreamDataReceived
@@ -23,8 +23,8 @@ from gpu_backend.wt_session import (
     WtLimits,
     WtSession,
 )
-from pyodide_client.protocol import Ping, Result
-from pyodide_client.quic_framing import ControlReader, frame_control
+from pyodide_client.protocol import Detection, Ping, Result
+from pyodide_client.quic_framing import DATAGRAM_ANSWER_MAX_BYTES, ControlReader, frame_control
 
 CLIENT = ("127.0.0.1", 50000)
 NODE = ("127.0.0.1", 4433)
@@ -34,7 +34,7 @@ ORIGIN = "https://app.example"
 class Pair:
     """A client QuicConnection (+H3) and a node one (+WtSession), in memory."""
 
-    def __init__(self, limits: WtLimits | None = None) -> None:
+    def __init__(self, limits: WtLimits | None = None, client_datagram_bytes: int = 1200) -> None:
         self.now_s = 0.0
         cert = make_hashed_certificate(["localhost"], 3600.0)
         node_config = QuicConfiguration(
@@ -43,7 +43,7 @@ class Pair:
         node_config.certificate = cert.certificate
         node_config.private_key = cert.private_key
         client_config = QuicConfiguration(
-            is_client=True, alpn_protocols=H3_ALPN, max_datagram_frame_size=1200
+            is_client=True, alpn_protocols=H3_ALPN, max_datagram_frame_size=client_datagram_bytes
         )
         client_config.verify_mode = ssl.CERT_NONE
         self.client = QuicConnection(configuration=client_config)
@@ -227,3 +227,55 @@ def test_the_page_closing_its_session_is_seen(how: str) -> None:
     pair.client.send_stream_data(session_id, data, end_stream=True)
     (closed,) = pair.exchange()
     assert closed == SessionClosed("the page closed the session")
+
+
+def _answer(boxes: int) -> bytes:
+    box = Detection(0, 0.9, 1.0, 2.0, 3.0, 4.0)
+    return Result(1, 0.0, 1.0, 2.0, 3.0, 1, (box,) * boxes).serialize()
+
+
+def _datagrams(pair: Pair) -> list[bytes]:
+    return [e.data for e in pair.client_events if isinstance(e, DatagramReceived)]
+
+
+def test_a_small_answer_also_goes_as_a_datagram_in_a_packet_of_its_own() -> None:
+    pair = Pair()
+    session_id = pair.open()
+    answer = _answer(3)
+    assert pair.session.send_datagram_copy(answer)
+    datagram_packets = pair.node.datagrams_to_send(now=pair.now_s)  # flushed first, alone
+    pair.session.send(answer)
+    stream_packets = pair.node.datagrams_to_send(now=pair.now_s)
+    assert (len(datagram_packets), len(stream_packets)) == (1, 1)
+    # The stream's packet is lost: the page has its answer all the same, no probe timeout.
+    for data, _addr in datagram_packets:
+        pair.client.receive_datagram(data, NODE, now=pair.now_s)
+    while (event := pair.client.next_event()) is not None:
+        pair.client_events += pair.client_h3.handle_event(event)
+    got = [e for e in pair.client_events if isinstance(e, DatagramReceived)]
+    assert [(e.stream_id, e.data) for e in got] == [(session_id, answer)]
+    assert pair.session.datagram_copies == 1
+
+
+def test_no_datagram_copy_when_too_large_turned_off_or_not_taken() -> None:
+    pair = Pair()
+    pair.open()
+    large = next(a for n in range(1, 100) if len(a := _answer(n)) > DATAGRAM_ANSWER_MAX_BYTES)
+    assert not pair.session.send_datagram_copy(large)  # its stream alone
+    assert not pair.session.send_datagram_copy(Ping(1, 0.0).serialize())  # not an answer
+    off = Pair(WtLimits(max_message_bytes=4096, answer_datagrams=False))
+    off.open()
+    assert not off.session.send_datagram_copy(_answer(1))
+    small = Pair(client_datagram_bytes=64)  # the page's stack takes datagrams of 64 bytes
+    small.open()
+    assert not small.session.send_datagram_copy(_answer(3))
+    for each in (pair, off, small):
+        each.exchange()
+        assert _datagrams(each) == []
+
+
+def test_no_datagram_copy_before_the_session_is_open() -> None:
+    pair = Pair()
+    pair.connect()
+    pair.exchange()
+    assert not pair.session.send_datagram_copy(_answer(1))

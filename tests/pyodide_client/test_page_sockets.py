@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pyodide_client.page_sockets import MAX_SOCKETS, Role, SocketBook
+from pyodide_client.page_sockets import MAX_SOCKETS, Role, Socket, SocketBook
+from pyodide_client.protocol import Pong, Result
+from pyodide_client.transport import QUIC
 
 A, B = "ws://a:8001/ws", "ws://b:8001/ws"
 
@@ -94,3 +96,15 @@ def test_sockets_are_bounded() -> None:
         sockets.act({"do": "probe", "url": f"ws://n{i}:8001/ws"})
     with pytest.raises(RuntimeError, match=f"at most {MAX_SOCKETS}"):
         sockets.act({"do": "probe", "url": A})
+
+
+def test_a_quic_socket_takes_each_answer_once_a_websocket_every_message() -> None:
+    """On QUIC a small answer comes as a datagram and on its stream (quic_framing): the
+    second copy is not heard. A WebSocket never repeats one, so it is never filtered."""
+    answer = Result(4, 0.0, 1.0, 2.0, 3.0, 1, ()).serialize()
+    pong = Pong(1, 0.0).serialize()
+    quic = Socket(1, A, A, Role.LINK, transport=QUIC)
+    assert [quic.is_copy(answer), quic.is_copy(answer)] == [False, True]
+    assert [quic.is_copy(pong), quic.is_copy(pong)] == [False, False]
+    websocket = Socket(2, A, A, Role.LINK)
+    assert [websocket.is_copy(answer), websocket.is_copy(answer)] == [False, False]

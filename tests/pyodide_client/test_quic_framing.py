@@ -6,6 +6,7 @@ import pytest
 
 from pyodide_client.protocol import (
     Auth,
+    Detection,
     Dropped,
     DropReason,
     Dtype,
@@ -17,10 +18,13 @@ from pyodide_client.protocol import (
     Welcome,
 )
 from pyodide_client.quic_framing import (
+    DATAGRAM_ANSWER_MAX_BYTES,
+    AnswerCopies,
     ControlReader,
     FrameAssembler,
     FramingError,
     frame_control,
+    has_datagram_copy,
     rides_own_stream,
 )
 
@@ -77,3 +81,38 @@ def test_frames_and_their_answers_ride_their_own_streams_the_rest_the_control_on
     assert [rides_own_stream(m) for m in control] == [False] * 4
     with pytest.raises(ProtocolError):
         rides_own_stream(b"no")
+
+
+def _result(frame_id: int, boxes: int = 1) -> bytes:
+    box = Detection(15, 0.9, 0.1, 0.2, 0.3, 0.4)
+    return Result(frame_id, 1.0, 2.0, 3.0, 4.0, 1, (box,) * boxes).serialize()
+
+
+def test_small_answers_have_a_datagram_copy_frames_controls_and_large_answers_not() -> None:
+    assert has_datagram_copy(_result(1))
+    assert has_datagram_copy(Dropped(2, DropReason.SUPERSEDED).serialize())
+    large = next(r for n in range(1, 200) if len(r := _result(1, n)) > DATAGRAM_ANSWER_MAX_BYTES)
+    assert not has_datagram_copy(large)
+    assert not has_datagram_copy(PING)
+
+
+def test_each_answer_is_taken_once_whichever_copy_comes_first() -> None:
+    copies = AnswerCopies()
+    one, two = _result(1), _result(2)
+    assert copies.is_first(one)  # its datagram
+    assert copies.is_first(two)  # another frame's answer is not a copy
+    assert not copies.is_first(one)  # its stream copy
+    assert not copies.is_first(two)
+    assert copies.duplicates == 2
+    assert [copies.is_first(PING), copies.is_first(PING)] == [True, True]  # not answers
+    assert [copies.is_first(b"junk"), copies.is_first(b"junk")] == [True, True]  # protocol's
+
+
+def test_answers_without_a_datagram_copy_and_lost_datagrams_cost_no_memory() -> None:
+    copies = AnswerCopies(remembered=4)
+    large = next(r for n in range(1, 200) if len(r := _result(9, n)) > DATAGRAM_ANSWER_MAX_BYTES)
+    assert [copies.is_first(large), copies.is_first(large)] == [True, True]  # stream only
+    for frame_id in range(100):  # datagrams lost: each answer seen once, on its stream
+        assert copies.is_first(_result(frame_id))
+    assert len(copies._seen) == 4
+    assert copies.is_first(_result(0))  # long forgotten: taken (its twin never came)
