@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Coroutine, Iterator
 from typing import Any
 
@@ -174,15 +175,25 @@ def test_a_new_client_skips_a_full_node(start_cluster: StartCluster, listing: st
 
 
 @pytest.mark.parametrize("listing", ["static", "registry"])
-def test_the_client_stays_between_equal_nodes(start_cluster: StartCluster, listing: str) -> None:
+def test_the_client_does_not_flap_between_equal_nodes(
+    start_cluster: StartCluster, listing: str
+) -> None:
+    """Two equal nodes: the client does not go back and forth between them. One move is
+    allowed: on this shared machine a stall can make one node measurably slower for a
+    while (the form of this test that allowed no move failed there now and then). Going
+    back as well is the flapping that the switch margins and interval exist to prevent."""
     cluster = start_cluster({"node-a": 0.0, "node-b": 0.0}, registry=listing == "registry")
     routing = RoutingSettings(dwell_ms=1000, min_switch_interval_ms=2000)
+
+    def moves(driver: Driver, after: int) -> int:
+        nodes = [record.node for record in driver.answered()[after:]]
+        return sum(1 for one, two in itertools.pairwise(nodes) if one != two)
 
     async def scenario() -> None:
         async with Driver(routing=routing, **listing_kwargs(cluster, listing)) as driver:
             await driver.wait_for(lambda: len(driver.answered()) >= 3, timeout_s=10)
-            first = driver.client.node_url
+            start = len(driver.answered())
             with pytest.raises(TimeoutError):  # dwell + switch interval, twice over
-                await driver.wait_for(lambda: driver.client.node_url != first, 6.0)
+                await driver.wait_for(lambda: moves(driver, start) >= 2, 6.0)
 
     run(scenario())
