@@ -14,6 +14,11 @@ video element, not at the camera's exposure: a fake camera has no exposure time,
 page has no clock for it.
 
     .venv/bin/python bench/browser_latency.py --frames 200
+
+``--transport websocket quic`` compares the page's two transports to the same node on
+loopback (issue 16's "WebTransport round trip <= 1.05 x wss"), Chromium's own QUIC stack
+sending the frames: frames pinned to JPEG on both (a QUIC link carries compressed frames
+only), K = 1, ``--rounds`` rounds alternating the two, so that machine noise hits both.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ CHROMIUM = "/usr/bin/chromium"
 HEADERS = ["per frame (ms)", "p50", "p95", "p99"]
 FIELDS = ("capture_ms", "preprocess_ms", "sent_ms", "result_ms", "drawn_ms", "inference_ms")
 NODE_TIMINGS = "window.edgesight.testing.timings.filter((t) => t.mode === 'node')"
+TRANSPORT_SHOWN = {"websocket": "WebSocket", "quic": "QUIC"}  # state().server.transport
 
 
 def wait_for_timings(page: Page, count: int, timeout_s: float) -> list[dict[str, Any]]:
@@ -66,11 +72,13 @@ def log_console(message: ConsoleMessage) -> None:
 
 
 def measure_page(
-    url: str, camera: Path, args: argparse.Namespace
+    url: str, camera: Path, args: argparse.Namespace, transport: str | None = None
 ) -> tuple[list[dict[str, Any]], float, str]:
     """Open the page with the fake camera; return its timings, the seconds they took to
-    collect, and Chromium's version."""
+    collect, and Chromium's version. ``transport``: wait until the link uses it."""
     chromium_args = [*CHROMIUM_ARGS, *camera_args(camera)]
+    if transport == "quic":
+        chromium_args.remove("--disable-quic")  # WebTransport needs QUIC
     with sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=chromium_args)
         try:
@@ -79,6 +87,12 @@ def measure_page(
             page.on("console", log_console)
             page.goto(url)
             page.wait_for_function("() => window.edgesight?.testing.timings", timeout=120_000)
+            if transport is not None:
+                page.wait_for_function(
+                    "(t) => window.edgesight.api.state().server?.transport === t",
+                    arg=TRANSPORT_SHOWN[transport],
+                    timeout=args.timeout_s * 1000,
+                )
             wait_for_timings(page, args.warmup, args.timeout_s)
             page.evaluate("() => { window.edgesight.testing.timings.length = 0; }")
             t0 = time.monotonic()
@@ -101,6 +115,13 @@ def main() -> None:
         default=[2, 1],
         help="node max_in_flight (K) values, measured one after the other",
     )
+    parser.add_argument(
+        "--transport",
+        choices=tuple(TRANSPORT_SHOWN),
+        nargs="+",
+        help="compare the page's transports (JPEG frames, K = 1) instead of K values",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="with --transport: rounds")
     parser.add_argument("--timeout-s", type=float, default=300.0)
     parser.add_argument("--out", type=Path, default=RESULTS / "browser_latency.json")
     args = parser.parse_args()
@@ -113,7 +134,9 @@ def main() -> None:
     chromium = ""
     with tempfile.TemporaryDirectory(prefix="camera-") as folder:
         camera = write_y4m(Path(folder) / "astronaut.y4m", [fit_frame(photo("astronaut"))] * 10)
-        for k in args.in_flight:
+        if args.transport:
+            chromium = compare_transports(camera, args, runs)
+        for k in [] if args.transport else args.in_flight:
             log.info("node with max_in_flight K=%d", k)
             node = edgesight_node(free_port(), max_in_flight=k)
             # the page pins K too (its default, 0, adapts K to the link: issue 16)
@@ -140,6 +163,25 @@ def main() -> None:
         log.info("\n%s: %.1f fps drawn\n%s", name, run["fps_drawn"], table(HEADERS, rows))
 
 
+def compare_transports(camera: Path, args: argparse.Namespace, runs: dict[str, Any]) -> str:
+    """One node (K = 1), a page per transport and round, alternating; each run's timings
+    under ``<transport> <round>``. Returns Chromium's version."""
+    chromium = ""
+    node = edgesight_node(free_port(), max_in_flight=1)
+    urls = (f"ws://127.0.0.1:{node.port}/ws",)
+    with node:
+        for round_no in range(1, args.rounds + 1):
+            for transport in args.transport:
+                log.info("round %d: %s", round_no, transport)
+                settings = {"page_transport": transport, "frame_encoding": "jpeg"}
+                with start_webapp(urls, max_in_flight=1, **settings) as web:
+                    timings, elapsed_s, chromium = measure_page(
+                        f"{web.http_url}/", camera, args, transport
+                    )
+                runs[f"{transport} {round_no}"] = analyse(timings, elapsed_s)
+    return chromium
+
+
 def analyse(timings: list[dict[str, Any]], elapsed_s: float) -> dict[str, Any]:
     def series(fn: Callable[[dict[str, Any]], float]) -> list[float]:
         return [fn(t) for t in timings if all(t.get(f) is not None for f in FIELDS)]
@@ -153,6 +195,13 @@ def analyse(timings: list[dict[str, Any]], elapsed_s: float) -> dict[str, Any]:
         "node_queue": series(lambda t: t["queue_ms"]),
         "node_inference": series(lambda t: t["inference_ms"]),
         "node_post": series(lambda t: t["post_ms"]),
+        # the round trip less the node's own reported time: the link, both transport
+        # stacks and the node's decode (what a transport changes; inference noise is out)
+        "sent_to_result_minus_node": series(
+            lambda t: (
+                t["result_ms"] - t["sent_ms"] - t["queue_ms"] - t["inference_ms"] - t["post_ms"]
+            )
+        ),
         "grab_to_drawn_minus_inference": series(
             lambda t: t["drawn_ms"] - t["capture_ms"] - t["inference_ms"]
         ),
