@@ -10,6 +10,9 @@
 //   wait {fn, arg, timeout_ms}       until (fn)(arg) is truthy in the page
 //   upload {selector, path}          choose a file in an <input type=file>
 //   reload {}                        reload the page
+//   viewport {width, height, scale}  the page's viewport in CSS px and its device pixel ratio,
+//                                    for this page and every page opened after it
+//   screenshot {}                    the viewport as a PNG, base64
 //   close {}                         close the browser and exit
 
 import { createInterface } from "node:readline";
@@ -38,6 +41,7 @@ try {
 write({ event: "launched", version: await browser.version() });
 
 let page = null;
+let viewport = null; // puppeteer's default (800x600) until a viewport op
 // A page function arrives as source text; wrap it so that BiDi calls it with its argument
 // (script.callFunction: no eval inside the page, so the page's CSP does not apply).
 const call = (fn) => new Function(`return (${fn});`)();
@@ -46,6 +50,7 @@ const ops = {
   async open({ url }) {
     if (page !== null) await page.close(); // one page at a time: its errors are the test's
     page = await browser.newPage();
+    if (viewport !== null) await page.setViewport(viewport);
     page.on("pageerror", (err) => write({ event: "error", text: `pageerror: ${err.message}` }));
     page.on("console", (message) => {
       if (message.type() === "error") write({ event: "error", text: message.text() });
@@ -70,6 +75,14 @@ const ops = {
     await page.reload({ waitUntil: "load" });
     return null;
   },
+  async viewport({ width, height, scale }) {
+    viewport = { width, height, deviceScaleFactor: scale };
+    if (page !== null) await page.setViewport(viewport);
+    return null;
+  },
+  async screenshot() {
+    return await page.screenshot({ encoding: "base64", type: "png" });
+  },
   async close() {
     await browser.close();
     return null;
@@ -82,7 +95,7 @@ for await (const line of lines) {
   const op = ops[request.op];
   try {
     if (!op) throw new Error(`unknown op ${JSON.stringify(request.op)}; expected one of ${Object.keys(ops)}`);
-    write({ id: request.id, ok: true, value: await op(request) });
+    write({ id: request.id, ok: true, value: (await op(request)) ?? null }); // undefined: null
   } catch (err) {
     write({ id: request.id, ok: false, error: String(err && err.message || err) });
   }

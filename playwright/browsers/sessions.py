@@ -10,11 +10,16 @@ Playwright drives Chromium (conftest.py). For the other two engines Debian ships
   ``--enable-media-stream=true --enable-mock-capture-devices=true``.
 
 Both give a ``BrowserSession``: page functions are passed as source text and called with
-one argument (never ``eval``-ed inside the page: the page's CSP forbids it).
+one argument (never ``eval``-ed inside the page: the page's CSP forbids it). ``resize`` and
+``screenshot`` serve scripts/screenshots.py: WebKitGTK sizes its window, not its viewport,
+keeps a device pixel ratio of 1 and cannot make its window as narrow as a phone (the viewport
+it gives is what ``resize`` returns).
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import queue
@@ -68,6 +73,8 @@ class BrowserSession(Protocol):
     def wait(self, fn: str, arg: Any = None, timeout_s: float = 60.0) -> None: ...
     def upload(self, selector: str, path: Path) -> None: ...
     def reload(self) -> None: ...
+    def resize(self, width_px: int, height_px: int, scale: float) -> tuple[int, int]: ...
+    def screenshot(self, path: Path) -> None: ...
     def product_errors(self) -> list[str]: ...
     def close(self) -> None: ...
 
@@ -149,6 +156,14 @@ class FirefoxSession:
     def reload(self) -> None:
         self._call("reload", LAUNCH_TIMEOUT_S)
 
+    def resize(self, width_px: int, height_px: int, scale: float) -> tuple[int, int]:
+        """The viewport for this page and the next ones opened; returns it (CSS px)."""
+        self._call("viewport", width=width_px, height=height_px, scale=scale)
+        return width_px, height_px
+
+    def screenshot(self, path: Path) -> None:
+        save_png(base64.b64decode(self._call("screenshot", LAUNCH_TIMEOUT_S)), path)
+
     def product_errors(self) -> list[str]:
         return [text for text in self.errors if not is_firefox_socket_not_opened(text)]
 
@@ -186,12 +201,24 @@ def minibrowser() -> Path:
     )
 
 
+def save_png(png: bytes, path: Path) -> None:
+    """A browser's PNG screenshot at ``path``, as JPEG when its name says so."""
+    if path.suffix.lower() not in (".jpg", ".jpeg"):
+        path.write_bytes(png)
+        return
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        image.convert("RGB").save(path, quality=82)
+
+
 @contextmanager
-def xvfb_display() -> Iterator[str]:
-    """An X display of our own: Xvfb picks a free number and writes it to a pipe."""
+def xvfb_display(screen: str = "1280x800x24") -> Iterator[str]:
+    """An X display of our own (``screen``: WIDTHxHEIGHTxDEPTH): Xvfb picks a free number
+    and writes it to a pipe."""
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", screen, "-nolisten", "tcp"],
         pass_fds=(write_fd,),
         stderr=subprocess.DEVNULL,
     )
@@ -275,6 +302,24 @@ class WebKitSession:
     def reload(self) -> None:
         self._driver.refresh()
         self._driver.execute_script(ERROR_COLLECTOR)
+
+    def resize(self, width_px: int, height_px: int, scale: float) -> tuple[int, int]:
+        """Sizes the window so that its viewport is ``width_px`` x ``height_px`` where the
+        window may be that size; returns the viewport it got (``scale`` is always 1 here)."""
+        del scale  # WebKitGTK on Xvfb has no device-pixel-ratio emulation
+        viewport = "return [window.innerWidth, window.innerHeight];"
+        self._driver.set_window_size(width_px, height_px)
+        got_width, got_height = self._driver.execute_script(viewport)
+        # The window's frame and toolbar take some of it: grow it by what they took, once.
+        # (A window held wider than asked by its minimum stays so.)
+        self._driver.set_window_size(
+            width_px + max(0, width_px - got_width), height_px + max(0, height_px - got_height)
+        )
+        got_width, got_height = self._driver.execute_script(viewport)
+        return int(got_width), int(got_height)
+
+    def screenshot(self, path: Path) -> None:
+        save_png(self._driver.get_screenshot_as_png(), path)
 
     def product_errors(self) -> list[str]:
         return list(self._driver.execute_script("return window.__edgesightErrors || [];"))
