@@ -27,7 +27,9 @@ a thirtieth of that. ``EncodingPolicy`` picks per frame, sans-I/O (every call ta
 - On a lossy link (``set_frame_cap``, from ``inflight.InFlightPolicy``; issue 16) frames
   should fit a few TCP segments: the quality steps down until they do (never the frame
   rate: the cap is about loss, not the link's rate), raw frames are left for compressed
-  ones and no raw probe goes out while the cap holds.
+  ones and no raw probe goes out while the cap holds. Its ``note`` says the goal while the
+  quality steps down, or that the lowest quality still makes larger frames, and goes when
+  the cap does (a page beside "14.6 KB each" must not claim frames of at most 11.6 KB).
 - ``raw``, ``jpeg`` and ``webp`` pin the encoding at its default quality (an operator's
   ``EDGESIGHT_FRAME_ENCODING``); a node that does not accept the pinned one gets raw frames.
 
@@ -136,6 +138,7 @@ class EncodingPolicy:
         self._ping_sent_ms: float | None = None
         self._ping_is_out = False
         self.frame_cap_bytes: int | None = None  # a lossy link's frame size; None: no cap
+        self._is_note_lossy = False
 
     @staticmethod
     def _pick_lossy(mode: str, accepted: tuple[FrameEncoding, ...]) -> FrameEncoding | None:
@@ -198,12 +201,18 @@ class EncodingPolicy:
         if cap_bytes == self.frame_cap_bytes:
             return
         self.frame_cap_bytes = cap_bytes
+        if cap_bytes is None and self._is_note_lossy:
+            self._set_note("")  # the link recovered: a lossy link's note would be stale
         if cap_bytes is not None and self.is_adaptive and self._is_raw:
             self._is_raw = False
             self.quality = self._top_quality
             self._next_probe_ms = None
             self._probe_interval_ms = self.settings.probe_interval_ms
-            self.note = "lossy link: compressed frames, fewer segments each"
+            self._set_note("lossy link: compressed frames, fewer segments each", is_lossy=True)
+
+    def _set_note(self, note: str, is_lossy: bool = False) -> None:
+        self.note = note
+        self._is_note_lossy = is_lossy  # said because of the cap: it goes with the cap
 
     # -- what the link did -------------------------------------------------------------------
     def ping_due(self, now_ms: float) -> bool:
@@ -265,7 +274,7 @@ class EncodingPolicy:
             self._next_probe_ms = None
             self._raw_throughput.clear()
             self._raw_throughput.append(sample)
-            self.note = f"link carries raw frames ({_mbit(sample)} Mbit/s measured)"
+            self._set_note(f"link carries raw frames ({_mbit(sample)} Mbit/s measured)")
             return
         self._probe_interval_ms = min(
             self.settings.max_probe_interval_ms, self._probe_interval_ms * 2
@@ -281,7 +290,7 @@ class EncodingPolicy:
             self.quality = self._top_quality
             self._next_probe_ms = None
             self._probe_interval_ms = self.settings.probe_interval_ms
-            self.note = f"link too slow for raw frames ({_mbit(rate)} Mbit/s measured)"
+            self._set_note(f"link too slow for raw frames ({_mbit(rate)} Mbit/s measured)")
 
     def _adjust_quality(self, size_bytes: int) -> None:
         s = self.settings
@@ -293,19 +302,31 @@ class EncodingPolicy:
         cap = self.frame_cap_bytes
         budget = rate_budget if cap is None else min(rate_budget, cap)
         if size_bytes > budget:
-            if self.quality - s.quality_step >= s.min_quality - 1e-9:
+            is_lowered = self.quality - s.quality_step >= s.min_quality - 1e-9
+            if is_lowered:
                 self.quality = round(self.quality - s.quality_step, 3)
             elif size_bytes > rate_budget:  # at the floor: fewer frames, each within the
                 self.min_interval_ms = size_bytes / (rate * s.frame_share)  # link's share
             if size_bytes > rate_budget:
-                self.note = f"link carries {_mbit(rate)} Mbit/s"
+                self._set_note(f"link carries {_mbit(rate)} Mbit/s")
+            elif is_lowered:  # a goal, not a claim: the frames are not that small yet
+                self._set_note(
+                    f"lossy link: quality lowered toward {_kb(cap)} KB a frame", is_lossy=True
+                )
             else:
-                self.note = f"lossy link: frames of at most {cap} bytes"
+                self._set_note(
+                    f"lossy link: frames stay above {_kb(cap)} KB at the lowest quality",
+                    is_lossy=True,
+                )
         elif size_bytes < budget / 2:
             if self.min_interval_ms > 0:
                 self.min_interval_ms = 0.0
             elif self.quality + s.quality_step <= self._top_quality + 1e-9:
                 self.quality = round(self.quality + s.quality_step, 3)
+
+
+def _kb(size_bytes: int | None) -> str:
+    return f"{(size_bytes or 0) / 1000:.1f}"  # as the page's "14.2 KB each"
 
 
 def _mbit(bytes_per_ms: float) -> str:

@@ -227,11 +227,14 @@ def timings_note(s: Snapshot) -> str:
     """Under the Timings table: the speed measured here and now, never a constant."""
     if s.fps is None or not s.frames_flow:
         return ""
+    # The status line's number, as it shows it: rounded to whole frames, 1.3 fps read
+    # "1 frames" and 0.4 fps "0 frames a second" while boxes came.
+    rate = f"{_number(s.fps, 1)} frames a second"
     if s.mode == "local":
         threads = f"{s.threads} thread{'' if s.threads == 1 else 's'}"
-        return f"This browser detects {s.fps:.0f} frames a second here ({threads}, {s.model})."
+        return f"This browser detects {rate} here ({threads}, {s.model})."
     if s.mode == "node":
-        return f"Server {s.node} answers {s.fps:.0f} frames a second to this page."
+        return f"Server {s.node} answers {rate} to this page."
     return ""
 
 

@@ -243,6 +243,30 @@ def test_a_frame_cap_lowers_quality_not_the_frame_rate() -> None:
     assert enc.plan(now).encoding is FrameEncoding.JPEG
 
 
+def test_the_lossy_note_claims_no_frame_size_the_frames_do_not_have() -> None:
+    # Seen in WebKit: "14.6 KB each ... (lossy link: frames of at most 11584 bytes)".
+    enc = EncodingPolicy(EncodingSettings(), (FrameEncoding.RAW, FrameEncoding.JPEG))
+    enc.set_frame_cap(11_584)
+    now = 0.0
+    now += 33.3
+    enc.on_result(FrameEncoding.JPEG, 14_600, 5.0, 2.0, now)
+    assert enc.note == "lossy link: quality lowered toward 11.6 KB a frame"
+    for _ in range(20):  # the lowest quality still makes 14.6 KB frames
+        now += 33.3
+        enc.on_result(FrameEncoding.JPEG, 14_600, 5.0, 2.0, now)
+    assert enc.quality == pytest.approx(EncodingSettings().min_quality)
+    assert enc.note == "lossy link: frames stay above 11.6 KB at the lowest quality"
+
+
+def test_the_lossy_note_goes_with_the_cap() -> None:
+    enc = EncodingPolicy(EncodingSettings(), (FrameEncoding.RAW, FrameEncoding.JPEG))
+    enc.set_frame_cap(11_000)
+    enc.on_result(FrameEncoding.JPEG, 17_000, 5.0, 2.0, 33.3)
+    assert enc.note.startswith("lossy link")
+    enc.set_frame_cap(None)  # the link recovered
+    assert enc.note == ""
+
+
 def test_a_frame_cap_leaves_raw_and_stops_raw_probes() -> None:
     enc = EncodingPolicy(EncodingSettings(), (FrameEncoding.RAW, FrameEncoding.JPEG))
     enc._is_raw = True  # a LAN where raw frames fit

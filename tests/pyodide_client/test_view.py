@@ -120,10 +120,20 @@ def test_refusals_say_who_refused_and_why() -> None:
 
 def test_the_timings_note_shows_what_was_measured_not_a_constant() -> None:
     assert timings_note(replace(LOCAL, fps=21.4, threads=2, model="nanodet-g-416-int8")) == (
-        "This browser detects 21 frames a second here (2 threads, nanodet-g-416-int8)."
+        "This browser detects 21.4 frames a second here (2 threads, nanodet-g-416-int8)."
     )
-    assert timings_note(NODE) == "Server gpu0 answers 10 frames a second to this page."
+    assert timings_note(NODE) == "Server gpu0 answers 9.8 frames a second to this page."
     assert timings_note(replace(LOCAL, fps=None)) == ""
+
+
+@pytest.mark.parametrize("fps", [0.4, 1.3, 9.8, 20.8])
+def test_the_timings_note_gives_the_status_lines_rate(fps: float) -> None:
+    # Seen in WebKit: "Server gpu0 answers 1 frames a second" under "1.3 frames a second";
+    # at 0.4 fps it read "answers 0 frames a second" while boxes came.
+    for snapshot in (replace(NODE, fps=fps), replace(LOCAL, fps=fps)):
+        rate = status_line(snapshot).split(" · ")[0]
+        assert rate == f"{fps:.1f} frames a second"
+        assert rate in timings_note(snapshot)
 
 
 def test_the_status_line_has_no_zeros_before_measurements() -> None:
