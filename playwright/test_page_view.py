@@ -101,6 +101,42 @@ def test_the_badge_says_in_this_browser_without_a_server(
         assert "queue" not in rows
 
 
+@pytest.mark.parametrize(
+    "screen", [{"width": 1920, "height": 1080}, {"width": 1280, "height": 720}]
+)
+def test_a_large_screen_shows_the_whole_page_with_the_picture_filling_it(
+    open_page: Callable[..., BrowserPage], screen: dict[str, int]
+) -> None:
+    # Seen in the README's 1920x1080 pictures: the footer cut in half at the bottom edge.
+    with start_webapp((f"ws://127.0.0.1:{free_port()}/ws",)) as web:
+        page = open_page(f"{web.http_url}/", camera="chelsea", viewport=screen).page
+        wait_for_labels(page, "browser")
+        # Details and Timings open, as in the README's pictures: the panel is at its longest.
+        page.evaluate(
+            "() => document.querySelectorAll('details').forEach((d) => { d.open = true; })"
+        )
+        page.wait_for_function("() => document.getElementById('stats-body').rows.length > 0")
+        layout = page.evaluate(
+            """() => {
+                const box = (selector) => document.querySelector(selector).getBoundingClientRect();
+                const panel = document.getElementById("panel");
+                return {
+                    scroll_height: document.scrollingElement.scrollHeight,
+                    footer_bottom: box("footer").bottom,
+                    stage: box("#stage").height,
+                    panel_bottom: box("#panel").bottom,
+                    main_bottom: box("main").bottom,
+                    panel_scrolls: panel.scrollHeight > panel.clientHeight,
+                };
+            }"""
+        )
+    height = screen["height"]
+    assert layout["scroll_height"] <= height, layout  # nothing below the screen's edge
+    assert layout["footer_bottom"] <= height, layout
+    assert layout["panel_bottom"] <= layout["main_bottom"] + 0.5, layout  # not over the footer
+    assert layout["stage"] >= 0.8 * height, layout  # the picture still takes the screen
+
+
 def test_no_stale_boxes_after_a_bad_file(
     stack: Stack, tmp_path: Path, open_page: Callable[..., BrowserPage]
 ) -> None:
