@@ -23,7 +23,8 @@ WebKit's mock camera can play a photo, so there the photo is chosen with the pag
 picker once the page detects on its synthetic camera, as a person without a camera would.
 WebKitGTK sizes a window, not a viewport: it has no device-pixel-ratio emulation (its
 phone pictures are at scale 1) and MiniBrowser's window has a minimum width, so its "390"
-pictures are as narrow as it allows (the width it got is logged).
+pictures are as narrow as it allows: 447 CSS px with WebKitGTK 2.50 on Xvfb (the viewport
+it got is logged with each picture).
 """
 
 from __future__ import annotations
