@@ -86,7 +86,7 @@ def test_auto_picks_wasm_when_webgpu_is_slower() -> None:
     assert step == {"do": "use", "key": "wasm-2", "warmup_ms": 75.0, "drop": []}
     assert choice.standby is None
     assert choice.note.startswith("WebAssembly, 2 threads, the fastest measured here")
-    assert "WebGPU 13000 ms" in choice.note
+    assert "WebGPU: 13000 ms" in choice.note
     assert choice.next_step(20_000.0) == {"do": "done"}
 
 
@@ -97,7 +97,7 @@ def test_while_webgpu_is_tried_details_say_so() -> None:
     assert choice.next_step(1000.0)["do"] == "use"
     assert choice.note == (
         "WebAssembly, 2 threads, the fastest measured here "
-        "(WebAssembly, 2 threads 75 ms; WebGPU being tried)"
+        "(WebAssembly, 2 threads: 75 ms; WebGPU being tried)"
     )
 
 

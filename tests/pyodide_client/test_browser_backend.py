@@ -55,7 +55,7 @@ def test_a_faster_webgpu_runs_and_the_page_says_gpu() -> None:
     shown = status(client, now)
     assert (shown["mode"], shown["local_backend"], shown["threads"]) == ("local", "webgpu", 2)
     assert (
-        "WebGPU, the fastest measured here (WebAssembly, 2 threads 80 ms, WebGPU 8 ms)"
+        "WebGPU, the fastest measured here (WebAssembly, 2 threads: 80 ms; WebGPU: 8 ms)"
         in (shown["local_backend_note"])
     )
     assert client.router.local_ms == 8.0  # its warm-up is the browser's estimate
