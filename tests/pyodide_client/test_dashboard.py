@@ -202,3 +202,17 @@ def test_wire_shows_encoding_bytes_per_frame_and_mbit_per_second() -> None:
     # 30,000 bytes in a 1 s window: 0.24 Mbit/s
     assert board.wire(500.0) == {"encoding": "jpeg", "frame_bytes": 15000, "mbit_s": 0.24}
     assert board.wire(1150.0)["frame_bytes"] == 20000
+
+
+def test_a_frames_size_is_told_for_the_encoding_frames_go_in_now() -> None:
+    # Seen in Firefox just after the link went raw: "raw, 154.6 KB a frame", the mean of
+    # JPEG frames and raw ones (a raw 416x312 frame is 389 KB).
+    board = Dashboard(span_ms=1000.0)
+    for i in range(6):
+        board.frame_sent(100.0 * i, "jpeg", 16_000)
+    board.frame_sent(700.0, "raw", 389_376)
+    board.frame_sent(800.0, "raw", 389_376)
+    wire = board.wire(850.0)
+    assert (wire["encoding"], wire["frame_bytes"]) == ("raw", 389_376)
+    # the rate is what went out in the last second, whatever the encoding: 6 JPEG and 2 raw
+    assert wire["mbit_s"] == round((6 * 16_000 + 2 * 389_376) * 8 / 1000 / 1000, 2)
