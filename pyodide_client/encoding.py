@@ -210,6 +210,14 @@ class EncodingPolicy:
             self._probe_interval_ms = self.settings.probe_interval_ms
             self._set_note("lossy link: compressed frames, fewer segments each", is_lossy=True)
 
+    def _below_parity(self) -> str:
+        """Below the default quality, detections were not checked against raw frames (and
+        differ: seen in WebKit, chelsea's cat read as two clocks at about 11 KB a frame)."""
+        if self.quality >= self._top_quality - 1e-9:
+            return ""
+        checked = f"{self._top_quality:.2f}"
+        return f"; quality {self.quality:.2f}: boxes may differ (checked at {checked})"
+
     def _set_note(self, note: str, is_lossy: bool = False) -> None:
         self.note = note
         self._is_note_lossy = is_lossy  # said because of the cap: it goes with the cap
@@ -308,14 +316,17 @@ class EncodingPolicy:
             elif size_bytes > rate_budget:  # at the floor: fewer frames, each within the
                 self.min_interval_ms = size_bytes / (rate * s.frame_share)  # link's share
             if size_bytes > rate_budget:
-                self._set_note(f"link carries {_mbit(rate)} Mbit/s")
+                self._set_note(f"link carries {_mbit(rate)} Mbit/s{self._below_parity()}")
             elif is_lowered:  # a goal, not a claim: the frames are not that small yet
                 self._set_note(
-                    f"lossy link: quality lowered toward {_kb(cap)} KB a frame", is_lossy=True
+                    f"lossy link: quality lowered toward {_kb(cap)} KB a frame"
+                    f"{self._below_parity()}",
+                    is_lossy=True,
                 )
             else:
                 self._set_note(
-                    f"lossy link: frames stay above {_kb(cap)} KB at the lowest quality",
+                    f"lossy link: frames stay above {_kb(cap)} KB at the lowest quality"
+                    f"{self._below_parity()}",
                     is_lossy=True,
                 )
         elif size_bytes < budget / 2:

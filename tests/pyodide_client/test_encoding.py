@@ -150,6 +150,22 @@ def test_quality_steps_down_to_fit_a_tight_link_and_back_up() -> None:
     assert policy.quality == pytest.approx(0.6)  # back to the default, never above it
 
 
+def test_the_note_says_boxes_may_differ_under_the_checked_quality() -> None:
+    # Seen in WebKit: chelsea's cat read as "clock x2" at about 11 KB a frame, and the page
+    # said only "link carries 1.7 Mbit/s".
+    policy = auto()
+    link = Link(policy, rate_mbit=2)
+    link.run_for(1000, lossy_bytes=6000)
+    assert policy.note.startswith("link carries ")
+    assert policy.note.endswith("; quality 0.30: boxes may differ (checked at 0.60)")
+    link.rate_mbit = 20
+    link.run_for(1000, lossy_bytes=6000)
+    assert policy.quality == pytest.approx(0.6)
+    link.rate_mbit = 2
+    link.frame(lossy_bytes=60_000)  # over the budget at the default quality: one step down
+    assert policy.note.endswith("; quality 0.55: boxes may differ (checked at 0.60)")
+
+
 def test_at_the_quality_floor_the_frame_rate_drops_instead() -> None:
     policy = auto()
     link = Link(policy, rate_mbit=1)  # 125 bytes/ms
