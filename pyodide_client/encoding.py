@@ -282,7 +282,8 @@ class EncodingPolicy:
             self._next_probe_ms = None
             self._raw_throughput.clear()
             self._raw_throughput.append(sample)
-            self._set_note(f"link carries raw frames ({_mbit(sample)} Mbit/s measured)")
+            # no parentheses: the page shows the note in parentheses already
+            self._set_note(f"link carries raw frames: {_mbit(sample)} Mbit/s measured")
             return
         self._probe_interval_ms = min(
             self.settings.max_probe_interval_ms, self._probe_interval_ms * 2
@@ -298,7 +299,7 @@ class EncodingPolicy:
             self.quality = self._top_quality
             self._next_probe_ms = None
             self._probe_interval_ms = self.settings.probe_interval_ms
-            self._set_note(f"link too slow for raw frames ({_mbit(rate)} Mbit/s measured)")
+            self._set_note(f"link too slow for raw frames: {_mbit(rate)} Mbit/s measured")
 
     def _adjust_quality(self, size_bytes: int) -> None:
         s = self.settings

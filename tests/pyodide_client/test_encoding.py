@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 
@@ -87,6 +88,18 @@ def test_a_slow_link_stays_compressed_and_probes_less_and_less() -> None:
     gaps = [b - a for a, b in itertools.pairwise(probes)]
     assert gaps == sorted(gaps)
     assert all(not p.is_probe or p.encoding is FrameEncoding.RAW for p in plans)
+
+
+def test_raw_notes_nest_no_parentheses() -> None:
+    # The page shows a note in parentheses: Firefox read "(link carries raw frames
+    # (8307.2 Mbit/s measured))".
+    policy = auto()
+    link = Link(policy, rate_mbit=1000)
+    link.run_for(3000)
+    assert re.fullmatch(r"link carries raw frames: \d+\.\d Mbit/s measured", policy.note)
+    link.rate_mbit = 100
+    link.run_for(3000)
+    assert re.fullmatch(r"link too slow for raw frames: \d+\.\d Mbit/s measured", policy.note)
 
 
 def test_a_link_far_too_slow_for_raw_is_not_probed_at_all() -> None:
