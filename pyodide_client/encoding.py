@@ -215,8 +215,8 @@ class EncodingPolicy:
         differ: seen in WebKit, chelsea's cat read as two clocks at about 11 KB a frame)."""
         if self.quality >= self._top_quality - 1e-9:
             return ""
-        checked = f"{self._top_quality:.2f}"
-        return f"; quality {self.quality:.2f}: boxes may differ (checked at {checked})"
+        # no parentheses: the page shows the note in parentheses already
+        return f"; quality {self.quality:.2f}, under {self._top_quality:.2f}: boxes may differ"
 
     def _set_note(self, note: str, is_lossy: bool = False) -> None:
         self.note = note

@@ -251,16 +251,16 @@ def test_the_lossy_note_claims_no_frame_size_the_frames_do_not_have() -> None:
     now += 33.3
     enc.on_result(FrameEncoding.JPEG, 14_600, 5.0, 2.0, now)
     assert enc.note == (
-        "lossy link: quality lowered toward 11.6 KB a frame; quality 0.55: boxes may differ"
-        " (checked at 0.60)"
+        "lossy link: quality lowered toward 11.6 KB a frame; quality 0.55, under 0.60: boxes"
+        " may differ"
     )
     for _ in range(20):  # the lowest quality still makes 14.6 KB frames
         now += 33.3
         enc.on_result(FrameEncoding.JPEG, 14_600, 5.0, 2.0, now)
     assert enc.quality == pytest.approx(EncodingSettings().min_quality)
     assert enc.note == (
-        "lossy link: frames stay above 11.6 KB at the lowest quality; quality 0.30: boxes"
-        " may differ (checked at 0.60)"
+        "lossy link: frames stay above 11.6 KB at the lowest quality; quality 0.30, under"
+        " 0.60: boxes may differ"
     )
 
 
