@@ -15,6 +15,8 @@ JPEG, and the adaptive mode's smaller frames on a lossy link come from its frame
 Each point opens a new connection (fresh congestion state), warms up for ``--warmup-s``,
 then streams ``--seconds``. Needs root (network namespaces), ip, tc and iptables.
 
+``--lossy-segments``: a lossy link's frame cap in TCP segments (default: the page's).
+
 ``--transport``: ``ws`` is the WebSocket data plane in the clear, ``wss`` the same over TLS
 (a certificate from ``edgesight certs`` for B's address, a fresh CA per run: what a page
 uses, and what WebTransport, always TLS 1.3, compares with). ``wt`` (WebTransport over
@@ -62,6 +64,7 @@ log = logging.getLogger("bench.lossy_link")
 
 FPS = 30.0
 SLOW_MS = 200.0  # "frames over 200 ms": a retransmission timeout's worth
+SEGMENT_BYTES = 1448  # TCP payload per segment at MTU 1500 (inflight.py's unit)
 ADAPTIVE_MAX_IN_FLIGHT = 8
 # auto, but no raw probe within a run: both modes send JPEG at the policy's quality
 JPEG_ONLY_AUTO = EncodingSettings(mode="auto", probe_interval_ms=1e9, max_probe_interval_ms=1e9)
@@ -114,7 +117,11 @@ def open_sender(
     policy: dict[str, Any] = {
         "encoding": JPEG_ONLY_AUTO,
         "max_in_flight": ADAPTIVE_MAX_IN_FLIGHT if adaptive else int(k),
-        "in_flight": InFlightSettings(target_fps=FPS, lossy_quantile=quantile)
+        "in_flight": InFlightSettings(
+            target_fps=FPS,
+            lossy_quantile=quantile,
+            lossy_frame_bytes=args.lossy_segments * SEGMENT_BYTES,
+        )
         if adaptive
         else None,
     }
@@ -186,6 +193,7 @@ def point(
         "node_cpu_ms_per_frame": round(1000 * cpu_s / max(1, n), 2),
         "packets_dropped": dropped,
         "wt_rule": args.wt_rule if transport.startswith("wt") else "",
+        "lossy_segments": args.lossy_segments,
         "frames_reset": reset,  # WebTransport: superseded while uploading (latest wins)
         "answers_by_datagram": by_datagram,  # WebTransport: the datagram copy came first
     }
@@ -211,6 +219,12 @@ def main() -> None:
         choices=RULES,
         default="page",
         help="which older frames still uploading a newer one resets (tests/cluster/wt_sender.py)",
+    )
+    parser.add_argument(
+        "--lossy-segments",
+        type=int,
+        default=InFlightSettings.lossy_frame_bytes // SEGMENT_BYTES,
+        help="a lossy link's frame cap in TCP segments (inflight.py's lossy_frame_bytes)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "lossy_link.json")
     args = parser.parse_args()
