@@ -131,19 +131,12 @@ def main() -> None:
     logging.getLogger("uvicorn").setLevel(logging.WARNING)  # the web app's access log
 
     runs: dict[str, Any] = {}
-    chromium = ""
     with tempfile.TemporaryDirectory(prefix="camera-") as folder:
         camera = write_y4m(Path(folder) / "astronaut.y4m", [fit_frame(photo("astronaut"))] * 10)
         if args.transport:
             chromium = compare_transports(camera, args, runs)
-        for k in [] if args.transport else args.in_flight:
-            log.info("node with max_in_flight K=%d", k)
-            node = edgesight_node(free_port(), max_in_flight=k)
-            # the page pins K too (its default, 0, adapts K to the link: issue 16)
-            urls = (f"ws://127.0.0.1:{node.port}/ws",)
-            with node, start_webapp(urls, max_in_flight=k) as web:
-                timings, elapsed_s, chromium = measure_page(f"{web.http_url}/", camera, args)
-            runs[f"K={k}"] = analyse(timings, elapsed_s)
+        else:
+            chromium = compare_in_flight(camera, args, runs)
 
     result = {
         "command": "python bench/browser_latency.py " + " ".join(sys.argv[1:]),
@@ -161,6 +154,21 @@ def main() -> None:
             for part, v in run["timings"].items()
         ]
         log.info("\n%s: %.1f fps drawn\n%s", name, run["fps_drawn"], table(HEADERS, rows))
+
+
+def compare_in_flight(camera: Path, args: argparse.Namespace, runs: dict[str, Any]) -> str:
+    """A node and a page per K in ``--in-flight``, one after the other; each run's timings
+    under ``K=<k>``. Returns Chromium's version."""
+    chromium = ""
+    for k in args.in_flight:
+        log.info("node with max_in_flight K=%d", k)
+        node = edgesight_node(free_port(), max_in_flight=k)
+        # the page pins K too (its default, 0, adapts K to the link: issue 16)
+        urls = (f"ws://127.0.0.1:{node.port}/ws",)
+        with node, start_webapp(urls, max_in_flight=k) as web:
+            timings, elapsed_s, chromium = measure_page(f"{web.http_url}/", camera, args)
+        runs[f"K={k}"] = analyse(timings, elapsed_s)
+    return chromium
 
 
 def compare_transports(camera: Path, args: argparse.Namespace, runs: dict[str, Any]) -> str:

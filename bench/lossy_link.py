@@ -54,7 +54,7 @@ from harness import RESULTS, camera_frames, cpu_seconds, machine, table, write_r
 
 from edgesight.certs import issue  # noqa: E402
 from pyodide_client.encoding import EncodingSettings  # noqa: E402
-from pyodide_client.inflight import InFlightSettings  # noqa: E402
+from pyodide_client.inflight import SEGMENT_BYTES, InFlightSettings  # noqa: E402
 from tests.cluster.frame_sender import FrameSender  # noqa: E402
 from tests.cluster.wt_sender import RULES, WtFrameSender  # noqa: E402
 from tests.netlab.lab import ADDRESS_B, Lab, LinkShape, missing_tools  # noqa: E402
@@ -64,7 +64,6 @@ log = logging.getLogger("bench.lossy_link")
 
 FPS = 30.0
 SLOW_MS = 200.0  # "frames over 200 ms": a retransmission timeout's worth
-SEGMENT_BYTES = 1448  # TCP payload per segment at MTU 1500 (inflight.py's unit)
 ADAPTIVE_MAX_IN_FLIGHT = 8
 # auto, but no raw probe within a run: both modes send JPEG at the policy's quality
 JPEG_ONLY_AUTO = EncodingSettings(mode="auto", probe_interval_ms=1e9, max_probe_interval_ms=1e9)

@@ -43,9 +43,9 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["InFlightPolicy", "InFlightSettings"]
+__all__ = ["SEGMENT_BYTES", "InFlightPolicy", "InFlightSettings"]
 
-_SEGMENT_BYTES = 1448  # TCP payload per segment at MTU 1500 with timestamps
+SEGMENT_BYTES = 1448  # TCP payload per segment at MTU 1500 with timestamps
 _MAX_SAMPLES = 512
 _SLACK_FRAMES = 0.1
 
@@ -65,7 +65,7 @@ class InFlightSettings:
     loss_window_ms: float = 2000.0
     lossy_late_frames: int = 2  # this many late frames there: the link is lossy
     late_floor_ms: float = 40.0  # "a round trip beyond the fastest", at least this
-    lossy_frame_bytes: int = 8 * _SEGMENT_BYTES  # a frame's size on a lossy link
+    lossy_frame_bytes: int = 8 * SEGMENT_BYTES  # a frame's size on a lossy link
     lossy_quantile: float = 0.75  # the network time K covers on a lossy link (+1 at most)
 
     def __post_init__(self) -> None:
