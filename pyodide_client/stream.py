@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections import deque
 from dataclasses import dataclass, replace
 
 from .encoding import EncodingPlan, EncodingPolicy, EncodingSettings
@@ -85,6 +86,8 @@ _FRAME_ID = struct.Struct("<I")  # FRAME and IMAGE start with it, after the head
 # The largest model input a page letterboxes to (pixels a side). A HELLO asking for more is
 # refused before anything is allocated: 3 x 65535^2 bytes would be 12 GB (issue 10).
 MAX_INPUT_SIZE_PX = 2048
+# Abandoned frames whose late answers are still expected (a window is at most a few frames).
+ABANDONED_MEMORY = 64
 
 
 class StreamError(Exception):
@@ -214,6 +217,9 @@ class NodeStream:
         self._expected_sha256 = expected_sha256
         self._letterbox: Letterbox | None = None
         self._in_flight: dict[int, _InFlight] = {}
+        # Frames the page abandoned (their QUIC streams reset) that the node may still
+        # answer: a reset races the frame's FIN, and the node answers a frame it had whole.
+        self._abandoned: deque[int] = deque(maxlen=ABANDONED_MEMORY)
         # Slots of frames the node superseded: kept closed until the next RESULT, or a
         # client whose frames keep getting replaced would upload a frame per camera tick
         # only for the node to discard it (seen in bench/load.py with K=2).
@@ -425,7 +431,10 @@ class NodeStream:
         (frame_id,) = _FRAME_ID.unpack_from(head, HEADER_SIZE)
         frame = self._in_flight.pop(frame_id, None)
         self._lost(frame, now_ms)
-        return None if frame is None else int(frame_id)
+        if frame is None:
+            return None
+        self._abandoned.append(int(frame_id))
+        return int(frame_id)
 
     def connection_lost(self) -> list[int]:
         """The socket closed: forget in-flight frames and return their ids."""
@@ -526,6 +535,11 @@ class NodeStream:
     def _on_result(self, result: Result, now_ms: float) -> list[Event]:
         self._held_slots = 0
         sent = self._in_flight.pop(result.frame_id, None)
+        if sent is None and result.frame_id in self._abandoned:
+            # its stream was reset after the node had it whole: the answer of a frame the
+            # page already gave up on (and a newer one superseded) is not drawn
+            self._abandoned.remove(result.frame_id)
+            return []
         if sent is None:
             raise StreamError(f"node answered frame {result.frame_id}, which is not in flight")
         decode_ms = result.decode_ms or 0.0

@@ -8,7 +8,10 @@
 // - Each frame goes on a unidirectional stream of its own. When a newer frame is sent, the
 //   older frames still uploading are abandoned (their streams reset: latest frame wins
 //   across the wire), all but the oldest, which is kept so that a slow link still delivers
-//   frames; Python is told of each (`onabandon`) so the frame leaves its window.
+//   frames; Python is told of each (`onabandon`) so the frame leaves its window. A frame
+//   uploads until QUIC has taken its bytes (its write resolved), not until its close
+//   resolves: Chromium resolves that when the FIN is acknowledged, a round trip later,
+//   and resetting frames the node already had only wasted them (50 ms away: 13 of 30 fps).
 // - Answers come on unidirectional streams of their own, one message each; a small one
 //   also comes as a datagram, ahead of its stream. Both copies go to Python, which takes
 //   the first (AnswerCopies in quic_framing.py).
@@ -109,6 +112,7 @@ export class WtLink {
         return;
       }
       await entry.writer.write(bytes);
+      this.uploading = this.uploading.filter((e) => e !== entry); // taken: no longer reset
       await entry.writer.close();
     } catch (err) {
       // reset by a newer frame, or the session is gone (its close reports that)

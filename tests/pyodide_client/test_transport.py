@@ -15,6 +15,7 @@ import pytest
 from pyodide_client.browser import BrowserClient
 from pyodide_client.page_events import NodeList, SocketClosed, SocketMessage
 from pyodide_client.protocol import Auth, Ping, Result, Welcome, parse
+from pyodide_client.stream import StreamError
 from pyodide_client.transport import (
     LOSSY_MEMORY_MS,
     QUIC,
@@ -148,6 +149,26 @@ def test_a_frame_reset_on_the_wire_leaves_the_window() -> None:
     client.quic.frame_abandoned(A, frame[:16], 140.0)
     assert client.stream.in_flight == 0
     client.quic.frame_abandoned(A, b"ES", 141.0)  # too short to name a frame: ignored
+
+
+def test_an_answer_to_a_frame_reset_after_the_node_had_it_is_ignored() -> None:
+    """A reset races the frame's FIN: at 50 ms and 1 % loss the page's QUIC stack still
+    listed a frame as uploading when the node already had it whole, and the node's RESULT
+    for it broke the link ("node answered frame 61, which is not in flight"; the page fell
+    back to the browser, bench/browser_lossy_link.py)."""
+    client = registry_client()
+    first_connect(client)
+    handshake(client, A, 120.0)
+    assert client.stream is not None
+    frame = client.encode_frame(bytes(64 * 48 * 4), 64, 48, 130.0, 130.0)
+    frame_id = client.stream.abandon(frame[:16], 140.0)
+    assert frame_id is not None
+    assert receive(client, A, result(frame_id, 130.0), 190.0) == []  # neither drawn nor fatal
+    assert client.stream is not None
+    assert client.stream.in_flight == 0
+    # remembered once: a second answer to it, or one to a frame never sent, still breaks it
+    with pytest.raises(StreamError, match="not in flight"):
+        client.stream.receive(result(frame_id, 130.0), 200.0)
 
 
 @pytest.mark.parametrize(
