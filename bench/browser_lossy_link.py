@@ -8,7 +8,8 @@ recovery, not aioquic's). This bench runs the page as users do, in the tests' ne
 (tests/netlab/lab.py): Chromium and the web app in namespace A (the page on A's
 loopback, a secure context), bench/null_node.py in namespace B (an engine that answers at
 once: the link is what is measured), the link shaped per point. Per round and transport
-(``EDGESIGHT_PAGE_TRANSPORT`` pinned: ``websocket`` or ``quic``), a fresh web app and
+(``EDGESIGHT_PAGE_TRANSPORT``: ``websocket`` or ``quic`` pinned, or ``auto``, the
+page's default, which starts on the WebSocket and moves a lossy link to QUIC), a fresh web app and
 browser (fresh congestion state) open the page with a fake camera (the astronaut photo,
 640x480, 30 fps), wait until boxes come over that transport, warm up for ``--warmup-s``,
 then count the frames the node answered and the page drew for ``--seconds``.
@@ -54,7 +55,8 @@ from tests.netlab.netns import inside  # noqa: E402
 log = logging.getLogger("bench.browser_lossy_link")
 
 CHROMIUM = "/usr/bin/chromium"
-TRANSPORT_SHOWN = {"websocket": "WebSocket", "quic": "QUIC"}  # state().server.transport
+# state().server.transport each policy is waited for; auto: whichever the page chose
+TRANSPORT_SHOWN = {"websocket": "WebSocket", "quic": "QUIC", "auto": None}
 WT_ARGS = [arg for arg in CHROMIUM_ARGS if arg != "--disable-quic"]  # WebTransport is QUIC
 versions: set[str] = set()  # Chromium's, as the pages ran
 MAX_RECORDED = 20_000  # round trips the page keeps for the bench (30 fps: 11 minutes)
@@ -121,7 +123,7 @@ def point(
             )
         page = open_page(driver, executable, camera, f"{web.http_url}/", exits)
         page.wait_for_function(
-            "(t) => window.edgesight?.api.state().server?.transport === t"
+            "(t) => (t === null || window.edgesight?.api.state().server?.transport === t)"
             " && window.benchFrames.length > 0",
             arg=TRANSPORT_SHOWN[transport],
             timeout=args.timeout_s * 1000,

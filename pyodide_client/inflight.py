@@ -10,11 +10,14 @@ So K follows the link:
   (queue, decode, inference, post-processing), or a PONG's round trip: the minimum over
   ``window_ms``, so a retransmission's 200 ms stall never raises K, and frames queued
   behind each other cannot make K feed itself.
-- A frame holds its slot for the network time plus the node's time; ``K / that`` frames a
-  second must reach the target rate: K = ceil((network x margin + node) / period), where
-  the period is the frame interval, or the node's time when the node is slower than the
-  camera (then it is the limit itself, and more frames queued there would add only
-  latency). Within a tenth of a frame the smaller K is kept. It grows when
+- A frame holds its slot for the page's own time on it (grab and encode, from the camera
+  frame to the socket: a slot is taken when the page plans a frame), the network time and
+  the node's time; ``K / that`` frames a second must reach the target rate:
+  K = ceil((page + network x margin + node) / period), where the period is the frame
+  interval, or the node's or the page's time when either is slower than the camera (then
+  it is the limit itself, and more frames queued would add only latency). The page's
+  time is the median of its last few frames (a browser takes 10-20 ms; K = 1 at 20 ms
+  of network time then drew 21 fps, not 30: docs/benchmarks.md (u4)). Within a tenth of a frame the smaller K is kept. It grows when
   ``grow_margin`` headroom has needed more frames for ``grow_after_ms`` (after
   ``min_samples`` round trips: a connection's slow start, or a machine stalling for a
   moment, is not a far link), and shrinks as soon as ``shrink_margin`` headroom fits in
@@ -40,6 +43,7 @@ and 1 % loss, 3 frames instead of 2.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from dataclasses import dataclass
 
@@ -47,6 +51,8 @@ __all__ = ["SEGMENT_BYTES", "InFlightPolicy", "InFlightSettings"]
 
 SEGMENT_BYTES = 1448  # TCP payload per segment at MTU 1500 with timestamps
 _MAX_SAMPLES = 512
+_PAGE_SAMPLES = 9  # the page's own times the median is taken over
+_MAX_PAGE_MS = 1000.0  # a page's time on a frame beyond this is not believed
 _SLACK_FRAMES = 0.1
 
 
@@ -102,6 +108,8 @@ class InFlightPolicy:
         # (when, network ms) within window_ms; the maxlen bounds it whatever the rate
         self._network: deque[tuple[float, float]] = deque(maxlen=_MAX_SAMPLES)
         self._node_ms = 0.0  # the node's time for the latest frame
+        # the page's own time on its latest frames (grab -> socket): the median is used
+        self._page_ms: deque[float] = deque(maxlen=_PAGE_SAMPLES)
         # when late frames came back, within loss_window_ms (the maxlen bounds it)
         self._late: deque[float] = deque(maxlen=_MAX_SAMPLES)
         self._seen = 0  # round trips measured on this link
@@ -128,8 +136,13 @@ class InFlightPolicy:
         self._add(max(0.0, round_trip_ms), now_ms)
         self._decide(now_ms)
 
-    def on_result(self, round_trip_ms: float, node_ms: float, now_ms: float) -> None:
-        """A frame's RESULT after ``round_trip_ms``, ``node_ms`` of it on the node."""
+    def on_result(
+        self, round_trip_ms: float, node_ms: float, now_ms: float, page_ms: float = 0.0
+    ) -> None:
+        """A frame's RESULT after ``round_trip_ms``, ``node_ms`` of it on the node;
+        ``page_ms``: the page's own time on the frame before it was sent."""
+        # another clock's capture time (a client's own) would read as hours: not measured
+        self._page_ms.append(page_ms if 0.0 <= page_ms <= _MAX_PAGE_MS else 0.0)
         network_ms = max(0.0, round_trip_ms - node_ms)
         fastest = self.network_ms(now_ms)
         if fastest is not None:
@@ -149,9 +162,11 @@ class InFlightPolicy:
     # -- the rule ------------------------------------------------------------------------------
     def frames_needed(self, network_ms: float, margin: float) -> int:
         """Frames in flight that carry the target rate over ``network_ms`` with ``margin``."""
-        # a node slower than the camera sets the rate itself: frames come at its pace
-        period_ms = max(self.settings.interval_ms, self._node_ms)
-        held_ms = network_ms * margin + self._node_ms
+        # a node (or a page) slower than the camera sets the rate itself: frames come at
+        # its pace
+        page_ms = statistics.median(self._page_ms) if self._page_ms else 0.0
+        period_ms = max(self.settings.interval_ms, self._node_ms, page_ms)
+        held_ms = page_ms + network_ms * margin + self._node_ms
         # a frame's slot is held for held_ms, and one leaves every period_ms; within a
         # tenth of a frame of a whole number the smaller K is kept (0.5 ms of network time
         # is not worth a second frame queued at a slow node)

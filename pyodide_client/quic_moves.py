@@ -82,8 +82,7 @@ class QuicMoves:
             # a page with K pinned (EDGESIGHT_FRAMES_IN_FLIGHT) measures no loss: it stays
             policy = None if page.stream is None else page.stream.in_flight_policy
             is_lossy = policy is not None and policy.is_lossy
-            network_ms = None if policy is None else policy.network_ms(now_ms)
-            offer = self.transport.upgrade_offer(url, is_lossy, network_ms, now_ms)
+            offer = self.transport.upgrade_offer(url, is_lossy, now_ms)
         else:
             offer = self.transport.choose(url, now_ms)
         # a node listed as wss://{hostname}:PORT/ws: its QUIC URL is on the page's host too

@@ -197,6 +197,7 @@ class _InFlight:
     encoding: FrameEncoding = FrameEncoding.RAW
     size_bytes: int = 0
     is_probe: bool = False
+    capture_ms: float | None = None  # the camera frame's; sent_ms less it: the page's time
 
 
 class NodeStream:
@@ -298,7 +299,7 @@ class NodeStream:
         is_probe = plan is not None and plan.is_probe
         size = len(head) + len(tensor)
         self._in_flight[frame_id] = _InFlight(
-            letterbox.geometry, now_ms, FrameEncoding.RAW, size, is_probe
+            letterbox.geometry, now_ms, FrameEncoding.RAW, size, is_probe, capture_ms
         )
         return head + tensor
 
@@ -397,7 +398,7 @@ class NodeStream:
             g.top_px,
         )
         size = len(head) + len(payload)
-        self._in_flight[frame_id] = _InFlight(g, now_ms, plan.encoding, size)
+        self._in_flight[frame_id] = _InFlight(g, now_ms, plan.encoding, size, False, capture_ms)
         return head + bytes(payload)
 
     def mark_sent(self, now_ms: float) -> None:
@@ -553,7 +554,8 @@ class NodeStream:
             is_probe=sent.is_probe,
         )
         if self.in_flight_policy is not None:
-            self.in_flight_policy.on_result(now_ms - sent.sent_ms, node_ms, now_ms)
+            page_ms = 0.0 if sent.capture_ms is None else sent.sent_ms - sent.capture_ms
+            self.in_flight_policy.on_result(now_ms - sent.sent_ms, node_ms, now_ms, page_ms)
             self.encoding.set_frame_cap(self.in_flight_policy.frame_cap_bytes)
         if self._is_older(result.frame_id):
             return []  # a newer frame is already on screen; never draw backwards in time

@@ -24,11 +24,13 @@ class Link:
         self.policy = policy
         self.now_ms = 0.0
 
-    def run(self, network_ms: float, seconds: float, node_ms: float = NODE_MS) -> list[int]:
+    def run(
+        self, network_ms: float, seconds: float, node_ms: float = NODE_MS, page_ms: float = 0.0
+    ) -> list[int]:
         windows = []
         for _ in range(round(seconds * 30)):
             self.now_ms += 1000 / 30
-            self.policy.on_result(network_ms + node_ms, node_ms, self.now_ms)
+            self.policy.on_result(network_ms + node_ms, node_ms, self.now_ms, page_ms)
             windows.append(self.policy.window)
         return windows
 
@@ -80,6 +82,17 @@ def test_k_never_exceeds_the_limit_the_node_announced() -> None:
 def test_a_slow_node_alone_does_not_raise_k() -> None:
     """A node slower than the camera is the bottleneck: frames queued there add latency."""
     assert set(Link(policy()).run(0.5, 2.0, node_ms=80.0)) == {1}
+
+
+def test_the_pages_own_time_on_a_frame_holds_its_slot_too() -> None:
+    """A browser grabs and encodes a frame for 10-20 ms before it is sent, and its slot is
+    taken meanwhile: at 20 ms of network time K = 1 drew 21 fps in Chromium, not 30."""
+    assert Link(policy()).run(20.0, 3.0, page_ms=15.0)[-1] == 2
+    assert Link(policy()).run(20.0, 3.0, page_ms=0.0)[-1] == 1
+    # a page slower than the camera is the limit itself: no frame more to queue
+    assert set(Link(policy()).run(0.5, 3.0, page_ms=50.0)) == {1}
+    # a capture time from another clock is not the page's time
+    assert set(Link(policy()).run(20.0, 3.0, page_ms=-5e6)) == {1}
 
 
 def test_retransmission_stalls_do_not_raise_k() -> None:
@@ -219,6 +232,22 @@ def test_a_stream_opens_up_as_round_trips_come_back_slow_within_the_node_limit()
             sent.append((frame.frame_id, now))
         assert stream.in_flight <= 3
     assert stream.window == 3  # 4 wanted, the node allows 3
+
+
+def test_a_stream_counts_the_pages_time_from_capture_to_sent() -> None:
+    """encode_frame's capture time to the frame's sending (mark_sent) is the page's own."""
+    stream = adaptive_stream(node_limit=4)
+    now = 0.0
+    for _tick in range(90):  # 3 s; each frame: 15 ms on the page, 20 ms away, 2 on the node
+        now += 1000 / 30
+        if not stream.can_send():
+            continue
+        frame = parse(stream.encode_frame(rgba(), WIDTH, HEIGHT, now - 15.0, now - 10.0))
+        assert isinstance(frame, Frame)
+        stream.mark_sent(now)
+        reply = Result(frame.frame_id, now - 15.0, 0.5, 1.0, 0.5, 1, ()).serialize()
+        stream.receive(reply, now_ms=now + 22.0)
+    assert stream.window == 2
 
 
 def test_a_fixed_stream_keeps_its_k() -> None:
