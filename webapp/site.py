@@ -168,6 +168,7 @@ def site_routes(
             {
                 "config_json": site.config_json,
                 "model": card,
+                "local_model": site.local_model,
                 "signed_in_as": session.identity if session and session.kind == "user" else "",
             },
             headers={"Cache-Control": NO_CACHE},
@@ -177,7 +178,12 @@ def site_routes(
         return templates.TemplateResponse(
             request,
             "index.html",
-            {"config_json": site.kiosk_json, "model": card, "signed_in_as": ""},
+            {
+                "config_json": site.kiosk_json,
+                "model": card,
+                "local_model": site.local_model,
+                "signed_in_as": "",
+            },
             headers={"Cache-Control": NO_CACHE},
         )
 

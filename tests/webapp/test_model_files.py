@@ -105,3 +105,26 @@ def test_the_page_fetches_and_checks_the_variant(tmp_path: Path) -> None:
     }
     assert client.get(local["url"]).content == INT8_BYTES
     assert client.get("/models/m.onnx").content == FLOAT_BYTES
+
+
+@pytest.mark.parametrize("path", ["/", "/kiosk"])
+def test_the_footer_names_the_variant_the_browser_runs(tmp_path: Path, path: str) -> None:
+    """Seen in the round-5 pictures: the footer named only the float model while the
+    in-browser engine ran its INT8 variant (Details named it right)."""
+    settings = WebappSettings(node_urls=("ws://a:8001/ws",), model_dir=model_dir(tmp_path))
+    html = TestClient(create_app(settings)).get(path).text
+    footer = re.search(r"<footer>(.*?)</footer>", html)
+    assert footer
+    float_sha, int8_sha = _sha(FLOAT_BYTES)[:12], _sha(INT8_BYTES)[:12]
+    assert f"sha256 {float_sha}…); in the browser its INT8 variant (sha256 {int8_sha}…)" in (
+        footer.group(1)
+    )
+
+
+def test_without_a_variant_the_footer_names_one_model(tmp_path: Path) -> None:
+    settings = WebappSettings(
+        node_urls=("ws://a:8001/ws",), model_dir=model_dir(tmp_path, absent=True)
+    )
+    footer = re.search(r"<footer>(.*?)</footer>", TestClient(create_app(settings)).get("/").text)
+    assert footer
+    assert "INT8" not in footer.group(1)
