@@ -23,7 +23,14 @@ a thirtieth of that. ``EncodingPolicy`` picks per frame, sans-I/O (every call ta
 - Compressed, it keeps each frame within ``frame_share`` of what the link carries in one
   frame interval: quality steps down while frames are over that budget and back up (never
   above the default, where parity with raw was measured) while they are well under it.
-  At the quality floor it lowers the frame rate instead (``min_interval_ms``).
+  At the quality floor it lowers the frame rate instead (``min_interval_ms``). It steps
+  down only while the link is seen to hold the camera back (``on_window_full``: a camera
+  frame waited for a slot in the window within ``link_bound_ms``): a frame's transfer
+  time is also the sender's pacing and congestion window, and the page's own busy time,
+  so a distant link that keeps up with the camera reads slow (100 ms away over TCP the
+  page read "5.4 Mbit/s", went to quality 0.3 and 17 fps; docs/benchmarks.md (u4)).
+  While nothing waits, the quality climbs back a step per ``link_bound_ms``, and frames
+  paced at the floor try the full rate again after ``PACED_RETRY_LINK_BOUNDS`` of them.
 - On a lossy link (``set_frame_cap``, from ``inflight.InFlightPolicy``; issue 16) frames
   should fit a few TCP segments: the quality steps down until they do (never the frame
   rate: the cap is about loss, not the link's rate), raw frames are left for compressed
@@ -51,6 +58,7 @@ MODES = ("auto", "raw", "jpeg", "webp")
 _PINNED = {"raw": FrameEncoding.RAW, "jpeg": FrameEncoding.JPEG, "webp": FrameEncoding.WEBP}
 _NOISE_FLOOR_MS = 0.5  # a transfer faster than this is measured as this (timer noise)
 HOPELESS_SHARE = 0.25  # no probe while compressed frames measure under this share of need
+PACED_RETRY_LINK_BOUNDS = 5  # frames paced at the floor try the full rate after 5 x link_bound_ms
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,8 @@ class EncodingSettings:
     probe_interval_ms: float = 2000.0
     ping_interval_ms: float = 1000.0  # PINGs that keep the base round trip current
     max_probe_interval_ms: float = 30000.0
+    # a camera frame that waited for a slot this recently: the link holds the camera back
+    link_bound_ms: float = 1000.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -139,6 +149,8 @@ class EncodingPolicy:
         self._ping_is_out = False
         self.frame_cap_bytes: int | None = None  # a lossy link's frame size; None: no cap
         self._is_note_lossy = False
+        self._window_full_ms: float | None = None  # when a camera frame last waited for a slot
+        self._raised_ms = 0.0  # when the quality last climbed while nothing waited
 
     @staticmethod
     def _pick_lossy(mode: str, accepted: tuple[FrameEncoding, ...]) -> FrameEncoding | None:
@@ -265,7 +277,16 @@ class EncodingPolicy:
         elif self._is_raw:
             self._check_raw(size_bytes)
         else:
-            self._adjust_quality(size_bytes)
+            self._adjust_quality(size_bytes, now_ms)
+
+    def on_window_full(self, now_ms: float) -> None:
+        """A camera frame is waiting because every slot of the window is taken."""
+        self._window_full_ms = now_ms
+
+    def is_link_bound(self, now_ms: float) -> bool:
+        """Whether a camera frame waited for a slot within ``link_bound_ms``."""
+        full = self._window_full_ms
+        return full is not None and now_ms - full <= self.settings.link_bound_ms
 
     def on_lost(self, is_probe: bool, now_ms: float) -> None:
         """A frame got no RESULT (dropped, refused, the connection lost)."""
@@ -301,7 +322,7 @@ class EncodingPolicy:
             self._probe_interval_ms = self.settings.probe_interval_ms
             self._set_note(f"link too slow for raw frames: {_mbit(rate)} Mbit/s measured")
 
-    def _adjust_quality(self, size_bytes: int) -> None:
+    def _adjust_quality(self, size_bytes: int, now_ms: float) -> None:
         s = self.settings
         rate = self.throughput_bytes_per_ms()
         if rate is None:
@@ -310,13 +331,18 @@ class EncodingPolicy:
         rate_budget = rate * interval_ms * s.frame_share
         cap = self.frame_cap_bytes
         budget = rate_budget if cap is None else min(rate_budget, cap)
-        if size_bytes > budget:
+        is_bound = self.is_link_bound(now_ms)
+        # over the link's share only counts while the link holds the camera back
+        over_rate = size_bytes > rate_budget and is_bound
+        over_cap = cap is not None and size_bytes > cap
+        if over_rate or over_cap:
+            self._raised_ms = now_ms  # climbing back waits link_bound_ms from here
             is_lowered = self.quality - s.quality_step >= s.min_quality - 1e-9
             if is_lowered:
                 self.quality = round(self.quality - s.quality_step, 3)
-            elif size_bytes > rate_budget:  # at the floor: fewer frames, each within the
-                self.min_interval_ms = size_bytes / (rate * s.frame_share)  # link's share
-            if size_bytes > rate_budget:
+            elif over_rate:  # at the floor: fewer frames, each within the link's share
+                self.min_interval_ms = size_bytes / (rate * s.frame_share)
+            if over_rate:
                 self._set_note(f"link carries {_mbit(rate)} Mbit/s{self._below_parity()}")
             elif is_lowered:  # a goal, not a claim: the frames are not that small yet
                 self._set_note(
@@ -335,6 +361,18 @@ class EncodingPolicy:
                 self.min_interval_ms = 0.0
             elif self.quality + s.quality_step <= self._top_quality + 1e-9:
                 self.quality = round(self.quality + s.quality_step, 3)
+        elif cap is None and not is_bound:
+            # nothing waited for a while: the link may keep up with the camera (a frame
+            # cap holds). Paced frames never wait, so pacing is let go now and then, to
+            # see: a link that is slow indeed fills the window again within a few frames.
+            waited_ms = now_ms - self._raised_ms
+            if self.min_interval_ms > 0 and waited_ms >= PACED_RETRY_LINK_BOUNDS * s.link_bound_ms:
+                self._raised_ms = now_ms
+                self.min_interval_ms = 0.0
+            elif self.min_interval_ms == 0 and waited_ms >= s.link_bound_ms:
+                self._raised_ms = now_ms
+                if self.quality + s.quality_step <= self._top_quality + 1e-9:
+                    self.quality = round(self.quality + s.quality_step, 3)
 
 
 def _kb(size_bytes: int | None) -> str:

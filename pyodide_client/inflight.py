@@ -16,13 +16,14 @@ So K follows the link:
   K = ceil((page + network x margin + node) / period), where the period is the frame
   interval, or the node's or the page's time when either is slower than the camera (then
   it is the limit itself, and more frames queued would add only latency). The page's
-  time is the median of its last few frames (a browser takes 10-20 ms; K = 1 at 20 ms
-  of network time then drew 21 fps, not 30: docs/benchmarks.md (u4)). Within a tenth of a frame the smaller K is kept. It grows when
+  time is the median of its last few frames (a browser takes 10-20 ms; without it, K = 1
+  at 20 ms of network time drew 21 fps, not 30: docs/benchmarks.md (u4)). Within a tenth
+  of a frame the smaller K is kept. It grows when
   ``grow_margin`` headroom has needed more frames for ``grow_after_ms`` (after
   ``min_samples`` round trips: a connection's slow start, or a machine stalling for a
   moment, is not a far link), and shrinks as soon as ``shrink_margin`` headroom fits in
-  fewer (the gap is the hysteresis). At 30 fps with a node taking 2 ms:
-  K = 1 up to about 30 ms of network time, 2 up to about 60 ms, 4 at 100 ms.
+  fewer (the gap is the hysteresis). At 30 fps with a node taking 2 ms and a page 15 ms:
+  K = 1 up to about 18 ms of network time, 2 up to about 48 ms, 4 at 100 ms.
 - K never exceeds ``limit``: the node's ``max_in_flight`` (its HELLO) and the page's own.
 
 **Lossy links.** A frame is *late* when its network time is more than a round trip beyond
@@ -119,6 +120,12 @@ class InFlightPolicy:
         """The node's and the page's bound (a HELLO came): K stays within it."""
         self.limit = max(1, limit)
         self.window = min(self.window, self.limit)
+
+    @property
+    def is_growing(self) -> bool:
+        """Whether K is about to grow (the link needs more frames than it has, and the
+        limit allows them): a camera frame waiting meanwhile waits for K, not the link."""
+        return self._wants_more_since_ms is not None and self.window < self.limit
 
     def network_ms(self, now_ms: float) -> float | None:
         """The link's network round trip (fastest recent), None before any sample."""

@@ -467,7 +467,11 @@ class PageCore:
             assert self.stream is not None
             if self.frames.is_paced(self.stream, now_ms):
                 return "wait"
-            return "node" if self.stream.can_send() else "wait"
+            if self.stream.can_send():
+                return "node"
+            if now_ms is not None:  # a frame waits for a slot
+                self.stream.note_waiting(now_ms)
+            return "wait"
         if mode == "local" and self.local.can_run():
             return "local"
         return "wait"

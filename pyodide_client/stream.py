@@ -401,6 +401,14 @@ class NodeStream:
         self._in_flight[frame_id] = _InFlight(g, now_ms, plan.encoding, size, False, capture_ms)
         return head + bytes(payload)
 
+    def note_waiting(self, now_ms: float) -> None:
+        """A camera frame waits because the window is full (``can_send`` said no): the
+        encoding policy may lower the quality only while the link holds frames back so,
+        not while K is still growing to the link's round trip."""
+        policy = self.in_flight_policy
+        if self.state is StreamState.READY and (policy is None or not policy.is_growing):
+            self.encoding.on_window_full(now_ms)
+
     def mark_sent(self, now_ms: float) -> None:
         """The last frame built actually left at ``now_ms`` (after the caller's own work on
         it, e.g. the page's letterbox): its round trip, and the link's measured rate,

@@ -226,6 +226,8 @@ class FrameSender:
                 self._send(now)
                 next_tick = max(next_tick + interval_ms, now + pace_ms)
                 continue
+            if now >= next_tick:  # a camera frame waits for a slot, as the page's would
+                self.stream.note_waiting(now)
             wait_s = (next_tick - now) / 1000 if self.stream.can_send() else self.timeout_s
             try:
                 done.extend(self._answers(max(0.001, min(wait_s, (end - now) / 1000))))

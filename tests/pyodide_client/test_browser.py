@@ -343,6 +343,19 @@ def test_hello_makes_the_node_ready_and_frames_go_there_within_the_window() -> N
     assert client.next_action() == "wait"  # two frames in flight
 
 
+def test_a_camera_frame_waiting_for_a_slot_tells_the_encoding_policy() -> None:
+    """What lets the quality step down for the link's rate (encoding.py): a camera frame
+    that waited because the window was full; asked without a clock, nothing is told."""
+    client = make_client(A, max_in_flight=1)
+    connected(client, {A: 10.0}, A)
+    send_frame(client, capture_ms=200.0, now_ms=201.0)
+    assert client.stream is not None
+    assert client.next_action() == "wait"
+    assert not client.stream.encoding.is_link_bound(240.0)
+    assert client.next_action(240.0) == "wait"
+    assert client.stream.encoding.is_link_bound(240.0)
+
+
 def test_the_page_api_names_the_server_its_transport_and_who_it_accepted() -> None:
     client = make_client(A)
     connected(client, {A: 10.0}, A, welcome=replace(WELCOME, identity="alice"))

@@ -38,6 +38,9 @@ class Link:
         plan = self.policy.plan(self.now_ms, RAW_BYTES if self.tells_raw_size else None)
         size = RAW_BYTES if plan.encoding is FrameEncoding.RAW else lossy_bytes
         round_trip = BASE_MS + size / mbit(self.rate_mbit) + NODE_MS
+        if round_trip > self.policy.min_interval_ms and round_trip > 1000 / 30:
+            # one frame in flight: the next camera frame waited for this one's slot
+            self.policy.on_window_full(self.now_ms + 1000 / 30)
         self.now_ms += max(round_trip, self.policy.min_interval_ms)
         self.policy.on_result(
             plan.encoding, size, round_trip, NODE_MS, self.now_ms, is_probe=plan.is_probe
@@ -266,3 +269,55 @@ def test_pings_are_asked_for_about_once_a_second_and_given_up_when_lost() -> Non
     assert not policy.ping_due(5900.0)
     assert policy.ping_due(6000.0)
     assert not EncodingPolicy(EncodingSettings(mode="raw"), ALL).ping_due(0.0)
+
+
+def distant(policy: EncodingPolicy, seconds: float, waits: bool, start_ms: float = 0.0) -> float:
+    """100 ms away, 16.5 KB frames that seem to take 25 ms to cross (a sender pacing at
+    its own rate, the page busy: 5.3 Mbit/s read), at 30 fps; ``waits``: each camera frame
+    also waited for a slot. Returns the clock at the end."""
+    now = start_ms
+    policy.on_pong(100.0)
+    for _ in range(round(seconds * 30)):
+        now += 1000 / 30
+        if waits:
+            policy.on_window_full(now)
+        policy.plan(now, RAW_BYTES)
+        policy.on_result(FrameEncoding.JPEG, 16_500, 100.0 + 25.0 + NODE_MS, NODE_MS, now)
+    return now
+
+
+def test_a_distant_link_that_keeps_up_with_the_camera_keeps_its_quality() -> None:
+    """Seen through the lab: 100 ms away over TCP the page read "link carries 5.4 Mbit/s",
+    went to quality 0.3 and paced itself to 17 fps, though no frame ever waited."""
+    policy = auto(probe_interval_ms=1e9)
+    distant(policy, 3.0, waits=False)
+    assert policy.quality == pytest.approx(0.6)
+    assert policy.min_interval_ms == 0.0
+    assert not policy.note.startswith("link carries")
+
+
+def test_a_link_that_holds_frames_back_lowers_the_quality_then_climbs_back() -> None:
+    policy = auto(probe_interval_ms=1e9)
+    now = distant(policy, 1.0, waits=True)
+    assert policy.quality == pytest.approx(0.3)
+    assert policy.note.startswith("link carries 5.3 Mbit/s")
+    assert policy.min_interval_ms > 0  # at the floor: paced
+    # frames stop waiting (the last wait counts for link_bound_ms, 1 s): pacing is let go
+    # 5 s after that, then the quality climbs a step a second, never above the default
+    now = distant(policy, 5.5, waits=False, start_ms=now)
+    assert policy.min_interval_ms > 0
+    now = distant(policy, 1.0, waits=False, start_ms=now)
+    assert policy.min_interval_ms == 0.0
+    assert policy.quality == pytest.approx(0.3)
+    now = distant(policy, 2.5, waits=False, start_ms=now)
+    assert 0.35 - 1e-9 <= policy.quality <= 0.45 + 1e-9
+    distant(policy, 10.0, waits=False, start_ms=now)
+    assert policy.quality == pytest.approx(0.6)
+
+
+def test_a_frame_cap_still_lowers_the_quality_with_nothing_waiting() -> None:
+    """The cap is about loss, not the link's rate: it needs no waiting frame."""
+    policy = auto(probe_interval_ms=1e9)
+    policy.set_frame_cap(11_584)
+    distant(policy, 1.0, waits=False)
+    assert policy.quality == pytest.approx(0.3)

@@ -310,3 +310,24 @@ def test_a_frame_cap_leaves_raw_and_stops_raw_probes() -> None:
     assert all(not enc.plan(t * 1000.0).is_probe for t in range(60))
     enc.set_frame_cap(None)
     assert any(enc.plan(t * 1000.0).is_probe for t in range(60, 120))
+
+
+def test_a_frame_waiting_while_k_grows_is_not_the_link_holding_it_back() -> None:
+    """K starts at 1 and grows after a second of far round trips: the frames that wait
+    meanwhile wait for K, and must not lower the quality (encoding.on_window_full)."""
+    stream = adaptive_stream(node_limit=2)
+    assert stream.in_flight_policy is not None
+    now = 0.0
+    for _tick in range(20):  # 100 ms round trips: K wants 4, the node allows 2
+        now += 1000 / 30
+        stream.in_flight_policy.on_result(102.0, 2.0, now)
+    assert stream.in_flight_policy.is_growing
+    stream.note_waiting(now)
+    assert not stream.encoding.is_link_bound(now)
+    for _tick in range(40):  # K reaches the node's limit: a wait now is the link's
+        now += 1000 / 30
+        stream.in_flight_policy.on_result(102.0, 2.0, now)
+    assert stream.window == 2
+    assert not stream.in_flight_policy.is_growing
+    stream.note_waiting(now)
+    assert stream.encoding.is_link_bound(now)
