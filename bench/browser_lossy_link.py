@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "playwright"))
 from conftest import CHROMIUM_ARGS, camera_args, start_webapp  # noqa: E402
 from fake_camera import fit_frame, photo, write_y4m  # noqa: E402
 from harness import RESULTS, machine, table, write_result  # noqa: E402
-from lossy_link import SLOW_MS, Node, percentile  # noqa: E402
+from lossy_link import Node, round_trips  # noqa: E402
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright  # noqa: E402
 
 from tests.netlab.lab import ADDRESS_B, Lab, LinkShape, missing_tools  # noqa: E402
@@ -149,13 +149,7 @@ def point(
         "loss_percent": round(shape.loss * 100, 2),
         "added_rtt_ms": shape.round_trip_ms,
         "delay": lab.delay,
-        "frames": n,
-        "fps": round(n / wall_s, 1),
-        "p50_ms": round(percentile(ordered, 0.5), 1),
-        "p95_ms": round(percentile(ordered, 0.95), 1),
-        "p99_ms": round(percentile(ordered, 0.99), 1),
-        "max_ms": round(ordered[-1], 1) if ordered else 0.0,
-        "over_200ms": sum(1 for ms in ordered if ms > SLOW_MS),
+        **round_trips(ordered, wall_s),
         "node_cpu_ms_per_frame": round(1000 * cpu_s / max(1, n), 2),
         "packets_dropped": dropped,
         "problem": state.get("problem", ""),

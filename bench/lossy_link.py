@@ -155,6 +155,20 @@ def percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
+def round_trips(ordered: list[float], wall_s: float) -> dict[str, Any]:
+    """A point's frames, fps, round-trip percentiles and frames over 200 ms, from its
+    answered frames' round trips (sorted) over ``wall_s``."""
+    return {
+        "frames": len(ordered),
+        "fps": round(len(ordered) / wall_s, 1),
+        "p50_ms": round(percentile(ordered, 0.5), 1),
+        "p95_ms": round(percentile(ordered, 0.95), 1),
+        "p99_ms": round(percentile(ordered, 0.99), 1),
+        "max_ms": round(ordered[-1], 1) if ordered else 0.0,
+        "over_200ms": sum(1 for ms in ordered if ms > SLOW_MS),
+    }
+
+
 def point(
     lab: Lab, node: Node, transport: str, shape: LinkShape, k: str, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -181,13 +195,7 @@ def point(
         "loss_percent": round(shape.loss * 100, 2),
         "added_rtt_ms": shape.round_trip_ms,
         "delay": lab.delay,
-        "frames": n,
-        "fps": round(n / wall_s, 1),
-        "p50_ms": round(percentile(ordered, 0.5), 1),
-        "p95_ms": round(percentile(ordered, 0.95), 1),
-        "p99_ms": round(percentile(ordered, 0.99), 1),
-        "max_ms": round(ordered[-1], 1) if ordered else 0.0,
-        "over_200ms": sum(1 for ms in ordered if ms > SLOW_MS),
+        **round_trips(ordered, wall_s),
         "frame_kb": round(sum(s.size_bytes for s in answered) / max(1, n) / 1000, 1),
         "node_cpu_ms_per_frame": round(1000 * cpu_s / max(1, n), 2),
         "packets_dropped": dropped,

@@ -12,13 +12,14 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import CHROMIUM_ARGS, start_node  # type: ignore[import-not-found]
 from playwright.sync_api import Browser, Playwright
 
 from edgesight.serving import ServerThread
-from pyodide_client.protocol import Hello, Ping, Pong, Result, Welcome, parse
+from pyodide_client.protocol import Frame, Hello, Ping, Pong, Result, Welcome, parse
 from pyodide_client.quic_framing import frame_control
 from pyodide_client.stream import NodeStream
 from tests.media import rgba_photo
@@ -235,11 +236,11 @@ async ({url, hash, constants, ping, auth, frames, answers, pong, taken_first}) =
 """
 
 
-def test_wt_link_resets_a_superseded_frame_and_reports_it(
-    wt_browser: Browser, node: ServerThread
-) -> None:
-    from pyodide_client.protocol import Frame, MessageType, Result
-    from pyodide_client.quic_framing import AnswerCopies
+def three_frames_through_wt_link(
+    wt_browser: Browser, node: ServerThread, answers: int, taken_first: bool
+) -> tuple[dict[str, Any], list[bytes]]:
+    """LINK_JS's result for three frames of chelsea sent to ``node``, and the frames."""
+    from pyodide_client.protocol import MessageType
     from pyodide_client.transport import js_constants
 
     info = _readyz(node)
@@ -255,7 +256,7 @@ def test_wt_link_resets_a_superseded_frame_and_reports_it(
             path=str(ROOT / "static" / "wt-link.js"), content_type="text/javascript"
         ),
     )
-    out = page.evaluate(
+    out: dict[str, Any] = page.evaluate(
         LINK_JS,
         {
             "url": f"https://127.0.0.1:{info['wt_port']}/wt",
@@ -264,19 +265,33 @@ def test_wt_link_resets_a_superseded_frame_and_reports_it(
             "ping": _b64(Ping(3, 0.0).serialize()),
             "auth": _b64(NodeStream(can_encode=()).auth("")),
             "frames": [_b64(f) for f in frames],
-            "answers": 2,
+            "answers": answers,
             "pong": int(MessageType.PONG),
-            "taken_first": False,
+            "taken_first": taken_first,
         },
     )
     assert out["closed"] is None
+    return out, frames
+
+
+def frame_ids(frames: list[bytes]) -> list[int]:
+    return [m.frame_id for f in frames if isinstance(m := parse(f), Frame)]
+
+
+def test_wt_link_resets_a_superseded_frame_and_reports_it(
+    wt_browser: Browser, node: ServerThread
+) -> None:
+    from pyodide_client.quic_framing import AnswerCopies
+
+    out, frames = three_frames_through_wt_link(wt_browser, node, answers=2, taken_first=False)
+    first_id = frame_ids(frames)[0]
     copies = AnswerCopies()  # as the page's Python takes them
     messages = [parse(m) for h in out["messages"] if copies.is_first(m := bytes.fromhex(h))]
     assert [type(m) for m in messages] == [Hello, Pong, Welcome, Result, Result, Pong]
     assert copies.duplicates >= 1  # answers' datagram copies reach the page too
     answered = {m.frame_id for m in messages[3:5] if isinstance(m, Result)}
     # the oldest (kept) and the newest; the one between never came
-    assert answered == {first.frame_id, first.frame_id + 2}
+    assert answered == {first_id, first_id + 2}
     assert [bytes.fromhex(h) for h in out["abandoned"]] == [frames[1][:16]]
 
 
@@ -287,38 +302,9 @@ def test_wt_link_resets_no_frame_the_transport_already_took(
     Chromium resolves a close when the FIN is acknowledged, a round trip later, and the
     page reset frames the node already had whole (50 ms and 1 % loss: 13 fps drawn of 30
     sent, and answers to frames "not in flight"; bench/browser_lossy_link.py)."""
-    from pyodide_client.protocol import Frame, MessageType, Result
     from pyodide_client.quic_framing import AnswerCopies
-    from pyodide_client.transport import js_constants
 
-    info = _readyz(node)
-    page = wt_browser.new_page()
-    page.goto(f"{node.http_url}/healthz")
-    rgba, w, h = rgba_photo("chelsea")
-    first = parse(_frame_for(node, rgba, w, h))
-    assert isinstance(first, Frame)
-    frames = [replace(first, frame_id=first.frame_id + i).serialize() for i in range(3)]
-    page.route(
-        "**/static/wt-link.js",
-        lambda route: route.fulfill(
-            path=str(ROOT / "static" / "wt-link.js"), content_type="text/javascript"
-        ),
-    )
-    out = page.evaluate(
-        LINK_JS,
-        {
-            "url": f"https://127.0.0.1:{info['wt_port']}/wt",
-            "hash": str(info["wt_cert_sha256"]),
-            "constants": js_constants(),
-            "ping": _b64(Ping(3, 0.0).serialize()),
-            "auth": _b64(NodeStream(can_encode=()).auth("")),
-            "frames": [_b64(f) for f in frames],
-            "answers": 3,
-            "pong": int(MessageType.PONG),
-            "taken_first": True,
-        },
-    )
-    assert out["closed"] is None
+    out, frames = three_frames_through_wt_link(wt_browser, node, answers=3, taken_first=True)
     assert out["abandoned"] == []
     copies = AnswerCopies()
     answered = {
@@ -326,4 +312,4 @@ def test_wt_link_resets_no_frame_the_transport_already_took(
         for h in out["messages"]
         if copies.is_first(b := bytes.fromhex(h)) and isinstance(m := parse(b), Result)
     }
-    assert answered == {first.frame_id + i for i in range(3)}
+    assert answered == set(frame_ids(frames))

@@ -31,6 +31,8 @@ a thirtieth of that. ``EncodingPolicy`` picks per frame, sans-I/O (every call ta
   page read "5.4 Mbit/s", went to quality 0.3 and 17 fps; docs/benchmarks.md (u4)).
   While nothing waits, the quality climbs back a step per ``link_bound_ms``, and frames
   paced at the floor try the full rate again after ``PACED_RETRY_LINK_BOUNDS`` of them.
+  On a lossy link (a frame cap, below) none of this applies: there frames wait for
+  retransmissions, and the rule is the plain one.
 - On a lossy link (``set_frame_cap``, from ``inflight.InFlightPolicy``; issue 16) frames
   should fit a few TCP segments: the quality steps down until they do (never the frame
   rate: the cap is about loss, not the link's rate), raw frames are left for compressed
@@ -332,8 +334,10 @@ class EncodingPolicy:
         cap = self.frame_cap_bytes
         budget = rate_budget if cap is None else min(rate_budget, cap)
         is_bound = self.is_link_bound(now_ms)
-        # over the link's share only counts while the link holds the camera back
-        over_rate = size_bytes > rate_budget and is_bound
+        # over the link's share only counts while the link holds the camera back; on a
+        # lossy link (a cap) the frames wait for retransmissions, not the link's rate, and
+        # the rule stays as it was (gated there, the page's TCP fell to 2-5 fps at 1-5 %)
+        over_rate = size_bytes > rate_budget and (is_bound or cap is not None)
         over_cap = cap is not None and size_bytes > cap
         if over_rate or over_cap:
             self._raised_ms = now_ms  # climbing back waits link_bound_ms from here

@@ -321,3 +321,14 @@ def test_a_frame_cap_still_lowers_the_quality_with_nothing_waiting() -> None:
     policy.set_frame_cap(11_584)
     distant(policy, 1.0, waits=False)
     assert policy.quality == pytest.approx(0.3)
+
+
+def test_on_a_lossy_link_the_rate_rule_needs_no_waiting_frame() -> None:
+    """Gated by waiting frames on a lossy link, the page's TCP fell to 2-5 fps at 1-5 %
+    loss (the waits came with the retransmissions, and with them the slowest samples):
+    with a frame cap the link's rate counts as before."""
+    policy = auto(probe_interval_ms=1e9)
+    policy.set_frame_cap(20_000)  # the frames fit the cap: only the rate is over
+    distant(policy, 1.0, waits=False)
+    assert policy.quality == pytest.approx(0.3)
+    assert policy.note.startswith("link carries 5.3 Mbit/s")
