@@ -15,9 +15,10 @@ So K follows the link:
   the node's time; ``K / that`` frames a second must reach the target rate:
   K = ceil((page + network x margin + node) / period), where the period is the frame
   interval, or the node's or the page's time when either is slower than the camera (then
-  it is the limit itself, and more frames queued would add only latency). The page's
-  time is the median of its last few frames (a browser takes 10-20 ms; without it, K = 1
-  at 20 ms of network time drew 21 fps, not 30: docs/benchmarks.md (u4)). Within a tenth
+  it is the limit itself, and more frames queued would add only latency; the page's time
+  then counts for nothing). The page's time is the median of its last few frames (a
+  browser takes 10-20 ms; without it, K = 1 at 20 ms of network time drew 21 fps, not
+  30: docs/benchmarks.md (u4)). Within a tenth
   of a frame the smaller K is kept. It grows when
   ``grow_margin`` headroom has needed more frames for ``grow_after_ms`` (after
   ``min_samples`` round trips: a connection's slow start, or a machine stalling for a
@@ -173,7 +174,10 @@ class InFlightPolicy:
         # its pace
         page_ms = statistics.median(self._page_ms) if self._page_ms else 0.0
         period_ms = max(self.settings.interval_ms, self._node_ms, page_ms)
-        held_ms = page_ms + network_ms * margin + self._node_ms
+        # with a node slower than the camera, a frame the page readies meanwhile would only
+        # wait at the node (grab to drawn: 50 -> 99 ms at K = 2 on loopback, docs/benchmarks.md)
+        is_node_bound = self._node_ms >= self.settings.interval_ms
+        held_ms = (0.0 if is_node_bound else page_ms) + network_ms * margin + self._node_ms
         # a frame's slot is held for held_ms, and one leaves every period_ms; within a
         # tenth of a frame of a whole number the smaller K is kept (0.5 ms of network time
         # is not worth a second frame queued at a slow node)

@@ -91,6 +91,8 @@ def test_the_pages_own_time_on_a_frame_holds_its_slot_too() -> None:
     assert Link(policy()).run(20.0, 3.0, page_ms=0.0)[-1] == 1
     # a page slower than the camera is the limit itself: no frame more to queue
     assert set(Link(policy()).run(0.5, 3.0, page_ms=50.0)) == {1}
+    # so is a node slower than the camera: a frame readied meanwhile would wait there
+    assert set(Link(policy()).run(0.5, 3.0, node_ms=60.0, page_ms=15.0)) == {1}
     # a capture time from another clock is not the page's time
     assert set(Link(policy()).run(20.0, 3.0, page_ms=-5e6)) == {1}
 
