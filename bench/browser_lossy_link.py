@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "playwright"))
 from conftest import CHROMIUM_ARGS, camera_args, start_webapp  # noqa: E402
 from fake_camera import fit_frame, photo, write_y4m  # noqa: E402
 from harness import RESULTS, machine, table, write_result  # noqa: E402
-from lossy_link import Node, round_trips  # noqa: E402
+from lossy_link import Node, link_fields, round_trips  # noqa: E402
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright  # noqa: E402
 
 from tests.netlab.lab import ADDRESS_B, Lab, LinkShape, missing_tools  # noqa: E402
@@ -146,9 +146,7 @@ def point(
         "transport": transport,
         "round": round_no,
         "shown_at_end": shown,
-        "loss_percent": round(shape.loss * 100, 2),
-        "added_rtt_ms": shape.round_trip_ms,
-        "delay": lab.delay,
+        **link_fields(lab, shape),
         **round_trips(ordered, wall_s),
         "node_cpu_ms_per_frame": round(1000 * cpu_s / max(1, n), 2),
         "packets_dropped": dropped,

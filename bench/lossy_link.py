@@ -155,6 +155,15 @@ def percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
+def link_fields(lab: Lab, shape: LinkShape) -> dict[str, Any]:
+    """A point's link: its loss, added round trip and how the delay was made."""
+    return {
+        "loss_percent": round(shape.loss * 100, 2),
+        "added_rtt_ms": shape.round_trip_ms,
+        "delay": lab.delay,
+    }
+
+
 def round_trips(ordered: list[float], wall_s: float) -> dict[str, Any]:
     """A point's frames, fps, round-trip percentiles and frames over 200 ms, from its
     answered frames' round trips (sorted) over ``wall_s``."""
@@ -192,9 +201,7 @@ def point(
         "transport": transport,
         "k": k,
         "max_k": window,
-        "loss_percent": round(shape.loss * 100, 2),
-        "added_rtt_ms": shape.round_trip_ms,
-        "delay": lab.delay,
+        **link_fields(lab, shape),
         **round_trips(ordered, wall_s),
         "frame_kb": round(sum(s.size_bytes for s in answered) / max(1, n) / 1000, 1),
         "node_cpu_ms_per_frame": round(1000 * cpu_s / max(1, n), 2),
