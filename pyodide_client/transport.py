@@ -8,10 +8,11 @@ node about twice the CPU per frame (aioquic is Python), and on a clean link the 
 is as fast or faster (docs/benchmarks.md (r), (u)). So a link starts on the WebSocket,
 and moves to QUIC (make before break, ``upgrade.py``) once its frames are measured late
 (``inflight.InFlightPolicy.is_lossy``: frames a round trip beyond the fastest, as
-retransmissions make them), near or far: the page itself in Chromium, through the lab
-with 1 or 5 % loss, drew 24-26 fps over QUIC at 20, 50 and 100 ms against 6-13 fps
-over TCP (docs/benchmarks.md (u4); until round 6 a distant link stayed on TCP, from a
-lab whose QUIC sender was aioquic, and the page's QUIC reset frames the node already had).
+retransmissions make them), near or far: the page itself in Chromium, through the lab,
+drew 1.2-2.6 x TCP's frame rate over QUIC at every round trip with 1 or 5 % loss (50 ms and
+1 %: 25-27 fps against 9; docs/benchmarks.md (u4); until round 6 a distant link stayed
+on TCP, from a lab whose QUIC sender was aioquic, and the page's QUIC reset frames the
+node already had).
 The page remembers a node it moved as lossy for ``LOSSY_MEMORY_MS``, and opens new links
 to it over QUIC meanwhile. ``quic`` uses QUIC
 whenever offered (the behaviour before measurement), ``websocket`` never.

@@ -388,7 +388,7 @@ def test_by_default_a_lossy_link_moves_to_quic_and_its_node_is_remembered() -> N
 
 
 def test_a_distant_lossy_link_moves_to_quic_too() -> None:
-    """50 ms away with 1 % loss the page drew 24 fps over Chromium's QUIC and 6 over TCP
+    """50 ms away with 1 % loss the page drew 25-27 fps over Chromium's QUIC and 9 over TCP
     (docs/benchmarks.md (u4)); it stayed on TCP until round 6 (a lab whose QUIC sender
     was aioquic): a distant lossy link moves as a near one does."""
     client = ws_client()
