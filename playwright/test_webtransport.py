@@ -164,13 +164,13 @@ LINK_JS = """
 async ({url, hash, constants, ping, auth, frames, answers, pong, taken_first}) => {
   const b64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
   const held = [];
-  let taken = 0;
+  let onTaken = null;  // resolves when the transport takes the next write
   if (taken_first) {
     const proto = WritableStreamDefaultWriter.prototype;
     const write = proto.write, close = proto.close;
     proto.write = function (chunk) {
       const done = write.call(this, chunk);
-      done.then(() => { taken += 1; }, () => {});
+      done.then(() => { const took = onTaken; onTaken = null; if (took) took(); }, () => {});
       return done;
     };
     proto.close = function () {  // the FIN goes now; the caller hears of it when released
@@ -178,13 +178,10 @@ async ({url, hash, constants, ping, auth, frames, answers, pong, taken_first}) =
       return new Promise((resolve, reject) => held.push(() => done.then(resolve, reject)));
     };
   }
-  const until = async (ok) => {
-    const deadline = performance.now() + 10000;
-    while (!ok()) {
-      if (performance.now() > deadline) throw new Error("the transport never took a frame");
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  };
+  const taken = () => new Promise((resolve, reject) => {  // the next write taken, within 10 s
+    const timer = setTimeout(() => reject(new Error("the transport never took a frame")), 10000);
+    onTaken = () => { clearTimeout(timer); resolve(); };
+  });
   const hex = (u8) => Array.from(u8, (b) => b.toString(16).padStart(2, "0")).join("");
   const { WtLink } = await import("/static/wt-link.js");
   const queue = [];
@@ -213,9 +210,9 @@ async ({url, hash, constants, ping, auth, frames, answers, pong, taken_first}) =
   link.send(b64(auth));
   out.messages.push(await next());  // WELCOME
   for (const frame of frames) {
-    const before = taken;
+    const took = taken_first ? taken() : null;
     link.send(b64(frame));  // back to back, or once the transport took it
-    if (taken_first) await until(() => taken > before);
+    if (took) await took;
   }
   const distinct = new Set();
   while (distinct.size < answers) {
