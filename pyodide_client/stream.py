@@ -193,11 +193,11 @@ class FramePlan:
 @dataclass(frozen=True)
 class _InFlight:
     geometry: Geometry
+    capture_ms: float  # the camera frame's; sent_ms less it: the page's own time on it
     sent_ms: float
     encoding: FrameEncoding = FrameEncoding.RAW
     size_bytes: int = 0
     is_probe: bool = False
-    capture_ms: float | None = None  # the camera frame's; sent_ms less it: the page's time
 
 
 class NodeStream:
@@ -299,7 +299,7 @@ class NodeStream:
         is_probe = plan is not None and plan.is_probe
         size = len(head) + len(tensor)
         self._in_flight[frame_id] = _InFlight(
-            letterbox.geometry, now_ms, FrameEncoding.RAW, size, is_probe, capture_ms
+            letterbox.geometry, capture_ms, now_ms, FrameEncoding.RAW, size, is_probe
         )
         return head + tensor
 
@@ -398,7 +398,7 @@ class NodeStream:
             g.top_px,
         )
         size = len(head) + len(payload)
-        self._in_flight[frame_id] = _InFlight(g, now_ms, plan.encoding, size, False, capture_ms)
+        self._in_flight[frame_id] = _InFlight(g, capture_ms, now_ms, plan.encoding, size)
         return head + bytes(payload)
 
     def note_waiting(self, now_ms: float) -> None:
@@ -562,7 +562,7 @@ class NodeStream:
             is_probe=sent.is_probe,
         )
         if self.in_flight_policy is not None:
-            page_ms = 0.0 if sent.capture_ms is None else sent.sent_ms - sent.capture_ms
+            page_ms = sent.sent_ms - sent.capture_ms
             self.in_flight_policy.on_result(now_ms - sent.sent_ms, node_ms, now_ms, page_ms)
             self.encoding.set_frame_cap(self.in_flight_policy.frame_cap_bytes)
         if self._is_older(result.frame_id):
