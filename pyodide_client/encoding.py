@@ -8,10 +8,14 @@ a thirtieth of that. ``EncodingPolicy`` picks per frame, sans-I/O (every call ta
 - It measures the link from round trips: a frame's *transfer time* is its round trip less
   the node's own time (queue, decode, inference, post-processing) less the link's base round
   trip (the fastest recent PONG; ``ping_due`` asks for a PING about once a second, and
-  without any the base counts as 0, which underestimates the link). Bytes over transfer time is one
-  throughput sample; the estimate is the median of the last few, so one hiccup moves
-  nothing. With one frame in flight (the page's default) nothing else shares the link, and
-  the estimate is the link's own rate.
+  without any the base counts as 0, which underestimates the link). A frame that found the
+  link still busy with an earlier one (frames in flight, or other cameras on a shared
+  uplink) counts from that one's delivery instead, so its queueing is not read as a slow
+  link, nor a PING queued behind frames (an overstated base) as a fast one. Bytes over
+  transfer time is one throughput sample; a compressed frame quicker than the timer's
+  noise is none (a fast link and a shaper's burst allowance look alike). The estimate
+  is the median of the last few, so one hiccup moves nothing. With one frame in flight
+  (the page's default near a node) and no other camera, it is the link's own rate.
 - ``auto`` starts compressed (cheap on any link), and stays raw only where the link carries
   raw frames at the target frame rate with room to spare: it goes raw when a probe finds
   raw would use at most ``raw_share`` of the link, and leaves raw when raw would need more
@@ -58,7 +62,7 @@ __all__ = ["MODES", "EncodingPlan", "EncodingPolicy", "EncodingSettings"]
 
 MODES = ("auto", "raw", "jpeg", "webp")
 _PINNED = {"raw": FrameEncoding.RAW, "jpeg": FrameEncoding.JPEG, "webp": FrameEncoding.WEBP}
-_NOISE_FLOOR_MS = 0.5  # a transfer faster than this is measured as this (timer noise)
+_NOISE_FLOOR_MS = 0.5  # a transfer faster than this is timer noise, not a measurement
 HOPELESS_SHARE = 0.25  # no probe while compressed frames measure under this share of need
 PACED_RETRY_LINK_BOUNDS = 5  # frames paced at the floor try the full rate after 5 x link_bound_ms
 
@@ -141,7 +145,8 @@ class EncodingPolicy:
         self._is_raw = self._lossy is None
         if self._is_raw and settings.mode in ("jpeg", "webp"):
             self.note = f"node does not accept {settings.mode}: raw frames"
-        self._throughput: deque[float] = deque(maxlen=settings.samples)  # bytes per ms
+        # bytes per ms; None for a frame too quick to time
+        self._throughput: deque[float | None] = deque(maxlen=settings.samples)
         self._raw_throughput: deque[float] = deque(maxlen=3)
         self._base: deque[float] = deque(maxlen=settings.base_samples)
         self._probe_interval_ms = settings.probe_interval_ms
@@ -153,6 +158,7 @@ class EncodingPolicy:
         self._is_note_lossy = False
         self._window_full_ms: float | None = None  # when a camera frame last waited for a slot
         self._raised_ms = 0.0  # when the quality last climbed while nothing waited
+        self._delivered_ms: float | None = None  # the latest frame's arrival, less node time
 
     @staticmethod
     def _pick_lossy(mode: str, accepted: tuple[FrameEncoding, ...]) -> FrameEncoding | None:
@@ -204,8 +210,10 @@ class EncodingPolicy:
         return rate < need * HOPELESS_SHARE
 
     def throughput_bytes_per_ms(self) -> float | None:
-        """The link's estimated rate (median of recent samples), None before any sample."""
-        return statistics.median(self._throughput) if self._throughput else None
+        """The link's estimated rate (median of the recent samples that could be timed),
+        None before any."""
+        timed = [sample for sample in self._throughput if sample is not None]
+        return statistics.median(timed) if timed else None
 
     def raw_need_bytes_per_ms(self, raw_bytes: int) -> float:
         return raw_bytes * self.settings.target_fps / 1000.0
@@ -265,13 +273,29 @@ class EncodingPolicy:
     ) -> None:
         """A frame of ``size_bytes`` came back after ``round_trip_ms``, ``node_ms`` of it
         spent on the node."""
-        link_ms = max(0.0, round_trip_ms - node_ms)
         base_ms = min(self._base) if self._base else 0.0
-        transfer_ms = max(_NOISE_FLOOR_MS, link_ms - base_ms)
-        sample = size_bytes / transfer_ms
-        self._throughput.append(sample)
+        # when it would have come back had the node taken no time, and when its transfer
+        # began: a base round trip after it was sent, or, if the link still carried an
+        # earlier frame then (frames in flight, or other cameras on a shared link), when
+        # that one was through: then the transfer is the gap between the two deliveries,
+        # whatever the base (a PING queued behind frames overstates it)
+        delivered_ms = now_ms - node_ms
+        start_ms = now_ms - round_trip_ms + base_ms
+        last = self._delivered_ms
+        if last is not None and last > start_ms:
+            start_ms = last
+        self._delivered_ms = delivered_ms if last is None else max(last, delivered_ms)
+        transfer_ms = delivered_ms - start_ms
+        sample = size_bytes / max(_NOISE_FLOOR_MS, transfer_ms)
         if encoding is FrameEncoding.RAW:
+            self._throughput.append(sample)
             self._raw_throughput.append(sample)
+        else:
+            # a compressed frame too quick to time says nothing of the rate: a fast link, a
+            # shaper's burst allowance or an overstated base alike (timed at the floor, 12 KB
+            # read "190 Mbit/s" and sent raw probes down a shared 10 Mbit/s link;
+            # bench/bandwidth.py). It still ages the older samples out (None).
+            self._throughput.append(sample if transfer_ms > _NOISE_FLOOR_MS else None)
         if not self.is_adaptive:
             return
         if is_probe:

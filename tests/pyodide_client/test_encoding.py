@@ -245,6 +245,50 @@ def test_pongs_set_the_base_round_trip() -> None:
     assert rate * 8 / 1000 == pytest.approx(100, rel=0.01)
 
 
+def test_frames_queued_on_a_shared_link_measure_its_share_whatever_the_base() -> None:
+    # 12 KB frames every 10 ms into a 2.5 Mbit/s share (38.4 ms each): each waits behind
+    # the one before, and the PONG, queued behind frames too, says 40 ms for a 20 ms base
+    policy = EncodingPolicy(EncodingSettings(mode="jpeg"), ALL)
+    policy.on_pong(40.0)
+    size, share = 12_000, mbit(2.5)
+    arrived = 0.0
+    for i in range(8):
+        sent = 10.0 * i
+        arrived = max(sent + BASE_MS / 2, arrived) + size / share
+        back = arrived + BASE_MS / 2 + NODE_MS
+        policy.on_result(FrameEncoding.JPEG, size, back - sent, NODE_MS, back)
+    rate = policy.throughput_bytes_per_ms()
+    assert rate is not None
+    # a frame's transfer is the gap between its delivery and the one before (the round
+    # trip less the base read 0.6 Mbit/s here: the more frames queued, the slower)
+    assert rate * 8 / 1000 == pytest.approx(2.5, rel=0.01)
+
+
+def test_a_compressed_frame_too_quick_to_time_is_no_measurement() -> None:
+    policy = auto()
+    policy.on_pong(BASE_MS)
+    now = 0.0
+
+    def frame(transfer_ms: float) -> None:
+        nonlocal now
+        now += 40.0
+        trip = BASE_MS + transfer_ms + NODE_MS
+        policy.on_result(FrameEncoding.JPEG, SMALL_BYTES, trip, NODE_MS, now)
+
+    frame(12.0)  # 10 Mbit/s
+    for _ in range(4):  # within the timer's noise: a burst allowance, or a fast link
+        frame(0.2)
+    rate = policy.throughput_bytes_per_ms()
+    assert rate is not None  # the one timed frame is the estimate
+    assert rate * 8 / 1000 == pytest.approx(10, rel=0.01)
+    assert policy.plan(now).is_probe is False  # set the probe timer
+    # far too slow for raw: no probe (a "190 Mbit/s" floor sample would have sent one)
+    assert policy.plan(now + 5000, RAW_BYTES).is_probe is False
+    frame(0.2)  # five untimed frames: the old sample has aged out, nothing is known
+    assert policy.throughput_bytes_per_ms() is None
+    assert policy.plan(now + 10_000, RAW_BYTES).is_probe is True  # so a probe finds out
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
