@@ -52,6 +52,7 @@ JPEG is preferred over WebP in ``auto``: a node decodes it about three times fas
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import deque
 from dataclasses import dataclass
@@ -350,9 +351,10 @@ class EncodingPolicy:
 
     def _adjust_quality(self, size_bytes: int, now_ms: float) -> None:
         s = self.settings
-        rate = self.throughput_bytes_per_ms()
-        if rate is None:
-            return
+        # no timed frame yet, or none of late (a link too fast to time): no rate limit,
+        # but a lossy link's cap still holds
+        measured = self.throughput_bytes_per_ms()
+        rate = math.inf if measured is None else measured
         interval_ms = 1000.0 / s.target_fps
         rate_budget = rate * interval_ms * s.frame_share
         cap = self.frame_cap_bytes

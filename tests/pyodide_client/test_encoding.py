@@ -124,6 +124,16 @@ def test_without_the_raw_size_probes_go_on_regardless() -> None:
     assert any(p.is_probe for p in link.run_for(10_000))
 
 
+def test_a_lossy_links_cap_holds_on_a_link_too_fast_to_time() -> None:
+    # a LAN with loss: no frame is slow enough to time, so no rate is known; fewer segments
+    # a frame is still the goal
+    policy = auto()
+    policy.set_frame_cap(11_600)
+    plans = Link(policy, rate_mbit=1000).run_for(1000, lossy_bytes=16_500)
+    assert policy.throughput_bytes_per_ms() is None
+    assert plans[-1].quality < 0.6
+
+
 def test_raw_leaves_when_the_link_slows_and_comes_back_when_it_recovers() -> None:
     policy = auto()
     link = Link(policy, rate_mbit=1000)
