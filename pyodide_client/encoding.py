@@ -12,9 +12,8 @@ a thirtieth of that. ``EncodingPolicy`` picks per frame, sans-I/O (every call ta
   link still busy with an earlier one (frames in flight, or other cameras on a shared
   uplink) counts from that one's delivery instead, so its queueing is not read as a slow
   link, nor a PING queued behind frames (an overstated base) as a fast one. Bytes over
-  transfer time is one throughput sample; a compressed frame quicker than the timer's
-  noise is none (a fast link and a shaper's burst allowance look alike). The estimate
-  is the median of the last few, so one hiccup moves nothing. With one frame in flight
+  transfer time is one throughput sample; the estimate is the median of the last few,
+  so one hiccup moves nothing. With one frame in flight
   (the page's default near a node) and no other camera, it is the link's own rate.
 - ``auto`` starts compressed (cheap on any link), and stays raw only where the link carries
   raw frames at the target frame rate with room to spare: it goes raw when a probe finds
@@ -52,7 +51,6 @@ JPEG is preferred over WebP in ``auto``: a node decodes it about three times fas
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections import deque
 from dataclasses import dataclass
@@ -63,7 +61,7 @@ __all__ = ["MODES", "EncodingPlan", "EncodingPolicy", "EncodingSettings"]
 
 MODES = ("auto", "raw", "jpeg", "webp")
 _PINNED = {"raw": FrameEncoding.RAW, "jpeg": FrameEncoding.JPEG, "webp": FrameEncoding.WEBP}
-_NOISE_FLOOR_MS = 0.5  # a transfer faster than this is timer noise, not a measurement
+_NOISE_FLOOR_MS = 0.5  # a transfer faster than this is measured as this (timer noise)
 HOPELESS_SHARE = 0.25  # no probe while compressed frames measure under this share of need
 PACED_RETRY_LINK_BOUNDS = 5  # frames paced at the floor try the full rate after 5 x link_bound_ms
 
@@ -146,8 +144,7 @@ class EncodingPolicy:
         self._is_raw = self._lossy is None
         if self._is_raw and settings.mode in ("jpeg", "webp"):
             self.note = f"node does not accept {settings.mode}: raw frames"
-        # bytes per ms; None for a frame too quick to time
-        self._throughput: deque[float | None] = deque(maxlen=settings.samples)
+        self._throughput: deque[float] = deque(maxlen=settings.samples)  # bytes per ms
         self._raw_throughput: deque[float] = deque(maxlen=3)
         self._base: deque[float] = deque(maxlen=settings.base_samples)
         self._probe_interval_ms = settings.probe_interval_ms
@@ -211,10 +208,8 @@ class EncodingPolicy:
         return rate < need * HOPELESS_SHARE
 
     def throughput_bytes_per_ms(self) -> float | None:
-        """The link's estimated rate (median of the recent samples that could be timed),
-        None before any."""
-        timed = [sample for sample in self._throughput if sample is not None]
-        return statistics.median(timed) if timed else None
+        """The link's estimated rate (median of recent samples), None before any sample."""
+        return statistics.median(self._throughput) if self._throughput else None
 
     def raw_need_bytes_per_ms(self, raw_bytes: int) -> float:
         return raw_bytes * self.settings.target_fps / 1000.0
@@ -286,17 +281,11 @@ class EncodingPolicy:
         if last is not None and last > start_ms:
             start_ms = last
         self._delivered_ms = delivered_ms if last is None else max(last, delivered_ms)
-        transfer_ms = delivered_ms - start_ms
-        sample = size_bytes / max(_NOISE_FLOOR_MS, transfer_ms)
+        transfer_ms = max(_NOISE_FLOOR_MS, delivered_ms - start_ms)
+        sample = size_bytes / transfer_ms
+        self._throughput.append(sample)
         if encoding is FrameEncoding.RAW:
-            self._throughput.append(sample)
             self._raw_throughput.append(sample)
-        else:
-            # a compressed frame too quick to time says nothing of the rate: a fast link, a
-            # shaper's burst allowance or an overstated base alike (timed at the floor, 12 KB
-            # read "190 Mbit/s" and sent raw probes down a shared 10 Mbit/s link;
-            # bench/bandwidth.py). It still ages the older samples out (None).
-            self._throughput.append(sample if transfer_ms > _NOISE_FLOOR_MS else None)
         if not self.is_adaptive:
             return
         if is_probe:
@@ -351,10 +340,9 @@ class EncodingPolicy:
 
     def _adjust_quality(self, size_bytes: int, now_ms: float) -> None:
         s = self.settings
-        # no timed frame yet, or none of late (a link too fast to time): no rate limit,
-        # but a lossy link's cap still holds
-        measured = self.throughput_bytes_per_ms()
-        rate = math.inf if measured is None else measured
+        rate = self.throughput_bytes_per_ms()
+        if rate is None:
+            return
         interval_ms = 1000.0 / s.target_fps
         rate_budget = rate * interval_ms * s.frame_share
         cap = self.frame_cap_bytes

@@ -124,14 +124,23 @@ def test_without_the_raw_size_probes_go_on_regardless() -> None:
     assert any(p.is_probe for p in link.run_for(10_000))
 
 
-def test_a_lossy_links_cap_holds_on_a_link_too_fast_to_time() -> None:
-    # a LAN with loss: no frame is slow enough to time, so no rate is known; fewer segments
-    # a frame is still the goal
+def test_a_near_link_goes_raw_though_the_page_hiccups_now_and_then() -> None:
+    # loopback: a compressed frame takes under the timer's noise, and every fourth round
+    # trip has 30 ms of the page's own stalls in it. Counted as no sample, the too-quick
+    # frames left the stalls as the estimate: "link carries 4.7 Mbit/s", quality 0.50 and
+    # no probe on loopback (round 7's pictures)
     policy = auto()
-    policy.set_frame_cap(11_600)
-    plans = Link(policy, rate_mbit=1000).run_for(1000, lossy_bytes=16_500)
-    assert policy.throughput_bytes_per_ms() is None
-    assert plans[-1].quality < 0.6
+    policy.on_pong(BASE_MS)
+    now = 0.0
+    for i in range(300):
+        now += 1000 / 30
+        plan = policy.plan(now, RAW_BYTES)
+        size = RAW_BYTES if plan.encoding is FrameEncoding.RAW else SMALL_BYTES
+        trip = BASE_MS + size / mbit(10_000) + (30.0 if i % 4 == 0 else 0.0) + NODE_MS
+        policy.on_window_full(now)  # a CPU node slower than the camera: frames wait
+        policy.on_result(plan.encoding, size, trip, NODE_MS, now, is_probe=plan.is_probe)
+    assert policy.encoding is FrameEncoding.RAW
+    assert policy.quality == 0.6
 
 
 def test_raw_leaves_when_the_link_slows_and_comes_back_when_it_recovers() -> None:
@@ -272,31 +281,6 @@ def test_frames_queued_on_a_shared_link_measure_its_share_whatever_the_base() ->
     # a frame's transfer is the gap between its delivery and the one before (the round
     # trip less the base read 0.6 Mbit/s here: the more frames queued, the slower)
     assert rate * 8 / 1000 == pytest.approx(2.5, rel=0.01)
-
-
-def test_a_compressed_frame_too_quick_to_time_is_no_measurement() -> None:
-    policy = auto()
-    policy.on_pong(BASE_MS)
-    now = 0.0
-
-    def frame(transfer_ms: float) -> None:
-        nonlocal now
-        now += 40.0
-        trip = BASE_MS + transfer_ms + NODE_MS
-        policy.on_result(FrameEncoding.JPEG, SMALL_BYTES, trip, NODE_MS, now)
-
-    frame(12.0)  # 10 Mbit/s
-    for _ in range(4):  # within the timer's noise: a burst allowance, or a fast link
-        frame(0.2)
-    rate = policy.throughput_bytes_per_ms()
-    assert rate is not None  # the one timed frame is the estimate
-    assert rate * 8 / 1000 == pytest.approx(10, rel=0.01)
-    assert policy.plan(now).is_probe is False  # set the probe timer
-    # far too slow for raw: no probe (a "190 Mbit/s" floor sample would have sent one)
-    assert policy.plan(now + 5000, RAW_BYTES).is_probe is False
-    frame(0.2)  # five untimed frames: the old sample has aged out, nothing is known
-    assert policy.throughput_bytes_per_ms() is None
-    assert policy.plan(now + 10_000, RAW_BYTES).is_probe is True  # so a probe finds out
 
 
 @pytest.mark.parametrize(
