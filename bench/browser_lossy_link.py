@@ -167,6 +167,13 @@ def main() -> None:
     parser.add_argument("--loss", type=float, nargs="+", default=[1.0])
     parser.add_argument("--rtt-ms", type=float, nargs="+", default=[50.0])
     parser.add_argument("--rounds", type=int, default=2, help="rounds alternating the transports")
+    parser.add_argument(
+        "--node-max-in-flight",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="one null node per value, its frames in flight per connection (0: its default)",
+    )
     parser.add_argument("--timeout-s", type=float, default=120.0)
     parser.add_argument("--out", type=Path, default=RESULTS / "browser_lossy_link.json")
     args = parser.parse_args()
@@ -186,21 +193,27 @@ def main() -> None:
         camera = write_y4m(folder / "astronaut.y4m", [fit_frame(photo("astronaut"))] * 10)
         executable = chromium_in(lab.a, folder)
         tcp_congestion = lab.ns(lab.a, "cat", "/proc/sys/net/ipv4/tcp_congestion_control").strip()
-        node = Node(lab)
+        nodes = {
+            limit: Node(lab, None, *(["--max-in-flight", str(limit)] if limit else []))
+            for limit in args.node_max_in_flight
+        }
         try:
             for rtt_ms in args.rtt_ms:
                 for loss in args.loss:
                     shape = LinkShape(loss=loss / 100, round_trip_ms=rtt_ms)
                     for round_no in range(1, args.rounds + 1):
                         for transport in args.transport:
-                            row = point(
-                                lab, node, transport, shape, round_no, driver, executable,
-                                camera, args,
-                            )  # fmt: skip
-                            log.info("%s", row)
-                            rows.append(row)
+                            for limit, node in nodes.items():
+                                row = point(
+                                    lab, node, transport, shape, round_no, driver, executable,
+                                    camera, args,
+                                )  # fmt: skip
+                                row = {"node_max_in_flight": limit or "default", **row}
+                                log.info("%s", row)
+                                rows.append(row)
         finally:
-            node.stop()
+            for node in nodes.values():
+                node.stop()
     chromium = ", ".join(sorted(versions))
     result = {
         "machine": f"{machine()}, Chromium {chromium} headless, fake camera 640x480 at 30 fps",
@@ -212,7 +225,8 @@ def main() -> None:
         "points": rows,
     }
     write_result(args.out, result)
-    keys = ["transport", "round", "added_rtt_ms", "loss_percent", "fps", "p50_ms", "p95_ms"]
+    keys = ["transport", "node_max_in_flight", "round", "added_rtt_ms", "loss_percent", "fps"]
+    keys += ["p50_ms", "p95_ms"]
     keys += ["p99_ms", "max_ms", "over_200ms", "node_cpu_ms_per_frame", "shown_at_end"]
     sys.stdout.write(table(keys, [[row[key] for key in keys] for row in rows]) + "\n")
 

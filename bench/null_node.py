@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +42,12 @@ def main() -> None:
         action="store_true",
         help="WebTransport answers on their streams only (EDGESIGHT_WT_ANSWER_DATAGRAMS=0)",
     )
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        help="frames a connection may have unanswered, and uploading at once over QUIC "
+        "(EDGESIGHT_MAX_IN_FLIGHT, EDGESIGHT_WT_MAX_FRAME_STREAMS); default: the node's",
+    )
     args = parser.parse_args()
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key: expected both or neither")
@@ -56,6 +63,10 @@ def main() -> None:
         tls_key=args.tls_key,
         wt_answer_datagrams=not args.no_answer_datagrams,
     )
+    if args.max_in_flight is not None:
+        settings = replace(
+            settings, max_in_flight=args.max_in_flight, wt_max_frame_streams=args.max_in_flight
+        )
     app = create_app(settings, engine_factory=null_engine)
     with ServerThread(
         app,
