@@ -8,13 +8,13 @@ a thirtieth of that. ``EncodingPolicy`` picks per frame, sans-I/O (every call ta
 - It measures the link from round trips: a frame's *transfer time* is its round trip less
   the node's own time (queue, decode, inference, post-processing) less the link's base round
   trip (the fastest recent PONG; ``ping_due`` asks for a PING about once a second, and
-  without any the base counts as 0, which underestimates the link). A frame that found the
-  link still busy with an earlier one (frames in flight, or other cameras on a shared
-  uplink) counts from that one's delivery instead, so its queueing is not read as a slow
-  link, nor a PING queued behind frames (an overstated base) as a fast one. Bytes over
-  transfer time is one throughput sample; the estimate is the median of the last few,
-  so one hiccup moves nothing. With one frame in flight
-  (the page's default near a node) and no other camera, it is the link's own rate.
+  without any the base counts as 0, which underestimates the link). A frame sent while the
+  previous one was still on its way (frames in flight; on an uplink shared with other
+  cameras, their frames fall between the two) counts from that one's delivery instead,
+  so its queueing is not read as a slow link, nor a PING queued behind frames (an
+  overstated base) as a fast one. Bytes over transfer time is one throughput sample; the
+  estimate is the median of the last few, so one hiccup moves nothing. With one frame in
+  flight (the page's default near a node) and no other camera, it is the link's own rate.
 - ``auto`` starts compressed (cheap on any link), and stays raw only where the link carries
   raw frames at the target frame rate with room to spare: it goes raw when a probe finds
   raw would use at most ``raw_share`` of the link, and leaves raw when raw would need more
@@ -271,10 +271,10 @@ class EncodingPolicy:
         spent on the node."""
         base_ms = min(self._base) if self._base else 0.0
         # when it would have come back had the node taken no time, and when its transfer
-        # began: a base round trip after it was sent, or, if the link still carried an
-        # earlier frame then (frames in flight, or other cameras on a shared link), when
-        # that one was through: then the transfer is the gap between the two deliveries,
-        # whatever the base (a PING queued behind frames overstates it)
+        # began: a base round trip after it was sent, or, if the previous frame was still
+        # on its way then (frames in flight; other cameras' frames on a shared link fall
+        # between the two), when that one was through: then the transfer is the gap between
+        # the two deliveries, whatever the base (a PING queued behind frames overstates it)
         delivered_ms = now_ms - node_ms
         start_ms = now_ms - round_trip_ms + base_ms
         last = self._delivered_ms
