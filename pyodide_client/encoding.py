@@ -42,6 +42,10 @@ a thirtieth of that. ``EncodingPolicy`` picks per frame, sans-I/O (every call ta
   ones and no raw probe goes out while the cap holds. Its ``note`` says the goal while the
   quality steps down, or that the lowest quality still makes larger frames, and goes when
   the cap does (a page beside "14.6 KB each" must not claim frames of at most 11.6 KB).
+- ``allow_raw=False`` and ``follow_rate=False`` (a QUIC link's frames): ``auto`` without
+  raw frames or probes, and blind to the measured rate; only a lossy link's cap lowers the
+  quality (docs/benchmarks.md (u4): on QUIC the rate read 1.4-7.8 Mbit/s on links carrying
+  more, and following it paced 50 ms + 1 % to 10 fps; the cap alone drew 27 fps there).
 - ``raw``, ``jpeg`` and ``webp`` pin the encoding at its default quality (an operator's
   ``EDGESIGHT_FRAME_ENCODING``); a node that does not accept the pinned one gets raw frames.
 
@@ -87,6 +91,10 @@ class EncodingSettings:
     max_probe_interval_ms: float = 30000.0
     # a camera frame that waited for a slot this recently: the link holds the camera back
     link_bound_ms: float = 1000.0
+    # auto only, both False on a QUIC link: raw frames (and probes) may go; the quality
+    # and the frame rate follow the measured link rate (a lossy link's cap holds regardless)
+    allow_raw: bool = True
+    follow_rate: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -185,7 +193,12 @@ class EncodingPolicy:
         lets a slow link skip probes that could not succeed."""
         if self._lossy is None or self._is_raw:
             return EncodingPlan(FrameEncoding.RAW, self.quality)
-        if self.is_adaptive and not self._probe_in_flight and self.frame_cap_bytes is None:
+        if (
+            self.is_adaptive
+            and self.settings.allow_raw
+            and not self._probe_in_flight
+            and self.frame_cap_bytes is None
+        ):
             if self._next_probe_ms is None:
                 self._next_probe_ms = now_ms + self._probe_interval_ms
             elif now_ms >= self._next_probe_ms:
@@ -344,7 +357,7 @@ class EncodingPolicy:
         if rate is None:
             return
         interval_ms = 1000.0 / s.target_fps
-        rate_budget = rate * interval_ms * s.frame_share
+        rate_budget = rate * interval_ms * s.frame_share if s.follow_rate else float("inf")
         cap = self.frame_cap_bytes
         budget = rate_budget if cap is None else min(rate_budget, cap)
         is_bound = self.is_link_bound(now_ms)
@@ -391,6 +404,10 @@ class EncodingPolicy:
                 self._raised_ms = now_ms
                 if self.quality + s.quality_step <= self._top_quality + 1e-9:
                     self.quality = round(self.quality + s.quality_step, 3)
+        if cap is not None and not over_cap and self._is_note_lossy:
+            # within the cap now: a note saying otherwise, left from a larger frame, goes
+            note = f"lossy link: frames within {_kb(cap)} KB{self._below_parity()}"
+            self._set_note(note, is_lossy=True)
 
 
 def _kb(size_bytes: int | None) -> str:

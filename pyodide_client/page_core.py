@@ -356,8 +356,10 @@ class PageCore:
         encoding = self.frames.settings
         if transport == QUIC and encoding.mode == "auto":
             # Raw frames stay on WebSockets (docs/benchmarks.md (r): a node's QUIC stack
-            # costs more per 519 KB frame than its inference): compressed on QUIC.
-            encoding = replace(encoding, mode=self.frames.can_encode[0].name.lower())
+            # costs more per 519 KB frame than its inference): compressed on QUIC, at the
+            # default quality but for a lossy link's frame cap (the measured link rate does
+            # not hold on QUIC: followed, it paced 50 ms + 1 % to 10 fps; (u4)).
+            encoding = replace(encoding, allow_raw=False, follow_rate=False)
         return NodeStream(
             max_in_flight=max_in_flight,
             in_flight=in_flight,  # None: K pinned; else adapted to the link (issue 16)

@@ -295,6 +295,22 @@ def test_the_lossy_note_claims_no_frame_size_the_frames_do_not_have() -> None:
     )
 
 
+def test_the_lossy_note_says_when_the_frames_fit_the_cap() -> None:
+    # Seen through the lab: "11.4 KB each ... (lossy link: frames stay above 11.6 KB at
+    # the lowest quality ...)", left from a larger frame before
+    enc = EncodingPolicy(EncodingSettings(), (FrameEncoding.RAW, FrameEncoding.JPEG))
+    enc.set_frame_cap(11_584)
+    now = 0.0
+    for _ in range(20):
+        now += 33.3
+        enc.on_result(FrameEncoding.JPEG, 12_200, 5.0, 2.0, now)
+    assert enc.note.startswith("lossy link: frames stay above 11.6 KB")
+    enc.on_result(FrameEncoding.JPEG, 11_400, 5.0, 2.0, now + 33.3)
+    assert enc.note == (
+        "lossy link: frames within 11.6 KB; quality 0.30, under 0.60: boxes may differ"
+    )
+
+
 def test_the_lossy_note_goes_with_the_cap() -> None:
     enc = EncodingPolicy(EncodingSettings(), (FrameEncoding.RAW, FrameEncoding.JPEG))
     enc.set_frame_cap(11_000)
