@@ -91,9 +91,10 @@ class EncodingSettings:
     max_probe_interval_ms: float = 30000.0
     # a camera frame that waited for a slot this recently: the link holds the camera back
     link_bound_ms: float = 1000.0
-    # auto only, both False on a QUIC link: raw frames (and probes) may go; the quality
-    # and the frame rate follow the measured link rate (a lossy link's cap holds regardless)
-    allow_raw: bool = True
+    # auto only; both False on a QUIC link (page_core):
+    allow_raw: bool = True  # raw frames, and raw probes, may go
+    # the quality and the frame rate follow the measured link rate (a lossy link's frame
+    # cap holds either way)
     follow_rate: bool = True
 
     def __post_init__(self) -> None:
